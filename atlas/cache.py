@@ -1,0 +1,323 @@
+"""The content-addressed render cache: keys, crash-safe entries, validation, reading.
+
+Layout (format 1; docs/architecture.md is the contract with the site builder):
+
+    <cache>/entries/<key[:2]>/<key>/{image.png, attribution.npy, record.json}
+    <cache>/models/<model>.json
+
+Crash safety: every file is first written in full to a temporary name in its final folder and
+fsynced; only when all of an entry's files exist as temporaries are they renamed into place,
+the record last.  A process killed at any moment therefore leaves either the old entry, no
+entry (no record), or temporaries that `clean_stale` removes; a record that disagrees with its
+files (sizes, sha256) marks the entry corrupt, and the pipeline renders it again.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import json
+import os
+import secrets
+import socket
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from atlas.errors import AtlasError
+
+FORMAT = 1
+RECORD = "record.json"
+IMAGE = "image.png"
+ATTRIBUTION = "attribution.npy"
+ENTRY_FILES = (IMAGE, ATTRIBUTION)
+TMP_SUFFIX = ".tmp"
+STALE_AFTER_S = 3600.0  # a temporary this old belongs to no live writer, on any host
+
+
+def canonical_json(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def cache_key(material: Mapping[str, Any]) -> str:
+    """sha256 of the canonical JSON of everything that determines an image."""
+    return hashlib.sha256(canonical_json(dict(material))).hexdigest()
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """(H, W, 3) uint8 -> PNG bytes."""
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) uint8 image, got {image.dtype} {image.shape}")
+    buffer = io.BytesIO()
+    Image.fromarray(image, "RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def encode_npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def file_info(data: bytes) -> dict[str, Any]:
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def safe_name(name: str) -> str:
+    """A model name usable as a file name ("hf-hub:timm/x" -> "hf-hub_timm_x")."""
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+
+
+@dataclass(frozen=True)
+class EntryState:
+    """What a key's folder holds: "missing", "ok", "failed" (a recorded failure) or "corrupt"."""
+
+    status: str
+    reason: str | None = None
+    record: dict[str, Any] | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status in ("ok", "failed")
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - some filesystems refuse directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_temp(path: Path, data: bytes) -> Path:
+    """Write `data` in full to a fresh temporary beside `path`, fsynced; return its path.
+
+    The name carries host and pid so that `clean_stale` can tell a dead writer's leftovers
+    from a live one's (shards on several nodes share one cache).
+    """
+    tmp = path.with_name(f".{path.name}.{_host()}.{os.getpid()}.{secrets.token_hex(4)}{TMP_SUFFIX}")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace `path` with `data`: readers see the old file or the new one, never a part."""
+    tmp = _write_temp(path, data)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _write_error(exc: OSError, path: Path) -> AtlasError:
+    if exc.errno == errno.ENOSPC or exc.errno == errno.EDQUOT:
+        return AtlasError(f"disk full while writing {path}; free some space and rerun (finished entries are kept)")
+    reason = exc.strerror or str(exc)
+    return AtlasError(f"cannot write {path}: {reason}; check the cache folder or pick another with --cache")
+
+
+class Cache:
+    """A cache folder.  Constructing one does no I/O; `ensure_writable` checks the folder."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.entries = self.root / "entries"
+        self.models = self.root / "models"
+
+    def ensure_writable(self) -> None:
+        """Create the folders and write a probe file, so that a bad cache fails before rendering."""
+        try:
+            self.entries.mkdir(parents=True, exist_ok=True)
+            self.models.mkdir(parents=True, exist_ok=True)
+            _write_temp(self.root / "probe", b"ok").unlink()
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise AtlasError(f"disk full: cannot write to the cache {self.root}; free some space and rerun") from exc
+            raise AtlasError(f"cache folder {self.root} is not writable ({reason}); pick another with --cache") from exc
+
+    def entry_dir(self, key: str) -> Path:
+        return self.entries / key[:2] / key
+
+    def check(self, key: str, *, verify: bool = True) -> EntryState:
+        """Validate an entry: its record parses, names this key, and its files match sizes and sha256."""
+        path = self.entry_dir(key) / RECORD
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return EntryState("missing")
+        except OSError as exc:
+            return EntryState("corrupt", f"unreadable record ({exc.strerror})")
+        try:
+            record = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return EntryState("corrupt", "record.json is not valid JSON")
+        if not isinstance(record, dict) or record.get("format") != FORMAT:
+            return EntryState("corrupt", f"record.json is not a format-{FORMAT} record")
+        if record.get("key") != key:
+            return EntryState("corrupt", "record.json names another key")
+        status = record.get("status")
+        if status == "failed":
+            return EntryState("failed", record.get("failure"), record)
+        if status != "ok":
+            return EntryState("corrupt", f"unknown status {status!r}")
+        files = record.get("files")
+        if not isinstance(files, dict):
+            return EntryState("corrupt", "record.json lists no files")
+        for name in ENTRY_FILES:
+            info = files.get(name)
+            if not isinstance(info, dict):
+                return EntryState("corrupt", f"record.json does not list {name}")
+            file = path.parent / name
+            try:
+                size = file.stat().st_size
+            except OSError:
+                return EntryState("corrupt", f"{name} is missing")
+            if size != info.get("bytes"):
+                return EntryState("corrupt", f"{name} has {size} bytes, the record says {info.get('bytes')}")
+            if verify and hashlib.sha256(file.read_bytes()).hexdigest() != info.get("sha256"):
+                return EntryState("corrupt", f"{name} does not match its sha256")
+        return EntryState("ok", None, record)
+
+    def write_entry(self, key: str, files: Mapping[str, bytes], record: Mapping[str, Any]) -> dict[str, Any]:
+        """Store an entry: `files` (name -> bytes; empty for a failure) and its record, written last.
+
+        On any write error every temporary is removed and the folder's previous state is kept;
+        the error comes back as an `AtlasError`.  Returns the record as written (with "files").
+        """
+        folder = self.entry_dir(key)
+        record = dict(record, format=FORMAT, key=key, files={name: file_info(data) for name, data in files.items()})
+        temps: dict[str, Path] = {}
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            for name, data in files.items():
+                temps[name] = _write_temp(folder / name, data)
+            temps[RECORD] = _write_temp(folder / RECORD, json.dumps(record, indent=1, allow_nan=False).encode())
+        except OSError as exc:
+            for tmp in temps.values():
+                tmp.unlink(missing_ok=True)
+            _remove_if_empty(folder)
+            raise _write_error(exc, folder) from exc
+        # Everything is on disk; renames need no space.  The old record goes first, so an
+        # interruption between renames leaves "no entry" rather than new files under an old record.
+        try:
+            (folder / RECORD).unlink(missing_ok=True)
+            for name, tmp in temps.items():
+                if name != RECORD:
+                    os.replace(tmp, folder / name)
+            for stale in set(ENTRY_FILES) - set(files):
+                (folder / stale).unlink(missing_ok=True)  # a failure record replacing an image entry
+            _fsync_dir(folder)
+            os.replace(temps[RECORD], folder / RECORD)
+            _fsync_dir(folder)
+        except OSError as exc:
+            for tmp in temps.values():
+                tmp.unlink(missing_ok=True)
+            raise _write_error(exc, folder) from exc
+        return record
+
+    def write_model(self, name: str, info: Mapping[str, Any]) -> Path:
+        path = self.models / f"{safe_name(name)}.json"
+        try:
+            self.models.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, json.dumps(dict(info), indent=1, allow_nan=False).encode())
+        except OSError as exc:
+            raise _write_error(exc, path) from exc
+        return path
+
+    def read_model(self, name: str) -> dict[str, Any] | None:
+        path = self.models / f"{safe_name(name)}.json"
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def keys(self) -> Iterator[str]:
+        """Keys of every folder under entries/, valid or not."""
+        if not self.entries.is_dir():
+            return
+        for prefix in sorted(self.entries.iterdir()):
+            if prefix.is_dir() and len(prefix.name) == 2:
+                for folder in sorted(prefix.iterdir()):
+                    if folder.is_dir() and folder.name.startswith(prefix.name) and not folder.name.startswith("."):
+                        yield folder.name
+
+    def records(self, *, verify: bool = False) -> Iterator[dict[str, Any]]:
+        """The records of valid entries (ok and failed), in key order."""
+        for key in self.keys():
+            state = self.check(key, verify=verify)
+            if state.done and state.record is not None:
+                yield state.record
+
+    def clean_stale(self, *, max_age_s: float = STALE_AFTER_S, now: float | None = None) -> int:
+        """Remove temporaries left by killed writers; returns how many.
+
+        A temporary is stale when its writer ran on this host and is gone, or when it is older
+        than `max_age_s` (writers on other hosts of a shared cache finish within seconds).
+        """
+        if not self.root.is_dir():
+            return 0
+        now = time.time() if now is None else now
+        host = _host()
+        removed = 0
+        for folder, _dirs, names in os.walk(self.root):
+            for name in names:
+                if not (name.startswith(".") and name.endswith(TMP_SUFFIX)):
+                    continue
+                path = Path(folder) / name
+                parts = name[: -len(TMP_SUFFIX)].rsplit(".", 3)
+                try:
+                    age = now - path.stat().st_mtime
+                except OSError:
+                    continue
+                mine = len(parts) == 4 and parts[1] == host and parts[2].isdigit()
+                if age > max_age_s or (mine and not _alive(int(parts[2]))):
+                    try:
+                        path.unlink()
+                        removed += 1
+                    except OSError:
+                        pass
+        return removed
+
+
+def _host() -> str:
+    return socket.gethostname().replace(".", "_") or "host"
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass

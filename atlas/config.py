@@ -1,0 +1,324 @@
+"""`atlas.toml` -> typed, frozen settings.
+
+Every key is checked: an unknown key or a value of the wrong kind is a one-line `AtlasError`
+naming the key and the file.  Relative paths are resolved against the file's folder, so a
+config means the same thing from any working directory.  Preset field names are checked
+against `atlas.presets.Preset` (torch-free); their values are checked when the preset is built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from atlas.errors import AtlasError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+DEFAULT_FILE = "atlas.toml"
+SCALAR = (str, int, float, bool)
+
+
+@dataclass(frozen=True)
+class PresetChoice:
+    """A named preset, the fields it overrides, and how many seeds each objective gets."""
+
+    name: str = "atlas"
+    seeds: int = 1
+    overrides: tuple[tuple[str, Any], ...] = ()
+
+    def overrides_dict(self) -> dict[str, Any]:
+        return dict(self.overrides)
+
+    def with_overrides(self, **values: Any) -> PresetChoice:
+        merged = dict(self.overrides) | {k: v for k, v in values.items() if v is not None}
+        return dataclasses.replace(self, overrides=tuple(sorted(merged.items())))
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What to render: classes, channels per layer, the preset, and the judges that score it."""
+
+    classes: str = "all"
+    layers: tuple[tuple[str, str], ...] = ()
+    preset: PresetChoice = field(default_factory=PresetChoice)
+    judges: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        layers = ", ".join(f"{name} {spec}" for name, spec in self.layers) or "no layers"
+        return f"classes {self.classes}; channels: {layers}; preset {self.preset.name}"
+
+
+@dataclass(frozen=True)
+class Scoring:
+    crops: int = 16
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Config:
+    source: Path | None = None
+    model: str = "efficientnet_lite0"
+    checkpoint: Path | None = None
+    random_weights: bool = False
+    cache: Path = Path("cache")
+    site: Path = Path("site")
+    device: str = "auto"
+    batch_size: int | None = None  # None: chosen from the device
+    param: str = "maco"
+    full: Selection = field(
+        default_factory=lambda: Selection(
+            classes="all",
+            layers=(
+                ("blocks.3", "all"),
+                ("blocks.4", "all"),
+                ("blocks.5", "all"),
+                ("blocks.6", "all"),
+                ("conv_head", "top:256"),
+            ),
+            preset=PresetChoice("atlas", 1),
+            judges=("efficientnet_lite1", "efficientnet_lite2"),
+        )
+    )
+    cpu: Selection = field(
+        default_factory=lambda: Selection(
+            classes="1,9,130,207,309,340,388,417,430,511,852,954,963,967,980,985",
+            layers=(("conv_head", "top:4"),),
+            preset=PresetChoice("cpu", 1),
+            judges=("efficientnet_lite1",),
+        )
+    )
+    scoring: Scoring = field(default_factory=Scoring)
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read `path`, or `./atlas.toml` when it exists, or else the built-in defaults."""
+    if path is None:
+        if not Path(DEFAULT_FILE).is_file():
+            return Config()
+        path = DEFAULT_FILE
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise AtlasError(f"cannot read config {path}: {exc.strerror or exc}; pass an existing file to --config") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise AtlasError(f"{path}: not valid TOML ({exc})") from exc
+    return parse_config(data, path)
+
+
+def parse_config(data: Mapping[str, Any], path: Path) -> Config:
+    """Check and convert a parsed TOML document; `path` names the file in errors and anchors paths."""
+    reader = _Reader(path)
+    base = Config()
+    top = reader.table(data, "", {
+        "model", "classes", "judges", "cache", "site", "device", "batch_size", "param",
+        "checkpoint", "random_weights", "preset", "layers", "scoring", "cpu",
+    })
+    folder = path.parent
+    checkpoint = reader.optional_str(top, "checkpoint")
+    full = reader.selection(top, "", base.full)
+    cpu = reader.selection(reader.table(top.get("cpu", {}), "cpu", {"classes", "judges", "preset", "layers"}),
+                           "cpu.", base.cpu)
+    scoring_table = reader.table(top.get("scoring", {}), "scoring", {"crops", "seed"})
+    scoring = Scoring(
+        crops=reader.integer(scoring_table, "crops", base.scoring.crops, "scoring.", minimum=1),
+        seed=reader.integer(scoring_table, "seed", base.scoring.seed, "scoring.", minimum=0),
+    )
+    return Config(
+        source=path,
+        model=reader.string(top, "model", base.model),
+        checkpoint=(folder / checkpoint) if checkpoint else None,
+        random_weights=reader.boolean(top, "random_weights", False),
+        cache=folder / reader.string(top, "cache", str(base.cache)),
+        site=folder / reader.string(top, "site", str(base.site)),
+        device=reader.string(top, "device", base.device),
+        batch_size=reader.batch_size(top),
+        param=reader.choice(top, "param", base.param, ("maco", "fourier")),
+        full=full,
+        cpu=cpu,
+        scoring=scoring,
+    )
+
+
+def parse_batch_size(value: str | int) -> int | None:
+    """`"auto"` -> None (chosen from the device), else a positive integer."""
+    if value == "auto" or value is None:
+        return None
+    try:
+        size = int(value)
+    except (TypeError, ValueError):
+        size = 0
+    if isinstance(value, bool) or size < 1:
+        raise AtlasError(f"batch size must be a positive integer or 'auto', got {value!r}")
+    return size
+
+
+def preset_fields() -> set[str] | None:
+    """Names of the fields a preset override may set; None while the engine is absent."""
+    try:
+        from atlas.presets import Preset
+    except ImportError:  # pragma: no cover - the engine is part of the package
+        return None
+    return {f.name for f in dataclasses.fields(Preset)} - {"name"}
+
+
+class _Reader:
+    """Typed access to TOML tables with errors that name the key and the file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, key: str, problem: str) -> AtlasError:
+        return AtlasError(f"{self.path}: key '{key}' {problem}")
+
+    def table(self, value: Any, name: str, allowed: set[str]) -> Mapping[str, Any]:
+        if not isinstance(value, Mapping):
+            raise self.fail(name, f"must be a table, got {type(value).__name__}")
+        prefix = f"{name}." if name else ""
+        for key in value:
+            if key not in allowed:
+                raise self.fail(prefix + key, f"is unknown (known: {', '.join(sorted(allowed))})")
+        return value
+
+    def string(self, table: Mapping[str, Any], key: str, default: str, prefix: str = "") -> str:
+        value = table.get(key, default)
+        if not isinstance(value, str) or not value:
+            raise self.fail(prefix + key, f"must be a non-empty string, got {value!r}")
+        return value
+
+    def optional_str(self, table: Mapping[str, Any], key: str) -> str | None:
+        return self.string(table, key, "") if key in table else None
+
+    def boolean(self, table: Mapping[str, Any], key: str, default: bool, prefix: str = "") -> bool:
+        value = table.get(key, default)
+        if not isinstance(value, bool):
+            raise self.fail(prefix + key, f"must be true or false, got {value!r}")
+        return value
+
+    def integer(self, table: Mapping[str, Any], key: str, default: int, prefix: str = "",
+                minimum: int = 0) -> int:
+        value = table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise self.fail(prefix + key, f"must be an integer >= {minimum}, got {value!r}")
+        return value
+
+    def choice(self, table: Mapping[str, Any], key: str, default: str, options: tuple[str, ...]) -> str:
+        value = self.string(table, key, default)
+        if value not in options:
+            raise self.fail(key, f"must be one of {', '.join(options)}, got {value!r}")
+        return value
+
+    def batch_size(self, table: Mapping[str, Any]) -> int | None:
+        value = table.get("batch_size", "auto")
+        try:
+            return parse_batch_size(value)
+        except AtlasError:
+            raise self.fail("batch_size", f"must be a positive integer or \"auto\", got {value!r}") from None
+
+    def classes(self, table: Mapping[str, Any], prefix: str, default: str) -> str:
+        value = table.get("classes", default)
+        if isinstance(value, list):
+            if not all(isinstance(v, (int, str)) and not isinstance(v, bool) for v in value):
+                raise self.fail(prefix + "classes", f"must list class indices or WordNet ids, got {value!r}")
+            value = ",".join(str(v) for v in value)
+        if not isinstance(value, (str, int)) or isinstance(value, bool) or value == "":
+            raise self.fail(prefix + "classes", f"must be a class spec like \"all\" or \"0-99\", got {value!r}")
+        return str(value)
+
+    def judges(self, table: Mapping[str, Any], prefix: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        value = table.get("judges", list(default))
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise self.fail(prefix + "judges", f"must be a list of model names, got {value!r}")
+        return tuple(value)
+
+    def layers(self, table: Mapping[str, Any], prefix: str,
+               default: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+        if "layers" not in table:
+            return default
+        value = table["layers"]
+        if not isinstance(value, Mapping):
+            raise self.fail(prefix + "layers", "must be a table of layer = \"channel spec\"")
+        layers = []
+        for name, spec in _flatten(value):
+            if isinstance(spec, int) and not isinstance(spec, bool):
+                spec = str(spec)
+            if not isinstance(spec, str) or not spec:
+                raise self.fail(f"{prefix}layers.{name}", f"must be a channel spec like \"all\", \"0-31\" or \"top:64\", got {spec!r}")
+            layers.append((name, spec))
+        return tuple(layers)
+
+    def preset(self, table: Mapping[str, Any], prefix: str, default: PresetChoice) -> PresetChoice:
+        if "preset" not in table:
+            return default
+        value = table["preset"]
+        if isinstance(value, str):  # `preset = "xplique"` is a shorthand for [preset] name = ...
+            value = {"name": value}
+        if not isinstance(value, Mapping):
+            raise self.fail(prefix + "preset", "must be a preset name or a table")
+        known = preset_fields()
+        overrides = []
+        for key, item in value.items():
+            if key in ("name", "seeds"):
+                continue
+            if known is not None and key not in known:
+                raise self.fail(f"{prefix}preset.{key}", f"is not a preset field (known: {', '.join(sorted(known))})")
+            if not isinstance(item, SCALAR) and not (isinstance(item, list) and all(isinstance(v, SCALAR) for v in item)):
+                raise self.fail(f"{prefix}preset.{key}", f"must be a number, string or boolean, got {item!r}")
+            overrides.append((key, tuple(item) if isinstance(item, list) else item))
+        return PresetChoice(
+            name=self.string(value, "name", default.name, prefix + "preset."),
+            seeds=self.integer(value, "seeds", default.seeds, prefix + "preset.", minimum=1),
+            overrides=tuple(sorted(overrides)),
+        )
+
+    def selection(self, table: Mapping[str, Any], prefix: str, default: Selection) -> Selection:
+        return Selection(
+            classes=self.classes(table, prefix, default.classes),
+            layers=self.layers(table, prefix, default.layers),
+            preset=self.preset(table, prefix, default.preset),
+            judges=self.judges(table, prefix, default.judges),
+        )
+
+
+def _flatten(table: Mapping[str, Any], prefix: str = ""):
+    """`blocks.3 = "x"` written without quotes is a nested table in TOML; undo that."""
+    for key, value in table.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            yield from _flatten(value, name + ".")
+        else:
+            yield name, value
+
+
+def override(selection: Selection, *, classes: str | None = None,
+             layers: tuple[tuple[str, str], ...] | None = None, preset: str | None = None,
+             seeds: int | None = None, judges: tuple[str, ...] | None = None,
+             **preset_overrides: Any) -> Selection:
+    """Replace single keys of a selection (command-line flags); None leaves a key as it is.
+
+    Choosing another preset drops the file's overrides, which were written for the old one.
+    """
+    choice = selection.preset
+    if preset is not None and preset != choice.name:
+        choice = PresetChoice(name=preset, seeds=choice.seeds)
+    if seeds is not None:
+        if seeds < 1:
+            raise AtlasError(f"--seeds must be at least 1, got {seeds}")
+        choice = dataclasses.replace(choice, seeds=seeds)
+    choice = choice.with_overrides(**preset_overrides)
+    return Selection(
+        classes=selection.classes if classes is None else classes,
+        layers=selection.layers if layers is None else layers,
+        preset=choice,
+        judges=selection.judges if judges is None else judges,
+    )

@@ -1,0 +1,213 @@
+"""Class and channel specs -> the job list; deterministic seeds; sharding across processes.
+
+A job is one image: a target (a class logit or a layer channel) and a seed index.  The list is
+built in one canonical order from the configuration alone, so every shard of a run computes the
+same list and takes every N-th job of it; seeds come from a hash of the target and seed index,
+never from a job's position.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+from atlas.errors import AtlasError
+
+WNID = re.compile(r"^n\d{8}$")
+LOGITS = "logits"  # the group of class-logit jobs: they all read the model's output
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one image maximises: a class logit (`layer` None) or a channel of a layer."""
+
+    kind: str  # "class" or "channel"
+    index: int  # class index, or channel index
+    layer: str | None = None
+
+    @property
+    def id(self) -> str:
+        return f"class:{self.index}" if self.kind == "class" else f"channel:{self.layer}:{self.index}"
+
+    @property
+    def group(self) -> str:
+        """Jobs of one group read the same layer and are rendered together."""
+        return LOGITS if self.kind == "class" else str(self.layer)
+
+
+@dataclass(frozen=True)
+class Job:
+    target: Target
+    seed_index: int
+    seed: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.target.id}#{self.seed_index}"
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard `index` of `count` (0-based); `source` says where it came from, for messages."""
+
+    index: int = 0
+    count: int = 1
+    source: str = "default"
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+def derive_seed(target_id: str, seed_index: int, attempt: int = 0) -> int:
+    """A 31-bit seed from a hash: the same for a job in any order, shard, or run.
+
+    `attempt` > 0 gives the seed of a retry after a non-finite loss.
+    """
+    text = f"{target_id}|{seed_index}" + (f"|retry{attempt}" if attempt else "")
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big") & 0x7FFFFFFF
+
+
+def _ranges(spec: str, what: str, limit: int) -> Iterator[int]:
+    """Yield the numbers of a spec like "0-9,17,20-22", checking each against [0, limit)."""
+    for part in spec.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        match = re.fullmatch(r"(\d+)\s*-\s*(\d+)|(\d+)", part)
+        if match is None:
+            raise AtlasError(f"bad {what} spec {part!r} in {spec!r}: use ranges and lists like 0-99 or 1,207,967")
+        low, high = (int(match[1]), int(match[2])) if match[3] is None else (int(match[3]),) * 2
+        if low > high:
+            raise AtlasError(f"bad {what} range {part!r}: the start is after the end")
+        if high >= limit:
+            raise AtlasError(f"{what} {high} is out of range: valid are 0-{limit - 1}")
+        yield from range(low, high + 1)
+
+
+def parse_classes(spec: str, num_classes: int, wnids: Mapping[str, int] | None = None) -> list[int]:
+    """Class indices of a spec: "all", "none", ranges and lists, WordNet ids (sorted, unique)."""
+    text = spec.strip().lower()
+    if text == "all":
+        return list(range(num_classes))
+    if text in ("none", ""):
+        return []
+    indices: set[int] = set()
+    numeric = []
+    for part in text.split(","):
+        part = part.strip()
+        if WNID.match(part):
+            if wnids is None or part not in wnids:
+                raise AtlasError(f"unknown class {part!r}: not a WordNet id of this model's classes")
+            indices.add(wnids[part])
+        else:
+            numeric.append(part)
+    indices.update(_ranges(",".join(numeric), "class", num_classes))
+    return sorted(indices)
+
+
+def parse_channels(spec: str, layer: str, channels: int, ranking: Sequence[int] | None = None) -> list[int]:
+    """Channel indices of a spec: "all", ranges and lists, or "top:N" (the N first of `ranking`).
+
+    `ranking` orders the layer's channels by importance (the pipeline passes the classifier
+    weights' column norms for the layer feeding the classifier); without it "top:N" is an error.
+    """
+    text = spec.strip().lower()
+    if text == "all":
+        return list(range(channels))
+    if text in ("none", ""):
+        return []
+    if text.startswith("top:"):
+        try:
+            count = int(text[4:])
+        except ValueError:
+            count = 0
+        if count < 1:
+            raise AtlasError(f"bad channel spec {spec!r} for layer {layer}: use top:N with N >= 1")
+        if ranking is None:
+            raise AtlasError(
+                f"layer {layer}: top:N ranks channels by the classifier weights, so it works only for "
+                f"the layer that feeds the classifier; use a range like 0-{min(count, channels) - 1}"
+            )
+        if count > channels:
+            raise AtlasError(f"layer {layer}: top:{count} asks for more channels than it has ({channels})")
+        return sorted(int(c) for c in ranking[:count])
+    return sorted(set(_ranges(text, f"layer {layer} channel", channels)))
+
+
+def parse_layers_arg(values: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """Command-line layers: `blocks.3=0-31 conv_head=top:64`; nothing or `none` means no layers."""
+    layers = []
+    for value in values:
+        if value.strip().lower() == "none":
+            continue
+        name, sep, spec = value.partition("=")
+        if not sep or not name.strip() or not spec.strip():
+            raise AtlasError(f"bad --layers item {value!r}: write LAYER=SPEC, like blocks.3=0-31 or conv_head=top:64")
+        layers.append((name.strip(), spec.strip()))
+    return tuple(layers)
+
+
+def build_jobs(classes: Iterable[int], channels: Mapping[str, Sequence[int]], seeds: int) -> list[Job]:
+    """The canonical job list: classes, then each layer's channels in config order; seeds inner."""
+    targets = [Target("class", i) for i in classes]
+    targets += [Target("channel", c, layer) for layer, chans in channels.items() for c in chans]
+    return [Job(t, s, derive_seed(t.id, s)) for t in targets for s in range(seeds)]
+
+
+def select_shard(jobs: Sequence[Job], shard: Shard) -> list[Job]:
+    """Every `count`-th job from `index`: disjoint shards that cover the list, balanced across
+    layers (channel jobs of deep layers cost more than class jobs)."""
+    return list(jobs[shard.index :: shard.count])
+
+
+def parse_shard(text: str) -> Shard:
+    """`I/N` with 0 <= I < N."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if match is None:
+        raise AtlasError(f"bad --shard {text!r}: write I/N with 0 <= I < N, like 0/4")
+    return _checked(int(match[1]), int(match[2]), "--shard")
+
+
+def _checked(index: int, count: int, source: str) -> Shard:
+    if count < 1 or not 0 <= index < count:
+        raise AtlasError(f"bad shard {index}/{count} from {source}: need 0 <= index < count")
+    return Shard(index, count, source)
+
+
+def shard_from_env(environ: Mapping[str, str] | None = None) -> Shard:
+    """The shard a launcher assigned: torchrun's RANK/WORLD_SIZE, or a SLURM job array.
+
+    SLURM array ids need not start at 0 (`--array=1-8`), hence the SLURM_ARRAY_TASK_MIN offset
+    and the step of `--array=0-14:2`.
+    """
+    env = os.environ if environ is None else environ
+    try:
+        if "WORLD_SIZE" in env and "RANK" in env:
+            return _checked(int(env["RANK"]), int(env["WORLD_SIZE"]), "RANK/WORLD_SIZE")
+        if "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
+            step = int(env.get("SLURM_ARRAY_TASK_STEP", "1") or 1)
+            offset = int(env.get("SLURM_ARRAY_TASK_MIN", "0") or 0)
+            index = (int(env["SLURM_ARRAY_TASK_ID"]) - offset) // max(step, 1)
+            return _checked(index, int(env["SLURM_ARRAY_TASK_COUNT"]), "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT")
+    except ValueError as exc:
+        raise AtlasError(f"bad shard environment variable: {exc}; unset it or pass --shard I/N") from None
+    return Shard()
+
+
+def local_device(device: str, environ: Mapping[str, str] | None = None) -> str:
+    """Under torchrun each process on a node takes the GPU cuda:LOCAL_RANK."""
+    env = os.environ if environ is None else environ
+    if device in ("auto", "cuda") and "LOCAL_RANK" in env:
+        return f"cuda:{int(env['LOCAL_RANK'])}"
+    return device
+
+
+def batches(jobs: Sequence[Job], size: int) -> list[list[Job]]:
+    """Jobs of one group (one layer, or all logits) in chunks of at most `size`, in list order."""
+    groups: dict[str, list[Job]] = {}
+    for job in jobs:
+        groups.setdefault(job.target.group, []).append(job)
+    return [chunk[i : i + size] for chunk in groups.values() for i in range(0, len(chunk), size)]
