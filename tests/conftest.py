@@ -1,0 +1,39 @@
+"""Shared fixtures: models are loaded once per session, since loading and hashing cost seconds."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+# Tests share two cores with the rest of the machine; determinism matters more than speed here.
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def lite0():
+    from atlas.models import load_model
+
+    return load_model("efficientnet_lite0")
+
+
+@pytest.fixture(scope="session")
+def lite1():
+    from atlas.models import load_model
+
+    return load_model("efficientnet_lite1")
+
+
+@pytest.fixture(scope="session")
+def lite2():
+    from atlas.models import load_model
+
+    return load_model("efficientnet_lite2")
+
+
+@pytest.fixture(scope="session")
+def tiny_resnet():
+    from atlas.models import load_model
+
+    return load_model("test_resnet", random_weights=True)

