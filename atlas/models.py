@@ -287,3 +287,11 @@ def data_transform(loaded: LoadedModel):
     """timm's evaluation transform (PIL image -> normalised tensor) for this model."""
     config = timm.data.resolve_model_data_config(loaded.module)
     return timm.data.create_transform(**config)
+
+
+def pooled_features(loaded: LoadedModel, x: torch.Tensor) -> torch.Tensor:
+    """(B, D) pooled pre-logits features of model-normalised inputs: the model's own feature space."""
+    module = loaded.module
+    if hasattr(module, "forward_head"):
+        return module.forward_head(module.forward_features(x), pre_logits=True).flatten(1)
+    return module(x).flatten(1)  # a plain module: its output is the best feature space it has
