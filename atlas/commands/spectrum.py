@@ -1,0 +1,36 @@
+"""`atlas spectrum DIR -o FILE`: a MACO magnitude spectrum from a folder of images."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "compute a magnitude spectrum from a folder of images"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("folder", help="folder of images (jpg, png, ...; subfolders are searched too)")
+    parser.add_argument("-o", "--output", required=True, help="the .npy file to write (3, N, N//2+1)")
+    parser.add_argument("--size", type=int, default=512, help="side N the images are resized and cropped to (512)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from atlas.errors import AtlasError
+    from atlas.spectrum import compute_spectrum, spectrum_sha256
+
+    if args.size < 16:
+        raise AtlasError(f"--size {args.size} is too small: use at least 16 (512 matches the default spectrum)")
+    output = Path(args.output)
+    if output.suffix != ".npy":
+        raise AtlasError(f"--output {output} must end in .npy")
+    spectrum = compute_spectrum(args.folder, size=args.size, progress=not args.quiet)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(output.name + ".partial")
+    with open(partial, "wb") as handle:
+        np.save(handle, spectrum)
+    partial.replace(output)
+    print(f"wrote {output}: shape {spectrum.shape}, sha256 {spectrum_sha256(output)}")
+    return 0

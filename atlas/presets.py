@@ -1,0 +1,110 @@
+"""Render presets: the optimisation settings of a MACO run, as plain data.
+
+`horama` and `xplique` reproduce the defaults of the authors' two codes (see
+shared/docs/maco.md); `atlas` is our default for a GPU and `cpu` a budget that a
+2-core laptop finishes in minutes. No torch here: configs and caches read presets too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from atlas.errors import AtlasError
+
+# xplique's schedule: the mean crop side falls linearly from 0.5 to 0.05 of the canvas.
+XPLIQUE_ANNEAL = (0.5, 0.05)
+INITS = ("normal",)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """How to optimise one image.
+
+    crop sides are fractions of the canvas: U[crop_min, crop_max) unless `crop_anneal`
+    is set, in which case sides are N(mean_t, 0.05) with mean_t going linearly from
+    crop_anneal[0] to crop_anneal[1] over the steps (True means xplique's (0.5, 0.05)),
+    clamped to [crop_min, crop_max]. `noise` is sigma of the Gaussian + uniform noise
+    added to the crops in the model's input space.
+    """
+
+    name: str
+    canvas: int
+    steps: int
+    crops: int
+    crop_min: float
+    crop_max: float
+    crop_anneal: bool | tuple[float, float] = False
+    noise: float = 0.05
+    lr: float = 1.0
+    init: str = "normal"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.crop_anneal, list):
+            object.__setattr__(self, "crop_anneal", tuple(self.crop_anneal))
+        problems = []
+        if not isinstance(self.canvas, int) or self.canvas < 16:
+            problems.append(f"canvas must be an integer of at least 16 pixels, not {self.canvas!r}")
+        if not isinstance(self.steps, int) or self.steps < 1:
+            problems.append(f"steps must be a positive integer, not {self.steps!r}")
+        if not isinstance(self.crops, int) or self.crops < 1:
+            problems.append(f"crops must be a positive integer, not {self.crops!r}")
+        if not 0 < self.crop_min <= self.crop_max <= 1:
+            problems.append(f"need 0 < crop_min <= crop_max <= 1, got {self.crop_min!r} and {self.crop_max!r}")
+        anneal = self.crop_anneal
+        if not isinstance(anneal, bool) and not (
+            isinstance(anneal, tuple) and len(anneal) == 2 and all(0 < float(v) <= 1 for v in anneal)
+        ):
+            problems.append(f"crop_anneal must be true/false or two fractions (start, end), not {anneal!r}")
+        if self.noise < 0:
+            problems.append(f"noise must be >= 0, not {self.noise!r}")
+        if self.lr <= 0:
+            problems.append(f"lr must be > 0, not {self.lr!r}")
+        if self.init not in INITS:
+            problems.append(f"init must be one of {', '.join(INITS)}, not {self.init!r}")
+        if problems:
+            raise AtlasError(f"preset {self.name!r}: " + "; ".join(problems))
+
+    @property
+    def anneal_schedule(self) -> tuple[float, float] | None:
+        """(start, end) mean crop side when annealed, else None."""
+        if self.crop_anneal is True:
+            return XPLIQUE_ANNEAL
+        if self.crop_anneal is False:
+            return None
+        return (float(self.crop_anneal[0]), float(self.crop_anneal[1]))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready values (cache keys and records are built from this)."""
+        data = dataclasses.asdict(self)
+        if isinstance(self.crop_anneal, tuple):
+            data["crop_anneal"] = list(self.crop_anneal)
+        return data
+
+
+PRESETS: dict[str, Preset] = {
+    # horama 0.3.0's defaults, crop sides as intended ([0.20, 0.25), not the code's [0.25, 0.30)).
+    "horama": Preset("horama", canvas=1280, steps=1000, crops=6, crop_min=0.20, crop_max=0.25, noise=0.05),
+    # xplique 2.0.2's defaults: sides annealed from 0.5 to 0.05 of the canvas.
+    "xplique": Preset(
+        "xplique", canvas=512, steps=256, crops=32, crop_min=0.05, crop_max=1.0, crop_anneal=True, noise=0.08
+    ),
+    # The atlas default on a GPU.
+    "atlas": Preset("atlas", canvas=512, steps=256, crops=16, crop_min=0.25, crop_max=0.6, noise=0.05),
+    # A 2-core CPU budget (`make atlas`).
+    "cpu": Preset("cpu", canvas=256, steps=64, crops=4, crop_min=0.4, crop_max=0.8, noise=0.05),
+}
+
+
+def get_preset(name: str, **overrides: Any) -> Preset:
+    """The named preset with some fields replaced, e.g. get_preset("atlas", steps=64)."""
+    if name not in PRESETS:
+        raise AtlasError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+    fields = {f.name for f in dataclasses.fields(Preset)} - {"name"}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise AtlasError(
+            f"unknown preset setting {unknown[0]!r}: the settings are {', '.join(sorted(fields))}"
+        )
+    return dataclasses.replace(PRESETS[name], **overrides)
