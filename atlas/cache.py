@@ -206,7 +206,7 @@ class Cache:
         the error comes back as an `AtlasError`.  Returns the record as written (with "files").
         """
         folder = self.entry_dir(key)
-        record = dict(record, format=FORMAT, key=key, files={name: file_info(data) for name, data in files.items()})
+        record = {"format": FORMAT, "key": key, **record, "files": {name: file_info(data) for name, data in files.items()}}
         temps: dict[str, Path] = {}
         try:
             folder.mkdir(parents=True, exist_ok=True)

@@ -11,12 +11,14 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from atlas.errors import AtlasError
 
 WNID = re.compile(r"^n\d{8}$")
+T = TypeVar("T")
 LOGITS = "logits"  # the group of class-logit jobs: they all read the model's output
 
 
@@ -205,9 +207,9 @@ def local_device(device: str, environ: Mapping[str, str] | None = None) -> str:
     return device
 
 
-def batches(jobs: Sequence[Job], size: int) -> list[list[Job]]:
-    """Jobs of one group (one layer, or all logits) in chunks of at most `size`, in list order."""
-    groups: dict[str, list[Job]] = {}
-    for job in jobs:
-        groups.setdefault(job.target.group, []).append(job)
+def batches(items: Sequence[T], size: int, key: Callable[[T], str] = lambda job: job.target.group) -> list[list[T]]:
+    """Items of one group (one layer, or all logits) in chunks of at most `size`, in list order."""
+    groups: dict[str, list[T]] = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
     return [chunk[i : i + size] for chunk in groups.values() for i in range(0, len(chunk), size)]

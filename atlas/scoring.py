@@ -1,0 +1,121 @@
+"""Scores of rendered images: each model's top-5 on random crops at the optimisation scale.
+
+The generating model scores its own images (does the image still excite the class under new
+crops?), and judges, other ImageNet models, measure transferability as in the MACO paper.
+Every model sees the same crops: boxes drawn from a seeded generator that depend only on the
+seed and the canvas, not on which images share a batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from atlas.models import LoadedModel
+
+TOP = 5
+
+
+@dataclass(frozen=True)
+class Judge:
+    """A model that scores images; `role` is "generator" or "judge"."""
+
+    loaded: LoadedModel
+    role: str
+
+
+def crop_boxes(canvas: int, crops: int, seed: int, crop_min: float, crop_max: float) -> list[tuple[int, int, int]]:
+    """(top, left, side) of `crops` square boxes inside the canvas.
+
+    Sides are U[crop_min, crop_max) of the canvas, centres 0.5 + 0.15 N(0, 1) (as the renderer
+    draws them), clamped so that a box stays inside.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    sides = crop_min + (crop_max - crop_min) * torch.rand(crops, generator=generator)
+    centres = 0.5 + 0.15 * torch.randn(crops, 2, generator=generator)
+    boxes = []
+    for side_fraction, (cy, cx) in zip(sides.tolist(), centres.tolist(), strict=True):
+        side = max(2, min(canvas, round(side_fraction * canvas)))
+        top = min(max(round(cy * canvas - side / 2), 0), canvas - side)
+        left = min(max(round(cx * canvas - side / 2), 0), canvas - side)
+        boxes.append((top, left, side))
+    return boxes
+
+
+def resize_crops(images: torch.Tensor, boxes: Sequence[tuple[int, int, int]], size: int) -> torch.Tensor:
+    """(K, 3, S, S) -> (K * n, 3, size, size), image-major."""
+    out = [
+        F.interpolate(images[:, :, top : top + s, left : left + s], size=(size, size), mode="bicubic",
+                      antialias=True, align_corners=False)
+        for top, left, s in boxes
+    ]
+    return torch.stack(out, dim=1).flatten(0, 1).clamp_(0, 1)
+
+
+def _model_input(crops: torch.Tensor, judge: LoadedModel, value_range: tuple[float, float] | None) -> torch.Tensor:
+    """[0, 1] pixels -> what the model reads: the renderer's value range, or the model's mean/std."""
+    if value_range is not None:
+        low, high = value_range
+        return crops * (high - low) + low
+    mean = torch.tensor(judge.mean, device=crops.device).view(1, 3, 1, 1)
+    std = torch.tensor(judge.std, device=crops.device).view(1, 3, 1, 1)
+    return (crops - mean) / std
+
+
+@torch.no_grad()
+def _probabilities(judge: LoadedModel, crops: torch.Tensor, value_range: tuple[float, float] | None,
+                   chunk: int) -> torch.Tensor:
+    device = next(judge.module.parameters()).device
+    out = []
+    for start in range(0, crops.shape[0], chunk):
+        x = _model_input(crops[start : start + chunk].to(device), judge, value_range)
+        out.append(judge.module(x).float().softmax(dim=-1).cpu())
+    return torch.cat(out)
+
+
+def score_images(
+    images: torch.Tensor,
+    judges: Sequence[Judge],
+    targets: Sequence[int | None],
+    *,
+    crops: int = 16,
+    seed: int = 0,
+    crop_min: float = 0.2,
+    crop_max: float = 0.25,
+    value_range: tuple[float, float] | None = None,
+    chunk: int = 64,
+) -> list[dict[str, Any]]:
+    """One "scores" dict per image (the record's format): per model the top-5 of the
+    crop-averaged probabilities, and for class targets how often the target is top-1/top-5."""
+    count, _, canvas, _ = images.shape
+    boxes = crop_boxes(canvas, crops, seed, crop_min, crop_max)
+    results: list[dict[str, Any]] = [
+        {"crops": crops, "crop_seed": seed, "crop_scale": [crop_min, crop_max], "models": []} for _ in range(count)
+    ]
+    for judge in judges:
+        size = judge.loaded.input_size
+        probs = _probabilities(judge.loaded, resize_crops(images.float().cpu(), boxes, size), value_range, chunk)
+        probs = probs.view(count, crops, -1)
+        mean = probs.mean(dim=1)
+        top = mean.topk(min(TOP, mean.shape[1]), dim=1)
+        per_crop_top = probs.topk(min(TOP, probs.shape[2]), dim=2).indices  # (K, n, 5)
+        for k, target in enumerate(targets):
+            entry: dict[str, Any] = {
+                "name": judge.loaded.name,
+                "role": judge.role,
+                "top5": [{"index": int(i), "prob": round(float(p), 6)}
+                         for i, p in zip(top.indices[k], top.values[k], strict=True)],
+                "target_prob": None,
+                "target_top1_rate": None,
+                "target_top5_rate": None,
+            }
+            if target is not None and 0 <= target < mean.shape[1]:
+                entry["target_prob"] = round(float(mean[k, target]), 6)
+                entry["target_top1_rate"] = float((per_crop_top[k, :, 0] == target).float().mean())
+                entry["target_top5_rate"] = float((per_crop_top[k] == target).any(dim=1).float().mean())
+            results[k]["models"].append(entry)
+    return results

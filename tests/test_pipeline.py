@@ -1,0 +1,287 @@
+"""The render pipeline in-process on test_resnet (random weights) at a tiny preset."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from atlas import cache as cache_module
+from atlas import pipeline
+from atlas.cache import ATTRIBUTION, IMAGE, RECORD, Cache
+from atlas.config import load_config, override
+from atlas.errors import AtlasError
+from atlas.jobs import Shard, derive_seed
+
+TINY = """
+model = "test_resnet"
+random_weights = true
+classes = "{classes}"
+judges = {judges}
+cache = "cache"
+batch_size = 3
+[preset]
+name = "cpu"
+canvas = 32
+steps = 2
+crops = 1
+[layers]
+{layers}
+[scoring]
+crops = 3
+"""
+
+
+def make_request(tmp_path: Path, *, classes: str = "0-2", layers: str = 'layer4 = "top:2"',
+                 judges: str = '["test_efficientnet"]', **changes) -> pipeline.RenderRequest:
+    path = tmp_path / "atlas.toml"
+    path.write_text(TINY.format(classes=classes, layers=layers, judges=judges))
+    config = load_config(path)
+    selection = override(config.full, **changes.pop("selection", {}))
+    return pipeline.RenderRequest(config=config, selection=selection, device="cpu", cpu_subset=False,
+                                  batch_size=config.batch_size, **changes)
+
+
+def records(cache_dir: Path) -> dict[str, dict]:
+    return {r["key"]: r for r in Cache(cache_dir).records(verify=True)}
+
+
+def tree(cache_dir: Path) -> dict[str, tuple[int, bytes]]:
+    return {str(p.relative_to(cache_dir)): (p.stat().st_mtime_ns, p.read_bytes())
+            for p in sorted(cache_dir.rglob("*")) if p.is_file()}
+
+
+def test_small_render_writes_complete_entries_and_a_second_run_renders_nothing(tmp_path):
+    request = make_request(tmp_path)
+    lines: list[str] = []
+    first = pipeline.run(request, report=lines.append)
+    assert (first.total, first.rendered, first.reused, first.failed) == (5, 5, 0, 0)
+    cache_dir = tmp_path / "cache"
+    found = records(cache_dir)
+    assert sorted(found) == sorted(first.keys)
+    ids = sorted(r["objective"]["id"] for r in found.values())
+    assert sorted(i for i in ids if i.startswith("class:")) == ["class:0", "class:1", "class:2"]
+    assert len([i for i in ids if i.startswith("channel:layer4:")]) == 2
+    for key, record in found.items():
+        folder = Cache(cache_dir).entry_dir(key)
+        assert sorted(p.name for p in folder.iterdir()) == [ATTRIBUTION, IMAGE, RECORD]
+        image = Image.open(folder / IMAGE)
+        assert image.mode == "RGB" and image.size == (32, 32)
+        attribution = np.load(folder / ATTRIBUTION)
+        assert attribution.dtype == np.float32 and attribution.shape == (32, 32) and attribution.max() > 0
+        for field in ("format", "key", "status", "failure", "objective", "model", "preset", "param", "seed",
+                      "seed_index", "spectrum_sha256", "engine_version", "objective_value", "timing", "scores",
+                      "files"):
+            assert field in record, field
+        assert record["status"] == "ok" and record["failure"] is None
+        assert record["model"]["name"] == "test_resnet" and record["model"]["input_size"] == 160
+        assert record["preset"]["canvas"] == 32 and record["preset"]["steps"] == 2
+        assert record["seed"] == derive_seed(record["objective"]["id"], record["seed_index"])
+        assert np.isfinite(record["objective_value"])
+        assert record["timing"]["batch_size"] in (1, 2, 3) and record["timing"]["device"] == "cpu"
+        models = record["scores"]["models"]
+        assert [m["name"] for m in models] == ["test_resnet", "test_efficientnet"]
+        assert all(len(m["top5"]) == 5 for m in models)
+        objective = record["objective"]
+        if objective["kind"] == "class":
+            assert objective["description"].startswith(f"test_resnet · class {objective['class_index']} · ")
+            assert all(0 <= m["target_top1_rate"] <= m["target_top5_rate"] <= 1 for m in models)
+        else:
+            assert objective["layer"] == "layer4" and objective["class_index"] is None
+            assert all(m["target_top1_rate"] is None and m["target_top5_rate"] is None for m in models)
+    info = json.loads((cache_dir / "models" / "test_resnet.json").read_text())
+    assert info["num_classes"] == 1000 and info["classes"][0]["wnid"] == "n01440764"
+    assert len(info["nearest_classes"]) == 1000 and len(info["nearest_classes"]["0"]) == 8
+    assert all(j != 0 for j, _ in info["nearest_classes"]["0"])
+    assert {layer["name"] for layer in info["layers"]} >= {"layer2", "layer4"}
+    assert len(info["channel_top_classes"]["layer4"]) == 96
+    assert info["hardware"] and info["code_version"].startswith("atlas ")
+
+    before = tree(cache_dir)
+    second = pipeline.run(request, report=lines.append)
+    assert (second.rendered, second.reused, second.failed) == (0, 5, 0)
+    assert tree(cache_dir) == before
+
+
+def test_top_channels_are_those_with_the_largest_classifier_weight_norm(tmp_path):
+    request = make_request(tmp_path, classes="none")
+    from atlas.models import classifier_weights, load_model
+
+    norms = classifier_weights(load_model("test_resnet", random_weights=True)).norm(dim=0)
+    expected = sorted(norms.argsort(descending=True)[:2].tolist())
+    summary = pipeline.run(request, report=lambda _: None)
+    channels = sorted(r["objective"]["channel"] for r in records(tmp_path / "cache").values())
+    assert summary.total == 2 and channels == expected
+
+
+def test_changed_settings_make_new_keys_and_shards_make_the_same_keys(tmp_path):
+    base = pipeline.run(make_request(tmp_path, classes="0", layers=""), report=lambda _: None)
+    more_steps = pipeline.run(make_request(tmp_path, classes="0", layers="", selection={"steps": 3}),
+                              report=lambda _: None)
+    assert more_steps.rendered == 1 and set(more_steps.keys).isdisjoint(base.keys)
+    shard = pipeline.run(make_request(tmp_path, classes="0-1", layers="", shard=Shard(0, 2)), report=lambda _: None)
+    assert shard.keys == base.keys and shard.reused == 1 and shard.rendered == 0
+
+
+def test_corrupt_entries_are_reported_and_rendered_again(tmp_path):
+    request = make_request(tmp_path, classes="0-3", layers="")
+    pipeline.run(request, report=lambda _: None)
+    cache = Cache(tmp_path / "cache")
+    keys = sorted(records(tmp_path / "cache"))
+    (cache.entry_dir(keys[0]) / RECORD).write_text('{"format": 1, "ke')  # truncated record
+    (cache.entry_dir(keys[1]) / IMAGE).write_bytes(b"")  # truncated image
+    (cache.entry_dir(keys[2]) / ATTRIBUTION).unlink()  # missing file
+    untouched = tree(cache.entry_dir(keys[3]))
+    lines: list[str] = []
+    summary = pipeline.run(request, report=lines.append)
+    assert (summary.corrupt, summary.rendered, summary.reused) == (3, 3, 1)
+    assert sum("corrupt cache entry" in line for line in lines) == 3
+    assert sorted(records(tmp_path / "cache")) == keys
+    assert tree(cache.entry_dir(keys[3])) == untouched
+
+
+def test_stale_temporaries_are_cleaned_up(tmp_path):
+    request = make_request(tmp_path, classes="0", layers="")
+    pipeline.run(request, report=lambda _: None)
+    stale = next((tmp_path / "cache" / "entries").rglob(RECORD)).with_name(".image.png.otherhost.1.abcd.tmp")
+    stale.write_bytes(b"partial")
+    os.utime(stale, (0, 0))
+    lines: list[str] = []
+    pipeline.run(request, report=lines.append)
+    assert not stale.exists() and any("stale" in line for line in lines)
+
+
+def _nan_for(monkeypatch, bad_ids: set[str], attempts: int) -> list[list[int]]:
+    """Make the engine report a non-finite value for `bad_ids` on their first `attempts` renders."""
+    real = pipeline._engine()[2].render
+    seen: dict[str, int] = {}
+    calls: list[list[int]] = []
+
+    def render(loaded, objectives, preset, seeds, **kwargs):
+        result = real(loaded, objectives, preset, seeds, **kwargs)
+        calls.append(list(seeds))
+        for k, objective in enumerate(objectives):
+            if objective.id in bad_ids:
+                seen[objective.id] = seen.get(objective.id, 0) + 1
+                if seen[objective.id] <= attempts:
+                    result.values[k] = float("nan")
+                    result.finite[k] = False
+        return result
+
+    monkeypatch.setattr(pipeline._engine()[2], "render", render)
+    return calls
+
+
+def test_non_finite_loss_is_retried_once_with_a_derived_seed(tmp_path, monkeypatch):
+    calls = _nan_for(monkeypatch, {"class:1"}, attempts=1)
+    summary = pipeline.run(make_request(tmp_path, classes="0-2", layers=""), report=lambda _: None)
+    assert (summary.rendered, summary.failed, summary.retried) == (3, 0, 1)
+    record = next(r for r in records(tmp_path / "cache").values() if r["objective"]["id"] == "class:1")
+    assert record["status"] == "ok" and record["seed"] == derive_seed("class:1", 0, attempt=1)
+    assert record["retry"]["first_seed"] == derive_seed("class:1", 0)
+    assert calls[-1] == [derive_seed("class:1", 0, attempt=1)]
+
+
+def test_twice_non_finite_is_recorded_as_failed_and_the_run_goes_on(tmp_path, monkeypatch):
+    _nan_for(monkeypatch, {"class:1"}, attempts=2)
+    request = make_request(tmp_path, classes="0-2", layers="")
+    summary = pipeline.run(request, report=lambda _: None)
+    assert (summary.rendered, summary.failed) == (2, 1)
+    failed = [r for r in records(tmp_path / "cache").values() if r["status"] == "failed"]
+    assert len(failed) == 1 and failed[0]["objective"]["id"] == "class:1"
+    assert "non-finite" in failed[0]["failure"] and failed[0]["objective_value"] is None
+    folder = Cache(tmp_path / "cache").entry_dir(failed[0]["key"])
+    assert sorted(p.name for p in folder.iterdir()) == [RECORD]
+    again = pipeline.run(request, report=lambda _: None)  # a recorded failure is not rendered again...
+    assert (again.rendered, again.failed_before) == (0, 1)
+    monkeypatch.undo()
+    retried = pipeline.run(pipeline.RenderRequest(**{**request.__dict__, "retry_failed": True}), report=lambda _: None)
+    assert retried.rendered == 1  # ...unless asked
+    assert all(r["status"] == "ok" for r in records(tmp_path / "cache").values())
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"classes": "n99999999"}, "unknown class"),
+        ({"classes": "0-1000"}, "class 1000 is out of range"),
+        ({"layers": 'nolayer = "0"'}, "has no layer 'nolayer'"),
+        ({"layers": 'layer4 = "96"'}, "layer layer4 channel 96 is out of range"),
+        ({"layers": 'layer2 = "top:3"'}, "feeds the classifier"),
+        ({"judges": '["not_a_model_x"]'}, "unknown model"),
+    ],
+)
+def test_bad_input_is_one_line_error_and_the_cache_is_untouched(tmp_path, changes, message):
+    pipeline.run(make_request(tmp_path, classes="0", layers=""), report=lambda _: None)
+    before = tree(tmp_path / "cache")
+    with pytest.raises(AtlasError, match=message) as info:
+        pipeline.run(make_request(tmp_path, **changes), report=lambda _: None)
+    assert "\n" not in str(info.value)
+    assert tree(tmp_path / "cache") == before
+
+
+def test_unknown_model_and_unwritable_cache(tmp_path):
+    request = make_request(tmp_path)
+    bad_model = pipeline.RenderRequest(**{**request.__dict__, "config": request.config.__class__(
+        **{**request.config.__dict__, "model": "resnet_nope"})})
+    with pytest.raises(AtlasError, match="unknown model"):
+        pipeline.run(bad_model, report=lambda _: None)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    unwritable = pipeline.RenderRequest(**{**request.__dict__, "config": request.config.__class__(
+        **{**request.config.__dict__, "cache": blocker / "cache"})})
+    with pytest.raises(AtlasError, match="not writable"):
+        pipeline.run(unwritable, report=lambda _: None)
+
+
+def test_full_disk_mid_run_keeps_finished_entries_and_leaves_no_partial_one(tmp_path, monkeypatch):
+    request = make_request(tmp_path, classes="0-1", layers="")
+    pipeline.run(request, report=lambda _: None)
+    before = tree(tmp_path / "cache")
+    real = cache_module._write_temp
+    writes = {"n": 0}
+
+    def write(path, data):
+        writes["n"] += 1
+        if writes["n"] == 5:  # the second new entry's attribution (image, attribution, record each)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(path, data)
+
+    monkeypatch.setattr(cache_module, "_write_temp", write)
+    bigger = make_request(tmp_path, classes="0-4", layers="")
+    with pytest.raises(AtlasError, match="disk full") as info:
+        pipeline.run(bigger, report=lambda _: None)
+    assert "\n" not in str(info.value)
+    after = tree(tmp_path / "cache")
+    assert {k: v for k, v in after.items() if k in before} == before
+    found = records(tmp_path / "cache")
+    assert len(found) == 3  # the two old entries and the one finished before the disk filled up
+    for folder in (tmp_path / "cache" / "entries").glob("*/*"):
+        assert (folder / RECORD).exists(), f"partial entry {folder}"
+    assert not [p for p in (tmp_path / "cache").rglob("*.tmp")]
+
+
+def test_device_resolution(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pipeline.resolve_device("auto") == "cpu"
+    with pytest.raises(AtlasError, match="--device cpu"):
+        pipeline.resolve_device("cuda")
+    with pytest.raises(AtlasError, match="unknown device"):
+        pipeline.resolve_device("tpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_auto_batch_size_on_cuda_fills_memory():
+    from atlas.models import load_model
+    from atlas.presets import get_preset
+
+    loaded = load_model("test_resnet", random_weights=True, device="cuda")
+    size = pipeline.auto_batch_size(loaded, get_preset("cpu", canvas=64, steps=2), None, "cuda", "maco")
+    assert 1 <= size <= pipeline.MAX_AUTO_BATCH

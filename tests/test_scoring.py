@@ -1,0 +1,67 @@
+"""Scores: seeded crops at the optimisation scale, crop-averaged top-5, target hit rates."""
+
+from __future__ import annotations
+
+import torch
+
+from atlas.models import LoadedModel
+from atlas.scoring import Judge, crop_boxes, score_images
+
+
+class MeanColour(torch.nn.Module):
+    """Logits = 10 x mean of each channel, then 7 constant classes: class 0 is "red", 1 "green"..."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(10.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        colour = x.mean(dim=(2, 3)) * self.scale
+        return torch.cat([colour, torch.zeros(x.shape[0], 7)], dim=1)
+
+
+def colour_model(name: str, size: int = 16) -> LoadedModel:
+    return LoadedModel(name, MeanColour().eval(), (0.5,) * 3, (0.5,) * 3, size, 10, "0" * 64, "test")
+
+
+def solid(rgb: tuple[float, float, float], canvas: int = 40) -> torch.Tensor:
+    return torch.tensor(rgb).view(3, 1, 1).expand(3, canvas, canvas).clone()
+
+
+def test_boxes_are_seeded_inside_the_canvas_and_at_the_crop_scale():
+    boxes = crop_boxes(200, 50, seed=3, crop_min=0.2, crop_max=0.25)
+    assert boxes == crop_boxes(200, 50, seed=3, crop_min=0.2, crop_max=0.25)
+    assert boxes != crop_boxes(200, 50, seed=4, crop_min=0.2, crop_max=0.25)
+    for top, left, side in boxes:
+        assert 40 <= side <= 50
+        assert 0 <= top <= 200 - side and 0 <= left <= 200 - side
+    assert len({(top, left) for top, left, _ in boxes}) > 40
+
+
+def test_scores_name_every_model_and_count_target_hits():
+    images = torch.stack([solid((1, 0, 0)), solid((0, 1, 0)), solid((0, 0, 1))])
+    judges = [Judge(colour_model("gen"), "generator"), Judge(colour_model("judge", size=24), "judge")]
+    scores = score_images(images, judges, [0, 0, None], crops=4, seed=1, crop_min=0.2, crop_max=0.3)
+    assert len(scores) == 3
+    for score in scores:
+        assert score["crops"] == 4 and score["crop_seed"] == 1
+        assert [m["name"] for m in score["models"]] == ["gen", "judge"]
+        assert [m["role"] for m in score["models"]] == ["generator", "judge"]
+        for model in score["models"]:
+            assert len(model["top5"]) == 5
+            probs = [t["prob"] for t in model["top5"]]
+            assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
+    red, green, blue = (s["models"][0] for s in scores)
+    assert red["top5"][0]["index"] == 0 and red["target_top1_rate"] == 1.0 and red["target_top5_rate"] == 1.0
+    assert green["top5"][0]["index"] == 1 and green["target_top1_rate"] == 0.0
+    # normalised, the green image's red channel is -1: logit -10, below the seven constant classes
+    assert green["target_top5_rate"] == 0.0
+    assert blue["target_top1_rate"] is None and blue["target_top5_rate"] is None and blue["target_prob"] is None
+
+
+def test_value_range_changes_what_the_model_reads():
+    image = solid((0.6, 0.5, 0.5)).unsqueeze(0)
+    judge = [Judge(colour_model("gen"), "generator")]
+    normalised = score_images(image, judge, [0], crops=2)[0]["models"][0]["target_prob"]
+    wide = score_images(image, judge, [0], crops=2, value_range=(-2.5, 2.5))[0]["models"][0]["target_prob"]
+    assert wide > normalised
