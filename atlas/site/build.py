@@ -1,0 +1,89 @@
+"""`build()`: render cache -> static site, told as a story (after mkdocs).
+
+Read the cache, gather every page first so that all pages see the same data, derive the
+images that are missing, render and write the files that changed, remove what no longer
+belongs, then check the result. Neither torch nor timm is imported anywhere on this path.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from atlas.errors import AtlasError
+from atlas.site.check import Budget, SiteReport, check_site
+from atlas.site.gather import Site, gather
+from atlas.site.images import derive_all
+from atlas.site.records import read_cache
+from atlas.site.write import render_site, write_changed
+
+# A folder holding this file was built by atlas, so stale files in it may be removed.
+MARKER = "data/manifest.json"
+
+
+@dataclass
+class BuildReport:
+    out: Path
+    model: str
+    pages: int
+    written: list[str] = field(default_factory=list)  # site paths whose content changed
+    images_written: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)  # cache entries not shown, by reason
+    problems: list[str] = field(default_factory=list)  # invalid cache entries, one line each
+    check: SiteReport | None = None
+
+
+def build(cache: Path, out: Path, *, model: str | None = None, png: bool = True, workers: int | None = None,
+          budget: Budget = Budget(), progress: Callable[[str], None] | None = None) -> BuildReport:
+    """Build (or update) the static site for `model` from `cache` into `out`, then check it.
+
+    `png=False` leaves out the full-size PNG downloads (the biggest part of a large site).
+    Raises AtlasError when the cache cannot be read or the built site fails its checks.
+    """
+    cache, out = Path(cache), Path(out)
+    say = progress or (lambda _msg: None)
+    _check_out(out)
+
+    contents = read_cache(cache, model)
+    site: Site = gather(contents, with_png=png)
+    say(f"{contents.model.name}: {len(site.pages)} pages, {len(site.renders)} renders")
+
+    images = derive_all(site.renders, out, workers=workers, progress=say)
+    files = render_site(site)
+    written = write_changed(out, files)
+
+    keep = set(files) | {f for r in site.renders if r.media for f in r.media.files}
+    removed = _remove_stale(out, keep)
+    say(f"wrote {len(written)} files and {len(images)} images, removed {len(removed)}")
+
+    report = BuildReport(out=out, model=contents.model.name, pages=len(site.pages), written=written,
+                         images_written=images, removed=removed, skipped=contents.skipped,
+                         problems=list(contents.problems))
+    report.check = check_site(out, budget)
+    return report
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise AtlasError(f"{out} is a file; pass --out with a folder for the site")
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
+        raise AtlasError(f"{out} is not empty and holds no atlas site ({MARKER}); pass --out with an empty or new folder")
+
+
+def _remove_stale(out: Path, keep: set[str]) -> list[str]:
+    """Delete files under `out` that this build did not produce, and folders left empty."""
+    removed = []
+    for path in sorted(out.rglob("*"), reverse=True):
+        rel = path.relative_to(out).as_posix()
+        if rel == ".git" or rel.startswith(".git/"):
+            continue  # someone's repository inside the site folder is not ours to clean
+        if path.is_symlink() or path.is_file():
+            if rel not in keep:
+                path.unlink()
+                removed.append(rel)
+        elif path.is_dir() and not any(path.iterdir()):
+            os.rmdir(path)
+    return sorted(removed)

@@ -1,0 +1,163 @@
+"""Checks on a built site: every link resolves to a file in it, and it fits its size budget.
+
+Links are every href/src/srcset in the HTML, plus every path the search index (which the
+grids are drawn from) points at. Only relative links to files are allowed: the site must
+work from file:// and from a GitHub Pages project subpath, and request nothing from elsewhere.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import posixpath
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from atlas.errors import AtlasError
+from atlas.site.documents import SEARCH_INDEX_GLOBAL, SEARCH_INDEX_PATH
+
+MAX_PAGE_BYTES = 30 * 1024
+MAX_SITE_BYTES = 300 * 1024 * 1024
+MAX_FILE_BYTES = 50 * 1024 * 1024
+# Attributes holding a URL; data-plain/data-overlay are the two sources of a togglable image.
+LINK_ATTRIBUTE = re.compile(
+    r"""\s(href|src|srcset|poster|data-plain|data-overlay)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class Budget:
+    page_bytes: int = MAX_PAGE_BYTES
+    site_bytes: int = MAX_SITE_BYTES
+    file_bytes: int = MAX_FILE_BYTES
+
+
+@dataclass
+class SiteReport:
+    files: int = 0
+    total_bytes: int = 0
+    largest_page: tuple[str, int] = ("", 0)
+    largest_file: tuple[str, int] = ("", 0)
+    links: int = 0
+    bytes_by_kind: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+def page_links(text: str) -> list[str]:
+    """Every URL in the attributes of an HTML page (srcset split into its URLs)."""
+    links = []
+    for m in LINK_ATTRIBUTE.finditer(text):
+        name, value = m.group(1).lower(), html.unescape(next(g for g in m.groups()[1:] if g is not None))
+        if name == "srcset":
+            links += [part.strip().split(" ")[0] for part in value.split(",") if part.strip()]
+        else:
+            links.append(value)
+    return links
+
+
+def _kind(rel: str) -> str:
+    if rel.endswith(".html"):
+        return "html"
+    if rel.endswith(".png"):
+        return "png downloads"
+    if rel.endswith(".webp"):
+        return "webp"
+    return "data, scripts and styles"
+
+
+def inspect_site(site: Path, budget: Budget = Budget()) -> SiteReport:
+    """Measure `site` and list every broken link and budget overrun (raises nothing)."""
+    site = Path(site)
+    report = SiteReport()
+    if not (site / "index.html").is_file():
+        report.problems.append(f"{site} has no index.html")
+        return report
+    paths = sorted(site.rglob("*"))
+    files = {p.relative_to(site).as_posix() for p in paths if p.is_file() and not p.is_symlink()}
+    for path in paths:
+        rel = path.relative_to(site).as_posix()
+        if path.is_symlink():
+            report.problems.append(f"{rel} is a symlink (GitHub Pages and downloads need real files)")
+            continue
+        if not path.is_file():
+            continue
+        size = path.stat().st_size
+        report.files += 1
+        report.total_bytes += size
+        report.bytes_by_kind[_kind(rel)] = report.bytes_by_kind.get(_kind(rel), 0) + size
+        if size > report.largest_file[1]:
+            report.largest_file = (rel, size)
+        if size > budget.file_bytes:
+            report.problems.append(f"{rel} is {size / 2**20:.1f} MB, over the {budget.file_bytes / 2**20:.0f} MB limit per file")
+        if rel.endswith(".html"):
+            if size > report.largest_page[1]:
+                report.largest_page = (rel, size)
+            if size > budget.page_bytes:
+                report.problems.append(f"{rel} is {size / 1024:.1f} KB, over the {budget.page_bytes / 1024:.0f} KB limit per page")
+            for link in page_links(path.read_text(encoding="utf-8")):
+                report.links += 1
+                problem = _resolve(files, rel, link)
+                if problem:
+                    report.problems.append(f"{rel}: {problem}")
+    if report.total_bytes > budget.site_bytes:
+        kinds = ", ".join(f"{k} {v / 2**20:.0f} MB" for k, v in sorted(report.bytes_by_kind.items(), key=lambda kv: -kv[1]))
+        report.problems.append(
+            f"the site is {report.total_bytes / 2**20:.0f} MB, over the {budget.site_bytes / 2**20:.0f} MB budget ({kinds}); "
+            "build with --no-png to leave out the full-size PNG downloads"
+        )
+    for link in _index_links(site, report):
+        report.links += 1
+        problem = _resolve(files, "index.html", link)
+        if problem:
+            report.problems.append(f"{SEARCH_INDEX_PATH}: {problem}")
+    return report
+
+
+def _index_links(site: Path, report: SiteReport) -> list[str]:
+    path = site / SEARCH_INDEX_PATH
+    prefix = f"window.{SEARCH_INDEX_GLOBAL} = "
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+        if not (text.startswith(prefix) and text.endswith(";")):
+            raise ValueError(f"does not start with {prefix!r}")
+        index = json.loads(text[len(prefix) : -1])
+    except (OSError, ValueError) as exc:
+        report.problems.append(f"{SEARCH_INDEX_PATH} is unreadable ({exc})")
+        return []
+    links = []
+    for unit in [*index["classes"], *(c for layer in index["layers"] for c in layer["channels"])]:
+        links += [unit["page"]] + [unit[k] for k in ("thumb", "thumb_overlay") if unit[k]]
+    links += [layer["page"] for layer in index["layers"]]
+    return links
+
+
+def _resolve(files: set[str], page: str, link: str) -> str | None:
+    """None when `link`, on the page at site path `page`, names one of `files`; else what is wrong."""
+    parts = urlsplit(link)
+    if parts.scheme or parts.netloc:
+        return f"{link!r} points outside the site (only relative links are allowed)"
+    if not parts.path:
+        return None  # "#fragment": a link within the page
+    if parts.path.startswith("/"):
+        return f"{link!r} is root-relative, which breaks under file:// and a project subpath"
+    if parts.path.endswith("/"):
+        return f"{link!r} names a folder; link the .html file (file:// shows no index pages)"
+    target = posixpath.normpath(posixpath.join(posixpath.dirname(page), unquote(parts.path)))
+    if target == ".." or target.startswith("../"):
+        return f"{link!r} leaves the site folder"
+    if target not in files:
+        return f"{link!r} does not exist"
+    return None
+
+
+def check_site(site: Path, budget: Budget = Budget()) -> SiteReport:
+    """`inspect_site`, raising an AtlasError that lists the problems when there are any."""
+    report = inspect_site(site, budget)
+    if report.problems:
+        shown = "; ".join(report.problems[:5])
+        more = f" (and {len(report.problems) - 5} more)" if len(report.problems) > 5 else ""
+        raise AtlasError(f"site check failed for {site}: {shown}{more}")
+    return report

@@ -1,0 +1,155 @@
+"""The site's JSON: the manifest, the index (also as a <script> for search and grids), one per unit.
+
+Paths inside are relative to the site root. The search index is a script that sets a
+global, not a fetched file, so that it works from file:// where fetch() is not allowed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from atlas import __version__
+from atlas.site.gather import ChannelPage, ClassPage, Render, Site, UnitPage
+
+SITE_FORMAT = 1
+SEARCH_INDEX_PATH = "data/search-index.js"
+SEARCH_INDEX_GLOBAL = "ATLAS_INDEX"
+
+
+def to_json(value: Any) -> bytes:
+    return (json.dumps(value, ensure_ascii=False, indent=1) + "\n").encode("utf-8")
+
+
+def script_json(value: Any) -> str:
+    """JSON safe inside a <script> element: `<`, `>` and `&` as \\u escapes, so that text
+    such as `</script>` or `<!--` cannot end or change the element; U+2028/9 for old parsers."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(ch, esc)
+    return text
+
+
+def _tile(page: UnitPage) -> dict[str, Any]:
+    main = page.main
+    return {
+        "page": page.path,
+        "status": page.status,
+        "thumb": main.media.thumb if main and main.media else None,
+        "thumb_overlay": main.media.thumb_overlay if main and main.media else None,
+        "thumb_size": list(main.media.thumb_size) if main and main.media else None,
+    }
+
+
+def index_document(site: Site) -> dict[str, Any]:
+    """Every class and channel with its page, status and thumbnails: the data behind search and grids."""
+    return {
+        "format": SITE_FORMAT,
+        "model": site.model.name,
+        "classes": [
+            {"index": c.index, "name": c.name, "synonyms": list(c.info.synonyms), "wnid": c.info.wnid, **_tile(c)}
+            for c in site.classes
+        ],
+        "layers": [
+            {
+                "name": layer.name,
+                "slug": layer.slug,
+                "page": layer.path,
+                "channels": [{"channel": ch.channel, "label": ch.label, **_tile(ch)} for ch in layer.channels],
+            }
+            for layer in site.layers
+        ],
+    }
+
+
+def search_index_script(index: dict[str, Any]) -> bytes:
+    return f"window.{SEARCH_INDEX_GLOBAL} = {script_json(index)};\n".encode()
+
+
+def render_document(render: Render) -> dict[str, Any]:
+    rec = render.entry.record
+    media = render.media
+    return {
+        "key": render.entry.key,
+        "status": render.status,
+        "failure": render.failure,
+        "seed": render.seed,
+        "seed_index": render.entry.seed_index,
+        "objective": rec["objective"],
+        "images": None if media is None else {
+            "thumb": media.thumb, "thumb_overlay": media.thumb_overlay,
+            "detail": media.detail, "detail_overlay": media.detail_overlay, "png": media.png,
+            "thumb_size": list(media.thumb_size), "detail_size": list(media.detail_size),
+            "full_size": list(media.full_size),
+        },
+        "predictions": [
+            {"model": p.model, "role": p.role, "target_top1_rate": p.top1_rate, "target_top5_rate": p.top5_rate,
+             "top5": [{"index": g.page.index, "name": g.page.name, "prob": g.prob, "page": g.page.path}
+                      for g in p.guesses]}
+            for p in render.predictions
+        ],
+        "preset": rec.get("preset"),
+        "param": rec.get("param"),
+        "spectrum_sha256": rec.get("spectrum_sha256"),
+        "engine_version": rec.get("engine_version"),
+        "objective_value": rec.get("objective_value"),
+        "timing": rec.get("timing"),
+        "scores": rec.get("scores"),
+        "files": rec.get("files"),
+    }
+
+
+def unit_document(site: Site, page: UnitPage) -> dict[str, Any]:
+    doc: dict[str, Any] = {"format": SITE_FORMAT, "model": site.model.name, "page": page.path, "status": page.status}
+    if isinstance(page, ClassPage):
+        assert page.info is not None
+        doc.update(kind="class", index=page.index, name=page.name, synonyms=list(page.info.synonyms), wnid=page.info.wnid)
+        related_key = "nearest_classes"
+    else:
+        assert isinstance(page, ChannelPage) and page.layer is not None
+        doc.update(kind="channel", layer=page.layer.name, channel=page.channel, label=page.label)
+        related_key = "top_classes"
+    doc["renders"] = [render_document(r) for r in page.renders]
+    doc[related_key] = [{"index": r.page.index, "name": r.page.name, "score": r.score, "page": r.page.path}
+                        for r in page.related]
+    return doc
+
+
+def manifest_document(site: Site) -> dict[str, Any]:
+    """Everything needed to reproduce the atlas: model, weights, parameters, and every render's key material."""
+    model = site.model
+    s = site.summary
+    return {
+        "format": SITE_FORMAT,
+        "generator": f"atlas {__version__}",
+        "model": {
+            "name": model.name, "weights_sha256": model.weights_sha256, "weights_source": model.weights_source,
+            "num_classes": model.num_classes, "layers": [la.info.__dict__ for la in site.layers if la.info],
+        },
+        "code_version": model.code_version,
+        "hardware": model.hardware,
+        "spectrum_sha256": model.spectrum_sha256,
+        "presets": site.presets,
+        "params": list(s.params),
+        "engine_versions": list(s.engine_versions),
+        "devices": list(s.devices),
+        "updated": s.updated,
+        "counts": {
+            "classes": s.classes, "classes_rendered": s.classes_rendered, "classes_failed": s.classes_failed,
+            "channels_rendered": s.channels_rendered, "channels_failed": s.channels_failed,
+            "renders": s.renders, "extra_seeds": s.extra_seeds, "render_seconds": s.render_seconds,
+        },
+        "skipped_entries": site.contents.skipped,
+        "png_downloads": site.with_png,
+        "renders": [
+            {
+                "key": r.entry.key, "objective": r.entry.record["objective"]["id"], "status": r.status,
+                "failure": r.failure, "seed": r.seed, "seed_index": r.entry.seed_index,
+                "preset": r.entry.record.get("preset"), "param": r.entry.record.get("param"),
+                "spectrum_sha256": r.entry.record.get("spectrum_sha256"),
+                "engine_version": r.entry.record.get("engine_version"),
+                "finished": r.entry.finished, "files": r.entry.record.get("files"),
+            }
+            for r in site.renders
+        ],
+    }

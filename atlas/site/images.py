@@ -1,0 +1,102 @@
+"""Image derivatives: WebP thumbnails and detail images, plain and overlay, plus the PNG download.
+
+Each entry's files live in a folder named by a hash of its sources (see `Media`), so a
+folder that is complete is up to date and is skipped: rebuilding after a few more renders
+touches only the new entries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from atlas.display import attribution_alpha, composite_on_white, display_image
+from atlas.errors import AtlasError
+from atlas.site.gather import Media, Render
+from atlas.site.records import Entry
+
+THUMB_QUALITY = 80
+DETAIL_QUALITY = 82
+
+
+def derive_all(renders: Iterable[Render], out: Path, *, workers: int | None = None,
+               progress: Callable[[str], None] | None = None) -> list[str]:
+    """Write the missing media of every rendered entry under `out`; returns the site paths written."""
+    todo = [r for r in renders if r.media is not None and not all((out / f).is_file() for f in r.media.files)]
+    if not todo:
+        return []
+    if progress:
+        progress(f"deriving images for {len(todo)} renders")
+    # Pillow releases the GIL while decoding, resizing and encoding, so threads scale.
+    workers = workers or min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        written = list(pool.map(lambda r: derive(r.entry, r.media, out), todo))
+    return [path for paths in written for path in paths]
+
+
+def derive(entry: Entry, media: Media, out: Path) -> list[str]:
+    """Write `media`'s files for `entry`; returns the site paths written."""
+    image_bytes = _verified(entry.image_path, entry.image_sha256)
+    attribution_bytes = _verified(entry.attribution_path, entry.attribution_sha256)
+    with Image.open(io.BytesIO(image_bytes)) as im:
+        rgb = np.asarray(im.convert("RGB"))
+    attribution = np.load(io.BytesIO(attribution_bytes), allow_pickle=False)
+    try:
+        alpha = attribution_alpha(attribution)
+        if alpha.shape != rgb.shape[:2]:
+            raise AtlasError(f"attribution {alpha.shape} and image {rgb.shape[:2]} differ in size")
+        plain = Image.fromarray(display_image(rgb))
+        a8 = np.round(alpha * 255.0).astype(np.uint8)
+        overlay = Image.fromarray(composite_on_white(np.concatenate([np.asarray(plain), a8[..., None]], -1)))
+    except AtlasError as exc:
+        raise AtlasError(f"cache entry {entry.folder}: {exc}; delete the entry and re-render it") from exc
+    files = {
+        media.thumb: _webp(plain, media.thumb_size, THUMB_QUALITY),
+        media.thumb_overlay: _webp(overlay, media.thumb_size, THUMB_QUALITY),
+        media.detail: _webp(plain, media.detail_size, DETAIL_QUALITY),
+        media.detail_overlay: _webp(overlay, media.detail_size, DETAIL_QUALITY),
+    }
+    if media.png:
+        files[media.png] = image_bytes
+    # The PNG first, the thumbnails last: a folder is complete only once all are in place.
+    for path in sorted(files, key=lambda p: p != media.png):
+        write_atomic(out / path, files[path])
+    return sorted(files)
+
+
+def _verified(path: Path, sha256: str | None) -> bytes:
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise AtlasError(f"{path} does not match the sha256 in its record: delete the entry and re-render it")
+    return data
+
+
+def _webp(image: Image.Image, size: tuple[int, int], quality: int) -> bytes:
+    if image.size != size:
+        image = image.resize(size, Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    image.save(buf, "WEBP", quality=quality, method=4)
+    return buf.getvalue()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary name in the same folder, then rename into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def copy_atomic(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)

