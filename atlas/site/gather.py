@@ -172,6 +172,9 @@ class Render:
             ("engine version", _text(rec.get("engine_version"))),
             ("cache key", self.entry.key[:16]),
         ]
+        retry = rec.get("retry")
+        if isinstance(retry, dict):
+            rows.append(("retried", f"first seed {retry.get('first_seed')}: {retry.get('reason')}"))
         return rows
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from atlas.cache import safe_name
 from atlas.errors import AtlasError
 
 CACHE_FORMAT = 1
@@ -90,9 +91,17 @@ class CacheContents:
     problems: tuple[str, ...]  # one line per skipped invalid entry
 
 
-def list_models(cache: Path) -> list[str]:
+def list_models(cache: Path) -> dict[str, Path]:
+    """Model name -> its metadata file (`models/<safe name>.json`)."""
     folder = Path(cache) / "models"
-    return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+    found = {}
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            name = str(json.loads(path.read_text(encoding="utf-8"))["name"])
+        except (OSError, ValueError, KeyError, TypeError):
+            name = path.stem  # read_model says what is wrong with it, if it is picked
+        found[name] = path
+    return found
 
 
 def read_cache(cache: Path, model: str | None = None) -> CacheContents:
@@ -100,7 +109,7 @@ def read_cache(cache: Path, model: str | None = None) -> CacheContents:
     cache = Path(cache)
     if not cache.is_dir():
         raise AtlasError(f"cache folder {cache} does not exist: run `atlas render` first or pass --cache DIR")
-    info = read_model(cache, _pick_model(cache, model))
+    info = read_model(_pick_model(cache, model))
     entries: list[Entry] = []
     skipped: Counter[str] = Counter()
     problems: list[str] = []
@@ -126,26 +135,28 @@ def read_cache(cache: Path, model: str | None = None) -> CacheContents:
     return CacheContents(info, tuple(entries), dict(skipped), tuple(problems))
 
 
-def _pick_model(cache: Path, model: str | None) -> str:
-    names = list_models(cache)
+def _pick_model(cache: Path, model: str | None) -> Path:
+    models = list_models(cache)
     if model is not None:
-        if model not in names:
-            listed = ", ".join(names) or "none"
-            raise AtlasError(f"model {model!r} has no models/{model}.json in {cache} (found: {listed}); pick one with --model")
-        return model
-    if not names:
+        for name, path in models.items():
+            if model in (name, path.stem) or path.stem == safe_name(model):
+                return path
+        listed = ", ".join(models) or "none"
+        raise AtlasError(f"the cache {cache} has no metadata for model {model!r} (found: {listed}); pick one with --model")
+    if not models:
         raise AtlasError(f"{cache} holds no models/*.json: run `atlas render` into it first")
-    if len(names) > 1:
-        raise AtlasError(f"{cache} holds several models ({', '.join(names)}): pick one with --model NAME")
-    return names[0]
+    if len(models) > 1:
+        raise AtlasError(f"{cache} holds several models ({', '.join(models)}): pick one with --model NAME")
+    return next(iter(models.values()))
 
 
-def read_model(cache: Path, name: str) -> ModelInfo:
-    path = Path(cache) / "models" / f"{name}.json"
+def read_model(path: Path) -> ModelInfo:
+    """`models/<name>.json`, checked enough that every page can rely on it."""
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
         classes = tuple(
-            ClassInfo(int(c["index"]), str(c["wnid"]), str(c["name"]), tuple(str(s) for s in c["synonyms"]))
+            ClassInfo(int(c["index"]), str(c.get("wnid") or ""), str(c["name"]),
+                      tuple(str(s) for s in c.get("synonyms") or ()))
             for c in raw["classes"]
         )
         if [c.index for c in classes] != list(range(len(classes))):

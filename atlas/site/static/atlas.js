@@ -188,7 +188,7 @@
   function why(u, q, num) {
     if (u.kind !== "class") return u.layer;
     if (num !== null) return "index " + u.index;
-    if (u.wnid.toLowerCase().indexOf(q) === 0) return u.wnid;
+    if (u.wnid && u.wnid.toLowerCase().indexOf(q) === 0) return u.wnid;
     if (u.name.toLowerCase().indexOf(q) >= 0) return u.synonyms.slice(1).join(", ");
     for (var i = 0; i < u.synonyms.length; i++) {
       if (u.synonyms[i].toLowerCase().indexOf(q) >= 0) return "also: " + u.synonyms[i];

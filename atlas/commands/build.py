@@ -1,0 +1,41 @@
+"""`atlas build`: the static site from the render cache; checks its own output. Never imports torch."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "build the static site from the cache"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, metavar="FILE", help="settings file for the default folders (default: ./atlas.toml)")
+    parser.add_argument("--cache", type=Path, metavar="DIR", help="render cache to read (default from the config: cache)")
+    parser.add_argument("--out", type=Path, metavar="DIR", help="site folder to write (default from the config: site)")
+    parser.add_argument("--model", metavar="NAME", help="which model's atlas, when the cache holds several")
+    parser.add_argument("--no-png", action="store_true",
+                        help="leave out the full-size PNG downloads (the largest part of a big site)")
+    parser.add_argument("--workers", type=int, metavar="N", help="threads for image derivatives (default: CPU count, at most 8)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from atlas.config import load_config
+    from atlas.site.build import build
+
+    config = load_config(args.config)
+    cache = args.cache if args.cache is not None else config.cache
+    out = args.out if args.out is not None else config.site
+    report = build(cache, out, model=args.model, png=not args.no_png, workers=args.workers,
+                   progress=lambda msg: print(f"atlas build: {msg}", flush=True))
+    for problem in report.problems:
+        print(f"atlas build: warning: skipped invalid cache entry {problem}")
+    skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(report.skipped.items()))
+    if skipped:
+        print(f"atlas build: cache entries not shown: {skipped}")
+    check = report.check
+    assert check is not None
+    page, page_bytes = check.largest_page
+    print(f"atlas build: {report.model}: {report.pages} pages, {check.files} files, {check.total_bytes / 2**20:.1f} MB; "
+          f"largest page {page} ({page_bytes / 1024:.1f} KB); {check.links} links checked")
+    print(f"atlas build: site ready in {out} (open {out / 'index.html'}, or run `atlas serve --out {out}`)")
+    return 0

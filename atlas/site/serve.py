@@ -1,0 +1,44 @@
+"""Serving a built site on localhost with the standard library's http.server."""
+
+from __future__ import annotations
+
+import functools
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from atlas.errors import AtlasError
+
+
+class _SiteHandler(SimpleHTTPRequestHandler):
+    """Serves files, answers a missing path with the site's 404.html, and logs nothing."""
+
+    extensions_map = {**SimpleHTTPRequestHandler.extensions_map, ".webp": "image/webp", ".js": "text/javascript",
+                      ".json": "application/json", ".svg": "image/svg+xml"}
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        page = Path(self.directory) / "404.html"
+        if code != 404 or not page.is_file():
+            super().send_error(code, message, explain)
+            return
+        body = page.read_bytes()
+        self.send_response(404)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+        pass
+
+
+def make_server(site: Path, port: int = 8000, host: str = "127.0.0.1") -> ThreadingHTTPServer:
+    """A server for `site` bound to host:port (port 0: a free one; see `server.server_address`)."""
+    site = Path(site)
+    if not (site / "index.html").is_file():
+        raise AtlasError(f"{site} holds no built site (no index.html): run `atlas build` first or pass --out DIR")
+    handler = functools.partial(_SiteHandler, directory=str(site))
+    try:
+        return ThreadingHTTPServer((host, port), handler)
+    except OSError as exc:
+        raise AtlasError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); pick another with --port, or 0 for any free port") from exc
