@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from atlas.errors import AtlasError
-from atlas.site.check import Budget, SiteReport, check_site
+from atlas.site.check import DEFAULT_BUDGET, Budget, SiteReport, check_site
 from atlas.site.gather import Site, gather
 from atlas.site.images import derive_all
 from atlas.site.records import read_cache
@@ -37,7 +37,7 @@ class BuildReport:
 
 
 def build(cache: Path, out: Path, *, model: str | None = None, png: bool = True, workers: int | None = None,
-          budget: Budget = Budget(), progress: Callable[[str], None] | None = None) -> BuildReport:
+          budget: Budget = DEFAULT_BUDGET, progress: Callable[[str], None] | None = None) -> BuildReport:
     """Build (or update) the static site for `model` from `cache` into `out`, then check it.
 
     `png=False` leaves out the full-size PNG downloads (the biggest part of a large site).

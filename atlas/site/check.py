@@ -21,11 +21,12 @@ from atlas.site.documents import SEARCH_INDEX_GLOBAL, SEARCH_INDEX_PATH
 MAX_PAGE_BYTES = 30 * 1024
 MAX_SITE_BYTES = 300 * 1024 * 1024
 MAX_FILE_BYTES = 50 * 1024 * 1024
+# Start tags with their attributes, tokenized so that text inside a quoted value (a title
+# mentioning "src=x", say) is never read as an attribute. Pages hold no inline scripts.
+START_TAG = re.compile(r"""<[a-zA-Z][^\s/>]*((?:\s+[^\s=/>]+(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s"'=<>`]+))?)*)\s*/?>""")
+ATTRIBUTE = re.compile(r"""([^\s=/>]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+)))?""")
 # Attributes holding a URL; data-plain/data-overlay are the two sources of a togglable image.
-LINK_ATTRIBUTE = re.compile(
-    r"""\s(href|src|srcset|poster|data-plain|data-overlay)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""",
-    re.IGNORECASE,
-)
+URL_ATTRIBUTES = {"href", "src", "srcset", "poster", "data-plain", "data-overlay"}
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,9 @@ class Budget:
     page_bytes: int = MAX_PAGE_BYTES
     site_bytes: int = MAX_SITE_BYTES
     file_bytes: int = MAX_FILE_BYTES
+
+
+DEFAULT_BUDGET = Budget()
 
 
 @dataclass
@@ -49,12 +53,16 @@ class SiteReport:
 def page_links(text: str) -> list[str]:
     """Every URL in the attributes of an HTML page (srcset split into its URLs)."""
     links = []
-    for m in LINK_ATTRIBUTE.finditer(text):
-        name, value = m.group(1).lower(), html.unescape(next(g for g in m.groups()[1:] if g is not None))
-        if name == "srcset":
-            links += [part.strip().split(" ")[0] for part in value.split(",") if part.strip()]
-        else:
-            links.append(value)
+    for tag in START_TAG.finditer(text):
+        for attr in ATTRIBUTE.finditer(tag.group(1)):
+            name = attr.group(1).lower()
+            if name not in URL_ATTRIBUTES:
+                continue
+            value = html.unescape(next((g for g in attr.groups()[1:] if g is not None), ""))
+            if name == "srcset":
+                links += [part.strip().split(" ")[0] for part in value.split(",") if part.strip()]
+            else:
+                links.append(value)
     return links
 
 
@@ -68,7 +76,7 @@ def _kind(rel: str) -> str:
     return "data, scripts and styles"
 
 
-def inspect_site(site: Path, budget: Budget = Budget()) -> SiteReport:
+def inspect_site(site: Path, budget: Budget = DEFAULT_BUDGET) -> SiteReport:
     """Measure `site` and list every broken link and budget overrun (raises nothing)."""
     site = Path(site)
     report = SiteReport()
@@ -96,7 +104,8 @@ def inspect_site(site: Path, budget: Budget = Budget()) -> SiteReport:
             if size > report.largest_page[1]:
                 report.largest_page = (rel, size)
             if size > budget.page_bytes:
-                report.problems.append(f"{rel} is {size / 1024:.1f} KB, over the {budget.page_bytes / 1024:.0f} KB limit per page")
+                report.problems.append(f"{rel} is {size / 1024:.1f} KB, over the {budget.page_bytes / 1024:.0f} KB limit per page "
+                                       "(each extra seed adds about 3 KB: render fewer seeds per objective)")
             for link in page_links(path.read_text(encoding="utf-8")):
                 report.links += 1
                 problem = _resolve(files, rel, link)
@@ -153,7 +162,7 @@ def _resolve(files: set[str], page: str, link: str) -> str | None:
     return None
 
 
-def check_site(site: Path, budget: Budget = Budget()) -> SiteReport:
+def check_site(site: Path, budget: Budget = DEFAULT_BUDGET) -> SiteReport:
     """`inspect_site`, raising an AtlasError that lists the problems when there are any."""
     report = inspect_site(site, budget)
     if report.problems:

@@ -6,8 +6,10 @@ URLs to anything else with `page.href(target)`; templates never compute paths.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import posixpath
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -20,6 +22,11 @@ THUMB_SIDE = 192
 DETAIL_SIDE = 640
 # Part of every derivative's name: bump it when the way derivatives are made changes.
 DERIVATIVES_VERSION = "1"
+
+
+@functools.lru_cache(maxsize=65536)
+def _relative(target: str, folder: str) -> str:
+    return posixpath.relpath(target, folder or ".")
 
 
 class HasPath(Protocol):
@@ -105,7 +112,7 @@ class Page:
 
     def href(self, target: str | HasPath) -> str:
         """A relative URL from this page to `target` (a site path, or anything with `.path`)."""
-        return self.root + (target if isinstance(target, str) else target.path)
+        return _relative(target if isinstance(target, str) else target.path, posixpath.dirname(self.path))
 
 
 @dataclass(frozen=True)
@@ -210,6 +217,20 @@ class UnitPage(Page):
     def main(self) -> Render | None:
         ok = self.ok_renders
         return ok[0] if ok else None
+
+    @property
+    def shared_parameters(self) -> list[tuple[str, str]]:
+        """Parameter rows that every rendered seed has in common (shown once)."""
+        tables = [r.parameters for r in self.ok_renders]
+        if not tables:
+            return []
+        common = set(tables[0]).intersection(*map(set, tables[1:]))
+        return [row for row in tables[0] if row in common]
+
+    def own_parameters(self, render: Render) -> list[tuple[str, str]]:
+        """The rows in which `render` differs from the other seeds."""
+        shared = set(self.shared_parameters)
+        return [row for row in render.parameters if row not in shared]
 
     @property
     def status(self) -> str:

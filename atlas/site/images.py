@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import shutil
+import secrets
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,7 +30,9 @@ DETAIL_QUALITY = 82
 def derive_all(renders: Iterable[Render], out: Path, *, workers: int | None = None,
                progress: Callable[[str], None] | None = None) -> list[str]:
     """Write the missing media of every rendered entry under `out`; returns the site paths written."""
-    todo = [r for r in renders if r.media is not None and not all((out / f).is_file() for f in r.media.files)]
+    # Identical sources share one media folder: derive each folder once.
+    unique = {r.media.folder: r for r in renders if r.media is not None}
+    todo = [r for r in unique.values() if not all((out / f).is_file() for f in r.media.files)]
     if not todo:
         return []
     if progress:
@@ -90,13 +92,9 @@ def _webp(image: Image.Image, size: tuple[int, int], quality: int) -> bytes:
 def write_atomic(path: Path, data: bytes) -> None:
     """Write to a temporary name in the same folder, then rename into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def copy_atomic(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

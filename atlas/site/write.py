@@ -7,7 +7,6 @@ changed and leaves everything else (and its modification time) alone.
 
 from __future__ import annotations
 
-import os
 from importlib import resources
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from atlas.site.documents import (
     unit_document,
 )
 from atlas.site.gather import Site
+from atlas.site.images import write_atomic
 
 STATIC_FILES = ("atlas.css", "atlas.js", "favicon.svg")
 # Pages load nothing from elsewhere; 'self' covers file:// pages too (tested in Chromium).
@@ -92,9 +92,6 @@ def write_changed(out: Path, files: dict[str, bytes]) -> list[str]:
                 continue
         except OSError:
             pass
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        write_atomic(path, data)
         changed.append(rel)
     return changed

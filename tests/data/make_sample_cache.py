@@ -97,7 +97,7 @@ def top5(rng: np.random.Generator, target: int | None, strength: float) -> list[
     if target is not None and strength > 0.3:
         picks = [target] + picks[:4]
         probs = np.concatenate([[strength], probs[:4]])
-    return [{"index": i, "prob": round(float(p), 4)} for i, p in zip(picks, probs)]
+    return [{"index": i, "prob": round(float(p), 4)} for i, p in zip(picks, probs, strict=True)]
 
 
 def scores(rng: np.random.Generator, target: int | None) -> dict:
@@ -193,7 +193,7 @@ def main() -> None:
     Image.new("RGB", (8, 8), (200, 0, 0)).save(unfinished / "image.png")
 
     top_classes = {"conv_head": {str(c): [[int(i), round(float(w), 4)] for i, w in
-                                           zip(rng.choice(1000, 8, replace=False), np.sort(rng.uniform(0.05, 0.3, 8))[::-1])]
+                                           zip(rng.choice(1000, 8, replace=False), np.sort(rng.uniform(0.05, 0.3, 8))[::-1], strict=True)]
                                  for _, c in CHANNEL_RENDERS if _ == "conv_head"}}
     # Make the rendered classes show up among the last layer's top classes.
     top_classes["conv_head"]["42"][0][0] = 967
