@@ -1,0 +1,231 @@
+"""Benchmarks: our engine against the reference implementations, scaling, and quality.
+
+Every function measures and returns plain rows; `atlas.commands.bench` prints them as the
+tables of docs/benchmarks.md. Timings are wall-clock seconds of whole optimisation calls
+divided by their steps, so set-up costs count the same for every implementation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+
+import torch
+
+from atlas.models import LoadedModel
+from atlas.objectives import class_logit
+from atlas.presets import Preset
+from atlas.render import render
+from atlas.scoring import Judge, score_images
+from atlas.spectrum import default_spectrum_path
+
+# 50 classes spread evenly over the 1000 (10, 30, ..., 990): the fixed transferability list.
+QUALITY_CLASSES = tuple(range(10, 1000, 20))
+SPEED_CLASS = 967  # espresso
+
+
+@dataclass(frozen=True)
+class SpeedRow:
+    implementation: str
+    model: str
+    batch: int
+    ms_per_step: float  # one optimisation step of one call (all `batch` images)
+    ms_per_image_step: float  # ms_per_step / batch: what one visualization costs per step
+
+    def per_hour(self, steps: int) -> float:
+        return 3600.0 * 1000.0 / (self.ms_per_image_step * steps)
+
+
+@dataclass(frozen=True)
+class QualityRow:
+    config: str
+    classes: int
+    seconds_per_image: float
+    rates: dict[str, tuple[float, float]]  # model name -> (mean top-1 rate, mean top-5 rate) over classes
+
+
+def _sync(device: str) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def timed(fn: Callable[[], object], device: str) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def value_range(loaded: LoadedModel) -> tuple[float, float]:
+    """The model-input range of a [0, 1] image, for the reference codes that feed a fixed range."""
+    low = sum((0 - m) / s for m, s in zip(loaded.mean, loaded.std, strict=True)) / 3
+    high = sum((1 - m) / s for m, s in zip(loaded.mean, loaded.std, strict=True)) / 3
+    return (low, high)
+
+
+@contextlib.contextmanager
+def horama_workdir() -> Iterator[None]:
+    """horama downloads its spectrum into the working directory unless the file is there: put it there."""
+    previous = os.getcwd()
+    with tempfile.TemporaryDirectory() as folder:
+        shutil.copy(default_spectrum_path(), os.path.join(folder, "spectrum_decorrelated.npy"))
+        os.chdir(folder)
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):  # its tqdm bars
+                yield
+        finally:
+            os.chdir(previous)
+
+
+def _logit_objective(loaded: LoadedModel, index: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda crops: loaded.module(crops)[:, index].mean()
+
+
+def run_horama(loaded: LoadedModel, preset: Preset, steps: int, device: str, kind: str = "maco",
+               index: int = SPEED_CLASS) -> tuple[torch.Tensor, float]:
+    """One horama 0.3.0 run at the preset's settings; (image in [0, 1], seconds)."""
+    import horama
+
+    low, high = value_range(loaded)
+    fn = horama.maco if kind == "maco" else horama.fourier
+    out: dict[str, torch.Tensor] = {}
+    with horama_workdir():
+        seconds = timed(lambda: out.setdefault("image", fn(
+            _logit_objective(loaded, index), total_steps=steps, learning_rate=preset.lr, image_size=preset.canvas,
+            model_input_size=loaded.input_size, noise=preset.noise, values_range=(low, high),
+            crops_per_iteration=preset.crops, box_size=(preset.crop_min, preset.crop_max), device=device)[0]), device)
+    image = ((out["image"].detach().float().cpu() - low) / (high - low)).clamp(0, 1)
+    return image, seconds
+
+
+def run_lucent(loaded: LoadedModel, preset: Preset, steps: int, device: str, index: int = SPEED_CLASS) -> float:
+    """torch-lucent 0.1.8's Fourier render (its own jitter/scale/rotate transforms, one view per step)."""
+    from lucent.optvis import param
+    from lucent.optvis import render as lucent_render
+
+    def objective(hook):
+        return -hook("labels")[:, index].mean()
+
+    class Logits(torch.nn.Module):  # lucent hooks modules by name; give the logits one
+        def __init__(self, inner: torch.nn.Module):
+            super().__init__()
+            self.inner = inner
+            self.labels = torch.nn.Identity()
+
+        def forward(self, x):
+            return self.labels(self.inner(x))
+
+    wrapped = Logits(loaded.module).to(device).eval()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        return timed(lambda: lucent_render.render_vis(
+            wrapped, objective, lambda: param.image(preset.canvas), thresholds=(steps,), preprocess=False,
+            progress=False, show_image=False, fixed_image_size=loaded.input_size), device)
+
+
+def run_ours(loaded: LoadedModel, preset: Preset, batch: int, device: str, *, param: str = "maco",
+             classes: Sequence[int] | None = None, seed: int = 0, **options) -> tuple[torch.Tensor, float]:
+    classes = list(classes) if classes is not None else [SPEED_CLASS] * batch
+    objectives = [class_logit(c) for c in classes]
+    out = {}
+    seconds = timed(lambda: out.setdefault("r", render(loaded, objectives, preset, [seed + i for i in range(len(classes))],
+                                                        device=device, param=param, **options)), device)
+    return out["r"].images, seconds
+
+
+def speed(loaded: LoadedModel, preset: Preset, steps: int, device: str, batches: Sequence[int] = (1, 8),
+          references: bool = True) -> list[SpeedRow]:
+    """ms per step of each implementation at identical settings (canvas, crops, noise, model, device)."""
+    preset = replace(preset, steps=steps)
+    rows = []
+    run_ours(loaded, replace(preset, steps=1), 1, device)  # warm-up: allocator, kernels
+    for batch in batches:
+        _, seconds = run_ours(loaded, preset, batch, device)
+        rows.append(SpeedRow("atlas (ours)", loaded.name, batch, 1000 * seconds / steps, 1000 * seconds / steps / batch))
+    if references:
+        for kind in ("maco", "fourier"):
+            _, seconds = run_horama(loaded, preset, steps, device, kind)
+            rows.append(SpeedRow(f"horama 0.3.0 {kind}", loaded.name, 1, 1000 * seconds / steps, 1000 * seconds / steps))
+        seconds = run_lucent(loaded, preset, steps, device)
+        rows.append(SpeedRow("torch-lucent 0.1.8 fft", loaded.name, 1, 1000 * seconds / steps, 1000 * seconds / steps))
+    return rows
+
+
+class _Trivial(torch.nn.Module):
+    """Stands in for the network to time our image handling alone: pooling and a tiny linear layer."""
+
+    def __init__(self, classes: int):
+        super().__init__()
+        self.fc = torch.nn.Linear(3, classes)
+
+    def forward(self, x):
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+def time_split(loaded: LoadedModel, preset: Preset, batch: int, steps: int, device: str) -> dict[str, float]:
+    """Fraction of a step spent in our image handling (parameterisation, crops, noise, their backward)."""
+    preset = replace(preset, steps=steps)
+    _, full = run_ours(loaded, preset, batch, device)
+    trivial = replace(loaded, module=_Trivial(loaded.num_classes).to(device).requires_grad_(False).eval())
+    run_ours(trivial, replace(preset, steps=1), batch, device)
+    _, image_only = run_ours(trivial, preset, batch, device)
+    return {"step_ms": 1000 * full / steps, "image_ms": 1000 * image_only / steps,
+            "image_fraction": image_only / full}
+
+
+def peak_memory_mb(loaded: LoadedModel, preset: Preset, batch: int, device: str) -> float:
+    """Peak memory of a short render: CUDA allocator peak on a GPU, peak RSS growth in a fresh process on a CPU."""
+    preset = replace(preset, steps=2)
+    if str(device).startswith("cuda"):
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        run_ours(loaded, preset, batch, device)
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, resource, sys; from dataclasses import replace\n"
+        "from atlas.models import load_model; from atlas.presets import Preset; from atlas.bench import run_ours\n"
+        "a = json.loads(sys.argv[1]); m = load_model(a['model'], random_weights=a['random'])\n"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "run_ours(m, Preset(**a['preset']), a['batch'], 'cpu')\n"
+        "print(json.dumps((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024))\n"
+    )
+    args = {"model": loaded.name, "random": loaded.weights_source.startswith("random"),
+            "preset": preset.to_dict(), "batch": batch}
+    out = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def quality(loaded: LoadedModel, judges: Sequence[LoadedModel], preset: Preset, classes: Sequence[int], device: str,
+            *, config: str, batch: int = 8, crops: int = 16, runner: str = "ours", **options) -> QualityRow:
+    """Render each class once and score it on `crops` random crops at the optimisation scale."""
+    images, seconds = [], 0.0
+    for start in range(0, len(classes), batch if runner == "ours" else 1):
+        chunk = list(classes[start : start + (batch if runner == "ours" else 1)])
+        if runner == "ours":
+            out, s = run_ours(loaded, preset, len(chunk), device, classes=chunk, **options)
+        else:
+            image, s = run_horama(loaded, preset, preset.steps, device, runner, index=chunk[0])
+            out = image[None]
+        images.append(out)
+        seconds += s
+    stack = torch.cat(images)
+    panel = [Judge(loaded, "generator")] + [Judge(j, "judge") for j in judges]
+    scores = score_images(stack, panel, list(classes), crops=crops, seed=0, crop_min=preset.crop_min,
+                          crop_max=preset.crop_max)
+    rates = {}
+    for m, judge in enumerate(panel):
+        top1 = [s["models"][m]["target_top1_rate"] for s in scores]
+        top5 = [s["models"][m]["target_top5_rate"] for s in scores]
+        rates[judge.loaded.name] = (sum(top1) / len(top1), sum(top5) / len(top5))
+    return QualityRow(config, len(classes), seconds / len(classes), rates)
