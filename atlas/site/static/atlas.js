@@ -166,7 +166,7 @@
     // Lower is better; -1 means no match. Classes come before channels at equal rank.
     var bias = u.kind === "class" ? 0 : 0.5;
     if (num !== null) {
-      if (u.kind === "class") return u.index === num ? 0 : (u.num.indexOf(q) === 0 ? 4 : -1);
+      if (u.kind === "class") return u.index === num ? 0 : (String(u.index).indexOf(String(num)) === 0 ? 4 : -1);
       return u.channel === num ? 6 : -1;
     }
     var name = u.name.toLowerCase();

@@ -1,0 +1,292 @@
+"""The sample site in headless Chromium (Debian's, driven by Playwright): from file:// and from a
+server subpath, search, the overlay toggle, keys, images, escaping and the CSP."""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+from dataclasses import dataclass, field
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from atlas.site.build import build
+from tests.browser_support import launch_chromium
+from tests.site_support import copy_cache, patch_class_name, sample_site
+
+pytestmark = pytest.mark.browser
+
+LOAD_ALL_IMAGES = """async () => {
+  const imgs = [...document.images];
+  for (const img of imgs) {
+    img.scrollIntoView();
+    if (!img.complete) {
+      await new Promise(done => { img.addEventListener('load', done, {once: true});
+                                  img.addEventListener('error', done, {once: true}); });
+    }
+  }
+  return imgs.map(i => ({src: i.getAttribute('src'), natural: i.naturalWidth, alt: i.getAttribute('alt'),
+                         width: i.getAttribute('width'), height: i.getAttribute('height')}));
+}"""
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002, ANN001, ANN002
+        pass
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    return sample_site(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def server(site):
+    """Serves the PARENT of the site folder, so the site lives under a subpath like a GitHub project page."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(site.parent)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/{site.name}/"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = launch_chromium(p)
+        yield chromium
+        chromium.close()
+
+
+@dataclass
+class Tab:
+    """One browser page on the site, recording console errors and every request it makes."""
+
+    page: object
+    base: str
+    errors: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # url -> why it failed
+
+    def goto(self, rel: str) -> None:
+        self.page.goto(self.base + rel)
+        self.page.wait_for_load_state("load")
+
+    @property
+    def url(self) -> str:
+        return self.page.url
+
+    def images(self) -> list[dict]:
+        return self.page.evaluate(LOAD_ALL_IMAGES)
+
+    def assert_clean(self) -> None:
+        assert self.errors == []
+        outside = [r for r in self.requests if not r.startswith(self.base)]
+        assert outside == [], "requests left the site"
+
+
+def open_tab(browser, base: str, **context) -> Tab:
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900}, **context)
+    page = ctx.new_page()
+    tab = Tab(page, base)
+    page.on("console", lambda m: tab.errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: tab.errors.append(str(e)))
+    page.on("request", lambda r: tab.requests.append(r.url))
+    page.on("requestfailed", lambda r: tab.failed.__setitem__(r.url, r.failure or ""))
+    page.on("dialog", lambda d: (tab.errors.append(f"dialog: {d.message}"), d.dismiss()))
+    return tab
+
+
+@pytest.fixture(params=["file", "http"])
+def tab(request, browser, site, server):
+    base = site.as_uri() + "/" if request.param == "file" else server
+    t = open_tab(browser, base)
+    yield t
+    t.page.context.close()
+
+
+def _visible_stage_src(tab: Tab) -> list[str]:
+    return tab.page.eval_on_selector_all("#stage img", "els => els.filter(e => !e.hidden).map(e => e.getAttribute('src'))")
+
+
+def test_index_grid_from_file_and_from_a_subpath(tab):
+    tab.goto("index.html")
+    page = tab.page
+    assert page.locator("#grid a.tile").count() == 1000
+    assert page.locator("#grid a.tile.pending .ph").count() == 993  # a styled placeholder, no <img>
+    assert page.locator("#grid a.tile.failed .ph").count() == 1
+    assert page.locator("#grid a.tile.ok img").count() == 6
+    assert page.locator("#grid a.tile").nth(607).get_attribute("href") == "classes/0607.html"
+    images = tab.images()
+    assert images and all(i["natural"] > 0 for i in images), images
+    assert all(i["alt"] and i["width"] and i["height"] for i in images)
+    page.check("#hide-pending")
+    assert page.locator("#grid a.tile:visible").count() == 7
+    tab.assert_clean()
+
+
+def test_search_by_synonym_index_and_wordnet_id(tab):
+    tab.goto("classes/0500.html")
+    page = tab.page
+    page.keyboard.press("/")
+    assert page.evaluate("document.activeElement.id") == "q"
+    page.keyboard.type("Tinca")
+    first = page.locator("#results [role=option]").first
+    assert "tench" in first.inner_text() and first.get_attribute("aria-selected") == "true"
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/classes/0000.html")
+
+    page.keyboard.press("/")
+    page.keyboard.type("crane")  # two classes share the name: 134 (the bird) and 517 (the machine)
+    options = page.locator("#results [role=option]")
+    assert "0134" in options.nth(0).inner_text() and "0517" in options.nth(1).inner_text()
+    page.keyboard.press("ArrowDown")
+    assert options.nth(1).get_attribute("aria-selected") == "true"
+    assert options.nth(0).get_attribute("aria-selected") == "false"
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/classes/0517.html")
+
+    page.keyboard.press("/")
+    page.keyboard.type("607")
+    assert "jack-o'-lantern" in page.locator("#results [role=option]").first.inner_text()
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/classes/0607.html")
+    assert page.locator("h1").inner_text().endswith("jack-o'-lantern")
+
+    page.fill("#q", "n03126707")  # crane (the machine): same name as class 134, other WordNet id
+    assert "0517" in page.locator("#results [role=option]").first.inner_text()
+    page.fill("#q", "conv_head")
+    assert "conv_head · channel 42" in page.locator("#results").inner_text()
+    page.fill("#q", "zzzz no such thing")
+    assert "No class or channel matches" in page.locator("#results").inner_text()
+    tab.assert_clean()
+
+
+def test_overlay_toggle_and_seeds(tab):
+    tab.goto("classes/0967.html")
+    page = tab.page
+    plain = _visible_stage_src(tab)
+    assert len(plain) == 1 and plain[0].endswith("/detail.webp")
+    page.click("button[data-view=overlay]")
+    overlay = _visible_stage_src(tab)
+    assert len(overlay) == 1 and overlay[0].endswith("/detail-overlay.webp")
+    assert page.get_attribute("button[data-view=overlay]", "aria-pressed") == "true"
+    assert page.locator("button.seed img").first.get_attribute("src").endswith("/thumb-overlay.webp")
+    page.keyboard.press("t")
+    assert _visible_stage_src(tab) == plain
+    page.click("button.seed[data-seed='1']")
+    seed1 = _visible_stage_src(tab)
+    assert len(seed1) == 1 and seed1 != plain
+    assert page.locator(".seed-panel[data-seed='1']").first.is_visible()
+    assert not page.locator(".seed-panel[data-seed='0']").first.is_visible()
+    # The chosen view follows the reader to the next page.
+    page.keyboard.press("t")
+    tab.goto("classes/0607.html")
+    assert _visible_stage_src(tab)[0].endswith("/detail-overlay.webp")
+    assert all(i["natural"] > 0 for i in tab.images())
+    tab.assert_clean()
+
+
+def test_keys_prev_next_random_and_help(tab, site):
+    index = json.loads((site / "data/index.json").read_text(encoding="utf-8"))
+    rendered = {c["page"] for c in index["classes"] if c["status"] == "ok"}
+    tab.goto("classes/0607.html")
+    page = tab.page
+    for key, expected in [("ArrowRight", "0608"), ("k", "0607"), ("j", "0608"), ("ArrowLeft", "0607")]:
+        page.keyboard.press(key)
+        page.wait_for_url(f"**/classes/{expected}.html")
+    page.keyboard.press("?")
+    assert page.locator("#help").is_visible()
+    page.keyboard.press("Escape")
+    assert not page.locator("#help").is_visible()
+    page.keyboard.press("r")
+    page.wait_for_function("!location.pathname.endsWith('/classes/0607.html')")
+    assert any(tab.url.endswith(p) for p in rendered)
+    tab.goto("layers/conv_head/c0042.html")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_url("**/layers/conv_head/c0101.html")
+    page.keyboard.press("r")
+    page.wait_for_url("**/layers/conv_head/c0042.html")  # the only other rendered channel of the layer
+    page.click("a[rel=prev]")
+    page.wait_for_url("**/layers/conv_head/c0101.html")
+    tab.assert_clean()
+
+
+@pytest.mark.parametrize("scheme", ["file", "http"])
+def test_every_image_on_every_kind_of_page_loads(browser, site, server, scheme):
+    tab = open_tab(browser, site.as_uri() + "/" if scheme == "file" else server)
+    pages = ["index.html", "classes/0967.html", "classes/0607.html", "classes/0517.html", "classes/0000.html",
+             "layers/index.html", "layers/blocks.5/index.html", "layers/blocks.3/index.html",
+             "layers/conv_head/c0042.html", "about.html", "404.html"]
+    seen = 0
+    for rel in pages:
+        tab.goto(rel)
+        images = tab.images()
+        seen += len(images)
+        broken = [i["src"] for i in images if i["natural"] == 0]
+        assert broken == [], rel
+        assert all(i["alt"] and i["width"] and i["height"] for i in images), rel
+        assert tab.page.locator("meta[http-equiv=Content-Security-Policy]").count() == 1
+    assert seen >= 20  # thumbnails, detail images (plain and overlay), seeds, neighbours, layer samples
+    tab.assert_clean()
+    tab.page.context.close()
+
+
+def test_hostile_label_renders_as_text(browser, tmp_path):
+    evil = "Evil \"'<>&</script><img src=x onerror=alert(1)> name"
+    cache = copy_cache(tmp_path / "cache")
+    patch_class_name(cache, 607, evil)
+    out = tmp_path / "site"
+    build(cache, out)
+    tab = open_tab(browser, out.as_uri() + "/")
+    tab.goto("classes/0607.html")
+    page = tab.page
+    assert page.locator("h1").inner_text() == f"0607 {evil}"
+    assert evil in page.title()
+    assert page.locator("script").count() == 2 and page.locator("img[src=x]").count() == 0
+    page.fill("#q", "onerror")
+    assert evil in page.locator("#results").inner_text()
+    tab.goto("index.html")
+    assert page.locator("#grid a.tile").nth(607).get_attribute("title") == f"0607 {evil}"
+    assert page.locator("img[src=x]").count() == 0
+    tab.assert_clean()
+    tab.page.context.close()
+
+
+def test_csp_blocks_requests_outside_the_site(tab):
+    tab.goto("index.html")
+    outside = "http://127.0.0.1:9/probe.png"
+    directive = tab.page.evaluate(
+        """url => new Promise(done => {
+             document.addEventListener('securitypolicyviolation', e => done(e.violatedDirective), {once: true});
+             const img = new Image(); img.src = url; document.body.appendChild(img);
+           })""",
+        outside,
+    )
+    assert directive == "img-src"
+    assert tab.page.evaluate("fetch('http://127.0.0.1:9/x').then(() => 'sent', () => 'blocked')") == "blocked"
+    # Playwright reports the attempts, and that Chromium stopped them before they left the page.
+    tried = {r for r in tab.requests if r.startswith("http://127.0.0.1:9/")}
+    assert tried <= {outside, "http://127.0.0.1:9/x"}
+    assert set(tab.failed) >= tried and all("csp" in why.lower() for url, why in tab.failed.items() if url in tried)
+    assert tab.errors and all("Content Security Policy" in e or "Failed to fetch" in e for e in tab.errors)
+
+
+@pytest.mark.parametrize(("scheme", "dark"), [("light", False), ("dark", True)])
+def test_light_and_dark_themes_and_visible_focus(browser, site, scheme, dark):
+    tab = open_tab(browser, site.as_uri() + "/", color_scheme=scheme)
+    tab.goto("classes/0607.html")
+    rgb = tab.page.evaluate("getComputedStyle(document.body).backgroundColor")
+    r, g, b = (int(v) for v in rgb[rgb.index("(") + 1 : rgb.index(")")].split(",")[:3])
+    assert ((r + g + b) / 3 < 60) is dark
+    tab.page.keyboard.press("Tab")
+    tab.page.keyboard.press("Tab")
+    outline = tab.page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline not in ("none", "")
+    tab.assert_clean()
+    tab.page.context.close()
