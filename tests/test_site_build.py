@@ -17,6 +17,7 @@ from PIL import Image
 from atlas.cli import main
 from atlas.errors import AtlasError
 from atlas.site.build import build
+from atlas.site.check import Budget
 from tests.site_support import MODEL, SAMPLE_CACHE, copy_cache, patch_class_name, records, sample_site
 
 # The sample cache (tests/data/make_sample_cache.py): classes 1, 134, 207, 607, 739, 967 (2 seeds)
@@ -261,10 +262,25 @@ def test_build_refuses_a_foreign_output_folder(tmp_path):
         build(tmp_path / "nope", tmp_path / "site")
 
 
-def test_no_png_leaves_out_downloads(tmp_path):
-    build(SAMPLE_CACHE, tmp_path / "site", png=False)
-    assert not list((tmp_path / "site").rglob("*.png"))
-    assert "Full PNG" not in (tmp_path / "site/classes/0607.html").read_text(encoding="utf-8")
+def test_png_downloads_are_left_out_when_they_would_break_the_budget(tmp_path):
+    without = build(SAMPLE_CACHE, tmp_path / "without", png=False)
+    assert not list((tmp_path / "without").rglob("*.png")) and not without.png
+    assert "Full PNG" not in (tmp_path / "without/classes/0607.html").read_text(encoding="utf-8")
+    png_bytes = sum(r["files"]["image.png"]["bytes"] for _, r in records(SAMPLE_CACHE) if r["status"] == "ok")
+    size = without.check.total_bytes
+
+    tight = Budget(site_bytes=size + png_bytes // 2)
+    auto = build(SAMPLE_CACHE, tmp_path / "auto", budget=tight)
+    assert not auto.png and "left out the full-size PNG downloads" in auto.notes[0]
+    assert not list((tmp_path / "auto").rglob("*.png"))
+    with pytest.raises(AtlasError, match="over the .* budget"):
+        build(SAMPLE_CACHE, tmp_path / "forced", budget=tight, png=True)
+
+    roomy = build(SAMPLE_CACHE, tmp_path / "auto", budget=Budget(site_bytes=size + 2 * png_bytes))
+    assert roomy.png and roomy.notes == [] and len(list((tmp_path / "auto").rglob("*.png"))) == OK_RENDERS
+    assert sorted(roomy.images_written) == sorted(str(p.relative_to(tmp_path / "auto").as_posix())
+                                                  for p in (tmp_path / "auto").rglob("*.png"))  # only copies
+    assert "Full PNG" in (tmp_path / "auto/classes/0607.html").read_text(encoding="utf-8")
 
 
 def test_cli_build_never_imports_torch_or_timm(tmp_path):

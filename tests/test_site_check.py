@@ -71,7 +71,7 @@ def test_checker_fails_on_symlinks_and_budgets(site_copy):
     assert check_site(site_copy, Budget(page_bytes=64 * 1024))
     with pytest.raises(AtlasError, match=r"classes/\d{4}\.html is .* KB, over the 8 KB limit per page"):
         check_site(site_copy, Budget(page_bytes=8 * 1024))
-    with pytest.raises(AtlasError, match="over the 1 MB budget .*--no-png"):
+    with pytest.raises(AtlasError, match="over the 1 MB budget .*leave out the full-size PNG"):
         check_site(site_copy, Budget(site_bytes=2**20))
     with pytest.raises(AtlasError, match="over the 0 MB limit per file"):
         check_site(site_copy, Budget(file_bytes=100 * 1024))

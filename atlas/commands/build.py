@@ -13,8 +13,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", type=Path, metavar="DIR", help="render cache to read (default from the config: cache)")
     parser.add_argument("--out", type=Path, metavar="DIR", help="site folder to write (default from the config: site)")
     parser.add_argument("--model", metavar="NAME", help="which model's atlas, when the cache holds several")
-    parser.add_argument("--no-png", action="store_true",
-                        help="leave out the full-size PNG downloads (the largest part of a big site)")
+    downloads = parser.add_mutually_exclusive_group()
+    downloads.add_argument("--png", dest="png", action="store_const", const=True,
+                           help="always copy the full-size PNG downloads (default: only when the site stays within its size budget)")
+    downloads.add_argument("--no-png", dest="png", action="store_const", const=False,
+                           help="leave out the full-size PNG downloads (the largest part of a big site)")
     parser.add_argument("--workers", type=int, metavar="N", help="threads for image derivatives (default: CPU count, at most 8)")
 
 
@@ -25,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     cache = args.cache if args.cache is not None else config.cache
     out = args.out if args.out is not None else config.site
-    report = build(cache, out, model=args.model, png=not args.no_png, workers=args.workers,
+    report = build(cache, out, model=args.model, png=args.png, workers=args.workers,
                    progress=lambda msg: print(f"atlas build: {msg}", flush=True))
     for problem in report.problems:
         print(f"atlas build: warning: skipped invalid cache entry {problem}")

@@ -33,26 +33,40 @@ class BuildReport:
     removed: list[str] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)  # cache entries not shown, by reason
     problems: list[str] = field(default_factory=list)  # invalid cache entries, one line each
+    notes: list[str] = field(default_factory=list)  # decisions the build took that a user should know
+    png: bool = True  # whether the site holds the full-size PNG downloads
     check: SiteReport | None = None
 
 
-def build(cache: Path, out: Path, *, model: str | None = None, png: bool = True, workers: int | None = None,
+def build(cache: Path, out: Path, *, model: str | None = None, png: bool | None = None, workers: int | None = None,
           budget: Budget = DEFAULT_BUDGET, progress: Callable[[str], None] | None = None) -> BuildReport:
     """Build (or update) the static site for `model` from `cache` into `out`, then check it.
 
-    `png=False` leaves out the full-size PNG downloads (the biggest part of a large site).
-    Raises AtlasError when the cache cannot be read or the built site fails its checks.
+    `png`: copy the full-size PNGs as downloads (True), leave them out (False), or (None)
+    copy them when the site still fits its size budget with them: at a 512 px canvas they
+    are about three quarters of a full atlas. Raises AtlasError when the cache cannot be
+    read or the built site fails its checks.
     """
     cache, out = Path(cache), Path(out)
     say = progress or (lambda _msg: None)
     _check_out(out)
 
     contents = read_cache(cache, model)
-    site: Site = gather(contents, with_png=png)
+    site: Site = gather(contents, with_png=bool(png))
     say(f"{contents.model.name}: {len(site.pages)} pages, {len(site.renders)} renders")
 
     images = derive_all(site.renders, out, workers=workers, progress=say)
     files = render_site(site)
+    notes = []
+    if png is None:
+        fits, note = _pngs_fit(site, files, out, budget)
+        if fits:
+            site = gather(contents, with_png=True)
+            images += derive_all(site.renders, out, workers=workers, progress=say)
+            files = render_site(site)
+        else:
+            notes.append(note)
+            say(note)
     written = write_changed(out, files)
 
     keep = set(files) | {f for r in site.renders if r.media for f in r.media.files}
@@ -61,9 +75,24 @@ def build(cache: Path, out: Path, *, model: str | None = None, png: bool = True,
 
     report = BuildReport(out=out, model=contents.model.name, pages=len(site.pages), written=written,
                          images_written=images, removed=removed, skipped=contents.skipped,
-                         problems=list(contents.problems))
+                         problems=list(contents.problems), notes=notes, png=site.with_png)
     report.check = check_site(out, budget)
     return report
+
+
+def _pngs_fit(site: Site, files: dict[str, bytes], out: Path, budget: Budget) -> tuple[bool, str]:
+    """Whether the site, measured without its PNG downloads, still fits `budget` with them."""
+    media = {r.media.folder: r for r in site.renders if r.media is not None}
+    png_bytes = sum(int(r.entry.record["files"]["image.png"].get("bytes", 0)) for r in media.values())
+    rest = sum(len(data) for data in files.values())
+    rest += sum((out / f).stat().st_size for r in media.values() for f in r.media.files)  # webp only here
+    if rest + png_bytes <= budget.site_bytes:
+        return True, ""
+    return False, (
+        f"left out the full-size PNG downloads: {png_bytes / 2**20:.0f} MB of PNGs would take the site "
+        f"({rest / 2**20:.0f} MB without them) over its {budget.site_bytes / 2**20:.0f} MB budget; "
+        "the JSON records and WebP images are still there (--png forces them in)"
+    )
 
 
 def _check_out(out: Path) -> None:

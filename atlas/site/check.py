@@ -115,7 +115,7 @@ def inspect_site(site: Path, budget: Budget = DEFAULT_BUDGET) -> SiteReport:
         kinds = ", ".join(f"{k} {v / 2**20:.0f} MB" for k, v in sorted(report.bytes_by_kind.items(), key=lambda kv: -kv[1]))
         report.problems.append(
             f"the site is {report.total_bytes / 2**20:.0f} MB, over the {budget.site_bytes / 2**20:.0f} MB budget ({kinds}); "
-            "build with --no-png to leave out the full-size PNG downloads"
+            "build without --png (or with --no-png) to leave out the full-size PNG downloads"
         )
     for link in _index_links(site, report):
         report.links += 1

@@ -45,8 +45,13 @@ def derive_all(renders: Iterable[Render], out: Path, *, workers: int | None = No
 
 
 def derive(entry: Entry, media: Media, out: Path) -> list[str]:
-    """Write `media`'s files for `entry`; returns the site paths written."""
+    """Write `media`'s missing files for `entry`; returns the site paths written."""
     image_bytes = _verified(entry.image_path, entry.image_sha256)
+    webps = (media.thumb, media.thumb_overlay, media.detail, media.detail_overlay)
+    if all((out / f).is_file() for f in webps):  # only the PNG download is new
+        assert media.png is not None
+        write_atomic(out / media.png, image_bytes)
+        return [media.png]
     attribution_bytes = _verified(entry.attribution_path, entry.attribution_sha256)
     with Image.open(io.BytesIO(image_bytes)) as im:
         rgb = np.asarray(im.convert("RGB"))
@@ -68,8 +73,7 @@ def derive(entry: Entry, media: Media, out: Path) -> list[str]:
     }
     if media.png:
         files[media.png] = image_bytes
-    # The PNG first, the thumbnails last: a folder is complete only once all are in place.
-    for path in sorted(files, key=lambda p: p != media.png):
+    for path in sorted(files):
         write_atomic(out / path, files[path])
     return sorted(files)
 
