@@ -62,7 +62,7 @@ def build(cache: Path, out: Path, *, model: str | None = None, png: bool | None 
         fits, note = _pngs_fit(site, files, out, budget)
         if fits:
             site = gather(contents, with_png=True)
-            images += derive_all(site.renders, out, workers=workers, progress=say)
+            images += derive_all(site.renders, out, workers=workers)  # copies only the PNGs
             files = render_site(site)
         else:
             notes.append(note)
