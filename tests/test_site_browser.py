@@ -127,6 +127,10 @@ def test_index_grid_from_file_and_from_a_subpath(tab):
     assert all(i["alt"] and i["width"] and i["height"] for i in images)
     page.check("#hide-pending")
     assert page.locator("#grid a.tile:visible").count() == 7
+    page.keyboard.press("t")  # the grid follows the image / attribution toggle too
+    srcs = page.eval_on_selector_all("#grid img", "els => els.map(e => e.getAttribute('src'))")
+    assert len(srcs) == 6 and all(s.endswith("/thumb-overlay.webp") for s in srcs)
+    assert all(i["natural"] > 0 for i in tab.images())
     tab.assert_clean()
 
 

@@ -294,10 +294,17 @@
     if (link) location.href = link.href;
   }
 
+  function typing(t) {
+    // Shortcuts stay off while text is being entered, not while a checkbox or button has focus.
+    if (!(t instanceof Element)) return false;
+    if (t.closest("textarea, select, [contenteditable]")) return true;
+    var field = t.closest("input");
+    return !!field && !/^(checkbox|radio|button|submit|reset|range|color)$/.test(field.type);
+  }
+
   document.addEventListener("keydown", function (e) {
     if (e.ctrlKey || e.metaKey || e.altKey || e.defaultPrevented) return;
-    var t = e.target;
-    if (t instanceof Element && (t.closest("input, textarea, select, [contenteditable]") || (help && help.open))) return;
+    if (typing(e.target) || (help && help.open)) return;
     switch (e.key) {
       case "/": e.preventDefault(); input.focus(); input.select(); break;
       case "ArrowLeft": case "k": follow("prev"); break;
