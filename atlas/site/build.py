@@ -14,8 +14,9 @@ from pathlib import Path
 
 from atlas.errors import AtlasError
 from atlas.site.check import DEFAULT_BUDGET, Budget, SiteReport, check_site
-from atlas.site.gather import Site, gather
+from atlas.site.gather import gather
 from atlas.site.images import derive_all
+from atlas.site.pages import Site
 from atlas.site.records import read_cache
 from atlas.site.write import render_site, write_changed
 

@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from atlas import __version__
-from atlas.site.gather import ChannelPage, ClassPage, Render, Site, UnitPage
+from atlas.site.pages import ChannelPage, ClassPage, Render, Site, UnitPage
 
 SITE_FORMAT = 1
 SEARCH_INDEX_PATH = "data/search-index.js"

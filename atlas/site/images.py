@@ -20,7 +20,7 @@ from PIL import Image
 
 from atlas.display import attribution_alpha, composite_on_white, display_image
 from atlas.errors import AtlasError
-from atlas.site.gather import Media, Render
+from atlas.site.pages import Media, Render
 from atlas.site.records import Entry
 
 THUMB_QUALITY = 80

@@ -21,8 +21,8 @@ from atlas.site.documents import (
     to_json,
     unit_document,
 )
-from atlas.site.gather import Site
 from atlas.site.images import write_atomic
+from atlas.site.pages import Site
 
 STATIC_FILES = ("atlas.css", "atlas.js", "favicon.svg")
 # Pages load nothing from elsewhere; 'self' covers file:// pages too (tested in Chromium).

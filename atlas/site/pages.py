@@ -1,0 +1,368 @@
+"""The site's content objects: pages, renders and their media, as plain data.
+
+Each page knows its own output path (relative to the site root) and gives relative URLs to
+anything else with `page.href(target)`, so templates never compute paths. `gather.py` makes
+these objects from a cache; templates and the JSON writer only read them.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import posixpath
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from atlas.site.records import CacheContents, ClassInfo, Entry, LayerInfo, ModelInfo
+
+THUMB_SIDE = 192
+DETAIL_SIDE = 640
+# Part of every derivative's name: bump it when the way derivatives are made changes.
+DERIVATIVES_VERSION = "1"
+
+
+@functools.lru_cache(maxsize=65536)
+def _relative(target: str, folder: str) -> str:
+    return posixpath.relpath(target, folder or ".")
+
+
+class HasPath(Protocol):
+    path: str
+
+
+def scaled(size: tuple[int, int], side: int) -> tuple[int, int]:
+    """`size` shrunk so that its longer side is at most `side` (never enlarged)."""
+    w, h = size
+    k = min(1.0, side / max(w, h))
+    return max(1, round(w * k)), max(1, round(h * k))
+
+
+@dataclass(frozen=True)
+class Media:
+    """The site's files for one rendered entry, named by a hash of their sources.
+
+    A new render gets new names, so unchanged derivatives never need rewriting and a
+    browser never shows a stale cached picture.
+    """
+
+    folder: str
+    full_size: tuple[int, int]
+    with_png: bool
+
+    @staticmethod
+    def for_entry(entry: Entry, with_png: bool) -> Media:
+        assert entry.size is not None and entry.image_sha256 and entry.attribution_sha256
+        material = f"{DERIVATIVES_VERSION}:{THUMB_SIDE}:{DETAIL_SIDE}:{entry.image_sha256}:{entry.attribution_sha256}"
+        return Media(f"media/{hashlib.sha256(material.encode()).hexdigest()[:16]}", entry.size, with_png)
+
+    @property
+    def thumb(self) -> str:
+        return f"{self.folder}/thumb.webp"
+
+    @property
+    def thumb_overlay(self) -> str:
+        return f"{self.folder}/thumb-overlay.webp"
+
+    @property
+    def detail(self) -> str:
+        return f"{self.folder}/detail.webp"
+
+    @property
+    def detail_overlay(self) -> str:
+        return f"{self.folder}/detail-overlay.webp"
+
+    @property
+    def png(self) -> str | None:
+        return f"{self.folder}/image.png" if self.with_png else None
+
+    @property
+    def thumb_size(self) -> tuple[int, int]:
+        return scaled(self.full_size, THUMB_SIDE)
+
+    @property
+    def detail_size(self) -> tuple[int, int]:
+        return scaled(self.full_size, DETAIL_SIDE)
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        names = (self.thumb, self.thumb_overlay, self.detail, self.detail_overlay)
+        return names + ((self.png,) if self.png else ())
+
+
+@dataclass(eq=False)
+class Page:
+    path: str  # output path relative to the site root, e.g. "classes/0607.html"
+    title: str
+    template: str
+
+    @property
+    def section(self) -> str:
+        """Which top-level section the page belongs to, for the navigation bar."""
+        if self.path.startswith("layers/"):
+            return "layers"
+        return "about" if self.path == "about.html" else "classes"
+
+    @property
+    def root(self) -> str:
+        """The site root relative to this page: "", "../" or "../../"."""
+        return "../" * self.path.count("/")
+
+    def href(self, target: str | HasPath) -> str:
+        """A relative URL from this page to `target` (a site path, or anything with `.path`)."""
+        return _relative(target if isinstance(target, str) else target.path, posixpath.dirname(self.path))
+
+
+@dataclass(frozen=True)
+class Guess:
+    page: ClassPage
+    prob: float
+    is_target: bool
+
+
+@dataclass(frozen=True)
+class Prediction:
+    model: str
+    role: str
+    guesses: tuple[Guess, ...]
+    top1_rate: float | None
+    top5_rate: float | None
+
+
+@dataclass(frozen=True)
+class Related:
+    page: ClassPage
+    score: float
+
+
+@dataclass(eq=False)
+class Render:
+    """One cached entry as a page shows it."""
+
+    entry: Entry
+    media: Media | None
+    predictions: tuple[Prediction, ...]
+    name: str  # file name stem for downloads: "efficientnet_lite0-class-0607-seed0"
+
+    @property
+    def crops(self) -> int | None:
+        return (self.entry.record.get("scores") or {}).get("crops")
+
+    @property
+    def status(self) -> str:
+        return self.entry.status
+
+    @property
+    def failure(self) -> str | None:
+        return self.entry.failure
+
+    @property
+    def seed(self) -> int:
+        return self.entry.seed
+
+    @property
+    def parameters(self) -> list[tuple[str, str]]:
+        rec = self.entry.record
+        timing = rec.get("timing") or {}
+        rows = [(k if k != "name" else "preset", _text(v)) for k, v in (rec.get("preset") or {}).items()]
+        rows += [
+            ("parameterisation", _text(rec.get("param"))),
+            ("seed", f"{self.entry.seed} (index {self.entry.seed_index})"),
+            ("objective value", _text(rec.get("objective_value"))),
+            ("render time", f"{timing['seconds']} s" if timing.get("seconds") is not None else "–"),
+            ("batch size", _text(timing.get("batch_size"))),
+            ("device", _text(timing.get("device"))),
+            ("finished", _text(timing.get("finished"))),
+            ("spectrum sha256", _text(rec.get("spectrum_sha256"))[:16]),
+            ("engine version", _text(rec.get("engine_version"))),
+            ("cache key", self.entry.key[:16]),
+        ]
+        retry = rec.get("retry")
+        if isinstance(retry, dict):
+            rows.append(("retried", f"first seed {retry.get('first_seed')}: {retry.get('reason')}"))
+        return rows
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+@dataclass(eq=False)
+class UnitPage(Page):
+    """A page about one objective (a class or a channel): renders, predictions, neighbours."""
+
+    data_path: str = ""
+    renders: list[Render] = field(default_factory=list)
+    related: list[Related] = field(default_factory=list)
+    prev: UnitPage | None = None
+    next: UnitPage | None = None
+
+    @property
+    def ok_renders(self) -> list[Render]:
+        return [r for r in self.renders if r.media is not None]
+
+    @property
+    def failed_renders(self) -> list[Render]:
+        return [r for r in self.renders if r.media is None]
+
+    @property
+    def main(self) -> Render | None:
+        ok = self.ok_renders
+        return ok[0] if ok else None
+
+    @property
+    def shared_parameters(self) -> list[tuple[str, str]]:
+        """Parameter rows that every rendered seed has in common (shown once)."""
+        tables = [r.parameters for r in self.ok_renders]
+        if not tables:
+            return []
+        common = set(tables[0]).intersection(*map(set, tables[1:]))
+        return [row for row in tables[0] if row in common]
+
+    def own_parameters(self, render: Render) -> list[tuple[str, str]]:
+        """The rows in which `render` differs from the other seeds."""
+        shared = set(self.shared_parameters)
+        return [row for row in render.parameters if row not in shared]
+
+    @property
+    def status(self) -> str:
+        if self.ok_renders:
+            return "ok"
+        return "failed" if self.renders else "pending"
+
+    @property
+    def label(self) -> str:
+        raise NotImplementedError
+
+
+@dataclass(eq=False)
+class ClassPage(UnitPage):
+    info: ClassInfo | None = None
+    kind = "class"
+
+    @property
+    def index(self) -> int:
+        assert self.info is not None
+        return self.info.index
+
+    @property
+    def number(self) -> str:
+        return f"{self.index:04d}"
+
+    @property
+    def name(self) -> str:
+        assert self.info is not None
+        return self.info.name
+
+    @property
+    def label(self) -> str:
+        return f"{self.number} {self.name}"
+
+
+@dataclass(eq=False)
+class LayerPage(Page):
+    info: LayerInfo | None = None
+    slug: str = ""
+    channels: list[ChannelPage] = field(default_factory=list)
+    is_last: bool = False
+
+    @property
+    def name(self) -> str:
+        assert self.info is not None
+        return self.info.name
+
+    @property
+    def rendered(self) -> int:
+        return sum(1 for c in self.channels if c.status == "ok")
+
+    @property
+    def samples(self) -> list[ChannelPage]:
+        return [c for c in self.channels if c.status == "ok"][:6]
+
+
+@dataclass(eq=False)
+class ChannelPage(UnitPage):
+    layer: LayerPage | None = None
+    channel: int = 0
+    kind = "channel"
+
+    @property
+    def number(self) -> str:
+        return f"c{self.channel:04d}"
+
+    @property
+    def label(self) -> str:
+        assert self.layer is not None
+        return f"{self.layer.name} · channel {self.channel}"
+
+
+@dataclass(frozen=True)
+class Summary:
+    classes: int
+    classes_rendered: int
+    classes_failed: int
+    channels_rendered: int
+    channels_failed: int
+    layers_with_channels: int
+    renders: int
+    extra_seeds: int
+    updated: str  # newest render's finish time: the site is a pure function of the cache
+    render_seconds: float
+    presets: tuple[tuple[str, int], ...]  # (preset JSON, renders using it)
+    params: tuple[str, ...]
+    devices: tuple[str, ...]
+    engine_versions: tuple[str, ...]
+    spectra: tuple[str, ...]
+    first_finished: str
+
+
+@dataclass(eq=False)
+class Site:
+    contents: CacheContents
+    with_png: bool
+    home: Page
+    about: Page
+    not_found: Page
+    layers_index: Page
+    classes: list[ClassPage]
+    layers: list[LayerPage]
+    summary: Summary
+
+    @property
+    def model(self) -> ModelInfo:
+        return self.contents.model
+
+    @property
+    def channels(self) -> list[ChannelPage]:
+        return [c for layer in self.layers for c in layer.channels]
+
+    @property
+    def pages(self) -> list[Page]:
+        return [self.home, self.about, self.not_found, self.layers_index, *self.classes, *self.layers, *self.channels]
+
+    @property
+    def renders(self) -> list[Render]:
+        return [r for p in [*self.classes, *self.channels] for r in p.renders]
+
+    @property
+    def presets(self) -> list[dict[str, Any]]:
+        return [json.loads(p) for p, _ in self.summary.presets]
+
+    @property
+    def preset_labels(self) -> list[str]:
+        """"atlas · 512 px · 256 steps" for each preset in use, the most used first."""
+        labels = []
+        for preset in self.presets:
+            parts = [str(preset.get("name", "custom"))]
+            if preset.get("canvas") is not None:
+                parts.append(f"{preset['canvas']} px")
+            if preset.get("steps") is not None:
+                parts.append(f"{preset['steps']} steps")
+            labels.append(" · ".join(parts))
+        return labels
