@@ -7,12 +7,12 @@ changed and leaves everything else (and its modification time) alone.
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 import jinja2
 
 from atlas import __version__
+from atlas.errors import AtlasError
 from atlas.site.documents import (
     SEARCH_INDEX_PATH,
     index_document,
@@ -33,9 +33,17 @@ CSP = (
 )
 
 
+# The project keeps its Jinja templates and CSS/JS at the repository root, beside atlas/.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+TEMPLATES = PROJECT_ROOT / "templates"
+STATIC = PROJECT_ROOT / "static"
+
+
 def environment() -> jinja2.Environment:
+    if not TEMPLATES.is_dir():
+        raise AtlasError(f"site templates not found at {TEMPLATES}: install atlas from its repository (pip install -e .)")
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(Path(__file__).with_name("templates"))),
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -51,7 +59,7 @@ def environment() -> jinja2.Environment:
 
 
 def static_file(name: str) -> bytes:
-    return resources.files("atlas.site").joinpath("static", name).read_bytes()
+    return (STATIC / name).read_bytes()
 
 
 def render_site(site: Site, env: jinja2.Environment | None = None) -> dict[str, bytes]:
