@@ -25,6 +25,9 @@ from atlas.presets import Preset
 from atlas.spectrum import check_spectrum, load_spectrum, resize_spectrum
 from atlas.transforms import RandomCrops, derived_seed
 
+# Goes into every cache key: bump it when the same settings would give different images.
+ENGINE_VERSION = "1"
+
 
 @dataclass(frozen=True)
 class RenderResult:

@@ -82,11 +82,12 @@ def test_spectrum_sources_agree(resnet, tmp_path):
     array = load_spectrum()
     path = tmp_path / "copy.npy"
     np.save(path, array)
-    results = [render(resnet, [class_logit(1)], TINY, [3], spectrum=s).images
+    short = dataclasses.replace(TINY, steps=2)
+    results = [render(resnet, [class_logit(1)], short, [3], spectrum=s).images
                for s in (None, default_spectrum_path(), path, array, torch.from_numpy(array))]
     for other in results[1:]:
         assert torch.equal(results[0], other)
-    flat = render(resnet, [class_logit(1)], TINY, [3], spectrum=np.ones((3, 64, 33), np.float32)).images
+    flat = render(resnet, [class_logit(1)], short, [3], spectrum=np.ones((3, 64, 33), np.float32)).images
     assert not torch.allclose(flat, results[0], atol=1e-2)
 
 
