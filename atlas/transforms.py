@@ -73,10 +73,10 @@ def crop_resize(images: torch.Tensor, boxes: torch.Tensor, size: int, pool: int 
     in one (size, n*size) sampling grid over that sample's canvas, so nothing is copied.
     Aliasing: bilinear sampling is alias-free when upsampling and mild up to 2 canvas
     pixels per output pixel, the most our presets reach (e.g. a 0.25 crop of a 1280
-    canvas at 224 px is 1.43), and the MACO spectrum puts 0.1% of its power above a
-    quarter of the sampling rate, the band that folds back at a scale of 2. Beyond 2 (`pool` > 1, chosen by pool_factor from the
-    preset, never from a batch's random draws) the canvas is first area-averaged by
-    `pool`, a box prefilter, which brings the scale back under 2.
+    canvas at 224 px is 1.43); the MACO spectrum puts 0.1% of its power above a quarter
+    of the sampling rate, the band that folds back at a scale of 2. Beyond 2 (`pool` > 1,
+    chosen by pool_factor from the preset, never from a batch's random draws) the canvas
+    is first area-averaged by `pool`, a box prefilter, which brings the scale back under 2.
     """
     k, n = boxes.shape[:2]
     if pool > 1:
