@@ -73,6 +73,8 @@ class Config:
     device: str = "auto"
     batch_size: int | None = None  # None: chosen from the device
     param: str = "maco"
+    bf16: bool = False  # autocast the model's forward to bfloat16 (GPU speed; changes images, so in the key)
+    channels_last: bool = False  # NHWC memory for convolutions (GPU speed; same images)
     full: Selection = field(
         default_factory=lambda: Selection(
             classes="all",
@@ -89,8 +91,8 @@ class Config:
     )
     cpu: Selection = field(
         default_factory=lambda: Selection(
-            classes="1,9,130,207,309,340,388,417,430,511,852,954,963,967,980,985",
-            layers=(("conv_head", "top:4"),),
+            classes="1,9,130,207,309,340,417,430,948,954,963,980",
+            layers=(("blocks.3", "0-3"), ("conv_head", "top:4")),
             preset=PresetChoice("cpu", 1),
             judges=("efficientnet_lite1",),
         )
@@ -122,7 +124,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     base = Config()
     top = reader.table(data, "", {
         "model", "classes", "judges", "cache", "site", "device", "batch_size", "param",
-        "checkpoint", "random_weights", "preset", "layers", "scoring", "cpu",
+        "checkpoint", "random_weights", "preset", "layers", "scoring", "cpu", "bf16", "channels_last",
     })
     folder = path.parent
     checkpoint = reader.optional_str(top, "checkpoint")
@@ -144,6 +146,8 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         device=reader.string(top, "device", base.device),
         batch_size=reader.batch_size(top),
         param=reader.choice(top, "param", base.param, ("maco", "fourier")),
+        bf16=reader.boolean(top, "bf16", base.bf16),
+        channels_last=reader.boolean(top, "channels_last", base.channels_last),
         full=full,
         cpu=cpu,
         scoring=scoring,

@@ -95,14 +95,17 @@ class Summary:
 
 
 def resolve_device(device: str) -> str:
-    """"auto" -> cuda:LOCAL_RANK or cuda when a GPU is present, else cpu; checks explicit choices."""
-    device = local_device(device)
+    """"auto" -> a GPU when one is present, else cpu; under torchrun a GPU is cuda:LOCAL_RANK."""
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = local_device(device) if device == "cuda" else device
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise AtlasError(f"device {device!r} asked for, but no CUDA GPU is available: use --device cpu")
-        index = torch.device(device).index
+        try:
+            index = torch.device(device).index
+        except RuntimeError:
+            raise AtlasError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from None
         if index is not None and index >= torch.cuda.device_count():
             raise AtlasError(f"device {device!r} does not exist: this machine has {torch.cuda.device_count()} GPU(s)")
         return device
@@ -192,6 +195,8 @@ def key_material(plan: Plan, request: RenderRequest, objective: Any, seed: int) 
         "spectrum_sha256": plan.spectrum_sha256,
         "param": request.config.param,
     }
+    if request.config.bf16:  # only when on, so that fp32 keys are exactly the documented ones
+        material["autocast_bf16"] = True
     return material
 
 
@@ -225,12 +230,14 @@ def _make_preset(presets: Any, selection: Selection) -> Any:
 # Batch size
 
 
-def auto_batch_size(loaded: LoadedModel, preset: Any, spectrum: Any, device: str, param: str) -> int:
-    """CPU: a small fixed batch.  CUDA: measure the memory of one and two objectives for two
-    steps, and fill 80% of the free memory with what one more objective costs."""
+def auto_batch_size(loaded: LoadedModel, preset: Any, spectrum: Any, device: str, param: str,
+                    sample: Any, bf16: bool = False) -> int:
+    """CPU: a small fixed batch.  CUDA: measure the peak memory of one and of two copies of
+    `sample` (the objective that runs the deepest forward) for two steps, and fill 80% of the
+    free memory with what one more objective costs."""
     if not device.startswith("cuda"):
         return CPU_BATCH
-    objectives, presets, render_module, _ = _engine()
+    _, _, render_module, _ = _engine()
     probe = dataclasses.replace(preset, steps=2) if dataclasses.is_dataclass(preset) else preset
     peaks = []
     torch.cuda.synchronize(device)
@@ -238,8 +245,8 @@ def auto_batch_size(loaded: LoadedModel, preset: Any, spectrum: Any, device: str
     for count in (1, 2):
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-        render_module.render(loaded, [objectives.class_logit(0)] * count, probe, list(range(count)),
-                             device=device, spectrum=spectrum, param=param)
+        render_module.render(loaded, [sample] * count, probe, list(range(count)),
+                             device=device, spectrum=spectrum, param=param, autocast_bf16=bf16)
         torch.cuda.synchronize(device)
         peaks.append(torch.cuda.max_memory_allocated(device) - base)
     per_sample = max(peaks[1] - peaks[0], 1)
@@ -338,6 +345,7 @@ def base_record(plan: Plan, request: RenderRequest, item: PlannedJob) -> dict[st
                   "input_size": loaded.input_size, "mean": list(loaded.mean), "std": list(loaded.std)},
         "preset": plan.preset.to_dict(),
         "param": request.config.param,
+        "precision": "bf16 autocast" if request.config.bf16 else "fp32",
         "seed": item.job.seed,
         "seed_index": item.job.seed_index,
         "spectrum_sha256": plan.spectrum_sha256,
@@ -405,8 +413,9 @@ def run(request: RenderRequest, *, report: Report = print, progress: ProgressFac
            f"in the cache; model {loaded.name}, preset {plan.preset.name}, device {request.device}")
     if todo:
         judges = _load_judges(loaded, selection, request)
+        deepest = next((p for p in todo if p.job.target.kind == "class"), todo[-1])
         size = request.batch_size or auto_batch_size(loaded, plan.preset, plan.spectrum, request.device,
-                                                     config.param)
+                                                     config.param, deepest.objective, config.bf16)
         report(f"batch size {size}" + ("" if request.batch_size else " (auto)"))
         _render_all(plan, request, cache, judges, todo, size, summary, progress)
     summary.seconds = time.perf_counter() - started
@@ -434,7 +443,7 @@ def _render_all(plan: Plan, request: RenderRequest, cache: Cache, judges: Sequen
         while pending:
             retries: list[_Attempt] = []
             for chunk in batches(pending, size, key=lambda a: a.item.job.target.group):
-                for attempt, finished in _render_batch(plan, request, cache, judges, chunk, summary):
+                for attempt, finished in _render_batch(plan, request, cache, judges, chunk, summary, bar):
                     if not finished:
                         retries.append(attempt)
                     elif bar is not None:
@@ -445,13 +454,27 @@ def _render_all(plan: Plan, request: RenderRequest, cache: Cache, judges: Sequen
             bar.close()
 
 
+def _step_reporter(bar: Any, count: int) -> Callable[[int, int], None] | None:
+    """Show the running batch's step in the bar (a CPU batch takes minutes), about 16 times a batch."""
+    if bar is None or not hasattr(bar, "set_postfix_str"):
+        return None
+
+    def report(step: int, steps: int) -> None:
+        if step == steps or step % max(1, steps // 16) == 0:
+            bar.set_postfix_str(f"batch of {count}: step {step}/{steps}")
+
+    return report
+
+
 def _render_batch(plan: Plan, request: RenderRequest, cache: Cache, judges: Sequence[Judge],
-                  attempts: Sequence[_Attempt], summary: Summary):
+                  attempts: Sequence[_Attempt], summary: Summary, bar: Any = None):
     """Render one batch; yield (attempt, finished) per objective: finished False means retry."""
     _, _, render_module, _ = _engine()
     result = render_module.render(
         plan.loaded, [a.item.objective for a in attempts], plan.preset, [a.seed for a in attempts],
         device=request.device, spectrum=plan.spectrum, param=request.config.param,
+        autocast_bf16=request.config.bf16, channels_last=request.config.channels_last,
+        progress=_step_reporter(bar, len(attempts)),
     )
     count = len(attempts)
     finite = [bool(f) and bool(np.isfinite(float(v))) for f, v in zip(result.finite, result.values, strict=True)]

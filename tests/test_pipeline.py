@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
@@ -42,10 +43,24 @@ def make_request(tmp_path: Path, *, classes: str = "0-2", layers: str = 'layer4 
                  judges: str = '["test_efficientnet"]', **changes) -> pipeline.RenderRequest:
     path = tmp_path / "atlas.toml"
     path.write_text(TINY.format(classes=classes, layers=layers, judges=judges))
-    config = load_config(path)
+    config = dataclasses.replace(load_config(path), **changes.pop("config", {}))
     selection = override(config.full, **changes.pop("selection", {}))
     return pipeline.RenderRequest(config=config, selection=selection, device="cpu", cpu_subset=False,
                                   batch_size=config.batch_size, **changes)
+
+
+class FakeBar:
+    def __init__(self, total: int, **_kwargs) -> None:
+        self.total, self.done, self.closed, self.postfixes = total, 0, False, []
+
+    def update(self, n: int) -> None:
+        self.done += n
+
+    def set_postfix_str(self, text: str) -> None:
+        self.postfixes.append(text)
+
+    def close(self) -> None:
+        self.closed = True
 
 
 def records(cache_dir: Path) -> dict[str, dict]:
@@ -60,8 +75,12 @@ def tree(cache_dir: Path) -> dict[str, tuple[int, bytes]]:
 def test_small_render_writes_complete_entries_and_a_second_run_renders_nothing(tmp_path):
     request = make_request(tmp_path)
     lines: list[str] = []
-    first = pipeline.run(request, report=lines.append)
+    bars: list[FakeBar] = []
+    first = pipeline.run(request, report=lines.append, progress=lambda **kw: bars.append(FakeBar(**kw)) or bars[-1])
     assert (first.total, first.rendered, first.reused, first.failed) == (5, 5, 0, 0)
+    assert len(bars) == 1 and bars[0].total == 5 and bars[0].done == 5 and bars[0].closed
+    assert "batch of 3: step 2/2" in bars[0].postfixes and "batch of 2: step 2/2" in bars[0].postfixes
+    assert "5 objectives: 5 to render, 0 in the cache" in lines[0]
     cache_dir = tmp_path / "cache"
     found = records(cache_dir)
     assert sorted(found) == sorted(first.keys)
@@ -127,6 +146,13 @@ def test_changed_settings_make_new_keys_and_shards_make_the_same_keys(tmp_path):
     assert more_steps.rendered == 1 and set(more_steps.keys).isdisjoint(base.keys)
     shard = pipeline.run(make_request(tmp_path, classes="0-1", layers="", shard=Shard(0, 2)), report=lambda _: None)
     assert shard.keys == base.keys and shard.reused == 1 and shard.rendered == 0
+    layout = pipeline.run(make_request(tmp_path, classes="0", layers="", config={"channels_last": True}),
+                          report=lambda _: None)
+    assert layout.keys == base.keys and layout.rendered == 0  # memory layout does not change the image
+    bf16 = pipeline.run(make_request(tmp_path, classes="0", layers="", config={"bf16": True}), report=lambda _: None)
+    assert bf16.rendered == 1 and set(bf16.keys).isdisjoint(base.keys)
+    assert records(tmp_path / "cache")[bf16.keys[0]]["precision"] == "bf16 autocast"
+    assert records(tmp_path / "cache")[base.keys[0]]["precision"] == "fp32"
 
 
 def test_corrupt_entries_are_reported_and_rendered_again(tmp_path):
@@ -269,11 +295,18 @@ def test_full_disk_mid_run_keeps_finished_entries_and_leaves_no_partial_one(tmp_
 
 def test_device_resolution(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("LOCAL_RANK", "1")  # torchrun on a machine without GPUs stays on the CPU
     assert pipeline.resolve_device("auto") == "cpu"
     with pytest.raises(AtlasError, match="--device cpu"):
         pipeline.resolve_device("cuda")
     with pytest.raises(AtlasError, match="unknown device"):
         pipeline.resolve_device("tpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert pipeline.resolve_device("auto") == "cuda:1"  # torchrun's LOCAL_RANK picks the GPU
+    assert pipeline.resolve_device("cuda:0") == "cuda:0"
+    with pytest.raises(AtlasError, match="has 2 GPU"):
+        pipeline.resolve_device("cuda:2")
 
 
 @pytest.mark.gpu
@@ -283,5 +316,8 @@ def test_auto_batch_size_on_cuda_fills_memory():
     from atlas.presets import get_preset
 
     loaded = load_model("test_resnet", random_weights=True, device="cuda")
-    size = pipeline.auto_batch_size(loaded, get_preset("cpu", canvas=64, steps=2), None, "cuda", "maco")
+    from atlas.objectives import class_logit
+
+    size = pipeline.auto_batch_size(loaded, get_preset("cpu", canvas=64, steps=2), None, "cuda", "maco",
+                                    class_logit(0))
     assert 1 <= size <= pipeline.MAX_AUTO_BATCH

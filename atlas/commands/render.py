@@ -31,6 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", type=Path, metavar="DIR", help="cache folder (default from the config)")
     parser.add_argument("--device", metavar="D", help="auto, cpu, cuda, cuda:N (default auto)")
     parser.add_argument("--batch-size", metavar="K", help='objectives per optimisation call, or "auto"')
+    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                        help="bfloat16 autocast of the model (GPU speed; other images, other cache keys)")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                        help="channels-last memory for convolutions (GPU speed; the same images)")
     parser.add_argument("--shard", metavar="I/N",
                         help="render shard I of N (0-based); default from RANK/WORLD_SIZE or a SLURM array")
     parser.add_argument("--force", action="store_true", help="render again even what the cache holds")
@@ -55,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
         cache=args.cache if args.cache is not None else config.cache,
         device=args.device or config.device,
         batch_size=parse_batch_size(args.batch_size) if args.batch_size is not None else config.batch_size,
+        bf16=config.bf16 if args.bf16 is None else args.bf16,
+        channels_last=config.channels_last if args.channels_last is None else args.channels_last,
     )
     device = pipeline.resolve_device(config.device)
     cpu_subset = device == "cpu" if args.subset is None else args.subset == "cpu"
@@ -76,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
     if cpu_subset:
         why = "no GPU found" if args.subset is None else "--cpu-subset"
         print(f"atlas render: {why}: rendering the CPU subset ([cpu] in {config.source or 'the defaults'}): "
-              f"{selection.describe()}; about 10 minutes on 2 cores. Full atlas: {full_command}", flush=True)
+              f"{selection.describe()} (the default subset takes about 10 minutes on 2 cores). "
+              f"Full atlas: {full_command}", flush=True)
     progress = None if args.no_progress else _tqdm()
     summary = pipeline.run(request, report=lambda line: print(f"atlas render: {line}", flush=True), progress=progress)
     print(f"atlas render: done: {summary.line()}; cache {config.cache}", flush=True)
