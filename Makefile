@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup atlas test test-fast bench serve publish lint clean browser
+.PHONY: setup atlas test test-fast bench gpu-check serve publish lint clean browser
 
 setup: $(STAMP)
 
@@ -38,6 +38,12 @@ test-fast: setup
 
 bench: setup
 	$(BIN)/atlas bench $(ARGS)
+
+# On a machine with CUDA: the GPU tests, then the GPU benchmark (one script for a lent GPU box).
+gpu-check: setup
+	$(BIN)/python -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "gpu-check: no CUDA device on this machine")'
+	$(BIN)/python -m pytest -q -m gpu -rs
+	$(BIN)/atlas bench --part gpu $(ARGS)
 
 serve: setup
 	$(BIN)/atlas serve $(ARGS)
