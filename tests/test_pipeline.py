@@ -321,3 +321,15 @@ def test_auto_batch_size_on_cuda_fills_memory():
     size = pipeline.auto_batch_size(loaded, get_preset("cpu", canvas=64, steps=2), None, "cuda", "maco",
                                     class_logit(0))
     assert 1 <= size <= pipeline.MAX_AUTO_BATCH
+
+
+def test_force_renders_again_under_the_same_keys(tmp_path):
+    request = make_request(tmp_path, classes="0-1", layers="")
+    first = pipeline.run(request, report=lambda _: None)
+    before = {k: r["timing"]["finished"] + str((Cache(tmp_path / "cache").entry_dir(k) / RECORD).stat().st_mtime_ns)
+              for k, r in records(tmp_path / "cache").items()}
+    forced = pipeline.run(dataclasses.replace(request, force=True), report=lambda _: None)
+    assert (forced.rendered, forced.reused) == (2, 0) and forced.keys == first.keys
+    after = {k: r["timing"]["finished"] + str((Cache(tmp_path / "cache").entry_dir(k) / RECORD).stat().st_mtime_ns)
+             for k, r in records(tmp_path / "cache").items()}
+    assert after.keys() == before.keys() and all(after[k] != before[k] for k in before)
