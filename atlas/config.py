@@ -79,11 +79,11 @@ class Config:
         default_factory=lambda: Selection(
             classes="all",
             layers=(
-                ("blocks.3", "all"),
-                ("blocks.4", "all"),
-                ("blocks.5", "all"),
-                ("blocks.6", "all"),
-                ("conv_head", "top:256"),
+                ("blocks.3", "0-31"),
+                ("blocks.4", "0-31"),
+                ("blocks.5", "0-63"),
+                ("blocks.6", "0-63"),
+                ("conv_head", "top:64"),
             ),
             preset=PresetChoice("atlas", 1),
             judges=("efficientnet_lite1", "efficientnet_lite2"),
