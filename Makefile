@@ -29,6 +29,8 @@ browser:
 atlas: setup
 	$(BIN)/atlas render $(ARGS)
 	$(BIN)/atlas build
+	@$(BIN)/python -c 'import torch; torch.cuda.is_available() or print("\nThis machine has no GPU, so that was the CPU subset. The full atlas: $(BIN)/atlas render --full && $(BIN)/atlas build")'
+	@echo "Open site/index.html, or run: make serve"
 
 test: setup browser
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
@@ -37,7 +39,7 @@ test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow and not browser" $(PYTEST_ARGS)
 
 bench: setup
-	$(BIN)/atlas bench $(ARGS)
+	$(BIN)/atlas bench $(or $(ARGS),--classes 4)
 
 # On a machine with CUDA: the GPU tests, then the GPU benchmark (one script for a lent GPU box).
 gpu-check: setup

@@ -73,6 +73,7 @@ class Config:
     device: str = "auto"
     batch_size: int | None = None  # None: chosen from the device
     param: str = "maco"
+    spectrum: Path | None = None  # a magnitude spectrum .npy (`atlas spectrum`); None: the MACO authors' ImageNet one
     bf16: bool = False  # autocast the model's forward to bfloat16 (GPU speed; changes images, so in the key)
     channels_last: bool = False  # NHWC memory for convolutions (GPU speed; same images)
     full: Selection = field(
@@ -124,10 +125,11 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     base = Config()
     top = reader.table(data, "", {
         "model", "classes", "judges", "cache", "site", "device", "batch_size", "param",
-        "checkpoint", "random_weights", "preset", "layers", "scoring", "cpu", "bf16", "channels_last",
+        "checkpoint", "random_weights", "preset", "layers", "scoring", "cpu", "bf16", "channels_last", "spectrum",
     })
     folder = path.parent
     checkpoint = reader.optional_str(top, "checkpoint")
+    spectrum = reader.optional_str(top, "spectrum")
     full = reader.selection(top, "", base.full)
     cpu = reader.selection(reader.table(top.get("cpu", {}), "cpu", {"classes", "judges", "preset", "layers"}),
                            "cpu.", base.cpu)
@@ -146,6 +148,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         device=reader.string(top, "device", base.device),
         batch_size=reader.batch_size(top),
         param=reader.choice(top, "param", base.param, ("maco", "fourier")),
+        spectrum=(folder / spectrum) if spectrum else None,
         bf16=reader.boolean(top, "bf16", base.bf16),
         channels_last=reader.boolean(top, "channels_last", base.channels_last),
         full=full,

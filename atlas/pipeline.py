@@ -204,7 +204,7 @@ def make_plan(request: RenderRequest, loaded: LoadedModel, cache: Cache) -> Plan
     objectives, presets, render_module, spectrum_module = _engine()
     selection = request.selection
     preset = _make_preset(presets, selection)
-    spectrum = spectrum_module.load_spectrum()
+    spectrum = spectrum_module.load_spectrum(request.config.spectrum)
     spectrum_sha = spectrum_module.spectrum_sha256(spectrum)
     classes, layers = select_targets(loaded, selection)
     jobs = build_jobs(classes, layers, selection.preset.seeds)

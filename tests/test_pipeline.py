@@ -333,3 +333,28 @@ def test_force_renders_again_under_the_same_keys(tmp_path):
     after = {k: r["timing"]["finished"] + str((Cache(tmp_path / "cache").entry_dir(k) / RECORD).stat().st_mtime_ns)
              for k, r in records(tmp_path / "cache").items()}
     assert after.keys() == before.keys() and all(after[k] != before[k] for k in before)
+
+
+def test_a_user_spectrum_is_used_and_changes_the_key(tmp_path):
+    from atlas.spectrum import load_spectrum, spectrum_sha256
+
+    base = pipeline.run(make_request(tmp_path, classes="0", layers=""), report=lambda _: None)
+    flat = np.ones_like(load_spectrum())  # a white-noise spectrum: a different image under a different key
+    np.save(tmp_path / "flat.npy", flat)
+    mine = pipeline.run(make_request(tmp_path, classes="0", layers="", config={"spectrum": tmp_path / "flat.npy"}),
+                        report=lambda _: None)
+    assert mine.rendered == 1 and set(mine.keys).isdisjoint(base.keys)
+    record = records(tmp_path / "cache")[mine.keys[0]]
+    assert record["spectrum_sha256"] == spectrum_sha256(tmp_path / "flat.npy") != spectrum_sha256()
+    image = lambda key: np.asarray(Image.open(tmp_path / "cache" / "entries" / key[:2] / key / IMAGE))  # noqa: E731
+    assert not np.array_equal(image(mine.keys[0]), image(base.keys[0]))
+    (tmp_path / "bad.npy").write_bytes(b"junk")
+    with pytest.raises(AtlasError, match="spectrum"):
+        pipeline.run(make_request(tmp_path, classes="0", layers="", config={"spectrum": tmp_path / "bad.npy"}),
+                     report=lambda _: None)
+
+
+def test_spectrum_key_in_the_config_file_is_relative_to_it(tmp_path):
+    path = tmp_path / "atlas.toml"
+    path.write_text('spectrum = "mine.npy"\n')
+    assert load_config(path).spectrum == tmp_path / "mine.npy"

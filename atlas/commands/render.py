@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", type=Path, metavar="DIR", help="cache folder (default from the config)")
     parser.add_argument("--device", metavar="D", help="auto, cpu, cuda, cuda:N (default auto)")
     parser.add_argument("--batch-size", metavar="K", help='objectives per optimisation call, or "auto"')
+    parser.add_argument("--spectrum", type=Path, metavar="FILE",
+                        help="magnitude spectrum .npy made by `atlas spectrum` (default: the MACO authors' ImageNet one)")
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                         help="bfloat16 autocast of the model (GPU speed; other images, other cache keys)")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
@@ -59,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         cache=args.cache if args.cache is not None else config.cache,
         device=args.device or config.device,
         batch_size=parse_batch_size(args.batch_size) if args.batch_size is not None else config.batch_size,
+        spectrum=args.spectrum if args.spectrum is not None else config.spectrum,
         bf16=config.bf16 if args.bf16 is None else args.bf16,
         channels_last=config.channels_last if args.channels_last is None else args.channels_last,
     )
