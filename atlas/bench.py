@@ -48,6 +48,13 @@ class QualityRow:
     classes: int
     seconds_per_image: float
     rates: dict[str, tuple[float, float]]  # model name -> (mean top-1 rate, mean top-5 rate) over classes
+    per_class: dict[int, dict[str, tuple[float, float]]]  # class -> model name -> (top-1 rate, top-5 rate)
+
+    def rates_on(self, classes: Sequence[int]) -> dict[str, tuple[float, float]]:
+        """Mean rates over a subset of this row's classes (to compare rows measured on fewer classes)."""
+        names = next(iter(self.per_class.values())).keys()
+        return {name: tuple(sum(self.per_class[c][name][i] for c in classes) / len(classes) for i in (0, 1))
+                for name in names}
 
 
 def _sync(device: str) -> None:
@@ -150,8 +157,10 @@ def speed(loaded: LoadedModel, preset: Preset, steps: int, device: str, batches:
         rows.append(SpeedRow("atlas (ours)", loaded.name, batch, 1000 * seconds / steps, 1000 * seconds / steps / batch))
     if references:
         for kind in ("maco", "fourier"):
+            run_horama(loaded, preset, 1, device, kind)  # the same warm-up as ours
             _, seconds = run_horama(loaded, preset, steps, device, kind)
             rows.append(SpeedRow(f"horama 0.3.0 {kind}", loaded.name, 1, 1000 * seconds / steps, 1000 * seconds / steps))
+        run_lucent(loaded, preset, 1, device)
         seconds = run_lucent(loaded, preset, steps, device)
         rows.append(SpeedRow("torch-lucent 0.1.8 fft", loaded.name, 1, 1000 * seconds / steps, 1000 * seconds / steps))
     return rows
@@ -192,13 +201,17 @@ def peak_memory_mb(loaded: LoadedModel, preset: Preset, batch: int, device: str)
     import subprocess
     import sys
 
+    # Peak RSS growth of the render alone: Linux resets the high-water mark VmHWM on
+    # "5" > /proc/self/clear_refs, so model loading (and hashing its weights) does not count.
     code = (
-        "import json, resource, sys; from dataclasses import replace\n"
+        "import json, sys\n"
         "from atlas.models import load_model; from atlas.presets import Preset; from atlas.bench import run_ours\n"
+        "def status(key):\n"
+        "    return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith(key))\n"
         "a = json.loads(sys.argv[1]); m = load_model(a['model'], random_weights=a['random'])\n"
-        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "open('/proc/self/clear_refs', 'w').write('5'); base = status('VmRSS:')\n"
         "run_ours(m, Preset(**a['preset']), a['batch'], 'cpu')\n"
-        "print(json.dumps((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024))\n"
+        "print(json.dumps((status('VmHWM:') - base) / 1024))\n"
     )
     args = {"model": loaded.name, "random": loaded.weights_source.startswith("random"),
             "preset": preset.to_dict(), "batch": batch}
@@ -223,9 +236,7 @@ def quality(loaded: LoadedModel, judges: Sequence[LoadedModel], preset: Preset, 
     panel = [Judge(loaded, "generator")] + [Judge(j, "judge") for j in judges]
     scores = score_images(stack, panel, list(classes), crops=crops, seed=0, crop_min=preset.crop_min,
                           crop_max=preset.crop_max)
-    rates = {}
-    for m, judge in enumerate(panel):
-        top1 = [s["models"][m]["target_top1_rate"] for s in scores]
-        top5 = [s["models"][m]["target_top5_rate"] for s in scores]
-        rates[judge.loaded.name] = (sum(top1) / len(top1), sum(top5) / len(top5))
-    return QualityRow(config, len(classes), seconds / len(classes), rates)
+    per_class = {c: {judge.loaded.name: (s["models"][m]["target_top1_rate"], s["models"][m]["target_top5_rate"])
+                     for m, judge in enumerate(panel)} for c, s in zip(classes, scores, strict=True)}
+    row = QualityRow(config, len(classes), seconds / len(classes), {}, per_class)
+    return replace(row, rates=row.rates_on(list(classes)))

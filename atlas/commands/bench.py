@@ -74,14 +74,14 @@ def run(args: argparse.Namespace) -> int:
 
     lite0 = load_model("efficientnet_lite0")
     resnet = load_model("resnet50", random_weights=True)
-    default = get_preset("atlas")
+    default = get_preset("atlas" if gpu else "cpu")  # the preset each machine renders with
     # Identical settings for every implementation: horama's crops and noise on a 512 canvas.
     same = get_preset("atlas", canvas=512, crops=8, crop_min=0.20, crop_max=0.25, noise=0.05)
 
     if "speed" in parts:
         rows, table = [], []
         for model in (lite0, resnet):
-            measured = bench.speed(model, same, steps, device, batches=(1, 8, 32) if gpu else (1, 8))
+            measured = bench.speed(model, same, steps, device, batches=(1, 8, 32) if gpu else (1, 4))
             horama_ms = next(r.ms_per_image_step for r in measured if r.implementation == "horama 0.3.0 maco")
             for r in measured:
                 rows.append(asdict(r) | {"per_hour_256_steps": r.per_hour(256), "x_horama": horama_ms / r.ms_per_image_step})
@@ -105,22 +105,22 @@ def run(args: argparse.Namespace) -> int:
             rows.append({"batch": batch, "ms_per_step": 1000 * seconds / steps,
                          "images_per_hour": 3600 * batch / (seconds / steps * default.steps), "peak_mb": memory})
         canvases = []
-        for canvas in (256, 512, 1024, 1280):
+        for canvas in (256, 512, 1024, 1280) if gpu else (256, 512, 1024):
             canvases.append({"canvas": canvas, "batch": 4,
                              "peak_mb": bench.peak_memory_mb(lite0, replace(default, canvas=canvas), 4, device)})
         results["scaling"] = {"batch": rows, "canvas": canvases}
-        print(f"## Scaling: Lite0, preset `atlas` ({default.canvas} px, {default.crops} crops), {device}\n")
+        print(f"## Scaling: Lite0, preset `{default.name}` ({default.canvas} px, {default.crops} crops), {device}\n")
         print(_table(["batch", "ms/step", f"images/hour ({default.steps} steps)", "peak MB"],
                      [[r["batch"], r["ms_per_step"], f"{r['images_per_hour']:,.0f}", r["peak_mb"]] for r in rows]) + "\n")
         print(_table(["canvas", "batch", "peak MB"], [[r["canvas"], r["batch"], r["peak_mb"]] for r in canvases]) + "\n")
 
     if "split" in parts:
         rows = []
-        for model, batch in ((lite0, 1), (lite0, 8), (resnet, 8)):
+        for model, batch in ((lite0, 1), (lite0, 8), (resnet, 8 if gpu else 2)):
             split = bench.time_split(model, default, batch, steps, device)
             rows.append({"model": model.name, "batch": batch} | split)
         results["split"] = rows
-        print(f"## Where a step goes: preset `atlas`, {device}\n")
+        print(f"## Where a step goes: preset `{default.name}`, {device}\n")
         print(_table(["model", "batch", "step ms", "image handling ms", "image handling share"],
                      [[r["model"], r["batch"], r["step_ms"], r["image_ms"], f"{100 * r['image_fraction']:.1f}%"]
                       for r in rows]) + "\n")
@@ -130,13 +130,14 @@ def run(args: argparse.Namespace) -> int:
         classes = bench.QUALITY_CLASSES[: args.classes] if args.classes <= 50 else \
             tuple(range(0, 1000, max(1, 1000 // args.classes)))[: args.classes]
         configs = quality_configs(gpu)
-        rows = []
-        for name, preset_name, overrides, options in configs:
+        rows, measured = [], []
+        for name, preset_name, overrides, options, limit in configs:
             preset = get_preset(preset_name, **overrides)
-            n = classes if not options.get("runner", "ours").startswith(("maco", "fourier")) else classes[:10]
+            n = classes[:limit] if limit else classes
             row = bench.quality(lite0, judges, preset, n, device, config=name,
-                                batch=32 if gpu else 8, **options)
+                                batch=32 if gpu else 2, **options)
             rows.append(asdict(row) | {"preset": preset.to_dict()})
+            measured.append(row)
             print(f"  {name}: {row.seconds_per_image:.1f} s/image, " +
                   ", ".join(f"{k} top-1 {v[0]:.2f} top-5 {v[1]:.2f}" for k, v in row.rates.items()), flush=True)
         results["quality"] = rows
@@ -150,6 +151,15 @@ def run(args: argparse.Namespace) -> int:
                          [f"{100 * v:.0f}%" for pair in rates for v in pair] +
                          [f"{60 * rates[1][1] / r['seconds_per_image']:.2f}"])
         print(_table(header, table) + "\n")
+        common = classes[: min(len(r.per_class) for r in measured)]
+        print(f"Every config on the same {len(common)} classes ({', '.join(map(str, common))}):\n")
+        table = []
+        for r in measured:
+            rates = list(r.rates_on(common).values())
+            table.append([r.config, len(common), r.seconds_per_image] +
+                         [f"{100 * v:.0f}%" for pair in rates for v in pair] +
+                         [f"{60 * rates[1][1] / r.seconds_per_image:.2f}"])
+        print(_table(header, table) + "\n")
         plot_quality(rows, args.out / f"quality-{args.part}.png")
         print(f"plot: {args.out / f'quality-{args.part}.png'}\n")
 
@@ -162,29 +172,31 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def quality_configs(gpu: bool) -> list[tuple[str, str, dict, dict]]:
-    """(label, preset, overrides, render options) of each quality row.
+def quality_configs(gpu: bool) -> list[tuple[str, str, dict, dict, int | None]]:
+    """(label, preset, overrides, render options, class limit) of each quality row.
 
     On a CPU the presets' crop and noise schemes are compared at the CPU budget (canvas and
-    steps of the `cpu` preset), since horama's own 1280 px x 1000 steps takes hours per image there.
+    steps of the `cpu` preset), since horama's own 1280 px x 1000 steps takes hours per image
+    there; those rows and the horama reference run on the first 10 classes of the list, and
+    the fourier and bf16 rows on the first 20, to keep `make bench` short on a CPU.
     """
     if gpu:
         return [
-            ("maco · atlas", "atlas", {}, {}),
-            ("fourier · atlas", "atlas", {}, {"param": "fourier"}),
-            ("maco · atlas · bf16", "atlas", {}, {"autocast_bf16": True}),
-            ("maco · xplique", "xplique", {}, {}),
-            ("maco · horama", "horama", {}, {}),
-            ("horama 0.3.0 maco · atlas settings", "atlas", {}, {"runner": "maco"}),
+            ("maco · atlas", "atlas", {}, {}, None),
+            ("fourier · atlas", "atlas", {}, {"param": "fourier"}, None),
+            ("maco · atlas · bf16", "atlas", {}, {"autocast_bf16": True}, None),
+            ("maco · xplique", "xplique", {}, {}, None),
+            ("maco · horama", "horama", {}, {}, 10),
+            ("horama 0.3.0 maco · atlas settings", "atlas", {}, {"runner": "maco"}, 10),
         ]
-    budget = {"canvas": 256, "steps": 64}
+    budget = {"canvas": 256, "steps": 64, "crops": 4}
     return [
-        ("maco · cpu", "cpu", {}, {}),
-        ("fourier · cpu", "cpu", {}, {"param": "fourier"}),
-        ("maco · cpu · bf16", "cpu", {}, {"autocast_bf16": True}),
-        ("maco · xplique crops at cpu budget", "xplique", budget | {"crops": 4}, {}),
-        ("maco · horama crops at cpu budget", "horama", budget | {"crops": 4}, {}),
-        ("horama 0.3.0 maco · cpu settings", "cpu", {}, {"runner": "maco"}),
+        ("maco · cpu", "cpu", {}, {}, None),
+        ("fourier · cpu", "cpu", {}, {"param": "fourier"}, 20),
+        ("maco · cpu · bf16", "cpu", {}, {"autocast_bf16": True}, 20),
+        ("maco · xplique crops, cpu budget", "xplique", budget, {}, 10),
+        ("maco · horama crops, cpu budget", "horama", budget, {}, 10),
+        ("horama 0.3.0 maco · cpu settings", "cpu", {}, {"runner": "maco"}, 10),
     ]
 
 
