@@ -39,7 +39,7 @@ test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow and not browser" $(PYTEST_ARGS)
 
 bench: setup
-	$(BIN)/atlas bench $(or $(ARGS),--classes 4)
+	$(BIN)/atlas bench $(or $(ARGS),--classes 3)
 
 # On a machine with CUDA: the GPU tests, then the GPU benchmark (one script for a lent GPU box).
 gpu-check: setup
