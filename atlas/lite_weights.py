@@ -12,8 +12,8 @@ the variant has instead of being written out by hand.
 from __future__ import annotations
 
 import importlib
-from importlib import metadata
 from collections import OrderedDict
+from importlib import metadata
 from pathlib import Path
 
 import torch
