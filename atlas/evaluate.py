@@ -111,9 +111,10 @@ def score_class(
 ) -> tuple[float, float]:
     """(plausibility, FID) of one class's visualizations against its real photos."""
     vis_gen = visualization_features(generator, images, crops, seed, crop_scale).flatten(0, 1)
-    plausibility = float(nearest_cosine_distance(vis_gen, real_features(generator, real_paths)).mean())
+    real_gen = real_features(generator, real_paths)
+    plausibility = float(nearest_cosine_distance(vis_gen, real_gen).mean())
     if feature_model is generator:
-        vis_fid, real_fid = vis_gen, real_features(generator, real_paths)
+        vis_fid, real_fid = vis_gen, real_gen
     else:
         vis_fid = visualization_features(feature_model, images, crops, seed, crop_scale).flatten(0, 1)
         real_fid = real_features(feature_model, real_paths)
