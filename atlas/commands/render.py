@@ -50,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.classes is not None and not args.classes.strip():
+        raise AtlasError('--classes "" names no class: write --classes none to render only channels, '
+                         'or a spec like 0-99 or all')
     from atlas import pipeline  # imports torch: only now
 
     config = load_config(args.config)
@@ -66,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
         channels_last=config.channels_last if args.channels_last is None else args.channels_last,
     )
     device = pipeline.resolve_device(config.device)
+    if device == "mps":
+        _check_mps()
     cpu_subset = device == "cpu" if args.subset is None else args.subset == "cpu"
     selection = override(
         config.cpu if cpu_subset else config.full,
@@ -93,6 +98,14 @@ def run(args: argparse.Namespace) -> int:
     if cpu_subset:
         print(f"atlas render: that was the CPU subset; for the full atlas run: {full_command}", flush=True)
     return 0
+
+
+def _check_mps() -> None:
+    import torch
+
+    if not torch.backends.mps.is_available():
+        raise AtlasError("device 'mps' asked for, but this machine has no usable Apple GPU (MPS): "
+                         "use --device cpu, or auto")
 
 
 def _tqdm():
