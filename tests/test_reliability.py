@@ -25,25 +25,10 @@ from atlas.site.check import inspect_site
 from atlas.site.images import TEMP_SUFFIX
 from atlas.site.publish import publish
 from tests.site_support import SAMPLE_CACHE, sample_site
+from tests.test_render_cli import write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
-CONFIG = """
-model = "test_resnet"
-random_weights = true
-classes = "0-3"
-judges = []
-cache = "cache"
-site = "site"
-batch_size = 2
-[preset]
-name = "cpu"
-canvas = 32
-steps = 4
-crops = 1
-[layers]
-layer4 = "0-1"
-"""
 JOBS = 6
 USER_FILES = {"CNAME": "atlas.example.org\n", "robots.txt": "User-agent: *\nAllow: /\n",
               "notes/mine.md": "my notes", "classes/my-page.html": "<p>mine</p>"}
@@ -86,8 +71,7 @@ def assert_user_files_kept(out: Path) -> None:
 @pytest.mark.parametrize("seed", [11, 22, 33])
 def test_render_and_build_killed_at_random_moments_lose_nothing(tmp_path, seed):
     rng = random.Random(seed)
-    config = tmp_path / "atlas.toml"
-    config.write_text(CONFIG, encoding="utf-8")
+    config = write_config(tmp_path, classes="0-3", layers='layer4 = "0-1"')
     cache_dir, out = tmp_path / "cache", tmp_path / "site"
 
     # 1. A render killed anywhere from start-up to the middle of its batches.

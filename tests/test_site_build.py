@@ -263,6 +263,14 @@ def test_damaged_image_of_the_right_size_is_skipped_and_reported(tmp_path, capsy
     assert "skipped 1 invalid cache entries" in captured.out.strip().splitlines()[-2]
 
 
+def test_entries_being_written_by_a_render_are_not_entries(tmp_path):
+    cache = copy_cache(tmp_path / "cache")
+    folder, _ = next((f, r) for f, r in records(cache) if r["objective"]["id"] == "class:207")
+    shutil.copytree(folder, folder.parent / f".{folder.name}.somehost.123.ab12cd34.tmp")  # a render mid-swap
+    report = build(cache, tmp_path / "site")
+    assert report.problems == [] and report.skipped == {"unfinished": 1}
+
+
 def test_build_refuses_a_foreign_output_folder(tmp_path):
     out = tmp_path / "mine"
     out.mkdir()
