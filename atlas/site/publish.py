@@ -122,10 +122,11 @@ def publish(site: Path, remote: str | None = None, *, branch: str = "gh-pages", 
 
 def _check_site(site: Path, budget: Budget) -> None:
     """Raise unless `site` is a finished atlas build whose links resolve and which fits `budget`."""
-    if not (site / "index.html").is_file() or not (site / MARKER).is_file():
-        raise AtlasError(f"{site} holds no built site (index.html, {MARKER}): run `atlas build` first or pass --out DIR")
-    if not read_marker(site).complete:  # type: ignore[union-attr]
+    marker = read_marker(site) if (site / MARKER).is_file() else None
+    if marker is not None and not marker.complete:
         raise AtlasError(f"the build of {site} did not finish (interrupted?); nothing pushed: run `atlas build` again")
+    if marker is None or not (site / "index.html").is_file():
+        raise AtlasError(f"{site} holds no built site (index.html, {MARKER}): run `atlas build` first or pass --out DIR")
     problems = inspect_site(site, budget).problems
     if problems:
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
