@@ -319,6 +319,22 @@ def test_rebuilds_keep_user_files_and_remove_only_what_atlas_wrote(tmp_path):
     assert marker["complete"] is True and "CNAME" not in marker["files"] and "index.html" in marker["files"]
 
 
+def test_a_listed_folder_replaced_by_a_link_is_not_followed(tmp_path):
+    cache = copy_cache(tmp_path / "cache")
+    out = tmp_path / "site"
+    build(cache, out)
+    folder, _ = next((f, r) for f, r in records(cache) if r["objective"]["id"] == "class:607")
+    media = next(p for p in (out / "media").iterdir() if (p / "image.png").read_bytes() == (folder / "image.png").read_bytes())
+    elsewhere = tmp_path / "elsewhere"
+    shutil.move(media, elsewhere)
+    media.symlink_to(elsewhere, target_is_directory=True)
+    shutil.rmtree(folder)
+    with pytest.raises(AtlasError, match="is a symlink"):  # the check still flags the link itself
+        build(cache, out)
+    assert sorted(p.name for p in elsewhere.iterdir()) == sorted(
+        ["thumb.webp", "thumb-overlay.webp", "detail.webp", "detail-overlay.webp", "image.png"])
+
+
 def test_an_interrupted_first_build_is_resumed(tmp_path, monkeypatch):
     """Issue 9, item 4: images used to be written before the marker, so no later build accepted the folder."""
     from atlas.site import images

@@ -199,10 +199,11 @@ def _owned_path(rel: str) -> bool:
 def _remove_owned(out: Path, paths: set[str] | frozenset[str]) -> list[str]:
     """Delete these files (atlas's, from the last build) and the folders they leave empty."""
     removed = []
+    root = out.resolve()
     for rel in sorted(paths):
         path = out / rel
-        if not (path.is_symlink() or path.is_file()):
-            continue
+        if not (path.is_symlink() or path.is_file()) or not path.parent.resolve().is_relative_to(root):
+            continue  # gone already, or a folder on the way was replaced by a link to elsewhere
         path.unlink()
         removed.append(rel)
         folder = path.parent
