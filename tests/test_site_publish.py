@@ -227,6 +227,27 @@ def test_cli_serve_prints_its_port(site):
     assert "serving" in done.stdout and "http://127.0.0.1:" in done.stdout and ":0/" not in done.stdout
 
 
+def test_cli_serve_warns_about_an_unfinished_build(site, tmp_path, monkeypatch, capsys):
+    import atlas.site.serve as serve_module
+
+    unfinished = _copy(site, tmp_path / "site")
+    marker = json.loads((unfinished / ".atlas-site.json").read_text(encoding="utf-8"))
+    (unfinished / ".atlas-site.json").write_text(json.dumps(dict(marker, complete=False)), encoding="utf-8")
+    real = serve_module.make_server
+
+    def stops_soon(*args, **kwargs):
+        server = real(*args, **kwargs)
+        threading.Timer(0.3, server.shutdown).start()
+        return server
+
+    monkeypatch.setattr(serve_module, "make_server", stops_soon)
+    assert main(["serve", "--out", str(unfinished), "--port", "0"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the build of" in err and "did not finish" in err
+    assert main(["serve", "--out", str(site), "--port", "0"]) == 0
+    assert capsys.readouterr().err == ""
+
+
 def test_pages_workflow_deploys_with_the_official_actions():
     workflow = yaml.safe_load((REPO / ".github/workflows/pages.yml").read_text(encoding="utf-8"))
     assert workflow["permissions"]["pages"] == "write" and workflow["permissions"]["id-token"] == "write"

@@ -73,7 +73,7 @@ def build(cache: Path, out: Path, *, model: str | None = None, png: bool | None 
     say = progress or (lambda _msg: None)
     if workers is not None and workers < 1:
         raise AtlasError(f"--workers must be at least 1, got {workers} (leave it out for one per CPU, at most 8)")
-    previous = read_marker(out)
+    previous = claim(out)
 
     contents = read_cache(cache, model)
     site: Site = gather(contents, with_png=bool(png))
@@ -156,18 +156,24 @@ def _pngs_fit(site: Site, files: dict[str, bytes], out: Path, budget: Budget) ->
     )
 
 
-def read_marker(out: Path) -> SiteMarker | None:
-    """The marker of `out`; None for a missing or empty folder. Raises AtlasError when `out`
-    holds files that atlas did not write (no marker), or the marker is damaged."""
+def claim(out: Path) -> SiteMarker | None:
+    """The marker of `out`, None for a missing or empty folder. Raises AtlasError when `out`
+    holds files but no marker (atlas did not make it), or the marker is damaged."""
     if out.exists() and not out.is_dir():
         raise AtlasError(f"{out} is a file; pass --out with a folder for the site")
+    marker = read_marker(out)
+    if marker is None and out.is_dir() and any(not p.name.endswith(TEMP_SUFFIX) for p in out.iterdir()):
+        raise AtlasError(
+            f"{out} is not empty and holds no atlas site (no {MARKER}), so atlas will not write or delete "
+            f"anything in it: pass --out with an empty or new folder (a site built by an older atlas: delete it first)"
+        )
+    return marker
+
+
+def read_marker(out: Path) -> SiteMarker | None:
+    """What `out`'s marker says, None when it has none; raises AtlasError when it is damaged."""
     path = out / MARKER
     if not path.is_file():
-        if out.is_dir() and any(not p.name.endswith(TEMP_SUFFIX) for p in out.iterdir()):
-            raise AtlasError(
-                f"{out} is not empty and holds no atlas site (no {MARKER}), so atlas will not write or delete "
-                f"anything in it: pass --out with an empty or new folder (a site built by an older atlas: delete it first)"
-            )
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

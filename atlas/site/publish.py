@@ -122,7 +122,7 @@ def publish(site: Path, remote: str | None = None, *, branch: str = "gh-pages", 
 
 def _check_site(site: Path, budget: Budget) -> None:
     """Raise unless `site` is a finished atlas build whose links resolve and which fits `budget`."""
-    marker = read_marker(site) if (site / MARKER).is_file() else None
+    marker = read_marker(site)
     if marker is not None and not marker.complete:
         raise AtlasError(f"the build of {site} did not finish (interrupted?); nothing pushed: run `atlas build` again")
     if marker is None or not (site / "index.html").is_file():
