@@ -121,10 +121,6 @@ def _write_temp(path: Path, data: bytes) -> Path:
     return tmp
 
 
-def _temp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{_host()}.{os.getpid()}.{secrets.token_hex(4)}{TMP_SUFFIX}")
-
-
 def atomic_write(path: Path, data: bytes) -> None:
     """Replace `path` with `data`: readers see the old file or the new one, never a part."""
     tmp = _write_temp(path, data)
@@ -330,6 +326,11 @@ def _swap_in(staging: Path, folder: Path) -> None:
         if aside is not None:
             shutil.rmtree(aside, ignore_errors=True)
     _fsync_dir(folder.parent)
+
+
+def _temp_path(path: Path) -> Path:
+    """A fresh temporary name beside `path`: host and pid tell `clean_stale` whose it is."""
+    return path.with_name(f".{path.name}.{_host()}.{os.getpid()}.{secrets.token_hex(4)}{TMP_SUFFIX}")
 
 
 def _host() -> str:

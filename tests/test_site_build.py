@@ -335,28 +335,35 @@ def test_a_listed_folder_replaced_by_a_link_is_not_followed(tmp_path):
         ["thumb.webp", "thumb-overlay.webp", "detail.webp", "detail-overlay.webp", "image.png"])
 
 
+def fail_renames(monkeypatch, under: Path, after: int, error: BaseException) -> None:
+    """Make every rename into `under` after the first `after` raise `error`: the site's atomic
+    writes all end in os.replace, so this is a disk that fills up, a folder turned read-only,
+    or a kill, at that moment of the build."""
+    real, calls = os.replace, {"n": 0}
+
+    def replace(src, dst, *args, **kwargs):
+        if str(dst).startswith(str(under)):
+            calls["n"] += 1
+            if calls["n"] > after:
+                raise error
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+
+
 def test_an_interrupted_first_build_is_resumed(tmp_path, monkeypatch):
     """Issue 9, item 4: images used to be written before the marker, so no later build accepted the folder."""
-    from atlas.site import images
-
     out = tmp_path / "site"
-    real, calls = images.write_atomic, {"n": 0}
-
-    def killed_after_three(path, data):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            (path.parent / f".{path.name}.dead{images.TEMP_SUFFIX}").write_bytes(data[:10])  # a torn temporary
-            raise KeyboardInterrupt
-        real(path, data)
-
-    monkeypatch.setattr(images, "write_atomic", killed_after_three)
+    fail_renames(monkeypatch, out / "media", 3, KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
         build(SAMPLE_CACHE, out, workers=1)
-    monkeypatch.setattr(images, "write_atomic", real)
+    monkeypatch.undo()
+    torn = next((out / "media").iterdir()) / ".thumb.webp.0123456789ab.tmp"  # what a kill -9 leaves mid-write
+    torn.write_bytes(b"RIFF")
     assert json.loads((out / ".atlas-site.json").read_text(encoding="utf-8"))["complete"] is False
     report = build(SAMPLE_CACHE, out)
     assert report.check is not None and not report.check.problems
-    assert not [p for p in out.rglob(f"*{images.TEMP_SUFFIX}")]
+    assert not torn.exists()
     assert _files(out) == _files(sample_site_for(tmp_path))
 
 
@@ -391,34 +398,20 @@ def test_bad_workers_and_unwritable_output_are_one_line_errors(tmp_path, capsys)
 
 
 def test_read_only_output_is_a_one_line_error(tmp_path, capsys, monkeypatch):
-    from atlas.site import images
-
-    def read_only(path, data):  # what a read-only folder answers to anyone but root
-        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
-
-    monkeypatch.setattr(images, "write_atomic", read_only)
-    assert main(["build", "--cache", str(SAMPLE_CACHE), "--out", str(tmp_path / "site")]) == 1
+    out = tmp_path / "site"  # what a read-only folder answers to anyone but root
+    fail_renames(monkeypatch, out, 1, PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(out / "x")))
+    assert main(["build", "--cache", str(SAMPLE_CACHE), "--out", str(out)]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("atlas build: error: cannot write") and "Permission denied" in err and "\n" not in err
 
 
 def test_full_disk_during_build_is_one_line_and_the_rerun_finishes(tmp_path, capsys, monkeypatch):
-    from atlas.site import images
-
-    real, calls = images.write_atomic, {"n": 0}
-
-    def full_after_ten(path, data):
-        calls["n"] += 1
-        if calls["n"] > 10:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-        real(path, data)
-
-    monkeypatch.setattr(images, "write_atomic", full_after_ten)
     out = tmp_path / "site"
+    fail_renames(monkeypatch, out, 10, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
     assert main(["build", "--cache", str(SAMPLE_CACHE), "--out", str(out)]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("atlas build: error: disk full while writing") and "\n" not in err
-    monkeypatch.setattr(images, "write_atomic", real)
+    monkeypatch.undo()
     assert main(["build", "--cache", str(SAMPLE_CACHE), "--out", str(out)]) == 0
 
 

@@ -50,12 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.classes is not None and not args.classes.strip():
-        raise AtlasError('--classes "" names no class: write --classes none to render only channels, '
-                         'or a spec like 0-99 or all')
     from atlas import pipeline  # imports torch: only now
 
     config = load_config(args.config)
+    _check_classes_arg(args.classes)
     config = dataclasses.replace(
         config,
         model=args.model or config.model,
@@ -69,9 +67,8 @@ def run(args: argparse.Namespace) -> int:
         channels_last=config.channels_last if args.channels_last is None else args.channels_last,
     )
     device = pipeline.resolve_device(config.device)
-    if device == "mps":
-        _check_mps()
     cpu_subset = device == "cpu" if args.subset is None else args.subset == "cpu"
+    _check_mps(device)
     selection = override(
         config.cpu if cpu_subset else config.full,
         classes=args.classes,
@@ -100,10 +97,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_mps() -> None:
+def _check_classes_arg(classes: str | None) -> None:
+    if classes is not None and not classes.strip():
+        raise AtlasError('--classes "" names no class: write --classes none to render only channels, '
+                         'or a spec like 0-99 or all')
+
+
+def _check_mps(device: str) -> None:
     import torch
 
-    if not torch.backends.mps.is_available():
+    if device == "mps" and not torch.backends.mps.is_available():
         raise AtlasError("device 'mps' asked for, but this machine has no usable Apple GPU (MPS): "
                          "use --device cpu, or auto")
 

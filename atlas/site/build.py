@@ -18,22 +18,26 @@ import errno
 import json
 import os
 import posixpath
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from atlas import __version__
+from atlas.cache import atomic_write
 from atlas.errors import AtlasError
 from atlas.site.check import DEFAULT_BUDGET, Budget, SiteReport, check_site
 from atlas.site.gather import gather
-from atlas.site.images import TEMP_SUFFIX, derive_all, write_atomic
+from atlas.site.images import derive_all
 from atlas.site.pages import Site
 from atlas.site.records import CacheContents, read_cache
 from atlas.site.write import render_site, write_changed
 
 # The ownership record: which files of the output folder atlas wrote, and whether the build finished.
 MARKER = ".atlas-site.json"
+# What atlas's atomic writes name their temporaries: ".<name>.<12 hex>.tmp" or ".<name>.<host>.<pid>.<8 hex>.tmp".
+TEMPORARY = re.compile(r"\..+\.(?:[0-9a-f]{12}|[^.]+\.\d+\.[0-9a-f]{8})\.tmp")
 
 
 @dataclass
@@ -162,7 +166,7 @@ def claim(out: Path) -> SiteMarker | None:
     if out.exists() and not out.is_dir():
         raise AtlasError(f"{out} is a file; pass --out with a folder for the site")
     marker = read_marker(out)
-    if marker is None and out.is_dir() and any(not p.name.endswith(TEMP_SUFFIX) for p in out.iterdir()):
+    if marker is None and out.is_dir() and any(not TEMPORARY.fullmatch(p.name) for p in out.iterdir()):
         raise AtlasError(
             f"{out} is not empty and holds no atlas site (no {MARKER}), so atlas will not write or delete "
             f"anything in it: pass --out with an empty or new folder (a site built by an older atlas: delete it first)"
@@ -191,7 +195,7 @@ def read_marker(out: Path) -> SiteMarker | None:
 def write_marker(out: Path, marker: SiteMarker) -> None:
     data = {"generator": "atlas", "version": __version__, "complete": marker.complete, "files": sorted(marker.files)}
     out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / MARKER, (json.dumps(data, indent=0) + "\n").encode())
+    atomic_write(out / MARKER, (json.dumps(data, indent=0) + "\n").encode())
 
 
 def _owned_path(rel: str) -> bool:
@@ -223,11 +227,11 @@ def _remove_owned(out: Path, paths: set[str] | frozenset[str]) -> list[str]:
 
 
 def _sweep_temporaries(out: Path) -> None:
-    """Remove the temporaries of a build that was killed mid-write (our suffix only)."""
+    """Remove the temporaries of a build that was killed mid-write (atlas's names only)."""
     for folder, dirs, names in os.walk(out):
         dirs[:] = [d for d in dirs if d != ".git"]
         for name in names:
-            if name.startswith(".") and name.endswith(TEMP_SUFFIX):
+            if TEMPORARY.fullmatch(name):
                 Path(folder, name).unlink(missing_ok=True)
 
 

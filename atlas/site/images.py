@@ -25,20 +25,14 @@ from atlas.site.records import Entry
 
 THUMB_QUALITY = 80
 DETAIL_QUALITY = 82
-# Temporaries end in this, so a build killed mid-write can find and sweep its own leftovers.
-TEMP_SUFFIX = ".atlas-tmp"
-
-
-class CorruptEntry(AtlasError):
-    """A cache entry whose files do not match its record: the build skips it, it is not fatal."""
 
 
 def derive_all(renders: Iterable[Render], out: Path, *, workers: int | None = None,
                progress: Callable[[str], None] | None = None, failed: dict[Path, str] | None = None) -> list[str]:
     """Write the missing media of every rendered entry under `out`; returns the site paths written.
 
-    With `failed`, an entry whose files do not match its record is noted there (folder ->
-    reason) and skipped instead of raising `CorruptEntry`.
+    With `failed`, an entry whose files cannot be read or do not match its record is noted
+    there (folder -> reason) and skipped, instead of raising.
     """
     # Identical sources share one media folder: derive each folder once.
     unique = {r.media.folder: r for r in renders if r.media is not None}
@@ -57,10 +51,13 @@ def derive_all(renders: Iterable[Render], out: Path, *, workers: int | None = No
 def _derive_or_note(render: Render, out: Path, failed: dict[Path, str] | None) -> list[str]:
     try:
         return derive(render.entry, render.media, out)
-    except CorruptEntry as exc:
-        if failed is None:
+    except (AtlasError, OSError) as exc:
+        # AtlasError is the entry's fault (hash, sizes); an OSError is, only when reading the
+        # entry: one while writing the site (full disk, read-only) must stop the build.
+        source = isinstance(exc, AtlasError) or str(exc.filename or "").startswith(str(render.entry.folder))
+        if failed is None or not source:
             raise
-        failed[render.entry.folder] = str(exc)
+        failed[render.entry.folder] = str(exc) if isinstance(exc, AtlasError) else f"unreadable ({exc.strerror})"
         return []
 
 
@@ -73,21 +70,18 @@ def derive(entry: Entry, media: Media, out: Path) -> list[str]:
         write_atomic(out / media.png, image_bytes)
         return [media.png]
     attribution_bytes = _verified(entry.attribution_path, entry.attribution_sha256)
+    with Image.open(io.BytesIO(image_bytes)) as im:
+        rgb = np.asarray(im.convert("RGB"))
+    attribution = np.load(io.BytesIO(attribution_bytes), allow_pickle=False)
     try:
-        with Image.open(io.BytesIO(image_bytes)) as im:
-            rgb = np.asarray(im.convert("RGB"))
-    except OSError as exc:  # a record that hashes a file which is not a PNG
-        raise CorruptEntry(f"cache entry {entry.folder}: image.png is unreadable ({exc}); delete the entry and re-render it") from exc
-    try:
-        attribution = np.load(io.BytesIO(attribution_bytes), allow_pickle=False)
         alpha = attribution_alpha(attribution)
         if alpha.shape != rgb.shape[:2]:
             raise AtlasError(f"attribution {alpha.shape} and image {rgb.shape[:2]} differ in size")
         plain = Image.fromarray(display_image(rgb))
         a8 = np.round(alpha * 255.0).astype(np.uint8)
         overlay = Image.fromarray(composite_on_white(np.concatenate([np.asarray(plain), a8[..., None]], -1)))
-    except (AtlasError, ValueError) as exc:
-        raise CorruptEntry(f"cache entry {entry.folder}: {exc}; delete the entry and re-render it") from exc
+    except AtlasError as exc:
+        raise AtlasError(f"cache entry {entry.folder}: {exc}; delete the entry and re-render it") from exc
     files = {
         media.thumb: _webp(plain, media.thumb_size, THUMB_QUALITY),
         media.thumb_overlay: _webp(overlay, media.thumb_size, THUMB_QUALITY),
@@ -102,12 +96,9 @@ def derive(entry: Entry, media: Media, out: Path) -> list[str]:
 
 
 def _verified(path: Path, sha256: str | None) -> bytes:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise CorruptEntry(f"{path} is unreadable ({exc.strerror}): delete the entry and re-render it") from exc
+    data = path.read_bytes()
     if hashlib.sha256(data).hexdigest() != sha256:
-        raise CorruptEntry(f"{path} does not match the sha256 in its record: delete the entry and re-render it")
+        raise AtlasError(f"{path} does not match the sha256 in its record: delete the entry and re-render it")
     return data
 
 
@@ -122,7 +113,7 @@ def _webp(image: Image.Image, size: tuple[int, int], quality: int) -> bytes:
 def write_atomic(path: Path, data: bytes) -> None:
     """Write to a temporary name in the same folder, then rename into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     try:
         tmp.write_bytes(data)
         os.replace(tmp, path)
