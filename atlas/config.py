@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from atlas import jobs
 from atlas.errors import AtlasError
-from atlas.jobs import check_spec
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -250,7 +250,7 @@ class _Reader:
 
     def spec(self, value: str, what: str, key: str) -> None:
         try:
-            check_spec(value, what)
+            jobs.check_spec(value, what)
         except AtlasError as exc:
             raise self.fail(key, str(exc)) from None
 

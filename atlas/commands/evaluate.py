@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     todo = {i: rs for i, rs in sorted(by_class.items()) if (args.images / wnid[i]).is_dir()}
     if not todo:
         raise AtlasError(f"no folder in {args.images} matches a rendered class: name them by WordNet id, e.g. {wnid[next(iter(by_class))]}")
-    photos = {i: real_image_paths(args.images / wnid[i]) for i in todo}  # an empty folder fails before loading models
+    for index in todo:  # a folder without photos fails now, not after the models load
+        real_image_paths(args.images / wnid[index])
 
     generator = load_model(model_name)
     feature_model = generator if args.feature_model == model_name and not args.feature_checkpoint else \
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     print(f"{'class':>5}  {'wnid':<10}  {'real':>4}  {'vis':>3}  {'plausibility':>12}  {'FID':>9}  name")
     for index, class_records in todo.items():
-        real = photos[index]
+        real = real_image_paths(args.images / wnid[index])
         pixels = [np.asarray(Image.open(cache.entry_dir(r["key"]) / IMAGE).convert("RGB")) for r in class_records]
         images = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).float() / 255.0
         scale = tuple(class_records[0].get("scores", {}).get("crop_scale") or (0.2, 0.25))
