@@ -5,11 +5,13 @@ Layout (format 1; docs/architecture.md is the contract with the site builder):
     <cache>/entries/<key[:2]>/<key>/{image.png, attribution.npy, record.json}
     <cache>/models/<model>.json
 
-Crash safety: every file is first written in full to a temporary name in its final folder and
-fsynced; only when all of an entry's files exist as temporaries are they renamed into place,
-the record last.  A process killed at any moment therefore leaves either the old entry, no
-entry (no record), or temporaries that `clean_stale` removes; a record that disagrees with its
-files (sizes, sha256) marks the entry corrupt, and the pipeline renders it again.
+Crash safety: an entry is written whole into a temporary folder beside its final one (every
+file fsynced, the record last), and that folder is renamed into place; an older entry of the key
+is first renamed aside.  A process killed at any moment therefore leaves the old entry, no entry,
+or the new one, plus temporaries that `clean_stale` removes.  Two writers of one key (two
+unsharded renders on a shared cache) each place a whole folder, so the key ends with one
+writer's record and that same writer's files, never a mix.  A record that disagrees with its
+files (sizes, sha256) marks the entry corrupt: the pipeline renders it again, the site skips it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import io
 import json
 import os
 import secrets
+import shutil
 import socket
 import time
 from collections.abc import Iterator, Mapping
@@ -106,7 +109,7 @@ def _write_temp(path: Path, data: bytes) -> Path:
     The name carries host and pid so that `clean_stale` can tell a dead writer's leftovers
     from a live one's (shards on several nodes share one cache).
     """
-    tmp = path.with_name(f".{path.name}.{_host()}.{os.getpid()}.{secrets.token_hex(4)}{TMP_SUFFIX}")
+    tmp = _temp_path(path)
     try:
         with open(tmp, "wb") as handle:
             handle.write(data)
@@ -145,16 +148,20 @@ class Cache:
         self.models = self.root / "models"
 
     def ensure_writable(self) -> None:
-        """Create the folders and write a probe file, so that a bad cache fails before rendering."""
+        """Write a probe file, so that a bad cache fails before rendering; leaves no new folder behind
+        (entries create their folders), so a render rejected later leaves the disk as it was."""
+        created = [p for p in (self.root, *self.root.parents) if not p.exists()]
         try:
-            self.entries.mkdir(parents=True, exist_ok=True)
-            self.models.mkdir(parents=True, exist_ok=True)
+            self.root.mkdir(parents=True, exist_ok=True)
             _write_temp(self.root / "probe", b"ok").unlink()
         except OSError as exc:
             reason = exc.strerror or str(exc)
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise AtlasError(f"disk full: cannot write to the cache {self.root}; free some space and rerun") from exc
             raise AtlasError(f"cache folder {self.root} is not writable ({reason}); pick another with --cache") from exc
+        finally:
+            for folder in created:  # innermost first
+                _remove_if_empty(folder)
 
     def entry_dir(self, key: str) -> Path:
         return self.entries / key[:2] / key
@@ -200,39 +207,29 @@ class Cache:
         return EntryState("ok", None, record)
 
     def write_entry(self, key: str, files: Mapping[str, bytes], record: Mapping[str, Any]) -> dict[str, Any]:
-        """Store an entry: `files` (name -> bytes; empty for a failure) and its record, written last.
+        """Store an entry: `files` (name -> bytes; empty for a failure) and its record, as one folder.
 
-        On any write error every temporary is removed and the folder's previous state is kept;
+        On any write error the temporary folder is removed and the key's previous entry is kept;
         the error comes back as an `AtlasError`.  Returns the record as written (with "files").
         """
         folder = self.entry_dir(key)
         record = {"format": FORMAT, "key": key, **record, "files": {name: file_info(data) for name, data in files.items()}}
-        temps: dict[str, Path] = {}
+        staging = _temp_path(folder)
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            staging.mkdir(parents=True)
             for name, data in files.items():
-                temps[name] = _write_temp(folder / name, data)
-            temps[RECORD] = _write_temp(folder / RECORD, json.dumps(record, indent=1, allow_nan=False).encode())
+                os.replace(_write_temp(staging / name, data), staging / name)
+            os.replace(_write_temp(staging / RECORD, json.dumps(record, indent=1, allow_nan=False).encode()),
+                       staging / RECORD)
+            _fsync_dir(staging)
         except OSError as exc:
-            for tmp in temps.values():
-                tmp.unlink(missing_ok=True)
-            _remove_if_empty(folder)
+            shutil.rmtree(staging, ignore_errors=True)
+            _remove_if_empty(folder.parent)
             raise _write_error(exc, folder) from exc
-        # Everything is on disk; renames need no space.  The old record goes first, so an
-        # interruption between renames leaves "no entry" rather than new files under an old record.
         try:
-            (folder / RECORD).unlink(missing_ok=True)
-            for name, tmp in temps.items():
-                if name != RECORD:
-                    os.replace(tmp, folder / name)
-            for stale in set(ENTRY_FILES) - set(files):
-                (folder / stale).unlink(missing_ok=True)  # a failure record replacing an image entry
-            _fsync_dir(folder)
-            os.replace(temps[RECORD], folder / RECORD)
-            _fsync_dir(folder)
+            _swap_in(staging, folder)
         except OSError as exc:
-            for tmp in temps.values():
-                tmp.unlink(missing_ok=True)
+            shutil.rmtree(staging, ignore_errors=True)
             raise _write_error(exc, folder) from exc
         return record
 
@@ -270,7 +267,8 @@ class Cache:
                 yield state.record
 
     def clean_stale(self, *, max_age_s: float = STALE_AFTER_S, now: float | None = None) -> int:
-        """Remove temporaries left by killed writers; returns how many.
+        """Remove temporaries (files, and entry folders being written or set aside) left by killed
+        writers; returns how many.
 
         A temporary is stale when its writer ran on this host and is gone, or when it is older
         than `max_age_s` (writers on other hosts of a shared cache finish within seconds).
@@ -280,10 +278,10 @@ class Cache:
         now = time.time() if now is None else now
         host = _host()
         removed = 0
-        for folder, _dirs, names in os.walk(self.root):
-            for name in names:
-                if not (name.startswith(".") and name.endswith(TMP_SUFFIX)):
-                    continue
+        for folder, dirs, names in os.walk(self.root):
+            temporaries = [n for n in names + dirs if n.startswith(".") and n.endswith(TMP_SUFFIX)]
+            dirs[:] = [d for d in dirs if d not in temporaries]
+            for name in temporaries:
                 path = Path(folder) / name
                 parts = name[: -len(TMP_SUFFIX)].rsplit(".", 3)
                 try:
@@ -293,11 +291,46 @@ class Cache:
                 mine = len(parts) == 4 and parts[1] == host and parts[2].isdigit()
                 if age > max_age_s or (mine and not _alive(int(parts[2]))):
                     try:
-                        path.unlink()
+                        if path.is_dir() and not path.is_symlink():
+                            shutil.rmtree(path)
+                        else:
+                            path.unlink()
                         removed += 1
                     except OSError:
                         pass
         return removed
+
+
+def _swap_in(staging: Path, folder: Path) -> None:
+    """Rename the complete entry `staging` to `folder`, setting any entry already there aside.
+
+    A reader in between finds no entry (a render in progress), never a mixed one.  When another
+    writer places its entry between our two renames, its entry is just as whole and stays.
+    """
+    try:
+        os.rename(staging, folder)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+        aside = _temp_path(folder)
+        try:
+            os.rename(folder, aside)
+        except FileNotFoundError:  # another writer set it aside first
+            aside = None
+        try:
+            os.rename(staging, folder)
+        except OSError as again:
+            if again.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            shutil.rmtree(staging, ignore_errors=True)  # the other writer's whole entry won
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+    _fsync_dir(folder.parent)
+
+
+def _temp_path(path: Path) -> Path:
+    """A fresh temporary name beside `path`: host and pid tell `clean_stale` whose it is."""
+    return path.with_name(f".{path.name}.{_host()}.{os.getpid()}.{secrets.token_hex(4)}{TMP_SUFFIX}")
 
 
 def _host() -> str:

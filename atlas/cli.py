@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import signal
 import sys
 
 from atlas import __version__
@@ -57,10 +59,43 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module = importlib.import_module(f"atlas.commands.{COMMANDS[args.command]}")
     try:
-        return int(module.run(args) or 0)
+        with _sigterm_raises():
+            return int(module.run(args) or 0)
     except AtlasError as exc:
         print(f"atlas {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a file problem no layer below foresaw: still one line that names the file
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"atlas {args.command}: error: cannot access{where} ({exc.strerror or exc}); "
+              "check the path, its permissions and the free disk space", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print(f"atlas {args.command}: interrupted; everything finished so far is kept", file=sys.stderr)
+        print(f"atlas {args.command}: interrupted; everything finished so far is kept, "
+              "run the same command again to go on", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"atlas {args.command}: terminated (SIGTERM); everything finished so far is kept, "
+              "run the same command again to go on", file=sys.stderr)
+        return 128 + signal.SIGTERM
+
+
+class Terminated(BaseException):
+    """SIGTERM (a job scheduler's time limit, `kill`), raised where the process is, like Ctrl-C.
+
+    A BaseException, so that no `except Exception` on the way up mistakes it for a failure."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    def raise_terminated(_signum, _frame):
+        raise Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, raise_terminated)
+    except ValueError:  # not the main thread (main() called from a worker): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,9 +1,11 @@
 """`atlas.toml` -> typed, frozen settings.
 
-Every key is checked: an unknown key or a value of the wrong kind is a one-line `AtlasError`
-naming the key and the file.  Relative paths are resolved against the file's folder, so a
-config means the same thing from any working directory.  Preset field names are checked
-against `atlas.presets.Preset` (torch-free); their values are checked when the preset is built.
+Every key is checked at load, in both selections (the full atlas and `[cpu]`) whichever one
+will run: an unknown key or a value of the wrong kind is a one-line `AtlasError` naming the
+key and the file.  Relative paths are resolved against the file's folder, so a config means
+the same thing from any working directory.  Presets are built here once (`atlas.presets` is
+torch-free), so a bad `[preset]` value fails now, not hours later on the GPU node; class and
+channel specs are checked for syntax (their ranges need the model).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from atlas import jobs
 from atlas.errors import AtlasError
 
 if sys.version_info >= (3, 11):
@@ -112,6 +115,8 @@ def load_config(path: str | Path | None = None) -> Config:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise AtlasError(f"cannot read config {path}: {exc.strerror or exc}; pass an existing file to --config") from exc
+    except UnicodeDecodeError as exc:
+        raise AtlasError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8, as TOML requires") from exc
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -240,7 +245,14 @@ class _Reader:
             value = ",".join(str(v) for v in value)
         if not isinstance(value, (str, int)) or isinstance(value, bool) or value == "":
             raise self.fail(prefix + "classes", f"must be a class spec like \"all\" or \"0-99\", got {value!r}")
+        self.spec(str(value), "class", prefix + "classes")
         return str(value)
+
+    def spec(self, value: str, what: str, key: str) -> None:
+        try:
+            jobs.check_spec(value, what)
+        except AtlasError as exc:
+            raise self.fail(key, str(exc)) from None
 
     def judges(self, table: Mapping[str, Any], prefix: str, default: tuple[str, ...]) -> tuple[str, ...]:
         value = table.get("judges", list(default))
@@ -261,6 +273,7 @@ class _Reader:
                 spec = str(spec)
             if not isinstance(spec, str) or not spec:
                 raise self.fail(f"{prefix}layers.{name}", f"must be a channel spec like \"all\", \"0-31\" or \"top:64\", got {spec!r}")
+            self.spec(spec, f"layer {name} channel", f"{prefix}layers.{name}")
             layers.append((name, spec))
         return tuple(layers)
 
@@ -282,11 +295,31 @@ class _Reader:
             if not isinstance(item, SCALAR) and not (isinstance(item, list) and all(isinstance(v, SCALAR) for v in item)):
                 raise self.fail(f"{prefix}preset.{key}", f"must be a number, string or boolean, got {item!r}")
             overrides.append((key, tuple(item) if isinstance(item, list) else item))
-        return PresetChoice(
+        choice = PresetChoice(
             name=self.string(value, "name", default.name, prefix + "preset."),
             seeds=self.integer(value, "seeds", default.seeds, prefix + "preset.", minimum=1),
             overrides=tuple(sorted(overrides)),
         )
+        self.build_preset(choice, prefix)
+        return choice
+
+    def build_preset(self, choice: PresetChoice, prefix: str) -> None:
+        """Build the preset now, naming the key of the first bad value (each alone, then together)."""
+        try:
+            from atlas.presets import get_preset
+        except ImportError:  # pragma: no cover - the engine is part of the package
+            return
+
+        def attempt(key: str, **overrides: Any) -> None:
+            try:
+                get_preset(choice.name, **overrides)
+            except (AtlasError, TypeError, ValueError) as exc:
+                raise self.fail(key, f"is not valid: {exc}") from None
+
+        attempt(f"{prefix}preset.name")
+        for key, item in choice.overrides:
+            attempt(f"{prefix}preset.{key}", **{key: item})
+        attempt(f"{prefix}preset", **choice.overrides_dict())
 
     def selection(self, table: Mapping[str, Any], prefix: str, default: Selection) -> Selection:
         return Selection(

@@ -38,7 +38,12 @@ class ClassScore:
 
 
 def real_image_paths(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    """The photos in a class folder; raises when there are none, since no score can be computed."""
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not paths:
+        raise AtlasError(f"no photos in {folder} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}): "
+                         "add some, or remove the folder to skip that class")
+    return paths
 
 
 @torch.no_grad()

@@ -139,6 +139,25 @@ def parse_channels(spec: str, layer: str, channels: int, ranking: Sequence[int] 
     return sorted(set(_ranges(text, f"layer {layer} channel", channels)))
 
 
+def check_spec(spec: str, what: str) -> None:
+    """Raise AtlasError unless `spec` is a well-formed class (`what` "class") or channel spec.
+
+    Syntax only, so that a configuration can be checked before any model is loaded; the
+    ranges are checked against the model when the jobs are built.
+    """
+    text = spec.strip().lower()
+    if text in ("all", "none", ""):
+        return
+    if what != "class" and text.startswith("top:"):
+        if not text[4:].isdigit() or int(text[4:]) < 1:
+            raise AtlasError(f"bad channel spec {spec!r}: use top:N with N >= 1")
+        return
+    for part in text.split(","):
+        if what == "class" and WNID.match(part.strip()):
+            continue
+        next(_ranges(part, what, 2**62), None)  # the first number is enough: syntax is checked per part
+
+
 def parse_layers_arg(values: Sequence[str]) -> tuple[tuple[str, str], ...]:
     """Command-line layers: `blocks.3=0-31 conv_head=top:64`; nothing or `none` means no layers."""
     layers = []

@@ -149,6 +149,51 @@ def test_other_write_errors_and_unwritable_cache(tmp_path, monkeypatch):
         Cache(tmp_path / "d").ensure_writable()
 
 
+def test_two_writers_of_one_key_leave_one_consistent_entry(tmp_path, monkeypatch):
+    """Issue 9, item 5: a second writer finishing while the first is mid-entry used to leave
+    the first writer's record over the second writer's files."""
+    cache = Cache(tmp_path)
+    real_sync, turns = cache_module._fsync_dir, {"n": 0}
+
+    def second_writer_runs_now(folder):
+        turns["n"] += 1
+        if turns["n"] == 1:  # writer A is part-way through: writer B writes the same key whole
+            cache.write_entry(KEY, files(2), dict(record(), seed=2))
+        real_sync(folder)
+
+    monkeypatch.setattr(cache_module, "_fsync_dir", second_writer_runs_now)
+    cache.write_entry(KEY, files(1), dict(record(), seed=1))
+    state = cache.check(KEY)
+    assert state.status == "ok", state.reason
+    assert state.record["seed"] in (1, 2)
+    assert (cache.entry_dir(KEY) / IMAGE).read_bytes() == files(state.record["seed"])[IMAGE]
+    assert sorted(p.name for p in cache.entry_dir(KEY).parent.iterdir()) == [KEY]  # nothing set aside is left
+
+
+def test_concurrent_writer_processes_never_mix_entries(tmp_path):
+    script = (
+        "import sys, numpy as np\n"
+        "from atlas.cache import Cache, encode_npy, encode_png\n"
+        "me = int(sys.argv[1]); cache = Cache(sys.argv[2])\n"
+        "for i in range(25):\n"
+        "    rng = np.random.default_rng(me * 1000 + i)\n"
+        "    files = {'image.png': encode_png(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)),\n"
+        "             'attribution.npy': encode_npy(rng.random((16, 16), dtype=np.float32))}\n"
+        "    cache.write_entry(sys.argv[3], files, {'status': 'ok', 'writer': me, 'i': i})\n"
+    )
+    writers = [subprocess.Popen([sys.executable, "-c", script, str(n), str(tmp_path), KEY]) for n in range(3)]
+    assert [w.wait(timeout=120) for w in writers] == [0, 0, 0]
+    assert Cache(tmp_path).check(KEY).status == "ok"
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_a_rejected_run_leaves_no_cache_folders(tmp_path):
+    Cache(tmp_path / "new" / "cache").ensure_writable()
+    assert not (tmp_path / "new").exists()
+    Cache(tmp_path).ensure_writable()
+    assert not list(tmp_path.iterdir())
+
+
 def test_model_file_roundtrip(tmp_path):
     cache = Cache(tmp_path)
     path = cache.write_model("hf-hub:timm/x", {"format": 1, "name": "hf-hub:timm/x"})
@@ -171,6 +216,9 @@ def test_stale_temporaries_of_dead_writers_are_removed_live_ones_kept(tmp_path):
     for p in (stale, live, remote, old_remote, unrelated):
         p.write_bytes(b"x")
     os.utime(old_remote, (0, 0))
-    assert cache.clean_stale() == 2
-    assert not stale.exists() and not old_remote.exists()
+    staging = folder.parent / f".{KEY}.{host}.{int(dead.stdout)}.ab12cd36.tmp"  # a killed writer's whole entry
+    staging.mkdir()
+    (staging / IMAGE).write_bytes(b"x")
+    assert cache.clean_stale() == 3
+    assert not stale.exists() and not old_remote.exists() and not staging.exists()
     assert live.exists() and remote.exists() and unrelated.exists()

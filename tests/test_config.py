@@ -89,6 +89,16 @@ def test_dotted_layer_names_written_without_quotes_still_work(tmp_path):
         ('[layers]\nlayer1 = 3.5', "layers.layer1"),
         ('random_weights = "yes"', "random_weights"),
         ('classes = true', "classes"),
+        # Issue 9, item 8: the full selection's preset, checked even where only [cpu] will run.
+        ('[preset]\nsteps = 0', "preset.steps"),
+        ('[preset]\nname = "fast"', "preset.name"),
+        ('[preset]\ncrop_min = "small"', "preset.crop_min"),
+        ('[preset]\ncrop_min = 0.5\ncrop_max = 0.3', "preset"),
+        ('[cpu.preset]\ncanvas = 8', "cpu.preset.canvas"),
+        ('classes = "0-x"', "classes"),
+        ('[cpu]\nclasses = "9-3"', "cpu.classes"),
+        ('[layers]\n"blocks.3" = "top:0"', "layers.blocks.3"),
+        ('[cpu.layers]\nlayer1 = "1-two"', "cpu.layers.layer1"),
     ],
 )
 def test_unknown_key_or_bad_value_is_one_line_naming_key_and_file(tmp_path, text, key):
@@ -98,6 +108,22 @@ def test_unknown_key_or_bad_value_is_one_line_naming_key_and_file(tmp_path, text
     message = str(info.value)
     assert "\n" not in message
     assert f"'{key}'" in message and str(path) in message
+
+
+def test_a_config_that_is_not_utf8_is_one_line_naming_the_file(tmp_path):
+    path = tmp_path / "atlas.toml"
+    path.write_bytes('model = "efficientnet_lite0" # caf\u00e9\n'.encode("latin-1"))
+    with pytest.raises(AtlasError, match="not UTF-8 text.*save it as UTF-8") as info:
+        load_config(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_valid_specs_and_presets_still_load(tmp_path):
+    text = ('classes = "n01440764, 1-3,7"\n[preset]\nname = "xplique"\nsteps = 8\ncrop_anneal = [0.5, 0.1]\n'
+            '[layers]\nconv_head = "top:64"\n"blocks.3" = "none"\n[cpu.layers]\nlayer1 = "all"\n')
+    config = load_config(write(tmp_path, text))
+    assert config.full.preset.overrides_dict() == {"steps": 8, "crop_anneal": (0.5, 0.1)}
+    assert config.full.classes == "n01440764, 1-3,7"
 
 
 def test_bad_toml_and_missing_file_are_errors(tmp_path):

@@ -91,6 +91,9 @@ def atlas(*args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess
         (["--steps", "0"], "steps must be a positive integer"),
         (["--device", "cuda:0"], "no CUDA GPU"),
         (["--config", "/nonexistent/atlas.toml"], "cannot read config"),
+        (["--device", "mps"], "no usable Apple GPU (MPS): use --device cpu"),
+        (["--classes", ""], 'names no class: write --classes none'),
+        (["--classes", " "], 'names no class: write --classes none'),
     ],
 )
 def test_bad_input_prints_one_line_and_exits_non_zero(tmp_path, capsys, monkeypatch, args, message):
@@ -99,7 +102,7 @@ def test_bad_input_prints_one_line_and_exits_non_zero(tmp_path, capsys, monkeypa
     assert main(["render", "--config", str(config), "--full", "--no-progress", "--classes", "0", *args]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("atlas render: error: ") and message in err[0], err
-    assert not [p for p in (tmp_path / "cache" / "entries").rglob("*") if p.is_file()]
+    assert not (tmp_path / "cache").exists()  # a rejected render leaves nothing behind, not even folders
 
 
 def test_unwritable_cache_and_full_disk_are_one_line_errors(tmp_path, capsys, monkeypatch):

@@ -3,8 +3,10 @@ incremental rebuilds, model choice, and the torch-free promise."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -66,7 +68,7 @@ def test_sample_site_has_exactly_the_expected_files(site):
     files = _files(site)
     media = {f for f in files if f.startswith("media/")}
     rest = files - media
-    expected = {"index.html", "about.html", "404.html", "layers/index.html", ".nojekyll",
+    expected = {"index.html", "about.html", "404.html", "layers/index.html", ".nojekyll", ".atlas-site.json",
                 "data/index.json", "data/search-index.js", "data/manifest.json",
                 "static/atlas.css", "static/atlas.js", "static/favicon.svg"}
     expected |= {f"classes/{i:04d}.html" for i in range(1000)} | {f"data/classes/{i:04d}.json" for i in range(1000)}
@@ -241,25 +243,176 @@ def test_invalid_entries_are_skipped_and_reported(tmp_path):
     assert "Not rendered yet" in (tmp_path / "site/classes/0607.html").read_text(encoding="utf-8")
 
 
-def test_damaged_image_is_a_clear_error(tmp_path):
+def test_damaged_image_of_the_right_size_is_skipped_and_reported(tmp_path, capsys):
     cache = copy_cache(tmp_path / "cache")
     folder, _ = next((f, r) for f, r in records(cache) if r["objective"]["id"] == "class:207")
     data = bytearray((folder / "image.png").read_bytes())
-    data[-20] ^= 0xFF  # same size, other bytes
+    data[-20] ^= 0xFF  # same size, other bytes: only the sha256 tells
     (folder / "image.png").write_bytes(bytes(data))
-    with pytest.raises(AtlasError, match="does not match the sha256 in its record"):
-        build(cache, tmp_path / "site")
+    report = build(cache, tmp_path / "site")
+    assert report.skipped["invalid"] == 1
+    assert len(report.problems) == 1 and folder.name in report.problems[0] and "sha256" in report.problems[0]
+    assert "Not rendered yet" in (tmp_path / "site/classes/0207.html").read_text(encoding="utf-8")
+    assert report.check is not None and not report.check.problems
+
+    capsys.readouterr()
+    assert main(["build", "--cache", str(cache), "--out", str(tmp_path / "cli")]) == 0
+    captured = capsys.readouterr()
+    assert "warning: skipped invalid cache entry" in captured.err and folder.name in captured.err
+    assert "warning:" not in captured.out
+    assert "skipped 1 invalid cache entries" in captured.out.strip().splitlines()[-2]
+
+
+def test_entries_being_written_by_a_render_are_not_entries(tmp_path):
+    cache = copy_cache(tmp_path / "cache")
+    folder, _ = next((f, r) for f, r in records(cache) if r["objective"]["id"] == "class:207")
+    shutil.copytree(folder, folder.parent / f".{folder.name}.somehost.123.ab12cd34.tmp")  # a render mid-swap
+    report = build(cache, tmp_path / "site")
+    assert report.problems == [] and report.skipped == {"unfinished": 1}
 
 
 def test_build_refuses_a_foreign_output_folder(tmp_path):
     out = tmp_path / "mine"
     out.mkdir()
     (out / "thesis.tex").write_text("precious", encoding="utf-8")
-    with pytest.raises(AtlasError, match="not empty and holds no atlas site"):
+    with pytest.raises(AtlasError, match="not empty and holds no atlas site.*empty or new folder"):
         build(SAMPLE_CACHE, out)
-    assert (out / "thesis.tex").read_text(encoding="utf-8") == "precious"
+    assert sorted(p.name for p in out.iterdir()) == ["thesis.tex"]
     with pytest.raises(AtlasError, match="does not exist"):
         build(tmp_path / "nope", tmp_path / "site")
+
+
+def test_a_folder_that_merely_looks_like_a_site_is_not_touched(tmp_path):
+    """Issue 9, item 1: a data/manifest.json used to make any folder atlas's to sweep."""
+    project = tmp_path / "p"
+    (project / "data").mkdir(parents=True)
+    (project / "src").mkdir()
+    (project / "data/manifest.json").write_text("{}", encoding="utf-8")
+    (project / "src/main.py").write_text("print('mine')", encoding="utf-8")
+    (project / "README.md").write_text("mine", encoding="utf-8")
+    before = {p: p.read_bytes() for p in project.rglob("*") if p.is_file()}
+    with pytest.raises(AtlasError, match="holds no atlas site"):
+        build(SAMPLE_CACHE, project)
+    assert {p: p.read_bytes() for p in project.rglob("*") if p.is_file()} == before
+
+
+def test_rebuilds_keep_user_files_and_remove_only_what_atlas_wrote(tmp_path):
+    cache = copy_cache(tmp_path / "cache")
+    out = tmp_path / "site"
+    build(cache, out)
+    user = {"CNAME": "atlas.example.org\n", "robots.txt": "User-agent: *\n", "notes/todo.md": "mine",
+            "media/mine.txt": "inside an atlas folder", "classes/extra.html": "<p>my own page</p>"}
+    for rel, text in user.items():
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_text(text, encoding="utf-8")
+    (out / "nested/.git").mkdir(parents=True)
+    (out / "nested/.git/HEAD").write_text("ref: refs/heads/main\n", encoding="utf-8")
+
+    folder, _ = next((f, r) for f, r in records(cache) if r["objective"]["id"] == "class:607")
+    shutil.rmtree(folder)  # its media are atlas's and go
+    report = build(cache, out)
+    assert len(report.removed) == 5 and all(p.startswith("media/") for p in report.removed)
+    for rel, text in user.items():
+        assert (out / rel).read_text(encoding="utf-8") == text, rel
+    assert (out / "nested/.git/HEAD").is_file()
+    marker = json.loads((out / ".atlas-site.json").read_text(encoding="utf-8"))
+    assert marker["complete"] is True and "CNAME" not in marker["files"] and "index.html" in marker["files"]
+
+
+def test_a_listed_folder_replaced_by_a_link_is_not_followed(tmp_path):
+    cache = copy_cache(tmp_path / "cache")
+    out = tmp_path / "site"
+    build(cache, out)
+    folder, _ = next((f, r) for f, r in records(cache) if r["objective"]["id"] == "class:607")
+    media = next(p for p in (out / "media").iterdir() if (p / "image.png").read_bytes() == (folder / "image.png").read_bytes())
+    elsewhere = tmp_path / "elsewhere"
+    shutil.move(media, elsewhere)
+    media.symlink_to(elsewhere, target_is_directory=True)
+    shutil.rmtree(folder)
+    with pytest.raises(AtlasError, match="is a symlink"):  # the check still flags the link itself
+        build(cache, out)
+    assert sorted(p.name for p in elsewhere.iterdir()) == sorted(
+        ["thumb.webp", "thumb-overlay.webp", "detail.webp", "detail-overlay.webp", "image.png"])
+
+
+def fail_renames(monkeypatch, under: Path, after: int, error: BaseException) -> None:
+    """Make every rename into `under` after the first `after` raise `error`: the site's atomic
+    writes all end in os.replace, so this is a disk that fills up, a folder turned read-only,
+    or a kill, at that moment of the build."""
+    real, calls = os.replace, {"n": 0}
+
+    def replace(src, dst, *args, **kwargs):
+        if str(dst).startswith(str(under)):
+            calls["n"] += 1
+            if calls["n"] > after:
+                raise error
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+
+
+def test_an_interrupted_first_build_is_resumed(tmp_path, monkeypatch):
+    """Issue 9, item 4: images used to be written before the marker, so no later build accepted the folder."""
+    out = tmp_path / "site"
+    fail_renames(monkeypatch, out / "media", 3, KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        build(SAMPLE_CACHE, out, workers=1)
+    monkeypatch.undo()
+    torn = next((out / "media").iterdir()) / ".thumb.webp.0123456789ab.tmp"  # what a kill -9 leaves mid-write
+    torn.write_bytes(b"RIFF")
+    assert json.loads((out / ".atlas-site.json").read_text(encoding="utf-8"))["complete"] is False
+    report = build(SAMPLE_CACHE, out)
+    assert report.check is not None and not report.check.problems
+    assert not torn.exists()
+    assert _files(out) == _files(sample_site_for(tmp_path))
+
+
+def sample_site_for(tmp_path: Path) -> Path:
+    out = tmp_path / "reference"
+    build(SAMPLE_CACHE, out)
+    return out
+
+
+@pytest.mark.parametrize("listed", ["../outside.txt", "/etc/hosts", ".git/config", "a/../../b"])
+def test_a_tampered_marker_cannot_make_atlas_delete_outside_its_files(tmp_path, listed):
+    out = tmp_path / "site"
+    build(SAMPLE_CACHE, out)
+    marker = json.loads((out / ".atlas-site.json").read_text(encoding="utf-8"))
+    marker["files"].append(listed)
+    (out / ".atlas-site.json").write_text(json.dumps(marker), encoding="utf-8")
+    (tmp_path / "outside.txt").write_text("mine", encoding="utf-8")
+    with pytest.raises(AtlasError, match="damaged.*delete it and build again"):
+        build(SAMPLE_CACHE, out)
+    assert (tmp_path / "outside.txt").is_file()
+
+
+def test_bad_workers_and_unwritable_output_are_one_line_errors(tmp_path, capsys):
+    assert main(["build", "--cache", str(SAMPLE_CACHE), "--out", str(tmp_path / "a"), "--workers", "-1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("atlas build: error: --workers must be at least 1") and "\n" not in err
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder", encoding="utf-8")
+    assert main(["build", "--cache", str(SAMPLE_CACHE), "--out", str(blocker / "site")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("atlas build: error: cannot write") and "--out" in err and "\n" not in err
+
+
+def test_read_only_output_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "site"  # what a read-only folder answers to anyone but root
+    fail_renames(monkeypatch, out, 1, PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(out / "x")))
+    assert main(["build", "--cache", str(SAMPLE_CACHE), "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("atlas build: error: cannot write") and "Permission denied" in err and "\n" not in err
+
+
+def test_full_disk_during_build_is_one_line_and_the_rerun_finishes(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "site"
+    fail_renames(monkeypatch, out, 10, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+    assert main(["build", "--cache", str(SAMPLE_CACHE), "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("atlas build: error: disk full while writing") and "\n" not in err
+    monkeypatch.undo()
+    assert main(["build", "--cache", str(SAMPLE_CACHE), "--out", str(out)]) == 0
 
 
 def test_png_downloads_are_left_out_when_they_would_break_the_budget(tmp_path):

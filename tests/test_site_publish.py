@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -13,6 +16,7 @@ import yaml
 
 from atlas.cli import main
 from atlas.errors import AtlasError
+from atlas.site.check import DEFAULT_BUDGET, Budget
 from atlas.site.publish import publish
 from atlas.site.serve import make_server
 from tests.site_support import sample_site
@@ -94,6 +98,94 @@ def test_cli_publish(site, tmp_path, capsys):
     assert git("--git-dir", str(remote), "rev-parse", "--verify", "pages")
 
 
+def commits(git_dir: Path, branch: str) -> list[str]:
+    return git("--git-dir", str(git_dir), "log", "--format=%H", branch).splitlines()
+
+
+def test_publish_never_replaces_a_branch_atlas_did_not_publish(site, project):
+    """Issue 9, item 2: `--branch main` used to force-push over the project's history."""
+    work, origin = project
+    git("push", "--quiet", "origin", "HEAD:refs/heads/main", cwd=work)
+    history = commits(origin, "main")
+    with pytest.raises(AtlasError, match=r"branch 'main' .* not published by atlas .*'start'.*--force") as info:
+        publish(site, project=work, branch="main")
+    assert "\n" not in str(info.value)
+    assert commits(origin, "main") == history
+
+    done = publish(site, project=work, branch="main", force=True)  # the user insisted
+    assert commits(origin, "main") == [done.commit]
+    again = publish(site, project=work, branch="main")  # now the tip is atlas's: no --force needed
+    assert commits(origin, "main") == [again.commit]
+    assert "Atlas-Publish: atlas " in git("--git-dir", str(origin), "log", "-1", "--format=%B", "main")
+
+
+def test_publish_replaces_a_commit_of_an_older_atlas_publish(site, tmp_path, project):
+    work, _ = project
+    remote = tmp_path / "old.git"
+    git("init", "--quiet", "--bare", str(remote))
+    tree = git("--git-dir", str(remote), "mktree", cwd=tmp_path)  # the empty tree
+    old = git("--git-dir", str(remote), "-c", "user.name=t", "-c", "user.email=t@t", "commit-tree", tree,
+              "-m", "Publish atlas site built from 0123456789ab")
+    git("--git-dir", str(remote), "update-ref", "refs/heads/gh-pages", old)
+    done = publish(site, str(remote), project=work)
+    assert commits(remote, "gh-pages") == [done.commit]
+
+
+def _copy(site: Path, dest: Path) -> Path:
+    shutil.copytree(site, dest)
+    return dest
+
+
+@pytest.mark.parametrize("damage", ["unfinished", "broken link", "over budget"])
+def test_publish_pushes_nothing_but_a_finished_site_that_passes_its_check(site, tmp_path, project, damage):
+    """Issue 9, item 3: a half-built site used to be pushed with rc 0."""
+    work, _ = project
+    remote = tmp_path / "pages.git"
+    git("init", "--quiet", "--bare", str(remote))
+    broken = _copy(site, tmp_path / "site")
+    budget = DEFAULT_BUDGET
+    if damage == "unfinished":  # what a build killed half-way leaves
+        marker = json.loads((broken / ".atlas-site.json").read_text(encoding="utf-8"))
+        (broken / ".atlas-site.json").write_text(json.dumps(dict(marker, complete=False)), encoding="utf-8")
+        expected = "did not finish.*nothing pushed.*atlas build"
+    elif damage == "broken link":
+        (broken / "classes/0500.html").unlink()
+        expected = "fails its check, nothing pushed.*'0500.html' does not exist"
+    else:
+        budget = Budget(site_bytes=1024)
+        expected = "fails its check, nothing pushed.*over the"
+    with pytest.raises(AtlasError, match=expected):
+        publish(broken, str(remote), project=work, budget=budget)
+    assert git("--git-dir", str(remote), "for-each-ref") == ""
+
+
+def test_a_failed_push_shows_all_of_gits_message(site, tmp_path, project):
+    work, _ = project
+    remote = tmp_path / "guarded.git"
+    git("init", "--quiet", "--bare", str(remote))
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'first reason: pages are frozen' >&2\necho 'second line of the hook' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    with pytest.raises(AtlasError) as info:
+        publish(site, str(remote), project=work)
+    message = str(info.value)
+    assert message.startswith("git push failed:") and "\n" not in message
+    assert "first reason: pages are frozen" in message and "second line of the hook" in message
+
+
+def test_cli_publish_takes_the_remote_from_the_configs_repository(site, tmp_path, project, monkeypatch, capsys):
+    work, origin = project
+    (work / "atlas.toml").write_text('site = "site"\n', encoding="utf-8")
+    git("add", "atlas.toml", cwd=work)
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet", "-m", "config", cwd=work)
+    elsewhere = tmp_path / "elsewhere"  # not a repository: the working directory must not matter
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["publish", "--config", str(work / "atlas.toml"), "--out", str(site)]) == 0
+    assert str(origin) in capsys.readouterr().out
+    assert len(commits(origin, "gh-pages")) == 1
+
+
 def test_serve_answers_pages_and_404(site):
     server = make_server(site, 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -130,10 +222,30 @@ def test_cli_serve_prints_its_port(site):
         "from atlas.cli import main\n"
         f"sys.exit(main(['serve', '--out', {str(site)!r}, '--port', '0']))\n"
     )
-    done = subprocess.run(["python", "-c", code], capture_output=True, text=True, timeout=60,
-                          executable=str(REPO / ".venv/bin/python"))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "serving" in done.stdout and "http://127.0.0.1:" in done.stdout and ":0/" not in done.stdout
+
+
+def test_cli_serve_warns_about_an_unfinished_build(site, tmp_path, monkeypatch, capsys):
+    import atlas.site.serve as serve_module
+
+    unfinished = _copy(site, tmp_path / "site")
+    marker = json.loads((unfinished / ".atlas-site.json").read_text(encoding="utf-8"))
+    (unfinished / ".atlas-site.json").write_text(json.dumps(dict(marker, complete=False)), encoding="utf-8")
+    real = serve_module.make_server
+
+    def stops_soon(*args, **kwargs):
+        server = real(*args, **kwargs)
+        threading.Timer(0.3, server.shutdown).start()
+        return server
+
+    monkeypatch.setattr(serve_module, "make_server", stops_soon)
+    assert main(["serve", "--out", str(unfinished), "--port", "0"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the build of" in err and "did not finish" in err
+    assert main(["serve", "--out", str(site), "--port", "0"]) == 0
+    assert capsys.readouterr().err == ""
 
 
 def test_pages_workflow_deploys_with_the_official_actions():

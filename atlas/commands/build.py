@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 HELP = "build the static site from the cache"
@@ -31,14 +32,16 @@ def run(args: argparse.Namespace) -> int:
     report = build(cache, out, model=args.model, png=args.png, workers=args.workers,
                    progress=lambda msg: print(f"atlas build: {msg}", flush=True))
     for problem in report.problems:
-        print(f"atlas build: warning: skipped invalid cache entry {problem}")
+        print(f"atlas build: warning: skipped invalid cache entry {problem}", file=sys.stderr)
     skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(report.skipped.items()))
     if skipped:
         print(f"atlas build: cache entries not shown: {skipped}")
     check = report.check
     assert check is not None
     page, page_bytes = check.largest_page
+    invalid = (f"; skipped {len(report.problems)} invalid cache entries (warnings above; `atlas render` "
+               "renders them again)") if report.problems else ""
     print(f"atlas build: {report.model}: {report.pages} pages, {check.files} files, {check.total_bytes / 2**20:.1f} MB; "
-          f"largest page {page} ({page_bytes / 1024:.1f} KB); {check.links} links checked")
+          f"largest page {page} ({page_bytes / 1024:.1f} KB); {check.links} links checked{invalid}")
     print(f"atlas build: site ready in {out} (open {out / 'index.html'}, or run `atlas serve --out {out}`)")
     return 0

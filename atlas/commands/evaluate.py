@@ -50,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
     todo = {i: rs for i, rs in sorted(by_class.items()) if (args.images / wnid[i]).is_dir()}
     if not todo:
         raise AtlasError(f"no folder in {args.images} matches a rendered class: name them by WordNet id, e.g. {wnid[next(iter(by_class))]}")
+    for index in todo:  # a folder without photos fails now, not after the models load
+        real_image_paths(args.images / wnid[index])
 
     generator = load_model(model_name)
     feature_model = generator if args.feature_model == model_name and not args.feature_checkpoint else \

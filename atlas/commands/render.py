@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from atlas import pipeline  # imports torch: only now
 
     config = load_config(args.config)
+    _check_classes_arg(args.classes)
     config = dataclasses.replace(
         config,
         model=args.model or config.model,
@@ -67,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     )
     device = pipeline.resolve_device(config.device)
     cpu_subset = device == "cpu" if args.subset is None else args.subset == "cpu"
+    _check_mps(device)
     selection = override(
         config.cpu if cpu_subset else config.full,
         classes=args.classes,
@@ -93,6 +95,20 @@ def run(args: argparse.Namespace) -> int:
     if cpu_subset:
         print(f"atlas render: that was the CPU subset; for the full atlas run: {full_command}", flush=True)
     return 0
+
+
+def _check_classes_arg(classes: str | None) -> None:
+    if classes is not None and not classes.strip():
+        raise AtlasError('--classes "" names no class: write --classes none to render only channels, '
+                         'or a spec like 0-99 or all')
+
+
+def _check_mps(device: str) -> None:
+    import torch
+
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise AtlasError("device 'mps' asked for, but this machine has no usable Apple GPU (MPS): "
+                         "use --device cpu, or auto")
 
 
 def _tqdm():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 HELP = "serve a built site on localhost"
@@ -17,12 +18,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from atlas.config import load_config
+    from atlas.errors import AtlasError
+    from atlas.site.build import read_marker
     from atlas.site.serve import make_server
 
     site = args.out if args.out is not None else load_config(args.config).site
+    try:
+        marker = read_marker(Path(site))
+    except AtlasError:  # a damaged marker matters to the next build, not to serving
+        marker = None
     server = make_server(site, args.port, args.host)
     host, port = server.server_address[:2]
     print(f"atlas serve: serving {site} at http://{host}:{port}/ (Ctrl-C stops)", flush=True)
+    if marker is not None and not marker.complete:  # pages are written in place: some may be old
+        print(f"atlas serve: warning: the build of {site} did not finish; run `atlas build` again for a complete site",
+              file=sys.stderr, flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 from pathlib import Path
 
 HELP = "compute a magnitude spectrum from a folder of images"
@@ -18,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from atlas.cache import atomic_write
     from atlas.errors import AtlasError
     from atlas.spectrum import compute_spectrum, spectrum_sha256
 
@@ -26,11 +28,15 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if output.suffix != ".npy":
         raise AtlasError(f"--output {output} must end in .npy")
+    if output.is_dir():  # checked now, not after minutes of reading images
+        raise AtlasError(f"--output {output} is a folder: name a .npy file, e.g. {output / 'spectrum.npy'}")
     spectrum = compute_spectrum(args.folder, size=args.size, progress=not args.quiet)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(output.name + ".partial")
-    with open(partial, "wb") as handle:
-        np.save(handle, spectrum)
-    partial.replace(output)
+    buffer = io.BytesIO()
+    np.save(buffer, spectrum)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(output, buffer.getvalue())  # no partial file is ever left, whatever happens
+    except OSError as exc:
+        raise AtlasError(f"cannot write {output} ({exc.strerror or exc}); pick another --output") from exc
     print(f"wrote {output}: shape {spectrum.shape}, sha256 {spectrum_sha256(output)}")
     return 0

@@ -3,25 +3,41 @@
 Read the cache, gather every page first so that all pages see the same data, derive the
 images that are missing, render and write the files that changed, remove what no longer
 belongs, then check the result. Neither torch nor timm is imported anywhere on this path.
+
+Ownership: the output folder's `.atlas-site.json` lists every file atlas wrote there. A build
+writes it before anything else (listing what it is about to write as well as what the last
+build wrote) and again when done, so that an interrupted build leaves a folder the next build
+accepts and finishes, and a build removes only files listed there: a CNAME, robots.txt or any
+other file a user adds is never touched. A folder with files but no marker is refused.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import errno
+import json
 import os
+import posixpath
+import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from atlas import __version__
+from atlas.cache import atomic_write
 from atlas.errors import AtlasError
 from atlas.site.check import DEFAULT_BUDGET, Budget, SiteReport, check_site
 from atlas.site.gather import gather
 from atlas.site.images import derive_all
 from atlas.site.pages import Site
-from atlas.site.records import read_cache
+from atlas.site.records import CacheContents, read_cache
 from atlas.site.write import render_site, write_changed
 
-# A folder holding this file was built by atlas, so stale files in it may be removed.
-MARKER = "data/manifest.json"
+# The ownership record: which files of the output folder atlas wrote, and whether the build finished.
+MARKER = ".atlas-site.json"
+# What atlas's atomic writes name their temporaries: ".<name>.<12 hex>.tmp" or ".<name>.<host>.<pid>.<8 hex>.tmp".
+TEMPORARY = re.compile(r"\..+\.(?:[0-9a-f]{12}|[^.]+\.\d+\.[0-9a-f]{8})\.tmp")
 
 
 @dataclass
@@ -39,6 +55,14 @@ class BuildReport:
     check: SiteReport | None = None
 
 
+@dataclass(frozen=True)
+class SiteMarker:
+    """What `.atlas-site.json` says: the files atlas wrote, and whether that build finished."""
+
+    files: frozenset[str]
+    complete: bool
+
+
 def build(cache: Path, out: Path, *, model: str | None = None, png: bool | None = None, workers: int | None = None,
           budget: Budget = DEFAULT_BUDGET, progress: Callable[[str], None] | None = None) -> BuildReport:
     """Build (or update) the static site for `model` from `cache` into `out`, then check it.
@@ -46,18 +70,40 @@ def build(cache: Path, out: Path, *, model: str | None = None, png: bool | None 
     `png`: copy the full-size PNGs as downloads (True), leave them out (False), or (None)
     copy them when the site still fits its size budget with them: at a 512 px canvas they
     are about three quarters of a full atlas. Raises AtlasError when the cache cannot be
-    read or the built site fails its checks.
+    read, the output folder is not atlas's or cannot be written, or the built site fails its
+    checks. A cache entry whose files do not match its record is skipped and reported.
     """
     cache, out = Path(cache), Path(out)
     say = progress or (lambda _msg: None)
-    _check_out(out)
+    if workers is not None and workers < 1:
+        raise AtlasError(f"--workers must be at least 1, got {workers} (leave it out for one per CPU, at most 8)")
+    previous = claim(out)
 
     contents = read_cache(cache, model)
     site: Site = gather(contents, with_png=bool(png))
     say(f"{contents.model.name}: {len(site.pages)} pages, {len(site.renders)} renders")
+    try:
+        return _write(contents, site, out, previous, png, workers, budget, say)
+    except OSError as exc:
+        raise _write_error(exc, out) from exc
 
-    images = derive_all(site.renders, out, workers=workers, progress=say)
+
+def _write(contents: CacheContents, site: Site, out: Path, previous: SiteMarker | None, png: bool | None,
+           workers: int | None, budget: Budget, say: Callable[[str], None]) -> BuildReport:
     files = render_site(site)
+    owned = previous.files if previous else frozenset()
+    # Claim every path this build may write before writing any, so a kill at any moment
+    # leaves a folder whose atlas files are all listed.
+    write_marker(out, SiteMarker(owned | set(files) | _media_paths(site, with_png=True), complete=False))
+    if previous is not None and not previous.complete:
+        _sweep_temporaries(out)
+
+    corrupt: dict[Path, str] = {}
+    images = derive_all(site.renders, out, workers=workers, progress=say, failed=corrupt)
+    if corrupt:  # shown as not rendered, like any other invalid entry
+        contents = _without(contents, corrupt)
+        site = gather(contents, with_png=site.with_png)
+        files = render_site(site)
     notes = []
     if png is None:
         fits, note = _pngs_fit(site, files, out, budget)
@@ -70,8 +116,9 @@ def build(cache: Path, out: Path, *, model: str | None = None, png: bool | None 
             say(note)
     written = write_changed(out, files)
 
-    keep = set(files) | {f for r in site.renders if r.media for f in r.media.files}
-    removed = _remove_stale(out, keep)
+    keep = set(files) | _media_paths(site, with_png=site.with_png)
+    removed = _remove_owned(out, owned - keep)
+    write_marker(out, SiteMarker(frozenset(keep), complete=True))
     say(f"wrote {len(written)} files and {len(images)} images, removed {len(removed)}")
 
     report = BuildReport(out=out, model=contents.model.name, pages=len(site.pages), written=written,
@@ -81,12 +128,29 @@ def build(cache: Path, out: Path, *, model: str | None = None, png: bool | None 
     return report
 
 
+def _media_paths(site: Site, *, with_png: bool) -> set[str]:
+    return {f for r in site.renders if r.media for f in dataclasses.replace(r.media, with_png=with_png).files}
+
+
+def _without(contents: CacheContents, corrupt: dict[Path, str]) -> CacheContents:
+    """`contents` less the entries whose files turned out not to match their records."""
+    skipped = Counter(contents.skipped)
+    skipped["invalid"] += len(corrupt)
+    return dataclasses.replace(
+        contents,
+        entries=tuple(e for e in contents.entries if e.folder not in corrupt),
+        skipped=dict(skipped),
+        problems=(*contents.problems, *(f"{folder}: {why}" for folder, why in sorted(corrupt.items()))),
+    )
+
+
 def _pngs_fit(site: Site, files: dict[str, bytes], out: Path, budget: Budget) -> tuple[bool, str]:
     """Whether the site, measured without its PNG downloads, still fits `budget` with them."""
     media = {r.media.folder: r for r in site.renders if r.media is not None}
     png_bytes = sum(int(r.entry.record["files"]["image.png"].get("bytes", 0)) for r in media.values())
     rest = sum(len(data) for data in files.values())
     rest += sum((out / f).stat().st_size for r in media.values() for f in r.media.files)  # webp only here
+    rest += (out / MARKER).stat().st_size  # listing every path this build may write: at least the final one
     if rest + png_bytes <= budget.site_bytes:
         return True, ""
     return False, (
@@ -96,24 +160,83 @@ def _pngs_fit(site: Site, files: dict[str, bytes], out: Path, budget: Budget) ->
     )
 
 
-def _check_out(out: Path) -> None:
+def claim(out: Path) -> SiteMarker | None:
+    """The marker of `out`, None for a missing or empty folder. Raises AtlasError when `out`
+    holds files but no marker (atlas did not make it), or the marker is damaged."""
     if out.exists() and not out.is_dir():
         raise AtlasError(f"{out} is a file; pass --out with a folder for the site")
-    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
-        raise AtlasError(f"{out} is not empty and holds no atlas site ({MARKER}); pass --out with an empty or new folder")
+    marker = read_marker(out)
+    if marker is None and out.is_dir() and any(not TEMPORARY.fullmatch(p.name) for p in out.iterdir()):
+        raise AtlasError(
+            f"{out} is not empty and holds no atlas site (no {MARKER}), so atlas will not write or delete "
+            f"anything in it: pass --out with an empty or new folder (a site built by an older atlas: delete it first)"
+        )
+    return marker
 
 
-def _remove_stale(out: Path, keep: set[str]) -> list[str]:
-    """Delete files under `out` that this build did not produce, and folders left empty."""
+def read_marker(out: Path) -> SiteMarker | None:
+    """What `out`'s marker says, None when it has none; raises AtlasError when it is damaged."""
+    path = out / MARKER
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        files = data["files"]
+        if not isinstance(files, list) or not all(isinstance(f, str) and _owned_path(f) for f in files):
+            raise ValueError("'files' must list relative paths inside the folder")
+        return SiteMarker(frozenset(files), bool(data.get("complete")))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise AtlasError(
+            f"{path} is damaged ({exc}), so atlas cannot tell its files from yours: move your own files "
+            f"(CNAME, ...) out of {out}, delete it and build again"
+        ) from exc
+
+
+def write_marker(out: Path, marker: SiteMarker) -> None:
+    data = {"generator": "atlas", "version": __version__, "complete": marker.complete, "files": sorted(marker.files)}
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / MARKER, (json.dumps(data, indent=0) + "\n").encode())
+
+
+def _owned_path(rel: str) -> bool:
+    """Whether a marker may list `rel`: a plain relative path inside the folder, never .git or the marker."""
+    norm = posixpath.normpath(rel)
+    parts = norm.split("/")
+    return bool(rel) and norm == rel and not rel.startswith("/") and ".." not in parts and ".git" not in parts \
+        and rel != MARKER
+
+
+def _remove_owned(out: Path, paths: set[str] | frozenset[str]) -> list[str]:
+    """Delete these files (atlas's, from the last build) and the folders they leave empty."""
     removed = []
-    for path in sorted(out.rglob("*"), reverse=True):
-        rel = path.relative_to(out).as_posix()
-        if rel == ".git" or rel.startswith(".git/"):
-            continue  # someone's repository inside the site folder is not ours to clean
-        if path.is_symlink() or path.is_file():
-            if rel not in keep:
-                path.unlink()
-                removed.append(rel)
-        elif path.is_dir() and not any(path.iterdir()):
-            os.rmdir(path)
-    return sorted(removed)
+    root = out.resolve()
+    for rel in sorted(paths):
+        path = out / rel
+        if not (path.is_symlink() or path.is_file()) or not path.parent.resolve().is_relative_to(root):
+            continue  # gone already, or a folder on the way was replaced by a link to elsewhere
+        path.unlink()
+        removed.append(rel)
+        folder = path.parent
+        while folder != out:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: a user's file, or atlas files still in use
+                break
+            folder = folder.parent
+    return removed
+
+
+def _sweep_temporaries(out: Path) -> None:
+    """Remove the temporaries of a build that was killed mid-write (atlas's names only)."""
+    for folder, dirs, names in os.walk(out):
+        dirs[:] = [d for d in dirs if d != ".git"]
+        for name in names:
+            if TEMPORARY.fullmatch(name):
+                Path(folder, name).unlink(missing_ok=True)
+
+
+def _write_error(exc: OSError, out: Path) -> AtlasError:
+    where = exc.filename or out
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return AtlasError(f"disk full while writing {where}; free some space and run `atlas build` again (it resumes)")
+    return AtlasError(f"cannot write {where} ({exc.strerror or exc}); make {out} writable or pick another folder with --out")

@@ -28,8 +28,12 @@ DETAIL_QUALITY = 82
 
 
 def derive_all(renders: Iterable[Render], out: Path, *, workers: int | None = None,
-               progress: Callable[[str], None] | None = None) -> list[str]:
-    """Write the missing media of every rendered entry under `out`; returns the site paths written."""
+               progress: Callable[[str], None] | None = None, failed: dict[Path, str] | None = None) -> list[str]:
+    """Write the missing media of every rendered entry under `out`; returns the site paths written.
+
+    With `failed`, an entry whose files cannot be read or do not match its record is noted
+    there (folder -> reason) and skipped, instead of raising.
+    """
     # Identical sources share one media folder: derive each folder once.
     unique = {r.media.folder: r for r in renders if r.media is not None}
     todo = [r for r in unique.values() if not all((out / f).is_file() for f in r.media.files)]
@@ -40,8 +44,21 @@ def derive_all(renders: Iterable[Render], out: Path, *, workers: int | None = No
     # Pillow releases the GIL while decoding, resizing and encoding, so threads scale.
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        written = list(pool.map(lambda r: derive(r.entry, r.media, out), todo))
+        written = list(pool.map(lambda r: _derive_or_note(r, out, failed), todo))
     return [path for paths in written for path in paths]
+
+
+def _derive_or_note(render: Render, out: Path, failed: dict[Path, str] | None) -> list[str]:
+    try:
+        return derive(render.entry, render.media, out)
+    except (AtlasError, OSError) as exc:
+        # AtlasError is the entry's fault (hash, sizes); an OSError is, only when reading the
+        # entry: one while writing the site (full disk, read-only) must stop the build.
+        source = isinstance(exc, AtlasError) or str(exc.filename or "").startswith(str(render.entry.folder))
+        if failed is None or not source:
+            raise
+        failed[render.entry.folder] = str(exc) if isinstance(exc, AtlasError) else f"unreadable ({exc.strerror})"
+        return []
 
 
 def derive(entry: Entry, media: Media, out: Path) -> list[str]:

@@ -114,7 +114,8 @@ def read_cache(cache: Path, model: str | None = None) -> CacheContents:
     skipped: Counter[str] = Counter()
     problems: list[str] = []
     entries_dir = cache / "entries"
-    folders = sorted(p for p in entries_dir.glob("*/*") if p.is_dir()) if entries_dir.is_dir() else []
+    # A name starting with "." is a render's entry being written or set aside, not an entry.
+    folders = sorted(p for p in entries_dir.glob("*/[!.]*") if p.is_dir()) if entries_dir.is_dir() else []
     for folder in folders:
         try:
             entry = read_entry(folder)
