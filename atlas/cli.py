@@ -20,6 +20,7 @@ COMMANDS = {
     "spectrum": "spectrum",
     "eval": "evaluate",
     "bench": "bench",
+    "concepts": "concepts",
 }
 
 HELP = {
@@ -31,6 +32,7 @@ HELP = {
     "spectrum": "compute a magnitude spectrum from a folder of images",
     "eval": "score rendered images against real images (plausibility, FID)",
     "bench": "benchmark the engine against the reference implementations",
+    "concepts": "explain classes by their concepts and channels by dataset examples, from an image folder",
 }
 
 
