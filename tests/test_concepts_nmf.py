@@ -9,16 +9,13 @@ import pytest
 import torch
 
 from atlas.concepts.nmf import nmf, nmf_transform
+from tests.concept_folders import one_thread  # noqa: F401 - a fixture
 from tests.photos import photo
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """HALS is many small ops: on two shared cores a second thread makes it 10-30x slower, not faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def single_thread(one_thread):
     yield
-    torch.set_num_threads(threads)
 
 
 def photo_patches(count: int = 200, side: int = 5, seed: int = 0) -> np.ndarray:

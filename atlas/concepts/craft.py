@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from atlas.concepts.nmf import nmf_transform
@@ -159,6 +160,6 @@ def aligned_classes(concepts: torch.Tensor, classifier: torch.Tensor, top: int =
     return indices, values
 
 
-def concept_objective(layer: str, vector: torch.Tensor | tuple[float, ...], cosine: bool = False) -> Objective:
+def concept_objective(layer: str, vector: torch.Tensor | np.ndarray | tuple[float, ...], cosine: bool = False) -> Objective:
     """The objective whose MACO picture shows a concept: its direction at its layer (keyed by the vector's hash)."""
     return direction(layer, vector, cosine=cosine)

@@ -73,7 +73,7 @@ class Concept:
 
     @property
     def values(self) -> np.ndarray:
-        return np.frombuffer(base64.b64decode(self.vector), dtype="<f4")
+        return np.frombuffer(base64.b64decode(self.vector), dtype="<f4").copy()
 
     @property
     def digest(self) -> str:
