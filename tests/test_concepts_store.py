@@ -1,0 +1,85 @@
+"""The concept store: typed round trips, crash leftovers and damaged entries read as absent."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from atlas.concepts import store
+from atlas.concepts.store import (
+    AlignedClass,
+    ChannelExamples,
+    Concept,
+    ConceptBank,
+    Crop,
+    ExampleSet,
+    crop_name,
+    encode_vector,
+    encode_webp,
+)
+from atlas.objectives import direction
+
+
+def make_bank(key: str = "ab" + "0" * 62) -> tuple[ConceptBank, dict[str, bytes]]:
+    pixels = np.random.default_rng(0).integers(0, 255, (16, 16, 3), dtype=np.uint8)
+    data = encode_webp(pixels)
+    crop = Crop("n01440764/a.png", (1, 2, 30, 31), 0.5, crop_name(data))
+    vector = np.linspace(0, 1, 12, dtype=np.float32) ** 2 / 3
+    concept = Concept(3, encode_vector(vector), 1.25, 0.4, 7, (crop, crop), (AlignedClass(1, "n01443537", 0.8),))
+    bank = ConceptBank(key=key, model="m", weights_sha256="w", class_index=0, wnid="n01440764", layer="bn2",
+                       exact=True, settings={"concepts": 1}, images=10, skipped=1, patches=160, logit=3.0,
+                       residual=0.5, rest=1.25, relative_error=0.6, concepts=(concept,), seconds={"nmf": 0.1})
+    return bank, {crop.image: data}
+
+
+def test_bank_round_trip_keeps_every_field_and_the_vector_bits(tmp_path):
+    bank, crops = make_bank()
+    path = store.write_bank(tmp_path, bank, crops)
+    assert path.name == "bank.json" and path.parent.name == bank.key
+    again = store.read_bank(tmp_path, bank.key)
+    assert again == bank
+    concept = again.concepts[0]
+    assert concept.values.dtype == np.float32
+    assert concept.digest == direction("bn2", concept.values).single.digest
+    assert list(store.banks(tmp_path)) == [bank]
+    with open(store.crop_path(tmp_path, bank, concept.crops[0]), "rb") as handle:
+        assert handle.read(4) == b"RIFF"
+
+
+def test_examples_round_trip(tmp_path):
+    data = encode_webp(np.zeros((8, 8, 3), dtype=np.uint8))
+    crop = Crop("n01440764/a.png", (0, 0, 8, 8), 2.5, crop_name(data))
+    examples = ExampleSet(key="cd" + "1" * 62, model="m", weights_sha256="w", layer="blocks.3", settings={},
+                          images=4, skipped=0, channels=(ChannelExamples(5, (crop,), (0,)),), seconds=1.0)
+    store.write_examples(tmp_path, examples, {crop.image: data})
+    assert store.read_examples(tmp_path, examples.key) == examples
+    assert list(store.example_sets(tmp_path)) == [examples]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "other key", "unknown field", "wrong type", "missing crop", "no json"])
+def test_damaged_entries_read_as_absent(tmp_path, damage):
+    bank, crops = make_bank()
+    path = store.write_bank(tmp_path, bank, crops)
+    data = json.loads(path.read_text())
+    if damage == "truncated":
+        path.write_text(path.read_text()[:100])
+    elif damage == "other key":
+        path.write_text(json.dumps({**data, "key": "ff" * 32}))
+    elif damage == "unknown field":
+        path.write_text(json.dumps({**data, "surprise": 1}))
+    elif damage == "wrong type":
+        path.write_text(json.dumps({**data, "images": "ten"}))
+    elif damage == "missing crop":
+        (path.parent / bank.concepts[0].crops[0].image).unlink()
+    else:
+        path.unlink()
+    assert store.read_bank(tmp_path, bank.key) is None
+    assert list(store.banks(tmp_path)) == []
+
+
+def test_key_covers_every_field_of_the_material():
+    base = {"model": "m", "layer": "bn2", "settings": {"concepts": 10}}
+    assert store.key_of(base) == store.key_of(dict(reversed(list(base.items()))))
+    assert store.key_of(base) != store.key_of({**base, "settings": {"concepts": 11}})
