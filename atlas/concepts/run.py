@@ -44,6 +44,7 @@ from atlas.concepts.store import (
     write_bank,
     write_examples,
 )
+from atlas.cache import Cache
 from atlas.errors import AtlasError
 from atlas.models import LoadedModel, classifier_weights, find_layer, imagenet_classes
 from atlas.objectives import ActivationCapture
@@ -146,6 +147,9 @@ def run_concepts(loaded: LoadedModel, request: ConceptRequest, *, report: Callab
     """Compute every missing concept bank (and dataset examples) of the request; returns the summary."""
     started = time.perf_counter()
     folder = scan(request.images, wnid_index(loaded), request.per_class, request.classes)
+    removed = Cache(request.cache).clean_stale()
+    if removed:
+        report(f"removed {removed} temporary file(s) left by an interrupted run")
     layer = _layer(loaded, request.layer)
     setting = settings(request, loaded)
     summary = ConceptSummary(classes=len(folder.classes), skipped=folder.not_images)

@@ -1,0 +1,168 @@
+"""`atlas concepts` end to end on a tiny random model: banks, exact sums, crops, skips, resume, the CLI."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from atlas.cli import main
+from atlas.concepts import store
+from atlas.concepts.run import ConceptRequest, run_concepts
+from atlas.errors import AtlasError
+from atlas.models import load_model
+from tests.concept_folders import fraction, make_folder, one_thread  # noqa: F401 - a fixture
+
+ROOT = Path(__file__).resolve().parents[1]
+CLASSES = {"n01440764": 3, "n01443537": 2}
+
+
+@pytest.fixture(autouse=True)
+def single_thread(one_thread):
+    yield
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_model("test_efficientnet", random_weights=True)
+
+
+def request_for(tmp_path: Path, **changes) -> ConceptRequest:
+    settings = dict(images=tmp_path / "images", cache=tmp_path / "cache", concepts=2, per_class=10, patch=48,
+                    crops=4, example_layers={"blocks.3": [0, 2]}, examples=3, batch_size=16)
+    return ConceptRequest(**(settings | changes))
+
+
+def bank_files(cache: Path) -> dict[str, float]:
+    return {p.parent.name: p.stat().st_mtime_ns for p in (cache / "concepts").glob("*/*/bank.json")}
+
+
+def test_banks_sum_exactly_and_their_crops_come_from_the_images(tmp_path, tiny):
+    layouts = make_folder(tmp_path / "images", CLASSES, tiny.input_size)
+    summary = run_concepts(tiny, request_for(tmp_path), report=lambda line: None)
+    assert (summary.classes, summary.computed, summary.cached, summary.images, summary.skipped) == (2, 2, 0, 5, 0)
+    assert summary.example_layers == 1
+    banks = sorted(store.banks(tmp_path / "cache"), key=lambda b: b.class_index)
+    assert [(b.class_index, b.wnid, b.images, b.layer, b.exact) for b in banks] == [
+        (0, "n01440764", 3, "bn2", True), (1, "n01443537", 2, "bn2", True)]
+    bias = tiny.module.get_classifier().bias
+    for bank in banks:
+        importances = [c.importance for c in bank.concepts]
+        assert importances == sorted(importances, reverse=True)
+        total = sum(importances) + bank.residual + bank.rest
+        assert total == pytest.approx(bank.logit, abs=1e-4 * max(1.0, abs(bank.logit)))
+        assert bank.rest == pytest.approx(float(bias[bank.class_index]), abs=1e-4)
+        assert sum(c.top_images for c in bank.concepts) == bank.images
+        assert bank.patches == bank.images * 9  # 160 px input, 48 px patches at a stride of 38: 3 x 3
+        assert set(bank.seconds) == {"read", "activations", "nmf", "importance", "crops"}
+        for concept in bank.concepts:
+            assert len(concept.crops) == 4 and len(concept.aligned) == 5
+            assert [c.value for c in concept.crops] == sorted((c.value for c in concept.crops), reverse=True)
+            for crop in concept.crops:
+                assert crop.file.startswith(bank.wnid + "/") and crop.file in layouts
+                left, top, right, bottom = crop.box
+                assert right - left == bottom - top == 48  # the test images are the input size: scale 1
+                with Image.open(store.crop_path(tmp_path / "cache", bank, crop)) as image:
+                    assert image.format == "WEBP" and image.size == (48, 48)
+                    source = Image.open(tmp_path / "images" / crop.file).convert("RGB").crop(crop.box)
+                    assert np.abs(np.asarray(image, dtype=float) - np.asarray(source, dtype=float)).mean() < 8
+    (examples,) = store.example_sets(tmp_path / "cache")
+    assert examples.layer == "blocks.3" and [c.channel for c in examples.channels] == [0, 2]
+    assert all(len(c.examples) == 3 and len(set(e.file for e in c.examples)) == 3 for c in examples.channels)
+
+
+def test_rerun_computes_nothing_and_changes_recompute_only_what_they_touch(tmp_path, tiny):
+    make_folder(tmp_path / "images", CLASSES, tiny.input_size)
+    run_concepts(tiny, request_for(tmp_path), report=lambda line: None)
+    before = bank_files(tmp_path / "cache")
+    again = run_concepts(tiny, request_for(tmp_path), report=lambda line: None)
+    assert (again.computed, again.cached, again.images, again.example_layers, again.examples_cached) == (0, 2, 0, 0, 1)
+    assert bank_files(tmp_path / "cache") == before
+    make_folder(tmp_path / "images", {"n01484850": 2}, tiny.input_size, seed=5)  # a new class
+    grown = run_concepts(tiny, request_for(tmp_path, example_layers={}), report=lambda line: None)
+    assert (grown.computed, grown.cached) == (1, 2)
+    more = run_concepts(tiny, request_for(tmp_path, concepts=3, classes=[0], example_layers={}), report=lambda line: None)
+    assert (more.computed, more.cached) == (1, 0)  # another setting, another key
+
+
+def test_a_write_that_dies_midway_leaves_no_bank_and_the_rerun_finishes(tmp_path, tiny, monkeypatch):
+    make_folder(tmp_path / "images", CLASSES, tiny.input_size)
+    real = store.atomic_write
+    written = []
+
+    def dying(path, data):
+        if path.name == store.BANK and written:
+            raise OSError(28, "No space left on device")  # the second bank's JSON, after its crops
+        real(path, data)
+        if path.name == store.BANK:
+            written.append(path)
+
+    monkeypatch.setattr(store, "atomic_write", dying)
+    with pytest.raises(AtlasError, match="cannot write"):
+        run_concepts(tiny, request_for(tmp_path, example_layers={}), report=lambda line: None)
+    monkeypatch.setattr(store, "atomic_write", real)
+    assert len(bank_files(tmp_path / "cache")) == 1
+    rerun = run_concepts(tiny, request_for(tmp_path, example_layers={}), report=lambda line: None)
+    assert (rerun.computed, rerun.cached) == (1, 1)
+
+
+def test_corrupt_images_and_stray_files_are_skipped_and_counted(tmp_path, tiny):
+    make_folder(tmp_path / "images", CLASSES, tiny.input_size)
+    (tmp_path / "images" / "n01440764" / "zz_broken.JPEG").write_bytes(b"\xff\xd8\xff garbage")
+    (tmp_path / "images" / "n01443537" / "labels.csv").write_text("a,b\n")
+    summary = run_concepts(tiny, request_for(tmp_path), report=lambda line: None)
+    assert (summary.images, summary.skipped, summary.computed) == (5, 2, 2)
+    bank = next(b for b in store.banks(tmp_path / "cache") if b.class_index == 0)
+    assert (bank.images, bank.skipped) == (3, 1)
+    assert "5 images read; 2 skipped" in summary.line()
+
+
+def cli(tmp_path: Path, *extra: str) -> list[str]:
+    return ["concepts", "--images", str(tmp_path / "images"), "--cache", str(tmp_path / "cache"), "--model",
+            "test_efficientnet", "--random-weights", "--device", "cpu", "--concepts", "2", "--patch", "48",
+            "--images-per-class", "4", "--no-progress", *extra]
+
+
+def test_cli_summary_line_and_one_line_errors(tmp_path, tiny, capsys):
+    make_folder(tmp_path / "images", CLASSES, tiny.input_size)
+    assert main(cli(tmp_path, "--layers", "blocks.3=0-1")) == 0
+    out = capsys.readouterr().out
+    assert "atlas concepts: done: 2 classes (2 computed, 0 in the cache); 5 images read; 0 skipped" in out
+    assert "dataset examples of 1 layer(s)" in out
+    (tmp_path / "images" / "holiday photos").mkdir()
+    assert main(cli(tmp_path)) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "holiday photos" in err and "WordNet id" in err
+
+
+@pytest.mark.slow
+def test_kill_9_mid_run_and_restart_recomputes_nothing_finished(tmp_path, tiny):
+    counts = {wnid: 3 for wnid in ("n01440764", "n01443537", "n01484850", "n01491361", "n01494475", "n01496331")}
+    make_folder(tmp_path / "images", counts, tiny.input_size)
+    command = [sys.executable, "-m", "atlas", *cli(tmp_path, "--layers")]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not bank_files(tmp_path / "cache") and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    finished = bank_files(tmp_path / "cache")
+    assert 1 <= len(finished) < len(counts), "the run should be killed after its first bank"
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"({len(counts) - len(finished)} computed, {len(finished)} in the cache)" in done.stdout
+    after = bank_files(tmp_path / "cache")
+    assert len(after) == len(counts)
+    assert all(after[key] == mtime for key, mtime in finished.items())  # finished banks were not rewritten
+    assert not list((tmp_path / "cache").rglob(".*.tmp"))  # a killed writer's temporaries are cleaned
