@@ -83,3 +83,26 @@ def test_key_covers_every_field_of_the_material():
     base = {"model": "m", "layer": "bn2", "settings": {"concepts": 10}}
     assert store.key_of(base) == store.key_of(dict(reversed(list(base.items()))))
     assert store.key_of(base) != store.key_of({**base, "settings": {"concepts": 11}})
+
+
+def test_similar_concepts_link_other_classes_of_the_same_layer():
+    from atlas.concepts.similar import similar_concepts
+
+    rng = np.random.default_rng(1)
+    base, _ = make_bank()
+    shared = rng.random(12).astype(np.float32)
+
+    def bank_of(index: int, vectors: list[np.ndarray], layer: str = "bn2") -> ConceptBank:
+        concepts = tuple(Concept(i, encode_vector(v), 0.0, 0.0, 0, (), ()) for i, v in enumerate(vectors))
+        return ConceptBank(**{**base.__dict__, "key": f"{index:064d}", "class_index": index, "wnid": f"n{index:08d}",
+                              "layer": layer, "concepts": concepts})
+
+    a = bank_of(0, [shared, rng.random(12).astype(np.float32)])
+    b = bank_of(1, [rng.random(12).astype(np.float32), shared * 2 + 0.01])
+    c = bank_of(2, [shared], layer="blocks.3")  # another layer: never compared
+    links = similar_concepts([a, b, c], top=2)
+    best = links[(0, 0)][0]
+    assert (best.class_index, best.concept, best.wnid) == (1, 1, "n00000001") and best.cosine > 0.99
+    assert all(s.class_index != 0 for s in links[(0, 0)] + links[(0, 1)])
+    assert links[(2, 0)] == ()
+    assert [s.cosine for s in links[(1, 0)]] == sorted((s.cosine for s in links[(1, 0)]), reverse=True)
