@@ -166,3 +166,19 @@ def test_kill_9_mid_run_and_restart_recomputes_nothing_finished(tmp_path, tiny):
     assert len(after) == len(counts)
     assert all(after[key] == mtime for key, mtime in finished.items())  # finished banks were not rewritten
     assert not list((tmp_path / "cache").rglob(".*.tmp"))  # a killed writer's temporaries are cleaned
+
+
+def test_concepts_table_of_atlas_toml(tmp_path, tiny, capsys):
+    from atlas.config import Concepts, load_config
+
+    make_folder(tmp_path / "images", {"n01440764": 2}, tiny.input_size)
+    config = tmp_path / "atlas.toml"
+    config.write_text('model = "test_efficientnet"\nrandom_weights = true\ncache = "c"\n'
+                      '[concepts]\nimages = "images"\nconcepts = 2\nimages_per_class = 2\npatch = 48\n')
+    assert load_config(config).concepts == Concepts(images=tmp_path / "images", concepts=2, images_per_class=2, patch=48)
+    assert main(["concepts", "--config", str(config), "--device", "cpu", "--layers", "--no-progress"]) == 0
+    assert "1 classes (1 computed, 0 in the cache); 2 images read" in capsys.readouterr().out
+    assert len(bank_files(tmp_path / "c")) == 1
+    config.write_text('[concepts]\nimage = "images"\n')
+    with pytest.raises(AtlasError, match="concepts.image"):
+        load_config(config)
