@@ -15,10 +15,7 @@ from atlas.models import load_model
 from atlas.objectives import capture
 from tests.concept_folders import one_thread  # noqa: F401 - a fixture
 
-
-@pytest.fixture(autouse=True)
-def single_thread(one_thread):
-    yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

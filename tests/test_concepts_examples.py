@@ -13,10 +13,7 @@ from atlas.models import load_model
 from atlas.objectives import capture, channel
 from tests.concept_folders import make_folder, one_thread  # noqa: F401 - a fixture
 
-
-@pytest.fixture(autouse=True)
-def single_thread(one_thread):
-    yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def brute_force(maps: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,14 +11,9 @@ from atlas.concepts.images import load_squares
 from atlas.concepts.nmf import nmf
 from atlas.concepts.patches import patch_grid
 from atlas.concepts.run import ConceptRequest, run_concepts
-from tests.concept_folders import fraction, make_folder, majority, one_thread  # noqa: F401 - a fixture
+from tests.concept_folders import fraction, majority, make_folder, one_thread  # noqa: F401 - a fixture
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def single_thread(one_thread):
-    yield
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.mark.parametrize("seed", [1, 3])

@@ -12,10 +12,7 @@ from atlas.concepts.nmf import nmf, nmf_transform
 from tests.concept_folders import one_thread  # noqa: F401 - a fixture
 from tests.photos import photo
 
-
-@pytest.fixture(autouse=True)
-def single_thread(one_thread):
-    yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def photo_patches(count: int = 200, side: int = 5, seed: int = 0) -> np.ndarray:

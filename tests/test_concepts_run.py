@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import subprocess
@@ -19,15 +18,13 @@ from atlas.concepts import store
 from atlas.concepts.run import ConceptRequest, run_concepts
 from atlas.errors import AtlasError
 from atlas.models import load_model
-from tests.concept_folders import fraction, make_folder, one_thread  # noqa: F401 - a fixture
+from tests.concept_folders import make_folder, one_thread  # noqa: F401 - a fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = {"n01440764": 3, "n01443537": 2}
 
 
-@pytest.fixture(autouse=True)
-def single_thread(one_thread):
-    yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

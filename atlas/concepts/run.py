@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from atlas.cache import Cache
 from atlas.concepts import craft
 from atlas.concepts.examples import RunningTopK, region
 from atlas.concepts.images import ClassImages, ImageFolder, load_squares, scan
@@ -44,7 +45,6 @@ from atlas.concepts.store import (
     write_bank,
     write_examples,
 )
-from atlas.cache import Cache
 from atlas.errors import AtlasError
 from atlas.models import LoadedModel, classifier_weights, find_layer, imagenet_classes
 from atlas.objectives import ActivationCapture
