@@ -120,6 +120,11 @@ def test_corrupt_images_and_stray_files_are_skipped_and_counted(tmp_path, tiny):
     bank = next(b for b in store.banks(tmp_path / "cache") if b.class_index == 0)
     assert (bank.images, bank.skipped) == (3, 1)
     assert "5 images read; 2 skipped" in summary.line()
+    (tmp_path / "images" / "n01484850").mkdir()
+    (tmp_path / "images" / "n01484850" / "only.png").write_bytes(b"\x89PNG broken")
+    again = run_concepts(tiny, request_for(tmp_path, example_layers={}), report=lambda line: None)
+    assert (again.computed, again.cached, again.empty) == (0, 2, ["n01484850"])
+    assert "no readable image in 1 class(es): n01484850" in again.line()
 
 
 def cli(tmp_path: Path, *extra: str) -> list[str]:

@@ -80,6 +80,7 @@ class ConceptSummary:
     skipped: int = 0  # unreadable images and files that are not images
     example_layers: int = 0
     examples_cached: int = 0
+    empty: list[str] = field(default_factory=list)  # classes without a readable image: no bank
     seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
 
@@ -90,6 +91,8 @@ class ConceptSummary:
     def line(self) -> str:
         parts = [f"{self.classes} classes ({self.computed} computed, {self.cached} in the cache)",
                  f"{self.images} images read", f"{self.skipped} skipped"]
+        if self.empty:
+            parts.append(f"no readable image in {len(self.empty)} class(es): {', '.join(self.empty[:3])}")
         if self.example_layers or self.examples_cached:
             parts.append(f"dataset examples of {self.example_layers + self.examples_cached} layer(s) "
                          f"({self.examples_cached} in the cache)")
@@ -199,15 +202,17 @@ def _compute_group(loaded: LoadedModel, request: ConceptRequest, layer: craft.Fe
         summary.images += len(squares.files)
         summary.skipped += len(squares.skipped)
         clock = _timed(seconds, "read", clock)
+        if bar is not None:
+            bar.update(len(images.files))
         if len(squares.files) == 0:
-            raise AtlasError(f"no readable image in {request.images / images.wnid}: add JPEG/PNG/WebP files or leave "
-                             f"the class out with --classes")
+            summary.empty.append(images.wnid)  # nothing to explain it with: no bank, said in the summary
+            continue
         pixels = torch.from_numpy(squares.pixels)
         activations = craft.patch_activations(loaded, layer.name, pixels, patch, request.batch_size)
         _timed(seconds, "activations", clock)
         prepared.append((images, key, squares, pixels, activations, seconds))
-        if bar is not None:
-            bar.update(len(images.files))
+    if not prepared:
+        return
 
     clock = time.perf_counter()
     rows = max(p[4].shape[0] for p in prepared)
