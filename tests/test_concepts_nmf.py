@@ -84,3 +84,10 @@ def test_transform_solves_coefficients_for_fixed_concepts():
 def test_rejects_negative_input():
     with pytest.raises(ValueError, match="non-negative"):
         nmf(torch.tensor([[1.0, -1.0], [0.5, 0.5]]), 1)
+
+
+def test_cpu_fit_leaves_the_thread_count_as_it_was():
+    torch.set_num_threads(2)  # the one_thread fixture restores the session's count afterwards
+    nmf(torch.rand(30, 8), 2, iterations=20)
+    nmf_transform(torch.rand(5, 8), torch.rand(2, 8), iterations=5)
+    assert torch.get_num_threads() == 2

@@ -14,6 +14,8 @@ sources: the concepts are normalised afterwards, and an L1 would fight that norm
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -29,6 +31,22 @@ class Factorisation:
     concepts: torch.Tensor
     relative_error: torch.Tensor  # (...,) ||X - UW|| / ||X||
     iterations: int
+
+
+@contextmanager
+def _sweeps_on(device: torch.device) -> Iterator[None]:
+    """One CPU thread for the sweeps: each is ~4K tiny ops, where a second thread only adds
+    synchronisation. Measured with 2 threads vs 1 on 2 shared cores (AMD EPYC): 23.5 s vs 0.6 s
+    for 800 x 1280, K = 10. The thread count is process-wide, so it is restored afterwards."""
+    if device.type != "cpu":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _t(m: torch.Tensor) -> torch.Tensor:
@@ -104,14 +122,15 @@ def nmf(x: torch.Tensor, k: int, iterations: int = 500, tol: float = 1e-4) -> Fa
     x_norm2 = x.square().sum(dim=(-2, -1))
     previous = _squared_error(x_norm2, x, u, w)
     done = 0
-    for done in range(1, iterations + 1):
-        _update_coefficients(x, u, w)
-        _update_concepts(x, u, w)
-        if done % 10 == 0:
-            error = _squared_error(x_norm2, x, u, w)
-            if bool(((previous - error) <= tol * previous).all()):
-                break
-            previous = error
+    with _sweeps_on(x.device):
+        for done in range(1, iterations + 1):
+            _update_coefficients(x, u, w)
+            _update_concepts(x, u, w)
+            if done % 10 == 0:
+                error = _squared_error(x_norm2, x, u, w)
+                if bool(((previous - error) <= tol * previous).all()):
+                    break
+                previous = error
     norms = w.norm(dim=-1)  # (.., K)
     w = w / norms.clamp_min(EPS)[..., None]
     u = u * norms[..., None, :]
@@ -130,6 +149,7 @@ def nmf_transform(x: torch.Tensor, w: torch.Tensor, iterations: int = 100) -> to
     x = x.float()
     w = w.float()
     u = (x @ torch.linalg.pinv(w)).clamp_min(0)
-    for _ in range(iterations):
-        _update_coefficients(x, u, w)
+    with _sweeps_on(x.device):
+        for _ in range(iterations):
+            _update_coefficients(x, u, w)
     return u
