@@ -26,7 +26,7 @@ import torch
 from atlas.cache import Cache
 from atlas.concepts import craft
 from atlas.concepts.examples import RunningTopK, region
-from atlas.concepts.images import ClassImages, ImageFolder, load_squares, scan
+from atlas.concepts.images import ClassImages, ImageFolder, Squares, load_squares, scan
 from atlas.concepts.nmf import nmf
 from atlas.concepts.patches import STRIDE_RATIO, patch_grid
 from atlas.concepts.store import (
@@ -189,6 +189,17 @@ def _timed(seconds: dict[str, float], phase: str, since: float) -> float:
     return now
 
 
+@dataclass
+class _Prepared:
+    """One class of a group, read and through the model, waiting for the group's NMF."""
+
+    images: ClassImages
+    key: str
+    squares: Squares
+    activations: torch.Tensor  # (patches, C) on the model's device
+    seconds: dict[str, float]
+
+
 def _compute_group(loaded: LoadedModel, request: ConceptRequest, layer: craft.FeatureLayer,
                    setting: Mapping[str, Any], weights: torch.Tensor | None,
                    group: Sequence[tuple[ClassImages, str]], summary: ConceptSummary, bar: Any):
@@ -207,40 +218,43 @@ def _compute_group(loaded: LoadedModel, request: ConceptRequest, layer: craft.Fe
         if len(squares.files) == 0:
             summary.empty.append(images.wnid)  # nothing to explain it with: no bank, said in the summary
             continue
-        pixels = torch.from_numpy(squares.pixels)
-        activations = craft.patch_activations(loaded, layer.name, pixels, patch, request.batch_size)
+        activations = craft.patch_activations(loaded, layer.name, torch.from_numpy(squares.pixels), patch,
+                                              request.batch_size)
         _timed(seconds, "activations", clock)
-        prepared.append((images, key, squares, pixels, activations, seconds))
+        prepared.append(_Prepared(images, key, squares, activations, seconds))
     if not prepared:
         return
 
     clock = time.perf_counter()
-    rows = max(p[4].shape[0] for p in prepared)
+    rows = max(p.activations.shape[0] for p in prepared)
     if rows < request.concepts:
         raise AtlasError(f"{rows} patches cannot give {request.concepts} concepts: add images or lower --concepts")
-    stacked = torch.stack([torch.nn.functional.pad(p[4].clamp_min(0), (0, 0, 0, rows - p[4].shape[0]))
+    stacked = torch.stack([torch.nn.functional.pad(p.activations.clamp_min(0), (0, 0, 0, rows - p.activations.shape[0]))
                            for p in prepared])
     fit = nmf(stacked, request.concepts)
     nmf_seconds = (time.perf_counter() - clock) / len(prepared)  # one call for the group: an equal part each
 
-    for g, (images, key, squares, pixels, activations, seconds) in enumerate(prepared):
-        seconds["nmf"] = nmf_seconds
+    for g, item in enumerate(prepared):
+        item.seconds["nmf"] = nmf_seconds
         clock = time.perf_counter()
         concepts = fit.concepts[g]
-        coefficients = fit.coefficients[g, : activations.shape[0]].cpu()
-        parts = craft.importance(loaded, layer.name, pixels, images.index, concepts, request.batch_size // 2 or 1)
-        clock = _timed(seconds, "importance", clock)
-        bank, crops = _assemble(loaded, request, layer, setting, weights, images, key, squares, concepts.cpu(),
-                                coefficients, parts, float(fit.relative_error[g]))
-        _timed(seconds, "crops", clock)
-        for phase, value in seconds.items():
+        coefficients = fit.coefficients[g, : item.activations.shape[0]].cpu()
+        parts = craft.importance(loaded, layer.name, torch.from_numpy(item.squares.pixels), item.images.index,
+                                 concepts, request.batch_size // 2 or 1)
+        clock = _timed(item.seconds, "importance", clock)
+        bank, crops = _assemble(loaded, request, layer, setting, weights, item, concepts.cpu(), coefficients, parts,
+                                float(fit.relative_error[g]))
+        _timed(item.seconds, "crops", clock)
+        for phase, value in item.seconds.items():
             summary.phases[phase] += value
-        yield dataclasses.replace(bank, seconds={p: round(seconds[p], 4) for p in PHASES}), crops
+        yield dataclasses.replace(bank, seconds={p: round(item.seconds[p], 4) for p in PHASES}), crops
 
 
 def _assemble(loaded: LoadedModel, request: ConceptRequest, layer: craft.FeatureLayer, setting: Mapping[str, Any],
-              weights: torch.Tensor | None, images: ClassImages, key: str, squares, concepts: torch.Tensor,
-              coefficients: torch.Tensor, parts: craft.Importance, relative_error: float):
+              weights: torch.Tensor | None, item: _Prepared, concepts: torch.Tensor, coefficients: torch.Tensor,
+              parts: craft.Importance, relative_error: float) -> tuple[ConceptBank, dict[str, bytes]]:
+    """The bank of one class (concepts by importance, crops, aligned classes) and its crops' WebP bytes."""
+    images, key, squares = item.images, item.key, item.squares
     patch = setting["patch"]
     grid = patch_grid(loaded.input_size, patch)
     top = craft.top_patches(coefficients, request.crops)
