@@ -184,3 +184,16 @@ def test_concepts_table_of_atlas_toml(tmp_path, tiny, capsys):
     config.write_text('[concepts]\nimage = "images"\n')
     with pytest.raises(AtlasError, match="concepts.image"):
         load_config(config)
+
+
+def test_bench_reports_seconds_per_class_and_a_linear_projection(tmp_path, tiny):
+    from atlas.concepts.bench import ConceptBench, bench_concepts
+
+    make_folder(tmp_path / "images", CLASSES, tiny.input_size)
+    result = bench_concepts(tiny, tmp_path / "images", concepts=2, batch_size=16)
+    assert (result.classes, result.images_per_class, result.device) == (2, 2.5, "cpu")
+    assert set(result.per_class) == {"read", "activations", "nmf", "importance", "crops"}
+    assert all(v >= 0 for v in result.per_class.values()) and result.per_class["activations"] > 0
+    fixed = ConceptBench("cpu", 1, 2, 50.0, {"read": 1.0, "activations": 2.0, "nmf": 3.0, "importance": 4.0, "crops": 5.0})
+    assert fixed.projected_seconds(classes=10, images_per_class=100) == 10 * (2 * (1 + 2 + 3 + 4) + 5)
+    assert fixed.lines()[0].startswith("concepts on cpu (1 threads): 15.0 s per class of 50 images (read 1.00,")

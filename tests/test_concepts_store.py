@@ -106,3 +106,16 @@ def test_similar_concepts_link_other_classes_of_the_same_layer():
     assert all(s.class_index != 0 for s in links[(0, 0)] + links[(0, 1)])
     assert links[(2, 0)] == ()
     assert [s.cosine for s in links[(1, 0)]] == sorted((s.cosine for s in links[(1, 0)]), reverse=True)
+
+
+def test_store_and_similar_never_import_torch():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys\nimport atlas.concepts.store, atlas.concepts.similar\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'timm')))")
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": str(root), "PATH": ""})
+    assert out.stdout.strip() == "[]"
