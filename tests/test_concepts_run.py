@@ -88,6 +88,12 @@ def test_rerun_computes_nothing_and_changes_recompute_only_what_they_touch(tmp_p
     assert (grown.computed, grown.cached) == (1, 2)
     more = run_concepts(tiny, request_for(tmp_path, concepts=3, classes=[0], example_layers={}), report=lambda line: None)
     assert (more.computed, more.cached) == (1, 0)  # another setting, another key
+    current = store.current_banks(tmp_path / "cache", tiny.name, tiny.weights_sha256)
+    assert sorted(current) == [0, 1, 2] and len(current[0].concepts) == 3 and len(current[1].concepts) == 2
+    assert len(list(store.banks(tmp_path / "cache"))) == 4  # the older bank of class 0 stays in the cache
+    assert store.current_banks(tmp_path / "cache", tiny.name, "other weights") == {}
+    (examples,) = store.current_examples(tmp_path / "cache", tiny.name, tiny.weights_sha256).values()
+    assert examples.layer == "blocks.3" and examples.created
 
 
 def test_a_write_that_dies_midway_leaves_no_bank_and_the_rerun_finishes(tmp_path, tiny, monkeypatch):

@@ -17,6 +17,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +184,10 @@ def run_concepts(loaded: LoadedModel, request: ConceptRequest, *, report: Callab
     return summary
 
 
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
 def _timed(seconds: dict[str, float], phase: str, since: float) -> float:
     now = time.perf_counter()
     seconds[phase] = seconds.get(phase, 0.0) + now - since
@@ -247,7 +252,7 @@ def _compute_group(loaded: LoadedModel, request: ConceptRequest, layer: craft.Fe
         _timed(item.seconds, "crops", clock)
         for phase, value in item.seconds.items():
             summary.phases[phase] += value
-        yield dataclasses.replace(bank, seconds={p: round(item.seconds[p], 4) for p in PHASES}), crops
+        yield dataclasses.replace(bank, seconds={p: round(item.seconds[p], 4) for p in PHASES}, created=_now()), crops
 
 
 def _assemble(loaded: LoadedModel, request: ConceptRequest, layer: craft.FeatureLayer, setting: Mapping[str, Any],
@@ -314,7 +319,7 @@ def _run_examples(loaded: LoadedModel, request: ConceptRequest, folder: ImageFol
     for layer, (channels, key) in pending.items():
         result, crops = _example_set(loaded, folder, layer, channels, key, setting, trackers[layer], grids[layer],
                                      sources, skipped)
-        result = dataclasses.replace(result, seconds=time.perf_counter() - started)
+        result = dataclasses.replace(result, seconds=time.perf_counter() - started, created=_now())
         write_examples(request.cache, result, crops)
         summary.example_layers += 1
 

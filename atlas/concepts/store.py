@@ -99,6 +99,7 @@ class ConceptBank:
     relative_error: float  # ||A - UW|| / ||A|| of the patch factorisation
     concepts: tuple[Concept, ...]  # most important first
     seconds: Mapping[str, float]
+    created: str = ""  # ISO 8601 UTC time of writing: the newest bank of a class is the current one
     format: int = FORMAT
 
 
@@ -120,6 +121,7 @@ class ExampleSet:
     skipped: int
     channels: tuple[ChannelExamples, ...]
     seconds: float
+    created: str = ""
     format: int = FORMAT
 
 
@@ -263,3 +265,23 @@ def example_sets(root: str | Path) -> Iterator[ExampleSet]:
         examples = read_examples(root, folder.name)
         if examples is not None:
             yield examples
+
+
+def current_banks(root: str | Path, model: str, weights_sha256: str) -> dict[int, ConceptBank]:
+    """Class index -> the newest bank of this model's weights (runs with other settings leave older ones)."""
+    newest: dict[int, ConceptBank] = {}
+    for bank in banks(root):
+        if (bank.model, bank.weights_sha256) == (model, weights_sha256):
+            if bank.class_index not in newest or bank.created > newest[bank.class_index].created:
+                newest[bank.class_index] = bank
+    return newest
+
+
+def current_examples(root: str | Path, model: str, weights_sha256: str) -> dict[str, ExampleSet]:
+    """Layer -> the newest dataset examples of this model's weights."""
+    newest: dict[str, ExampleSet] = {}
+    for examples in example_sets(root):
+        if (examples.model, examples.weights_sha256) == (model, weights_sha256):
+            if examples.layer not in newest or examples.created > newest[examples.layer].created:
+                newest[examples.layer] = examples
+    return newest
