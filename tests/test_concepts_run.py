@@ -203,3 +203,18 @@ def test_bench_reports_seconds_per_class_and_a_linear_projection(tmp_path, tiny)
     fixed = ConceptBench("cpu", 1, 2, 50.0, {"read": 1.0, "activations": 2.0, "nmf": 3.0, "importance": 4.0, "crops": 5.0})
     assert fixed.projected_seconds(classes=10, images_per_class=100) == 10 * (2 * (1 + 2 + 3 + 4) + 5)
     assert fixed.lines()[0].startswith("concepts on cpu (1 threads): 15.0 s per class of 50 images (read 1.00,")
+
+
+def test_classes_fitted_in_one_group_equal_classes_fitted_alone(tmp_path, tiny):
+    make_folder(tmp_path / "images", {"n01440764": 3, "n01443537": 2}, tiny.input_size)  # unequal rows: padding
+    alone = run_concepts(tiny, request_for(tmp_path, cache=tmp_path / "a", example_layers={}), report=lambda line: None)
+    grouped = run_concepts(tiny, request_for(tmp_path, cache=tmp_path / "b", example_layers={}, group=2),
+                           report=lambda line: None)
+    assert alone.computed == grouped.computed == 2
+    one = store.current_banks(tmp_path / "a", tiny.name, tiny.weights_sha256)
+    two = store.current_banks(tmp_path / "b", tiny.name, tiny.weights_sha256)
+    for index in (0, 1):
+        assert one[index].key == two[index].key  # the group size is not a setting of the result
+        for a, b in zip(one[index].concepts, two[index].concepts, strict=True):
+            assert np.allclose(a.values, b.values, atol=1e-3)
+            assert a.importance == pytest.approx(b.importance, rel=1e-3, abs=1e-6)
