@@ -17,7 +17,7 @@ from atlas.cli import main
 from atlas.concepts import store
 from atlas.concepts.run import ConceptRequest, run_concepts
 from atlas.errors import AtlasError
-from atlas.models import load_model
+from atlas.models import find_layer, load_model
 from tests.concept_folders import make_folder, one_thread  # noqa: F401 - a fixture
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -218,3 +218,16 @@ def test_classes_fitted_in_one_group_equal_classes_fitted_alone(tmp_path, tiny):
         for a, b in zip(one[index].concepts, two[index].concepts, strict=True):
             assert np.allclose(a.values, b.values, atol=1e-3)
             assert a.importance == pytest.approx(b.importance, rel=1e-3, abs=1e-6)
+
+
+def test_an_inner_layer_gives_estimated_importance_and_no_class_alignment(tmp_path, tiny):
+    make_folder(tmp_path / "images", {"n01440764": 2}, tiny.input_size)
+    run_concepts(tiny, request_for(tmp_path, layer="blocks.3", example_layers={}), report=lambda line: None)
+    (bank,) = store.banks(tmp_path / "cache")
+    assert (bank.layer, bank.exact) == ("blocks.3", False)
+    assert all(concept.aligned == () for concept in bank.concepts)
+    assert len(bank.concepts[0].values) == find_layer(tiny, "blocks.3").channels
+    total = sum(c.importance for c in bank.concepts) + bank.residual + bank.rest
+    assert total == pytest.approx(bank.logit, abs=1e-5)  # rest is what gradient x input leaves out
+    with pytest.raises(AtlasError, match="no layer 'blocks.99'"):
+        run_concepts(tiny, request_for(tmp_path, layer="blocks.99"), report=lambda line: None)
