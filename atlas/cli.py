@@ -22,6 +22,7 @@ COMMANDS = {
     "spectrum": "spectrum",
     "eval": "evaluate",
     "bench": "bench",
+    "concepts": "concepts",
 }
 
 HELP = {
@@ -33,6 +34,7 @@ HELP = {
     "spectrum": "compute a magnitude spectrum from a folder of images",
     "eval": "score rendered images against real images (plausibility, FID)",
     "bench": "benchmark the engine against the reference implementations",
+    "concepts": "explain classes by their concepts and channels by dataset examples, from an image folder",
 }
 
 

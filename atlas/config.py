@@ -66,6 +66,18 @@ class Scoring:
 
 
 @dataclass(frozen=True)
+class Concepts:
+    """[concepts]: the ImageNet-layout image folder that concepts and dataset examples come from."""
+
+    images: Path | None = None
+    classes: str = "all"  # of the class folders present
+    concepts: int = 10  # per class, as Lens shows them
+    layer: str | None = None  # None: the feature map the classifier pools
+    images_per_class: int = 50
+    patch: int | None = None  # px on the model's input; None: 64/224 of it
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path | None = None
     model: str = "efficientnet_lite0"
@@ -102,6 +114,7 @@ class Config:
         )
     )
     scoring: Scoring = field(default_factory=Scoring)
+    concepts: Concepts = field(default_factory=Concepts)
 
 
 def load_config(path: str | Path | None = None) -> Config:
@@ -131,6 +144,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     top = reader.table(data, "", {
         "model", "classes", "judges", "cache", "site", "device", "batch_size", "param",
         "checkpoint", "random_weights", "preset", "layers", "scoring", "cpu", "bf16", "channels_last", "spectrum",
+        "concepts",
     })
     folder = path.parent
     checkpoint = reader.optional_str(top, "checkpoint")
@@ -142,6 +156,17 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     scoring = Scoring(
         crops=reader.integer(scoring_table, "crops", base.scoring.crops, "scoring.", minimum=1),
         seed=reader.integer(scoring_table, "seed", base.scoring.seed, "scoring.", minimum=0),
+    )
+    table = reader.table(top.get("concepts", {}), "concepts",
+                         {"images", "classes", "concepts", "layer", "images_per_class", "patch"})
+    images, patch = reader.optional_str(table, "images"), table.get("patch")
+    concepts = Concepts(
+        images=(folder / images) if images else None,
+        classes=reader.classes(table, "concepts.", "all"),
+        concepts=reader.integer(table, "concepts", Concepts.concepts, "concepts.", minimum=1),
+        layer=reader.optional_str(table, "layer"),
+        images_per_class=reader.integer(table, "images_per_class", Concepts.images_per_class, "concepts.", minimum=1),
+        patch=None if patch is None else reader.integer(table, "patch", 64, "concepts.", minimum=8),
     )
     return Config(
         source=path,
@@ -159,6 +184,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         full=full,
         cpu=cpu,
         scoring=scoring,
+        concepts=concepts,
     )
 
 

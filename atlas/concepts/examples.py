@@ -1,0 +1,43 @@
+"""Dataset examples: for each channel, the image regions of a folder that activate it most.
+
+One streamed pass: each batch's activation maps update a running top-k per channel (the
+peak of each image's map, where it is, which image), so memory stays O(channels x k)
+whatever the number of images. An image gives at most one example per channel, its peak,
+as Microscope shows them: k examples are k different images.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class RunningTopK:
+    """The k highest per-image peaks per channel seen so far, with their image ids and positions."""
+
+    def __init__(self, channels: int, k: int):
+        self.k = k
+        self.values = torch.full((channels, 0), float("-inf"))
+        self.images = torch.zeros((channels, 0), dtype=torch.long)
+        self.positions = torch.zeros((channels, 0), dtype=torch.long)  # y * width + x in the map
+
+    def update(self, maps: torch.Tensor, image_ids: torch.Tensor) -> None:
+        """Fold in a batch: maps (B, C, H, W), image_ids (B,)."""
+        peaks, where = maps.detach().float().flatten(2).max(dim=2)  # (B, C)
+        channels = peaks.shape[1]
+        values = torch.cat([self.values, peaks.T.cpu()], dim=1)
+        images = torch.cat([self.images, image_ids.cpu()[None, :].expand(channels, -1)], dim=1)
+        positions = torch.cat([self.positions, where.T.cpu()], dim=1)
+        top = values.topk(min(self.k, values.shape[1]), dim=1)
+        self.values = top.values
+        self.images = images.gather(1, top.indices)
+        self.positions = positions.gather(1, top.indices)
+
+
+def region(position: int, grid: tuple[int, int], side: int, size: int) -> tuple[int, int, int]:
+    """(left, top, size) of a square of `size` px centred on a map cell, kept inside the `side` px input."""
+    height, width = grid
+    y, x = divmod(position, width)
+    centre_x, centre_y = (x + 0.5) * side / width, (y + 0.5) * side / height
+    left = min(max(round(centre_x - size / 2), 0), side - size)
+    top = min(max(round(centre_y - size / 2), 0), side - size)
+    return left, top, size

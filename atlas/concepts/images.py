@@ -1,0 +1,186 @@
+"""The user's images: an ImageNet-layout folder, one subfolder per class named by WordNet id.
+
+    DIR/n01440764/*.JPEG   DIR/n01443537/*.png   ...
+
+Scanning is cheap (names and stat only) and decides everything a run depends on: which
+classes, which files (a deterministic sample of at most `per_class` a class), and a content
+fingerprint of that choice (names, sizes, mtimes) for cache keys. Reading happens later, one
+image at a time: EXIF orientation applied, any mode (grayscale, CMYK, palette, alpha) made
+RGB; a file that cannot be decoded is skipped and counted, never a crash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from atlas.errors import AtlasError
+
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".webp")
+WNID = re.compile(r"^n\d{8}$")
+
+
+@dataclass(frozen=True)
+class ClassImages:
+    """One class's sample: files relative to the folder root, in name order."""
+
+    index: int
+    wnid: str
+    files: tuple[str, ...]
+    found: int  # image files in the class folder, before the cap
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class ImageFolder:
+    root: Path
+    classes: tuple[ClassImages, ...]
+    not_images: int  # files skipped by their name: no image suffix
+
+    @property
+    def images(self) -> int:
+        return sum(len(c.files) for c in self.classes)
+
+    @property
+    def fingerprint(self) -> str:
+        """One hash for the whole selection (every class's fingerprint, in class order)."""
+        return _sha256([[c.wnid, c.fingerprint] for c in self.classes])
+
+
+@dataclass(frozen=True)
+class Placement:
+    """How a source image maps onto the model's square input: scaled by `scale`, then cropped at (left, top)."""
+
+    scale: float
+    left: int
+    top: int
+
+    def source_box(self, left: int, top: int, side: int) -> tuple[int, int, int, int]:
+        """A square (left, top, side) of the model input as (left, top, right, bottom) in source pixels."""
+        return (
+            int((left + self.left) / self.scale),
+            int((top + self.top) / self.scale),
+            int(round((left + side + self.left) / self.scale)),
+            int(round((top + side + self.top) / self.scale)),
+        )
+
+
+def _sha256(value: object) -> str:
+    return hashlib.sha256(json.dumps(value, separators=(",", ":")).encode()).hexdigest()
+
+
+def _sample(names: list[str], per_class: int | None, wnid: str) -> list[str]:
+    """At most `per_class` names, chosen by a hash of the class and name: stable across runs and machines,
+    unbiased by naming order, and adding files to a folder keeps most of the earlier sample."""
+    if per_class is None or len(names) <= per_class:
+        return sorted(names)
+    ranked = sorted(names, key=lambda n: hashlib.sha256(f"{wnid}/{n}".encode()).hexdigest())
+    return sorted(ranked[:per_class])
+
+
+def scan(root: str | Path, wnids: Mapping[str, int], per_class: int | None = None,
+         classes: Iterable[int] | None = None) -> ImageFolder:
+    """The classes and files of an image folder; `classes` (indices) keeps only those.
+
+    `wnids` maps the model's WordNet ids to class indices; a folder named otherwise is an error
+    (hidden entries, such as .DS_Store or .ipynb_checkpoints, are ignored).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise AtlasError(f"image folder {root} does not exist: pass --images DIR with one subfolder per class (DIR/n01440764/...)")
+    if per_class is not None and per_class < 1:
+        raise AtlasError(f"images per class must be at least 1, not {per_class}")
+    wanted = None if classes is None else set(classes)
+    folders: list[tuple[int, Path]] = []
+    not_images = 0
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if not entry.is_dir():
+            not_images += 1
+            continue
+        if not WNID.match(entry.name) or entry.name not in wnids:
+            raise AtlasError(f"folder {entry} is not named by a WordNet id of the model's classes (like n01440764): "
+                             f"rename or move it out of {root}")
+        folders.append((wnids[entry.name], entry))
+    present = {index for index, _ in folders}
+    if wanted is not None and wanted - present:
+        missing = min(wanted - present)
+        wnid = next(w for w, i in wnids.items() if i == missing)
+        raise AtlasError(f"class {missing} ({wnid}) has no folder {root / wnid}: add it, or leave it out of --classes")
+    result = []
+    for index, folder in sorted(folders):
+        if wanted is not None and index not in wanted:
+            continue
+        names = []
+        for file in folder.rglob("*"):
+            if file.name.startswith(".") or not file.is_file():
+                continue
+            if file.suffix.lower() in IMAGE_SUFFIXES:
+                names.append(file.relative_to(folder).as_posix())
+            else:
+                not_images += 1
+        chosen = _sample(names, per_class, folder.name)
+        files = tuple(f"{folder.name}/{name}" for name in chosen)
+        stats = [(f, (root / f).stat()) for f in files]
+        fingerprint = _sha256([[f, s.st_size, s.st_mtime_ns] for f, s in stats])
+        result.append(ClassImages(index, folder.name, files, len(names), fingerprint))
+    if not result:
+        raise AtlasError(f"no class folders in {root}: it needs one subfolder per class named by WordNet id (n01440764/...)")
+    return ImageFolder(root, tuple(result), not_images)
+
+
+def read_rgb(path: str | Path) -> Image.Image | None:
+    """The image upright (EXIF orientation) and in RGB, or None when it cannot be decoded."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PIL warns about odd EXIF and palette transparency; the pixels are fine
+            with Image.open(path) as opened:
+                opened.load()
+                return ImageOps.exif_transpose(opened).convert("RGB")
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
+
+
+def fit_square(image: Image.Image, side: int) -> tuple[np.ndarray, Placement]:
+    """(side, side, 3) uint8: the shorter side resized to `side`, centre-cropped, as models are evaluated."""
+    scale = side / min(image.size)
+    width, height = max(side, round(image.width * scale)), max(side, round(image.height * scale))
+    resized = image.resize((width, height), Image.Resampling.BICUBIC)
+    left, top = (width - side) // 2, (height - side) // 2
+    square = np.asarray(resized.crop((left, top, left + side, top + side)), dtype=np.uint8)
+    return square, Placement(scale, left, top)
+
+
+@dataclass(frozen=True)
+class Squares:
+    """Images read and fitted to the model's input: pixels (n, S, S, 3) uint8, where each came from."""
+
+    pixels: np.ndarray
+    files: tuple[str, ...]
+    placements: tuple[Placement, ...]
+    skipped: tuple[str, ...]  # files that could not be decoded
+
+
+def load_squares(root: str | Path, files: Iterable[str], side: int) -> Squares:
+    """Read `files` (relative to `root`) as model-input squares; undecodable files are skipped and listed."""
+    pixels, kept, placements, skipped = [], [], [], []
+    for file in files:
+        image = read_rgb(Path(root) / file)
+        if image is None:
+            skipped.append(file)
+            continue
+        square, placement = fit_square(image, side)
+        pixels.append(square)
+        kept.append(file)
+        placements.append(placement)
+    array = np.stack(pixels) if pixels else np.zeros((0, side, side, 3), dtype=np.uint8)
+    return Squares(array, tuple(kept), tuple(placements), tuple(skipped))

@@ -1,0 +1,385 @@
+"""`atlas concepts` behind the command line: which classes, which keys, what is left, in what order.
+
+For each class of the image folder whose concept bank the cache lacks: read its sample,
+activations of its patches, a batched NMF (classes in groups of `group`, one call on the
+GPU), importance on whole images, crops, aligned classes; then the bank is written before the
+next group starts, so a killed run loses at most one group. Dataset examples of the asked
+layers follow, in one streamed pass over every class's sample; each layer's result is written
+when the pass ends.
+
+Nothing holds more than one group's activations, one class's images, and the running
+top-k of the dataset examples.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from atlas.cache import Cache
+from atlas.concepts import craft
+from atlas.concepts.examples import RunningTopK, region
+from atlas.concepts.images import ClassImages, ImageFolder, Squares, load_squares, scan
+from atlas.concepts.nmf import nmf
+from atlas.concepts.patches import STRIDE_RATIO, patch_grid
+from atlas.concepts.store import (
+    AlignedClass,
+    ChannelExamples,
+    Concept,
+    ConceptBank,
+    Crop,
+    ExampleSet,
+    crop_name,
+    encode_vector,
+    encode_webp,
+    key_of,
+    read_bank,
+    read_examples,
+    write_bank,
+    write_examples,
+)
+from atlas.errors import AtlasError
+from atlas.models import LoadedModel, classifier_weights, find_layer, imagenet_classes
+from atlas.objectives import ActivationCapture
+
+VERSION = 1  # bump when a change of the method changes results: it is part of every key
+PHASES = ("read", "activations", "nmf", "importance", "crops")
+Progress = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class ConceptRequest:
+    images: Path
+    cache: Path
+    classes: Sequence[int] | None = None  # None: every class folder
+    concepts: int = 10
+    layer: str | None = None  # None: the feature map the head pools (exact importance)
+    per_class: int = 50
+    patch: int | None = None  # px on the model's input; None: 64/224 of it, CRAFT's default
+    crops: int = 10
+    aligned: int = 5
+    examples: int = 9
+    example_layers: Mapping[str, Sequence[int]] = field(default_factory=dict)  # layer -> channels
+    batch_size: int = 64  # patches per forward pass
+    group: int = 1  # classes per NMF call
+
+
+@dataclass
+class ConceptSummary:
+    classes: int = 0
+    computed: int = 0
+    cached: int = 0
+    images: int = 0
+    skipped: int = 0  # unreadable images and files that are not images
+    example_layers: int = 0
+    examples_cached: int = 0
+    empty: list[str] = field(default_factory=list)  # classes without a readable image: no bank
+    seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
+
+    def per_class(self) -> dict[str, float]:
+        """Seconds per computed class, per phase."""
+        return {name: value / max(1, self.computed) for name, value in self.phases.items()}
+
+    def line(self) -> str:
+        parts = [f"{self.classes} classes ({self.computed} computed, {self.cached} in the cache)",
+                 f"{self.images} images read", f"{self.skipped} skipped"]
+        if self.empty:
+            parts.append(f"no readable image in {len(self.empty)} class(es): {', '.join(self.empty[:3])}")
+        if self.example_layers or self.examples_cached:
+            parts.append(f"dataset examples of {self.example_layers + self.examples_cached} layer(s) "
+                         f"({self.examples_cached} in the cache)")
+        if self.computed:
+            split = ", ".join(f"{name} {value:.2f}" for name, value in self.per_class().items())
+            parts.append(f"s per class: {split}")
+        return f"{'; '.join(parts)}; {self.seconds:.1f} s"
+
+
+def wnid_index(loaded: LoadedModel) -> dict[str, int]:
+    if loaded.num_classes != 1000:
+        raise AtlasError(f"model {loaded.name!r} has {loaded.num_classes} classes; concepts need an ImageNet-1k "
+                         f"classifier, whose classes have WordNet ids for the image folders")
+    return {c.wnid: c.index for c in imagenet_classes()}
+
+
+def _patch(loaded: LoadedModel, patch: int | None) -> int:
+    size = round(loaded.input_size * 64 / 224) if patch is None else patch
+    if not 8 <= size <= loaded.input_size:
+        raise AtlasError(f"patch size {size} px does not fit the model's {loaded.input_size} px input: "
+                         f"pick 8 to {loaded.input_size}")
+    return size
+
+
+def _layer(loaded: LoadedModel, layer: str | None) -> craft.FeatureLayer:
+    default = craft.feature_layer(loaded)
+    if layer is None or layer == default.name:
+        return default
+    find_layer(loaded, layer)  # a clear error for a name the model lacks
+    return craft.FeatureLayer(layer, exact=False)
+
+
+def settings(request: ConceptRequest, loaded: LoadedModel) -> dict[str, Any]:
+    """Every setting a bank depends on, as it goes into keys and records."""
+    return {"version": VERSION, "concepts": request.concepts, "per_class": request.per_class,
+            "patch": _patch(loaded, request.patch), "stride": STRIDE_RATIO, "input": loaded.input_size,
+            "crops": request.crops, "aligned": request.aligned, "nmf": "hals-nndsvda", "clamp": 0.0}
+
+
+def bank_key(loaded: LoadedModel, layer: str, images: ClassImages, setting: Mapping[str, Any]) -> str:
+    return key_of({"kind": "concepts", "model": loaded.name, "weights_sha256": loaded.weights_sha256,
+                   "class": images.index, "wnid": images.wnid, "images": images.fingerprint, "layer": layer,
+                   "settings": dict(setting)})
+
+
+def examples_key(loaded: LoadedModel, folder: ImageFolder, layer: str, channels: Sequence[int],
+                 setting: Mapping[str, Any]) -> str:
+    return key_of({"kind": "examples", "model": loaded.name, "weights_sha256": loaded.weights_sha256,
+                   "images": folder.fingerprint, "layer": layer, "channels": list(channels),
+                   "settings": dict(setting)})
+
+
+def run_concepts(loaded: LoadedModel, request: ConceptRequest, *, report: Callable[[str], None] = print,
+                 progress: Progress | None = None) -> ConceptSummary:
+    """Compute every missing concept bank (and dataset examples) of the request; returns the summary."""
+    started = time.perf_counter()
+    folder = scan(request.images, wnid_index(loaded), request.per_class, request.classes)
+    removed = Cache(request.cache).clean_stale()
+    if removed:
+        report(f"removed {removed} temporary file(s) left by an interrupted run")
+    layer = _layer(loaded, request.layer)
+    setting = settings(request, loaded)
+    summary = ConceptSummary(classes=len(folder.classes), skipped=folder.not_images)
+    todo = []
+    for images in folder.classes:
+        key = bank_key(loaded, layer.name, images, setting)
+        if read_bank(request.cache, key) is None:
+            todo.append((images, key))
+        else:
+            summary.cached += 1
+    report(f"{len(folder.classes)} classes in {folder.root}: {len(todo)} to compute, {summary.cached} in the cache; "
+           f"layer {layer.name} ({'exact' if layer.exact else 'gradient x input'} importance), "
+           f"{request.concepts} concepts, up to {request.per_class} images a class")
+    weights = classifier_weights(loaded)
+    bar = progress(total=sum(len(images.files) for images, _ in todo), unit="img", desc="concepts") if progress and todo else None
+    try:
+        for start in range(0, len(todo), max(1, request.group)):
+            group = todo[start : start + max(1, request.group)]
+            for bank, crops in _compute_group(loaded, request, layer, setting, weights, group, summary, bar):
+                write_bank(request.cache, bank, crops)
+                summary.computed += 1
+    finally:
+        if bar is not None:
+            bar.close()
+    if request.example_layers:
+        _run_examples(loaded, request, folder, summary, report, progress)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _timed(seconds: dict[str, float], phase: str, since: float) -> float:
+    now = time.perf_counter()
+    seconds[phase] = seconds.get(phase, 0.0) + now - since
+    return now
+
+
+@dataclass
+class _Prepared:
+    """One class of a group, read and through the model, waiting for the group's NMF."""
+
+    images: ClassImages
+    key: str
+    squares: Squares
+    activations: torch.Tensor  # (patches, C) on the model's device
+    seconds: dict[str, float]
+
+
+def _compute_group(loaded: LoadedModel, request: ConceptRequest, layer: craft.FeatureLayer,
+                   setting: Mapping[str, Any], weights: torch.Tensor | None,
+                   group: Sequence[tuple[ClassImages, str]], summary: ConceptSummary, bar: Any):
+    """Yield (bank, crops) for each class of the group, the NMF of all of them in one call."""
+    patch = setting["patch"]
+    prepared = []
+    for images, key in group:
+        seconds: dict[str, float] = {}
+        clock = time.perf_counter()
+        squares = load_squares(request.images, images.files, loaded.input_size)
+        summary.images += len(squares.files)
+        summary.skipped += len(squares.skipped)
+        clock = _timed(seconds, "read", clock)
+        if bar is not None:
+            bar.update(len(images.files))
+        if len(squares.files) == 0:
+            summary.empty.append(images.wnid)  # nothing to explain it with: no bank, said in the summary
+            continue
+        activations = craft.patch_activations(loaded, layer.name, torch.from_numpy(squares.pixels), patch,
+                                              request.batch_size)
+        _timed(seconds, "activations", clock)
+        prepared.append(_Prepared(images, key, squares, activations, seconds))
+    if not prepared:
+        return
+
+    clock = time.perf_counter()
+    rows = max(p.activations.shape[0] for p in prepared)
+    if rows < request.concepts:
+        raise AtlasError(f"{rows} patches cannot give {request.concepts} concepts: add images or lower --concepts")
+    stacked = torch.stack([torch.nn.functional.pad(p.activations.clamp_min(0), (0, 0, 0, rows - p.activations.shape[0]))
+                           for p in prepared])
+    fit = nmf(stacked, request.concepts)
+    nmf_seconds = (time.perf_counter() - clock) / len(prepared)  # one call for the group: an equal part each
+
+    for g, item in enumerate(prepared):
+        item.seconds["nmf"] = nmf_seconds
+        clock = time.perf_counter()
+        concepts = fit.concepts[g]
+        coefficients = fit.coefficients[g, : item.activations.shape[0]].cpu()
+        parts = craft.importance(loaded, layer.name, torch.from_numpy(item.squares.pixels), item.images.index,
+                                 concepts, request.batch_size // 2 or 1)
+        clock = _timed(item.seconds, "importance", clock)
+        bank, crops = _assemble(loaded, request, layer, setting, weights, item, concepts.cpu(), coefficients, parts,
+                                float(fit.relative_error[g]))
+        _timed(item.seconds, "crops", clock)
+        for phase, value in item.seconds.items():
+            summary.phases[phase] += value
+        yield dataclasses.replace(bank, seconds={p: round(item.seconds[p], 4) for p in PHASES}, created=_now()), crops
+
+
+def _assemble(loaded: LoadedModel, request: ConceptRequest, layer: craft.FeatureLayer, setting: Mapping[str, Any],
+              weights: torch.Tensor | None, item: _Prepared, concepts: torch.Tensor, coefficients: torch.Tensor,
+              parts: craft.Importance, relative_error: float) -> tuple[ConceptBank, dict[str, bytes]]:
+    """The bank of one class (concepts by importance, crops, aligned classes) and its crops' WebP bytes."""
+    images, key, squares = item.images, item.key, item.squares
+    patch = setting["patch"]
+    grid = patch_grid(loaded.input_size, patch)
+    top = craft.top_patches(coefficients, request.crops)
+    aligned = None
+    if weights is not None and weights.shape[1] == concepts.shape[1] and layer.exact:
+        aligned = craft.aligned_classes(concepts, weights, request.aligned)
+    wnids = [c.wnid for c in imagenet_classes()]
+    importance = parts.shares.mean(dim=0)
+    mean_logit = float(parts.logits.mean())
+    leaders = np.bincount(parts.shares.argmax(dim=1).numpy(), minlength=concepts.shape[0])
+    files: dict[str, bytes] = {}
+    result = []
+    for k in range(concepts.shape[0]):
+        crops = []
+        for row in top[k].tolist():
+            image, cell = divmod(row, len(grid))
+            left, top_px = grid[cell]
+            data = encode_webp(squares.pixels[image, top_px : top_px + patch, left : left + patch])
+            name = crop_name(data)
+            files[name] = data
+            crops.append(Crop(squares.files[image], squares.placements[image].source_box(left, top_px, patch),
+                              float(coefficients[row, k]), name))
+        links = () if aligned is None else tuple(
+            AlignedClass(int(i), wnids[int(i)], float(c)) for i, c in zip(aligned[0][k], aligned[1][k], strict=True))
+        result.append(Concept(k, encode_vector(concepts[k].numpy()), float(importance[k]),
+                              float(importance[k]) / mean_logit if mean_logit else 0.0, int(leaders[k]),
+                              tuple(crops), links))
+    result.sort(key=lambda c: -c.importance)
+    bank = ConceptBank(
+        key=key, model=loaded.name, weights_sha256=loaded.weights_sha256, class_index=images.index, wnid=images.wnid,
+        layer=layer.name, exact=layer.exact, settings=dict(setting), images=len(squares.files),
+        skipped=len(squares.skipped), patches=int(coefficients.shape[0]), logit=mean_logit,
+        residual=float(parts.residual.mean()), rest=float(parts.rest.mean()), relative_error=relative_error,
+        concepts=tuple(result), seconds={},
+    )
+    return bank, files
+
+
+# --- dataset examples ---------------------------------------------------------------------------
+def _run_examples(loaded: LoadedModel, request: ConceptRequest, folder: ImageFolder, summary: ConceptSummary,
+                  report: Callable[[str], None], progress: Progress | None) -> None:
+    setting = {"version": VERSION, "per_class": request.per_class, "examples": request.examples,
+               "region": _patch(loaded, request.patch), "input": loaded.input_size}
+    pending = {}
+    for layer, channels in request.example_layers.items():
+        key = examples_key(loaded, folder, layer, channels, setting)
+        if read_examples(request.cache, key) is None:
+            pending[layer] = (list(channels), key)
+        else:
+            summary.examples_cached += 1
+    if not pending:
+        return
+    report(f"dataset examples of {', '.join(pending)}: one pass over {folder.images} images")
+    started = time.perf_counter()
+    trackers, grids, sources, skipped = stream_examples(loaded, folder, {k: v[0] for k, v in pending.items()},
+                                                        request.examples, request.batch_size, progress)
+    for layer, (channels, key) in pending.items():
+        result, crops = _example_set(loaded, folder, layer, channels, key, setting, trackers[layer], grids[layer],
+                                     sources, skipped)
+        result = dataclasses.replace(result, seconds=time.perf_counter() - started, created=_now())
+        write_examples(request.cache, result, crops)
+        summary.example_layers += 1
+
+
+def stream_examples(loaded: LoadedModel, folder: ImageFolder, layers: Mapping[str, Sequence[int]], k: int,
+                    batch_size: int = 64, progress: Progress | None = None):
+    """One pass over the folder's sample: a running top-k per layer, the grid of each layer's map,
+    and (file, class index) of every image id."""
+    trackers = {layer: RunningTopK(len(channels), k) for layer, channels in layers.items()}
+    index = {layer: torch.tensor(list(channels), dtype=torch.long) for layer, channels in layers.items()}
+    grids: dict[str, tuple[int, int]] = {}
+    sources: list[tuple[str, int]] = []
+    skipped = 0
+    bar = progress(total=folder.images, unit="img", desc="examples") if progress else None
+    try:
+        with ActivationCapture(loaded.module, set(layers), logits=False) as capture:
+            for images in folder.classes:
+                for start in range(0, len(images.files), batch_size):
+                    squares = load_squares(folder.root, images.files[start : start + batch_size], loaded.input_size)
+                    skipped += len(squares.skipped)
+                    if bar is not None:
+                        bar.update(len(squares.files) + len(squares.skipped))
+                    if not squares.files:
+                        continue
+                    ids = torch.arange(len(sources), len(sources) + len(squares.files))
+                    sources.extend((f, images.index) for f in squares.files)
+                    with torch.no_grad():
+                        maps = capture(craft.to_model_input(loaded, torch.from_numpy(squares.pixels))).layers
+                    for layer, tracker in trackers.items():
+                        grids[layer] = tuple(maps[layer].shape[-2:])
+                        tracker.update(maps[layer][:, index[layer].to(maps[layer].device)], ids)
+    finally:
+        if bar is not None:
+            bar.close()
+    return trackers, grids, sources, skipped
+
+
+def _example_set(loaded: LoadedModel, folder: ImageFolder, layer: str, channels: Sequence[int], key: str,
+                 setting: Mapping[str, Any], tracker: RunningTopK, grid: tuple[int, int],
+                 sources: Sequence[tuple[str, int]], skipped: int) -> tuple[ExampleSet, dict[str, bytes]]:
+    size = setting["region"]
+    needed = sorted(set(tracker.images.flatten().tolist()))
+    squares = load_squares(folder.root, [sources[i][0] for i in needed], loaded.input_size)
+    where = {file: n for n, file in enumerate(squares.files)}
+    files: dict[str, bytes] = {}
+    result = []
+    for row, channel in enumerate(channels):
+        crops, classes = [], []
+        for value, image, position in zip(tracker.values[row].tolist(), tracker.images[row].tolist(),
+                                          tracker.positions[row].tolist(), strict=True):
+            file, class_index = sources[image]
+            if file not in where:  # changed on disk since the pass: leave it out
+                continue
+            n = where[file]
+            left, top, side = region(position, grid, loaded.input_size, size)
+            data = encode_webp(squares.pixels[n, top : top + side, left : left + side])
+            files[crop_name(data)] = data
+            crops.append(Crop(file, squares.placements[n].source_box(left, top, side), float(value), crop_name(data)))
+            classes.append(class_index)
+        result.append(ChannelExamples(channel, tuple(crops), tuple(classes)))
+    return ExampleSet(key=key, model=loaded.name, weights_sha256=loaded.weights_sha256, layer=layer,
+                      settings=dict(setting), images=len(sources), skipped=skipped, channels=tuple(result),
+                      seconds=0.0), files
