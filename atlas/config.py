@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from atlas.errors import AtlasError
+from atlas.presets import Preset
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -170,12 +171,8 @@ def parse_batch_size(value: str | int) -> int | None:
     return size
 
 
-def preset_fields() -> set[str] | None:
-    """Names of the fields a preset override may set; None while the engine is absent."""
-    try:
-        from atlas.presets import Preset
-    except ImportError:  # pragma: no cover - the engine is part of the package
-        return None
+def preset_fields() -> set[str]:
+    """Names of the fields a preset override may set."""
     return {f.name for f in dataclasses.fields(Preset)} - {"name"}
 
 
@@ -277,7 +274,7 @@ class _Reader:
         for key, item in value.items():
             if key in ("name", "seeds"):
                 continue
-            if known is not None and key not in known:
+            if key not in known:
                 raise self.fail(f"{prefix}preset.{key}", f"is not a preset field (known: {', '.join(sorted(known))})")
             if not isinstance(item, SCALAR) and not (isinstance(item, list) and all(isinstance(v, SCALAR) for v in item)):
                 raise self.fail(f"{prefix}preset.{key}", f"must be a number, string or boolean, got {item!r}")

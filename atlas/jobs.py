@@ -1,14 +1,13 @@
-"""Class and channel specs -> the job list; deterministic seeds; sharding across processes.
+"""Class and channel specs -> the job list; sharding across processes.
 
-A job is one image: a target (a class logit or a layer channel) and a seed index.  The list is
-built in one canonical order from the configuration alone, so every shard of a run computes the
-same list and takes every N-th job of it; seeds come from a hash of the target and seed index,
-never from a job's position.
+A job is one image: an objective (a class logit or a layer channel) and a seed index.  The list
+is built in one canonical order from the configuration alone, so every shard of a run computes
+the same list and takes every N-th job of it; seeds come from a hash of the objective's id and
+the seed index (atlas.seeds), never from a job's position.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -16,6 +15,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from atlas.errors import AtlasError
+from atlas.objectives import Objective, channel, class_logit
+from atlas.seeds import job_seed
 
 WNID = re.compile(r"^n\d{8}$")
 T = TypeVar("T")
@@ -23,32 +24,19 @@ LOGITS = "logits"  # the group of class-logit jobs: they all read the model's ou
 
 
 @dataclass(frozen=True)
-class Target:
-    """What one image maximises: a class logit (`layer` None) or a channel of a layer."""
-
-    kind: str  # "class" or "channel"
-    index: int  # class index, or channel index
-    layer: str | None = None
-
-    @property
-    def id(self) -> str:
-        return f"class:{self.index}" if self.kind == "class" else f"channel:{self.layer}:{self.index}"
-
-    @property
-    def group(self) -> str:
-        """Jobs of one group read the same layer and are rendered together."""
-        return LOGITS if self.kind == "class" else str(self.layer)
-
-
-@dataclass(frozen=True)
 class Job:
-    target: Target
+    objective: Objective  # one term: a class logit or a channel
     seed_index: int
     seed: int
 
     @property
     def id(self) -> str:
-        return f"{self.target.id}#{self.seed_index}"
+        return f"{self.objective.id}#{self.seed_index}"
+
+    @property
+    def group(self) -> str:
+        """Jobs of one group read the same layer and are rendered together."""
+        return LOGITS if self.objective.needs_logits else ",".join(sorted(self.objective.layers))
 
 
 @dataclass(frozen=True)
@@ -61,15 +49,6 @@ class Shard:
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
-
-
-def derive_seed(target_id: str, seed_index: int, attempt: int = 0) -> int:
-    """A 31-bit seed from a hash: the same for a job in any order, shard, or run.
-
-    `attempt` > 0 gives the seed of a retry after a non-finite loss.
-    """
-    text = f"{target_id}|{seed_index}" + (f"|retry{attempt}" if attempt else "")
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big") & 0x7FFFFFFF
 
 
 def _ranges(spec: str, what: str, limit: int) -> Iterator[int]:
@@ -154,9 +133,9 @@ def parse_layers_arg(values: Sequence[str]) -> tuple[tuple[str, str], ...]:
 
 def build_jobs(classes: Iterable[int], channels: Mapping[str, Sequence[int]], seeds: int) -> list[Job]:
     """The canonical job list: classes, then each layer's channels in config order; seeds inner."""
-    targets = [Target("class", i) for i in classes]
-    targets += [Target("channel", c, layer) for layer, chans in channels.items() for c in chans]
-    return [Job(t, s, derive_seed(t.id, s)) for t in targets for s in range(seeds)]
+    objectives = [class_logit(i) for i in classes]
+    objectives += [channel(layer, c) for layer, chans in channels.items() for c in chans]
+    return [Job(o, s, job_seed(o.id, s)) for o in objectives for s in range(seeds)]
 
 
 def select_shard(jobs: Sequence[Job], shard: Shard) -> list[Job]:
@@ -199,15 +178,7 @@ def shard_from_env(environ: Mapping[str, str] | None = None) -> Shard:
     return Shard()
 
 
-def local_device(device: str, environ: Mapping[str, str] | None = None) -> str:
-    """Under torchrun each process on a node takes the GPU cuda:LOCAL_RANK."""
-    env = os.environ if environ is None else environ
-    if device in ("auto", "cuda") and "LOCAL_RANK" in env:
-        return f"cuda:{int(env['LOCAL_RANK'])}"
-    return device
-
-
-def batches(items: Sequence[T], size: int, key: Callable[[T], str] = lambda job: job.target.group) -> list[list[T]]:
+def batches(items: Sequence[T], size: int, key: Callable[[T], str] = lambda job: job.group) -> list[list[T]]:
     """Items of one group (one layer, or all logits) in chunks of at most `size`, in list order."""
     groups: dict[str, list[T]] = {}
     for item in items:

@@ -14,6 +14,8 @@ import pytest
 from atlas import cache as cache_module
 from atlas.cache import ATTRIBUTION, IMAGE, RECORD, Cache, cache_key, encode_npy, encode_png
 from atlas.errors import AtlasError
+from atlas.record import FileInfo
+from tests.record_support import render_record
 
 KEY = cache_key({"objective": "class:1", "seed": 0})
 
@@ -26,8 +28,8 @@ def files(seed: int = 0) -> dict[str, bytes]:
     }
 
 
-def record() -> dict:
-    return {"status": "ok", "failure": None, "objective": {"id": "class:1"}, "seed": 0}
+def record(**changes):
+    return render_record(**changes)
 
 
 def test_key_is_order_independent_and_sensitive_to_every_value():
@@ -48,16 +50,16 @@ def test_written_entry_is_valid_and_lists_its_files(tmp_path):
     folder = cache.entry_dir(KEY)
     assert folder == tmp_path / "entries" / KEY[:2] / KEY
     assert sorted(p.name for p in folder.iterdir()) == [ATTRIBUTION, IMAGE, RECORD]
-    assert written["files"][IMAGE]["bytes"] == (folder / IMAGE).stat().st_size
-    assert written["format"] == 1 and written["key"] == KEY
+    assert written.files[IMAGE] == FileInfo.of((folder / IMAGE).read_bytes())
+    assert json.loads((folder / RECORD).read_text())["format"] == 1 and written.key == KEY
     assert np.load(folder / ATTRIBUTION).shape == (8, 8)
-    assert list(cache.keys()) == [KEY] and [r["key"] for r in cache.records()] == [KEY]
+    assert list(cache.keys()) == [KEY] and [r.key for r in cache.records()] == [KEY]
 
 
 def test_failed_entry_has_no_image_and_counts_as_done(tmp_path):
     cache = Cache(tmp_path)
     cache.write_entry(KEY, files(), record())
-    cache.write_entry(KEY, {}, {**record(), "status": "failed", "failure": "loss was NaN twice"})
+    cache.write_entry(KEY, {}, record(status="failed", failure="loss was NaN twice"))
     state = cache.check(KEY)
     assert state.status == "failed" and state.done and state.reason == "loss was NaN twice"
     assert sorted(p.name for p in cache.entry_dir(KEY).iterdir()) == [RECORD]
@@ -74,6 +76,8 @@ def test_failed_entry_has_no_image_and_counts_as_done(tmp_path):
         (lambda d: (d / IMAGE).write_bytes(bytes(len((d / IMAGE).read_bytes()))), "sha256"),
         (lambda d: (d / RECORD).write_text(json.dumps({**json.loads((d / RECORD).read_text()), "key": "x"})), "another key"),
         (lambda d: (d / RECORD).write_text(json.dumps({**json.loads((d / RECORD).read_text()), "status": "?"})), "status"),
+        (lambda d: (d / RECORD).write_text(json.dumps({**json.loads((d / RECORD).read_text()), "seed": "0"})),
+         "record.seed is str, expected int"),
     ],
 )
 def test_corrupt_entries_are_detected_and_can_be_rewritten(tmp_path, damage, reason):

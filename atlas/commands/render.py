@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from atlas.config import load_config, override, parse_batch_size
-from atlas.errors import AtlasError
 from atlas.jobs import parse_layers_arg, parse_shard, shard_from_env
 
 HELP = "render MACO visualizations into the cache"
@@ -51,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from atlas import pipeline  # imports torch: only now
+    from atlas.device import resolve_device
 
     config = load_config(args.config)
     config = dataclasses.replace(
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         bf16=config.bf16 if args.bf16 is None else args.bf16,
         channels_last=config.channels_last if args.channels_last is None else args.channels_last,
     )
-    device = pipeline.resolve_device(config.device)
+    device = resolve_device(config.device)
     cpu_subset = device == "cpu" if args.subset is None else args.subset == "cpu"
     selection = override(
         config.cpu if cpu_subset else config.full,
@@ -78,9 +78,8 @@ def run(args: argparse.Namespace) -> int:
         canvas=args.canvas,
     )
     shard = parse_shard(args.shard) if args.shard else shard_from_env()
-    request = pipeline.RenderRequest(config=config, selection=selection, device=device, cpu_subset=cpu_subset,
-                                     batch_size=config.batch_size, shard=shard, force=args.force,
-                                     retry_failed=args.retry_failed)
+    request = pipeline.RenderRequest(config=config, selection=selection, device=device, batch_size=config.batch_size,
+                                     shard=shard, force=args.force, retry_failed=args.retry_failed)
     full_command = pipeline.full_atlas_command(config)
     if cpu_subset:
         why = "no GPU found" if args.subset is None else "--cpu-subset"
@@ -96,10 +95,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _tqdm():
-    try:
-        from tqdm.auto import tqdm
-    except ImportError as exc:  # pragma: no cover - tqdm is a dependency
-        raise AtlasError("tqdm is missing: reinstall atlas (pip install -e .)") from exc
+    from tqdm.auto import tqdm
 
     def progress(**kwargs):
         return tqdm(file=sys.stderr, mininterval=1.0, **kwargs)
