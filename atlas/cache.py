@@ -95,7 +95,7 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _write_temp(path: Path, data: bytes) -> Path:
+def _write_temp(path: Path, data: bytes, *, durable: bool = True) -> Path:
     """Write `data` in full to a fresh temporary beside `path`, fsynced; return its path.
 
     The name carries host and pid so that `clean_stale` can tell a dead writer's leftovers
@@ -105,23 +105,28 @@ def _write_temp(path: Path, data: bytes) -> Path:
     try:
         with open(tmp, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return tmp
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace `path` with `data`: readers see the old file or the new one, never a part."""
-    tmp = _write_temp(path, data)
+def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Replace `path` with `data` (making its folder): readers see the old file or the new one,
+    never a part.  The one atomic write of the project, for the cache and the site; the site
+    passes durable=False, since it is rebuilt from the cache and thousands of fsyncs cost seconds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _write_temp(path, data, durable=durable)
     try:
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    if durable:
+        _fsync_dir(path.parent)
 
 
 def _write_error(exc: OSError, path: Path) -> AtlasError:

@@ -164,7 +164,7 @@ def with_files(record: Record, key: str, files: Mapping[str, bytes]) -> Record:
 
 def to_dict(record: Record) -> dict[str, Any]:
     """The record as JSON data, in field order after "format" and "key"."""
-    data = _dump(record)
+    data = as_data(record)
     head: dict[str, Any] = {"format": FORMAT, "key": data.pop("key")}
     if record.KIND != RENDER:
         head["kind"] = record.KIND
@@ -226,19 +226,20 @@ def file_problem(record: Record, folder: Path, *, verify: bool) -> str | None:
 # The converters: one generic pair, so that a new field or kind needs no code here.
 
 
-def _dump(value: Any) -> Any:
+def as_data(value: Any) -> Any:
+    """A record or any part of it as JSON data (fields left out as `to_dict` does)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         out = {}
         for f in dataclasses.fields(value):
             item = getattr(value, f.name)
             if item is None and f.default is None:
                 continue
-            out[f.name] = _dump(item)
+            out[f.name] = as_data(item)
         return out
     if isinstance(value, (tuple, list)):
-        return [_dump(v) for v in value]
+        return [as_data(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): _dump(v) for k, v in value.items()}
+        return {str(k): as_data(v) for k, v in value.items()}
     return value
 
 
