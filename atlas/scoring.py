@@ -28,7 +28,7 @@ class Judge:
     role: str
 
 
-def crop_boxes(canvas: int, crops: int, seed: int, crop_min: float, crop_max: float) -> list[tuple[int, int, int]]:
+def pixel_boxes(canvas: int, crops: int, seed: int, crop_min: float, crop_max: float) -> list[tuple[int, int, int]]:
     """(top, left, side) of `crops` square boxes inside the canvas.
 
     Sides are U[crop_min, crop_max) of the canvas, centres 0.5 + 0.15 N(0, 1) (as the renderer
@@ -92,7 +92,7 @@ def score_images(
     """The record's scores of each image: per model the top-5 of the crop-averaged
     probabilities, and for class targets how often the target is top-1/top-5."""
     count, _, canvas, _ = images.shape
-    boxes = crop_boxes(canvas, crops, seed, crop_min, crop_max)
+    boxes = pixel_boxes(canvas, crops, seed, crop_min, crop_max)
     per_image: list[list[ModelScores]] = [[] for _ in range(count)]
     for judge in judges:
         size = judge.loaded.input_size

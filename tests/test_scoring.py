@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from atlas.models import LoadedModel
-from atlas.scoring import Judge, crop_boxes, score_images
+from atlas.scoring import Judge, pixel_boxes, score_images
 
 
 class MeanColour(torch.nn.Module):
@@ -29,9 +29,9 @@ def solid(rgb: tuple[float, float, float], canvas: int = 40) -> torch.Tensor:
 
 
 def test_boxes_are_seeded_inside_the_canvas_and_at_the_crop_scale():
-    boxes = crop_boxes(200, 50, seed=3, crop_min=0.2, crop_max=0.25)
-    assert boxes == crop_boxes(200, 50, seed=3, crop_min=0.2, crop_max=0.25)
-    assert boxes != crop_boxes(200, 50, seed=4, crop_min=0.2, crop_max=0.25)
+    boxes = pixel_boxes(200, 50, seed=3, crop_min=0.2, crop_max=0.25)
+    assert boxes == pixel_boxes(200, 50, seed=3, crop_min=0.2, crop_max=0.25)
+    assert boxes != pixel_boxes(200, 50, seed=4, crop_min=0.2, crop_max=0.25)
     for top, left, side in boxes:
         assert 40 <= side <= 50
         assert 0 <= top <= 200 - side and 0 <= left <= 200 - side

@@ -6,8 +6,6 @@ import argparse
 import json
 from pathlib import Path
 
-HELP = "score rendered class images against real photos (plausibility, FID)"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", required=True, type=Path,

@@ -10,8 +10,6 @@ from pathlib import Path
 from atlas.config import load_config, override, parse_batch_size
 from atlas.jobs import parse_layers_arg, parse_shard, shard_from_env
 
-HELP = "render MACO visualizations into the cache"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, metavar="FILE", help="settings file (default: ./atlas.toml)")
