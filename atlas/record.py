@@ -123,7 +123,7 @@ class Scores:
     crop_scale: tuple[float, float] | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)  # keyword-only: fields stay in the order they are written
 class RenderRecord:
     """A MACO render: an image and its attribution ("ok"), or why there is none ("failed")."""
 
@@ -137,16 +137,16 @@ class RenderRecord:
     model: ModelRef
     preset: dict[str, Any]  # the preset's own to_dict(): atlas.presets owns its fields
     param: str
+    precision: str | None = None  # "fp32" or "bf16 autocast"; None in records older than bf16
     seed: int
     seed_index: int
     spectrum_sha256: str
     engine_version: str
     objective_value: float | None
+    retry: Retry | None = None
     timing: Timing | None
     scores: Scores | None
     files: dict[str, FileInfo] = field(default_factory=dict)
-    precision: str | None = None  # "fp32" or "bf16 autocast"; None in records older than bf16
-    retry: Retry | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
