@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from atlas.config import load_config, override, parse_batch_size
-from atlas.jobs import parse_layers_arg, parse_shard, shard_from_env
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,8 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from atlas import pipeline  # imports torch: only now
+    # These import torch: only now, so that `atlas render --help` answers at once.
+    from atlas import pipeline
     from atlas.device import resolve_device
+    from atlas.jobs import parse_layers_arg, parse_shard, shard_from_env
 
     config = load_config(args.config)
     config = dataclasses.replace(
