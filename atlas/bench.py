@@ -236,7 +236,7 @@ def quality(loaded: LoadedModel, judges: Sequence[LoadedModel], preset: Preset, 
     panel = [Judge(loaded, "generator")] + [Judge(j, "judge") for j in judges]
     scores = score_images(stack, panel, list(classes), crops=crops, seed=0, crop_min=preset.crop_min,
                           crop_max=preset.crop_max)
-    per_class = {c: {judge.loaded.name: (s["models"][m]["target_top1_rate"], s["models"][m]["target_top5_rate"])
+    per_class = {c: {judge.loaded.name: (s.models[m].target_top1_rate, s.models[m].target_top5_rate)
                      for m, judge in enumerate(panel)} for c, s in zip(classes, scores, strict=True)}
     row = QualityRow(config, len(classes), seconds / len(classes), {}, per_class)
     return replace(row, rates=row.rates_on(list(classes)))

@@ -65,3 +65,15 @@ def test_value_range_changes_what_the_model_reads():
     normalised = score_images(image, judge, [0], crops=2)[0].models[0].target_prob
     wide = score_images(image, judge, [0], crops=2, value_range=(-2.5, 2.5))[0].models[0].target_prob
     assert wide > normalised
+
+
+def test_bench_quality_reads_the_typed_scores(tiny_resnet):
+    from atlas import bench
+    from atlas.presets import get_preset
+
+    row = bench.quality(tiny_resnet, [], get_preset("cpu", canvas=32, steps=2, crops=1), [1, 2], "cpu",
+                        config="tiny", batch=2, crops=2)
+    assert set(row.per_class) == {1, 2}
+    for rates in row.per_class.values():
+        top1, top5 = rates["test_resnet"]
+        assert 0 <= top1 <= top5 <= 1
