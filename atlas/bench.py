@@ -141,7 +141,8 @@ def run_ours(loaded: LoadedModel, preset: Preset, batch: int, device: str, *, pa
     classes = list(classes) if classes is not None else [SPEED_CLASS] * batch
     objectives = [class_logit(c) for c in classes]
     out = {}
-    seconds = timed(lambda: out.setdefault("r", render(loaded, objectives, preset, [seed + i for i in range(len(classes))],
+    seeds = [seed + i for i in range(len(classes))]
+    seconds = timed(lambda: out.setdefault("r", render(loaded, objectives, preset, seeds,
                                                         device=device, param=param, **options)), device)
     return out["r"].images, seconds
 
@@ -154,12 +155,14 @@ def speed(loaded: LoadedModel, preset: Preset, steps: int, device: str, batches:
     run_ours(loaded, replace(preset, steps=1), 1, device)  # warm-up: allocator, kernels
     for batch in batches:
         _, seconds = run_ours(loaded, preset, batch, device)
-        rows.append(SpeedRow("atlas (ours)", loaded.name, batch, 1000 * seconds / steps, 1000 * seconds / steps / batch))
+        rows.append(SpeedRow("atlas (ours)", loaded.name, batch, 1000 * seconds / steps,
+                             1000 * seconds / steps / batch))
     if references:
         for kind in ("maco", "fourier"):
             run_horama(loaded, preset, 1, device, kind)  # the same warm-up as ours
             _, seconds = run_horama(loaded, preset, steps, device, kind)
-            rows.append(SpeedRow(f"horama 0.3.0 {kind}", loaded.name, 1, 1000 * seconds / steps, 1000 * seconds / steps))
+            rows.append(SpeedRow(f"horama 0.3.0 {kind}", loaded.name, 1, 1000 * seconds / steps,
+                                 1000 * seconds / steps))
         run_lucent(loaded, preset, 1, device)
         seconds = run_lucent(loaded, preset, steps, device)
         rows.append(SpeedRow("torch-lucent 0.1.8 fft", loaded.name, 1, 1000 * seconds / steps, 1000 * seconds / steps))

@@ -153,7 +153,8 @@ class Cache:
         except OSError as exc:
             reason = exc.strerror or str(exc)
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise AtlasError(f"disk full: cannot write to the cache {self.root}; free some space and rerun") from exc
+                raise AtlasError(
+                    f"disk full: cannot write to the cache {self.root}; free some space and rerun") from exc
             raise AtlasError(f"cache folder {self.root} is not writable ({reason}); pick another with --cache") from exc
 
     def entry_dir(self, key: str) -> Path:

@@ -112,7 +112,8 @@ def load_config(path: str | Path | None = None) -> Config:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise AtlasError(f"cannot read config {path}: {exc.strerror or exc}; pass an existing file to --config") from exc
+        raise AtlasError(
+            f"cannot read config {path}: {exc.strerror or exc}; pass an existing file to --config") from exc
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -257,7 +258,8 @@ class _Reader:
             if isinstance(spec, int) and not isinstance(spec, bool):
                 spec = str(spec)
             if not isinstance(spec, str) or not spec:
-                raise self.fail(f"{prefix}layers.{name}", f"must be a channel spec like \"all\", \"0-31\" or \"top:64\", got {spec!r}")
+                raise self.fail(f"{prefix}layers.{name}",
+                                f"must be a channel spec like \"all\", \"0-31\" or \"top:64\", got {spec!r}")
             layers.append((name, spec))
         return tuple(layers)
 
@@ -276,7 +278,8 @@ class _Reader:
                 continue
             if key not in known:
                 raise self.fail(f"{prefix}preset.{key}", f"is not a preset field (known: {', '.join(sorted(known))})")
-            if not isinstance(item, SCALAR) and not (isinstance(item, list) and all(isinstance(v, SCALAR) for v in item)):
+            scalar_list = isinstance(item, list) and all(isinstance(v, SCALAR) for v in item)
+            if not isinstance(item, SCALAR) and not scalar_list:
                 raise self.fail(f"{prefix}preset.{key}", f"must be a number, string or boolean, got {item!r}")
             overrides.append((key, tuple(item) if isinstance(item, list) else item))
         return PresetChoice(

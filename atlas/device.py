@@ -44,5 +44,7 @@ def resolve_device(device: str | torch.device, environ: Mapping[str, str] | None
 def hardware(device: str) -> str:
     """The device, its software stack and its parallelism, in words."""
     if device.startswith("cuda"):
-        return f"{torch.cuda.get_device_name(torch.device(device))} (CUDA {torch.version.cuda}), torch {torch.__version__}"
-    return f"{platform.machine()} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} threads, torch {torch.__version__}"
+        name = torch.cuda.get_device_name(torch.device(device))
+        return f"{name} (CUDA {torch.version.cuda}), torch {torch.__version__}"
+    threads = torch.get_num_threads()
+    return f"{platform.machine()} CPU, {os.cpu_count()} cores, {threads} threads, torch {torch.__version__}"

@@ -102,7 +102,8 @@ def score_images(
         top = mean.topk(min(TOP, mean.shape[1]), dim=1)
         per_crop_top = probs.topk(min(TOP, probs.shape[2]), dim=2).indices  # (K, n, 5)
         for k, target in enumerate(targets):
-            top5 = tuple(TopClass(int(i), round(float(p), 6)) for i, p in zip(top.indices[k], top.values[k], strict=True))
+            top5 = tuple(TopClass(int(i), round(float(p), 6))
+                         for i, p in zip(top.indices[k], top.values[k], strict=True))
             hit = target is not None and 0 <= target < mean.shape[1]
             per_image[k].append(ModelScores(
                 judge.loaded.name, judge.role, top5,

@@ -32,6 +32,10 @@ def record(**changes):
     return render_record(**changes)
 
 
+def _edit_record(folder, **changes) -> None:
+    (folder / RECORD).write_text(json.dumps({**json.loads((folder / RECORD).read_text()), **changes}))
+
+
 def test_key_is_order_independent_and_sensitive_to_every_value():
     a = cache_key({"model": "m", "seed": 0, "preset": {"steps": 4, "canvas": 32}})
     assert a == cache_key({"preset": {"canvas": 32, "steps": 4}, "seed": 0, "model": "m"})
@@ -74,10 +78,9 @@ def test_failed_entry_has_no_image_and_counts_as_done(tmp_path):
         (lambda d: (d / IMAGE).unlink(), "image.png is missing"),
         (lambda d: (d / ATTRIBUTION).write_bytes((d / ATTRIBUTION).read_bytes()[:-7]), "bytes"),
         (lambda d: (d / IMAGE).write_bytes(bytes(len((d / IMAGE).read_bytes()))), "sha256"),
-        (lambda d: (d / RECORD).write_text(json.dumps({**json.loads((d / RECORD).read_text()), "key": "x"})), "another key"),
-        (lambda d: (d / RECORD).write_text(json.dumps({**json.loads((d / RECORD).read_text()), "status": "?"})), "status"),
-        (lambda d: (d / RECORD).write_text(json.dumps({**json.loads((d / RECORD).read_text()), "seed": "0"})),
-         "record.seed is str, expected int"),
+        (lambda d: _edit_record(d, key="x"), "another key"),
+        (lambda d: _edit_record(d, status="?"), "status"),
+        (lambda d: _edit_record(d, seed="0"), "record.seed is str, expected int"),
     ],
 )
 def test_corrupt_entries_are_detected_and_can_be_rewritten(tmp_path, damage, reason):

@@ -63,7 +63,8 @@ def test_eval_command_prefers_the_right_class(tmp_path, lite0):
         record = render_record(class_index=index, model=lite0.name, weights_sha256=lite0.weights_sha256,
                                scores=Scores(16, 0, (), (0.6, 0.9)))
         key = f"{index:064d}"
-        cache.write_entry(key, {"image.png": encode_png(pixels), "attribution.npy": encode_npy(np.ones((256, 256), "f4"))}, record)
+        files = {"image.png": encode_png(pixels), "attribution.npy": encode_npy(np.ones((256, 256), "f4"))}
+        cache.write_entry(key, files, record)
 
     def folder(root, swap):
         for (_, wnid), name in ((ESPRESSO, "coffee"), (TABBY, "chelsea")):

@@ -34,8 +34,10 @@ def installed(tmp_path_factory) -> Path:
     src = tmp / "src"  # a copy, so the build leaves no build/ or egg-info in the checkout
     src.mkdir()
     for name in SOURCES:
-        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(
-            ROOT / name, src / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if (ROOT / name).is_dir() else {}))
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(ROOT / name, src / name)
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
           "-w", tmp / "dist", "."], cwd=src)
     (wheel,) = (tmp / "dist").glob("atlas-*.whl")

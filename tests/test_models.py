@@ -147,7 +147,8 @@ def test_layers_command_prints_stages_and_errors_in_one_line():
                         capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
     assert "layer3" in ok.stdout and "192" in ok.stdout
-    bad = subprocess.run([sys.executable, "-m", "atlas", "layers", "resnet_5O"], capture_output=True, text=True, timeout=120)
+    bad = subprocess.run([sys.executable, "-m", "atlas", "layers", "resnet_5O"], capture_output=True, text=True,
+                         timeout=120)
     assert bad.returncode == 1
     assert bad.stderr.strip().count("\n") == 0 and "unknown model" in bad.stderr
 

@@ -154,7 +154,8 @@ def test_kill_9_at_a_random_moment_then_resume(tmp_path):
     resumed = atlas("--config", str(config), "--full")
     out, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, out
-    assert f"{total - len(finished)} rendered, {len(finished)} reused from cache, 0 failed of {total}" in out, (seed, out)
+    expected = f"{total - len(finished)} rendered, {len(finished)} reused from cache, 0 failed of {total}"
+    assert expected in out, (seed, out)
     final = valid(cache_dir)
     assert len(final) == total and set(finished) <= set(final)
     for key, mtime in finished.items():  # nothing finished was rendered again

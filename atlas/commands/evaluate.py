@@ -9,7 +9,8 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", required=True, type=Path,
-                        help="a folder with one sub-folder of real photos per class, named by WordNet id (n07920052/...)")
+                        help="a folder with one sub-folder of real photos per class, "
+                             "named by WordNet id (n07920052/...)")
     parser.add_argument("--cache", type=Path, default=Path("cache"), help="the render cache (default: cache)")
     parser.add_argument("--model", help="the generating model, if the cache holds several")
     parser.add_argument("--feature-model", default="efficientnet_lite2",
@@ -43,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
         raise AtlasError(f"no rendered classes of {model_name} in the cache {args.cache}: run `atlas render` first")
     todo = {i: es for i, es in sorted(by_class.items()) if (args.images / wnid[i]).is_dir()}
     if not todo:
-        raise AtlasError(f"no folder in {args.images} matches a rendered class: name them by WordNet id, e.g. {wnid[next(iter(by_class))]}")
+        raise AtlasError(f"no folder in {args.images} matches a rendered class: "
+                         f"name them by WordNet id, e.g. {wnid[next(iter(by_class))]}")
 
     generator = load_model(model_name)
     if generator.weights_sha256 != contents.model.weights_sha256:
@@ -63,12 +65,14 @@ def run(args: argparse.Namespace) -> int:
         name = imagenet_classes()[index].name
         rows.append({"class_index": index, "wnid": wnid[index], "name": name, "real_images": len(real),
                      "visualizations": len(entries), "plausibility": plausibility, "fid": fid})
-        print(f"{index:>5}  {wnid[index]:<10}  {len(real):>4}  {len(entries):>3}  {plausibility:>12.4f}  {fid:>9.2f}  {name}")
+        print(f"{index:>5}  {wnid[index]:<10}  {len(real):>4}  {len(entries):>3}  "
+              f"{plausibility:>12.4f}  {fid:>9.2f}  {name}")
     summary = {"model": model_name, "feature_model": feature_model.name, "crops": args.crops,
                "plausibility_mean": float(np.mean([r["plausibility"] for r in rows])),
                "fid_mean": float(np.mean([r["fid"] for r in rows])), "classes": rows}
-    print(f"mean over {len(rows)} classes: plausibility {summary['plausibility_mean']:.4f}, FID {summary['fid_mean']:.2f}"
-          f" (skipped {len(by_class) - len(todo)} rendered classes without a photo folder)")
+    print(f"mean over {len(rows)} classes: plausibility {summary['plausibility_mean']:.4f}, "
+          f"FID {summary['fid_mean']:.2f} "
+          f"(skipped {len(by_class) - len(todo)} rendered classes without a photo folder)")
     out = args.out or args.cache / "eval.json"
     out.write_text(json.dumps(summary, indent=1))
     print(f"wrote {out}")

@@ -7,7 +7,8 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, metavar="FILE", help="settings file for the default folder (default: ./atlas.toml)")
+    parser.add_argument("--config", type=Path, metavar="FILE",
+                        help="settings file for the default folder (default: ./atlas.toml)")
     parser.add_argument("--out", type=Path, metavar="DIR", help="the built site (default from the config: site)")
     parser.add_argument("--remote", metavar="URL_OR_PATH",
                         help="where to push (default: this project's origin, which must have no uncommitted changes)")

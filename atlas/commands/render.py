@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", metavar="D", help="auto, cpu, cuda, cuda:N (default auto)")
     parser.add_argument("--batch-size", metavar="K", help='objectives per optimisation call, or "auto"')
     parser.add_argument("--spectrum", type=Path, metavar="FILE",
-                        help="magnitude spectrum .npy made by `atlas spectrum` (default: the MACO authors' ImageNet one)")
+                        help="magnitude spectrum .npy made by `atlas spectrum` "
+                             "(default: the MACO authors' ImageNet one)")
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                         help="bfloat16 autocast of the model (GPU speed; other images, other cache keys)")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,

@@ -101,7 +101,8 @@ def _check_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise AtlasError(f"{out} is a file; pass --out with a folder for the site")
     if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
-        raise AtlasError(f"{out} is not empty and holds no atlas site ({MARKER}); pass --out with an empty or new folder")
+        raise AtlasError(
+            f"{out} is not empty and holds no atlas site ({MARKER}); pass --out with an empty or new folder")
 
 
 def _remove_stale(out: Path, keep: set[str]) -> list[str]:

@@ -104,7 +104,8 @@ def unit_document(site: Site, page: UnitPage) -> dict[str, Any]:
     doc: dict[str, Any] = {"format": SITE_FORMAT, "model": site.model.name, "page": page.path, "status": page.status}
     if isinstance(page, ClassPage):
         assert page.info is not None
-        doc.update(kind="class", index=page.index, name=page.name, synonyms=list(page.info.synonyms), wnid=page.info.wnid)
+        doc.update(kind="class", index=page.index, name=page.name, synonyms=list(page.info.synonyms),
+                   wnid=page.info.wnid)
         related_key = "nearest_classes"
     else:
         assert isinstance(page, ChannelPage) and page.layer is not None

@@ -63,7 +63,8 @@ def _check_clean(project: Path) -> str:
     changed = _git("status", "--porcelain", "--untracked-files=no", cwd=project).splitlines()
     if changed:
         raise AtlasError(
-            f"the project has uncommitted changes in {len(changed)} tracked file(s), e.g. {changed[0].split(maxsplit=1)[-1]}; "
+            f"the project has uncommitted changes in {len(changed)} tracked file(s), "
+            f"e.g. {changed[0].split(maxsplit=1)[-1]}; "
             "commit or stash them so that the published site matches a commit"
         )
     return _git("rev-parse", "HEAD", cwd=project)
@@ -74,7 +75,8 @@ def publish(site: Path, remote: str | None = None, *, branch: str = "gh-pages", 
     """Push the site in `site` to `remote` (default: the project's origin) as the only commit on `branch`."""
     site = Path(site)
     if not (site / "index.html").is_file() or not (site / MARKER).is_file():
-        raise AtlasError(f"{site} holds no built site (index.html, {MARKER}): run `atlas build` first or pass --out DIR")
+        raise AtlasError(
+            f"{site} holds no built site (index.html, {MARKER}): run `atlas build` first or pass --out DIR")
     if remote is None or remote == "origin":
         remote_url = _origin(project)
         source = _check_clean(project)

@@ -172,7 +172,8 @@ def _pick_model(cache: Path, model: str | None) -> Path:
             if model in (name, path.stem) or path.stem == safe_name(model):
                 return path
         listed = ", ".join(models) or "none"
-        raise AtlasError(f"the cache {cache} has no metadata for model {model!r} (found: {listed}); pick one with --model")
+        raise AtlasError(
+            f"the cache {cache} has no metadata for model {model!r} (found: {listed}); pick one with --model")
     if not models:
         raise AtlasError(f"{cache} holds no models/*.json: run `atlas render` into it first")
     if len(models) > 1:
