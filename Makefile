@@ -32,10 +32,11 @@ atlas: setup
 	@$(BIN)/python -c 'import torch; torch.cuda.is_available() or print("\nThis machine has no GPU, so that was the CPU subset. The full atlas: $(BIN)/atlas render --full && $(BIN)/atlas build")'
 	@echo "Open site/index.html, or run: make serve"
 
-test: setup browser
+# Lint first: a style failure fails `make test`, and so CI (.ci/run).
+test: lint browser
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-test-fast: setup
+test-fast: lint
 	$(BIN)/python -m pytest -q -m "not slow and not browser" $(PYTEST_ARGS)
 
 bench: setup
@@ -66,7 +67,7 @@ publish: setup
 	$(BIN)/atlas publish $(ARGS)
 
 lint: setup
-	$(BIN)/ruff check atlas tests
+	$(BIN)/ruff check atlas tests setup.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -142,7 +142,8 @@ def run_ours(loaded: LoadedModel, preset: Preset, batch: int, device: str, *, pa
     classes = list(classes) if classes is not None else [SPEED_CLASS] * batch
     objectives = [class_logit(c) for c in classes]
     out = {}
-    seconds = timed(lambda: out.setdefault("r", render(loaded, objectives, preset, [seed + i for i in range(len(classes))],
+    seeds = [seed + i for i in range(len(classes))]
+    seconds = timed(lambda: out.setdefault("r", render(loaded, objectives, preset, seeds,
                                                         device=device, param=param, **options)), device)
     return out["r"].images, seconds
 
@@ -155,7 +156,8 @@ def speed(loaded: LoadedModel, preset: Preset, steps: int, device: str, batches:
     run_ours(loaded, replace(preset, steps=1), 1, device)  # warm-up: allocator, kernels
     for batch in batches:
         _, seconds = run_ours(loaded, preset, batch, device)
-        rows.append(SpeedRow("atlas (ours)", loaded.name, batch, 1000 * seconds / steps, 1000 * seconds / steps / batch))
+        rows.append(SpeedRow("atlas (ours)", loaded.name, batch, 1000 * seconds / steps,
+                             1000 * seconds / steps / batch))
     if references:
         for kind in ("maco", "fourier"):
             run_horama(loaded, preset, 1, device, kind)  # the same warm-up as ours
@@ -242,7 +244,7 @@ def quality(loaded: LoadedModel, judges: Sequence[LoadedModel], preset: Preset, 
     panel = [Judge(loaded, "generator")] + [Judge(j, "judge") for j in judges]
     scores = score_images(stack, panel, list(classes), crops=crops, seed=0, crop_min=preset.crop_min,
                           crop_max=preset.crop_max)
-    per_class = {c: {judge.loaded.name: (s["models"][m]["target_top1_rate"], s["models"][m]["target_top5_rate"])
+    per_class = {c: {judge.loaded.name: (s.models[m].target_top1_rate, s.models[m].target_top5_rate)
                      for m, judge in enumerate(panel)} for c, s in zip(classes, scores, strict=True)}
     row = QualityRow(config, len(classes), seconds / len(classes), {}, per_class)
     return replace(row, rates=row.rates_on(list(classes)))

@@ -1,6 +1,7 @@
 """The content-addressed render cache: keys, crash-safe entries, validation, reading.
 
-Layout (format 1; docs/architecture.md is the contract with the site builder):
+Layout (format 1; docs/architecture.md is the contract with the site builder; the record's
+fields and their validation belong to `atlas.record`):
 
     <cache>/entries/<key[:2]>/<key>/{image.png, attribution.npy, record.json}
     <cache>/models/<model>.json
@@ -33,12 +34,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from atlas import record as records
 from atlas.errors import AtlasError
+from atlas.record import ATTRIBUTION, IMAGE, RECORD, InvalidRecord, Record
 
-FORMAT = 1
-RECORD = "record.json"
-IMAGE = "image.png"
-ATTRIBUTION = "attribution.npy"
 ENTRY_FILES = (IMAGE, ATTRIBUTION)
 TMP_SUFFIX = ".tmp"
 STALE_AFTER_S = 3600.0  # a temporary this old belongs to no live writer, on any host
@@ -68,10 +67,6 @@ def encode_npy(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def file_info(data: bytes) -> dict[str, Any]:
-    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-
-
 def safe_name(name: str) -> str:
     """A model name usable as a file name ("hf-hub:timm/x" -> "hf-hub_timm_x")."""
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
@@ -83,7 +78,7 @@ class EntryState:
 
     status: str
     reason: str | None = None
-    record: dict[str, Any] | None = None
+    record: Record | None = None
 
     @property
     def done(self) -> bool:
@@ -103,7 +98,7 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _write_temp(path: Path, data: bytes) -> Path:
+def _write_temp(path: Path, data: bytes, *, durable: bool = True) -> Path:
     """Write `data` in full to a fresh temporary beside `path`, fsynced; return its path.
 
     The name carries host and pid so that `clean_stale` can tell a dead writer's leftovers
@@ -113,23 +108,28 @@ def _write_temp(path: Path, data: bytes) -> Path:
     try:
         with open(tmp, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return tmp
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace `path` with `data`: readers see the old file or the new one, never a part."""
-    tmp = _write_temp(path, data)
+def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Replace `path` with `data` (making its folder): readers see the old file or the new one,
+    never a part.  The one atomic write of the project, for the cache and the site; the site
+    passes durable=False, since it is rebuilt from the cache and thousands of fsyncs cost seconds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _write_temp(path, data, durable=durable)
     try:
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    if durable:
+        _fsync_dir(path.parent)
 
 
 def _write_error(exc: OSError, path: Path) -> AtlasError:
@@ -157,7 +157,8 @@ class Cache:
         except OSError as exc:
             reason = exc.strerror or str(exc)
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise AtlasError(f"disk full: cannot write to the cache {self.root}; free some space and rerun") from exc
+                raise AtlasError(
+                    f"disk full: cannot write to the cache {self.root}; free some space and rerun") from exc
             raise AtlasError(f"cache folder {self.root} is not writable ({reason}); pick another with --cache") from exc
         finally:
             for folder in created:  # innermost first
@@ -176,51 +177,28 @@ class Cache:
         except OSError as exc:
             return EntryState("corrupt", f"unreadable record ({exc.strerror})")
         try:
-            record = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            return EntryState("corrupt", "record.json is not valid JSON")
-        if not isinstance(record, dict) or record.get("format") != FORMAT:
-            return EntryState("corrupt", f"record.json is not a format-{FORMAT} record")
-        if record.get("key") != key:
-            return EntryState("corrupt", "record.json names another key")
-        status = record.get("status")
-        if status == "failed":
-            return EntryState("failed", record.get("failure"), record)
-        if status != "ok":
-            return EntryState("corrupt", f"unknown status {status!r}")
-        files = record.get("files")
-        if not isinstance(files, dict):
-            return EntryState("corrupt", "record.json lists no files")
-        for name in ENTRY_FILES:
-            info = files.get(name)
-            if not isinstance(info, dict):
-                return EntryState("corrupt", f"record.json does not list {name}")
-            file = path.parent / name
-            try:
-                size = file.stat().st_size
-            except OSError:
-                return EntryState("corrupt", f"{name} is missing")
-            if size != info.get("bytes"):
-                return EntryState("corrupt", f"{name} has {size} bytes, the record says {info.get('bytes')}")
-            if verify and hashlib.sha256(file.read_bytes()).hexdigest() != info.get("sha256"):
-                return EntryState("corrupt", f"{name} does not match its sha256")
-        return EntryState("ok", None, record)
+            record = records.loads(raw, key)
+        except InvalidRecord as exc:
+            return EntryState("corrupt", str(exc))
+        if record.status == "failed":
+            return EntryState("failed", record.failure, record)
+        problem = records.file_problem(record, path.parent, verify=verify)
+        return EntryState("corrupt", problem) if problem else EntryState("ok", None, record)
 
-    def write_entry(self, key: str, files: Mapping[str, bytes], record: Mapping[str, Any]) -> dict[str, Any]:
+    def write_entry(self, key: str, files: Mapping[str, bytes], record: Record) -> Record:
         """Store an entry: `files` (name -> bytes; empty for a failure) and its record, as one folder.
 
         On any write error the temporary folder is removed and the key's previous entry is kept;
         the error comes back as an `AtlasError`.  Returns the record as written (with "files").
         """
         folder = self.entry_dir(key)
-        record = {"format": FORMAT, "key": key, **record, "files": {name: file_info(data) for name, data in files.items()}}
+        record = records.with_files(record, key, files)
         staging = _temp_path(folder)
         try:
             staging.mkdir(parents=True)
             for name, data in files.items():
                 os.replace(_write_temp(staging / name, data), staging / name)
-            os.replace(_write_temp(staging / RECORD, json.dumps(record, indent=1, allow_nan=False).encode()),
-                       staging / RECORD)
+            os.replace(_write_temp(staging / RECORD, records.dumps(record)), staging / RECORD)
             _fsync_dir(staging)
         except OSError as exc:
             shutil.rmtree(staging, ignore_errors=True)
@@ -259,7 +237,7 @@ class Cache:
                     if folder.is_dir() and folder.name.startswith(prefix.name) and not folder.name.startswith("."):
                         yield folder.name
 
-    def records(self, *, verify: bool = False) -> Iterator[dict[str, Any]]:
+    def records(self, *, verify: bool = False) -> Iterator[Record]:
         """The records of valid entries (ok and failed), in key order."""
         for key in self.keys():
             state = self.check(key, verify=verify)

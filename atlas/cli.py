@@ -25,6 +25,7 @@ COMMANDS = {
     "concepts": "concepts",
 }
 
+# One line per command; here, not in the command modules, so that `atlas --help` imports none of them.
 HELP = {
     "render": "render MACO visualizations into the cache",
     "build": "build the static site from the cache",
@@ -32,7 +33,7 @@ HELP = {
     "publish": "push a built site to a gh-pages branch",
     "layers": "list the layers of a model that an atlas can visualize",
     "spectrum": "compute a magnitude spectrum from a folder of images",
-    "eval": "score rendered images against real images (plausibility, FID)",
+    "eval": "score rendered class images against real photos (plausibility, FID)",
     "bench": "benchmark the engine against the reference implementations",
     "concepts": "explain classes by their concepts and channels by dataset examples, from an image folder",
 }

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from atlas import jobs
+from atlas import specs
 from atlas.errors import AtlasError
+from atlas.presets import Preset
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -127,7 +128,8 @@ def load_config(path: str | Path | None = None) -> Config:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise AtlasError(f"cannot read config {path}: {exc.strerror or exc}; pass an existing file to --config") from exc
+        raise AtlasError(
+            f"cannot read config {path}: {exc.strerror or exc}; pass an existing file to --config") from exc
     except UnicodeDecodeError as exc:
         raise AtlasError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8, as TOML requires") from exc
     try:
@@ -201,12 +203,8 @@ def parse_batch_size(value: str | int) -> int | None:
     return size
 
 
-def preset_fields() -> set[str] | None:
-    """Names of the fields a preset override may set; None while the engine is absent."""
-    try:
-        from atlas.presets import Preset
-    except ImportError:  # pragma: no cover - the engine is part of the package
-        return None
+def preset_fields() -> set[str]:
+    """Names of the fields a preset override may set."""
     return {f.name for f in dataclasses.fields(Preset)} - {"name"}
 
 
@@ -276,7 +274,7 @@ class _Reader:
 
     def spec(self, value: str, what: str, key: str) -> None:
         try:
-            jobs.check_spec(value, what)
+            specs.check_spec(value, what)
         except AtlasError as exc:
             raise self.fail(key, str(exc)) from None
 
@@ -298,7 +296,8 @@ class _Reader:
             if isinstance(spec, int) and not isinstance(spec, bool):
                 spec = str(spec)
             if not isinstance(spec, str) or not spec:
-                raise self.fail(f"{prefix}layers.{name}", f"must be a channel spec like \"all\", \"0-31\" or \"top:64\", got {spec!r}")
+                raise self.fail(f"{prefix}layers.{name}",
+                                f"must be a channel spec like \"all\", \"0-31\" or \"top:64\", got {spec!r}")
             self.spec(spec, f"layer {name} channel", f"{prefix}layers.{name}")
             layers.append((name, spec))
         return tuple(layers)
@@ -316,9 +315,10 @@ class _Reader:
         for key, item in value.items():
             if key in ("name", "seeds"):
                 continue
-            if known is not None and key not in known:
+            if key not in known:
                 raise self.fail(f"{prefix}preset.{key}", f"is not a preset field (known: {', '.join(sorted(known))})")
-            if not isinstance(item, SCALAR) and not (isinstance(item, list) and all(isinstance(v, SCALAR) for v in item)):
+            scalar_list = isinstance(item, list) and all(isinstance(v, SCALAR) for v in item)
+            if not isinstance(item, SCALAR) and not scalar_list:
                 raise self.fail(f"{prefix}preset.{key}", f"must be a number, string or boolean, got {item!r}")
             overrides.append((key, tuple(item) if isinstance(item, list) else item))
         choice = PresetChoice(

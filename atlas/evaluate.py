@@ -22,9 +22,8 @@ from PIL import Image
 
 from atlas.errors import AtlasError
 from atlas.models import LoadedModel, data_transform, pooled_features
-from atlas.scoring import crop_boxes, resize_crops
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+from atlas.scoring import pixel_boxes, resize_crops
+from atlas.spectrum import IMAGE_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -68,7 +67,7 @@ def real_features(loaded: LoadedModel, paths: Sequence[Path], chunk: int = 32) -
 def visualization_features(loaded: LoadedModel, images: torch.Tensor, crops: int, seed: int,
                            crop_scale: tuple[float, float]) -> torch.Tensor:
     """Features of random crops of (K, 3, S, S) images in [0, 1]; (K, crops, D)."""
-    boxes = crop_boxes(images.shape[-1], crops, seed, *crop_scale)
+    boxes = pixel_boxes(images.shape[-1], crops, seed, *crop_scale)
     pixels = resize_crops(images.float().cpu(), boxes, loaded.input_size)
     mean = torch.tensor(loaded.mean).view(1, 3, 1, 1)
     std = torch.tensor(loaded.std).view(1, 3, 1, 1)

@@ -1,54 +1,41 @@
-"""Class and channel specs -> the job list; deterministic seeds; sharding across processes.
+"""Class and channel specs -> the job list; sharding across processes.
 
-A job is one image: a target (a class logit or a layer channel) and a seed index.  The list is
-built in one canonical order from the configuration alone, so every shard of a run computes the
-same list and takes every N-th job of it; seeds come from a hash of the target and seed index,
-never from a job's position.
+A job is one image: an objective (a class logit or a layer channel) and a seed index.  The list
+is built in one canonical order from the configuration alone, so every shard of a run computes
+the same list and takes every N-th job of it; seeds come from a hash of the objective's id and
+the seed index (atlas.seeds), never from a job's position.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 from atlas.errors import AtlasError
+from atlas.objectives import Objective, channel, class_logit
+from atlas.seeds import job_seed
 
-WNID = re.compile(r"^n\d{8}$")
 T = TypeVar("T")
 LOGITS = "logits"  # the group of class-logit jobs: they all read the model's output
 
 
 @dataclass(frozen=True)
-class Target:
-    """What one image maximises: a class logit (`layer` None) or a channel of a layer."""
-
-    kind: str  # "class" or "channel"
-    index: int  # class index, or channel index
-    layer: str | None = None
-
-    @property
-    def id(self) -> str:
-        return f"class:{self.index}" if self.kind == "class" else f"channel:{self.layer}:{self.index}"
-
-    @property
-    def group(self) -> str:
-        """Jobs of one group read the same layer and are rendered together."""
-        return LOGITS if self.kind == "class" else str(self.layer)
-
-
-@dataclass(frozen=True)
 class Job:
-    target: Target
+    objective: Objective  # one term: a class logit or a channel
     seed_index: int
     seed: int
 
     @property
     def id(self) -> str:
-        return f"{self.target.id}#{self.seed_index}"
+        return f"{self.objective.id}#{self.seed_index}"
+
+    @property
+    def group(self) -> str:
+        """Jobs of one group read the same layer and are rendered together."""
+        return LOGITS if self.objective.needs_logits else ",".join(sorted(self.objective.layers))
 
 
 @dataclass(frozen=True)
@@ -61,101 +48,6 @@ class Shard:
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
-
-
-def derive_seed(target_id: str, seed_index: int, attempt: int = 0) -> int:
-    """A 31-bit seed from a hash: the same for a job in any order, shard, or run.
-
-    `attempt` > 0 gives the seed of a retry after a non-finite loss.
-    """
-    text = f"{target_id}|{seed_index}" + (f"|retry{attempt}" if attempt else "")
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big") & 0x7FFFFFFF
-
-
-def _ranges(spec: str, what: str, limit: int) -> Iterator[int]:
-    """Yield the numbers of a spec like "0-9,17,20-22", checking each against [0, limit)."""
-    for part in spec.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        match = re.fullmatch(r"(\d+)\s*-\s*(\d+)|(\d+)", part)
-        if match is None:
-            raise AtlasError(f"bad {what} spec {part!r} in {spec!r}: use ranges and lists like 0-99 or 1,207,967")
-        low, high = (int(match[1]), int(match[2])) if match[3] is None else (int(match[3]),) * 2
-        if low > high:
-            raise AtlasError(f"bad {what} range {part!r}: the start is after the end")
-        if high >= limit:
-            raise AtlasError(f"{what} {high} is out of range: valid are 0-{limit - 1}")
-        yield from range(low, high + 1)
-
-
-def parse_classes(spec: str, num_classes: int, wnids: Mapping[str, int] | None = None) -> list[int]:
-    """Class indices of a spec: "all", "none", ranges and lists, WordNet ids (sorted, unique)."""
-    text = spec.strip().lower()
-    if text == "all":
-        return list(range(num_classes))
-    if text in ("none", ""):
-        return []
-    indices: set[int] = set()
-    numeric = []
-    for part in text.split(","):
-        part = part.strip()
-        if WNID.match(part):
-            if wnids is None or part not in wnids:
-                raise AtlasError(f"unknown class {part!r}: not a WordNet id of this model's classes")
-            indices.add(wnids[part])
-        else:
-            numeric.append(part)
-    indices.update(_ranges(",".join(numeric), "class", num_classes))
-    return sorted(indices)
-
-
-def parse_channels(spec: str, layer: str, channels: int, ranking: Sequence[int] | None = None) -> list[int]:
-    """Channel indices of a spec: "all", ranges and lists, or "top:N" (the N first of `ranking`).
-
-    `ranking` orders the layer's channels by importance (the pipeline passes the classifier
-    weights' column norms for the layer feeding the classifier); without it "top:N" is an error.
-    """
-    text = spec.strip().lower()
-    if text == "all":
-        return list(range(channels))
-    if text in ("none", ""):
-        return []
-    if text.startswith("top:"):
-        try:
-            count = int(text[4:])
-        except ValueError:
-            count = 0
-        if count < 1:
-            raise AtlasError(f"bad channel spec {spec!r} for layer {layer}: use top:N with N >= 1")
-        if ranking is None:
-            raise AtlasError(
-                f"layer {layer}: top:N ranks channels by the classifier weights, so it works only for "
-                f"the layer that feeds the classifier; use a range like 0-{min(count, channels) - 1}"
-            )
-        if count > channels:
-            raise AtlasError(f"layer {layer}: top:{count} asks for more channels than it has ({channels})")
-        return sorted(int(c) for c in ranking[:count])
-    return sorted(set(_ranges(text, f"layer {layer} channel", channels)))
-
-
-def check_spec(spec: str, what: str) -> None:
-    """Raise AtlasError unless `spec` is a well-formed class (`what` "class") or channel spec.
-
-    Syntax only, so that a configuration can be checked before any model is loaded; the
-    ranges are checked against the model when the jobs are built.
-    """
-    text = spec.strip().lower()
-    if text in ("all", "none", ""):
-        return
-    if what != "class" and text.startswith("top:"):
-        if not text[4:].isdigit() or int(text[4:]) < 1:
-            raise AtlasError(f"bad channel spec {spec!r}: use top:N with N >= 1")
-        return
-    for part in text.split(","):
-        if what == "class" and WNID.match(part.strip()):
-            continue
-        next(_ranges(part, what, 2**62), None)  # the first number is enough: syntax is checked per part
 
 
 def parse_layers_arg(values: Sequence[str]) -> tuple[tuple[str, str], ...]:
@@ -173,9 +65,9 @@ def parse_layers_arg(values: Sequence[str]) -> tuple[tuple[str, str], ...]:
 
 def build_jobs(classes: Iterable[int], channels: Mapping[str, Sequence[int]], seeds: int) -> list[Job]:
     """The canonical job list: classes, then each layer's channels in config order; seeds inner."""
-    targets = [Target("class", i) for i in classes]
-    targets += [Target("channel", c, layer) for layer, chans in channels.items() for c in chans]
-    return [Job(t, s, derive_seed(t.id, s)) for t in targets for s in range(seeds)]
+    objectives = [class_logit(i) for i in classes]
+    objectives += [channel(layer, c) for layer, chans in channels.items() for c in chans]
+    return [Job(o, s, job_seed(o.id, s)) for o in objectives for s in range(seeds)]
 
 
 def select_shard(jobs: Sequence[Job], shard: Shard) -> list[Job]:
@@ -218,15 +110,7 @@ def shard_from_env(environ: Mapping[str, str] | None = None) -> Shard:
     return Shard()
 
 
-def local_device(device: str, environ: Mapping[str, str] | None = None) -> str:
-    """Under torchrun each process on a node takes the GPU cuda:LOCAL_RANK."""
-    env = os.environ if environ is None else environ
-    if device in ("auto", "cuda") and "LOCAL_RANK" in env:
-        return f"cuda:{int(env['LOCAL_RANK'])}"
-    return device
-
-
-def batches(items: Sequence[T], size: int, key: Callable[[T], str] = lambda job: job.target.group) -> list[list[T]]:
+def batches(items: Sequence[T], size: int, key: Callable[[T], str] = lambda job: job.group) -> list[list[T]]:
     """Items of one group (one layer, or all logits) in chunks of at most `size`, in list order."""
     groups: dict[str, list[T]] = {}
     for item in items:

@@ -119,17 +119,20 @@ def _check_known(architecture: str, name: str) -> None:
         return
     candidates = bundled_names() + timm.list_models()
     close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.6)
-    hint = f"; did you mean {', '.join(close)}?" if close else "; `python -c 'import timm; print(timm.list_models())'` lists them"
+    listing = "; `python -c 'import timm; print(timm.list_models())'` lists them"
+    hint = f"; did you mean {', '.join(close)}?" if close else listing
     raise AtlasError(f"unknown model {name!r}: not a timm model name{hint}")
 
 
 def _load_checkpoint(module: torch.nn.Module, path: Path, name: str) -> None:
     if not path.is_file():
-        raise AtlasError(f"checkpoint file {path} does not exist: pass --checkpoint with the path of a saved state dict")
+        raise AtlasError(
+            f"checkpoint file {path} does not exist: pass --checkpoint with the path of a saved state dict")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds here: pickle, zip, unsupported types
-        raise AtlasError(f"cannot read checkpoint {path}: {exc.__class__.__name__}; save it with torch.save(model.state_dict(), path)") from exc
+        raise AtlasError(f"cannot read checkpoint {path}: {exc.__class__.__name__}; "
+                         "save it with torch.save(model.state_dict(), path)") from exc
     for wrapper in ("state_dict_ema", "state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]

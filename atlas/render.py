@@ -18,12 +18,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from atlas.device import resolve_device
 from atlas.errors import AtlasError
 from atlas.objectives import ActivationCapture, BatchObjective, Objective
 from atlas.param import make_param
 from atlas.presets import Preset
+from atlas.seeds import stream_seed
 from atlas.spectrum import check_spectrum, load_spectrum, resize_spectrum
-from atlas.transforms import RandomCrops, derived_seed
+from atlas.transforms import RandomCrops
 
 # Goes into every cache key: bump it when the same settings would give different images.
 ENGINE_VERSION = "1"
@@ -41,21 +43,6 @@ class RenderResult:
     values: torch.Tensor
     finite: torch.Tensor
     seconds: float
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """A torch.device that exists on this machine, or an AtlasError that says which do."""
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise AtlasError(f"unknown device {device!r}: use cpu, cuda, cuda:N or mps") from exc
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise AtlasError("device cuda was asked for but torch sees no CUDA GPU here: use --device cpu")
-    if resolved.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise AtlasError("device mps was asked for but this torch has no MPS support: use --device cpu")
-    if resolved.type not in ("cpu", "cuda", "mps"):
-        raise AtlasError(f"device {device!r} is not supported: use cpu, cuda, cuda:N or mps")
-    return resolved
 
 
 def magnitude_for(spectrum: str | Path | np.ndarray | torch.Tensor | None, canvas: int) -> torch.Tensor:
@@ -94,7 +81,7 @@ def render(
         raise AtlasError("render needs at least one objective")
     if len(seeds) != len(objectives):
         raise AtlasError(f"{len(objectives)} objectives but {len(seeds)} seeds: give one seed per objective")
-    device = resolve_device(device)
+    device = torch.device(resolve_device(device))
     k, size = len(objectives), preset.canvas
 
     module = loaded.module.eval().to(device)
@@ -103,7 +90,7 @@ def render(
     magnitude = magnitude_for(spectrum, size) if param == "maco" else torch.empty(0)
 
     geometry = [torch.Generator().manual_seed(s) for s in seeds]  # phase init, then crop boxes
-    noise = [torch.Generator(device=device).manual_seed(derived_seed(s, "noise")) for s in seeds]
+    noise = [torch.Generator(device=device).manual_seed(stream_seed(s, "noise")) for s in seeds]
     image_param = make_param(param, size, magnitude, geometry, device)
     augment = RandomCrops(preset, loaded.input_size, geometry, noise)
     score = BatchObjective(objectives, preset.crops)

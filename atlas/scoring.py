@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from atlas.models import LoadedModel
+from atlas.record import ModelScores, Scores, TopClass
 
 TOP = 5
 
@@ -28,7 +28,7 @@ class Judge:
     role: str
 
 
-def crop_boxes(canvas: int, crops: int, seed: int, crop_min: float, crop_max: float) -> list[tuple[int, int, int]]:
+def pixel_boxes(canvas: int, crops: int, seed: int, crop_min: float, crop_max: float) -> list[tuple[int, int, int]]:
     """(top, left, side) of `crops` square boxes inside the canvas.
 
     Sides are U[crop_min, crop_max) of the canvas, centres 0.5 + 0.15 N(0, 1) (as the renderer
@@ -88,14 +88,12 @@ def score_images(
     crop_max: float = 0.25,
     value_range: tuple[float, float] | None = None,
     chunk: int = 64,
-) -> list[dict[str, Any]]:
-    """One "scores" dict per image (the record's format): per model the top-5 of the
-    crop-averaged probabilities, and for class targets how often the target is top-1/top-5."""
+) -> list[Scores]:
+    """The record's scores of each image: per model the top-5 of the crop-averaged
+    probabilities, and for class targets how often the target is top-1/top-5."""
     count, _, canvas, _ = images.shape
-    boxes = crop_boxes(canvas, crops, seed, crop_min, crop_max)
-    results: list[dict[str, Any]] = [
-        {"crops": crops, "crop_seed": seed, "crop_scale": [crop_min, crop_max], "models": []} for _ in range(count)
-    ]
+    boxes = pixel_boxes(canvas, crops, seed, crop_min, crop_max)
+    per_image: list[list[ModelScores]] = [[] for _ in range(count)]
     for judge in judges:
         size = judge.loaded.input_size
         probs = _probabilities(judge.loaded, resize_crops(images.float().cpu(), boxes, size), value_range, chunk)
@@ -104,18 +102,13 @@ def score_images(
         top = mean.topk(min(TOP, mean.shape[1]), dim=1)
         per_crop_top = probs.topk(min(TOP, probs.shape[2]), dim=2).indices  # (K, n, 5)
         for k, target in enumerate(targets):
-            entry: dict[str, Any] = {
-                "name": judge.loaded.name,
-                "role": judge.role,
-                "top5": [{"index": int(i), "prob": round(float(p), 6)}
-                         for i, p in zip(top.indices[k], top.values[k], strict=True)],
-                "target_prob": None,
-                "target_top1_rate": None,
-                "target_top5_rate": None,
-            }
-            if target is not None and 0 <= target < mean.shape[1]:
-                entry["target_prob"] = round(float(mean[k, target]), 6)
-                entry["target_top1_rate"] = float((per_crop_top[k, :, 0] == target).float().mean())
-                entry["target_top5_rate"] = float((per_crop_top[k] == target).any(dim=1).float().mean())
-            results[k]["models"].append(entry)
-    return results
+            top5 = tuple(TopClass(int(i), round(float(p), 6))
+                         for i, p in zip(top.indices[k], top.values[k], strict=True))
+            hit = target is not None and 0 <= target < mean.shape[1]
+            per_image[k].append(ModelScores(
+                judge.loaded.name, judge.role, top5,
+                target_top1_rate=float((per_crop_top[k, :, 0] == target).float().mean()) if hit else None,
+                target_top5_rate=float((per_crop_top[k] == target).any(dim=1).float().mean()) if hit else None,
+                target_prob=round(float(mean[k, target]), 6) if hit else None,
+            ))
+    return [Scores(crops, seed, tuple(models), (crop_min, crop_max)) for models in per_image]

@@ -7,7 +7,6 @@ same on every device); noise is drawn on the render device (millions of numbers)
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
 import torch
@@ -18,12 +17,6 @@ from atlas.presets import Preset
 CENTRE_STD = 0.15  # crop centres 0.5 + 0.15 * N(0, 1), as in horama and xplique
 ANNEAL_STD = 0.05  # xplique's spread of annealed crop sides
 MAX_SCALE = 2.0  # largest canvas-pixels-per-input-pixel sampled without prefiltering
-
-
-def derived_seed(seed: int, stream: str) -> int:
-    """A seed for another random stream of the same sample (noise vs. geometry)."""
-    digest = hashlib.sha256(f"{seed}:{stream}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
 
 
 def crop_boxes(generators: Sequence[torch.Generator], preset: Preset, step: int) -> torch.Tensor:

@@ -37,3 +37,14 @@ def tiny_resnet():
     from atlas.models import load_model
 
     return load_model("test_resnet", random_weights=True)
+
+
+WEIGHT_FIXTURES = {"lite0", "lite1", "lite2"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """`slow` means what it says: a test that takes real weights from a fixture must be marked."""
+    unmarked = [item.nodeid for item in items
+                if WEIGHT_FIXTURES & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("slow") is None]
+    if unmarked:
+        raise pytest.UsageError(f"these tests load real weights but are not marked slow: {', '.join(unmarked)}")

@@ -38,4 +38,5 @@ def patch_class_name(cache: Path, index: int, name: str, synonyms: list[str] | N
 
 
 def records(cache: Path) -> list[tuple[Path, dict]]:
-    return [(p.parent, json.loads(p.read_text(encoding="utf-8"))) for p in sorted(cache.glob("entries/*/*/record.json"))]
+    return [(p.parent, json.loads(p.read_text(encoding="utf-8")))
+            for p in sorted(cache.glob("entries/*/*/record.json"))]

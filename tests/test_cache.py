@@ -14,6 +14,8 @@ import pytest
 from atlas import cache as cache_module
 from atlas.cache import ATTRIBUTION, IMAGE, RECORD, Cache, cache_key, encode_npy, encode_png
 from atlas.errors import AtlasError
+from atlas.record import FileInfo
+from tests.record_support import render_record
 
 KEY = cache_key({"objective": "class:1", "seed": 0})
 
@@ -26,8 +28,12 @@ def files(seed: int = 0) -> dict[str, bytes]:
     }
 
 
-def record() -> dict:
-    return {"status": "ok", "failure": None, "objective": {"id": "class:1"}, "seed": 0}
+def record(**changes):
+    return render_record(**changes)
+
+
+def _edit_record(folder, **changes) -> None:
+    (folder / RECORD).write_text(json.dumps({**json.loads((folder / RECORD).read_text()), **changes}))
 
 
 def test_key_is_order_independent_and_sensitive_to_every_value():
@@ -48,16 +54,16 @@ def test_written_entry_is_valid_and_lists_its_files(tmp_path):
     folder = cache.entry_dir(KEY)
     assert folder == tmp_path / "entries" / KEY[:2] / KEY
     assert sorted(p.name for p in folder.iterdir()) == [ATTRIBUTION, IMAGE, RECORD]
-    assert written["files"][IMAGE]["bytes"] == (folder / IMAGE).stat().st_size
-    assert written["format"] == 1 and written["key"] == KEY
+    assert written.files[IMAGE] == FileInfo.of((folder / IMAGE).read_bytes())
+    assert json.loads((folder / RECORD).read_text())["format"] == 1 and written.key == KEY
     assert np.load(folder / ATTRIBUTION).shape == (8, 8)
-    assert list(cache.keys()) == [KEY] and [r["key"] for r in cache.records()] == [KEY]
+    assert list(cache.keys()) == [KEY] and [r.key for r in cache.records()] == [KEY]
 
 
 def test_failed_entry_has_no_image_and_counts_as_done(tmp_path):
     cache = Cache(tmp_path)
     cache.write_entry(KEY, files(), record())
-    cache.write_entry(KEY, {}, {**record(), "status": "failed", "failure": "loss was NaN twice"})
+    cache.write_entry(KEY, {}, record(status="failed", failure="loss was NaN twice"))
     state = cache.check(KEY)
     assert state.status == "failed" and state.done and state.reason == "loss was NaN twice"
     assert sorted(p.name for p in cache.entry_dir(KEY).iterdir()) == [RECORD]
@@ -72,8 +78,9 @@ def test_failed_entry_has_no_image_and_counts_as_done(tmp_path):
         (lambda d: (d / IMAGE).unlink(), "image.png is missing"),
         (lambda d: (d / ATTRIBUTION).write_bytes((d / ATTRIBUTION).read_bytes()[:-7]), "bytes"),
         (lambda d: (d / IMAGE).write_bytes(bytes(len((d / IMAGE).read_bytes()))), "sha256"),
-        (lambda d: (d / RECORD).write_text(json.dumps({**json.loads((d / RECORD).read_text()), "key": "x"})), "another key"),
-        (lambda d: (d / RECORD).write_text(json.dumps({**json.loads((d / RECORD).read_text()), "status": "?"})), "status"),
+        (lambda d: _edit_record(d, key="x"), "another key"),
+        (lambda d: _edit_record(d, status="?"), "status"),
+        (lambda d: _edit_record(d, seed="0"), "record.seed is str, expected int"),
     ],
 )
 def test_corrupt_entries_are_detected_and_can_be_rewritten(tmp_path, damage, reason):
@@ -158,15 +165,15 @@ def test_two_writers_of_one_key_leave_one_consistent_entry(tmp_path, monkeypatch
     def second_writer_runs_now(folder):
         turns["n"] += 1
         if turns["n"] == 1:  # writer A is part-way through: writer B writes the same key whole
-            cache.write_entry(KEY, files(2), dict(record(), seed=2))
+            cache.write_entry(KEY, files(2), record(seed=2))
         real_sync(folder)
 
     monkeypatch.setattr(cache_module, "_fsync_dir", second_writer_runs_now)
-    cache.write_entry(KEY, files(1), dict(record(), seed=1))
+    cache.write_entry(KEY, files(1), record(seed=1))
     state = cache.check(KEY)
     assert state.status == "ok", state.reason
-    assert state.record["seed"] in (1, 2)
-    assert (cache.entry_dir(KEY) / IMAGE).read_bytes() == files(state.record["seed"])[IMAGE]
+    assert state.record.seed in (1, 2)
+    assert (cache.entry_dir(KEY) / IMAGE).read_bytes() == files(state.record.seed)[IMAGE]
     assert sorted(p.name for p in cache.entry_dir(KEY).parent.iterdir()) == [KEY]  # nothing set aside is left
 
 
@@ -174,12 +181,13 @@ def test_concurrent_writer_processes_never_mix_entries(tmp_path):
     script = (
         "import sys, numpy as np\n"
         "from atlas.cache import Cache, encode_npy, encode_png\n"
+        "from tests.record_support import render_record\n"
         "me = int(sys.argv[1]); cache = Cache(sys.argv[2])\n"
         "for i in range(25):\n"
         "    rng = np.random.default_rng(me * 1000 + i)\n"
         "    files = {'image.png': encode_png(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)),\n"
         "             'attribution.npy': encode_npy(rng.random((16, 16), dtype=np.float32))}\n"
-        "    cache.write_entry(sys.argv[3], files, {'status': 'ok', 'writer': me, 'i': i})\n"
+        "    cache.write_entry(sys.argv[3], files, render_record(seed=me * 1000 + i))\n"
     )
     writers = [subprocess.Popen([sys.executable, "-c", script, str(n), str(tmp_path), KEY]) for n in range(3)]
     assert [w.wait(timeout=120) for w in writers] == [0, 0, 0]

@@ -12,7 +12,10 @@ from PIL import Image
 
 from atlas.cache import Cache, encode_npy, encode_png
 from atlas.evaluate import frechet_distance, nearest_cosine_distance
+from atlas.metadata import model_info
+from atlas.record import Scores
 from tests.photos import photo
+from tests.record_support import render_record
 
 ESPRESSO, TABBY = (967, "n07920052"), (281, "n02123045")
 
@@ -48,15 +51,20 @@ def _crops(image: np.ndarray, count: int, side: int, seed: int) -> list[np.ndarr
 
 
 @pytest.mark.slow
-def test_eval_command_prefers_the_right_class(tmp_path):
+def test_eval_command_prefers_the_right_class(tmp_path, lite0):
     # "Visualizations": centre crops of the photos; real images: other crops of the same photos.
     cache = Cache(tmp_path / "cache")
+    cache.write_model(lite0.name, model_info(lite0, "cpu", "0" * 64))
+    other_weights = render_record(class_index=TABBY[0], model=lite0.name)  # never evaluated: other weights
+    cache.write_entry("f" * 64, {"image.png": encode_png(np.zeros((8, 8, 3), np.uint8)),
+                                 "attribution.npy": encode_npy(np.ones((8, 8), "f4"))}, other_weights)
     for (index, _), name in ((ESPRESSO, "coffee"), (TABBY, "chelsea")):
         pixels = np.asarray(Image.fromarray(photo(name)).resize((256, 256)))
-        record = {"status": "ok", "objective": {"id": f"class:{index}", "kind": "class", "class_index": index},
-                  "model": {"name": "efficientnet_lite0"}, "scores": {"crop_scale": [0.6, 0.9]}}
+        record = render_record(class_index=index, model=lite0.name, weights_sha256=lite0.weights_sha256,
+                               scores=Scores(16, 0, (), (0.6, 0.9)))
         key = f"{index:064d}"
-        cache.write_entry(key, {"image.png": encode_png(pixels), "attribution.npy": encode_npy(np.ones((256, 256), "f4"))}, record)
+        files = {"image.png": encode_png(pixels), "attribution.npy": encode_npy(np.ones((256, 256), "f4"))}
+        cache.write_entry(key, files, record)
 
     def folder(root, swap):
         for (_, wnid), name in ((ESPRESSO, "coffee"), (TABBY, "chelsea")):
@@ -79,6 +87,7 @@ def test_eval_command_prefers_the_right_class(tmp_path):
         results[swap] = json.loads(out.read_text())
     right, wrong = results[False], results[True]
     assert [c["class_index"] for c in right["classes"]] == [TABBY[0], ESPRESSO[0]]
+    assert [c["visualizations"] for c in right["classes"]] == [1, 1]
     assert right["feature_model"] == "efficientnet_lite2"
     assert right["plausibility_mean"] < wrong["plausibility_mean"]
     assert right["fid_mean"] < wrong["fid_mean"]

@@ -7,18 +7,14 @@ import pytest
 from atlas.errors import AtlasError
 from atlas.jobs import (
     Shard,
-    Target,
     batches,
     build_jobs,
-    derive_seed,
-    local_device,
-    parse_channels,
-    parse_classes,
     parse_layers_arg,
     parse_shard,
     select_shard,
     shard_from_env,
 )
+from atlas.specs import parse_channels, parse_classes
 
 WNIDS = {"n01440764": 0, "n01443537": 1, "n15075141": 999}
 
@@ -68,11 +64,9 @@ def test_job_list_order_and_seeds_do_not_depend_on_order():
     ]
     # The same target gets the same seed whatever else is in the list.
     alone = build_jobs([2], {}, seeds=2)
-    assert [j.seed for j in alone] == [j.seed for j in jobs if j.target == Target("class", 2)]
+    assert [j.seed for j in alone] == [j.seed for j in jobs if j.objective.id == "class:2"]
     assert len({j.seed for j in jobs}) == len(jobs)
     assert all(0 <= j.seed < 2**31 for j in jobs)
-    assert derive_seed("class:2", 0, attempt=1) != derive_seed("class:2", 0)
-    assert derive_seed("class:2", 0, attempt=1) == derive_seed("class:2", 0, attempt=1)
 
 
 def test_shards_cover_the_list_exactly_once():
@@ -103,13 +97,6 @@ def test_shard_from_launcher_environments():
         shard_from_env({"RANK": "8", "WORLD_SIZE": "8"})
     with pytest.raises(AtlasError):
         shard_from_env({"RANK": "x", "WORLD_SIZE": "8"})
-
-
-def test_local_rank_picks_the_gpu():
-    assert local_device("auto", {"LOCAL_RANK": "2"}) == "cuda:2"
-    assert local_device("cuda", {"LOCAL_RANK": "0"}) == "cuda:0"
-    assert local_device("cpu", {"LOCAL_RANK": "2"}) == "cpu"
-    assert local_device("auto", {}) == "auto"
 
 
 def test_batches_group_by_layer_and_respect_the_size():

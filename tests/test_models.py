@@ -43,6 +43,7 @@ def test_lite1_and_lite2_load_strictly_and_see_espresso(fixture, request):
     assert loaded.input_size == {"lite1": 240, "lite2": 260}[fixture]
 
 
+@pytest.mark.slow
 def test_bundled_models_use_tf_padding_and_half_normalisation(lite0):
     assert type(lite0.module).__name__ == "EfficientNet"
     assert lite0.mean == (0.5, 0.5, 0.5) and lite0.std == (0.5, 0.5, 0.5)
@@ -52,6 +53,7 @@ def test_bundled_models_use_tf_padding_and_half_normalisation(lite0):
     assert not lite0.module.training
 
 
+@pytest.mark.slow
 def test_weights_hash_tells_weights_apart(lite0):
     again = load_model("efficientnet_lite0")
     assert again.weights_sha256 == lite0.weights_sha256
@@ -60,6 +62,7 @@ def test_weights_hash_tells_weights_apart(lite0):
     assert load_model("efficientnet_lite0", random_weights=True).weights_sha256 == random.weights_sha256
 
 
+@pytest.mark.slow
 def test_lite0_layers_match_a_forward_pass(lite0):
     layers = {info.name: info for info in list_layers(lite0)}
     expected = {"blocks.0": 16, "blocks.1": 24, "blocks.2": 40, "blocks.3": 80, "blocks.4": 112,
@@ -144,7 +147,8 @@ def test_layers_command_prints_stages_and_errors_in_one_line():
                         capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
     assert "layer3" in ok.stdout and "192" in ok.stdout
-    bad = subprocess.run([sys.executable, "-m", "atlas", "layers", "resnet_5O"], capture_output=True, text=True, timeout=120)
+    bad = subprocess.run([sys.executable, "-m", "atlas", "layers", "resnet_5O"], capture_output=True, text=True,
+                         timeout=120)
     assert bad.returncode == 1
     assert bad.stderr.strip().count("\n") == 0 and "unknown model" in bad.stderr
 

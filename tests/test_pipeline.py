@@ -18,7 +18,9 @@ from atlas import pipeline
 from atlas.cache import ATTRIBUTION, IMAGE, RECORD, Cache
 from atlas.config import load_config, override
 from atlas.errors import AtlasError
-from atlas.jobs import Shard, derive_seed
+from atlas.jobs import Shard
+from atlas.record import to_dict
+from atlas.seeds import job_seed
 
 TINY = """
 model = "test_resnet"
@@ -45,8 +47,8 @@ def make_request(tmp_path: Path, *, classes: str = "0-2", layers: str = 'layer4 
     path.write_text(TINY.format(classes=classes, layers=layers, judges=judges))
     config = dataclasses.replace(load_config(path), **changes.pop("config", {}))
     selection = override(config.full, **changes.pop("selection", {}))
-    return pipeline.RenderRequest(config=config, selection=selection, device="cpu", cpu_subset=False,
-                                  batch_size=config.batch_size, **changes)
+    return pipeline.RenderRequest(config=config, selection=selection, device="cpu", batch_size=config.batch_size,
+                                  **changes)
 
 
 class FakeBar:
@@ -64,7 +66,8 @@ class FakeBar:
 
 
 def records(cache_dir: Path) -> dict[str, dict]:
-    return {r["key"]: r for r in Cache(cache_dir).records(verify=True)}
+    """The valid records, as written (JSON data)."""
+    return {r.key: to_dict(r) for r in Cache(cache_dir).records(verify=True)}
 
 
 def tree(cache_dir: Path) -> dict[str, tuple[int, bytes]]:
@@ -101,7 +104,7 @@ def test_small_render_writes_complete_entries_and_a_second_run_renders_nothing(t
         assert record["status"] == "ok" and record["failure"] is None
         assert record["model"]["name"] == "test_resnet" and record["model"]["input_size"] == 160
         assert record["preset"]["canvas"] == 32 and record["preset"]["steps"] == 2
-        assert record["seed"] == derive_seed(record["objective"]["id"], record["seed_index"])
+        assert record["seed"] == job_seed(record["objective"]["id"], record["seed_index"])
         assert np.isfinite(record["objective_value"])
         assert record["timing"]["batch_size"] in (1, 2, 3) and record["timing"]["device"] == "cpu"
         models = record["scores"]["models"]
@@ -185,7 +188,7 @@ def test_stale_temporaries_are_cleaned_up(tmp_path):
 
 def _nan_for(monkeypatch, bad_ids: set[str], attempts: int) -> list[list[int]]:
     """Make the engine report a non-finite value for `bad_ids` on their first `attempts` renders."""
-    real = pipeline._engine()[2].render
+    real = pipeline.engine.render
     seen: dict[str, int] = {}
     calls: list[list[int]] = []
 
@@ -200,7 +203,7 @@ def _nan_for(monkeypatch, bad_ids: set[str], attempts: int) -> list[list[int]]:
                     result.finite[k] = False
         return result
 
-    monkeypatch.setattr(pipeline._engine()[2], "render", render)
+    monkeypatch.setattr(pipeline.engine, "render", render)
     return calls
 
 
@@ -209,9 +212,9 @@ def test_non_finite_loss_is_retried_once_with_a_derived_seed(tmp_path, monkeypat
     summary = pipeline.run(make_request(tmp_path, classes="0-2", layers=""), report=lambda _: None)
     assert (summary.rendered, summary.failed, summary.retried) == (3, 0, 1)
     record = next(r for r in records(tmp_path / "cache").values() if r["objective"]["id"] == "class:1")
-    assert record["status"] == "ok" and record["seed"] == derive_seed("class:1", 0, attempt=1)
-    assert record["retry"]["first_seed"] == derive_seed("class:1", 0)
-    assert calls[-1] == [derive_seed("class:1", 0, attempt=1)]
+    assert record["status"] == "ok" and record["seed"] == job_seed("class:1", 0, attempt=1)
+    assert record["retry"]["first_seed"] == job_seed("class:1", 0)
+    assert calls[-1] == [job_seed("class:1", 0, attempt=1)]
 
 
 def test_twice_non_finite_is_recorded_as_failed_and_the_run_goes_on(tmp_path, monkeypatch):
@@ -291,22 +294,6 @@ def test_full_disk_mid_run_keeps_finished_entries_and_leaves_no_partial_one(tmp_
     for folder in (tmp_path / "cache" / "entries").glob("*/*"):
         assert (folder / RECORD).exists(), f"partial entry {folder}"
     assert not [p for p in (tmp_path / "cache").rglob("*.tmp")]
-
-
-def test_device_resolution(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setenv("LOCAL_RANK", "1")  # torchrun on a machine without GPUs stays on the CPU
-    assert pipeline.resolve_device("auto") == "cpu"
-    with pytest.raises(AtlasError, match="--device cpu"):
-        pipeline.resolve_device("cuda")
-    with pytest.raises(AtlasError, match="unknown device"):
-        pipeline.resolve_device("tpu")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    assert pipeline.resolve_device("auto") == "cuda:1"  # torchrun's LOCAL_RANK picks the GPU
-    assert pipeline.resolve_device("cuda:0") == "cuda:0"
-    with pytest.raises(AtlasError, match="has 2 GPU"):
-        pipeline.resolve_device("cuda:2")
 
 
 @pytest.mark.gpu

@@ -21,6 +21,7 @@ from atlas.cache import Cache
 from atlas.cli import main
 from atlas.jobs import Shard, build_jobs, select_shard
 from atlas.models import classifier_weights, load_model
+from atlas.record import to_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,7 +62,7 @@ def write_config(tmp_path: Path, classes: str = "0-3", layers: str = "") -> Path
 
 
 def valid(cache_dir: Path) -> dict[str, dict]:
-    return {r["key"]: r for r in Cache(cache_dir).records(verify=True)}
+    return {r.key: to_dict(r) for r in Cache(cache_dir).records(verify=True)}
 
 
 def states(cache_dir: Path) -> dict[str, str]:
@@ -156,7 +157,8 @@ def test_kill_9_at_a_random_moment_then_resume(tmp_path):
     resumed = atlas("--config", str(config), "--full")
     out, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, out
-    assert f"{total - len(finished)} rendered, {len(finished)} reused from cache, 0 failed of {total}" in out, (seed, out)
+    expected = f"{total - len(finished)} rendered, {len(finished)} reused from cache, 0 failed of {total}"
+    assert expected in out, (seed, out)
     final = valid(cache_dir)
     assert len(final) == total and set(finished) <= set(final)
     for key, mtime in finished.items():  # nothing finished was rendered again
@@ -180,7 +182,7 @@ def test_two_shard_processes_cover_the_jobs_exactly_once(tmp_path):
     assert len(records) == 10
     jobs = build_jobs(range(7), {"layer2": [0, 1, 2]}, seeds=1)
     for index in (0, 1):
-        expected = {(j.target.id, j.seed) for j in select_shard(jobs, Shard(index, 2))}
+        expected = {(j.objective.id, j.seed) for j in select_shard(jobs, Shard(index, 2))}
         got = {(r["objective"]["id"], r["seed"]) for r in records.values() if r["timing"]["shard"] == f"{index}/2"}
         assert got == expected
     # one process over the whole list now finds everything

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from atlas.models import LoadedModel
-from atlas.scoring import Judge, crop_boxes, score_images
+from atlas.scoring import Judge, pixel_boxes, score_images
 
 
 class MeanColour(torch.nn.Module):
@@ -29,9 +29,9 @@ def solid(rgb: tuple[float, float, float], canvas: int = 40) -> torch.Tensor:
 
 
 def test_boxes_are_seeded_inside_the_canvas_and_at_the_crop_scale():
-    boxes = crop_boxes(200, 50, seed=3, crop_min=0.2, crop_max=0.25)
-    assert boxes == crop_boxes(200, 50, seed=3, crop_min=0.2, crop_max=0.25)
-    assert boxes != crop_boxes(200, 50, seed=4, crop_min=0.2, crop_max=0.25)
+    boxes = pixel_boxes(200, 50, seed=3, crop_min=0.2, crop_max=0.25)
+    assert boxes == pixel_boxes(200, 50, seed=3, crop_min=0.2, crop_max=0.25)
+    assert boxes != pixel_boxes(200, 50, seed=4, crop_min=0.2, crop_max=0.25)
     for top, left, side in boxes:
         assert 40 <= side <= 50
         assert 0 <= top <= 200 - side and 0 <= left <= 200 - side
@@ -44,24 +44,36 @@ def test_scores_name_every_model_and_count_target_hits():
     scores = score_images(images, judges, [0, 0, None], crops=4, seed=1, crop_min=0.2, crop_max=0.3)
     assert len(scores) == 3
     for score in scores:
-        assert score["crops"] == 4 and score["crop_seed"] == 1
-        assert [m["name"] for m in score["models"]] == ["gen", "judge"]
-        assert [m["role"] for m in score["models"]] == ["generator", "judge"]
-        for model in score["models"]:
-            assert len(model["top5"]) == 5
-            probs = [t["prob"] for t in model["top5"]]
+        assert score.crops == 4 and score.crop_seed == 1 and score.crop_scale == (0.2, 0.3)
+        assert [m.name for m in score.models] == ["gen", "judge"]
+        assert [m.role for m in score.models] == ["generator", "judge"]
+        for model in score.models:
+            assert len(model.top5) == 5
+            probs = [t.prob for t in model.top5]
             assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
-    red, green, blue = (s["models"][0] for s in scores)
-    assert red["top5"][0]["index"] == 0 and red["target_top1_rate"] == 1.0 and red["target_top5_rate"] == 1.0
-    assert green["top5"][0]["index"] == 1 and green["target_top1_rate"] == 0.0
+    red, green, blue = (s.models[0] for s in scores)
+    assert red.top5[0].index == 0 and red.target_top1_rate == 1.0 and red.target_top5_rate == 1.0
+    assert green.top5[0].index == 1 and green.target_top1_rate == 0.0
     # normalised, the green image's red channel is -1: logit -10, below the seven constant classes
-    assert green["target_top5_rate"] == 0.0
-    assert blue["target_top1_rate"] is None and blue["target_top5_rate"] is None and blue["target_prob"] is None
+    assert green.target_top5_rate == 0.0
+    assert blue.target_top1_rate is None and blue.target_top5_rate is None and blue.target_prob is None
 
 
 def test_value_range_changes_what_the_model_reads():
     image = solid((0.6, 0.5, 0.5)).unsqueeze(0)
     judge = [Judge(colour_model("gen"), "generator")]
-    normalised = score_images(image, judge, [0], crops=2)[0]["models"][0]["target_prob"]
-    wide = score_images(image, judge, [0], crops=2, value_range=(-2.5, 2.5))[0]["models"][0]["target_prob"]
+    normalised = score_images(image, judge, [0], crops=2)[0].models[0].target_prob
+    wide = score_images(image, judge, [0], crops=2, value_range=(-2.5, 2.5))[0].models[0].target_prob
     assert wide > normalised
+
+
+def test_bench_quality_reads_the_typed_scores(tiny_resnet):
+    from atlas import bench
+    from atlas.presets import get_preset
+
+    row = bench.quality(tiny_resnet, [], get_preset("cpu", canvas=32, steps=2, crops=1), [1, 2], "cpu",
+                        config="tiny", batch=2, crops=2)
+    assert set(row.per_class) == {1, 2}
+    for rates in row.per_class.values():
+        top1, top5 = rates["test_resnet"]
+        assert 0 <= top1 <= top5 <= 1

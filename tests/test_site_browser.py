@@ -111,7 +111,8 @@ def tab(request, browser, site, server):
 
 
 def _visible_stage_src(tab: Tab) -> list[str]:
-    return tab.page.eval_on_selector_all("#stage img", "els => els.filter(e => !e.hidden).map(e => e.getAttribute('src'))")
+    return tab.page.eval_on_selector_all("#stage img",
+                                         "els => els.filter(e => !e.hidden).map(e => e.getAttribute('src'))")
 
 
 def test_index_grid_from_file_and_from_a_subpath(tab):

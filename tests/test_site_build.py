@@ -43,7 +43,8 @@ GOLDEN_PAGES = {
     "classes/0000.html": ["Not rendered yet", "tench, Tinca tinca", 'class="stage placeholder pending"',
                           'rel="prev" href="0999.html"'],
     "classes/0739.html": ["potter&#39;s wheel</h1>"],
-    "layers/index.html": ["blocks.3", "No channel rendered yet", "blocks.5", "conv_head", 'href="conv_head/index.html"'],
+    "layers/index.html": ["blocks.3", "No channel rendered yet", "blocks.5", "conv_head",
+                          'href="conv_head/index.html"'],
     "layers/blocks.5/index.html": ['data-grid="layer"', 'data-layer="blocks.5"', "2 channels rendered of 192"],
     "layers/blocks.5/c0003.html": ["blocks.5</span> channel 3</h1>", 'rel="next" href="c0017.html"',
                                    'href="../../data/layers/blocks.5/c0003.json"', 'href="../index.html"'],
@@ -89,7 +90,8 @@ def test_golden_pages(site, page):
     for snippet in GOLDEN_PAGES[page]:
         assert snippet in html, f"{page} lacks {snippet!r}"
     assert html.startswith("<!doctype html>")
-    assert '<meta http-equiv="Content-Security-Policy" content="default-src &#39;none&#39;; script-src &#39;self&#39;' in html
+    csp = "default-src &#39;none&#39;; script-src &#39;self&#39;"
+    assert f'<meta http-equiv="Content-Security-Policy" content="{csp}' in html
     assert (site / page).stat().st_size <= 30 * 1024
 
 
@@ -193,7 +195,8 @@ def test_rebuild_rewrites_only_what_changed(tmp_path):
     with Image.open(new / "image.png") as im:  # a picture of its own (media are content-addressed)
         im.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(new / "image.png")
     data = (new / "image.png").read_bytes()
-    record["files"] = dict(record["files"], **{"image.png": {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}})
+    image = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    record["files"] = dict(record["files"], **{"image.png": image})
     (new / "record.json").write_text(json.dumps(record), encoding="utf-8")
     third = build(cache, out)
 

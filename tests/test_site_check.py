@@ -52,7 +52,8 @@ def test_page_links_reads_attributes_not_text():
 )
 def test_checker_fails_on_a_bad_link(site_copy, link, why):
     page = site_copy / "about.html"
-    page.write_text(page.read_text(encoding="utf-8").replace("</main>", f'<a href="{link}">x</a></main>'), encoding="utf-8")
+    html = page.read_text(encoding="utf-8").replace("</main>", f'<a href="{link}">x</a></main>')
+    page.write_text(html, encoding="utf-8")
     with pytest.raises(AtlasError, match=why):
         check_site(site_copy)
 
@@ -64,7 +65,8 @@ def test_checker_fails_on_a_missing_image_and_a_broken_index_entry(site_copy):
     assert problems and all("detail.webp" in p and "does not exist" in p for p in problems)
     thumb = next(site_copy.glob("media/*/thumb.webp"))
     thumb.unlink()  # only the search index (and so the grids) and a few pages point at thumbnails
-    assert any(p.startswith("data/search-index.js:") and thumb.parent.name in p for p in inspect_site(site_copy).problems)
+    problems = inspect_site(site_copy).problems
+    assert any(p.startswith("data/search-index.js:") and thumb.parent.name in p for p in problems)
 
 
 def test_checker_fails_on_symlinks_and_budgets(site_copy):
@@ -96,7 +98,8 @@ def test_a_class_with_many_seeds_stays_under_the_page_budget(tmp_path):
         key = hashlib.sha256(f"seed {seed}".encode()).hexdigest()
         new = cache / "entries" / key[:2] / key
         shutil.copytree(folder, new)
-        (new / "record.json").write_text(json.dumps(dict(record, key=key, seed=seed, seed_index=seed)), encoding="utf-8")
+        copied = dict(record, key=key, seed=seed, seed_index=seed)
+        (new / "record.json").write_text(json.dumps(copied), encoding="utf-8")
     report = build(cache, tmp_path / "site")
     page = (tmp_path / "site/classes/0967.html").stat().st_size
     assert report.check.largest_page == ("classes/0967.html", page)

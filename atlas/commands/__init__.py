@@ -1,5 +1,5 @@
 """One module per `atlas` subcommand.
 
-Each module defines `HELP` (one line), `add_arguments(parser)` and `run(args) -> int`.
-They are imported only when their command runs, so `atlas build` never imports torch.
+Each module defines `add_arguments(parser)` and `run(args) -> int`; its one-line help is in
+atlas/cli.py. They are imported only when their command runs, so `atlas build` never imports torch.
 """

@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     gpu = args.part == "gpu"
     device = args.device or ("cuda" if gpu else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise AtlasError("no CUDA device here: run `atlas bench --part gpu` on a GPU machine, or `make bench` for the CPU part")
+        raise AtlasError("no CUDA device here: run `atlas bench --part gpu` on a GPU machine, "
+                         "or `make bench` for the CPU part")
     parts = [p.strip() for p in args.only.split(",") if p.strip()]
     unknown = sorted(set(parts) - set(PARTS))
     if unknown:
@@ -84,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
             measured = bench.speed(model, same, steps, device, batches=(1, 8, 32) if gpu else (1, 4))
             horama_ms = next(r.ms_per_image_step for r in measured if r.implementation == "horama 0.3.0 maco")
             for r in measured:
-                rows.append(asdict(r) | {"per_hour_256_steps": r.per_hour(256), "x_horama": horama_ms / r.ms_per_image_step})
+                rows.append(asdict(r) | {"per_hour_256_steps": r.per_hour(256),
+                                         "x_horama": horama_ms / r.ms_per_image_step})
                 table.append([r.implementation, r.model, r.batch, r.ms_per_step, r.ms_per_image_step,
                               f"{r.per_hour(256):,.0f}", f"{horama_ms / r.ms_per_image_step:.2f}x"])
         results["speed"] = rows
@@ -112,8 +114,10 @@ def run(args: argparse.Namespace) -> int:
         results["scaling"] = {"batch": rows, "canvas": canvases}
         print(f"## Scaling: Lite0, preset `{default.name}` ({default.canvas} px, {default.crops} crops), {device}\n")
         print(_table(["batch", "ms/step", f"images/hour ({default.steps} steps)", "peak MB"],
-                     [[r["batch"], r["ms_per_step"], f"{r['images_per_hour']:,.0f}", r["peak_mb"]] for r in rows]) + "\n")
-        print(_table(["canvas", "batch", "peak MB"], [[r["canvas"], r["batch"], r["peak_mb"]] for r in canvases]) + "\n")
+                     [[r["batch"], r["ms_per_step"], f"{r['images_per_hour']:,.0f}", r["peak_mb"]]
+                      for r in rows]) + "\n")
+        print(_table(["canvas", "batch", "peak MB"],
+                     [[r["canvas"], r["batch"], r["peak_mb"]] for r in canvases]) + "\n")
 
     if "split" in parts:
         rows = []
@@ -144,7 +148,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {name}: {row.seconds_per_image:.1f} s/image, " +
                   ", ".join(f"{k} top-1 {v[0]:.2f} top-5 {v[1]:.2f}" for k, v in row.rates.items()), flush=True)
         results["quality"] = rows
-        print(f"\n## Quality: Lite0 class visualizations judged on 16 random crops at the optimisation scale, {device}\n")
+        print("\n## Quality: Lite0 class visualizations judged on 16 random crops at the optimisation scale, "
+              f"{device}\n")
         header = ["config", "classes", "s/image", "Lite0 top-1", "Lite0 top-5", "Lite1 top-1", "Lite1 top-5",
                   "Lite2 top-1", "Lite2 top-5", "Lite1 top-5 per minute"]
         table = []
@@ -221,7 +226,8 @@ def gpu_options(bench, lite0, resnet, preset, steps, device) -> dict[str, object
     compiled = replace(lite0, module=torch.compile(lite0.module))
     bench.run_ours(compiled, replace(preset, steps=2), batch, device)  # compilation
     seconds = bench.run_ours(compiled, replace(preset, steps=steps), batch, device)[1]
-    rows.append({"bf16": False, "channels_last": False, "compile": True, "ms_per_image_step": 1000 * seconds / steps / batch})
+    rows.append({"bf16": False, "channels_last": False, "compile": True,
+                 "ms_per_image_step": 1000 * seconds / steps / batch})
     print(f"## GPU options: Lite0, preset `atlas`, batch {batch}\n")
     print(_table(["bf16", "channels_last", "torch.compile", "ms per image-step"],
                  [[r["bf16"], r["channels_last"], r["compile"], r["ms_per_image_step"]] for r in rows]) + "\n")

@@ -6,20 +6,22 @@ import argparse
 import sys
 from pathlib import Path
 
-HELP = "build the static site from the cache"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, metavar="FILE", help="settings file for the default folders (default: ./atlas.toml)")
-    parser.add_argument("--cache", type=Path, metavar="DIR", help="render cache to read (default from the config: cache)")
+    parser.add_argument("--config", type=Path, metavar="FILE",
+                        help="settings file for the default folders (default: ./atlas.toml)")
+    parser.add_argument("--cache", type=Path, metavar="DIR",
+                        help="render cache to read (default from the config: cache)")
     parser.add_argument("--out", type=Path, metavar="DIR", help="site folder to write (default from the config: site)")
     parser.add_argument("--model", metavar="NAME", help="which model's atlas, when the cache holds several")
     downloads = parser.add_mutually_exclusive_group()
     downloads.add_argument("--png", dest="png", action="store_const", const=True,
-                           help="always copy the full-size PNG downloads (default: only when the site stays within its size budget)")
+                           help="always copy the full-size PNG downloads "
+                                "(default: only when the site stays within its size budget)")
     downloads.add_argument("--no-png", dest="png", action="store_const", const=False,
                            help="leave out the full-size PNG downloads (the largest part of a big site)")
-    parser.add_argument("--workers", type=int, metavar="N", help="threads for image derivatives (default: CPU count, at most 8)")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="threads for image derivatives (default: CPU count, at most 8)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -35,11 +35,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from atlas import pipeline  # imports torch: only now
-    from atlas.commands.render import _tqdm
+    # These import torch: only now
+    from atlas.commands.render import progress_bar
     from atlas.concepts.run import ConceptRequest, run_concepts, wnid_index
-    from atlas.jobs import parse_classes
+    from atlas.device import resolve_device
     from atlas.models import load_model
+    from atlas.plan import select_targets
+    from atlas.specs import parse_classes
 
     config = load_config(args.config)
     settings = config.concepts
@@ -47,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if images is None:
         raise AtlasError("no image folder: pass --images DIR (one subfolder per class, DIR/n01440764/...) "
                          "or set images in [concepts] of atlas.toml")
-    device = pipeline.resolve_device(args.device or config.device)
+    device = resolve_device(args.device or config.device)
     gpu = device.startswith("cuda")
     loaded = load_model(args.model or config.model,
                         checkpoint=args.checkpoint if args.checkpoint is not None else config.checkpoint,
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     selection = dataclasses.replace(config.full if gpu else config.cpu, classes="none")
     if args.layers is not None:
         selection = dataclasses.replace(selection, layers=parse_layers_arg(args.layers))
-    _, channels = pipeline.select_targets(loaded, selection)
+    _, channels = select_targets(loaded, selection)
     request = ConceptRequest(
         images=images,
         cache=args.cache or config.cache,
@@ -72,6 +74,6 @@ def run(args: argparse.Namespace) -> int:
         group=args.group or (16 if gpu else 1),
     )
     summary = run_concepts(loaded, request, report=lambda line: print(f"atlas concepts: {line}", flush=True),
-                           progress=None if args.no_progress else _tqdm())
+                           progress=None if args.no_progress else progress_bar())
     print(f"atlas concepts: done: {summary.line()}; cache {request.cache}", flush=True)
     return 0

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "list the layers of a model that an atlas can visualize"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="a timm model name, or efficientnet_lite0/1/2 (bundled weights)")

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "push a built site to a gh-pages branch"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, metavar="FILE", help="settings file for the default folder (default: ./atlas.toml)")
+    parser.add_argument("--config", type=Path, metavar="FILE",
+                        help="settings file for the default folder (default: ./atlas.toml)")
     parser.add_argument("--out", type=Path, metavar="DIR", help="the built site (default from the config: site)")
     parser.add_argument("--remote", metavar="URL_OR_PATH",
                         help="where to push (default: the origin of the git repository holding the config file, "

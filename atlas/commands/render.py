@@ -9,9 +9,6 @@ from pathlib import Path
 
 from atlas.config import load_config, override, parse_batch_size
 from atlas.errors import AtlasError
-from atlas.jobs import parse_layers_arg, parse_shard, shard_from_env
-
-HELP = "render MACO visualizations into the cache"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", metavar="D", help="auto, cpu, cuda, cuda:N (default auto)")
     parser.add_argument("--batch-size", metavar="K", help='objectives per optimisation call, or "auto"')
     parser.add_argument("--spectrum", type=Path, metavar="FILE",
-                        help="magnitude spectrum .npy made by `atlas spectrum` (default: the MACO authors' ImageNet one)")
+                        help="magnitude spectrum .npy made by `atlas spectrum` "
+                             "(default: the MACO authors' ImageNet one)")
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                         help="bfloat16 autocast of the model (GPU speed; other images, other cache keys)")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
@@ -50,7 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from atlas import pipeline  # imports torch: only now
+    # These import torch: only now, so that `atlas render --help` answers at once.
+    from atlas import pipeline
+    from atlas.device import resolve_device
+    from atlas.jobs import parse_layers_arg, parse_shard, shard_from_env
 
     config = load_config(args.config)
     _check_classes_arg(args.classes)
@@ -66,9 +67,8 @@ def run(args: argparse.Namespace) -> int:
         bf16=config.bf16 if args.bf16 is None else args.bf16,
         channels_last=config.channels_last if args.channels_last is None else args.channels_last,
     )
-    device = pipeline.resolve_device(config.device)
+    device = resolve_device(config.device)
     cpu_subset = device == "cpu" if args.subset is None else args.subset == "cpu"
-    _check_mps(device)
     selection = override(
         config.cpu if cpu_subset else config.full,
         classes=args.classes,
@@ -80,16 +80,15 @@ def run(args: argparse.Namespace) -> int:
         canvas=args.canvas,
     )
     shard = parse_shard(args.shard) if args.shard else shard_from_env()
-    request = pipeline.RenderRequest(config=config, selection=selection, device=device, cpu_subset=cpu_subset,
-                                     batch_size=config.batch_size, shard=shard, force=args.force,
-                                     retry_failed=args.retry_failed)
+    request = pipeline.RenderRequest(config=config, selection=selection, device=device, batch_size=config.batch_size,
+                                     shard=shard, force=args.force, retry_failed=args.retry_failed)
     full_command = pipeline.full_atlas_command(config)
     if cpu_subset:
         why = "no GPU found" if args.subset is None else "--cpu-subset"
         print(f"atlas render: {why}: rendering the CPU subset ([cpu] in {config.source or 'the defaults'}): "
               f"{selection.describe()} (the default subset takes about 10 minutes on 2 cores). "
               f"Full atlas: {full_command}", flush=True)
-    progress = None if args.no_progress else _tqdm()
+    progress = None if args.no_progress else progress_bar()
     summary = pipeline.run(request, report=lambda line: print(f"atlas render: {line}", flush=True), progress=progress)
     print(f"atlas render: done: {summary.line()}; cache {config.cache}", flush=True)
     if cpu_subset:
@@ -103,19 +102,8 @@ def _check_classes_arg(classes: str | None) -> None:
                          'or a spec like 0-99 or all')
 
 
-def _check_mps(device: str) -> None:
-    import torch
-
-    if device == "mps" and not torch.backends.mps.is_available():
-        raise AtlasError("device 'mps' asked for, but this machine has no usable Apple GPU (MPS): "
-                         "use --device cpu, or auto")
-
-
-def _tqdm():
-    try:
-        from tqdm.auto import tqdm
-    except ImportError as exc:  # pragma: no cover - tqdm is a dependency
-        raise AtlasError("tqdm is missing: reinstall atlas (pip install -e .)") from exc
+def progress_bar():
+    from tqdm.auto import tqdm
 
     def progress(**kwargs):
         return tqdm(file=sys.stderr, mininterval=1.0, **kwargs)

@@ -6,11 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-HELP = "serve a built site on localhost"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, metavar="FILE", help="settings file for the default folder (default: ./atlas.toml)")
+    parser.add_argument("--config", type=Path, metavar="FILE",
+                        help="settings file for the default folder (default: ./atlas.toml)")
     parser.add_argument("--out", type=Path, metavar="DIR", help="the built site (default from the config: site)")
     parser.add_argument("--port", type=int, default=8000, metavar="N", help="port (default 8000; 0 picks a free one)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")

@@ -6,8 +6,6 @@ import argparse
 import io
 from pathlib import Path
 
-HELP = "compute a magnitude spectrum from a folder of images"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("folder", help="folder of images (jpg, png, ...; subfolders are searched too)")

@@ -27,6 +27,7 @@ from pathlib import Path
 from atlas import __version__
 from atlas.cache import atomic_write
 from atlas.errors import AtlasError
+from atlas.record import IMAGE
 from atlas.site.check import DEFAULT_BUDGET, Budget, SiteReport, check_site
 from atlas.site.gather import gather
 from atlas.site.images import derive_all
@@ -147,7 +148,7 @@ def _without(contents: CacheContents, corrupt: dict[Path, str]) -> CacheContents
 def _pngs_fit(site: Site, files: dict[str, bytes], out: Path, budget: Budget) -> tuple[bool, str]:
     """Whether the site, measured without its PNG downloads, still fits `budget` with them."""
     media = {r.media.folder: r for r in site.renders if r.media is not None}
-    png_bytes = sum(int(r.entry.record["files"]["image.png"].get("bytes", 0)) for r in media.values())
+    png_bytes = sum(r.entry.record.files[IMAGE].bytes for r in media.values())
     rest = sum(len(data) for data in files.values())
     rest += sum((out / f).stat().st_size for r in media.values() for f in r.media.files)  # webp only here
     rest += (out / MARKER).stat().st_size  # listing every path this build may write: at least the final one

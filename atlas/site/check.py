@@ -99,12 +99,14 @@ def inspect_site(site: Path, budget: Budget = DEFAULT_BUDGET) -> SiteReport:
         if size > report.largest_file[1]:
             report.largest_file = (rel, size)
         if size > budget.file_bytes:
-            report.problems.append(f"{rel} is {size / 2**20:.1f} MB, over the {budget.file_bytes / 2**20:.0f} MB limit per file")
+            report.problems.append(
+                f"{rel} is {size / 2**20:.1f} MB, over the {budget.file_bytes / 2**20:.0f} MB limit per file")
         if rel.endswith(".html"):
             if size > report.largest_page[1]:
                 report.largest_page = (rel, size)
             if size > budget.page_bytes:
-                report.problems.append(f"{rel} is {size / 1024:.1f} KB, over the {budget.page_bytes / 1024:.0f} KB limit per page "
+                report.problems.append(f"{rel} is {size / 1024:.1f} KB, "
+                                       f"over the {budget.page_bytes / 1024:.0f} KB limit per page "
                                        "(each extra seed adds about 3 KB: render fewer seeds per objective)")
             for link in page_links(path.read_text(encoding="utf-8")):
                 report.links += 1
@@ -112,9 +114,11 @@ def inspect_site(site: Path, budget: Budget = DEFAULT_BUDGET) -> SiteReport:
                 if problem:
                     report.problems.append(f"{rel}: {problem}")
     if report.total_bytes > budget.site_bytes:
-        kinds = ", ".join(f"{k} {v / 2**20:.0f} MB" for k, v in sorted(report.bytes_by_kind.items(), key=lambda kv: -kv[1]))
+        by_size = sorted(report.bytes_by_kind.items(), key=lambda kv: -kv[1])
+        kinds = ", ".join(f"{k} {v / 2**20:.0f} MB" for k, v in by_size)
         report.problems.append(
-            f"the site is {report.total_bytes / 2**20:.0f} MB, over the {budget.site_bytes / 2**20:.0f} MB budget ({kinds}); "
+            f"the site is {report.total_bytes / 2**20:.0f} MB, "
+            f"over the {budget.site_bytes / 2**20:.0f} MB budget ({kinds}); "
             "build without --png (or with --no-png) to leave out the full-size PNG downloads"
         )
     for link in _index_links(site, report):

@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from atlas import __version__
+from atlas.record import as_data
 from atlas.site.pages import ChannelPage, ClassPage, Render, Site, UnitPage
 
 SITE_FORMAT = 1
@@ -75,7 +76,7 @@ def render_document(render: Render) -> dict[str, Any]:
         "failure": render.failure,
         "seed": render.seed,
         "seed_index": render.entry.seed_index,
-        "objective": rec["objective"],
+        "objective": as_data(rec.objective),
         "images": None if media is None else {
             "thumb": media.thumb, "thumb_overlay": media.thumb_overlay,
             "detail": media.detail, "detail_overlay": media.detail_overlay, "png": media.png,
@@ -88,14 +89,14 @@ def render_document(render: Render) -> dict[str, Any]:
                       for g in p.guesses]}
             for p in render.predictions
         ],
-        "preset": rec.get("preset"),
-        "param": rec.get("param"),
-        "spectrum_sha256": rec.get("spectrum_sha256"),
-        "engine_version": rec.get("engine_version"),
-        "objective_value": rec.get("objective_value"),
-        "timing": rec.get("timing"),
-        "scores": rec.get("scores"),
-        "files": rec.get("files"),
+        "preset": rec.preset,
+        "param": rec.param,
+        "spectrum_sha256": rec.spectrum_sha256,
+        "engine_version": rec.engine_version,
+        "objective_value": rec.objective_value,
+        "timing": as_data(rec.timing),
+        "scores": as_data(rec.scores),
+        "files": as_data(rec.files),
     }
 
 
@@ -103,7 +104,8 @@ def unit_document(site: Site, page: UnitPage) -> dict[str, Any]:
     doc: dict[str, Any] = {"format": SITE_FORMAT, "model": site.model.name, "page": page.path, "status": page.status}
     if isinstance(page, ClassPage):
         assert page.info is not None
-        doc.update(kind="class", index=page.index, name=page.name, synonyms=list(page.info.synonyms), wnid=page.info.wnid)
+        doc.update(kind="class", index=page.index, name=page.name, synonyms=list(page.info.synonyms),
+                   wnid=page.info.wnid)
         related_key = "nearest_classes"
     else:
         assert isinstance(page, ChannelPage) and page.layer is not None
@@ -143,12 +145,12 @@ def manifest_document(site: Site) -> dict[str, Any]:
         "png_downloads": site.with_png,
         "renders": [
             {
-                "key": r.entry.key, "objective": r.entry.record["objective"]["id"], "status": r.status,
+                "key": r.entry.key, "objective": r.entry.objective.id, "status": r.status,
                 "failure": r.failure, "seed": r.seed, "seed_index": r.entry.seed_index,
-                "preset": r.entry.record.get("preset"), "param": r.entry.record.get("param"),
-                "spectrum_sha256": r.entry.record.get("spectrum_sha256"),
-                "engine_version": r.entry.record.get("engine_version"),
-                "finished": r.entry.finished, "files": r.entry.record.get("files"),
+                "preset": r.entry.record.preset, "param": r.entry.record.param,
+                "spectrum_sha256": r.entry.record.spectrum_sha256,
+                "engine_version": r.entry.record.engine_version,
+                "finished": r.entry.finished, "files": as_data(r.entry.record.files),
             }
             for r in site.renders
         ],

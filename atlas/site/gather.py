@@ -55,12 +55,14 @@ def gather(contents: CacheContents, *, with_png: bool = True) -> Site:
     by_class: dict[int, list[Entry]] = {}
     by_channel: dict[tuple[str, int], list[Entry]] = {}
     for e in contents.entries:
-        if e.kind == "class":
-            if not 0 <= (e.class_index or 0) < len(model.classes):
-                raise AtlasError(f"entry {e.folder} targets class {e.class_index}, outside the model's {len(model.classes)} classes")
-            by_class.setdefault(e.class_index, []).append(e)  # type: ignore[arg-type]
-        else:
-            by_channel.setdefault((e.layer, e.channel), []).append(e)  # type: ignore[arg-type]
+        objective = e.objective
+        if objective.class_index is not None:
+            if not 0 <= objective.class_index < len(model.classes):
+                raise AtlasError(f"entry {e.folder} targets class {objective.class_index}, "
+                                 f"outside the model's {len(model.classes)} classes")
+            by_class.setdefault(objective.class_index, []).append(e)
+        elif objective.layer is not None and objective.channel is not None:
+            by_channel.setdefault((objective.layer, objective.channel), []).append(e)
 
     classes = [
         ClassPage(path=f"classes/{c.index:04d}.html", title=f"{c.index:04d} {c.name}", template="unit.html",
@@ -92,15 +94,12 @@ def gather(contents: CacheContents, *, with_png: bool = True) -> Site:
         layer.channels.append(page)
 
     def predictions(entry: Entry, target: int | None) -> tuple[Prediction, ...]:
+        scores = entry.record.scores
         out = []
-        for m in (entry.record.get("scores") or {}).get("models") or []:
-            guesses = tuple(
-                Guess(classes[int(g["index"])], float(g["prob"]), int(g["index"]) == target)
-                for g in m.get("top5") or []
-                if 0 <= int(g["index"]) < len(classes)
-            )
-            out.append(Prediction(str(m.get("name", "?")), str(m.get("role", "")), guesses,
-                                  m.get("target_top1_rate"), m.get("target_top5_rate")))
+        for m in scores.models if scores else ():
+            guesses = tuple(Guess(classes[g.index], float(g.prob), g.index == target)
+                            for g in m.top5 if 0 <= g.index < len(classes))
+            out.append(Prediction(m.name, m.role, guesses, m.target_top1_rate, m.target_top5_rate))
         return tuple(out)
 
     def renders(entries: list[Entry], target: int | None, stem: str) -> list[Render]:
@@ -144,8 +143,10 @@ def _chain(pages: list) -> None:
 
 def _summarize(contents: CacheContents, classes: list[ClassPage], layers: list[LayerPage]) -> Summary:
     shown = [r.entry for p in [*classes, *(c for la in layers for c in la.channels)] for r in p.renders]
+    records = [e.record for e in shown]
+    timings = [r.timing for r in records if r.timing is not None]
     finished = sorted(e.finished for e in shown if e.finished)
-    presets = Counter(json.dumps(e.record.get("preset") or {}, sort_keys=True) for e in shown)
+    presets = Counter(json.dumps(r.preset, sort_keys=True) for r in records)
     return Summary(
         classes=len(classes),
         classes_rendered=sum(p.status == "ok" for p in classes),
@@ -157,10 +158,10 @@ def _summarize(contents: CacheContents, classes: list[ClassPage], layers: list[L
         extra_seeds=sum(max(0, len(p.ok_renders) - 1) for p in [*classes, *(c for la in layers for c in la.channels)]),
         updated=finished[-1] if finished else "",
         first_finished=finished[0] if finished else "",
-        render_seconds=round(sum(float((e.record.get("timing") or {}).get("seconds") or 0) for e in shown), 1),
+        render_seconds=round(sum(float(t.seconds) for t in timings), 1),
         presets=tuple(sorted(presets.items(), key=lambda kv: -kv[1])),
-        params=tuple(sorted({str(e.record.get("param")) for e in shown})),
-        devices=tuple(sorted({str((e.record.get("timing") or {}).get("device")) for e in shown if e.record.get("timing")})),
-        engine_versions=tuple(sorted({str(e.record.get("engine_version")) for e in shown})),
-        spectra=tuple(sorted({str(e.record.get("spectrum_sha256")) for e in shown})),
+        params=tuple(sorted({r.param for r in records})),
+        devices=tuple(sorted({t.device for t in timings})),
+        engine_versions=tuple(sorted({r.engine_version for r in records})),
+        spectra=tuple(sorted({r.spectrum_sha256 for r in records})),
     )

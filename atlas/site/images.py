@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import secrets
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from atlas.cache import atomic_write
 from atlas.display import attribution_alpha, composite_on_white, display_image
 from atlas.errors import AtlasError
 from atlas.site.pages import Media, Render
@@ -67,7 +67,7 @@ def derive(entry: Entry, media: Media, out: Path) -> list[str]:
     webps = (media.thumb, media.thumb_overlay, media.detail, media.detail_overlay)
     if all((out / f).is_file() for f in webps):  # only the PNG download is new
         assert media.png is not None
-        write_atomic(out / media.png, image_bytes)
+        atomic_write(out / media.png, image_bytes, durable=False)
         return [media.png]
     attribution_bytes = _verified(entry.attribution_path, entry.attribution_sha256)
     with Image.open(io.BytesIO(image_bytes)) as im:
@@ -91,7 +91,7 @@ def derive(entry: Entry, media: Media, out: Path) -> list[str]:
     if media.png:
         files[media.png] = image_bytes
     for path in sorted(files):
-        write_atomic(out / path, files[path])
+        atomic_write(out / path, files[path], durable=False)
     return sorted(files)
 
 
@@ -108,14 +108,3 @@ def _webp(image: Image.Image, size: tuple[int, int], quality: int) -> bytes:
     buf = io.BytesIO()
     image.save(buf, "WEBP", quality=quality, method=4)
     return buf.getvalue()
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary name in the same folder, then rename into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -146,7 +146,8 @@ class Render:
 
     @property
     def crops(self) -> int | None:
-        return (self.entry.record.get("scores") or {}).get("crops")
+        scores = self.entry.record.scores
+        return scores.crops if scores else None
 
     @property
     def status(self) -> str:
@@ -163,23 +164,22 @@ class Render:
     @property
     def parameters(self) -> list[tuple[str, str]]:
         rec = self.entry.record
-        timing = rec.get("timing") or {}
-        rows = [(k if k != "name" else "preset", _text(v)) for k, v in (rec.get("preset") or {}).items()]
+        timing = rec.timing
+        rows = [(k if k != "name" else "preset", _text(v)) for k, v in rec.preset.items()]
         rows += [
-            ("parameterisation", _text(rec.get("param"))),
-            ("seed", f"{self.entry.seed} (index {self.entry.seed_index})"),
-            ("objective value", _text(rec.get("objective_value"))),
-            ("render time", f"{timing['seconds']} s" if timing.get("seconds") is not None else "–"),
-            ("batch size", _text(timing.get("batch_size"))),
-            ("device", _text(timing.get("device"))),
-            ("finished", _text(timing.get("finished"))),
-            ("spectrum sha256", _text(rec.get("spectrum_sha256"))[:16]),
-            ("engine version", _text(rec.get("engine_version"))),
-            ("cache key", self.entry.key[:16]),
+            ("parameterisation", _text(rec.param)),
+            ("seed", f"{rec.seed} (index {rec.seed_index})"),
+            ("objective value", _text(rec.objective_value)),
+            ("render time", f"{timing.seconds} s" if timing else "–"),
+            ("batch size", _text(timing.batch_size if timing else None)),
+            ("device", _text(timing.device if timing else None)),
+            ("finished", _text(timing.finished if timing else None)),
+            ("spectrum sha256", rec.spectrum_sha256[:16]),
+            ("engine version", rec.engine_version),
+            ("cache key", rec.key[:16]),
         ]
-        retry = rec.get("retry")
-        if isinstance(retry, dict):
-            rows.append(("retried", f"first seed {retry.get('first_seed')}: {retry.get('reason')}"))
+        if rec.retry is not None:
+            rows.append(("retried", f"first seed {rec.retry.first_seed}: {rec.retry.reason}"))
         return rows
 
 

@@ -76,7 +76,8 @@ def _check_clean(project: Path) -> str:
     changed = _git("status", "--porcelain", "--untracked-files=no", cwd=project).splitlines()
     if changed:
         raise AtlasError(
-            f"the project has uncommitted changes in {len(changed)} tracked file(s), e.g. {changed[0].split(maxsplit=1)[-1]}; "
+            f"the project has uncommitted changes in {len(changed)} tracked file(s), "
+            f"e.g. {changed[0].split(maxsplit=1)[-1]}; "
             "commit or stash them so that the published site matches a commit"
         )
     return _git("rev-parse", "HEAD", cwd=project)

@@ -2,8 +2,9 @@
 
 The reader trusts the cache's contract: `record.json` is written last, so an entry
 without a valid record is not an entry and is skipped (and counted, so the build can say
-so). It checks what is cheap to check (file sizes against the record) and leaves the
-content hashes to the image stage, which reads the files anyway.
+so). Entries are validated by the cache with the record's own checks (atlas.record), on what
+is cheap to check (file sizes against the record); the content hashes are left to the image
+stage, which reads the files anyway.
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from atlas.cache import safe_name
+from atlas.cache import Cache, safe_name
 from atlas.errors import AtlasError
-
-CACHE_FORMAT = 1
+from atlas.record import ATTRIBUTION, IMAGE, ObjectiveInfo, RenderRecord
 
 
 @dataclass(frozen=True)
@@ -56,31 +56,58 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class Entry:
-    """One cached render: its record plus where its files are."""
+    """One cached render: its typed record, where its files are, and its image's size."""
 
     folder: Path
-    record: dict[str, Any] = field(repr=False, compare=False)
-    key: str
-    status: str  # "ok" or "failed"
-    failure: str | None
-    kind: str  # objective kind: "class", "channel", ...
-    class_index: int | None
-    layer: str | None
-    channel: int | None
-    seed: int
-    seed_index: int
-    finished: str  # ISO time, "" when the record has none
+    record: RenderRecord = field(repr=False)
     size: tuple[int, int] | None  # image (width, height); None when failed
-    image_sha256: str | None
-    attribution_sha256: str | None
+
+    @property
+    def key(self) -> str:
+        return self.record.key
+
+    @property
+    def status(self) -> str:
+        return self.record.status  # "ok" or "failed"
+
+    @property
+    def failure(self) -> str | None:
+        return None if self.status == "ok" else self.record.failure or "no reason recorded"
+
+    @property
+    def objective(self) -> ObjectiveInfo:
+        return self.record.objective
+
+    @property
+    def seed(self) -> int:
+        return self.record.seed
+
+    @property
+    def seed_index(self) -> int:
+        return self.record.seed_index
+
+    @property
+    def finished(self) -> str:
+        """ISO time, "" when the record has none."""
+        return self.record.timing.finished if self.record.timing else ""
+
+    @property
+    def image_sha256(self) -> str | None:
+        info = self.record.files.get(IMAGE)
+        return info.sha256 if info else None
+
+    @property
+    def attribution_sha256(self) -> str | None:
+        info = self.record.files.get(ATTRIBUTION)
+        return info.sha256 if info else None
 
     @property
     def image_path(self) -> Path:
-        return self.folder / "image.png"
+        return self.folder / IMAGE
 
     @property
     def attribution_path(self) -> Path:
-        return self.folder / "attribution.npy"
+        return self.folder / ATTRIBUTION
 
 
 @dataclass(frozen=True)
@@ -113,26 +140,28 @@ def read_cache(cache: Path, model: str | None = None) -> CacheContents:
     entries: list[Entry] = []
     skipped: Counter[str] = Counter()
     problems: list[str] = []
-    entries_dir = cache / "entries"
-    # A name starting with "." is a render's entry being written or set aside, not an entry.
-    folders = sorted(p for p in entries_dir.glob("*/[!.]*") if p.is_dir()) if entries_dir.is_dir() else []
-    for folder in folders:
-        try:
-            entry = read_entry(folder)
-        except _InvalidEntry as exc:
-            skipped["invalid"] += 1
-            problems.append(f"{folder}: {exc}")
-            continue
-        if entry is None:
+    store = Cache(cache)
+    for key in store.keys():
+        folder = store.entry_dir(key)
+        state = store.check(key, verify=False)
+        record = state.record
+        if state.status == "missing":
             skipped["unfinished"] += 1
-        elif entry.record["model"]["name"] != info.name:
+        elif state.status == "corrupt" or record is None:
+            skipped["invalid"] += 1
+            problems.append(f"{folder}: {state.reason}")
+        elif record.model.name != info.name:
             skipped["other model"] += 1
-        elif entry.record["model"]["weights_sha256"] != info.weights_sha256:
+        elif record.model.weights_sha256 != info.weights_sha256:
             skipped["other weights"] += 1
-        elif entry.kind not in ("class", "channel"):
-            skipped[f"{entry.kind} objective"] += 1
+        elif record.objective.kind not in ("class", "channel"):
+            skipped[f"{record.objective.kind} objective"] += 1
         else:
-            entries.append(entry)
+            try:
+                entries.append(Entry(folder, record, png_size(folder / IMAGE) if record.status == "ok" else None))
+            except ValueError as exc:
+                skipped["invalid"] += 1
+                problems.append(f"{folder}: {exc}")
     return CacheContents(info, tuple(entries), dict(skipped), tuple(problems))
 
 
@@ -143,7 +172,8 @@ def _pick_model(cache: Path, model: str | None) -> Path:
             if model in (name, path.stem) or path.stem == safe_name(model):
                 return path
         listed = ", ".join(models) or "none"
-        raise AtlasError(f"the cache {cache} has no metadata for model {model!r} (found: {listed}); pick one with --model")
+        raise AtlasError(
+            f"the cache {cache} has no metadata for model {model!r} (found: {listed}); pick one with --model")
     if not models:
         raise AtlasError(f"{cache} holds no models/*.json: run `atlas render` into it first")
     if len(models) > 1:
@@ -189,85 +219,12 @@ def read_model(path: Path) -> ModelInfo:
         raise AtlasError(f"cannot read {path} ({exc}): re-run `atlas render` to rewrite the model metadata") from exc
 
 
-class _InvalidEntry(Exception):
-    pass
-
-
-def read_entry(folder: Path) -> Entry | None:
-    """The entry in `folder`, None when its record is not written yet; raises _InvalidEntry."""
-    record_path = folder / "record.json"
-    if not record_path.exists():
-        return None
-    try:
-        record = json.loads(record_path.read_text(encoding="utf-8"))
-        if record.get("format") != CACHE_FORMAT:
-            raise _InvalidEntry(f"record format {record.get('format')!r}, expected {CACHE_FORMAT}")
-        if record["key"] != folder.name:
-            raise _InvalidEntry("record key differs from the folder name")
-        status = record["status"]
-        if status not in ("ok", "failed"):
-            raise _InvalidEntry(f"unknown status {status!r}")
-        objective = record["objective"]
-        kind = str(objective["kind"])
-        entry = Entry(
-            folder=folder,
-            record=record,
-            key=str(record["key"]),
-            status=status,
-            failure=None if status == "ok" else str(record.get("failure") or "no reason recorded"),
-            kind=kind,
-            class_index=_opt_int(objective.get("class_index")),
-            layer=None if objective.get("layer") is None else str(objective["layer"]),
-            channel=_opt_int(objective.get("channel")),
-            seed=int(record["seed"]),
-            seed_index=int(record.get("seed_index", 0)),
-            finished=str((record.get("timing") or {}).get("finished") or ""),
-            size=None,
-            image_sha256=None,
-            attribution_sha256=None,
-        )
-        if kind == "class" and entry.class_index is None:
-            raise _InvalidEntry("class objective without class_index")
-        if kind == "channel" and (entry.layer is None or entry.channel is None):
-            raise _InvalidEntry("channel objective without layer and channel")
-        if not {"name", "weights_sha256"} <= set(record["model"]):
-            raise _InvalidEntry("record model lacks name or weights_sha256")
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise _InvalidEntry(f"unreadable record ({exc.__class__.__name__}: {exc})") from exc
-    if status == "failed":
-        return entry
-    return _with_files(entry)
-
-
-def _with_files(entry: Entry) -> Entry:
-    files = entry.record.get("files") or {}
-    hashes = {}
-    for name in ("image.png", "attribution.npy"):
-        meta = files.get(name)
-        path = entry.folder / name
-        if not isinstance(meta, dict) or "sha256" not in meta:
-            raise _InvalidEntry(f"record lists no sha256 for {name}")
-        if not path.is_file():
-            raise _InvalidEntry(f"{name} is missing")
-        if "bytes" in meta and path.stat().st_size != int(meta["bytes"]):
-            raise _InvalidEntry(f"{name} has {path.stat().st_size} bytes, the record says {meta['bytes']}")
-        hashes[name] = str(meta["sha256"])
-    return Entry(
-        **{
-            **entry.__dict__,
-            "size": png_size(entry.image_path),
-            "image_sha256": hashes["image.png"],
-            "attribution_sha256": hashes["attribution.npy"],
-        }
-    )
-
-
 def png_size(path: Path) -> tuple[int, int]:
     """(width, height) from a PNG's header, without decoding the image."""
     with open(path, "rb") as f:
         head = f.read(24)
     if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
-        raise _InvalidEntry(f"{path.name} is not a PNG")
+        raise ValueError(f"{path.name} is not a PNG")
     return struct.unpack(">II", head[16:24])
 
 

@@ -41,4 +41,5 @@ def make_server(site: Path, port: int = 8000, host: str = "127.0.0.1") -> Thread
     try:
         return ThreadingHTTPServer((host, port), handler)
     except OSError as exc:
-        raise AtlasError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); pick another with --port, or 0 for any free port") from exc
+        raise AtlasError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
+                         "pick another with --port, or 0 for any free port") from exc

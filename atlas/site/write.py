@@ -12,6 +12,7 @@ from pathlib import Path
 import jinja2
 
 from atlas import __version__
+from atlas.cache import atomic_write
 from atlas.errors import AtlasError
 from atlas.site.documents import (
     SEARCH_INDEX_PATH,
@@ -21,7 +22,6 @@ from atlas.site.documents import (
     to_json,
     unit_document,
 )
-from atlas.site.images import write_atomic
 from atlas.site.pages import Site
 
 STATIC_FILES = ("atlas.css", "atlas.js", "favicon.svg")
@@ -33,17 +33,21 @@ CSP = (
 )
 
 
-# The project keeps its Jinja templates and CSS/JS at the repository root, beside atlas/.
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-TEMPLATES = PROJECT_ROOT / "templates"
-STATIC = PROJECT_ROOT / "static"
+HERE = Path(__file__).resolve().parent
+
+
+def site_folder(name: str) -> Path:
+    """`templates` or `static`: inside the package in an installed wheel (setup.py copies them
+    there), at the repository root beside atlas/ in a checkout or an editable install."""
+    for folder in (HERE / name, HERE.parents[1] / name):
+        if folder.is_dir():
+            return folder
+    raise AtlasError(f"site {name} not found in {HERE} or {HERE.parents[1]}: reinstall atlas (pip install .)")
 
 
 def environment() -> jinja2.Environment:
-    if not TEMPLATES.is_dir():
-        raise AtlasError(f"site templates not found at {TEMPLATES}: install atlas from its repository (pip install -e .)")
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        loader=jinja2.FileSystemLoader(str(site_folder("templates"))),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -59,7 +63,7 @@ def environment() -> jinja2.Environment:
 
 
 def static_file(name: str) -> bytes:
-    return (STATIC / name).read_bytes()
+    return (site_folder("static") / name).read_bytes()
 
 
 def render_site(site: Site, env: jinja2.Environment | None = None) -> dict[str, bytes]:
@@ -100,6 +104,6 @@ def write_changed(out: Path, files: dict[str, bytes]) -> list[str]:
                 continue
         except OSError:
             pass
-        write_atomic(path, data)
+        atomic_write(path, data, durable=False)
         changed.append(rel)
     return changed

@@ -193,7 +193,8 @@ def main() -> None:
     Image.new("RGB", (8, 8), (200, 0, 0)).save(unfinished / "image.png")
 
     top_classes = {"conv_head": {str(c): [[int(i), round(float(w), 4)] for i, w in
-                                           zip(rng.choice(1000, 8, replace=False), np.sort(rng.uniform(0.05, 0.3, 8))[::-1], strict=True)]
+                                           zip(rng.choice(1000, 8, replace=False),
+                                               np.sort(rng.uniform(0.05, 0.3, 8))[::-1], strict=True)]
                                  for _, c in CHANNEL_RENDERS if _ == "conv_head"}}
     # Make the rendered classes show up among the last layer's top classes.
     top_classes["conv_head"]["42"][0][0] = 967

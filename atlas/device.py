@@ -1,0 +1,51 @@
+"""Devices: the one resolver from a setting ("auto", "cpu", "cuda", "cuda:N", "mps") to a
+device that exists here, and how to name the hardware in the model metadata."""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Mapping
+
+import torch
+
+from atlas.errors import AtlasError
+
+CHOICES = "auto, cpu, cuda, cuda:N or mps"
+
+
+def resolve_device(device: str | torch.device, environ: Mapping[str, str] | None = None) -> str:
+    """"auto" -> a GPU when one is present, else the CPU; under torchrun "auto" and "cuda" mean
+    cuda:LOCAL_RANK, so each process of a node takes its own GPU.  Raises for a device that
+    does not exist on this machine, naming the ones that do."""
+    env = os.environ if environ is None else environ
+    device = str(device)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and "LOCAL_RANK" in env:
+        device = f"cuda:{int(env['LOCAL_RANK'])}"
+    try:
+        kind, index = torch.device(device).type, torch.device(device).index
+    except (RuntimeError, TypeError):
+        raise AtlasError(f"unknown device {device!r}: use {CHOICES}") from None
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise AtlasError(f"device {device!r} asked for, but no CUDA GPU is available: use --device cpu")
+        if index is not None and index >= torch.cuda.device_count():
+            raise AtlasError(f"device {device!r} does not exist: this machine has {torch.cuda.device_count()} GPU(s)")
+    elif kind == "mps":
+        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise AtlasError("device 'mps' asked for, but this machine has no usable Apple GPU (MPS): "
+                             "use --device cpu, or auto")
+    elif kind != "cpu":
+        raise AtlasError(f"unknown device {device!r}: use {CHOICES}")
+    return device
+
+
+def hardware(device: str) -> str:
+    """The device, its software stack and its parallelism, in words."""
+    if device.startswith("cuda"):
+        name = torch.cuda.get_device_name(torch.device(device))
+        return f"{name} (CUDA {torch.version.cuda}), torch {torch.__version__}"
+    threads = torch.get_num_threads()
+    return f"{platform.machine()} CPU, {os.cpu_count()} cores, {threads} threads, torch {torch.__version__}"

@@ -1,0 +1,67 @@
+"""`models/<name>.json`: what the site needs about the model and cannot compute without torch."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from atlas import __version__
+from atlas.device import hardware
+from atlas.models import LoadedModel, classifier_weights, imagenet_classes, list_layers, pre_logits_layer
+
+NEAREST = 8  # nearest classes per class, and top classes per channel of the last layer
+
+
+def code_version() -> str:
+    """The package version, and the git commit when running from a checkout."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                                text=True, timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"atlas {__version__}" + (f" ({commit})" if commit else "")
+
+
+def _top(scores: torch.Tensor, count: int) -> dict[str, list[list[float]]]:
+    """Row i -> its `count` largest entries as [[column, score], ...], scores rounded for JSON."""
+    best = scores.topk(count, dim=1)
+    return {str(i): [[int(j), round(float(v), 4)] for j, v in zip(best.indices[i], best.values[i], strict=True)]
+            for i in range(scores.shape[0])}
+
+
+def model_info(loaded: LoadedModel, device: str, spectrum_sha256: str) -> dict[str, Any]:
+    if loaded.num_classes == 1000:
+        classes = [{"index": c.index, "wnid": c.wnid, "name": c.name, "synonyms": list(c.synonyms)}
+                   for c in imagenet_classes()]
+    else:
+        classes = [{"index": i, "wnid": None, "name": f"class {i}", "synonyms": []} for i in range(loaded.num_classes)]
+    weights = classifier_weights(loaded)
+    nearest: dict[str, list[list[float]]] = {}
+    channel_top: dict[str, dict[str, list[list[float]]]] = {}
+    if weights is not None:
+        unit = torch.nn.functional.normalize(weights.double(), dim=1)
+        cosine = unit @ unit.T
+        cosine.fill_diagonal_(-2.0)  # never one's own nearest
+        nearest = _top(cosine, min(NEAREST, max(weights.shape[0] - 1, 1)))
+        last = pre_logits_layer(loaded)
+        if last is not None:
+            channel_top[last] = _top(weights.T, min(NEAREST, weights.shape[0]))
+    return {
+        "format": 1,
+        "name": loaded.name,
+        "weights_sha256": loaded.weights_sha256,
+        "weights_source": loaded.weights_source,
+        "num_classes": loaded.num_classes,
+        "input_size": loaded.input_size,
+        "classes": classes,
+        "nearest_classes": nearest,
+        "layers": [{"name": i.name, "channels": i.channels, "reduction": i.reduction} for i in list_layers(loaded)],
+        "channel_top_classes": channel_top,
+        "hardware": hardware(device),
+        "code_version": code_version(),
+        "spectrum_sha256": spectrum_sha256,
+    }

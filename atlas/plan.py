@@ -1,0 +1,99 @@
+"""Planning a run: the selection -> the canonical job list -> this shard's jobs, each with its
+cache key and what the cache holds for it.  Nothing is rendered here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from atlas.cache import Cache, EntryState, cache_key
+from atlas.config import Config, Selection
+from atlas.errors import AtlasError
+from atlas.jobs import Job, Shard, build_jobs, select_shard
+from atlas.models import LoadedModel, classifier_weights, find_layer, imagenet_classes, pre_logits_layer
+from atlas.objectives import Objective
+from atlas.presets import Preset, get_preset
+from atlas.render import ENGINE_VERSION
+from atlas.specs import parse_channels, parse_classes
+from atlas.spectrum import load_spectrum, spectrum_sha256
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    job: Job
+    key: str
+    state: EntryState  # what the cache holds under `key` at planning time
+
+
+@dataclass(frozen=True)
+class Plan:
+    loaded: LoadedModel
+    preset: Preset
+    spectrum: np.ndarray
+    spectrum_sha256: str
+    jobs: list[PlannedJob]  # this shard's jobs
+    all_jobs: int  # jobs of every shard together
+
+
+def make_plan(config: Config, selection: Selection, shard: Shard, loaded: LoadedModel, cache: Cache) -> Plan:
+    preset = make_preset(selection)
+    spectrum = load_spectrum(config.spectrum)
+    spectrum_sha = spectrum_sha256(spectrum)
+    classes, layers = select_targets(loaded, selection)
+    jobs = build_jobs(classes, layers, selection.preset.seeds)
+    planned = []
+    for job in select_shard(jobs, shard):
+        key = cache_key(key_material(config, loaded, preset, spectrum_sha, job.objective, job.seed))
+        planned.append(PlannedJob(job, key, cache.check(key)))
+    return Plan(loaded, preset, spectrum, spectrum_sha, planned, len(jobs))
+
+
+def make_preset(selection: Selection) -> Preset:
+    try:
+        return get_preset(selection.preset.name, **selection.preset.overrides_dict())
+    except AtlasError:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AtlasError(f"bad preset {selection.preset.name!r} or override: {exc}") from exc
+
+
+def select_targets(loaded: LoadedModel, selection: Selection) -> tuple[list[int], dict[str, list[int]]]:
+    """The classes and the channels per layer that `selection` names, checked against the model."""
+    wnids = {c.wnid: c.index for c in imagenet_classes()} if loaded.num_classes == 1000 else {}
+    classes = parse_classes(selection.classes, loaded.num_classes, wnids) if loaded.num_classes else []
+    if not loaded.num_classes and selection.classes.strip().lower() not in ("none", ""):
+        raise AtlasError(f"model {loaded.name} has no classifier: set classes = \"none\"")
+    channels: dict[str, list[int]] = {}
+    for layer, spec in selection.layers:
+        info = find_layer(loaded, layer)
+        channels[layer] = parse_channels(spec, layer, info.channels, _channel_ranking(loaded, layer))
+    return classes, channels
+
+
+def _channel_ranking(loaded: LoadedModel, layer: str) -> list[int] | None:
+    """Channels of the layer feeding the classifier, by the norm of their classifier-weight column."""
+    weights = classifier_weights(loaded)
+    if weights is None or layer != pre_logits_layer(loaded):
+        return None
+    return weights.norm(dim=0).argsort(descending=True).tolist()
+
+
+def key_material(config: Config, loaded: LoadedModel, preset: Preset, spectrum_sha: str, objective: Objective,
+                 seed: int) -> dict[str, Any]:
+    """Everything that determines an image (docs/architecture.md)."""
+    material = {
+        "engine_version": ENGINE_VERSION,
+        "model": loaded.name,
+        "weights_sha256": loaded.weights_sha256,
+        "objective": objective.id,
+        "preset": preset.to_dict(),
+        "canvas": preset.canvas,
+        "seed": seed,
+        "spectrum_sha256": spectrum_sha,
+        "param": config.param,
+    }
+    if config.bf16:  # only when on, so that fp32 keys are exactly the documented ones
+        material["autocast_bf16"] = True
+    return material

@@ -1,0 +1,285 @@
+"""The cache record (`record.json`, format 1): its one owner, torch-free.
+
+Every entry of the cache is one record beside its files.  This module defines the record as
+typed, frozen dataclasses, turns them into JSON and back, and validates both a record and the
+files it lists; the cache stores the bytes, the pipeline builds records, the site and
+`atlas eval` read their fields.  docs/architecture.md shows a record as written.
+
+Two rules keep the format open without a new version:
+- An entry kind is one dataclass registered in `KINDS` under its `KIND`.  Renders were the
+  first kind, so a record without a "kind" is a render and a render is written without one.
+- A field with the default None is left out while it is None.  Fields added to format 1 after
+  its first records are such fields: old records still read, and read back byte for byte.
+  Adding a field is one line: `name: type | None = None`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Union
+
+FORMAT = 1
+RECORD = "record.json"
+IMAGE = "image.png"
+ATTRIBUTION = "attribution.npy"
+RENDER = "render"  # the kind of a record that names none
+STATUSES = ("ok", "failed")
+
+
+class InvalidRecord(ValueError):
+    """A record that is not a valid format-1 record; the message is the reason, in one line."""
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    bytes: int
+    sha256: str
+
+    @staticmethod
+    def of(data: bytes) -> FileInfo:
+        return FileInfo(len(data), hashlib.sha256(data).hexdigest())
+
+
+@dataclass(frozen=True)
+class ObjectiveInfo:
+    """What an image maximises, as the site shows it; `id` is the objective's own id."""
+
+    id: str
+    kind: str  # "class", "channel", or another objective kind the site does not show
+    description: str
+    class_index: int | None
+    layer: str | None
+    channel: int | None
+
+    def __post_init__(self) -> None:
+        if self.kind == "class" and self.class_index is None:
+            raise InvalidRecord("class objective without class_index")
+        if self.kind == "channel" and (self.layer is None or self.channel is None):
+            raise InvalidRecord("channel objective without layer and channel")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """The generating model, enough to tell its weights apart and to redo its preprocessing."""
+
+    name: str
+    weights_sha256: str
+    weights_source: str | None = None
+    input_size: int | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Timing:
+    seconds: float  # this image's share of its batch
+    batch_size: int
+    device: str
+    finished: str  # ISO time in UTC
+    batch_seconds: float | None = None
+    scoring_seconds: float | None = None
+    shard: str | None = None
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Why the stored seed is not the job's own: its first seed gave a non-finite value."""
+
+    first_seed: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class TopClass:
+    index: int
+    prob: float
+
+
+@dataclass(frozen=True)
+class ModelScores:
+    """One model's reading of an image: its top-5 and, for class targets, how often it agrees."""
+
+    name: str
+    role: str  # "generator" or "judge"
+    top5: tuple[TopClass, ...]
+    target_top1_rate: float | None
+    target_top5_rate: float | None
+    target_prob: float | None = None
+
+
+@dataclass(frozen=True)
+class Scores:
+    crops: int
+    crop_seed: int
+    models: tuple[ModelScores, ...]
+    crop_scale: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)  # keyword-only: fields stay in the order they are written
+class RenderRecord:
+    """A MACO render: an image and its attribution ("ok"), or why there is none ("failed")."""
+
+    KIND: ClassVar[str] = RENDER
+    FILES: ClassVar[tuple[str, ...]] = (IMAGE, ATTRIBUTION)  # what an "ok" entry holds
+
+    key: str
+    status: str
+    failure: str | None
+    objective: ObjectiveInfo
+    model: ModelRef
+    preset: dict[str, Any]  # the preset's own to_dict(): atlas.presets owns its fields
+    param: str
+    precision: str | None = None  # "fp32" or "bf16 autocast"; None in records older than bf16
+    seed: int
+    seed_index: int
+    spectrum_sha256: str
+    engine_version: str
+    objective_value: float | None
+    retry: Retry | None = None
+    timing: Timing | None
+    scores: Scores | None
+    files: dict[str, FileInfo] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise InvalidRecord(f"unknown status {self.status!r}")
+
+
+Record = RenderRecord  # the union of the registered kinds; a new kind joins here and in KINDS
+KINDS: dict[str, type[Record]] = {RenderRecord.KIND: RenderRecord}
+
+
+def with_files(record: Record, key: str, files: Mapping[str, bytes]) -> Record:
+    """`record` as stored under `key` with `files` (name -> bytes; none for a failure)."""
+    return dataclasses.replace(record, key=key, files={name: FileInfo.of(data) for name, data in files.items()})
+
+
+def to_dict(record: Record) -> dict[str, Any]:
+    """The record as JSON data, in field order after "format" and "key"."""
+    data = as_data(record)
+    head: dict[str, Any] = {"format": FORMAT, "key": data.pop("key")}
+    if record.KIND != RENDER:
+        head["kind"] = record.KIND
+    return {**head, **data}
+
+
+def dumps(record: Record) -> bytes:
+    return json.dumps(to_dict(record), indent=1, allow_nan=False).encode()
+
+
+def from_dict(data: Any, key: str | None = None) -> Record:
+    """A record from JSON data, checked field by field; raises InvalidRecord with the reason.
+
+    `key`, when given, is the key of the folder the record was found in: a record naming
+    another key belongs elsewhere.
+    """
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise InvalidRecord(f"record.json is not a format-{FORMAT} record")
+    if key is not None and data.get("key") != key:
+        raise InvalidRecord("record.json names another key")
+    kind = data.get("kind", RENDER)
+    if kind not in KINDS:
+        raise InvalidRecord(f"unknown entry kind {kind!r}")
+    if data.get("status") not in STATUSES:
+        raise InvalidRecord(f"unknown status {data.get('status')!r}")
+    return _load(KINDS[kind], data, "record")
+
+
+def loads(raw: bytes, key: str | None = None) -> Record:
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InvalidRecord("record.json is not valid JSON") from None
+    return from_dict(data, key)
+
+
+def file_problem(record: Record, folder: Path, *, verify: bool) -> str | None:
+    """Why `folder`'s files disagree with the record (None when they agree): each listed, of the
+    recorded size, and, when `verify`, of the recorded sha256.  A failure holds no files."""
+    if record.status != "ok":
+        return None
+    for name in record.FILES:
+        info = record.files.get(name)
+        if info is None:
+            return f"record.json does not list {name}"
+        path = folder / name
+        try:
+            size = path.stat().st_size
+        except OSError:
+            return f"{name} is missing"
+        if size != info.bytes:
+            return f"{name} has {size} bytes, the record says {info.bytes}"
+        if verify and hashlib.sha256(path.read_bytes()).hexdigest() != info.sha256:
+            return f"{name} does not match its sha256"
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# The converters: one generic pair, so that a new field or kind needs no code here.
+
+
+def as_data(value: Any) -> Any:
+    """A record or any part of it as JSON data (fields left out as `to_dict` does)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out = {}
+        for f in dataclasses.fields(value):
+            item = getattr(value, f.name)
+            if item is None and f.default is None:
+                continue
+            out[f.name] = as_data(item)
+        return out
+    if isinstance(value, (tuple, list)):
+        return [as_data(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): as_data(v) for k, v in value.items()}
+    return value
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _load(tp: Any, value: Any, where: str) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _load(inner, value, where)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise InvalidRecord(f"{where} is not an object")
+        hints = _hints(tp)
+        kwargs = {}
+        for f in dataclasses.fields(tp):
+            if f.name in value:
+                kwargs[f.name] = _load(hints[f.name], value[f.name], f"{where}.{f.name}")
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise InvalidRecord(f"{where} lacks {f.name}")
+        return tp(**kwargs)
+    if origin is tuple:
+        if not isinstance(value, list) or (args[-1] is not Ellipsis and len(value) != len(args)):
+            raise InvalidRecord(f"{where} is not a list of {len(args)}" if args[-1] is not Ellipsis
+                                else f"{where} is not a list")
+        items = args[:1] * len(value) if args[-1] is Ellipsis else args
+        return tuple(_load(t, v, f"{where}[{i}]") for i, (t, v) in enumerate(zip(items, value, strict=True)))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise InvalidRecord(f"{where} is not an object")
+        return {str(k): _load(args[1], v, f"{where}.{k}") for k, v in value.items()}
+    if tp is Any:
+        return value
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value  # an int stays an int, so that a record reads back byte for byte
+    if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
+        return value
+    raise InvalidRecord(f"{where} is {type(value).__name__}, expected {tp.__name__}")
