@@ -1,6 +1,7 @@
 """Class and channel specs -> the job list; sharding across processes.
 
-A job is one image: an objective (a class logit or a layer channel) and a seed index.  The list
+A job is one image: an objective (a class logit, a layer channel, or a concept's direction) and a
+seed index.  The list
 is built in one canonical order from the configuration alone, so every shard of a run computes
 the same list and takes every N-th job of it; seeds come from a hash of the objective's id and
 the seed index (atlas.seeds), never from a job's position.
@@ -24,9 +25,15 @@ LOGITS = "logits"  # the group of class-logit jobs: they all read the model's ou
 
 @dataclass(frozen=True)
 class Job:
-    objective: Objective  # one term: a class logit or a channel
+    objective: Objective  # one term: a class logit, a channel or a concept's direction
     seed_index: int
     seed: int
+    concept_of: int | None = None  # the class whose concept bank the direction comes from
+
+    @property
+    def target(self) -> int | None:
+        """The class the picture should show (scored like a class logit's): its own, or its concept's."""
+        return self.objective.class_index if self.concept_of is None else self.concept_of
 
     @property
     def id(self) -> str:
@@ -63,11 +70,15 @@ def parse_layers_arg(values: Sequence[str]) -> tuple[tuple[str, str], ...]:
     return tuple(layers)
 
 
-def build_jobs(classes: Iterable[int], channels: Mapping[str, Sequence[int]], seeds: int) -> list[Job]:
-    """The canonical job list: classes, then each layer's channels in config order; seeds inner."""
+def build_jobs(classes: Iterable[int], channels: Mapping[str, Sequence[int]], seeds: int,
+               concepts: Sequence[tuple[int, Objective]] = ()) -> list[Job]:
+    """The canonical job list: classes, then each layer's channels in config order, seeds inner;
+    then the concepts (class, direction), each with seed index 0 only: a class has ten of them, so
+    one picture each already costs ten class renders, and Lens shows one."""
     objectives = [class_logit(i) for i in classes]
     objectives += [channel(layer, c) for layer, chans in channels.items() for c in chans]
-    return [Job(o, s, job_seed(o.id, s)) for o in objectives for s in range(seeds)]
+    jobs = [Job(o, s, job_seed(o.id, s)) for o in objectives for s in range(seeds)]
+    return jobs + [Job(o, 0, job_seed(o.id, 0), concept_of=c) for c, o in concepts]
 
 
 def select_shard(jobs: Sequence[Job], shard: Shard) -> list[Job]:

@@ -25,6 +25,7 @@ import torch
 
 from atlas.errors import AtlasError
 from atlas.models import as_nchw
+from atlas.record import direction_id
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ class Direction:
 
     @property
     def id(self) -> str:
-        return f"direction:{self.layer}:{'cos' if self.cosine else 'dot'}:{self.digest}"
+        return direction_id(self.layer, self.cosine, self.digest)
 
     def describe(self) -> str:
         return f"{self.layer} · direction {self.digest[:6]} ({'cosine' if self.cosine else 'dot'})"

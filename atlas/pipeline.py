@@ -22,7 +22,7 @@ import torch
 from atlas import render as engine
 from atlas.cache import ATTRIBUTION, IMAGE, Cache, encode_npy, encode_png
 from atlas.config import Config, Selection
-from atlas.jobs import Shard, batches
+from atlas.jobs import Job, Shard, batches
 from atlas.metadata import model_info
 from atlas.models import LoadedModel, imagenet_classes, load_model
 from atlas.objectives import Objective
@@ -260,7 +260,7 @@ def _render_batch(plan: Plan, request: RenderRequest, judges: Sequence[Judge], a
     if good:
         tick = time.perf_counter()
         stored = torch.from_numpy(np.stack([images[k] for k in good])).permute(0, 3, 1, 2).float() / 255
-        targets = [attempts[k].item.job.objective.class_index for k in good]
+        targets = [attempts[k].item.job.target for k in good]
         crop_min, crop_max = scoring_crop_scale(plan.preset)
         results = score_images(stored, judges, targets, crops=config.scoring.crops, seed=config.scoring.seed,
                                crop_min=crop_min, crop_max=crop_max)
@@ -303,7 +303,7 @@ def _record(plan: Plan, request: RenderRequest, outcome: _Outcome) -> RenderReco
         key=item.key,
         status="ok",
         failure=None,
-        objective=_objective_info(item.job.objective, loaded),
+        objective=_objective_info(item.job, loaded),
         model=ModelRef(loaded.name, loaded.weights_sha256, loaded.weights_source, loaded.input_size,
                        tuple(loaded.mean), tuple(loaded.std)),
         preset=plan.preset.to_dict(),
@@ -320,11 +320,14 @@ def _record(plan: Plan, request: RenderRequest, outcome: _Outcome) -> RenderReco
     )
 
 
-def _objective_info(objective: Objective, loaded: LoadedModel) -> ObjectiveInfo:
+def _objective_info(job: Job, loaded: LoadedModel) -> ObjectiveInfo:
+    objective = job.objective
     description = objective.describe(loaded.name)
-    if objective.class_index is not None and loaded.num_classes == 1000:  # the caption names the class
-        name = imagenet_classes()[objective.class_index].name
+    if job.target is not None and loaded.num_classes == 1000:  # the caption names the class
+        name = imagenet_classes()[job.target].name
         description = description if name in description else f"{description} · {name}"
+    if job.concept_of is not None:
+        return ObjectiveInfo(objective.id, "concept", f"{description} · concept", job.concept_of, objective.layer, None)
     return ObjectiveInfo(objective.id, objective.kind, description, objective.class_index, objective.layer,
                          objective.channel)
 

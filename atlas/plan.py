@@ -3,12 +3,15 @@ cache key and what the cache holds for it.  Nothing is rendered here."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from atlas.cache import Cache, EntryState, cache_key
+from atlas.concepts.craft import concept_objective
+from atlas.concepts.store import VISUALIZATION_COSINE, current_banks
 from atlas.config import Config, Selection
 from atlas.errors import AtlasError
 from atlas.jobs import Job, Shard, build_jobs, select_shard
@@ -42,7 +45,7 @@ def make_plan(config: Config, selection: Selection, shard: Shard, loaded: Loaded
     spectrum = load_spectrum(config.spectrum)
     spectrum_sha = spectrum_sha256(spectrum)
     classes, layers = select_targets(loaded, selection)
-    jobs = build_jobs(classes, layers, selection.preset.seeds)
+    jobs = build_jobs(classes, layers, selection.preset.seeds, concept_targets(config, loaded, classes))
     planned = []
     for job in select_shard(jobs, shard):
         key = cache_key(key_material(config, loaded, preset, spectrum_sha, job.objective, job.seed))
@@ -78,6 +81,14 @@ def _channel_ranking(loaded: LoadedModel, layer: str) -> list[int] | None:
     if weights is None or layer != pre_logits_layer(loaded):
         return None
     return weights.norm(dim=0).argsort(descending=True).tolist()
+
+
+def concept_targets(config: Config, loaded: LoadedModel, classes: Sequence[int]) -> list[tuple[int, Objective]]:
+    """(class, direction) for every concept of the cache's current banks (`atlas concepts`) of the
+    selected classes, most important first; a CPU subset renders only its own classes' concepts."""
+    banks = current_banks(config.cache, loaded.name, loaded.weights_sha256)
+    return [(index, concept_objective(banks[index].layer, concept.values, cosine=VISUALIZATION_COSINE))
+            for index in sorted(set(classes) & set(banks)) for concept in banks[index].concepts]
 
 
 def key_material(config: Config, loaded: LoadedModel, preset: Preset, spectrum_sha: str, objective: Objective,

@@ -53,7 +53,7 @@ class ObjectiveInfo:
     """What an image maximises, as the site shows it; `id` is the objective's own id."""
 
     id: str
-    kind: str  # "class", "channel", or another objective kind the site does not show
+    kind: str  # "class", "channel", "concept" (a direction from a class's concept bank), or one the site does not show
     description: str
     class_index: int | None
     layer: str | None
@@ -64,6 +64,14 @@ class ObjectiveInfo:
             raise InvalidRecord("class objective without class_index")
         if self.kind == "channel" and (self.layer is None or self.channel is None):
             raise InvalidRecord("channel objective without layer and channel")
+        if self.kind == "concept" and (self.class_index is None or self.layer is None):
+            raise InvalidRecord("concept objective without class_index and layer")
+
+
+def direction_id(layer: str, cosine: bool, digest: str) -> str:
+    """The id of a direction objective, from its vector's digest (the first 12 hex of the sha256 of its
+    little-endian float32 bytes): torch-free, so that the site finds a concept's render by its vector."""
+    return f"direction:{layer}:{'cos' if cosine else 'dot'}:{digest}"
 
 
 @dataclass(frozen=True)

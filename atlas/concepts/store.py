@@ -36,11 +36,15 @@ from PIL import Image
 
 from atlas.cache import atomic_write, canonical_json
 from atlas.errors import AtlasError
+from atlas.record import direction_id
 
 FORMAT = 1
 BANK = "bank.json"
 EXAMPLES = "examples.json"
 WEBP_QUALITY = 80
+# How a concept's MACO picture is made: its direction at its layer, by dot product (False) or by
+# cosine (True). docs/concepts.md gives the measurement behind the choice.
+VISUALIZATION_COSINE = False
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,12 @@ def crop_name(data: bytes) -> str:
 
 def key_of(material: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_json({"format": FORMAT, **material})).hexdigest()
+
+
+def visualization_id(bank: ConceptBank, concept: Concept) -> str:
+    """The objective id of `concept`'s MACO picture: `atlas render` renders it under this id and
+    the site finds the render by it (the id follows the vector, so a new bank gets new pictures)."""
+    return direction_id(bank.layer, VISUALIZATION_COSINE, concept.digest)
 
 
 # --- typed JSON ------------------------------------------------------------------------------
