@@ -36,7 +36,8 @@
       kind: "class", scope: "classes", index: c.index, num: pad(c.index), name: c.name,
       synonyms: c.synonyms, wnid: c.wnid, page: c.page, status: c.status,
       thumb: c.thumb, thumbOverlay: c.thumb_overlay, size: c.thumb_size,
-      alt: "Class " + pad(c.index) + " " + c.name
+      alt: "Class " + pad(c.index) + " " + c.name,
+      concept: c.concept_thumb ? { thumb: c.concept_thumb, thumbOverlay: c.concept_thumb_overlay, size: c.concept_thumb_size } : null
     });
   });
   INDEX.layers.forEach(function (layer) {
@@ -98,10 +99,18 @@
   });
 
   /* ---------- grids drawn from the index: small pages even with 1000 tiles ---------- */
+  // Classes by their logit's picture (the default) or by their most important concept's.
+  var by = recall("by") === "concept" ? "concept" : "logit";
+
   function tile(u) {
     var a = el("a", "tile " + u.status);
     a.href = root + u.page;
     a.title = u.num + " " + u.name;
+    if (by === "concept" && u.concept) {
+      u = { kind: u.kind, num: u.num, name: u.name, channel: u.channel, status: u.status,
+            thumb: u.concept.thumb, thumbOverlay: u.concept.thumbOverlay, size: u.concept.size,
+            alt: u.alt + ", its top concept" };
+    }
     if (u.thumb) {
       var img = el("img");
       img.loading = "lazy";
@@ -123,11 +132,24 @@
     return a;
   }
 
-  document.querySelectorAll("[data-grid]").forEach(function (grid) {
-    var scope = grid.getAttribute("data-grid") === "layer" ? "layer:" + grid.getAttribute("data-layer") : "classes";
-    var frag = document.createDocumentFragment();
-    units.forEach(function (u) { if (u.scope === scope) frag.appendChild(tile(u)); });
-    grid.appendChild(frag);
+  function drawGrids() {
+    document.querySelectorAll("[data-grid]").forEach(function (grid) {
+      var scope = grid.getAttribute("data-grid") === "layer" ? "layer:" + grid.getAttribute("data-layer") : "classes";
+      var frag = document.createDocumentFragment();
+      units.forEach(function (u) { if (u.scope === scope) frag.appendChild(tile(u)); });
+      grid.replaceChildren(frag);
+    });
+    document.querySelectorAll("[data-by]").forEach(function (b) {
+      b.setAttribute("aria-pressed", b.getAttribute("data-by") === by ? "true" : "false");
+    });
+  }
+  drawGrids();
+  document.querySelectorAll("[data-by]").forEach(function (b) {
+    b.addEventListener("click", function () {
+      by = b.getAttribute("data-by");
+      remember("by", by);
+      drawGrids();
+    });
   });
 
   var hidePending = document.getElementById("hide-pending");
@@ -283,6 +305,32 @@
     });
   }
 
+  /* ---------- a concept's crops, in a modal dialog (Escape closes it, focus goes back) ---------- */
+  var crops = document.getElementById("crops");
+  var cropsOpener = null;
+  if (crops) {
+    var cropGrid = crops.querySelector(".crop-grid");
+    document.querySelectorAll("button.crops-open").forEach(function (button) {
+      button.addEventListener("click", function () {
+        var label = button.getAttribute("aria-label").replace(/^Show the /, "");
+        crops.querySelector("h2").textContent = label.charAt(0).toUpperCase() + label.slice(1);
+        cropGrid.replaceChildren();
+        var base = button.getAttribute("data-crops-base");
+        button.getAttribute("data-crops").split(" ").forEach(function (name, i, all) {
+          var img = el("img");
+          img.src = base + name + ".webp";
+          img.alt = "Crop " + (i + 1) + " of " + all.length;
+          cropGrid.appendChild(img);
+        });
+        cropsOpener = button;
+        crops.showModal();
+        document.getElementById("crops-close").focus();
+      });
+    });
+    document.getElementById("crops-close").addEventListener("click", function () { crops.close(); });
+    crops.addEventListener("close", function () { if (cropsOpener) cropsOpener.focus(); });
+  }
+
   /* ---------- help and keyboard shortcuts ---------- */
   var help = document.getElementById("help");
   function openHelp() { if (help && !help.open) help.showModal(); }
@@ -306,7 +354,7 @@
 
   document.addEventListener("keydown", function (e) {
     if (e.ctrlKey || e.metaKey || e.altKey || e.defaultPrevented) return;
-    if (typing(e.target) || (help && help.open)) return;
+    if (typing(e.target) || (help && help.open) || (crops && crops.open)) return;
     switch (e.key) {
       case "/": e.preventDefault(); input.focus(); input.select(); break;
       case "ArrowLeft": case "k": follow("prev"); break;

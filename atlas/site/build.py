@@ -30,7 +30,7 @@ from atlas.errors import AtlasError
 from atlas.record import IMAGE
 from atlas.site.check import DEFAULT_BUDGET, Budget, SiteReport, check_site
 from atlas.site.gather import gather
-from atlas.site.images import derive_all
+from atlas.site.images import copy_crops, derive_all
 from atlas.site.pages import Site
 from atlas.site.records import CacheContents, read_cache
 from atlas.site.write import render_site, write_changed
@@ -115,6 +115,7 @@ def _write(contents: CacheContents, site: Site, out: Path, previous: SiteMarker 
         else:
             notes.append(note)
             say(note)
+    images += copy_crops(site.crops, out)
     written = write_changed(out, files)
 
     keep = set(files) | _media_paths(site, with_png=site.with_png)
@@ -130,7 +131,8 @@ def _write(contents: CacheContents, site: Site, out: Path, previous: SiteMarker 
 
 
 def _media_paths(site: Site, *, with_png: bool) -> set[str]:
-    return {f for r in site.renders if r.media for f in dataclasses.replace(r.media, with_png=with_png).files}
+    media = {f for r in site.renders if r.media for f in dataclasses.replace(r.media, with_png=with_png).files}
+    return media | set(site.crops)
 
 
 def _without(contents: CacheContents, corrupt: dict[Path, str]) -> CacheContents:
@@ -151,6 +153,7 @@ def _pngs_fit(site: Site, files: dict[str, bytes], out: Path, budget: Budget) ->
     png_bytes = sum(r.entry.record.files[IMAGE].bytes for r in media.values())
     rest = sum(len(data) for data in files.values())
     rest += sum((out / f).stat().st_size for r in media.values() for f in r.media.files)  # webp only here
+    rest += sum(path.stat().st_size for path in site.crops.values())  # copied after this measure
     rest += (out / MARKER).stat().st_size  # listing every path this build may write: at least the final one
     if rest + png_bytes <= budget.site_bytes:
         return True, ""

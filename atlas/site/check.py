@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 
 from atlas.errors import AtlasError
 from atlas.site.documents import SEARCH_INDEX_GLOBAL, SEARCH_INDEX_PATH
+from atlas.site.pages import CROP_EXT
 
 MAX_PAGE_BYTES = 30 * 1024
 MAX_SITE_BYTES = 300 * 1024 * 1024
@@ -27,6 +28,8 @@ START_TAG = re.compile(r"""<[a-zA-Z][^\s/>]*((?:\s+[^\s=/>]+(?:\s*=\s*(?:"[^"]*"
 ATTRIBUTE = re.compile(r"""([^\s=/>]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+)))?""")
 # Attributes holding a URL; data-plain/data-overlay are the two sources of a togglable image.
 URL_ATTRIBUTES = {"href", "src", "srcset", "poster", "data-plain", "data-overlay"}
+# A concept's crops, which its dialog shows: names in data-crops, each data-crops-base + name + ".webp".
+CROPS_ATTRIBUTES = ("data-crops-base", "data-crops")
 
 
 @dataclass(frozen=True)
@@ -54,15 +57,21 @@ def page_links(text: str) -> list[str]:
     """Every URL in the attributes of an HTML page (srcset split into its URLs)."""
     links = []
     for tag in START_TAG.finditer(text):
+        crops = {}
         for attr in ATTRIBUTE.finditer(tag.group(1)):
             name = attr.group(1).lower()
-            if name not in URL_ATTRIBUTES:
+            if name not in URL_ATTRIBUTES and name not in CROPS_ATTRIBUTES:
                 continue
             value = html.unescape(next((g for g in attr.groups()[1:] if g is not None), ""))
-            if name == "srcset":
+            if name in CROPS_ATTRIBUTES:
+                crops[name] = value
+            elif name == "srcset":
                 links += [part.strip().split(" ")[0] for part in value.split(",") if part.strip()]
             else:
                 links.append(value)
+        if crops:
+            base = crops.get("data-crops-base", "")
+            links += [f"{base}{name}{CROP_EXT}" for name in crops.get("data-crops", "").split()]
     return links
 
 
@@ -142,7 +151,7 @@ def _index_links(site: Path, report: SiteReport) -> list[str]:
         return []
     links = []
     for unit in [*index["classes"], *(c for layer in index["layers"] for c in layer["channels"])]:
-        links += [unit["page"]] + [unit[k] for k in ("thumb", "thumb_overlay") if unit[k]]
+        links += [unit["page"]] + [unit[k] for k in ("thumb", "thumb_overlay", "concept_thumb") if unit.get(k)]
     links += [layer["page"] for layer in index["layers"]]
     return links
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from atlas import __version__
 from atlas.record import as_data
-from atlas.site.pages import ChannelPage, ClassPage, Render, Site, UnitPage
+from atlas.site.pages import ChannelPage, ClassPage, CropImage, Render, Site, UnitPage
 
 SITE_FORMAT = 1
 SEARCH_INDEX_PATH = "data/search-index.js"
@@ -42,13 +42,24 @@ def _tile(page: UnitPage) -> dict[str, Any]:
     }
 
 
+def _concept_tile(page: ClassPage) -> dict[str, Any]:
+    """The picture of the class's top concept, for the index's "by top concept" view; nothing when
+    it has none, so that an atlas without concepts keeps its index as it was."""
+    top = page.top_concept
+    if top is None or top.media is None:
+        return {}
+    return {"concept_thumb": top.media.thumb, "concept_thumb_overlay": top.media.thumb_overlay,
+            "concept_thumb_size": list(top.media.thumb_size)}
+
+
 def index_document(site: Site) -> dict[str, Any]:
     """Every class and channel with its page, status and thumbnails: the data behind search and grids."""
     return {
         "format": SITE_FORMAT,
         "model": site.model.name,
         "classes": [
-            {"index": c.index, "name": c.name, "synonyms": list(c.info.synonyms), "wnid": c.info.wnid, **_tile(c)}
+            {"index": c.index, "name": c.name, "synonyms": list(c.info.synonyms), "wnid": c.info.wnid, **_tile(c),
+             **_concept_tile(c)}
             for c in site.classes
         ],
         "layers": [
@@ -112,9 +123,41 @@ def unit_document(site: Site, page: UnitPage) -> dict[str, Any]:
         doc.update(kind="channel", layer=page.layer.name, channel=page.channel, label=page.label)
         related_key = "top_classes"
     doc["renders"] = [render_document(r) for r in page.renders]
+    if isinstance(page, ClassPage) and page.concepts:
+        doc["concepts"] = concepts_document(page)
+    if isinstance(page, ChannelPage) and page.examples:
+        doc["dataset_examples"] = [
+            {**_crop(e.crop), "class": None if e.page is None else {"index": e.page.index, "name": e.page.name,
+                                                                   "page": e.page.path}}
+            for e in page.examples]
     doc[related_key] = [{"index": r.page.index, "name": r.page.name, "score": r.score, "page": r.page.path}
                         for r in page.related]
     return doc
+
+
+def _crop(crop: CropImage) -> dict[str, Any]:
+    return {"image": crop.path, "file": crop.file, "box": list(crop.box), "value": crop.value}
+
+
+def concepts_document(page: ClassPage) -> dict[str, Any]:
+    """A class's concept bank as its page shows it, with what reproduces it (key, settings)."""
+    bank = page.bank
+    assert bank is not None
+    return {
+        "key": bank.key, "layer": bank.layer, "exact": bank.exact, "settings": dict(bank.settings),
+        "images": bank.images, "patches": bank.patches, "logit": bank.logit, "residual": bank.residual,
+        "rest": bank.rest, "relative_error": bank.relative_error,
+        "concepts": [
+            {"number": c.number, "anchor": c.anchor, "importance": c.concept.importance, "share": c.share,
+             "top_images": c.concept.top_images, "vector_sha256": c.concept.digest, "status": c.status,
+             "render": None if c.render is None else render_document(c.render),
+             "crops": [_crop(x) for x in c.crops],
+             "aligned": [{"index": a.page.index, "name": a.page.name, "cosine": a.score, "page": a.page.path}
+                         for a in c.aligned],
+             "similar": [{"index": s.page.index, "name": s.page.name, "concept": s.number, "cosine": s.cosine,
+                          "page": s.path} for s in c.similar]}
+            for c in page.concepts],
+    }
 
 
 def manifest_document(site: Site) -> dict[str, Any]:

@@ -10,10 +10,17 @@ import json
 import re
 from collections import Counter
 
+from atlas.concepts.similar import similar_concepts
+from atlas.concepts.store import ConceptBank, Crop, ExampleSet, visualization_id
 from atlas.errors import AtlasError
 from atlas.site.pages import (
+    CROPS,
     ChannelPage,
     ClassPage,
+    ConceptLink,
+    ConceptView,
+    CropImage,
+    Example,
     Guess,
     LayerPage,
     Media,
@@ -24,7 +31,7 @@ from atlas.site.pages import (
     Site,
     Summary,
 )
-from atlas.site.records import CacheContents, Entry, LayerInfo
+from atlas.site.records import CacheContents, Entry, LayerInfo, image_size
 
 SLUG_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -114,6 +121,8 @@ def gather(contents: CacheContents, *, with_png: bool = True) -> Site:
         page.related = [Related(classes[i], s) for i, s in model.nearest_classes.get(page.index, ())
                         if 0 <= i < len(classes) and i != page.index][:8]
     _chain(classes)
+    _concepts(contents, classes, renders)
+    _examples(contents, classes, layers)
     for layer in layers:
         top = model.channel_top_classes.get(layer.name, {})
         for page in layer.channels:
@@ -132,6 +141,61 @@ def gather(contents: CacheContents, *, with_png: bool = True) -> Site:
         layers=layers,
         summary=_summarize(contents, classes, layers),
     )
+
+
+def _concepts(contents: CacheContents, classes: list[ClassPage], renders) -> None:  # noqa: ANN001 - gather's helper
+    """Each class page's concepts, most important first, with their pictures, crops and neighbours."""
+    if not contents.banks:
+        return
+    by_id: dict[str, list[Entry]] = {}
+    for e in contents.concept_entries:
+        by_id.setdefault(e.objective.id, []).append(e)
+    similar = similar_concepts(contents.banks.values())
+    for index, bank in sorted(contents.banks.items()):
+        if not 0 <= index < len(classes):
+            continue
+        page = classes[index]
+        page.bank = bank
+        for position, concept in enumerate(bank.concepts):
+            stem = f"class-{page.number}-concept{position + 1}"
+            shown = renders(by_id.get(visualization_id(bank, concept), []), index, stem)
+            page.concepts.append(ConceptView(
+                position=position,
+                concept=concept,
+                render=shown[0] if shown else None,
+                crops=tuple(_crop(contents, bank, crop) for crop in concept.crops),
+                aligned=tuple(Related(classes[a.index], a.cosine)
+                              for a in concept.aligned if 0 <= a.index < len(classes)),
+                similar=tuple(ConceptLink(classes[s.class_index], s.concept, s.cosine)
+                              for s in similar.get((index, position), ()) if 0 <= s.class_index < len(classes)),
+            ))
+
+
+def _examples(contents: CacheContents, classes: list[ClassPage], layers: list[LayerPage]) -> None:
+    """Each channel page's dataset examples, highest activation first."""
+    for layer in layers:
+        found = contents.examples.get(layer.name)
+        if found is None:
+            continue
+        per_channel = {c.channel: c for c in found.channels}
+        for page in layer.channels:
+            channel = per_channel.get(page.channel)
+            if channel is None:
+                continue
+            page.example_set = found
+            page.examples = [
+                Example(_crop(contents, found, crop, sized=True), classes[c] if 0 <= c < len(classes) else None)
+                for crop, c in zip(channel.examples, channel.classes, strict=True)
+            ]
+
+
+def _crop(contents: CacheContents, value: ConceptBank | ExampleSet, crop: Crop, sized: bool = False) -> CropImage:
+    source = contents.crop_path(value, crop)
+    try:
+        size = image_size(source) if sized else None
+    except ValueError as exc:
+        raise AtlasError(f"{exc}: run `atlas concepts` again to rewrite it") from exc
+    return CropImage(f"{CROPS}/{crop.image}", source, crop.file, crop.box, crop.value, size)
 
 
 def _chain(pages: list) -> None:

@@ -48,6 +48,17 @@ def derive_all(renders: Iterable[Render], out: Path, *, workers: int | None = No
     return [path for paths in written for path in paths]
 
 
+def copy_crops(crops: dict[str, Path], out: Path) -> list[str]:
+    """Copy the crops (site path -> cache file) that the site lacks; returns the site paths written.
+    Their names are their content's hash, so a crop already there is the same crop."""
+    written = []
+    for rel, source in sorted(crops.items()):
+        if not (out / rel).is_file():
+            atomic_write(out / rel, source.read_bytes(), durable=False)
+            written.append(rel)
+    return written
+
+
 def _derive_or_note(render: Render, out: Path, failed: dict[Path, str] | None) -> list[str]:
     try:
         return derive(render.entry, render.media, out)

@@ -12,8 +12,10 @@ import hashlib
 import json
 import posixpath
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
+from atlas.concepts.store import Concept, ConceptBank, ExampleSet
 from atlas.site.records import CacheContents, ClassInfo, Entry, LayerInfo, ModelInfo
 
 THUMB_SIDE = 192
@@ -111,6 +113,11 @@ class Page:
     def href(self, target: str | HasPath) -> str:
         """A relative URL from this page to `target` (a site path, or anything with `.path`)."""
         return _relative(target if isinstance(target, str) else target.path, posixpath.dirname(self.path))
+
+    @property
+    def crops_base(self) -> str:
+        """The crops folder relative to this page, with its trailing slash."""
+        return f"{self.root}{CROPS}/"
 
 
 @dataclass(frozen=True)
@@ -241,10 +248,110 @@ class UnitPage(Page):
         raise NotImplementedError
 
 
+CROPS, CROP_EXT = "crops", ".webp"
+
+
+@dataclass(frozen=True)
+class CropImage:
+    """A crop of a source image (a concept's patch, a channel's dataset example), copied into the site."""
+
+    path: str  # site path: f"{CROPS}/<name>{CROP_EXT}", the name the cache's own (its content's sha256[:16])
+    source: Path  # the file in the cache
+    file: str  # the source image, relative to the images folder
+    box: tuple[int, int, int, int]  # in the source image's pixels
+    value: float  # what ranked it: the concept's coefficient, or the channel's activation
+    size: tuple[int, int] | None = None  # (width, height), read where a page needs it
+
+    @property
+    def name(self) -> str:
+        """The file name without folder and extension: a concept's crop list on a page is these names
+        after one base (`crops_base`), which keeps a page of ten concepts of ten crops small."""
+        return posixpath.basename(self.path)[: -len(CROP_EXT)]
+
+
+@dataclass(frozen=True)
+class ConceptLink:
+    """A concept of another class, linked by its anchor on that class's page."""
+
+    page: ClassPage
+    position: int
+    cosine: float
+
+    @property
+    def path(self) -> str:
+        return f"{self.page.path}#{concept_anchor(self.position)}"
+
+    @property
+    def number(self) -> int:
+        return self.position + 1
+
+
+def concept_anchor(position: int) -> str:
+    return f"concept-{position + 1}"
+
+
+@dataclass(eq=False)
+class ConceptView:
+    """One concept of a class page: its picture (when rendered), importance, crops and neighbours."""
+
+    position: int  # in the bank: 0 is the most important
+    concept: Concept
+    render: Render | None  # the newest render of its direction; None until `atlas render` made it
+    crops: tuple[CropImage, ...]
+    aligned: tuple[Related, ...]
+    similar: tuple[ConceptLink, ...]
+
+    @property
+    def anchor(self) -> str:
+        return concept_anchor(self.position)
+
+    @property
+    def crop_names(self) -> str:
+        return " ".join(crop.name for crop in self.crops)
+
+    @property
+    def number(self) -> int:
+        return self.position + 1
+
+    @property
+    def media(self) -> Media | None:
+        return self.render.media if self.render is not None else None
+
+    @property
+    def status(self) -> str:
+        if self.render is None:
+            return "pending"
+        return "ok" if self.render.media is not None else "failed"
+
+    @property
+    def share(self) -> float:
+        return self.concept.share
+
+    @property
+    def bar(self) -> float:
+        """The importance bar's fill: the share, clipped to [0, 1]."""
+        return min(1.0, max(0.0, self.concept.share))
+
+
+@dataclass(frozen=True)
+class Example:
+    """A channel's dataset example: the crop and the class of its source image."""
+
+    crop: CropImage
+    page: ClassPage | None  # None: the source class is not one of the model's
+
+
 @dataclass(eq=False)
 class ClassPage(UnitPage):
     info: ClassInfo | None = None
+    bank: ConceptBank | None = None
+    concepts: list[ConceptView] = field(default_factory=list)
     kind = "class"
+
+    @property
+    def top_concept(self) -> ConceptView | None:
+        """The most important concept, when its picture is rendered (the index can show it)."""
+        return self.concepts[0] if self.concepts and self.concepts[0].media is not None else None
 
     @property
     def index(self) -> int:
@@ -290,6 +397,8 @@ class LayerPage(Page):
 class ChannelPage(UnitPage):
     layer: LayerPage | None = None
     channel: int = 0
+    examples: list[Example] = field(default_factory=list)
+    example_set: ExampleSet | None = None
     kind = "channel"
 
     @property
@@ -348,7 +457,20 @@ class Site:
 
     @property
     def renders(self) -> list[Render]:
-        return [r for p in [*self.classes, *self.channels] for r in p.renders]
+        """Every render the site shows: the classes' and channels', then the concepts'."""
+        units = [r for p in [*self.classes, *self.channels] for r in p.renders]
+        return units + [c.render for p in self.classes for c in p.concepts if c.render is not None]
+
+    @property
+    def crops(self) -> dict[str, Path]:
+        """Site path -> cache file of every crop the pages show."""
+        found = {crop.path: crop.source for p in self.classes for c in p.concepts for crop in c.crops}
+        found.update((e.crop.path, e.crop.source) for p in self.channels for e in p.examples)
+        return found
+
+    @property
+    def has_concepts(self) -> bool:
+        return any(p.concepts for p in self.classes)
 
     @property
     def presets(self) -> list[dict[str, Any]]:

@@ -16,7 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from atlas.cache import Cache, safe_name
+from atlas.concepts import store as concept_store
+from atlas.concepts.store import ConceptBank, ExampleSet
 from atlas.errors import AtlasError
 from atlas.record import ATTRIBUTION, IMAGE, ObjectiveInfo, RenderRecord
 
@@ -116,6 +120,14 @@ class CacheContents:
     entries: tuple[Entry, ...]
     skipped: dict[str, int]  # reason -> count of entries the site does not show
     problems: tuple[str, ...]  # one line per skipped invalid entry
+    concept_entries: tuple[Entry, ...] = ()  # renders of concepts (`atlas render` after `atlas concepts`)
+    banks: dict[int, ConceptBank] = field(default_factory=dict)  # class -> its current concept bank
+    examples: dict[str, ExampleSet] = field(default_factory=dict)  # layer -> its current dataset examples
+    root: Path | None = None  # the cache folder, where the crops of banks and examples are
+
+    def crop_path(self, value: ConceptBank | ExampleSet, crop: concept_store.Crop) -> Path:
+        assert self.root is not None
+        return concept_store.crop_path(self.root, value, crop)
 
 
 def list_models(cache: Path) -> dict[str, Path]:
@@ -138,6 +150,7 @@ def read_cache(cache: Path, model: str | None = None) -> CacheContents:
         raise AtlasError(f"cache folder {cache} does not exist: run `atlas render` first or pass --cache DIR")
     info = read_model(_pick_model(cache, model))
     entries: list[Entry] = []
+    concepts: list[Entry] = []
     skipped: Counter[str] = Counter()
     problems: list[str] = []
     store = Cache(cache)
@@ -154,15 +167,19 @@ def read_cache(cache: Path, model: str | None = None) -> CacheContents:
             skipped["other model"] += 1
         elif record.model.weights_sha256 != info.weights_sha256:
             skipped["other weights"] += 1
-        elif record.objective.kind not in ("class", "channel"):
+        elif record.objective.kind not in ("class", "channel", "concept"):
             skipped[f"{record.objective.kind} objective"] += 1
         else:
             try:
-                entries.append(Entry(folder, record, png_size(folder / IMAGE) if record.status == "ok" else None))
+                entry = Entry(folder, record, png_size(folder / IMAGE) if record.status == "ok" else None)
             except ValueError as exc:
                 skipped["invalid"] += 1
                 problems.append(f"{folder}: {exc}")
-    return CacheContents(info, tuple(entries), dict(skipped), tuple(problems))
+                continue
+            (concepts if record.objective.kind == "concept" else entries).append(entry)
+    banks = concept_store.current_banks(cache, info.name, info.weights_sha256)
+    examples = concept_store.current_examples(cache, info.name, info.weights_sha256)
+    return CacheContents(info, tuple(entries), dict(skipped), tuple(problems), tuple(concepts), banks, examples, cache)
 
 
 def _pick_model(cache: Path, model: str | None) -> Path:
@@ -226,6 +243,15 @@ def png_size(path: Path) -> tuple[int, int]:
     if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
         raise ValueError(f"{path.name} is not a PNG")
     return struct.unpack(">II", head[16:24])
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) of a crop, from its header; ValueError when it is not an image."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except OSError as exc:
+        raise ValueError(f"{path} is not a readable image ({exc})") from exc
 
 
 def _opt_int(value: Any) -> int | None:

@@ -1,0 +1,96 @@
+"""The sample cache plus concept banks, dataset examples and concept renders, written directly
+(torch-free, no model run): the site tests' fixture for concepts."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from atlas.cache import Cache, cache_key
+from atlas.concepts import store
+from atlas.record import ObjectiveInfo, from_dict
+from tests.site_support import MODEL, copy_cache, records
+
+CONCEPTS = 10  # Lens's number: the page budget must hold a full bank
+CROPS = 10
+BANK_CLASSES = (1, 967)
+EXAMPLE_LAYER, EXAMPLE_CHANNELS = "conv_head", (42, 101)
+
+
+def _webp(seed: int, side: int = 64) -> bytes:
+    rng = np.random.default_rng(seed)
+    return store.encode_webp(rng.integers(0, 256, size=(side, side, 3), dtype=np.uint8))
+
+
+def _bank(weights: str, class_index: int, wnid: str, rng: np.random.Generator) -> tuple[store.ConceptBank, dict]:
+    crops: dict[str, bytes] = {}
+    concepts = []
+    for k in range(CONCEPTS):
+        shown = []
+        for j in range(CROPS):
+            data = _webp(class_index * 1000 + k * 10 + j)
+            crops[store.crop_name(data)] = data
+            shown.append(store.Crop(f"{wnid}/{j:03d}.JPEG", (j, 0, j + 64, 64), float(CROPS - j),
+                                    store.crop_name(data)))
+        importance = float(CONCEPTS - k)
+        concepts.append(store.Concept(
+            index=k, vector=store.encode_vector(rng.random(1280).astype(np.float32)), importance=importance,
+            share=importance / 100, top_images=CONCEPTS - k, crops=tuple(shown),
+            aligned=tuple(store.AlignedClass(i, "n0", 0.5 - n / 100)
+                          for n, i in enumerate((class_index, 607, 134, 207, 739)))))
+    bank = store.ConceptBank(
+        key=store.key_of({"class": class_index}), model=MODEL, weights_sha256=weights, class_index=class_index,
+        wnid=wnid, layer="bn2", exact=True, settings={"concepts": CONCEPTS}, images=50, skipped=0, patches=800,
+        logit=100.0, residual=40.0, rest=5.0, relative_error=0.2, concepts=tuple(concepts), seconds={},
+        created="2026-11-27T10:00:00Z")
+    return bank, crops
+
+
+def _examples(weights: str) -> tuple[store.ExampleSet, dict]:
+    crops: dict[str, bytes] = {}
+    channels = []
+    for c in EXAMPLE_CHANNELS:
+        shown = []
+        for j in range(9):
+            data = _webp(50_000 + c * 10 + j, side=48)
+            crops[store.crop_name(data)] = data
+            shown.append(store.Crop(f"n01440764/{j:03d}.JPEG", (0, 0, 48, 48), float(9 - j), store.crop_name(data)))
+        channels.append(store.ChannelExamples(c, tuple(shown), tuple([0, 967] * 4 + [1])))
+    found = store.ExampleSet(key=store.key_of({"examples": EXAMPLE_LAYER}), model=MODEL, weights_sha256=weights,
+                             layer=EXAMPLE_LAYER, settings={}, images=100, skipped=0, channels=tuple(channels),
+                             seconds=1.0, created="2026-11-27T10:00:00Z")
+    return found, crops
+
+
+def concept_cache(dest: Path) -> Path:
+    """A copy of the sample cache with banks of classes 1 and 967 (10 concepts of 10 crops), dataset
+    examples of conv_head channels 42 and 101, and renders of concept 1 of each bank (967's first
+    concept rendered, 1's first concept failed); every other concept is waiting for `atlas render`."""
+    cache = copy_cache(dest)
+    weights = json.loads((cache / "models" / f"{MODEL}.json").read_text())["weights_sha256"]
+    rng = np.random.default_rng(0)
+    for index, wnid in zip(BANK_CLASSES, ("n01443537", "n07920052"), strict=True):
+        bank, crops = _bank(weights, index, wnid, rng)
+        store.write_bank(cache, bank, crops)
+    examples, crops = _examples(weights)
+    store.write_examples(cache, examples, crops)
+    banks = store.current_banks(cache, MODEL, weights)
+    folder, data = next((f, d) for f, d in records(cache) if d["objective"]["id"] == "class:134")
+    template = from_dict(data)
+    entries = Cache(cache)
+    for index in BANK_CLASSES:
+        bank = banks[index]
+        objective_id = store.visualization_id(bank, bank.concepts[0])
+        record = dataclasses.replace(
+            template, objective=ObjectiveInfo(objective_id, "concept", f"{MODEL} · concept", index, "bn2", None))
+        key = cache_key({"objective": objective_id})
+        if index == 967:
+            files = {name: (folder / name).read_bytes() for name in template.FILES}
+            entries.write_entry(key, files, record)
+        else:
+            entries.write_entry(key, {}, dataclasses.replace(record, status="failed", failure="non-finite",
+                                                             objective_value=None, scores=None))
+    return cache

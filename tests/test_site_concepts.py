@@ -1,0 +1,128 @@
+"""Concepts and dataset examples on the site: gathered into class and channel pages, their crops
+copied as WebP, the index's top-concept view, the budgets; and a site without them stays as it was."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from atlas.concepts import store
+from atlas.site.build import build
+from atlas.site.check import MAX_PAGE_BYTES, inspect_site, page_links
+from atlas.site.gather import gather
+from atlas.site.records import read_cache
+from tests.concept_site_support import CONCEPTS, CROPS, concept_cache
+from tests.site_support import MODEL, sample_site
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return concept_cache(tmp_path_factory.mktemp("concepts") / "cache")
+
+
+@pytest.fixture(scope="module")
+def site(cache, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("concept-site") / "site"
+    build(cache, out)
+    return out
+
+
+def test_gather_orders_concepts_links_neighbours_and_finds_renders(cache):
+    gathered = gather(read_cache(cache))
+    page = gathered.classes[967]
+    assert [c.number for c in page.concepts] == list(range(1, CONCEPTS + 1))
+    assert [c.concept.importance for c in page.concepts] == sorted((c.concept.importance for c in page.concepts),
+                                                                   reverse=True)
+    assert [c.status for c in page.concepts] == ["ok"] + ["pending"] * (CONCEPTS - 1)
+    assert gathered.classes[1].concepts[0].status == "failed"
+    first = page.concepts[0]
+    assert first.render.entry.objective.kind == "concept" and first.render.entry.objective.class_index == 967
+    assert [a.page.index for a in first.aligned] == [967, 607, 134, 207, 739]
+    assert all(s.page.index == 1 for s in first.similar) and len(first.similar) == 3
+    assert first.similar[0].path.startswith("classes/0001.html#concept-")
+    assert len(first.crops) == CROPS and all(c.path.startswith("crops/") for c in first.crops)
+    assert page.top_concept is first and gathered.classes[1].top_concept is None
+    assert gathered.classes[0].concepts == []
+    channel = next(c for c in gathered.channels if (c.layer.name, c.channel) == ("conv_head", 42))
+    assert [e.crop.value for e in channel.examples] == [float(9 - j) for j in range(9)]
+    assert [e.page.index for e in channel.examples] == [0, 967] * 4 + [1]
+    assert all(e.crop.size == (48, 48) for e in channel.examples)
+    assert next(c for c in gathered.channels if c.layer.name == "blocks.5").examples == []
+    # the concept renders are derived like every other render, and not counted as classes
+    assert first.render in gathered.renders
+    assert gathered.summary.classes_rendered == gather(read_cache(cache)).summary.classes_rendered == 6
+
+
+def test_class_page_shows_concepts_within_budget_and_links_resolve(site):
+    html = (site / "classes" / "0967.html").read_text()
+    assert html.count('class="concept"') == CONCEPTS
+    assert "Concept 1 <span class=\"share\">10% of the logit</span>" in html
+    assert 'alt="MACO visualization of concept 1 of 0967 espresso"' in html
+    assert html.count("not rendered yet") == CONCEPTS - 1
+    assert html.count('class="linkish crops-open"') == CONCEPTS
+    assert 'aria-label="Show the 10 crops of concept 1"' in html
+    assert re.search(r'href="0001\.html#concept-\d+">[^<]+ #\d+</a>', html)
+    assert '<a href="0607.html">jack-o&#39;-lantern</a>' in html
+    assert "render failed" in (site / "classes" / "0001.html").read_text()
+    for name in ("0967.html", "0001.html"):
+        assert (site / "classes" / name).stat().st_size < MAX_PAGE_BYTES  # a full bank of 10 concepts fits
+    crops = [link for link in page_links(html) if "/crops/" in link]
+    assert len(crops) == CONCEPTS * CROPS
+    assert all((site / "classes" / link).is_file() for link in crops)
+    doc = json.loads((site / "data" / "classes" / "0967.json").read_text())
+    assert [c["status"] for c in doc["concepts"]["concepts"]][:2] == ["ok", "pending"]
+    assert doc["concepts"]["concepts"][0]["render"]["objective"]["kind"] == "concept"
+
+
+def test_channel_page_shows_dataset_examples(site):
+    html = (site / "layers" / "conv_head" / "c0042.html").read_text()
+    assert "Dataset examples" in html and html.count('alt="Example ') == 9
+    assert '<a href="../../classes/0967.html">espresso</a>' in html
+    examples = [link for link in page_links(html) if "/crops/" in link]
+    assert len(examples) == 9 and all((site / "layers" / "conv_head" / link).is_file() for link in examples)
+    assert "Dataset examples" not in (site / "layers" / "blocks.5" / "c0003.html").read_text()
+
+
+def test_index_offers_the_top_concept_view(site):
+    assert 'data-by="concept"' in (site / "index.html").read_text()
+    index = json.loads((site / "data" / "index.json").read_text())
+    by_index = {c["index"]: c for c in index["classes"]}
+    assert (site / by_index[967]["concept_thumb"]).is_file()
+    assert "concept_thumb" not in by_index[1] and "concept_thumb" not in by_index[607]
+
+
+def test_a_site_without_concepts_is_the_site_of_before(cache, site, tmp_path, tmp_path_factory):
+    """Dropping the banks and examples: the rebuild removes the crops and gives the plain sample site."""
+    plain = sample_site(tmp_path_factory)
+    out = tmp_path / "site"
+    shutil.copytree(site, out)
+    copy = tmp_path / "cache"
+    shutil.copytree(cache, copy)
+    shutil.rmtree(copy / "concepts")
+    shutil.rmtree(copy / "examples")
+    build(copy, out)
+    assert not (out / "crops").exists()
+    ours = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    theirs = {p.relative_to(plain).as_posix(): p.read_bytes() for p in plain.rglob("*") if p.is_file()}
+    # the concept renders stay in the cache but show nowhere: the media of their picture go too
+    assert ours == theirs
+
+
+def test_an_unrendered_bank_shows_placeholders_and_the_store_is_read_torch_free(cache):
+    assert all(b.model == MODEL for b in store.banks(cache))
+    gathered = gather(read_cache(cache))
+    assert [c.media for c in gathered.classes[1].concepts] == [None] * CONCEPTS
+
+
+def test_the_link_check_sees_a_missing_crop(site, tmp_path):
+    out = tmp_path / "site"
+    shutil.copytree(site, out)
+    assert inspect_site(out).problems == []
+    victim = sorted((out / "crops").iterdir())[0]
+    victim.unlink()
+    problems = inspect_site(out).problems
+    assert problems and all(f"{victim.name}' does not exist" in p for p in problems)
