@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Callable
 
 from atlas.concepts.similar import similar_concepts
 from atlas.concepts.store import ConceptBank, Crop, ExampleSet, visualization_id
@@ -143,7 +144,8 @@ def gather(contents: CacheContents, *, with_png: bool = True) -> Site:
     )
 
 
-def _concepts(contents: CacheContents, classes: list[ClassPage], renders) -> None:  # noqa: ANN001 - gather's helper
+def _concepts(contents: CacheContents, classes: list[ClassPage],
+              renders: Callable[[list[Entry], int | None, str], list[Render]]) -> None:
     """Each class page's concepts, most important first, with their pictures, crops and neighbours."""
     if not contents.banks:
         return
