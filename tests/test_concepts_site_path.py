@@ -1,0 +1,57 @@
+"""The whole path on the command line, as a user runs it: `atlas concepts --images DIR` on a folder
+of scikit-image photographs, `atlas render`, `atlas build`; a tiny random model on the CPU."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from atlas.cli import main
+from atlas.site.check import inspect_site, page_links
+from tests.concept_folders import make_folder, one_thread  # noqa: F401 - a fixture
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TOML = """
+model = "test_efficientnet"
+random_weights = true
+cache = "cache"
+device = "cpu"
+[cpu]
+classes = "0-1"
+judges = []
+[cpu.preset]
+name = "cpu"
+canvas = 32
+steps = 2
+crops = 1
+[cpu.layers]
+"blocks.3" = "0,2"
+"""
+
+
+def test_concepts_then_render_then_build_give_concept_and_example_pages(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "atlas.toml").write_text(TOML)
+    make_folder(tmp_path / "images", {"n01440764": 3, "n01443537": 3}, side=160)
+    assert main(["concepts", "--images", "images", "--concepts", "2", "--patch", "64", "--no-progress"]) == 0
+    assert main(["render", "--cpu-subset", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "8 objectives: 8 to render" in out and "8 rendered" in out  # 2 classes, 2 channels, 2 x 2 concepts
+    assert main(["build", "--out", "site"]) == 0
+    site = tmp_path / "site"
+    assert inspect_site(site).problems == []
+    for number in ("0000", "0001"):
+        html = (site / "classes" / f"{number}.html").read_text()
+        assert html.count('class="concept"') == 2 and "not rendered yet" not in html
+        assert html.count("MACO visualization of concept") == 2
+        crops = [link for link in page_links(html) if "/crops/" in link]
+        assert crops and all((site / "classes" / link).is_file() for link in crops)
+        doc = json.loads((site / "data" / "classes" / f"{number}.json").read_text())
+        assert [c["render"]["objective"]["kind"] for c in doc["concepts"]["concepts"]] == ["concept", "concept"]
+    for channel in ("c0000", "c0002"):
+        html = (site / "layers" / "blocks.3" / f"{channel}.html").read_text()
+        assert "Dataset examples" in html and html.count('alt="Example ') == 6  # 6 images: fewer than 9
+    index = json.loads((site / "data" / "index.json").read_text())
+    assert all("concept_thumb" in c for c in index["classes"][:2])
