@@ -77,20 +77,24 @@ def concept_cache(dest: Path) -> Path:
         store.write_bank(cache, bank, crops)
     examples, crops = _examples(weights)
     store.write_examples(cache, examples, crops)
-    banks = store.current_banks(cache, MODEL, weights)
+    render_concepts(cache, 967, 1)
+    render_concepts(cache, 1, 1, failed=True)
+    return cache
+
+
+def render_concepts(cache: Path, class_index: int, count: int, failed: bool = False) -> None:
+    """Store renders of the first `count` concepts of a class's bank (the picture of class 134 stands in)."""
+    weights = json.loads((cache / "models" / f"{MODEL}.json").read_text())["weights_sha256"]
+    bank = store.current_banks(cache, MODEL, weights)[class_index]
     folder, data = next((f, d) for f, d in records(cache) if d["objective"]["id"] == "class:134")
     template = from_dict(data)
-    entries = Cache(cache)
-    for index in BANK_CLASSES:
-        bank = banks[index]
-        objective_id = store.visualization_id(bank, bank.concepts[0])
-        record = dataclasses.replace(
-            template, objective=ObjectiveInfo(objective_id, "concept", f"{MODEL} · concept", index, "bn2", None))
+    for concept in bank.concepts[:count]:
+        objective_id = store.visualization_id(bank, concept)
+        record = dataclasses.replace(template, objective=ObjectiveInfo(
+            objective_id, "concept", f"{MODEL} · concept", class_index, bank.layer, None))
         key = cache_key({"objective": objective_id})
-        if index == 967:
-            files = {name: (folder / name).read_bytes() for name in template.FILES}
-            entries.write_entry(key, files, record)
+        if failed:
+            Cache(cache).write_entry(key, {}, dataclasses.replace(record, status="failed", failure="non-finite",
+                                                                  objective_value=None, scores=None))
         else:
-            entries.write_entry(key, {}, dataclasses.replace(record, status="failed", failure="non-finite",
-                                                             objective_value=None, scores=None))
-    return cache
+            Cache(cache).write_entry(key, {name: (folder / name).read_bytes() for name in template.FILES}, record)

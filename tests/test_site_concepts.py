@@ -15,7 +15,7 @@ from atlas.site.build import build
 from atlas.site.check import MAX_PAGE_BYTES, inspect_site, page_links
 from atlas.site.gather import gather
 from atlas.site.records import read_cache
-from tests.concept_site_support import CONCEPTS, CROPS, concept_cache
+from tests.concept_site_support import CONCEPTS, CROPS, concept_cache, render_concepts
 from tests.site_support import MODEL, sample_site
 
 
@@ -126,3 +126,14 @@ def test_the_link_check_sees_a_missing_crop(site, tmp_path):
     victim.unlink()
     problems = inspect_site(out).problems
     assert problems and all(f"{victim.name}' does not exist" in p for p in problems)
+
+
+def test_a_class_of_two_seeds_and_ten_rendered_concepts_fits_the_page_budget(cache, tmp_path):
+    copy = tmp_path / "cache"
+    shutil.copytree(cache, copy)
+    render_concepts(copy, 967, CONCEPTS)  # class 967 has two seeds in the sample cache
+    report = build(copy, tmp_path / "site")
+    html = (tmp_path / "site" / "classes" / "0967.html").read_text()
+    assert html.count("MACO visualization of concept") == CONCEPTS and "not rendered yet" not in html
+    assert report.check.largest_page[0] == "classes/0967.html"
+    assert report.check.largest_page[1] < MAX_PAGE_BYTES
