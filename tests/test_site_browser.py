@@ -3,17 +3,14 @@ server subpath, search, the overlay toggle, keys, images, escaping and the CSP."
 
 from __future__ import annotations
 
-import functools
 import json
-import threading
 from dataclasses import dataclass, field
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from atlas.site.build import build
-from tests.browser_support import launch_chromium
+from tests.browser_support import chromium, serve_parent
 from tests.site_support import copy_cache, patch_class_name, sample_site
 
 pytestmark = pytest.mark.browser
@@ -32,11 +29,6 @@ LOAD_ALL_IMAGES = """async () => {
 }"""
 
 
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002, ANN001, ANN002
-        pass
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
     return sample_site(tmp_path_factory)
@@ -44,23 +36,14 @@ def site(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(site):
-    """Serves the PARENT of the site folder, so the site lives under a subpath like a GitHub project page."""
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(site.parent)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/{site.name}/"
-    httpd.shutdown()
-    httpd.server_close()
+    with serve_parent(site) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = launch_chromium(p)
-        yield chromium
-        chromium.close()
+    with chromium() as browser:
+        yield browser
 
 
 @dataclass

@@ -4,17 +4,14 @@ back, similar-concept links land on their anchor, and the index's top-concept vi
 
 from __future__ import annotations
 
-import functools
-import threading
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from atlas.site.build import build
-from tests.browser_support import launch_chromium
+from tests.browser_support import chromium, serve_parent
 from tests.concept_site_support import CONCEPTS, CROPS, concept_cache
-from tests.test_site_browser import Tab, _QuietHandler, open_tab
+from tests.test_site_browser import Tab, open_tab
 
 pytestmark = pytest.mark.browser
 
@@ -29,22 +26,14 @@ def site(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(site):
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(site.parent)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/{site.name}/"
-    httpd.shutdown()
-    httpd.server_close()
+    with serve_parent(site) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = launch_chromium(p)
-        yield chromium
-        chromium.close()
+    with chromium() as browser:
+        yield browser
 
 
 @pytest.fixture(params=["file", "http"])
