@@ -15,6 +15,7 @@ Two rules keep the format open without a new version:
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import functools
 import hashlib
@@ -231,6 +232,114 @@ def file_problem(record: Record, folder: Path, *, verify: bool) -> str | None:
 
 
 # --------------------------------------------------------------------------------------------
+# Concept banks and dataset examples (`atlas concepts`).  atlas.concepts.store writes them as
+# <cache>/concepts/<key[:2]>/<key>/bank.json and <cache>/examples/<key[:2]>/<key>/examples.json
+# beside their WebP crops; they are not render entries (no record.json, no status), so they have
+# their own format number and are read strictly: a field this version does not know makes the file
+# not ours, and the store computes it again.
+
+CONCEPTS_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Crop:
+    """A region of a source image: the file (relative to the images folder), its box in source pixels
+    (left, top, right, bottom), the value that ranked it, and the WebP's name in the entry folder."""
+
+    file: str
+    box: tuple[int, int, int, int]
+    value: float
+    image: str
+
+
+@dataclass(frozen=True)
+class AlignedClass:
+    index: int
+    wnid: str
+    cosine: float
+
+
+@dataclass(frozen=True)
+class Concept:
+    index: int  # its row in the factorisation
+    vector: str  # base64 of little-endian float32, one entry per channel of the layer
+    importance: float  # mean share of the class logit over the class's images, in logit units
+    share: float  # importance / mean logit
+    top_images: int  # images of which it is the most important concept
+    crops: tuple[Crop, ...]
+    aligned: tuple[AlignedClass, ...]  # empty when the layer is not the one the classifier reads
+
+    @property
+    def values(self) -> Any:
+        """The vector as a float32 numpy array (numpy imported here only: this module is stdlib-only)."""
+        import numpy as np
+
+        return np.frombuffer(base64.b64decode(self.vector), dtype="<f4").copy()
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(base64.b64decode(self.vector)).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class ConceptBank:
+    key: str
+    model: str
+    weights_sha256: str
+    class_index: int
+    wnid: str
+    layer: str
+    exact: bool  # importance is an exact share of the logit (else gradient x input, an estimate)
+    settings: dict[str, Any]
+    images: int  # images read
+    skipped: int  # files of the sample that could not be decoded
+    patches: int
+    logit: float  # mean class logit = sum of importances + residual + rest
+    residual: float  # mean share of what the concepts do not reconstruct
+    rest: float  # the classifier's bias when exact; else what gradient x input leaves out
+    relative_error: float  # ||A - UW|| / ||A|| of the patch factorisation
+    concepts: tuple[Concept, ...]  # most important first
+    seconds: dict[str, float]
+    created: str = ""  # ISO 8601 UTC time of writing: the newest bank of a class is the current one
+    format: int = CONCEPTS_FORMAT
+
+
+@dataclass(frozen=True)
+class ChannelExamples:
+    channel: int
+    examples: tuple[Crop, ...]  # highest activation first
+    classes: tuple[int, ...]  # the source class of each example
+
+
+@dataclass(frozen=True)
+class ExampleSet:
+    key: str
+    model: str
+    weights_sha256: str
+    layer: str
+    settings: dict[str, Any]
+    images: int
+    skipped: int
+    channels: tuple[ChannelExamples, ...]
+    seconds: float
+    created: str = ""
+    format: int = CONCEPTS_FORMAT
+
+
+def dumps_concepts(value: ConceptBank | ExampleSet) -> bytes:
+    return json.dumps(as_data(value), indent=1, allow_nan=False).encode()
+
+
+def loads_concepts(kind: type[ConceptBank] | type[ExampleSet], raw: bytes) -> ConceptBank | ExampleSet:
+    """A bank or an example set from its JSON file; InvalidRecord (a ValueError) when it is not one."""
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InvalidRecord(f"{kind.__name__} is not valid JSON") from None
+    return _load(kind, data, kind.__name__, strict=True)
+
+
+# --------------------------------------------------------------------------------------------
 # The converters: one generic pair, so that a new field or kind needs no code here.
 
 
@@ -256,21 +365,32 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _load(tp: Any, value: Any, where: str) -> Any:
+def _load(tp: Any, value: Any, where: str, strict: bool = False) -> Any:
+    """`value` as `tp`, checked; `strict`: an object with a field `tp` lacks is invalid too."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _load(inner, value, where)
+        options = [a for a in args if a is not type(None)]
+        if len(options) > 1:  # a union of dataclasses (never in a render record): the first that fits
+            for option in options:
+                try:
+                    return _load(option, value, where, strict)
+                except InvalidRecord:
+                    continue
+            raise InvalidRecord(f"{where} fits none of {', '.join(o.__name__ for o in options)}")
+        return _load(options[0], value, where, strict)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise InvalidRecord(f"{where} is not an object")
         hints = _hints(tp)
+        names = {f.name for f in dataclasses.fields(tp)}
+        if strict and set(value) - names:
+            raise InvalidRecord(f"{where} has unknown fields {sorted(set(value) - names)}")
         kwargs = {}
         for f in dataclasses.fields(tp):
             if f.name in value:
-                kwargs[f.name] = _load(hints[f.name], value[f.name], f"{where}.{f.name}")
+                kwargs[f.name] = _load(hints[f.name], value[f.name], f"{where}.{f.name}", strict)
             elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise InvalidRecord(f"{where} lacks {f.name}")
         return tp(**kwargs)
@@ -279,11 +399,11 @@ def _load(tp: Any, value: Any, where: str) -> Any:
             raise InvalidRecord(f"{where} is not a list of {len(args)}" if args[-1] is not Ellipsis
                                 else f"{where} is not a list")
         items = args[:1] * len(value) if args[-1] is Ellipsis else args
-        return tuple(_load(t, v, f"{where}[{i}]") for i, (t, v) in enumerate(zip(items, value, strict=True)))
+        return tuple(_load(t, v, f"{where}[{i}]", strict) for i, (t, v) in enumerate(zip(items, value, strict=True)))
     if origin is dict:
         if not isinstance(value, dict):
             raise InvalidRecord(f"{where} is not an object")
-        return {str(k): _load(args[1], v, f"{where}.{k}") for k, v in value.items()}
+        return {str(k): _load(args[1], v, f"{where}.{k}", strict) for k, v in value.items()}
     if tp is Any:
         return value
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -12,7 +12,8 @@ the JSON last, each atomically: a process killed at any moment leaves a complete
 JSON, and an entry whose JSON does not parse, names another key, or lists a crop that is not
 there counts as absent and is computed again.
 
-Concept vectors are stored exactly, as base64 of little-endian float32, so a concept's digest
+The values and their JSON form are owned by atlas.record, beside the render record: this module
+does the files. Concept vectors are stored exactly, as base64 of little-endian float32, so a concept's digest
 (the sha256 of those bytes, as `atlas.objectives.Direction` computes it) is the same after a
 round trip and keys the concept's visualization.
 """
@@ -20,14 +21,9 @@ round trip and keys the concept's visualization.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 import io
-import json
-import types
-import typing
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +32,20 @@ from PIL import Image
 
 from atlas.cache import atomic_write, canonical_json
 from atlas.errors import AtlasError
-from atlas.record import direction_id
+from atlas.record import (  # the values are atlas.record's; callers keep importing them from here
+    CONCEPTS_FORMAT,
+    AlignedClass,  # noqa: F401
+    ChannelExamples,  # noqa: F401
+    Concept,
+    ConceptBank,
+    Crop,
+    ExampleSet,
+    direction_id,
+    dumps_concepts,
+    loads_concepts,
+)
 
-FORMAT = 1
+FORMAT = CONCEPTS_FORMAT
 BANK = "bank.json"
 EXAMPLES = "examples.json"
 WEBP_QUALITY = 80
@@ -46,88 +53,6 @@ WEBP_QUALITY = 80
 # product (False). Cosine, measured on Lite0 (docs/concepts.md): its pictures read as their class
 # (top-5 in 3 of 6, dot 0 of 6) and point closer to their concept (cosine 0.52 against 0.44).
 VISUALIZATION_COSINE = True
-
-
-@dataclass(frozen=True)
-class Crop:
-    """A region of a source image: the file (relative to the images folder), its box in source pixels
-    (left, top, right, bottom), the value that ranked it, and the WebP's name in the entry folder."""
-
-    file: str
-    box: tuple[int, int, int, int]
-    value: float
-    image: str
-
-
-@dataclass(frozen=True)
-class AlignedClass:
-    index: int
-    wnid: str
-    cosine: float
-
-
-@dataclass(frozen=True)
-class Concept:
-    index: int  # its row in the factorisation
-    vector: str  # base64 of little-endian float32, one entry per channel of the layer
-    importance: float  # mean share of the class logit over the class's images, in logit units
-    share: float  # importance / mean logit
-    top_images: int  # images of which it is the most important concept
-    crops: tuple[Crop, ...]
-    aligned: tuple[AlignedClass, ...]  # empty when the layer is not the one the classifier reads
-
-    @property
-    def values(self) -> np.ndarray:
-        return np.frombuffer(base64.b64decode(self.vector), dtype="<f4").copy()
-
-    @property
-    def digest(self) -> str:
-        return hashlib.sha256(base64.b64decode(self.vector)).hexdigest()[:12]
-
-
-@dataclass(frozen=True)
-class ConceptBank:
-    key: str
-    model: str
-    weights_sha256: str
-    class_index: int
-    wnid: str
-    layer: str
-    exact: bool  # importance is an exact share of the logit (else gradient x input, an estimate)
-    settings: Mapping[str, Any]
-    images: int  # images read
-    skipped: int  # files of the sample that could not be decoded
-    patches: int
-    logit: float  # mean class logit = sum of importances + residual + rest
-    residual: float  # mean share of what the concepts do not reconstruct
-    rest: float  # the classifier's bias when exact; else what gradient x input leaves out
-    relative_error: float  # ||A - UW|| / ||A|| of the patch factorisation
-    concepts: tuple[Concept, ...]  # most important first
-    seconds: Mapping[str, float]
-    created: str = ""  # ISO 8601 UTC time of writing: the newest bank of a class is the current one
-    format: int = FORMAT
-
-
-@dataclass(frozen=True)
-class ChannelExamples:
-    channel: int
-    examples: tuple[Crop, ...]  # highest activation first
-    classes: tuple[int, ...]  # the source class of each example
-
-
-@dataclass(frozen=True)
-class ExampleSet:
-    key: str
-    model: str
-    weights_sha256: str
-    layer: str
-    settings: Mapping[str, Any]
-    images: int
-    skipped: int
-    channels: tuple[ChannelExamples, ...]
-    seconds: float
-    created: str = ""
-    format: int = FORMAT
 
 
 def encode_vector(values: np.ndarray) -> str:
@@ -155,55 +80,6 @@ def visualization_id(bank: ConceptBank, concept: Concept) -> str:
     return direction_id(bank.layer, VISUALIZATION_COSINE, concept.digest)
 
 
-# --- typed JSON ------------------------------------------------------------------------------
-def _decode(kind: Any, value: Any) -> Any:
-    """`value` (parsed JSON) as `kind`, checking types on the way; ValueError when it does not fit."""
-    origin = typing.get_origin(kind)
-    if dataclasses.is_dataclass(kind):
-        if not isinstance(value, dict):
-            raise ValueError(f"{kind.__name__} is not an object")
-        hints = typing.get_type_hints(kind)
-        names = {f.name for f in dataclasses.fields(kind)}
-        if set(value) - names:
-            raise ValueError(f"{kind.__name__} has unknown fields {sorted(set(value) - names)}")
-        return kind(**{name: _decode(hints[name], value[name]) for name in names if name in value})
-    if origin is tuple:
-        args = typing.get_args(kind)
-        if not isinstance(value, list):
-            raise ValueError("expected a list")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_decode(args[0], v) for v in value)
-        if len(args) != len(value):
-            raise ValueError("a tuple of the wrong length")
-        return tuple(_decode(a, v) for a, v in zip(args, value, strict=True))
-    if origin in (Mapping, dict) or kind is Mapping:
-        if not isinstance(value, dict):
-            raise ValueError("expected an object")
-        return dict(value)
-    if kind is Any:
-        return value
-    if kind is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError("expected a number")
-        return float(value)
-    if kind in (int, str, bool):
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise ValueError(f"expected {kind.__name__}")
-        return value
-    if isinstance(kind, types.UnionType) or origin is typing.Union:
-        for option in typing.get_args(kind):
-            try:
-                return _decode(option, value)
-            except ValueError:
-                continue
-        raise ValueError(f"{value!r} fits none of {kind}")
-    raise ValueError(f"cannot decode {kind}")
-
-
-def _encode(value: Any) -> bytes:
-    return json.dumps(dataclasses.asdict(value), indent=1, allow_nan=False).encode()
-
-
 # --- writing and reading --------------------------------------------------------------------
 def _folder(root: Path, kind: str, key: str) -> Path:
     return Path(root) / kind / key[:2] / key
@@ -215,9 +91,10 @@ def _write(folder: Path, name: str, value: Any, crops: Mapping[str, bytes]) -> P
         for crop, data in crops.items():
             if not (folder / crop).is_file():
                 atomic_write(folder / crop, data)
-        atomic_write(folder / name, _encode(value))
+        atomic_write(folder / name, dumps_concepts(value))
     except OSError as exc:
-        raise AtlasError(f"cannot write {folder}: {exc.strerror or exc}; check the cache folder or pick another with --cache") from exc
+        raise AtlasError(f"cannot write {folder}: {exc.strerror or exc}; "
+                         "check the cache folder or pick another with --cache") from exc
     return folder / name
 
 
@@ -229,9 +106,8 @@ def _crops_of(value: ConceptBank | ExampleSet) -> set[str]:
 
 def _read(folder: Path, name: str, kind: type, key: str) -> Any:
     try:
-        data = json.loads((folder / name).read_bytes())
-        value = _decode(kind, data)
-    except (OSError, ValueError, TypeError):  # missing, half-written by an old version, or not ours: absent
+        value = loads_concepts(kind, (folder / name).read_bytes())
+    except (OSError, ValueError):  # missing, half-written by an old version, or not ours: absent
         return None
     if value.format != FORMAT or value.key != key:
         return None
