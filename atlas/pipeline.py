@@ -100,6 +100,8 @@ def run(request: RenderRequest, *, report: Report = print, progress: ProgressFac
         cache.write_model(loaded.name, model_info(loaded, request.device, plan.spectrum_sha256))
 
     shard = f" (shard {request.shard} of {plan.all_jobs} jobs)" if request.shard.count > 1 else ""
+    concepts = sum(1 for p in plan.jobs if p.job.concept_of is not None)
+    shard += f" ({concepts} of them concepts, from `atlas concepts`)" if concepts else ""
     report(f"{len(plan.jobs)} objectives{shard}: {len(todo)} to render, {summary.reused + summary.failed_before} "
            f"in the cache; model {loaded.name}, preset {plan.preset.name}, device {request.device}")
     if todo:

@@ -38,7 +38,8 @@ def test_concepts_then_render_then_build_give_concept_and_example_pages(tmp_path
     assert main(["concepts", "--images", "images", "--concepts", "2", "--patch", "64", "--no-progress"]) == 0
     assert main(["render", "--cpu-subset", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "8 objectives: 8 to render" in out and "8 rendered" in out  # 2 classes, 2 channels, 2 x 2 concepts
+    # 2 classes, 2 channels, 2 concepts of each class
+    assert "8 objectives (4 of them concepts, from `atlas concepts`): 8 to render" in out and "8 rendered" in out
     assert main(["build", "--out", "site"]) == 0
     site = tmp_path / "site"
     assert inspect_site(site).problems == []
