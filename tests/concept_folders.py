@@ -45,7 +45,8 @@ def tiled(rng: np.random.Generator, photos: list[np.ndarray], side: int, tiles: 
         height, width = source.shape[:2]
         top = rng.integers(height // 4, max(height // 4 + 1, 3 * height // 4 - tile))
         left = rng.integers(width // 4, max(width // 4 + 1, 3 * width // 4 - tile))
-        image[row * tile : (row + 1) * tile, col * tile : (col + 1) * tile] = source[top : top + tile, left : left + tile]
+        patch = source[top : top + tile, left : left + tile]
+        image[row * tile : (row + 1) * tile, col * tile : (col + 1) * tile] = patch
     return image, layout
 
 

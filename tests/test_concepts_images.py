@@ -122,7 +122,8 @@ def test_fit_square_maps_boxes_back_to_source_pixels():
     assert square.shape == (200, 200, 3)
     left, top, right, bottom = placement.source_box(50, 20, 100)
     assert (right - left, bottom - top) == (200, 200)  # 100 px of a 200 px square of a 400 px high photo
-    source = np.asarray(image.crop((left, top, right, bottom)).resize((100, 100), Image.Resampling.BICUBIC), dtype=float)
+    cut = image.crop((left, top, right, bottom)).resize((100, 100), Image.Resampling.BICUBIC)
+    source = np.asarray(cut, dtype=float)
     assert np.abs(source - square[20:120, 50:150]).mean() < 6
 
 

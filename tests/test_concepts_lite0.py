@@ -29,8 +29,9 @@ def test_two_concepts_separate_the_two_photos(tmp_path, lite0, seed):
     acts = craft.patch_activations(lite0, layer.name, torch.from_numpy(squares.pixels), patch)
     fit = nmf(acts.clamp_min(0), 2)
     grid = patch_grid(side, patch)
-    boxes = [(files[r // len(grid)], (*grid[r % len(grid)], grid[r % len(grid)][0] + patch, grid[r % len(grid)][1] + patch))
-             for r in range(acts.shape[0])]
+    corners = [grid[r % len(grid)] for r in range(acts.shape[0])]
+    boxes = [(files[r // len(grid)], (*corner, corner[0] + patch, corner[1] + patch))
+             for r, corner in enumerate(corners)]
     shown = np.array([fraction(layouts[f], side, box) for f, box in boxes])
     pure = (shown >= 0.9) | (shown <= 0.1)
     labels, assigned = (shown > 0.5).astype(int)[pure], fit.coefficients.argmax(dim=1).numpy()[pure]

@@ -86,7 +86,8 @@ def test_rerun_computes_nothing_and_changes_recompute_only_what_they_touch(tmp_p
     make_folder(tmp_path / "images", {"n01484850": 2}, tiny.input_size, seed=5)  # a new class
     grown = run_concepts(tiny, request_for(tmp_path, example_layers={}), report=lambda line: None)
     assert (grown.computed, grown.cached) == (1, 2)
-    more = run_concepts(tiny, request_for(tmp_path, concepts=3, classes=[0], example_layers={}), report=lambda line: None)
+    more = run_concepts(tiny, request_for(tmp_path, concepts=3, classes=[0], example_layers={}),
+                        report=lambda line: None)
     assert (more.computed, more.cached) == (1, 0)  # another setting, another key
     current = store.current_banks(tmp_path / "cache", tiny.name, tiny.weights_sha256)
     assert sorted(current) == [0, 1, 2] and len(current[0].concepts) == 3 and len(current[1].concepts) == 2
@@ -183,7 +184,8 @@ def test_concepts_table_of_atlas_toml(tmp_path, tiny, capsys):
     config = tmp_path / "atlas.toml"
     config.write_text('model = "test_efficientnet"\nrandom_weights = true\ncache = "c"\n'
                       '[concepts]\nimages = "images"\nconcepts = 2\nimages_per_class = 2\npatch = 48\n')
-    assert load_config(config).concepts == Concepts(images=tmp_path / "images", concepts=2, images_per_class=2, patch=48)
+    expected = Concepts(images=tmp_path / "images", concepts=2, images_per_class=2, patch=48)
+    assert load_config(config).concepts == expected
     assert main(["concepts", "--config", str(config), "--device", "cpu", "--layers", "--no-progress"]) == 0
     assert "1 classes (1 computed, 0 in the cache); 2 images read" in capsys.readouterr().out
     assert len(bank_files(tmp_path / "c")) == 1
@@ -200,7 +202,8 @@ def test_bench_reports_seconds_per_class_and_a_linear_projection(tmp_path, tiny)
     assert (result.classes, result.images_per_class, result.device) == (2, 2.5, "cpu")
     assert set(result.per_class) == {"read", "activations", "nmf", "importance", "crops"}
     assert all(v >= 0 for v in result.per_class.values()) and result.per_class["activations"] > 0
-    fixed = ConceptBench("cpu", 1, 2, 50.0, {"read": 1.0, "activations": 2.0, "nmf": 3.0, "importance": 4.0, "crops": 5.0})
+    phases = {"read": 1.0, "activations": 2.0, "nmf": 3.0, "importance": 4.0, "crops": 5.0}
+    fixed = ConceptBench("cpu", 1, 2, 50.0, phases)
     assert fixed.projected_seconds(classes=10, images_per_class=100) == 10 * (2 * (1 + 2 + 3 + 4) + 5)
     assert fixed.lines()[0].startswith("concepts on cpu (1 threads): 15.0 s per class of 50 images (read 1.00,")
 

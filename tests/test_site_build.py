@@ -327,7 +327,8 @@ def test_a_listed_folder_replaced_by_a_link_is_not_followed(tmp_path):
     out = tmp_path / "site"
     build(cache, out)
     folder, _ = next((f, r) for f, r in records(cache) if r["objective"]["id"] == "class:607")
-    media = next(p for p in (out / "media").iterdir() if (p / "image.png").read_bytes() == (folder / "image.png").read_bytes())
+    original = (folder / "image.png").read_bytes()
+    media = next(p for p in (out / "media").iterdir() if (p / "image.png").read_bytes() == original)
     elsewhere = tmp_path / "elsewhere"
     shutil.move(media, elsewhere)
     media.symlink_to(elsewhere, target_is_directory=True)

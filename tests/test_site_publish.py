@@ -164,7 +164,8 @@ def test_a_failed_push_shows_all_of_gits_message(site, tmp_path, project):
     remote = tmp_path / "guarded.git"
     git("init", "--quiet", "--bare", str(remote))
     hook = remote / "hooks" / "pre-receive"
-    hook.write_text("#!/bin/sh\necho 'first reason: pages are frozen' >&2\necho 'second line of the hook' >&2\nexit 1\n")
+    hook.write_text("#!/bin/sh\necho 'first reason: pages are frozen' >&2\n"
+                    "echo 'second line of the hook' >&2\nexit 1\n")
     hook.chmod(0o755)
     with pytest.raises(AtlasError) as info:
         publish(site, str(remote), project=work)

@@ -43,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     page, page_bytes = check.largest_page
     invalid = (f"; skipped {len(report.problems)} invalid cache entries (warnings above; `atlas render` "
                "renders them again)") if report.problems else ""
-    print(f"atlas build: {report.model}: {report.pages} pages, {check.files} files, {check.total_bytes / 2**20:.1f} MB; "
-          f"largest page {page} ({page_bytes / 1024:.1f} KB); {check.links} links checked{invalid}")
+    print(f"atlas build: {report.model}: {report.pages} pages, {check.files} files, "
+          f"{check.total_bytes / 2**20:.1f} MB; largest page {page} ({page_bytes / 1024:.1f} KB); "
+          f"{check.links} links checked{invalid}")
     print(f"atlas build: site ready in {out} (open {out / 'index.html'}, or run `atlas serve --out {out}`)")
     return 0

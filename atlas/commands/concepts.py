@@ -17,9 +17,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, metavar="FILE", help="settings file (default: ./atlas.toml)")
     parser.add_argument("--images", type=Path, metavar="DIR",
                         help="one subfolder per class named by WordNet id, as ImageNet's train/val (DIR/n01440764/...)")
-    parser.add_argument("--classes", metavar="SPEC", help='classes of DIR to explain: "all" (default), "0-99", "n01440764"')
+    parser.add_argument("--classes", metavar="SPEC",
+                        help='classes of DIR to explain: "all" (default), "0-99", "n01440764"')
     parser.add_argument("--concepts", type=int, metavar="N", help="concepts per class (default 10)")
-    parser.add_argument("--layer", metavar="NAME", help="layer of the concepts (default: the feature map the classifier pools)")
+    parser.add_argument("--layer", metavar="NAME",
+                        help="layer of the concepts (default: the feature map the classifier pools)")
     parser.add_argument("--images-per-class", type=int, metavar="N", help="deterministic sample per class (default 50)")
     parser.add_argument("--patch", type=int, metavar="PX", help="patch side on the model's input (default 64 of 224)")
     parser.add_argument("--layers", nargs="*", metavar="LAYER=SPEC",
@@ -29,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--random-weights", action="store_true", default=None, help="random weights (for tests)")
     parser.add_argument("--cache", type=Path, metavar="DIR", help="cache folder (default from the config)")
     parser.add_argument("--device", metavar="D", help="auto, cpu, cuda, cuda:N (default auto)")
-    parser.add_argument("--batch-size", type=int, metavar="N", help="patches per forward pass (default 32 on a CPU, 256 on a GPU)")
+    parser.add_argument("--batch-size", type=int, metavar="N",
+                        help="patches per forward pass (default 32 on a CPU, 256 on a GPU)")
     parser.add_argument("--group", type=int, metavar="N", help="classes per NMF call (default 1 on a CPU, 16 on a GPU)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -64,7 +64,8 @@ def feature_layer(loaded: LoadedModel) -> FeatureLayer:
     """The module whose output the head pools (timm's `forward_features` output), found by one forward pass."""
     module = loaded.module
     if not (hasattr(module, "forward_features") and hasattr(module, "forward_head")):
-        raise AtlasError(f"model {loaded.name!r} has no forward_features: pass --layer NAME (`atlas layers` lists them)")
+        raise AtlasError(
+            f"model {loaded.name!r} has no forward_features: pass --layer NAME (`atlas layers` lists them)")
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(2, 3, loaded.input_size, loaded.input_size, generator=generator).to(_device(loaded))
     returned: dict[int, tuple[str, object]] = {}  # id of an output -> (the outermost module returning it, the output)
@@ -82,7 +83,8 @@ def feature_layer(loaded: LoadedModel) -> FeatureLayer:
             handle.remove()
     found = returned.get(id(features))
     if found is None or not isinstance(features, torch.Tensor) or features.ndim != 4:
-        raise AtlasError(f"cannot find the feature map of {loaded.name!r}: pass --layer NAME (`atlas layers` lists them)")
+        raise AtlasError(
+            f"cannot find the feature map of {loaded.name!r}: pass --layer NAME (`atlas layers` lists them)")
     head = module.get_classifier() if hasattr(module, "get_classifier") else None
     exact = False
     if isinstance(head, torch.nn.Linear):
@@ -120,7 +122,8 @@ def importance(loaded: LoadedModel, layer: str, squares: torch.Tensor, class_ind
 
     def replace(_module, _inputs, output):
         if not isinstance(output, torch.Tensor) or output.ndim != 4:
-            raise AtlasError(f"layer {layer!r} does not give a (B, C, H, W) map: pick a convolutional layer for concepts")
+            raise AtlasError(
+                f"layer {layer!r} does not give a (B, C, H, W) map: pick a convolutional layer for concepts")
         b, c, h, wd = output.shape
         flat = output.detach().float().permute(0, 2, 3, 1).reshape(b, h * wd, c)
         u = nmf_transform(flat.clamp_min(0), w)
@@ -152,7 +155,8 @@ def top_patches(coefficients: torch.Tensor, count: int) -> torch.Tensor:
     return coefficients.topk(min(count, coefficients.shape[0]), dim=0).indices.T
 
 
-def aligned_classes(concepts: torch.Tensor, classifier: torch.Tensor, top: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+def aligned_classes(concepts: torch.Tensor, classifier: torch.Tensor,
+                    top: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
     """(K, top) indices and cosines of the classes whose classifier weights point most along each concept."""
     cosine = torch.nn.functional.normalize(concepts.float().cpu(), dim=1) @ torch.nn.functional.normalize(
         classifier.float().cpu(), dim=1).T
@@ -160,6 +164,7 @@ def aligned_classes(concepts: torch.Tensor, classifier: torch.Tensor, top: int =
     return indices, values
 
 
-def concept_objective(layer: str, vector: torch.Tensor | np.ndarray | tuple[float, ...], cosine: bool = False) -> Objective:
+def concept_objective(layer: str, vector: torch.Tensor | np.ndarray | tuple[float, ...],
+                      cosine: bool = False) -> Objective:
     """The objective whose MACO picture shows a concept: its direction at its layer (keyed by the vector's hash)."""
     return direction(layer, vector, cosine=cosine)

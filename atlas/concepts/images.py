@@ -95,7 +95,8 @@ def scan(root: str | Path, wnids: Mapping[str, int], per_class: int | None = Non
     """
     root = Path(root)
     if not root.is_dir():
-        raise AtlasError(f"image folder {root} does not exist: pass --images DIR with one subfolder per class (DIR/n01440764/...)")
+        raise AtlasError(
+            f"image folder {root} does not exist: pass --images DIR with one subfolder per class (DIR/n01440764/...)")
     if per_class is not None and per_class < 1:
         raise AtlasError(f"images per class must be at least 1, not {per_class}")
     wanted = None if classes is None else set(classes)
@@ -134,7 +135,8 @@ def scan(root: str | Path, wnids: Mapping[str, int], per_class: int | None = Non
         fingerprint = _sha256([[f, s.st_size, s.st_mtime_ns] for f, s in stats])
         result.append(ClassImages(index, folder.name, files, len(names), fingerprint))
     if not result:
-        raise AtlasError(f"no class folders in {root}: it needs one subfolder per class named by WordNet id (n01440764/...)")
+        raise AtlasError(
+            f"no class folders in {root}: it needs one subfolder per class named by WordNet id (n01440764/...)")
     return ImageFolder(root, tuple(result), not_images)
 
 

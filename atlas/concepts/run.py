@@ -168,7 +168,8 @@ def run_concepts(loaded: LoadedModel, request: ConceptRequest, *, report: Callab
            f"layer {layer.name} ({'exact' if layer.exact else 'gradient x input'} importance), "
            f"{request.concepts} concepts, up to {request.per_class} images a class")
     weights = classifier_weights(loaded)
-    bar = progress(total=sum(len(images.files) for images, _ in todo), unit="img", desc="concepts") if progress and todo else None
+    total = sum(len(images.files) for images, _ in todo)
+    bar = progress(total=total, unit="img", desc="concepts") if progress and todo else None
     try:
         for start in range(0, len(todo), max(1, request.group)):
             group = todo[start : start + max(1, request.group)]

@@ -243,4 +243,5 @@ def _write_error(exc: OSError, out: Path) -> AtlasError:
     where = exc.filename or out
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return AtlasError(f"disk full while writing {where}; free some space and run `atlas build` again (it resumes)")
-    return AtlasError(f"cannot write {where} ({exc.strerror or exc}); make {out} writable or pick another folder with --out")
+    return AtlasError(
+        f"cannot write {where} ({exc.strerror or exc}); make {out} writable or pick another folder with --out")

@@ -127,7 +127,8 @@ def _check_site(site: Path, budget: Budget) -> None:
     if marker is not None and not marker.complete:
         raise AtlasError(f"the build of {site} did not finish (interrupted?); nothing pushed: run `atlas build` again")
     if marker is None or not (site / "index.html").is_file():
-        raise AtlasError(f"{site} holds no built site (index.html, {MARKER}): run `atlas build` first or pass --out DIR")
+        raise AtlasError(
+            f"{site} holds no built site (index.html, {MARKER}): run `atlas build` first or pass --out DIR")
     problems = inspect_site(site, budget).problems
     if problems:
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
