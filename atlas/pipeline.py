@@ -28,6 +28,7 @@ from atlas import __version__
 from atlas.cache import ATTRIBUTION, IMAGE, Cache, EntryState, cache_key, encode_npy, encode_png
 from atlas.config import Config, Selection
 from atlas.errors import AtlasError
+from atlas.imagestats import image_stats
 from atlas.jobs import (
     Job,
     Shard,
@@ -40,6 +41,7 @@ from atlas.jobs import (
     parse_classes,
     select_shard,
 )
+from atlas.judging import judge_images
 from atlas.models import (
     LoadedModel,
     classifier_weights,
@@ -49,7 +51,7 @@ from atlas.models import (
     load_model,
     pre_logits_layer,
 )
-from atlas.scoring import Judge, score_images
+from atlas.scoring import Judge
 
 CPU_BATCH = 2  # `atlas bench` scaling on 2 cores, cpu preset: 276 images/h at batch 2, 233 at 1, 227 at 4, 159 at 8
 MAX_AUTO_BATCH = 64
@@ -487,10 +489,10 @@ def _render_batch(plan: Plan, request: RenderRequest, cache: Cache, judges: Sequ
         stored = torch.from_numpy(np.stack([images[k] for k in good])).permute(0, 3, 1, 2).float() / 255
         targets = [attempts[k].item.job.target.index if attempts[k].item.job.target.kind == "class" else None
                    for k in good]
-        crop_min, crop_max = scoring_crop_scale(plan.preset)
-        results = score_images(stored, judges, targets, crops=request.config.scoring.crops,
-                               seed=request.config.scoring.seed, crop_min=crop_min, crop_max=crop_max)
-        scores = dict(zip(good, results, strict=True))
+        # one protocol for every preset (atlas.judging); "scores" keeps its format: the large scale
+        judged = judge_images(stored, judges, targets, crops=request.config.scoring.crops,
+                              seed=request.config.scoring.seed)
+        scores = dict(zip(good, judged, strict=True))
         score_seconds = (time.perf_counter() - tick) / len(good)
     for k, attempt in enumerate(attempts):
         item = attempt.item
@@ -510,7 +512,9 @@ def _render_batch(plan: Plan, request: RenderRequest, cache: Cache, judges: Sequ
             record["retry"] = {"first_seed": item.job.seed, "reason": f"non-finite objective value ({attempt.first_value})"}
         if finite[k]:
             record["objective_value"] = value
-            record["scores"] = scores[k]
+            record["scores"] = scores[k]["large"]
+            record["judging"] = scores[k]
+            record["image_stats"] = image_stats(images[k])
             attribution = result.attributions[k].detach().float().mean(dim=0).cpu().numpy().astype(np.float32)
             files = {IMAGE: encode_png(images[k]), ATTRIBUTION: encode_npy(attribution)}
             cache.write_entry(item.key, files, record)
@@ -528,15 +532,6 @@ def _render_batch(plan: Plan, request: RenderRequest, cache: Cache, judges: Sequ
             cache.write_entry(item.key, {}, record)
             summary.failed += 1
             yield attempt, True
-
-
-def scoring_crop_scale(preset: Any) -> tuple[float, float]:
-    """The crop sides the optimiser used: its uniform range, or the span of an annealed schedule."""
-    schedule = getattr(preset, "anneal_schedule", None)
-    low, high = float(preset.crop_min), float(preset.crop_max)
-    if schedule:
-        low, high = max(low, min(schedule)), min(high, max(schedule))
-    return low, high
 
 
 def _duration(seconds: float) -> str:

@@ -8,6 +8,7 @@ shared/docs/maco.md); `atlas` is our default for a GPU and `cpu` a budget that a
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,9 @@ class Preset:
     noise: float = 0.05
     lr: float = 1.0
     init: str = "normal"
+    phase_offset: bool = True
+    input_size: int = 0
+    lr_end: float = 1.0
 
     def __post_init__(self) -> None:
         if isinstance(self.crop_anneal, list):
@@ -61,6 +65,12 @@ class Preset:
             problems.append(f"noise must be >= 0, not {self.noise!r}")
         if self.lr <= 0:
             problems.append(f"lr must be > 0, not {self.lr!r}")
+        if not isinstance(self.phase_offset, bool):
+            problems.append(f"phase_offset must be true or false, not {self.phase_offset!r}")
+        if not isinstance(self.input_size, int) or not (self.input_size == 0 or self.input_size >= 16):
+            problems.append(f"input_size must be 0 (the model's own) or at least 16 pixels, not {self.input_size!r}")
+        if not 0 < self.lr_end <= 1:
+            problems.append(f"lr_end must be in (0, 1], a fraction of lr, not {self.lr_end!r}")
         if self.init not in INITS:
             problems.append(f"init must be one of {', '.join(INITS)}, not {self.init!r}")
         if problems:
@@ -75,6 +85,13 @@ class Preset:
             return None
         return (float(self.crop_anneal[0]), float(self.crop_anneal[1]))
 
+    def lr_at(self, step: int) -> float:
+        """The learning rate of `step`: `lr`, cosine-decayed to lr * lr_end at the last step."""
+        if self.lr_end == 1.0 or self.steps < 2:
+            return self.lr
+        t = step / (self.steps - 1)
+        return self.lr * (self.lr_end + (1 - self.lr_end) * 0.5 * (1 + math.cos(math.pi * t)))
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready values (cache keys and records are built from this)."""
         data = dataclasses.asdict(self)
@@ -85,10 +102,12 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     # horama 0.3.0's defaults, crop sides as intended ([0.20, 0.25), not the code's [0.25, 0.30)).
-    "horama": Preset("horama", canvas=1280, steps=1000, crops=6, crop_min=0.20, crop_max=0.25, noise=0.05),
+    "horama": Preset("horama", canvas=1280, steps=1000, crops=6, crop_min=0.20, crop_max=0.25, noise=0.05,
+                     phase_offset=False),
     # xplique 2.0.2's defaults: sides annealed from 0.5 to 0.05 of the canvas.
     "xplique": Preset(
-        "xplique", canvas=512, steps=256, crops=32, crop_min=0.05, crop_max=1.0, crop_anneal=True, noise=0.08
+        "xplique", canvas=512, steps=256, crops=32, crop_min=0.05, crop_max=1.0, crop_anneal=True, noise=0.08,
+        phase_offset=False,
     ),
     # The atlas default on a GPU. Measured on Lite0 (classes 1, 130, 967; 16 random crops of
     # 0.4-0.8 of each image): at 512 px, 8 crops, sides 0.25-0.6, Lite0 top-1 / Lite1 top-5 were
