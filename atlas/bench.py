@@ -42,20 +42,13 @@ SEARCH: tuple[tuple[str, dict], ...] = (
     ("before: v1 cpu", {}),
     ("v1 cpu + phase offset", {"phase_offset": True}),
     ("offset, 160 px", {"phase_offset": True, "input_size": 160}),
-    ("offset, 0.25-1.0, 224 px, 48 steps", {**_MULTI, "input_size": 0, "steps": 48}),
     ("M: offset, 0.25-1.0, 160 px, 48 steps", {**_MULTI, "steps": 48}),
     ("M, 64 steps", {**_MULTI, "steps": 64}),
     ("M, 32 steps", {**_MULTI, "steps": 32}),
-    ("M, 0.20-1.0", {**_MULTI, "steps": 48, "crop_min": 0.2}),
-    ("M, 0.20-0.80", {**_MULTI, "steps": 48, "crop_min": 0.2, "crop_max": 0.8}),
     ("M, anneal 1.0->0.25", {**_MULTI, "steps": 48, "crop_min": 0.2, "crop_anneal": (1.0, 0.25)}),
     ("M, lr cosine to 0.1", {**_MULTI, "steps": 48, "lr_end": 0.1}),
-    ("M, lr 2.0", {**_MULTI, "steps": 48, "lr": 2.0}),
-    ("M, noise 0.1", {**_MULTI, "steps": 48, "noise": 0.1}),
     ("M, 6 crops, 32 steps", {**_MULTI, "steps": 32, "crops": 6}),
-    ("M, 2 crops, 96 steps", {**_MULTI, "steps": 96, "crops": 2}),
     ("M, 128 px, 64 steps", {**_MULTI, "steps": 64, "input_size": 128}),
-    ("M, 192 px", {**_MULTI, "steps": 48, "input_size": 192}),
 )
 
 

@@ -185,10 +185,7 @@ def _quality_rows(bench, lite0, judges, configs, classes, device: str, gpu: bool
         n = classes[:limit] if limit else classes
         row = bench.quality(lite0, judges, preset, n, device, config=name, batch=64 if gpu else 2, **options)
         measured.append((row, preset))
-        large = list(row.rates["large"].values())
-        print(f"  {name}: {row.seconds_per_image:.1f} s/image, corner ratio "
-              f"{row.stat_on(list(n), 'corner_ratio'):.2f}, large scale top-1/top-5 " +
-              ", ".join(f"{v[0]:.2f}/{v[1]:.2f}" for v in large), flush=True)
+        print("  " + quality_table([row], n).splitlines()[-1], flush=True)  # the row now: a run may be cut short
     return measured
 
 
