@@ -188,6 +188,10 @@ def speed(loaded: LoadedModel, preset: Preset, steps: int, device: str, batches:
     for batch in batches:
         _, seconds = run_ours(loaded, preset, batch, device)
         rows.append(SpeedRow("atlas (ours)", loaded.name, batch, 1000 * seconds / steps, 1000 * seconds / steps / batch))
+    # the same arithmetic in another memory layout: what `channels_last = true` buys at identical settings
+    run_ours(loaded, replace(preset, steps=1), 1, device, channels_last=True)
+    _, seconds = run_ours(loaded, preset, 1, device, channels_last=True)
+    rows.append(SpeedRow("atlas (ours) · channels_last", loaded.name, 1, 1000 * seconds / steps, 1000 * seconds / steps))
     if references:
         for kind in ("maco", "fourier"):
             run_horama(loaded, preset, 1, device, kind)  # the same warm-up as ours
@@ -275,8 +279,13 @@ def quality(loaded: LoadedModel, judges: Sequence[LoadedModel], preset: Preset, 
 
 
 def seconds_per_image(loaded: LoadedModel, preset: Preset, device: str, *, batch: int = 1, steps: int = 4,
-                      **options) -> float:
-    """A preset's render time per image on `device`, from `steps` timed steps after a 1-step warm-up."""
+                      **options) -> tuple[float, float]:
+    """A preset's render time per image on `device`, from `steps` timed steps after a 1-step warm-up:
+    (wall seconds, CPU seconds of this process). On a shared machine the wall time swings with the
+    load; the CPU time of a 1-thread run (OMP_NUM_THREADS=1) counts only the work done."""
     run_ours(loaded, replace(preset, steps=1), batch, device, **options)
+    cpu = time.process_time()
     _, seconds = run_ours(loaded, replace(preset, steps=steps), batch, device, **options)
-    return seconds / steps * preset.steps / batch
+    cpu = time.process_time() - cpu
+    scale = preset.steps / steps / batch
+    return seconds * scale, cpu * scale

@@ -9,7 +9,7 @@ from atlas.errors import AtlasError
 from atlas.models import LoadedModel
 from atlas.objectives import channel
 from atlas.presets import PRESETS, get_preset
-from atlas.render import render
+from atlas.render import native_bf16, render
 
 
 def test_the_reference_presets_keep_the_reference_phase():
@@ -57,3 +57,10 @@ def test_crops_reach_the_model_at_the_presets_input_size():
     render(loaded, [channel("pool", 0)], get_preset("cpu", canvas=48, steps=2, crops=2), [0])
     render(loaded, [channel("pool", 0)], get_preset("cpu", canvas=48, steps=2, crops=2, input_size=20), [0])
     assert module.sides == [32, 32, 20, 20]
+
+
+def test_bf16_counts_as_native_only_with_bf16_instructions():
+    assert native_bf16("cpu", "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 avx512_vnni\n")
+    assert native_bf16("cpu", "flags\t\t: fpu avx2 amx_tile amx_bf16\n")
+    assert not native_bf16("cpu", "flags\t\t: fpu sse avx avx2 fma\n")
+    assert not native_bf16("cpu", "")

@@ -150,16 +150,33 @@ def run(args: argparse.Namespace) -> int:
         print(quality_table([r for r, _ in measured], classes) + "\n")
 
     if "cost" in parts:
-        # CPU seconds per image of every searched config, timed twice in alternating order (min kept).
-        seconds: dict[str, float] = {}
-        for order in (bench.SEARCH, bench.SEARCH[::-1]):
-            for label, overrides in order:
-                preset = get_preset("cpu", **(bench.CPU_BEFORE | overrides))
-                t = bench.seconds_per_image(lite0, preset, device, steps=steps)
-                seconds[label] = min(seconds.get(label, t), t)
-        results["cost"] = seconds
-        print(f"## Seconds per image of the searched configs, {device}, batch 1, {steps} timed steps\n")
-        print(_table(["config", "s/image"], [[label, seconds[label]] for label, _ in bench.SEARCH]) + "\n")
+        # Seconds per image of every searched config, timed twice in alternating order (min kept).
+        from atlas.render import native_bf16
+
+        def timings(runs):
+            best: dict = {}
+            for order in (runs, runs[::-1]):
+                for key, preset, batch, options in order:
+                    wall, cpu = bench.seconds_per_image(lite0, preset, device, batch=batch, steps=steps, **options)
+                    old = best.get(key, (wall, cpu))
+                    best[key] = (min(old[0], wall), min(old[1], cpu))
+            return best
+
+        configs = timings([(label, get_preset("cpu", **(bench.CPU_BEFORE | o)), 1, {}) for label, o in bench.SEARCH])
+        print(f"## Seconds per image of the searched configs, {device}, {torch.get_num_threads()} threads, "
+              f"batch 1, {steps} timed steps (wall, and CPU time of this process)\n")
+        print(_table(["config", "wall s/image", "CPU s/image"], [[k, *v] for k, v in configs.items()]) + "\n")
+        # The render options at the `cpu` preset; bf16 only where this machine has bf16 instructions.
+        combos = [((b, cl, bf), default, b, {"channels_last": cl, "autocast_bf16": bf})
+                  for b in (1, 2) for cl, bf in ((False, False), (True, False), (True, True)) if not bf or native_bf16(device)]
+        options = timings(combos)
+        results["cost"] = {"threads": torch.get_num_threads(),
+                           "configs": {k: {"wall": w, "cpu": c} for k, (w, c) in configs.items()},
+                           "options": [{"batch": b, "channels_last": cl, "bf16": bf, "wall": w, "cpu": c}
+                                       for (b, cl, bf), (w, c) in options.items()]}
+        print(f"## Render options at the `{default.name}` preset, {device} (native bf16: {native_bf16(device)})\n")
+        print(_table(["batch", "channels_last", "bf16", "wall s/image", "CPU s/image"],
+                     [[*k, *v] for k, v in options.items()]) + "\n")
 
     if gpu and "speed" in parts:
         results["gpu_options"] = gpu_options(bench, lite0, resnet, default, steps, device)
