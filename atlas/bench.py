@@ -33,22 +33,26 @@ SPEED_CLASS = 967  # espresso
 
 # The `cpu` preset before issue 12 (engine version 1): the reference's phase, 224 px crops of 0.4-0.8.
 CPU_BEFORE = {"canvas": 256, "steps": 64, "crops": 4, "crop_min": 0.4, "crop_max": 0.8, "noise": 0.05, "lr": 1.0,
-              "phase_offset": False, "input_size": 0, "lr_end": 1.0, "crop_anneal": False}
+              "phase_offset": False, "input_scale": 1.0, "lr_end": 1.0, "crop_anneal": False}
 
 # The settings search for the `cpu` preset (docs/benchmarks.md): (label, overrides of CPU_BEFORE).
-# Cost on a CPU is about steps x crops x (input_size / 224)^2; the old preset is 64 x 4 x 1 = 256.
-_MULTI = {"phase_offset": True, "crop_min": 0.25, "crop_max": 1.0, "input_size": 160}
+# Cost on a CPU is about steps x crops x input_scale^2; the old preset is 64 x 4 x 1 = 256.
+_MULTI = {"phase_offset": True, "crop_min": 0.25, "crop_max": 1.0, "input_scale": 0.72}
 SEARCH: tuple[tuple[str, dict], ...] = (
     ("before: v1 cpu", {}),
     ("v1 cpu + phase offset", {"phase_offset": True}),
-    ("offset, 160 px", {"phase_offset": True, "input_size": 160}),
+    ("offset, 160 px", {"phase_offset": True, "input_scale": 0.72}),
     ("M: offset, 0.25-1.0, 160 px, 48 steps", {**_MULTI, "steps": 48}),
     ("M, 64 steps", {**_MULTI, "steps": 64}),
     ("M, 32 steps", {**_MULTI, "steps": 32}),
     ("M, anneal 1.0->0.25", {**_MULTI, "steps": 48, "crop_min": 0.2, "crop_anneal": (1.0, 0.25)}),
     ("M, lr cosine to 0.1", {**_MULTI, "steps": 48, "lr_end": 0.1}),
     ("M, 6 crops, 32 steps", {**_MULTI, "steps": 32, "crops": 6}),
-    ("M, 128 px, 64 steps", {**_MULTI, "steps": 64, "input_size": 128}),
+    ("M, 128 px, 64 steps", {**_MULTI, "steps": 64, "input_scale": 0.58}),
+    ("M, 0.20-0.60 (the new cpu preset)", {**_MULTI, "steps": 48, "crop_min": 0.2, "crop_max": 0.6}),
+    ("M, 0.20-0.60, canvas 384", {**_MULTI, "steps": 48, "crop_min": 0.2, "crop_max": 0.6, "canvas": 384}),
+    ("M, 0.15-0.50", {**_MULTI, "steps": 48, "crop_min": 0.15, "crop_max": 0.5}),
+    ("M, 0.20-0.60, 192 px", {**_MULTI, "steps": 48, "crop_min": 0.2, "crop_max": 0.6, "input_scale": 0.86}),
 )
 
 

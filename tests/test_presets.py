@@ -28,7 +28,8 @@ def test_lr_decays_by_a_cosine_to_its_end_fraction():
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
-    ({"input_size": 8}, "input_size"),
+    ({"input_scale": 0.0}, "input_scale"),
+    ({"input_scale": 1.2}, "input_scale"),
     ({"lr_end": 0.0}, "lr_end"),
     ({"lr_end": 1.5}, "lr_end"),
     ({"phase_offset": "yes"}, "phase_offset"),
@@ -51,12 +52,14 @@ class _Sizes(torch.nn.Module):
         return self.pool(x)
 
 
-def test_crops_reach_the_model_at_the_presets_input_size():
+def test_crops_reach_the_model_at_the_presets_input_scale():
     module = _Sizes()
     loaded = LoadedModel("sizes", module, (0.5,) * 3, (0.5,) * 3, 32, 0, "none", "none")
-    render(loaded, [channel("pool", 0)], get_preset("cpu", canvas=48, steps=2, crops=2), [0])
-    render(loaded, [channel("pool", 0)], get_preset("cpu", canvas=48, steps=2, crops=2, input_size=20), [0])
-    assert module.sides == [32, 32, 20, 20]
+    render(loaded, [channel("pool", 0)], get_preset("cpu", canvas=48, steps=2, crops=2, input_scale=1.0), [0])
+    render(loaded, [channel("pool", 0)], get_preset("cpu", canvas=48, steps=2, crops=2, input_scale=0.6), [0])
+    assert module.sides == [32, 32, 16, 16]  # 0.6 x 32 = 19.2, to a multiple of 8
+    lite = get_preset("cpu", input_scale=0.72)
+    assert (lite.input_side(224), lite.input_side(240), lite.input_side(20)) == (160, 176, 16)
 
 
 def test_bf16_counts_as_native_only_with_bf16_instructions():
