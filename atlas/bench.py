@@ -49,8 +49,8 @@ SEARCH: tuple[tuple[str, dict], ...] = (
     ("M, lr cosine to 0.1", {**_MULTI, "steps": 48, "lr_end": 0.1}),
     ("M, 6 crops, 32 steps", {**_MULTI, "steps": 32, "crops": 6}),
     ("M, 128 px, 64 steps", {**_MULTI, "steps": 64, "input_scale": 0.58}),
-    ("M, 0.20-0.60 (the new cpu preset)", {**_MULTI, "steps": 48, "crop_min": 0.2, "crop_max": 0.6}),
-    ("M, 0.20-0.60, canvas 384", {**_MULTI, "steps": 48, "crop_min": 0.2, "crop_max": 0.6, "canvas": 384}),
+    ("M, 0.20-0.60", {**_MULTI, "steps": 48, "crop_min": 0.2, "crop_max": 0.6}),
+    ("M, 0.20-0.60, canvas 384 (the new cpu preset)", {**_MULTI, "steps": 48, "crop_min": 0.2, "crop_max": 0.6, "canvas": 384}),
     ("M, 0.15-0.50", {**_MULTI, "steps": 48, "crop_min": 0.15, "crop_max": 0.5}),
     ("M, 0.20-0.60, 192 px", {**_MULTI, "steps": 48, "crop_min": 0.2, "crop_max": 0.6, "input_scale": 0.86}),
 )
