@@ -51,6 +51,8 @@ SEARCH: tuple[tuple[str, dict], ...] = (
     ("M, 128 px, 64 steps", {**_MULTI, "steps": 64, "input_scale": 0.58}),
     ("M, 0.20-0.60", {**_MULTI, "steps": 48, "crop_min": 0.2, "crop_max": 0.6}),
     ("M, 0.20-0.60, canvas 384 (the new cpu preset)", {**_MULTI, "steps": 48, "crop_min": 0.2, "crop_max": 0.6, "canvas": 384}),
+    ("M, 0.20-0.60, canvas 512", {**_MULTI, "steps": 48, "crop_min": 0.2, "crop_max": 0.6, "canvas": 512}),
+    ("M, 0.15-0.50, canvas 384", {**_MULTI, "steps": 48, "crop_min": 0.15, "crop_max": 0.5, "canvas": 384}),
     ("M, 0.15-0.50", {**_MULTI, "steps": 48, "crop_min": 0.15, "crop_max": 0.5}),
     ("M, 0.20-0.60, 192 px", {**_MULTI, "steps": 48, "crop_min": 0.2, "crop_max": 0.6, "input_scale": 0.86}),
 )
