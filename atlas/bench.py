@@ -19,16 +19,45 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from atlas.imagestats import image_stats
+from atlas.judging import SCALES, judge_images, target_rates
 from atlas.models import LoadedModel
 from atlas.objectives import class_logit
 from atlas.presets import Preset
 from atlas.render import render
-from atlas.scoring import Judge, score_images
+from atlas.scoring import Judge
 from atlas.spectrum import default_spectrum_path
 
 # 50 classes spread evenly over the 1000 (10, 30, ..., 990): the fixed transferability list.
 QUALITY_CLASSES = tuple(range(10, 1000, 20))
 SPEED_CLASS = 967  # espresso
+
+# The `cpu` preset before issue 12 (engine version 1): the reference's phase, 224 px crops of 0.4-0.8.
+CPU_BEFORE = {"canvas": 256, "steps": 64, "crops": 4, "crop_min": 0.4, "crop_max": 0.8, "noise": 0.05, "lr": 1.0,
+              "phase_offset": False, "input_scale": 1.0, "lr_end": 1.0, "crop_anneal": False}
+
+# The settings search for the `cpu` preset (docs/benchmarks.md): (label, overrides of CPU_BEFORE).
+# Cost on a CPU is about steps x crops x input_scale^2; the old preset is 64 x 4 x 1 = 256.
+_MULTI = {"phase_offset": True, "crop_min": 0.25, "crop_max": 1.0, "input_scale": 0.72}
+SEARCH: tuple[tuple[str, dict], ...] = (
+    ("before: v1 cpu", {}),
+    ("v1 cpu + phase offset", {"phase_offset": True}),
+    ("offset, 160 px", {"phase_offset": True, "input_scale": 0.72}),
+    ("M: offset, 0.25-1.0, 160 px, 48 steps", {**_MULTI, "steps": 48}),
+    ("M, 64 steps", {**_MULTI, "steps": 64}),
+    ("M, 32 steps", {**_MULTI, "steps": 32}),
+    ("M, anneal 1.0->0.25", {**_MULTI, "steps": 48, "crop_min": 0.2, "crop_anneal": (1.0, 0.25)}),
+    ("M, lr cosine to 0.1", {**_MULTI, "steps": 48, "lr_end": 0.1}),
+    ("M, 6 crops, 32 steps", {**_MULTI, "steps": 32, "crops": 6}),
+    ("M, 128 px, 64 steps", {**_MULTI, "steps": 64, "input_scale": 0.58}),
+    ("M, 0.20-0.60", {**_MULTI, "steps": 48, "crop_min": 0.2, "crop_max": 0.6}),
+    ("M, 0.20-0.60, canvas 384 (the new cpu preset)",
+     {**_MULTI, "steps": 48, "crop_min": 0.2, "crop_max": 0.6, "canvas": 384}),
+    ("M, 0.20-0.60, canvas 512", {**_MULTI, "steps": 48, "crop_min": 0.2, "crop_max": 0.6, "canvas": 512}),
+    ("M, 0.15-0.50, canvas 384", {**_MULTI, "steps": 48, "crop_min": 0.15, "crop_max": 0.5, "canvas": 384}),
+    ("M, 0.15-0.50", {**_MULTI, "steps": 48, "crop_min": 0.15, "crop_max": 0.5}),
+    ("M, 0.20-0.60, 192 px", {**_MULTI, "steps": 48, "crop_min": 0.2, "crop_max": 0.6, "input_scale": 0.86}),
+)
 
 
 @dataclass(frozen=True)
@@ -45,17 +74,28 @@ class SpeedRow:
 
 @dataclass(frozen=True)
 class QualityRow:
+    """A config's quality on the judging protocol (atlas.judging) and its cost, per class."""
+
     config: str
     classes: int
     seconds_per_image: float
-    rates: dict[str, tuple[float, float]]  # model name -> (mean top-1 rate, mean top-5 rate) over classes
-    per_class: dict[int, dict[str, tuple[float, float]]]  # class -> model name -> (top-1 rate, top-5 rate)
+    per_class: dict[int, dict[str, dict[str, tuple[float, float]]]]  # class -> scale -> model -> (top-1, top-5)
+    stats: dict[int, dict[str, float]]  # class -> atlas.imagestats.image_stats
 
-    def rates_on(self, classes: Sequence[int]) -> dict[str, tuple[float, float]]:
-        """Mean rates over a subset of this row's classes (to compare rows measured on fewer classes)."""
-        names = next(iter(self.per_class.values())).keys()
-        return {name: tuple(sum(self.per_class[c][name][i] for c in classes) / len(classes) for i in (0, 1))
+    def rates_on(self, classes: Sequence[int], scale: str = "large") -> dict[str, tuple[float, float]]:
+        """Mean (top-1, top-5) rates per model at one scale over a subset of this row's classes."""
+        names = self.per_class[classes[0]][scale].keys()
+        return {name: tuple(sum(self.per_class[c][scale][name][i] for c in classes) / len(classes) for i in (0, 1))
                 for name in names}
+
+    @property
+    def rates(self) -> dict[str, dict[str, tuple[float, float]]]:
+        """scale -> model -> mean (top-1, top-5) rates over all of this row's classes."""
+        classes = list(self.per_class)
+        return {scale: self.rates_on(classes, scale) for scale in SCALES}
+
+    def stat_on(self, classes: Sequence[int], name: str) -> float:
+        return sum(self.stats[c][name] for c in classes) / len(classes)
 
 
 def _sync(device: str) -> None:
@@ -156,13 +196,19 @@ def speed(loaded: LoadedModel, preset: Preset, steps: int, device: str, batches:
     run_ours(loaded, replace(preset, steps=1), 1, device)  # warm-up: allocator, kernels
     for batch in batches:
         _, seconds = run_ours(loaded, preset, batch, device)
-        rows.append(SpeedRow("atlas (ours)", loaded.name, batch, 1000 * seconds / steps,
-                             1000 * seconds / steps / batch))
+        ms = 1000 * seconds / steps
+        rows.append(SpeedRow("atlas (ours)", loaded.name, batch, ms, ms / batch))
+    # the same arithmetic in another memory layout: what `channels_last = true` buys at identical settings
+    run_ours(loaded, replace(preset, steps=1), 1, device, channels_last=True)
+    _, seconds = run_ours(loaded, preset, 1, device, channels_last=True)
+    ms = 1000 * seconds / steps
+    rows.append(SpeedRow("atlas (ours) · channels_last", loaded.name, 1, ms, ms))
     if references:
         for kind in ("maco", "fourier"):
             run_horama(loaded, preset, 1, device, kind)  # the same warm-up as ours
             _, seconds = run_horama(loaded, preset, steps, device, kind)
-            rows.append(SpeedRow(f"horama 0.3.0 {kind}", loaded.name, 1, 1000 * seconds / steps, 1000 * seconds / steps))
+            ms = 1000 * seconds / steps
+            rows.append(SpeedRow(f"horama 0.3.0 {kind}", loaded.name, 1, ms, ms))
         try:
             run_lucent(loaded, preset, 1, device)
         except ImportError as error:  # torch-lucent needs decorator, kornia and IPython: a bare GPU box may lack them
@@ -187,7 +233,7 @@ class _Trivial(torch.nn.Module):
 def time_split(loaded: LoadedModel, preset: Preset, batch: int, steps: int, device: str) -> dict[str, float]:
     """Fraction of a step spent in our image handling (parameterisation, crops, noise, their backward)."""
     preset = replace(preset, steps=steps)
-    run_ours(loaded, replace(preset, steps=1), batch, device)  # warm-up: on a GPU the first call pays for cuDNN's set-up
+    run_ours(loaded, replace(preset, steps=1), batch, device)  # warm-up: on a GPU the first call sets up cuDNN
     _, full = run_ours(loaded, preset, batch, device)
     trivial = replace(loaded, module=_Trivial(loaded.num_classes).to(device).requires_grad_(False).eval())
     run_ours(trivial, replace(preset, steps=1), batch, device)
@@ -229,7 +275,7 @@ def peak_memory_mb(loaded: LoadedModel, preset: Preset, batch: int, device: str)
 
 def quality(loaded: LoadedModel, judges: Sequence[LoadedModel], preset: Preset, classes: Sequence[int], device: str,
             *, config: str, batch: int = 8, crops: int = 16, runner: str = "ours", **options) -> QualityRow:
-    """Render each class once and score it on `crops` random crops at the optimisation scale."""
+    """Render each class once and judge it on the protocol's scales (atlas.judging)."""
     images, seconds = [], 0.0
     for start in range(0, len(classes), batch if runner == "ours" else 1):
         chunk = list(classes[start : start + (batch if runner == "ours" else 1)])
@@ -240,11 +286,23 @@ def quality(loaded: LoadedModel, judges: Sequence[LoadedModel], preset: Preset, 
             out = image[None]
         images.append(out)
         seconds += s
-    stack = torch.cat(images)
+    # judged as stored: rounded to 8 bits, as the pipeline scores what it writes
+    stack = (torch.cat(images) * 255).round() / 255
     panel = [Judge(loaded, "generator")] + [Judge(j, "judge") for j in judges]
-    scores = score_images(stack, panel, list(classes), crops=crops, seed=0, crop_min=preset.crop_min,
-                          crop_max=preset.crop_max)
-    per_class = {c: {judge.loaded.name: (s.models[m].target_top1_rate, s.models[m].target_top5_rate)
-                     for m, judge in enumerate(panel)} for c, s in zip(classes, scores, strict=True)}
-    row = QualityRow(config, len(classes), seconds / len(classes), {}, per_class)
-    return replace(row, rates=row.rates_on(list(classes)))
+    judged = judge_images(stack, panel, list(classes), crops=crops, seed=0)
+    per_class = {c: target_rates(j) for c, j in zip(classes, judged, strict=True)}
+    stats = {c: image_stats(stack[k].numpy()) for k, c in enumerate(classes)}
+    return QualityRow(config, len(classes), seconds / len(classes), per_class, stats)
+
+
+def seconds_per_image(loaded: LoadedModel, preset: Preset, device: str, *, batch: int = 1, steps: int = 4,
+                      **options) -> tuple[float, float]:
+    """A preset's render time per image on `device`, from `steps` timed steps after a 1-step warm-up:
+    (wall seconds, CPU seconds of this process). On a shared machine the wall time swings with the
+    load; the CPU time of a 1-thread run (OMP_NUM_THREADS=1) counts only the work done."""
+    run_ours(loaded, replace(preset, steps=1), batch, device, **options)
+    cpu = time.process_time()
+    _, seconds = run_ours(loaded, replace(preset, steps=steps), batch, device, **options)
+    cpu = time.process_time() - cpu
+    scale = preset.steps / steps / batch
+    return seconds * scale, cpu * scale

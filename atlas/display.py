@@ -3,8 +3,9 @@
 Both reference codes (horama, xplique) display a MACO result the same way: the image
 clipped at its 1st/99th percentiles and stretched to the full range over all channels
 together; the attribution averaged over colour channels, clipped at its 80th percentile and
-divided by its max, so that the top 20% of pixels are fully opaque. The overlay is that
-alpha over a white background.
+divided by its max, so that the top 20% of pixels are fully opaque. Both then composite that
+alpha over white; we keep it as the image's alpha channel (a transparent WebP on the site), so
+the overlay fades into the page's own background, light or dark.
 """
 
 from __future__ import annotations
@@ -72,13 +73,3 @@ def overlay_rgba(image: np.ndarray, attribution: np.ndarray) -> np.ndarray:
         )
     a8 = np.round(alpha * 255.0).astype(np.uint8)
     return np.concatenate([rgb, a8[..., None]], axis=-1)
-
-
-def composite_on_white(rgba: np.ndarray) -> np.ndarray:
-    """An RGBA uint8 image flattened over white: uint8 (H, W, 3)."""
-    rgba = np.asarray(rgba)
-    if rgba.ndim != 3 or rgba.shape[-1] != 4:
-        raise AtlasError(f"expected an RGBA image of shape (H, W, 4), got {rgba.shape}")
-    alpha = rgba[..., 3:4].astype(np.float64) / 255.0
-    rgb = rgba[..., :3].astype(np.float64)
-    return np.round(rgb * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)

@@ -46,10 +46,18 @@ def recorrelate_colors(x: torch.Tensor) -> torch.Tensor:
     return torch.einsum("kchw,cd->kdhw", x, matrix)
 
 
-def maco_image(phase: torch.Tensor, magnitude: torch.Tensor) -> torch.Tensor:
-    """Phase (K, 3, S, S//2+1) and magnitude (3, S, S//2+1) -> RGB (K, 3, S, S) in [0, 1]."""
+def maco_image(phase: torch.Tensor, magnitude: torch.Tensor, offset: torch.Tensor | None = None) -> torch.Tensor:
+    """Phase (K, 3, S, S//2+1) and magnitude (3, S, S//2+1) -> RGB (K, 3, S, S) in [0, 1].
+
+    The standardised phase stays near N(0, 1) whatever the optimiser does, so E[cos(phase)] is
+    about 0.6 and 60% of the magnitude adds up coherently at pixel (0, 0): a glow in the four
+    corners of the periodic canvas (the reference codes have it). A fixed `offset` per frequency,
+    uniform on [0, 2 pi), makes E[cos] = 0 without touching the gradients. None = the reference.
+    """
     size = magnitude.shape[-2]
     phase = standardize(phase)
+    if offset is not None:
+        phase = phase + offset
     # complex(cos, sin) rather than polar(): the exact arithmetic of horama's maco_preconditioner
     spectrum = torch.complex(torch.cos(phase) * magnitude, torch.sin(phase) * magnitude)
     x = torch.fft.irfft2(spectrum, s=(size, size))  # s= makes odd sizes work
@@ -77,16 +85,26 @@ def _normal(generators: Sequence[torch.Generator], shape: tuple[int, ...]) -> to
     return torch.stack([torch.randn(shape, generator=g) for g in generators])
 
 
-class MacoParam:
-    """K phases (optimised) over one fixed magnitude spectrum."""
+def phase_offsets(generators: Sequence[torch.Generator], shape: tuple[int, ...]) -> torch.Tensor:
+    """One fixed U[0, 2 pi) phase offset per frequency and sample, from each sample's generator."""
+    return torch.stack([2 * torch.pi * torch.rand(shape, generator=g) for g in generators])
 
-    def __init__(self, magnitude: torch.Tensor, generators: Sequence[torch.Generator], device: torch.device):
+
+class MacoParam:
+    """K phases (optimised) over one fixed magnitude spectrum, with fixed random phase offsets
+    unless `phase_offset` is False (the reference codes' corner glow, kept for the `horama` preset)."""
+
+    def __init__(self, magnitude: torch.Tensor, generators: Sequence[torch.Generator], device: torch.device,
+                 phase_offset: bool = True):
         size = magnitude.shape[-2]
+        shape = (3, size, size // 2 + 1)
         self.magnitude = magnitude.to(device=device, dtype=torch.float32)
-        self.params = _normal(generators, (3, size, size // 2 + 1)).to(device).requires_grad_(True)
+        # the phase is drawn first, so that without offsets the streams are the reference's
+        self.params = _normal(generators, shape).to(device).requires_grad_(True)
+        self.offset = phase_offsets(generators, shape).to(device) if phase_offset else None
 
     def __call__(self) -> torch.Tensor:
-        return maco_image(self.params, self.magnitude)
+        return maco_image(self.params, self.magnitude, self.offset)
 
 
 class FourierParam:
@@ -102,13 +120,14 @@ class FourierParam:
 
 
 def make_param(
-    name: str, size: int, magnitude: torch.Tensor, generators: Sequence[torch.Generator], device: torch.device
+    name: str, size: int, magnitude: torch.Tensor, generators: Sequence[torch.Generator], device: torch.device,
+    phase_offset: bool = True,
 ) -> MacoParam | FourierParam:
     """The parameterisation called `name` ("maco" or "fourier") for K = len(generators) images."""
     if name == "maco":
         if magnitude.shape[-2] != size:
             raise AtlasError(f"spectrum is {magnitude.shape[-2]} px but the canvas is {size}: resize it first")
-        return MacoParam(magnitude, generators, device)
+        return MacoParam(magnitude, generators, device, phase_offset)
     if name == "fourier":
         return FourierParam(size, generators, device)
     raise AtlasError(f"unknown parameterisation {name!r}: choose one of {', '.join(PARAMS)}")

@@ -22,15 +22,17 @@ import torch
 from atlas import render as engine
 from atlas.cache import ATTRIBUTION, IMAGE, Cache, encode_npy, encode_png
 from atlas.config import Config, Selection
+from atlas.imagestats import image_stats
 from atlas.jobs import Job, Shard, batches
+from atlas.judging import judge_images
 from atlas.metadata import model_info
 from atlas.models import LoadedModel, imagenet_classes, load_model
 from atlas.objectives import Objective
 from atlas.plan import Plan, PlannedJob, make_plan
 from atlas.presets import Preset
-from atlas.record import ModelRef, ObjectiveInfo, RenderRecord, Retry, Scores, Timing
+from atlas.record import ImageStats, ModelRef, ObjectiveInfo, RenderRecord, Retry, Scores, Timing
 from atlas.render import ENGINE_VERSION, RenderResult
-from atlas.scoring import Judge, score_images
+from atlas.scoring import Judge
 from atlas.seeds import job_seed
 
 CPU_BATCH = 2  # `atlas bench` scaling on 2 cores, cpu preset: 276 images/h at batch 2, 233 at 1, 227 at 4, 159 at 8
@@ -187,7 +189,8 @@ class _Outcome:
     attempt: _Attempt
     value: float
     files: dict[str, bytes] | None  # None: the value or a gradient went non-finite
-    scores: Scores | None
+    judging: dict[str, Scores] | None  # scale name -> scores (atlas.judging)
+    image_stats: ImageStats | None
     timing: Timing
 
 
@@ -263,17 +266,17 @@ def _render_batch(plan: Plan, request: RenderRequest, judges: Sequence[Judge], a
         tick = time.perf_counter()
         stored = torch.from_numpy(np.stack([images[k] for k in good])).permute(0, 3, 1, 2).float() / 255
         targets = [attempts[k].item.job.target for k in good]
-        crop_min, crop_max = scoring_crop_scale(plan.preset)
-        results = score_images(stored, judges, targets, crops=config.scoring.crops, seed=config.scoring.seed,
-                               crop_min=crop_min, crop_max=crop_max)
-        scores = dict(zip(good, results, strict=True))
+        # one protocol for every preset (atlas.judging); "scores" keeps its place: the large scale
+        judged = judge_images(stored, judges, targets, crops=config.scoring.crops, seed=config.scoring.seed)
+        scores = dict(zip(good, judged, strict=True))
         score_seconds = (time.perf_counter() - tick) / len(good)
     timing = Timing(seconds=round(result.seconds / count, 4), batch_size=count, device=request.device,
                     finished=_now(), batch_seconds=round(result.seconds, 4),
                     scoring_seconds=round(score_seconds, 4), shard=str(request.shard))
     for k, attempt in enumerate(attempts):
         files = {IMAGE: encode_png(images[k]), ATTRIBUTION: encode_npy(_attribution(result, k))} if finite[k] else None
-        yield _Outcome(attempt, float(result.values[k]), files, scores.get(k), timing)
+        stats = ImageStats(**image_stats(images[k])) if finite[k] else None
+        yield _Outcome(attempt, float(result.values[k]), files, scores.get(k), stats, timing)
 
 
 def _attribution(result: RenderResult, k: int) -> np.ndarray:
@@ -284,15 +287,6 @@ def _attribution(result: RenderResult, k: int) -> np.ndarray:
 def to_uint8(image: torch.Tensor) -> np.ndarray:
     """(3, S, S) in [0, 1] -> (S, S, 3) uint8."""
     return (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-
-
-def scoring_crop_scale(preset: Preset) -> tuple[float, float]:
-    """The crop sides the optimiser used: its uniform range, or the span of an annealed schedule."""
-    schedule = preset.anneal_schedule
-    low, high = float(preset.crop_min), float(preset.crop_max)
-    if schedule:
-        low, high = max(low, min(schedule)), min(high, max(schedule))
-    return low, high
 
 
 def _record(plan: Plan, request: RenderRequest, outcome: _Outcome) -> RenderRecord:
@@ -318,7 +312,9 @@ def _record(plan: Plan, request: RenderRequest, outcome: _Outcome) -> RenderReco
         objective_value=outcome.value if outcome.files is not None else None,
         retry=retry,
         timing=outcome.timing,
-        scores=outcome.scores,
+        scores=outcome.judging["large"] if outcome.judging else None,
+        judging=outcome.judging,
+        image_stats=outcome.image_stats,
     )
 
 

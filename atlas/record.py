@@ -132,6 +132,15 @@ class Scores:
     crop_scale: tuple[float, float] | None = None
 
 
+@dataclass(frozen=True)
+class ImageStats:
+    """Artefact statistics of the stored image (atlas.imagestats computes them)."""
+
+    corner_ratio: float  # mean luminance of the four corner squares over the image's: a glow is > 1
+    border_energy_share: float  # share of the luminance's variance in the outer 10% frame
+    high_frequency_share: float  # share of the spectral power above half the Nyquist frequency
+
+
 @dataclass(frozen=True, kw_only=True)  # keyword-only: fields stay in the order they are written
 class RenderRecord:
     """A MACO render: an image and its attribution ("ok"), or why there is none ("failed")."""
@@ -154,7 +163,9 @@ class RenderRecord:
     objective_value: float | None
     retry: Retry | None = None
     timing: Timing | None
-    scores: Scores | None
+    scores: Scores | None  # the judging's large scale, where records before the judging kept their scores
+    judging: dict[str, Scores] | None = None  # scale ("small", "large", "whole") -> scores, atlas.judging
+    image_stats: ImageStats | None = None
     files: dict[str, FileInfo] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -28,7 +28,7 @@ from atlas.spectrum import check_spectrum, load_spectrum, resize_spectrum
 from atlas.transforms import RandomCrops
 
 # Goes into every cache key: bump it when the same settings would give different images.
-ENGINE_VERSION = "1"
+ENGINE_VERSION = "2"  # 2: fixed random phase offsets (no corner glow)
 
 
 @dataclass(frozen=True)
@@ -91,8 +91,8 @@ def render(
 
     geometry = [torch.Generator().manual_seed(s) for s in seeds]  # phase init, then crop boxes
     noise = [torch.Generator(device=device).manual_seed(stream_seed(s, "noise")) for s in seeds]
-    image_param = make_param(param, size, magnitude, geometry, device)
-    augment = RandomCrops(preset, loaded.input_size, geometry, noise)
+    image_param = make_param(param, size, magnitude, geometry, device, preset.phase_offset)
+    augment = RandomCrops(preset, preset.input_side(loaded.input_size), geometry, noise)
     score = BatchObjective(objectives, preset.crops)
     mean = torch.tensor(loaded.mean, device=device, dtype=torch.float32).view(1, 3, 1, 1)
     std = torch.tensor(loaded.std, device=device, dtype=torch.float32).view(1, 3, 1, 1)
@@ -107,6 +107,8 @@ def render(
 
     with ActivationCapture(module, layers, needs_logits) as capture:
         for step in range(preset.steps):
+            for group in optimizer.param_groups:
+                group["lr"] = preset.lr_at(step)
             optimizer.zero_grad(set_to_none=True)
             image = image_param()
             image.retain_grad()

@@ -51,7 +51,8 @@
   });
 
   /* ---------- the picture view: plain image or attribution overlay ---------- */
-  var view = recall("view") === "overlay" ? "overlay" : "plain";
+  // The attribution view is the default (the Lens look; README says why); the reader's choice is remembered.
+  var view = recall("view") === "plain" ? "plain" : "overlay";
   var seed = 0;
 
   function applyView() {

@@ -27,6 +27,8 @@ def main() -> None:
     parser.add_argument("--class", dest="cls", default="0967", help="class page to shoot (zero-padded index)")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "screenshots")
     parser.add_argument("--dark", action="store_true", help="also shoot the dark theme (*-dark.png)")
+    parser.add_argument("--both-views", action="store_true",
+                        help="also shoot the plain image view (*-plain*.png) beside the default attribution view")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         site = args.site
@@ -41,16 +43,22 @@ def main() -> None:
             for scheme in ["light", "dark"] if args.dark else ["light"]:
                 page = browser.new_page(viewport={"width": 1280, "height": 900}, color_scheme=scheme)
                 suffix = "" if scheme == "light" else "-dark"
+                views = [("", "overlay"), ("-plain", "plain")] if args.both_views else [("", None)]
                 for name, rel in [("index", "index.html"), ("class", f"classes/{args.cls}.html")]:
-                    page.goto((site / rel).resolve().as_uri())
-                    page.wait_for_load_state("load")
-                    # Lazy images below the fold never load; wait only for those on screen.
-                    page.wait_for_function(
-                        "[...document.images].every(i => i.complete || i.getBoundingClientRect().top > innerHeight)",
-                        timeout=10_000,
-                    )
-                    page.screenshot(path=str(args.out / f"{name}{suffix}.png"))
-                    print(args.out / f"{name}{suffix}.png")
+                    for tag, view in views:
+                        page.goto((site / rel).resolve().as_uri())
+                        page.wait_for_load_state("load")
+                        if view:
+                            page.click(f"button[data-view={view}]")
+                        # Lazy images below the fold never load; wait only for those on screen.
+                        page.wait_for_function(
+                            "[...document.images].every(i => i.complete"
+                            " || i.getBoundingClientRect().top > innerHeight)",
+                            timeout=10_000,
+                        )
+                        path = args.out / f"{name}{tag}{suffix}.png"
+                        page.screenshot(path=str(path))
+                        print(path)
                 page.close()
             browser.close()
 

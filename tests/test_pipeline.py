@@ -108,6 +108,10 @@ def test_small_render_writes_complete_entries_and_a_second_run_renders_nothing(t
         assert np.isfinite(record["objective_value"])
         assert record["timing"]["batch_size"] in (1, 2, 3) and record["timing"]["device"] == "cpu"
         models = record["scores"]["models"]
+        assert list(record["judging"]) == ["small", "large", "whole"] and record["scores"] == record["judging"]["large"]
+        assert record["judging"]["whole"]["crops"] == 1 and record["judging"]["small"]["crop_scale"] == [0.2, 0.45]
+        assert set(record["image_stats"]) == {"corner_ratio", "border_energy_share", "high_frequency_share"}
+        assert 0 < record["image_stats"]["corner_ratio"] < 3
         assert [m["name"] for m in models] == ["test_resnet", "test_efficientnet"]
         assert all(len(m["top5"]) == 5 for m in models)
         objective = record["objective"]

@@ -158,7 +158,12 @@ def test_presets_hold_the_reference_defaults():
     assert (horama.crop_min, horama.crop_max, horama.anneal_schedule) == (0.20, 0.25, None)
     assert (xplique.canvas, xplique.steps, xplique.crops, xplique.noise) == (512, 256, 32, 0.08)
     assert xplique.anneal_schedule == (0.5, 0.05)
-    assert {"atlas", "cpu"} <= set(PRESETS) and PRESETS["cpu"].canvas <= 320
+    assert {"atlas", "cpu"} <= set(PRESETS) and PRESETS["cpu"].canvas <= 384
+
+    def model_work(p):  # network passes per image, the bulk of a step
+        return p.steps * p.crops * p.input_scale**2
+
+    assert model_work(PRESETS["cpu"]) < model_work(PRESETS["atlas"]) / 10
 
 
 def test_get_preset_overrides_and_round_trips():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from atlas.judging import SCALES, judge_images, target_rates
 from atlas.models import LoadedModel
 from atlas.scoring import Judge, pixel_boxes, score_images
 
@@ -74,6 +75,29 @@ def test_bench_quality_reads_the_typed_scores(tiny_resnet):
     row = bench.quality(tiny_resnet, [], get_preset("cpu", canvas=32, steps=2, crops=1), [1, 2], "cpu",
                         config="tiny", batch=2, crops=2)
     assert set(row.per_class) == {1, 2}
-    for rates in row.per_class.values():
-        top1, top5 = rates["test_resnet"]
-        assert 0 <= top1 <= top5 <= 1
+    for scales in row.per_class.values():
+        assert set(scales) == {"small", "large", "whole"}
+        for rates in scales.values():
+            top1, top5 = rates["test_resnet"]
+            assert 0 <= top1 <= top5 <= 1
+    assert set(row.stats) == {1, 2} and all(s["corner_ratio"] > 0 for s in row.stats.values())
+
+
+def test_the_protocol_judges_every_image_at_the_same_three_scales():
+    """A red picture with a green centre: red as a whole, green in most small crops near the centre."""
+    image = solid((1, 0, 0), canvas=100)
+    image[:, 25:75, 25:75] = torch.tensor([0.0, 1.0, 0.0]).view(3, 1, 1)
+    judges = [Judge(colour_model("gen"), "generator"), Judge(colour_model("judge", size=24), "judge")]
+    judged = judge_images(torch.stack([image, solid((0, 1, 0), canvas=100)]), judges, [0, 1], crops=8, seed=2)
+    assert len(judged) == 2
+    for j in judged:
+        assert list(j) == list(SCALES)
+        assert [j[s].crop_scale for s in SCALES] == list(SCALES.values())
+        assert (j["small"].crops, j["large"].crops, j["whole"].crops) == (8, 8, 1)
+    rates = target_rates(judged[0])
+    assert rates["whole"]["gen"] == (1.0, 1.0) and rates["whole"]["judge"] == (1.0, 1.0)
+    assert rates["small"]["gen"][0] < 0.5 < rates["whole"]["gen"][0]
+    assert target_rates(judged[1])["small"]["judge"] == (1.0, 1.0)
+    # the crops depend on the seed and the canvas only, not on what else is in the batch
+    alone = judge_images(image[None], judges, [0], crops=8, seed=2)[0]
+    assert target_rates(alone) == rates

@@ -114,9 +114,11 @@ def test_index_grid_from_file_and_from_a_subpath(tab):
     assert page.locator("#grid a.tile:visible").count() == 1000
     page.check("#hide-pending")
     assert page.locator("#grid a.tile:visible").count() == 7
+    srcs = page.eval_on_selector_all("#grid img", "els => els.map(e => e.getAttribute('src'))")
+    assert len(srcs) == 6 and all(s.endswith("/thumb-overlay.webp") for s in srcs)  # the attribution view first
     page.keyboard.press("t")  # the grid follows the image / attribution toggle too
     srcs = page.eval_on_selector_all("#grid img", "els => els.map(e => e.getAttribute('src'))")
-    assert len(srcs) == 6 and all(s.endswith("/thumb-overlay.webp") for s in srcs)
+    assert len(srcs) == 6 and all(s.endswith("/thumb.webp") for s in srcs)
     assert all(i["natural"] > 0 for i in tab.images())
     tab.assert_clean()
 
@@ -161,24 +163,26 @@ def test_search_by_synonym_index_and_wordnet_id(tab):
 def test_overlay_toggle_and_seeds(tab):
     tab.goto("classes/0967.html")
     page = tab.page
-    plain = _visible_stage_src(tab)
-    assert len(plain) == 1 and plain[0].endswith("/detail.webp")
-    page.click("button[data-view=overlay]")
-    overlay = _visible_stage_src(tab)
+    overlay = _visible_stage_src(tab)  # the attribution view is the default
     assert len(overlay) == 1 and overlay[0].endswith("/detail-overlay.webp")
     assert page.get_attribute("button[data-view=overlay]", "aria-pressed") == "true"
     assert page.locator("button.seed img").first.get_attribute("src").endswith("/thumb-overlay.webp")
+    page.click("button[data-view=plain]")
+    plain = _visible_stage_src(tab)
+    assert len(plain) == 1 and plain[0].endswith("/detail.webp")
+    assert page.get_attribute("button[data-view=plain]", "aria-pressed") == "true"
+    assert page.locator("button.seed img").first.get_attribute("src").endswith("/thumb.webp")
     page.keyboard.press("t")
-    assert _visible_stage_src(tab) == plain
+    assert _visible_stage_src(tab) == overlay
+    page.keyboard.press("t")
     page.click("button.seed[data-seed='1']")
     seed1 = _visible_stage_src(tab)
     assert len(seed1) == 1 and seed1 != plain
     assert page.locator(".seed-panel[data-seed='1']").first.is_visible()
     assert not page.locator(".seed-panel[data-seed='0']").first.is_visible()
     # The chosen view follows the reader to the next page.
-    page.keyboard.press("t")
     tab.goto("classes/0607.html")
-    assert _visible_stage_src(tab)[0].endswith("/detail-overlay.webp")
+    assert _visible_stage_src(tab)[0].endswith("/detail.webp")
     assert all(i["natural"] > 0 for i in tab.images())
     tab.assert_clean()
 

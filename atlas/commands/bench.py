@@ -15,12 +15,14 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 HELP = "benchmark the engine against the reference implementations, and measure quality"
-PARTS = ("speed", "scaling", "split", "quality")
+PARTS = ("speed", "scaling", "split", "quality", "search", "cost")
+DEFAULT_PARTS = ("speed", "scaling", "split", "quality")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--part", choices=("cpu", "gpu"), default="cpu", help="which machine's benchmark (default cpu)")
-    parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
+    parser.add_argument("--only", default=",".join(DEFAULT_PARTS),
+                        help=f"comma-separated subset of {','.join(PARTS)} (default: {','.join(DEFAULT_PARTS)})")
     parser.add_argument("--device", help="torch device (default: cpu for --part cpu, cuda for --part gpu)")
     parser.add_argument("--classes", type=int, default=50, help="classes for the transferability table (default 50)")
     parser.add_argument("--steps", type=int, help="steps per timed call (default 3 on cpu, 20 on gpu)")
@@ -130,46 +132,57 @@ def run(args: argparse.Namespace) -> int:
                      [[r["model"], r["batch"], r["step_ms"], r["image_ms"], f"{100 * r['image_fraction']:.1f}%"]
                       for r in rows]) + "\n")
 
-    if "quality" in parts:
+    if "quality" in parts or "search" in parts:
         judges = [load_model("efficientnet_lite1"), load_model("efficientnet_lite2")]
         classes = bench.QUALITY_CLASSES[: args.classes] if args.classes <= 50 else \
             tuple(range(0, 1000, max(1, 1000 // args.classes)))[: args.classes]
-        configs = quality_configs(gpu)
-        rows, measured = [], []
-        for name, preset_name, overrides, options, limit in configs:
-            preset = get_preset(preset_name, **overrides)
-            n = classes[:limit] if limit else classes
-            # 512 crops a step (32 images x 16 crops) took 40 GB of an H100 on Lite0: xplique's 32 crops
-            # at 32 images ran out of its 80 GB
-            row = bench.quality(lite0, judges, preset, n, device, config=name,
-                                batch=max(1, min(32, 512 // preset.crops)) if gpu else 2, **options)
-            rows.append(asdict(row) | {"preset": preset.to_dict()})
-            measured.append(row)
-            print(f"  {name}: {row.seconds_per_image:.1f} s/image, " +
-                  ", ".join(f"{k} top-1 {v[0]:.2f} top-5 {v[1]:.2f}" for k, v in row.rates.items()), flush=True)
-        results["quality"] = rows
-        print("\n## Quality: Lite0 class visualizations judged on 16 random crops at the optimisation scale, "
-              f"{device}\n")
-        header = ["config", "classes", "s/image", "Lite0 top-1", "Lite0 top-5", "Lite1 top-1", "Lite1 top-5",
-                  "Lite2 top-1", "Lite2 top-5", "Lite1 top-5 per minute"]
-        table = []
-        for r in rows:
-            rates = list(r["rates"].values())
-            table.append([r["config"], r["classes"], r["seconds_per_image"]] +
-                         [f"{100 * v:.0f}%" for pair in rates for v in pair] +
-                         [f"{60 * rates[1][1] / r['seconds_per_image']:.2f}"])
-        print(_table(header, table) + "\n")
-        common = classes[: min(len(r.per_class) for r in measured)]
+    if "quality" in parts:
+        measured = _quality_rows(bench, lite0, judges, quality_configs(gpu), classes, device, gpu)
+        results["quality"] = [_row_json(r, p) for r, p in measured]
+        rows = [r for r, _ in measured]
+        print(f"\n## Quality on the judging protocol ({_protocol()}), {device}\n")
+        common = classes[: min(r.classes for r in rows)]
         print(f"Every config on the same {len(common)} classes ({', '.join(map(str, common))}):\n")
-        table = []
-        for r in measured:
-            rates = list(r.rates_on(common).values())
-            table.append([r.config, len(common), r.seconds_per_image] +
-                         [f"{100 * v:.0f}%" for pair in rates for v in pair] +
-                         [f"{60 * rates[1][1] / r.seconds_per_image:.2f}"])
-        print(_table(header, table) + "\n")
-        plot_quality(rows, args.out / f"quality-{args.part}.png")
+        print(quality_table(rows, common) + "\n")
+        plot_quality(rows, common, args.out / f"quality-{args.part}.png")
         print(f"plot: {args.out / f'quality-{args.part}.png'}\n")
+
+    if "search" in parts:
+        configs = [(label, "cpu", bench.CPU_BEFORE | overrides, {}, None) for label, overrides in bench.SEARCH]
+        measured = _quality_rows(bench, lite0, judges, configs, classes, device, gpu)
+        results["search"] = [_row_json(r, p) for r, p in measured]
+        print(f"\n## Settings search for the `cpu` preset ({_protocol()}), rendered on {device}\n")
+        print(quality_table([r for r, _ in measured], classes) + "\n")
+
+    if "cost" in parts:
+        # Seconds per image of every searched config, timed twice in alternating order (min kept).
+        from atlas.device import native_bf16
+
+        def timings(runs):
+            best: dict = {}
+            for order in (runs, runs[::-1]):
+                for key, preset, batch, options in order:
+                    wall, cpu = bench.seconds_per_image(lite0, preset, device, batch=batch, steps=steps, **options)
+                    old = best.get(key, (wall, cpu))
+                    best[key] = (min(old[0], wall), min(old[1], cpu))
+            return best
+
+        configs = timings([(label, get_preset("cpu", **(bench.CPU_BEFORE | o)), 1, {}) for label, o in bench.SEARCH])
+        print(f"## Seconds per image of the searched configs, {device}, {torch.get_num_threads()} threads, "
+              f"batch 1, {steps} timed steps (wall, and CPU time of this process)\n")
+        print(_table(["config", "wall s/image", "CPU s/image"], [[k, *v] for k, v in configs.items()]) + "\n")
+        # The render options at the `cpu` preset; bf16 only where this machine has bf16 instructions.
+        combos = [((b, cl, bf), default, b, {"channels_last": cl, "autocast_bf16": bf})
+                  for b in (1, 2) for cl, bf in ((False, False), (True, False), (True, True))
+                  if not bf or native_bf16(device)]
+        options = timings(combos)
+        results["cost"] = {"threads": torch.get_num_threads(),
+                           "configs": {k: {"wall": w, "cpu": c} for k, (w, c) in configs.items()},
+                           "options": [{"batch": b, "channels_last": cl, "bf16": bf, "wall": w, "cpu": c}
+                                       for (b, cl, bf), (w, c) in options.items()]}
+        print(f"## Render options at the `{default.name}` preset, {device} (native bf16: {native_bf16(device)})\n")
+        print(_table(["batch", "channels_last", "bf16", "wall s/image", "CPU s/image"],
+                     [[*k, *v] for k, v in options.items()]) + "\n")
 
     if gpu and "speed" in parts:
         results["gpu_options"] = gpu_options(bench, lite0, resnet, default, steps, device)
@@ -180,31 +193,78 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _protocol() -> str:
+    from atlas.judging import SCALES
+
+    return "; ".join(f"{name} {lo:.2f}-{hi:.2f}" if hi < 1 else f"{name} picture" for name, (lo, hi) in SCALES.items())
+
+
+def _quality_rows(bench, lite0, judges, configs, classes, device: str, gpu: bool) -> list:
+    from atlas.presets import get_preset
+
+    measured = []
+    for name, preset_name, overrides, options, limit in configs:
+        preset = get_preset(preset_name, **overrides)
+        n = classes[:limit] if limit else classes
+        # 512 crops a step (32 images x 16 crops) took 40 GB of an H100 on Lite0; xplique's 32 crops at
+        # 32 images ran out of its 80 GB
+        batch = max(1, min(32, 512 // preset.crops)) if gpu else 2
+        row = bench.quality(lite0, judges, preset, n, device, config=name, batch=batch, **options)
+        measured.append((row, preset))
+        print("  " + quality_table([row], n).splitlines()[-1], flush=True)  # the row now: a run may be cut short
+    return measured
+
+
+def _row_json(row, preset) -> dict:
+    return asdict(row) | {"rates": row.rates, "preset": preset.to_dict()}
+
+
+def quality_table(rows: list, classes) -> str:
+    """Corner ratio, then per scale the generator's top-1 and each judge's top-1/top-5, over `classes`."""
+    classes = list(classes)
+    header = ["config", "classes", "s/image", "corner ratio", "border share", "HF share"]
+    names = list(rows[0].rates["large"])
+    short = [n.replace("efficientnet_lite", "Lite") for n in names]
+    header += [f"large {short[0]} top-1"] + [f"large {n} top-1 / top-5" for n in short[1:]]
+    header += [f"{scale} {n} top-5" for scale in ("small", "whole") for n in short[1:]]
+    table = []
+    for r in rows:
+        large = r.rates_on(classes, "large")
+        cells = [r.config, len(classes), r.seconds_per_image, f"{r.stat_on(classes, 'corner_ratio'):.2f}",
+                 f"{r.stat_on(classes, 'border_energy_share'):.2f}",
+                 f"{1000 * r.stat_on(classes, 'high_frequency_share'):.1f}‰"]
+        cells += [f"{100 * large[names[0]][0]:.0f}%"]
+        cells += [f"{100 * large[n][0]:.0f}% / {100 * large[n][1]:.0f}%" for n in names[1:]]
+        for scale in ("small", "whole"):
+            rates = r.rates_on(classes, scale)
+            cells += [f"{100 * rates[n][1]:.0f}%" for n in names[1:]]
+        table.append(cells)
+    return _table(header, table)
+
+
 def quality_configs(gpu: bool) -> list[tuple[str, str, dict, dict, int | None]]:
     """(label, preset, overrides, render options, class limit) of each quality row.
 
-    On a CPU the presets' crop and noise schemes are compared at the CPU budget (canvas and
-    steps of the `cpu` preset), since horama's own 1280 px x 1000 steps takes hours per image
-    there; those rows and the horama reference run on the first 10 classes of the list, and
-    the fourier and bf16 rows on the first 20, to keep `make bench` short on a CPU.
+    On a CPU: the `cpu` preset before issue 12 and now, on the same classes (the before/after
+    table of `make bench`), then the Fourier baseline at the new settings. The `atlas` preset
+    (about 220 s an image on 2 cores) runs only with --part gpu or on its own.
     """
+    from atlas import bench
+
     if gpu:
         return [
             ("maco · atlas", "atlas", {}, {}, None),
             ("fourier · atlas", "atlas", {}, {"param": "fourier"}, None),
             ("maco · atlas · bf16", "atlas", {}, {"autocast_bf16": True}, None),
+            ("maco · cpu", "cpu", {}, {}, None),
             ("maco · xplique", "xplique", {}, {}, None),
             ("maco · horama", "horama", {}, {}, 10),
             ("horama 0.3.0 maco · atlas settings", "atlas", {}, {"runner": "maco"}, 10),
         ]
-    budget = {"canvas": 256, "steps": 64, "crops": 4}
     return [
-        ("maco · cpu", "cpu", {}, {}, None),
-        ("fourier · cpu", "cpu", {}, {"param": "fourier"}, 20),
-        ("maco · cpu · bf16", "cpu", {}, {"autocast_bf16": True}, 20),
-        ("maco · xplique crops, cpu budget", "xplique", budget, {}, 10),
-        ("maco · horama crops, cpu budget", "horama", budget, {}, 10),
-        ("horama 0.3.0 maco · cpu settings", "cpu", {}, {"runner": "maco"}, 10),
+        ("before: cpu v1", "cpu", bench.CPU_BEFORE, {}, None),
+        ("after: cpu", "cpu", {}, {}, None),
+        ("fourier · cpu", "cpu", {}, {"param": "fourier"}, None),
     ]
 
 
@@ -241,21 +301,25 @@ def gpu_options(bench, lite0, resnet, preset, steps, device) -> dict[str, object
     return {"options": rows, "projection": projection}
 
 
-def plot_quality(rows: list[dict], path: Path) -> None:
+def plot_quality(rows: list, classes, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    classes = list(classes)
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
     for r in rows:
-        rates = list(r["rates"].values())
-        ax.scatter(r["seconds_per_image"], 100 * rates[1][1], s=40)
-        ax.annotate(r["config"], (r["seconds_per_image"], 100 * rates[1][1]), fontsize=7,
+        judge = list(r.rates_on(classes, "small"))[1]
+        for scale, marker in (("small", "o"), ("large", "^"), ("whole", "s")):
+            top5 = 100 * r.rates_on(classes, scale)[judge][1]
+            ax.scatter(r.seconds_per_image, top5, s=40, marker=marker, label=scale if r is rows[0] else None)
+        ax.annotate(r.config, (r.seconds_per_image, 100 * r.rates_on(classes, "small")[judge][1]), fontsize=7,
                     xytext=(4, 4), textcoords="offset points")
     ax.set_xlabel("seconds per visualization")
-    ax.set_ylabel("Lite1 top-5 rate on random crops (%)")
-    ax.set_title("Quality against cost: Lite0 class visualizations judged by Lite1")
+    ax.set_ylabel("Lite1 top-5 rate (%)")
+    ax.set_title("Quality against cost: Lite0 class visualizations judged by Lite1 at three scales")
+    ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from atlas.cache import atomic_write
-from atlas.display import attribution_alpha, composite_on_white, display_image
+from atlas.display import overlay_rgba
 from atlas.errors import AtlasError
 from atlas.site.pages import Media, Render
 from atlas.site.records import Entry
@@ -85,14 +85,13 @@ def derive(entry: Entry, media: Media, out: Path) -> list[str]:
         rgb = np.asarray(im.convert("RGB"))
     attribution = np.load(io.BytesIO(attribution_bytes), allow_pickle=False)
     try:
-        alpha = attribution_alpha(attribution)
-        if alpha.shape != rgb.shape[:2]:
-            raise AtlasError(f"attribution {alpha.shape} and image {rgb.shape[:2]} differ in size")
-        plain = Image.fromarray(display_image(rgb))
-        a8 = np.round(alpha * 255.0).astype(np.uint8)
-        overlay = Image.fromarray(composite_on_white(np.concatenate([np.asarray(plain), a8[..., None]], -1)))
+        rgba = overlay_rgba(rgb, attribution)
     except AtlasError as exc:
         raise AtlasError(f"cache entry {entry.folder}: {exc}; delete the entry and re-render it") from exc
+    plain = Image.fromarray(rgba[..., :3])
+    # The attribution stays an alpha channel, so the overlay fades into the page's own background
+    # in either theme, instead of onto white as the reference codes composite it.
+    overlay = Image.fromarray(rgba, "RGBA")
     files = {
         media.thumb: _webp(plain, media.thumb_size, THUMB_QUALITY),
         media.thumb_overlay: _webp(overlay, media.thumb_size, THUMB_QUALITY),
@@ -115,7 +114,9 @@ def _verified(path: Path, sha256: str | None) -> bytes:
 
 def _webp(image: Image.Image, size: tuple[int, int], quality: int) -> bytes:
     if image.size != size:
-        image = image.resize(size, Image.Resampling.LANCZOS)
+        # premultiplied while resampling, so transparent pixels' colours do not bleed into opaque ones
+        mode = image.mode
+        image = image.convert("RGBa" if mode == "RGBA" else mode).resize(size, Image.Resampling.LANCZOS).convert(mode)
     buf = io.BytesIO()
     image.save(buf, "WEBP", quality=quality, method=4)
     return buf.getvalue()

@@ -1,0 +1,46 @@
+"""One judging protocol for every preset: scores at fixed scales, whatever scale the image was made at.
+
+Scoring each image at its own optimisation scale flatters presets with large crops (large crops
+are easier to classify) and says nothing about the whole picture, which is what a person sees.
+So every picture is scored by the generator and the judges on seeded crops of a small scale
+(0.20-0.45 of the side) and a large one (0.40-0.80), and on the whole picture resized to each
+model's input. The crops depend only on the seed and the canvas, so every preset is judged alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+
+from atlas.record import Scores
+from atlas.scoring import Judge, score_images
+
+# name -> (crop_min, crop_max) as fractions of the side; "whole" is one crop, the full canvas.
+SCALES: dict[str, tuple[float, float]] = {"small": (0.20, 0.45), "large": (0.40, 0.80), "whole": (1.0, 1.0)}
+
+
+def judge_images(
+    images: torch.Tensor,
+    judges: Sequence[Judge],
+    targets: Sequence[int | None],
+    *,
+    crops: int = 16,
+    seed: int = 0,
+    value_range: tuple[float, float] | None = None,
+) -> list[dict[str, Scores]]:
+    """One {scale: scores} dict per image: the record's "judging"."""
+    per_scale = {
+        name: score_images(images, judges, targets, crops=1 if low == 1.0 else crops, seed=seed,
+                           crop_min=low, crop_max=high, value_range=value_range)
+        for name, (low, high) in SCALES.items()
+    }
+    return [{name: per_scale[name][k] for name in SCALES} for k in range(images.shape[0])]
+
+
+def target_rates(judging: Mapping[str, Scores]) -> dict[str, dict[str, tuple[float, float]]]:
+    """{scale: {model name: (top-1 rate, top-5 rate)}} of one image's judging, for class targets."""
+    return {
+        scale: {m.name: (m.target_top1_rate, m.target_top5_rate) for m in scores.models}
+        for scale, scores in judging.items()
+    }
