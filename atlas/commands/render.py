@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     if cpu_subset:
         why = "no GPU found" if args.subset is None else "--cpu-subset"
         print(f"atlas render: {why}: rendering the CPU subset ([cpu] in {config.source or 'the defaults'}): "
-              f"{selection.describe()} (the default subset takes about 10 minutes on 2 cores). "
+              f"{selection.describe()} (the default subset takes about 2 minutes on 2 cores). "
               f"Full atlas: {full_command}", flush=True)
     progress = None if args.no_progress else progress_bar()
     summary = pipeline.run(request, report=lambda line: print(f"atlas render: {line}", flush=True), progress=progress)
