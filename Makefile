@@ -49,7 +49,7 @@ bench: setup
 SETUP     ?= setup
 PY        ?= $(BIN)/python
 GPU_OUT   ?= docs/bench/gpu
-GPU_PARTS ?= quality speed split scaling
+GPU_PARTS ?= quality speed split scaling concepts
 PART_TIMEOUT ?= 900
 gpu-check: $(SETUP)
 	$(PY) -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "gpu-check: no CUDA device on this machine")'

@@ -234,3 +234,21 @@ def test_an_inner_layer_gives_estimated_importance_and_no_class_alignment(tmp_pa
     assert total == pytest.approx(bank.logit, abs=1e-5)  # rest is what gradient x input leaves out
     with pytest.raises(AtlasError, match="no layer 'blocks.99'"):
         run_concepts(tiny, request_for(tmp_path, layer="blocks.99"), report=lambda line: None)
+
+
+def test_the_benchmark_sample_folder_holds_real_photos_under_their_classes(tmp_path):
+    from atlas.concepts.bench import SAMPLE_PHOTOS, sample_folder
+    from atlas.concepts.images import read_rgb, scan
+    from atlas.models import imagenet_classes
+
+    wnids = {c.wnid: c.index for c in imagenet_classes()}
+    folder = scan(sample_folder(tmp_path / "sample", images_per_class=3), wnids)
+    assert {c.wnid for c in folder.classes} == set(SAMPLE_PHOTOS) and folder.images == 6
+    assert {imagenet_classes()[c.index].name for c in folder.classes} >= {"tabby"}
+    first = [read_rgb(tmp_path / "sample" / c.files[0]) for c in folder.classes]
+    assert all(image is not None and image.size == (500, 375) for image in first)
+    # crops of two different photos: their colours differ, so the sample is not one image repeated
+    means = [np.asarray(image, dtype=float).mean(axis=(0, 1)) for image in first]
+    assert np.abs(means[0] - means[1]).max() > 10
+    again = scan(sample_folder(tmp_path / "again", images_per_class=3), wnids)
+    assert [c.files for c in again.classes] == [c.files for c in folder.classes]  # deterministic names

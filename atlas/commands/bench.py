@@ -15,8 +15,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 HELP = "benchmark the engine against the reference implementations, and measure quality"
-PARTS = ("speed", "scaling", "split", "quality", "search", "cost")
-DEFAULT_PARTS = ("speed", "scaling", "split", "quality")
+PARTS = ("speed", "scaling", "split", "quality", "search", "cost", "concepts")
+DEFAULT_PARTS = ("speed", "scaling", "split", "quality", "concepts")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="torch device (default: cpu for --part cpu, cuda for --part gpu)")
     parser.add_argument("--classes", type=int, default=50, help="classes for the transferability table (default 50)")
     parser.add_argument("--steps", type=int, help="steps per timed call (default 3 on cpu, 20 on gpu)")
+    parser.add_argument("--images", type=Path, metavar="DIR",
+                        help="ImageNet-layout folder for the concepts part (default: a sample made from "
+                             "scikit-image's photos)")
     parser.add_argument("--out", type=Path, default=Path("docs/bench"), help="folder for the JSON results and plot")
 
 
@@ -184,6 +187,9 @@ def run(args: argparse.Namespace) -> int:
         print(_table(["batch", "channels_last", "bf16", "wall s/image", "CPU s/image"],
                      [[*k, *v] for k, v in options.items()]) + "\n")
 
+    if "concepts" in parts:
+        results["concepts"] = _concepts(lite0, args.images, device)
+
     if gpu and "speed" in parts:
         results["gpu_options"] = gpu_options(bench, lite0, resnet, default, steps, device)
 
@@ -191,6 +197,29 @@ def run(args: argparse.Namespace) -> int:
     out.write_text(json.dumps(results, indent=1, default=str))
     print(f"results: {out}")
     return 0
+
+
+def _concepts(lite0, images: Path | None, device: str) -> dict[str, object]:
+    """Seconds per class of `atlas concepts` (50 images a class), per phase, and the 1000-class projection."""
+    import tempfile
+    from dataclasses import replace
+
+    from atlas.concepts.bench import bench_concepts, sample_folder
+
+    loaded = replace(lite0, module=lite0.module.to(device))
+    with tempfile.TemporaryDirectory(prefix="atlas-concept-images-") as work:
+        folder = images if images is not None else sample_folder(Path(work), images_per_class=50)
+        gpu = device.startswith("cuda")
+        measured = bench_concepts(loaded, folder, images_per_class=50, batch_size=256 if gpu else 32,
+                                  group=16 if gpu else 1)
+    source = str(images) if images is not None else "scikit-image photos, 500x375 JPEG"
+    print(f"## Concepts: Lite0, 10 concepts a class, {measured.classes} classes of {source}, {device}\n")
+    for line in measured.lines():
+        print(line)
+    print()
+    return {"source": source, "classes": measured.classes, "images_per_class": measured.images_per_class,
+            "threads": measured.threads, "seconds_per_class": measured.per_class,
+            "projected_hours_1000x500": measured.projected_seconds() / 3600}
 
 
 def _protocol() -> str:

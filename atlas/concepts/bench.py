@@ -13,10 +13,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
 from atlas.concepts.run import PHASES, ConceptRequest, run_concepts
+from atlas.errors import AtlasError
 from atlas.models import LoadedModel
+
+# Photos that ship with scikit-image, each under the WordNet id of the ImageNet class it shows:
+# `make bench` has no ImageNet, and the costs depend on the image sizes, not on what they show.
+SAMPLE_PHOTOS = {"n02123045": "chelsea", "n07920052": "coffee"}  # tabby cat, espresso
 
 
 @dataclass(frozen=True)
@@ -56,3 +63,25 @@ def bench_concepts(loaded: LoadedModel, images: Path, *, classes: Sequence[int] 
     device = str(next(loaded.module.parameters()).device)
     return ConceptBench(device=device, threads=torch.get_num_threads(), classes=summary.computed,
                         images_per_class=summary.images / max(1, summary.computed), per_class=summary.per_class())
+
+
+def sample_folder(root: Path, images_per_class: int = 50, seed: int = 0) -> Path:
+    """An ImageNet-layout folder of `images_per_class` 500x375 JPEGs a class (ImageNet's usual size),
+    random crops of scikit-image's photos, for timing concepts where no ImageNet is at hand."""
+    try:
+        from skimage import data
+    except ImportError:
+        raise AtlasError("the concept benchmark's sample images come from scikit-image (the dev extra): "
+                         "install it, or pass --images DIR with one subfolder per WordNet id") from None
+    rng = np.random.default_rng(seed)
+    for wnid, name in SAMPLE_PHOTOS.items():
+        source = Image.fromarray(getattr(data, name)()).convert("RGB")
+        folder = Path(root) / wnid
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(images_per_class):
+            side = int(rng.integers(min(source.size) // 2, min(source.size) + 1))
+            left = int(rng.integers(0, source.width - side + 1))
+            top = int(rng.integers(0, source.height - side + 1))
+            crop = source.crop((left, top, left + side, top + side)).resize((500, 375), Image.Resampling.BICUBIC)
+            crop.save(folder / f"{wnid}_{i:04d}.JPEG", quality=90)
+    return Path(root)
