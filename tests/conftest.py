@@ -48,3 +48,29 @@ def pytest_collection_modifyitems(config, items):
                 if WEIGHT_FIXTURES & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("slow") is None]
     if unmarked:
         raise pytest.UsageError(f"these tests load real weights but are not marked slow: {', '.join(unmarked)}")
+
+
+# The browser tests' fixtures; each browser test module defines the `site` they open.
+@pytest.fixture(scope="module")
+def server(site):
+    from tests.browser_support import serve_parent
+
+    with serve_parent(site) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from tests.browser_support import chromium
+
+    with chromium() as browser:
+        yield browser
+
+
+@pytest.fixture(params=["file", "http"])
+def tab(request, browser, site, server):
+    from tests.browser_support import open_tab
+
+    t = open_tab(browser, site.as_uri() + "/" if request.param == "file" else server)
+    yield t
+    t.page.context.close()

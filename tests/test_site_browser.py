@@ -4,29 +4,16 @@ server subpath, search, the overlay toggle, keys, images, escaping and the CSP."
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from atlas.site.build import build
-from tests.browser_support import chromium, serve_parent
+from tests.browser_support import Tab, open_tab
 from tests.site_support import copy_cache, patch_class_name, sample_site
 
 pytestmark = pytest.mark.browser
 
-LOAD_ALL_IMAGES = """async () => {
-  const imgs = [...document.images];
-  for (const img of imgs) {
-    img.scrollIntoView();
-    if (!img.complete) {
-      await new Promise(done => { img.addEventListener('load', done, {once: true});
-                                  img.addEventListener('error', done, {once: true}); });
-    }
-  }
-  return imgs.map(i => ({src: i.getAttribute('src'), natural: i.naturalWidth, alt: i.getAttribute('alt'),
-                         width: i.getAttribute('width'), height: i.getAttribute('height')}));
-}"""
 
 
 @pytest.fixture(scope="module")
@@ -34,63 +21,10 @@ def site(tmp_path_factory) -> Path:
     return sample_site(tmp_path_factory)
 
 
-@pytest.fixture(scope="module")
-def server(site):
-    with serve_parent(site) as url:
-        yield url
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as browser:
-        yield browser
 
 
-@dataclass
-class Tab:
-    """One browser page on the site, recording console errors and every request it makes."""
-
-    page: object
-    base: str
-    errors: list[str] = field(default_factory=list)
-    requests: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)  # url -> why it failed
-
-    def goto(self, rel: str) -> None:
-        self.page.goto(self.base + rel)
-        self.page.wait_for_load_state("load")
-
-    @property
-    def url(self) -> str:
-        return self.page.url
-
-    def images(self) -> list[dict]:
-        return self.page.evaluate(LOAD_ALL_IMAGES)
-
-    def assert_clean(self) -> None:
-        assert self.errors == []
-        outside = [r for r in self.requests if not r.startswith(self.base)]
-        assert outside == [], "requests left the site"
-
-
-def open_tab(browser, base: str, **context) -> Tab:
-    ctx = browser.new_context(viewport={"width": 1280, "height": 900}, **context)
-    page = ctx.new_page()
-    tab = Tab(page, base)
-    page.on("console", lambda m: tab.errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: tab.errors.append(str(e)))
-    page.on("request", lambda r: tab.requests.append(r.url))
-    page.on("requestfailed", lambda r: tab.failed.__setitem__(r.url, r.failure or ""))
-    page.on("dialog", lambda d: (tab.errors.append(f"dialog: {d.message}"), d.dismiss()))
-    return tab
-
-
-@pytest.fixture(params=["file", "http"])
-def tab(request, browser, site, server):
-    base = site.as_uri() + "/" if request.param == "file" else server
-    t = open_tab(browser, base)
-    yield t
-    t.page.context.close()
 
 
 def _visible_stage_src(tab: Tab) -> list[str]:

@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from atlas.site.build import build
-from tests.browser_support import chromium, serve_parent
+from tests.browser_support import Tab
 from tests.concept_site_support import CONCEPTS, CROPS, concept_cache
-from tests.test_site_browser import Tab, open_tab
 
 pytestmark = pytest.mark.browser
 
@@ -24,23 +23,6 @@ def site(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def server(site):
-    with serve_parent(site) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as browser:
-        yield browser
-
-
-@pytest.fixture(params=["file", "http"])
-def tab(request, browser, site, server):
-    t = open_tab(browser, site.as_uri() + "/" if request.param == "file" else server)
-    yield t
-    t.page.context.close()
 
 
 def _dialog_images(tab: Tab) -> list[int]:
