@@ -23,9 +23,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -54,6 +54,9 @@ WEBP_QUALITY = 80
 # (top-5 in 3 of 6, dot 0 of 6) and point closer to their concept (cosine 0.52 against 0.44).
 VISUALIZATION_COSINE = True
 
+
+_V = TypeVar("_V", ConceptBank, ExampleSet)
+_K = TypeVar("_K")
 
 def encode_vector(values: np.ndarray) -> str:
     return base64.b64encode(np.ascontiguousarray(values, dtype="<f4").tobytes()).decode("ascii")
@@ -156,19 +159,20 @@ def example_sets(root: str | Path) -> Iterator[ExampleSet]:
 
 def current_banks(root: str | Path, model: str, weights_sha256: str) -> dict[int, ConceptBank]:
     """Class index -> the newest bank of this model's weights (runs with other settings leave older ones)."""
-    newest: dict[int, ConceptBank] = {}
-    for bank in banks(root):
-        if (bank.model, bank.weights_sha256) == (model, weights_sha256):
-            if bank.class_index not in newest or bank.created > newest[bank.class_index].created:
-                newest[bank.class_index] = bank
-    return newest
+    return _newest(banks(root), model, weights_sha256, lambda bank: bank.class_index)
 
 
 def current_examples(root: str | Path, model: str, weights_sha256: str) -> dict[str, ExampleSet]:
     """Layer -> the newest dataset examples of this model's weights."""
-    newest: dict[str, ExampleSet] = {}
-    for examples in example_sets(root):
-        if (examples.model, examples.weights_sha256) == (model, weights_sha256):
-            if examples.layer not in newest or examples.created > newest[examples.layer].created:
-                newest[examples.layer] = examples
+    return _newest(example_sets(root), model, weights_sha256, lambda examples: examples.layer)
+
+
+def _newest(values: Iterable[_V], model: str, weights_sha256: str, slot: Callable[[_V], _K]) -> dict[_K, _V]:
+    """Per slot, the newest of `values` made with this model's weights."""
+    newest: dict[_K, _V] = {}
+    for value in values:
+        if (value.model, value.weights_sha256) == (model, weights_sha256):
+            key = slot(value)
+            if key not in newest or value.created > newest[key].created:
+                newest[key] = value
     return newest
