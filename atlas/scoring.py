@@ -96,7 +96,8 @@ def score_images(
     per_image: list[list[ModelScores]] = [[] for _ in range(count)]
     for judge in judges:
         size = judge.loaded.input_size
-        probs = _probabilities(judge.loaded, resize_crops(images.float().cpu(), boxes, size), value_range, chunk)
+        device = next(judge.loaded.module.parameters()).device  # crops resized where the judge runs
+        probs = _probabilities(judge.loaded, resize_crops(images.float().to(device), boxes, size), value_range, chunk)
         probs = probs.view(count, crops, -1)
         mean = probs.mean(dim=1)
         top = mean.topk(min(TOP, mean.shape[1]), dim=1)

@@ -252,3 +252,14 @@ def test_the_benchmark_sample_folder_holds_real_photos_under_their_classes(tmp_p
     assert np.abs(means[0] - means[1]).max() > 10
     again = scan(sample_folder(tmp_path / "again", images_per_class=3), wnids)
     assert [c.files for c in again.classes] == [c.files for c in folder.classes]  # deterministic names
+
+
+def test_the_benchmark_sample_folder_fills_more_classes_with_the_same_photos(tmp_path):
+    from atlas.concepts.bench import SAMPLE_PHOTOS, sample_folder
+    from atlas.concepts.images import scan
+    from atlas.models import imagenet_classes
+
+    wnids = {c.wnid: c.index for c in imagenet_classes()}
+    folder = scan(sample_folder(tmp_path / "sample", images_per_class=2, classes=5), wnids)
+    assert len(folder.classes) == 5 and folder.images == 10
+    assert set(SAMPLE_PHOTOS) <= {c.wnid for c in folder.classes}  # the photos' own classes come first

@@ -18,8 +18,10 @@ pytestmark = [
 ]
 
 # noise off: its streams are drawn on the render device, so they differ between CPU and CUDA
-PRESET = get_preset("cpu", canvas=64, steps=4, crops=3, crop_min=0.5, crop_max=0.9, noise=0.0)
-OBJECTIVES = [class_logit(3), channel("layer2", 5), neuron("layer3", 7)]
+# crops read at the model's full 64 px: at the `cpu` preset's 0.72 the test net's layer3 neuron reads 0
+PRESET = get_preset("cpu", canvas=64, steps=4, crops=3, crop_min=0.5, crop_max=0.9, noise=0.0, input_scale=1.0)
+# layer3 neuron 1 is alive at this preset (neuron 7 reads 0 from the first step to the last with phase offsets)
+OBJECTIVES = [class_logit(3), channel("layer2", 5), neuron("layer3", 1)]
 
 
 @pytest.fixture()
@@ -43,8 +45,9 @@ def test_cuda_matches_cpu_in_fp32(resnet, strict_fp32):
     assert gpu.images.device.type == "cpu" and gpu.finite.all()
     difference = (gpu.images - cpu.images).abs()
     # Adam-type steps move each phase by about lr whatever the gradient's size, so a gradient
-    # that is ~0 may flip sign between devices: a few single frequencies, hence mean and max
-    assert difference.mean() < 1e-3, difference.mean()
+    # that is ~0 may flip sign between devices: a few single frequencies, hence mean and max.
+    # Measured on an H100: 0.0014-0.0019 with phase offsets (engine 2), under 1e-3 without.
+    assert difference.mean() < 3e-3, difference.mean()
     assert difference.max() < 5e-2, difference.max()
     torch.testing.assert_close(gpu.values, cpu.values, rtol=1e-2, atol=1e-3)
 

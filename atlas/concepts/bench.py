@@ -65,16 +65,26 @@ def bench_concepts(loaded: LoadedModel, images: Path, *, classes: Sequence[int] 
                         images_per_class=summary.images / max(1, summary.computed), per_class=summary.per_class())
 
 
-def sample_folder(root: Path, images_per_class: int = 50, seed: int = 0) -> Path:
+def sample_folder(root: Path, images_per_class: int = 50, seed: int = 0, classes: int | None = None) -> Path:
     """An ImageNet-layout folder of `images_per_class` 500x375 JPEGs a class (ImageNet's usual size),
-    random crops of scikit-image's photos, for timing concepts where no ImageNet is at hand."""
+    random crops of scikit-image's photos, for timing concepts where no ImageNet is at hand.
+
+    Each photo lies under the WordNet id of its class; `classes` beyond those add folders of the same
+    photos under the first other ImageNet ids, so that a GPU timing covers enough classes to batch."""
     try:
         from skimage import data
     except ImportError:
         raise AtlasError("the concept benchmark's sample images come from scikit-image (the dev extra): "
                          "install it, or pass --images DIR with one subfolder per WordNet id") from None
     rng = np.random.default_rng(seed)
-    for wnid, name in SAMPLE_PHOTOS.items():
+    folders = list(SAMPLE_PHOTOS.items())
+    if classes is not None and classes > len(folders):
+        from atlas.models import imagenet_classes
+
+        photos = list(SAMPLE_PHOTOS.values())
+        others = [c.wnid for c in imagenet_classes() if c.wnid not in SAMPLE_PHOTOS]
+        folders += [(wnid, photos[i % len(photos)]) for i, wnid in enumerate(others[: classes - len(folders)])]
+    for wnid, name in folders:
         source = Image.fromarray(getattr(data, name)()).convert("RGB")
         folder = Path(root) / wnid
         folder.mkdir(parents=True, exist_ok=True)
