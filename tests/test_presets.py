@@ -18,6 +18,17 @@ def test_the_reference_presets_keep_the_reference_phase():
     assert PRESETS["cpu"].phase_offset is True and PRESETS["atlas"].phase_offset is True
 
 
+def test_cpu_fine_is_the_cpu_preset_with_more_crops_and_steps_and_nothing_else():
+    from atlas.bench import CPU_BEFORE, SEARCH_ROUNDS
+
+    fine, cpu = PRESETS["cpu-fine"].to_dict(), PRESETS["cpu"].to_dict()
+    assert {k for k in fine if fine[k] != cpu[k]} == {"name", "crops", "steps"}
+    assert (fine["crops"], fine["steps"]) == (2 * cpu["crops"], 2 * cpu["steps"])
+    # the settings that search round 2 measured (docs/benchmarks.md), under their search label
+    searched = dict(SEARCH_ROUNDS[2])["N, 8 crops, 96 steps (398)"]
+    assert get_preset("cpu", **(CPU_BEFORE | searched)).to_dict() | {"name": "cpu-fine"} == fine
+
+
 def test_lr_decays_by_a_cosine_to_its_end_fraction():
     constant = get_preset("cpu", steps=10, lr=2.0)
     assert [constant.lr_at(s) for s in range(10)] == [2.0] * 10
