@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import warnings
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from atlas.errors import AtlasError
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".webp")
 WNID = re.compile(r"^n\d{8}$")
+READ_THREADS = min(8, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -172,17 +175,26 @@ class Squares:
     skipped: tuple[str, ...]  # files that could not be decoded
 
 
+def _read_square(path: Path, side: int) -> tuple[np.ndarray, Placement] | None:
+    image = read_rgb(path)
+    return None if image is None else fit_square(image, side)
+
+
 def load_squares(root: str | Path, files: Iterable[str], side: int) -> Squares:
-    """Read `files` (relative to `root`) as model-input squares; undecodable files are skipped and listed."""
+    """Read `files` (relative to `root`) as model-input squares; undecodable files are skipped and listed.
+
+    Decoding and resizing run on a few threads (Pillow releases the GIL there): on a GPU box
+    reading on one thread was a quarter of the concept pass (docs/benchmarks.md)."""
+    files = list(files)
+    with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+        read = list(pool.map(lambda file: _read_square(Path(root) / file, side), files))
     pixels, kept, placements, skipped = [], [], [], []
-    for file in files:
-        image = read_rgb(Path(root) / file)
-        if image is None:
+    for file, result in zip(files, read, strict=True):
+        if result is None:
             skipped.append(file)
             continue
-        square, placement = fit_square(image, side)
-        pixels.append(square)
+        pixels.append(result[0])
         kept.append(file)
-        placements.append(placement)
+        placements.append(result[1])
     array = np.stack(pixels) if pixels else np.zeros((0, side, side, 3), dtype=np.uint8)
     return Squares(array, tuple(kept), tuple(placements), tuple(skipped))
