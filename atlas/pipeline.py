@@ -3,8 +3,9 @@
 The story of a run: plan it (atlas.plan: the selection becomes this shard's jobs, each looked
 up in the cache; corrupt entries are reported and rendered again); write the model metadata
 (atlas.metadata); render what is left in batches of one layer's objectives, score each image
-with the generator and the judges, and store it as a record (atlas.record).  A non-finite
-objective value is retried once with a derived seed, then recorded as a failure.
+with the generator and the judges, and store it as an entry (atlas.entry: its files and
+record).  A non-finite objective value is retried once with a derived seed, then recorded as
+a failure.
 """
 
 from __future__ import annotations
@@ -20,26 +21,43 @@ import numpy as np
 import torch
 
 from atlas import render as engine
-from atlas.cache import ATTRIBUTION, IMAGE, Cache, encode_npy, encode_png
+from atlas.cache import Cache
 from atlas.config import Config, Selection
+from atlas.device import auto_batch_size
+from atlas.entry import entry_files, render_record, to_uint8
 from atlas.imagestats import image_stats
-from atlas.jobs import Job, Shard, batches
+from atlas.jobs import Shard, batches
 from atlas.judging import judge_images
 from atlas.metadata import model_info
-from atlas.models import LoadedModel, imagenet_classes, load_model
-from atlas.objectives import Objective
+from atlas.models import LoadedModel, load_model
 from atlas.plan import Plan, PlannedJob, make_plan
-from atlas.presets import Preset
-from atlas.record import ImageStats, ModelRef, ObjectiveInfo, RenderRecord, Retry, Scores, Timing
-from atlas.render import ENGINE_VERSION, RenderResult
+from atlas.record import ImageStats, RenderRecord, Retry, Scores, Timing
 from atlas.scoring import Judge
 from atlas.seeds import job_seed
 
-CPU_BATCH = 2  # `atlas bench` scaling on 2 cores, cpu preset: 276 images/h at batch 2, 233 at 1, 227 at 4, 159 at 8
-MAX_AUTO_BATCH = 64
-
 Report = Callable[[str], None]
 ProgressFactory = Callable[..., Any]  # tqdm-like: (total=, unit=, desc=) -> object with update/close/set_postfix_str
+
+
+def run(request: RenderRequest, *, report: Report = print, progress: ProgressFactory | None = None) -> Summary:
+    """Render every job of this shard that the cache lacks; returns the counts for the summary line."""
+    started = time.perf_counter()
+    config = request.config
+    cache = _open_cache(config, report)
+    loaded = load_model(config.model, checkpoint=config.checkpoint, random_weights=config.random_weights,
+                        device=request.device)
+    plan = make_plan(config, request.selection, request.shard, loaded, cache)
+    summary = Summary(total=len(plan.jobs), keys=[p.key for p in plan.jobs])
+    todo = _todo(plan, request, summary, report)
+    _write_model_info(cache, plan, request)
+    report(_plan_line(plan, request, todo, summary))
+    if todo:
+        judges = _load_judges(loaded, request)
+        size = request.batch_size or _auto_batch_size(plan, request, todo)
+        report(f"batch size {size}" + ("" if request.batch_size else " (auto)"))
+        _render_all(plan, request, cache, judges, todo, size, summary, progress)
+    summary.seconds = time.perf_counter() - started
+    return summary
 
 
 @dataclass(frozen=True)
@@ -57,6 +75,8 @@ class RenderRequest:
 
 @dataclass
 class Summary:
+    """What a run did, counted as it goes; `line()` is the summary line `atlas render` prints."""
+
     total: int = 0  # jobs in this shard
     rendered: int = 0
     reused: int = 0
@@ -76,45 +96,14 @@ class Summary:
         return f"{', '.join(parts)} of {self.total} in {_duration(self.seconds)}"
 
 
-def full_atlas_command(config: Config) -> str:
-    where = f" --config {config.source}" if config.source is not None and config.source.name != "atlas.toml" else ""
-    return f"atlas render --full{where}  (or `make atlas` on a machine with a GPU)"
-
-
-def run(request: RenderRequest, *, report: Report = print, progress: ProgressFactory | None = None) -> Summary:
-    """Render every job of this shard that the cache lacks; returns the counts for the summary line."""
-    started = time.perf_counter()
-    config = request.config
+def _open_cache(config: Config, report: Report) -> Cache:
+    """The cache, writable and rid of the temporary files of writers that died."""
     cache = Cache(config.cache)
     cache.ensure_writable()
     removed = cache.clean_stale()
     if removed:
         report(f"removed {removed} stale temporary file(s) left by an interrupted run")
-
-    loaded = load_model(config.model, checkpoint=config.checkpoint, random_weights=config.random_weights,
-                        device=request.device)
-    plan = make_plan(config, request.selection, request.shard, loaded, cache)
-    summary = Summary(total=len(plan.jobs), keys=[p.key for p in plan.jobs])
-    todo = _todo(plan, request, summary, report)
-
-    existing = cache.read_model(loaded.name)
-    if request.force or existing is None or existing.get("weights_sha256") != loaded.weights_sha256:
-        cache.write_model(loaded.name, model_info(loaded, request.device, plan.spectrum_sha256))
-
-    shard = f" (shard {request.shard} of {plan.all_jobs} jobs)" if request.shard.count > 1 else ""
-    concepts = sum(1 for p in plan.jobs if p.job.concept_of is not None)
-    shard += f" ({concepts} of them concepts, from `atlas concepts`)" if concepts else ""
-    report(f"{len(plan.jobs)} objectives{shard}: {len(todo)} to render, {summary.reused + summary.failed_before} "
-           f"in the cache; model {loaded.name}, preset {plan.preset.name}, device {request.device}")
-    if todo:
-        judges = _load_judges(loaded, request)
-        deepest = next((p for p in todo if p.job.objective.needs_logits), todo[-1])
-        size = request.batch_size or auto_batch_size(loaded, plan.preset, plan.spectrum, request.device,
-                                                     config.param, deepest.job.objective, config.bf16)
-        report(f"batch size {size}" + ("" if request.batch_size else " (auto)"))
-        _render_all(plan, request, cache, judges, todo, size, summary, progress)
-    summary.seconds = time.perf_counter() - started
-    return summary
+    return cache
 
 
 def _todo(plan: Plan, request: RenderRequest, summary: Summary, report: Report) -> list[PlannedJob]:
@@ -134,28 +123,21 @@ def _todo(plan: Plan, request: RenderRequest, summary: Summary, report: Report) 
     return todo
 
 
-def auto_batch_size(loaded: LoadedModel, preset: Preset, spectrum: np.ndarray | None, device: str, param: str,
-                    sample: Objective, bf16: bool = False) -> int:
-    """CPU: a small fixed batch.  CUDA: measure the peak memory of one and of two copies of
-    `sample` (the objective that runs the deepest forward) for two steps, and fill 80% of the
-    free memory with what one more objective costs."""
-    if not device.startswith("cuda"):
-        return CPU_BATCH
-    probe = dataclasses.replace(preset, steps=2)
-    peaks = []
-    torch.cuda.synchronize(device)
-    base = torch.cuda.memory_allocated(device)
-    for count in (1, 2):
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-        engine.render(loaded, [sample] * count, probe, list(range(count)),
-                      device=device, spectrum=spectrum, param=param, autocast_bf16=bf16)
-        torch.cuda.synchronize(device)
-        peaks.append(torch.cuda.max_memory_allocated(device) - base)
-    per_sample = max(peaks[1] - peaks[0], 1)
-    fixed = max(peaks[0] - per_sample, 0)
-    free, _total = torch.cuda.mem_get_info(device)
-    return int(max(1, min(MAX_AUTO_BATCH, (0.8 * free - fixed) // per_sample)))
+def _write_model_info(cache: Cache, plan: Plan, request: RenderRequest) -> None:
+    """`models/<name>.json`, unless the cache holds it for these weights already (--force writes it again)."""
+    loaded = plan.loaded
+    existing = cache.read_model(loaded.name)
+    if request.force or existing is None or existing.get("weights_sha256") != loaded.weights_sha256:
+        cache.write_model(loaded.name, model_info(loaded, request.device, plan.spectrum_sha256))
+
+
+def _plan_line(plan: Plan, request: RenderRequest, todo: Sequence[PlannedJob], summary: Summary) -> str:
+    """What the run is about to do, in one line."""
+    shard = f" (shard {request.shard} of {plan.all_jobs} jobs)" if request.shard.count > 1 else ""
+    concepts = sum(1 for p in plan.jobs if p.job.concept_of is not None)
+    shard += f" ({concepts} of them concepts, from `atlas concepts`)" if concepts else ""
+    return (f"{len(plan.jobs)} objectives{shard}: {len(todo)} to render, {summary.reused + summary.failed_before} "
+            f"in the cache; model {plan.loaded.name}, preset {plan.preset.name}, device {request.device}")
 
 
 def _load_judges(loaded: LoadedModel, request: RenderRequest) -> list[Judge]:
@@ -168,6 +150,20 @@ def _load_judges(loaded: LoadedModel, request: RenderRequest) -> list[Judge]:
         judge = load_model(name, random_weights=request.config.random_weights, device=request.device)
         judges.append(Judge(judge, "judge"))
     return judges
+
+
+def _auto_batch_size(plan: Plan, request: RenderRequest, todo: Sequence[PlannedJob]) -> int:
+    """What fits on the device (atlas.device), probed for two steps with copies of one objective:
+    one that reads the logits (the deepest forward) if any job does, else the last job's."""
+    config = request.config
+    sample = next((p for p in todo if p.job.objective.needs_logits), todo[-1]).job.objective
+    probe = dataclasses.replace(plan.preset, steps=2)
+
+    def render(count: int) -> None:
+        engine.render(plan.loaded, [sample] * count, probe, list(range(count)), device=request.device,
+                      spectrum=plan.spectrum, param=config.param, autocast_bf16=config.bf16)
+
+    return auto_batch_size(request.device, render)
 
 
 # --------------------------------------------------------------------------------------------
@@ -218,32 +214,31 @@ def _render_all(plan: Plan, request: RenderRequest, cache: Cache, judges: Sequen
 def _store(plan: Plan, request: RenderRequest, cache: Cache, outcome: _Outcome, summary: Summary) -> _Attempt | None:
     """Write the outcome's entry and count it; returns the retry of a first non-finite attempt."""
     attempt, item = outcome.attempt, outcome.attempt.item
-    record = _record(plan, request, outcome)
-    if outcome.files is not None:
-        cache.write_entry(item.key, outcome.files, record)
-        summary.rendered += 1
-        return None
-    if attempt.attempt == 0:
+    if outcome.files is None and attempt.attempt == 0:
         summary.retried += 1
         retry_seed = job_seed(item.job.objective.id, item.job.seed_index, attempt=1)
         return _Attempt(item, retry_seed, 1, first_value=outcome.value)
-    failure = (f"non-finite objective value with seed {item.job.seed} ({attempt.first_value}) "
-               f"and with retry seed {attempt.seed} ({outcome.value})")
-    cache.write_entry(item.key, {}, dataclasses.replace(record, status="failed", failure=failure))
-    summary.failed += 1
+    record = _record(plan, request, outcome)
+    cache.write_entry(item.key, outcome.files or {}, record)
+    if record.status == "ok":
+        summary.rendered += 1
+    else:
+        summary.failed += 1
     return None
 
 
-def _step_reporter(bar: Any, count: int) -> Callable[[int, int], None] | None:
-    """Show the running batch's step in the bar (a CPU batch takes minutes), about 16 times a batch."""
-    if bar is None or not hasattr(bar, "set_postfix_str"):
-        return None
-
-    def report(step: int, steps: int) -> None:
-        if step == steps or step % max(1, steps // 16) == 0:
-            bar.set_postfix_str(f"batch of {count}: step {step}/{steps}")
-
-    return report
+def _record(plan: Plan, request: RenderRequest, outcome: _Outcome) -> RenderRecord:
+    """The outcome's record: a retry says so, and a retry that went non-finite again is a failure."""
+    attempt, job = outcome.attempt, outcome.attempt.item.job
+    retry = failure = None
+    if attempt.attempt > 0:
+        retry = Retry(job.seed, f"non-finite objective value ({attempt.first_value})")
+    if outcome.files is None:
+        failure = (f"non-finite objective value with seed {job.seed} ({attempt.first_value}) "
+                   f"and with retry seed {attempt.seed} ({outcome.value})")
+    return render_record(plan, request.config, attempt.item, seed=attempt.seed, value=outcome.value,
+                         timing=outcome.timing, judging=outcome.judging, image_stats=outcome.image_stats,
+                         retry=retry, failure=failure)
 
 
 def _render_batch(plan: Plan, request: RenderRequest, judges: Sequence[Judge], attempts: Sequence[_Attempt],
@@ -258,76 +253,41 @@ def _render_batch(plan: Plan, request: RenderRequest, judges: Sequence[Judge], a
     )
     count = len(attempts)
     finite = [bool(f) and bool(np.isfinite(float(v))) for f, v in zip(result.finite, result.values, strict=True)]
-    images = [to_uint8(result.images[k]) for k in range(count)]
-    good = [k for k in range(count) if finite[k]]
-    scores: dict[int, Scores] = {}
-    score_seconds = 0.0
-    if good:
-        tick = time.perf_counter()
-        stored = torch.from_numpy(np.stack([images[k] for k in good])).permute(0, 3, 1, 2).float() / 255
-        targets = [attempts[k].item.job.target for k in good]
-        # one protocol for every preset (atlas.judging); "scores" keeps its place: the large scale
-        judged = judge_images(stored, judges, targets, crops=config.scoring.crops, seed=config.scoring.seed)
-        scores = dict(zip(good, judged, strict=True))
-        score_seconds = (time.perf_counter() - tick) / len(good)
+    pixels = [to_uint8(result.images[k]) for k in range(count)]
+    judging, judge_seconds = _judge(pixels, finite, attempts, judges, config)
     timing = Timing(seconds=round(result.seconds / count, 4), batch_size=count, device=request.device,
                     finished=_now(), batch_seconds=round(result.seconds, 4),
-                    scoring_seconds=round(score_seconds, 4), shard=str(request.shard))
+                    scoring_seconds=round(judge_seconds, 4), shard=str(request.shard))
     for k, attempt in enumerate(attempts):
-        files = {IMAGE: encode_png(images[k]), ATTRIBUTION: encode_npy(_attribution(result, k))} if finite[k] else None
-        stats = ImageStats(**image_stats(images[k])) if finite[k] else None
-        yield _Outcome(attempt, float(result.values[k]), files, scores.get(k), stats, timing)
+        files = entry_files(pixels[k], result.attributions[k]) if finite[k] else None
+        stats = ImageStats(**image_stats(pixels[k])) if finite[k] else None
+        yield _Outcome(attempt, float(result.values[k]), files, judging.get(k), stats, timing)
 
 
-def _attribution(result: RenderResult, k: int) -> np.ndarray:
-    """The channel mean of the raw attribution sum, as stored: (S, S) float32."""
-    return result.attributions[k].detach().float().mean(dim=0).cpu().numpy().astype(np.float32)
+def _judge(pixels: Sequence[np.ndarray], finite: Sequence[bool], attempts: Sequence[_Attempt],
+           judges: Sequence[Judge], config: Config) -> tuple[dict[int, dict[str, Scores]], float]:
+    """The judging of the batch's finite images (index -> scale -> scores) and the seconds it took an
+    image.  The images are judged as stored, in 8 bits, by one protocol for every preset (atlas.judging)."""
+    good = [k for k in range(len(pixels)) if finite[k]]
+    if not good:
+        return {}, 0.0
+    tick = time.perf_counter()
+    stored = torch.from_numpy(np.stack([pixels[k] for k in good])).permute(0, 3, 1, 2).float() / 255
+    targets = [attempts[k].item.job.target for k in good]
+    judged = judge_images(stored, judges, targets, crops=config.scoring.crops, seed=config.scoring.seed)
+    return dict(zip(good, judged, strict=True)), (time.perf_counter() - tick) / len(good)
 
 
-def to_uint8(image: torch.Tensor) -> np.ndarray:
-    """(3, S, S) in [0, 1] -> (S, S, 3) uint8."""
-    return (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+def _step_reporter(bar: Any, count: int) -> Callable[[int, int], None] | None:
+    """Show the running batch's step in the bar (a CPU batch takes minutes), about 16 times a batch."""
+    if bar is None or not hasattr(bar, "set_postfix_str"):
+        return None
 
+    def report(step: int, steps: int) -> None:
+        if step == steps or step % max(1, steps // 16) == 0:
+            bar.set_postfix_str(f"batch of {count}: step {step}/{steps}")
 
-def _record(plan: Plan, request: RenderRequest, outcome: _Outcome) -> RenderRecord:
-    """The record of an outcome, as an "ok" entry; the caller turns it into a failure if need be."""
-    attempt, item, loaded = outcome.attempt, outcome.attempt.item, plan.loaded
-    retry = None
-    if attempt.attempt > 0:
-        retry = Retry(item.job.seed, f"non-finite objective value ({attempt.first_value})")
-    return RenderRecord(
-        key=item.key,
-        status="ok",
-        failure=None,
-        objective=_objective_info(item.job, loaded),
-        model=ModelRef(loaded.name, loaded.weights_sha256, loaded.weights_source, loaded.input_size,
-                       tuple(loaded.mean), tuple(loaded.std)),
-        preset=plan.preset.to_dict(),
-        param=request.config.param,
-        precision="bf16 autocast" if request.config.bf16 else "fp32",
-        seed=attempt.seed,
-        seed_index=item.job.seed_index,
-        spectrum_sha256=plan.spectrum_sha256,
-        engine_version=ENGINE_VERSION,
-        objective_value=outcome.value if outcome.files is not None else None,
-        retry=retry,
-        timing=outcome.timing,
-        scores=outcome.judging["large"] if outcome.judging else None,
-        judging=outcome.judging,
-        image_stats=outcome.image_stats,
-    )
-
-
-def _objective_info(job: Job, loaded: LoadedModel) -> ObjectiveInfo:
-    objective = job.objective
-    description = objective.describe(loaded.name)
-    if job.target is not None and loaded.num_classes == 1000:  # the caption names the class
-        name = imagenet_classes()[job.target].name
-        description = description if name in description else f"{description} · {name}"
-    if job.concept_of is not None:
-        return ObjectiveInfo(objective.id, "concept", f"{description} · concept", job.concept_of, objective.layer, None)
-    return ObjectiveInfo(objective.id, objective.kind, description, objective.class_index, objective.layer,
-                         objective.channel)
+    return report
 
 
 def _now() -> str:

@@ -2,8 +2,9 @@
 
 Every entry of the cache is one record beside its files.  This module defines the record as
 typed, frozen dataclasses, turns them into JSON and back, and validates both a record and the
-files it lists; the cache stores the bytes, the pipeline builds records, the site and
-`atlas eval` read their fields.  docs/architecture.md shows a record as written.
+files it lists; the cache stores the bytes, atlas.entry builds render records from what the
+engine returns, the site and `atlas eval` read their fields.  docs/architecture.md shows a
+record as written.
 
 Two rules keep the format open without a new version:
 - An entry kind is one dataclass registered in `KINDS` under its `KIND`.  Renders were the

@@ -1,11 +1,11 @@
-"""The one device resolver: auto, torchrun's LOCAL_RANK, and errors that name the fix."""
+"""The one device resolver: auto, torchrun's LOCAL_RANK, and errors that name the fix; the batch that fits."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from atlas.device import hardware, resolve_device
+from atlas.device import CPU_BATCH, MAX_AUTO_BATCH, auto_batch_size, hardware, resolve_device
 from atlas.errors import AtlasError
 
 
@@ -33,3 +33,43 @@ def test_device_resolution_with_two_gpus(monkeypatch):
 
 def test_hardware_names_the_cpu():
     assert "CPU" in hardware("cpu") and torch.__version__ in hardware("cpu")
+
+
+def test_auto_batch_size_is_fixed_on_the_cpu():
+    def run(count: int) -> None:
+        raise AssertionError("the CPU batch is not probed")
+
+    assert auto_batch_size("cpu", run) == CPU_BATCH
+
+
+def test_auto_batch_size_fills_80_percent_of_free_cuda_memory_with_what_a_sample_costs(monkeypatch):
+    memory = {"allocated": 1000, "peak": 1000}
+
+    def run(count: int) -> None:  # 300 bytes fixed + 200 a sample, above what was allocated before
+        memory["peak"] = memory["allocated"] + 300 + 200 * count
+
+    for name in ("synchronize", "empty_cache", "reset_peak_memory_stats"):
+        monkeypatch.setattr(torch.cuda, name, lambda *args: None)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device: memory["allocated"])
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device: memory["peak"])
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (10_000, 80_000))
+    assert auto_batch_size("cuda:0", run) == (0.8 * 10_000 - 300) // 200
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (10**12, 10**12))
+    assert auto_batch_size("cuda:0", run) == MAX_AUTO_BATCH
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (0, 80_000))
+    assert auto_batch_size("cuda:0", run) == 1
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_auto_batch_size_of_a_real_render_on_cuda():
+    from atlas.models import load_model
+    from atlas.objectives import class_logit
+    from atlas.presets import get_preset
+    from atlas.render import render
+
+    loaded = load_model("test_resnet", random_weights=True, device="cuda")
+    preset = get_preset("cpu", canvas=64, steps=2)
+    size = auto_batch_size("cuda", lambda count: render(loaded, [class_logit(0)] * count, preset, list(range(count)),
+                                                        device="cuda"))
+    assert 1 <= size <= MAX_AUTO_BATCH

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from atlas import cache as cache_module
@@ -298,20 +297,6 @@ def test_full_disk_mid_run_keeps_finished_entries_and_leaves_no_partial_one(tmp_
     for folder in (tmp_path / "cache" / "entries").glob("*/*"):
         assert (folder / RECORD).exists(), f"partial entry {folder}"
     assert not [p for p in (tmp_path / "cache").rglob("*.tmp")]
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_auto_batch_size_on_cuda_fills_memory():
-    from atlas.models import load_model
-    from atlas.presets import get_preset
-
-    loaded = load_model("test_resnet", random_weights=True, device="cuda")
-    from atlas.objectives import class_logit
-
-    size = pipeline.auto_batch_size(loaded, get_preset("cpu", canvas=64, steps=2), None, "cuda", "maco",
-                                    class_logit(0))
-    assert 1 <= size <= pipeline.MAX_AUTO_BATCH
 
 
 def test_force_renders_again_under_the_same_keys(tmp_path):

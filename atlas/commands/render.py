@@ -7,7 +7,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from atlas.config import load_config, override, parse_batch_size
+from atlas.config import Config, load_config, override, parse_batch_size
 from atlas.errors import AtlasError
 
 
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     shard = parse_shard(args.shard) if args.shard else shard_from_env()
     request = pipeline.RenderRequest(config=config, selection=selection, device=device, batch_size=config.batch_size,
                                      shard=shard, force=args.force, retry_failed=args.retry_failed)
-    full_command = pipeline.full_atlas_command(config)
+    full_command = full_atlas_command(config)
     if cpu_subset:
         why = "no GPU found" if args.subset is None else "--cpu-subset"
         print(f"atlas render: {why}: rendering the CPU subset ([cpu] in {config.source or 'the defaults'}): "
@@ -94,6 +94,11 @@ def run(args: argparse.Namespace) -> int:
     if cpu_subset:
         print(f"atlas render: that was the CPU subset; for the full atlas run: {full_command}", flush=True)
     return 0
+
+
+def full_atlas_command(config: Config) -> str:
+    where = f" --config {config.source}" if config.source is not None and config.source.name != "atlas.toml" else ""
+    return f"atlas render --full{where}  (or `make atlas` on a machine with a GPU)"
 
 
 def _check_classes_arg(classes: str | None) -> None:
