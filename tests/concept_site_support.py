@@ -11,7 +11,16 @@ import numpy as np
 
 from atlas.cache import Cache, cache_key
 from atlas.concepts import store
-from atlas.record import ObjectiveInfo, from_dict
+from atlas.record import (
+    AlignedClass,
+    ChannelExamples,
+    Concept,
+    ConceptBank,
+    Crop,
+    ExampleSet,
+    ObjectiveInfo,
+    from_dict,
+)
 from tests.site_support import MODEL, copy_cache, records
 
 CONCEPTS = 10  # Lens's number: the page budget must hold a full bank
@@ -25,7 +34,7 @@ def _webp(seed: int, side: int = 64) -> bytes:
     return store.encode_webp(rng.integers(0, 256, size=(side, side, 3), dtype=np.uint8))
 
 
-def _bank(weights: str, class_index: int, wnid: str, rng: np.random.Generator) -> tuple[store.ConceptBank, dict]:
+def _bank(weights: str, class_index: int, wnid: str, rng: np.random.Generator) -> tuple[ConceptBank, dict]:
     crops: dict[str, bytes] = {}
     concepts = []
     for k in range(CONCEPTS):
@@ -33,15 +42,15 @@ def _bank(weights: str, class_index: int, wnid: str, rng: np.random.Generator) -
         for j in range(CROPS):
             data = _webp(class_index * 1000 + k * 10 + j)
             crops[store.crop_name(data)] = data
-            shown.append(store.Crop(f"{wnid}/{j:03d}.JPEG", (j, 0, j + 64, 64), float(CROPS - j),
+            shown.append(Crop(f"{wnid}/{j:03d}.JPEG", (j, 0, j + 64, 64), float(CROPS - j),
                                     store.crop_name(data)))
         importance = float(CONCEPTS - k)
-        concepts.append(store.Concept(
+        concepts.append(Concept(
             index=k, vector=store.encode_vector(rng.random(1280).astype(np.float32)), importance=importance,
             share=importance / 100, top_images=CONCEPTS - k, crops=tuple(shown),
-            aligned=tuple(store.AlignedClass(i, "n0", 0.5 - n / 100)
+            aligned=tuple(AlignedClass(i, "n0", 0.5 - n / 100)
                           for n, i in enumerate((class_index, 607, 134, 207, 739)))))
-    bank = store.ConceptBank(
+    bank = ConceptBank(
         key=store.key_of({"class": class_index}), model=MODEL, weights_sha256=weights, class_index=class_index,
         wnid=wnid, layer="bn2", exact=True, settings={"concepts": CONCEPTS}, images=50, skipped=0, patches=800,
         logit=100.0, residual=40.0, rest=5.0, relative_error=0.2, concepts=tuple(concepts), seconds={},
@@ -49,7 +58,7 @@ def _bank(weights: str, class_index: int, wnid: str, rng: np.random.Generator) -
     return bank, crops
 
 
-def _examples(weights: str) -> tuple[store.ExampleSet, dict]:
+def _examples(weights: str) -> tuple[ExampleSet, dict]:
     crops: dict[str, bytes] = {}
     channels = []
     for c in EXAMPLE_CHANNELS:
@@ -57,9 +66,9 @@ def _examples(weights: str) -> tuple[store.ExampleSet, dict]:
         for j in range(9):
             data = _webp(50_000 + c * 10 + j, side=48)
             crops[store.crop_name(data)] = data
-            shown.append(store.Crop(f"n01440764/{j:03d}.JPEG", (0, 0, 48, 48), float(9 - j), store.crop_name(data)))
-        channels.append(store.ChannelExamples(c, tuple(shown), tuple([0, 967] * 4 + [1])))
-    found = store.ExampleSet(key=store.key_of({"examples": EXAMPLE_LAYER}), model=MODEL, weights_sha256=weights,
+            shown.append(Crop(f"n01440764/{j:03d}.JPEG", (0, 0, 48, 48), float(9 - j), store.crop_name(data)))
+        channels.append(ChannelExamples(c, tuple(shown), tuple([0, 967] * 4 + [1])))
+    found = ExampleSet(key=store.key_of({"examples": EXAMPLE_LAYER}), model=MODEL, weights_sha256=weights,
                              layer=EXAMPLE_LAYER, settings={}, images=100, skipped=0, channels=tuple(channels),
                              seconds=1.0, created="2026-11-27T10:00:00Z")
     return found, crops

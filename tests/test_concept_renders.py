@@ -18,25 +18,9 @@ from atlas.models import load_model
 from atlas.plan import make_plan
 from atlas.record import InvalidRecord, ObjectiveInfo
 from tests.concept_folders import make_folder, one_thread  # noqa: F401 - a fixture
+from tests.config_support import write_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-TOML = """
-model = "test_efficientnet"
-random_weights = true
-classes = "{classes}"
-judges = []
-cache = "cache"
-batch_size = 4
-[preset]
-name = "cpu"
-canvas = 32
-steps = 2
-crops = 1
-[layers]
-[scoring]
-crops = 2
-"""
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +34,12 @@ def banked(tmp_path_factory) -> Path:
     return root
 
 
+def load_config_in(folder: Path, classes: str):
+    return load_config(write_config(folder, "test_efficientnet", classes=classes, batch_size=4, scoring={"crops": 2}))
+
+
 def request_in(folder: Path, classes: str = "0-1", **changes) -> pipeline.RenderRequest:
-    (folder / "atlas.toml").write_text(TOML.format(classes=classes))
-    config = load_config(folder / "atlas.toml")
+    config = load_config_in(folder, classes)
     return pipeline.RenderRequest(config=config, selection=override(config.full), device="cpu",
                                   batch_size=config.batch_size, **changes)
 
@@ -92,11 +79,6 @@ def test_concepts_follow_the_class_selection_and_shards_cover_them_once(banked):
     one = load_config_in(banked, "1")
     only_one = make_plan(one, override(one.full), Shard(), loaded, cache)
     assert {p.job.concept_of for p in only_one.jobs if p.job.concept_of is not None} == {1}
-
-
-def load_config_in(folder: Path, classes: str):
-    (folder / "atlas.toml").write_text(TOML.format(classes=classes))
-    return load_config(folder / "atlas.toml")
 
 
 def test_a_concept_objective_must_name_its_class_and_layer():

@@ -10,30 +10,17 @@ import pytest
 from atlas.cli import main
 from atlas.site.check import inspect_site, page_links
 from tests.concept_folders import make_folder, one_thread  # noqa: F401 - a fixture
+from tests.config_support import TINY_PRESET, write_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TOML = """
-model = "test_efficientnet"
-random_weights = true
-cache = "cache"
-device = "cpu"
-[cpu]
-classes = "0-1"
-judges = []
-[cpu.preset]
-name = "cpu"
-canvas = 32
-steps = 2
-crops = 1
-[cpu.layers]
-"blocks.3" = "0,2"
-"""
+# Everything under [cpu], for `atlas render --cpu-subset`: no top-level judges, preset or layers.
+CPU = {"classes": "0-1", "judges": [], "preset": TINY_PRESET, "layers": {"blocks.3": "0,2"}}
 
 
 def test_concepts_then_render_then_build_give_concept_and_example_pages(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "atlas.toml").write_text(TOML)
+    write_config(tmp_path, "test_efficientnet", device="cpu", judges=None, preset=None, layers=None, cpu=CPU)
     make_folder(tmp_path / "images", {"n01440764": 3, "n01443537": 3}, side=160)
     assert main(["concepts", "--images", "images", "--concepts", "2", "--patch", "64", "--no-progress"]) == 0
     assert main(["render", "--cpu-subset", "--no-progress"]) == 0

@@ -8,26 +8,16 @@ import numpy as np
 import pytest
 
 from atlas.concepts import store
-from atlas.concepts.store import (
-    AlignedClass,
-    ChannelExamples,
-    Concept,
-    ConceptBank,
-    Crop,
-    ExampleSet,
-    crop_name,
-    encode_vector,
-    encode_webp,
-)
 from atlas.objectives import direction
+from atlas.record import AlignedClass, ChannelExamples, Concept, ConceptBank, Crop, ExampleSet
 
 
 def make_bank(key: str = "ab" + "0" * 62) -> tuple[ConceptBank, dict[str, bytes]]:
     pixels = np.random.default_rng(0).integers(0, 255, (16, 16, 3), dtype=np.uint8)
-    data = encode_webp(pixels)
-    crop = Crop("n01440764/a.png", (1, 2, 30, 31), 0.5, crop_name(data))
+    data = store.encode_webp(pixels)
+    crop = Crop("n01440764/a.png", (1, 2, 30, 31), 0.5, store.crop_name(data))
     vector = np.linspace(0, 1, 12, dtype=np.float32) ** 2 / 3
-    concept = Concept(3, encode_vector(vector), 1.25, 0.4, 7, (crop, crop), (AlignedClass(1, "n01443537", 0.8),))
+    concept = Concept(3, store.encode_vector(vector), 1.25, 0.4, 7, (crop, crop), (AlignedClass(1, "n01443537", 0.8),))
     bank = ConceptBank(key=key, model="m", weights_sha256="w", class_index=0, wnid="n01440764", layer="bn2",
                        exact=True, settings={"concepts": 1}, images=10, skipped=1, patches=160, logit=3.0,
                        residual=0.5, rest=1.25, relative_error=0.6, concepts=(concept,), seconds={"nmf": 0.1})
@@ -49,8 +39,8 @@ def test_bank_round_trip_keeps_every_field_and_the_vector_bits(tmp_path):
 
 
 def test_examples_round_trip(tmp_path):
-    data = encode_webp(np.zeros((8, 8, 3), dtype=np.uint8))
-    crop = Crop("n01440764/a.png", (0, 0, 8, 8), 2.5, crop_name(data))
+    data = store.encode_webp(np.zeros((8, 8, 3), dtype=np.uint8))
+    crop = Crop("n01440764/a.png", (0, 0, 8, 8), 2.5, store.crop_name(data))
     examples = ExampleSet(key="cd" + "1" * 62, model="m", weights_sha256="w", layer="blocks.3", settings={},
                           images=4, skipped=0, channels=(ChannelExamples(5, (crop,), (0,)),), seconds=1.0)
     store.write_examples(tmp_path, examples, {crop.image: data})
@@ -93,7 +83,7 @@ def test_similar_concepts_link_other_classes_of_the_same_layer():
     shared = rng.random(12).astype(np.float32)
 
     def bank_of(index: int, vectors: list[np.ndarray], layer: str = "bn2") -> ConceptBank:
-        concepts = tuple(Concept(i, encode_vector(v), 0.0, 0.0, 0, (), ()) for i, v in enumerate(vectors))
+        concepts = tuple(Concept(i, store.encode_vector(v), 0.0, 0.0, 0, (), ()) for i, v in enumerate(vectors))
         return ConceptBank(**{**base.__dict__, "key": f"{index:064d}", "class_index": index, "wnid": f"n{index:08d}",
                               "layer": layer, "concepts": concepts})
 

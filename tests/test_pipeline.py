@@ -20,30 +20,16 @@ from atlas.errors import AtlasError
 from atlas.jobs import Shard
 from atlas.record import to_dict
 from atlas.seeds import job_seed
+from tests.config_support import write_config
 
-TINY = """
-model = "test_resnet"
-random_weights = true
-classes = "{classes}"
-judges = {judges}
-cache = "cache"
-batch_size = 3
-[preset]
-name = "cpu"
-canvas = 32
-steps = 2
-crops = 1
-[layers]
-{layers}
-[scoring]
-crops = 3
-"""
+TOP2 = {"layer4": "top:2"}
+JUDGES = ["test_efficientnet"]
 
 
-def make_request(tmp_path: Path, *, classes: str = "0-2", layers: str = 'layer4 = "top:2"',
-                 judges: str = '["test_efficientnet"]', **changes) -> pipeline.RenderRequest:
-    path = tmp_path / "atlas.toml"
-    path.write_text(TINY.format(classes=classes, layers=layers, judges=judges))
+def make_request(tmp_path: Path, *, classes: str = "0-2", layers: dict[str, str] = TOP2, judges: list[str] = JUDGES,
+                 **changes) -> pipeline.RenderRequest:
+    path = write_config(tmp_path, "test_resnet", classes=classes, judges=judges, batch_size=3, layers=layers,
+                        scoring={"crops": 3})
     config = dataclasses.replace(load_config(path), **changes.pop("config", {}))
     selection = override(config.full, **changes.pop("selection", {}))
     return pipeline.RenderRequest(config=config, selection=selection, device="cpu", batch_size=config.batch_size,
@@ -146,23 +132,23 @@ def test_top_channels_are_those_with_the_largest_classifier_weight_norm(tmp_path
 
 
 def test_changed_settings_make_new_keys_and_shards_make_the_same_keys(tmp_path):
-    base = pipeline.run(make_request(tmp_path, classes="0", layers=""), report=lambda _: None)
-    more_steps = pipeline.run(make_request(tmp_path, classes="0", layers="", selection={"steps": 3}),
+    base = pipeline.run(make_request(tmp_path, classes="0", layers={}), report=lambda _: None)
+    more_steps = pipeline.run(make_request(tmp_path, classes="0", layers={}, selection={"steps": 3}),
                               report=lambda _: None)
     assert more_steps.rendered == 1 and set(more_steps.keys).isdisjoint(base.keys)
-    shard = pipeline.run(make_request(tmp_path, classes="0-1", layers="", shard=Shard(0, 2)), report=lambda _: None)
+    shard = pipeline.run(make_request(tmp_path, classes="0-1", layers={}, shard=Shard(0, 2)), report=lambda _: None)
     assert shard.keys == base.keys and shard.reused == 1 and shard.rendered == 0
-    layout = pipeline.run(make_request(tmp_path, classes="0", layers="", config={"channels_last": True}),
+    layout = pipeline.run(make_request(tmp_path, classes="0", layers={}, config={"channels_last": True}),
                           report=lambda _: None)
     assert layout.keys == base.keys and layout.rendered == 0  # memory layout does not change the image
-    bf16 = pipeline.run(make_request(tmp_path, classes="0", layers="", config={"bf16": True}), report=lambda _: None)
+    bf16 = pipeline.run(make_request(tmp_path, classes="0", layers={}, config={"bf16": True}), report=lambda _: None)
     assert bf16.rendered == 1 and set(bf16.keys).isdisjoint(base.keys)
     assert records(tmp_path / "cache")[bf16.keys[0]]["precision"] == "bf16 autocast"
     assert records(tmp_path / "cache")[base.keys[0]]["precision"] == "fp32"
 
 
 def test_corrupt_entries_are_reported_and_rendered_again(tmp_path):
-    request = make_request(tmp_path, classes="0-3", layers="")
+    request = make_request(tmp_path, classes="0-3", layers={})
     pipeline.run(request, report=lambda _: None)
     cache = Cache(tmp_path / "cache")
     keys = sorted(records(tmp_path / "cache"))
@@ -179,7 +165,7 @@ def test_corrupt_entries_are_reported_and_rendered_again(tmp_path):
 
 
 def test_stale_temporaries_are_cleaned_up(tmp_path):
-    request = make_request(tmp_path, classes="0", layers="")
+    request = make_request(tmp_path, classes="0", layers={})
     pipeline.run(request, report=lambda _: None)
     stale = next((tmp_path / "cache" / "entries").rglob(RECORD)).with_name(".image.png.otherhost.1.abcd.tmp")
     stale.write_bytes(b"partial")
@@ -212,7 +198,7 @@ def _nan_for(monkeypatch, bad_ids: set[str], attempts: int) -> list[list[int]]:
 
 def test_non_finite_loss_is_retried_once_with_a_derived_seed(tmp_path, monkeypatch):
     calls = _nan_for(monkeypatch, {"class:1"}, attempts=1)
-    summary = pipeline.run(make_request(tmp_path, classes="0-2", layers=""), report=lambda _: None)
+    summary = pipeline.run(make_request(tmp_path, classes="0-2", layers={}), report=lambda _: None)
     assert (summary.rendered, summary.failed, summary.retried) == (3, 0, 1)
     record = next(r for r in records(tmp_path / "cache").values() if r["objective"]["id"] == "class:1")
     assert record["status"] == "ok" and record["seed"] == job_seed("class:1", 0, attempt=1)
@@ -222,7 +208,7 @@ def test_non_finite_loss_is_retried_once_with_a_derived_seed(tmp_path, monkeypat
 
 def test_twice_non_finite_is_recorded_as_failed_and_the_run_goes_on(tmp_path, monkeypatch):
     _nan_for(monkeypatch, {"class:1"}, attempts=2)
-    request = make_request(tmp_path, classes="0-2", layers="")
+    request = make_request(tmp_path, classes="0-2", layers={})
     summary = pipeline.run(request, report=lambda _: None)
     assert (summary.rendered, summary.failed) == (2, 1)
     failed = [r for r in records(tmp_path / "cache").values() if r["status"] == "failed"]
@@ -243,14 +229,14 @@ def test_twice_non_finite_is_recorded_as_failed_and_the_run_goes_on(tmp_path, mo
     [
         ({"classes": "n99999999"}, "unknown class"),
         ({"classes": "0-1000"}, "class 1000 is out of range"),
-        ({"layers": 'nolayer = "0"'}, "has no layer 'nolayer'"),
-        ({"layers": 'layer4 = "96"'}, "layer layer4 channel 96 is out of range"),
-        ({"layers": 'layer2 = "top:3"'}, "feeds the classifier"),
-        ({"judges": '["not_a_model_x"]'}, "unknown model"),
+        ({"layers": {"nolayer": "0"}}, "has no layer 'nolayer'"),
+        ({"layers": {"layer4": "96"}}, "layer layer4 channel 96 is out of range"),
+        ({"layers": {"layer2": "top:3"}}, "feeds the classifier"),
+        ({"judges": ["not_a_model_x"]}, "unknown model"),
     ],
 )
 def test_bad_input_is_one_line_error_and_the_cache_is_untouched(tmp_path, changes, message):
-    pipeline.run(make_request(tmp_path, classes="0", layers=""), report=lambda _: None)
+    pipeline.run(make_request(tmp_path, classes="0", layers={}), report=lambda _: None)
     before = tree(tmp_path / "cache")
     with pytest.raises(AtlasError, match=message) as info:
         pipeline.run(make_request(tmp_path, **changes), report=lambda _: None)
@@ -273,7 +259,7 @@ def test_unknown_model_and_unwritable_cache(tmp_path):
 
 
 def test_full_disk_mid_run_keeps_finished_entries_and_leaves_no_partial_one(tmp_path, monkeypatch):
-    request = make_request(tmp_path, classes="0-1", layers="")
+    request = make_request(tmp_path, classes="0-1", layers={})
     pipeline.run(request, report=lambda _: None)
     before = tree(tmp_path / "cache")
     real = cache_module._write_temp
@@ -286,7 +272,7 @@ def test_full_disk_mid_run_keeps_finished_entries_and_leaves_no_partial_one(tmp_
         return real(path, data)
 
     monkeypatch.setattr(cache_module, "_write_temp", write)
-    bigger = make_request(tmp_path, classes="0-4", layers="")
+    bigger = make_request(tmp_path, classes="0-4", layers={})
     with pytest.raises(AtlasError, match="disk full") as info:
         pipeline.run(bigger, report=lambda _: None)
     assert "\n" not in str(info.value)
@@ -300,7 +286,7 @@ def test_full_disk_mid_run_keeps_finished_entries_and_leaves_no_partial_one(tmp_
 
 
 def test_force_renders_again_under_the_same_keys(tmp_path):
-    request = make_request(tmp_path, classes="0-1", layers="")
+    request = make_request(tmp_path, classes="0-1", layers={})
     first = pipeline.run(request, report=lambda _: None)
     before = {k: r["timing"]["finished"] + str((Cache(tmp_path / "cache").entry_dir(k) / RECORD).stat().st_mtime_ns)
               for k, r in records(tmp_path / "cache").items()}
@@ -314,10 +300,10 @@ def test_force_renders_again_under_the_same_keys(tmp_path):
 def test_a_user_spectrum_is_used_and_changes_the_key(tmp_path):
     from atlas.spectrum import load_spectrum, spectrum_sha256
 
-    base = pipeline.run(make_request(tmp_path, classes="0", layers=""), report=lambda _: None)
+    base = pipeline.run(make_request(tmp_path, classes="0", layers={}), report=lambda _: None)
     flat = np.ones_like(load_spectrum())  # a white-noise spectrum: a different image under a different key
     np.save(tmp_path / "flat.npy", flat)
-    mine = pipeline.run(make_request(tmp_path, classes="0", layers="", config={"spectrum": tmp_path / "flat.npy"}),
+    mine = pipeline.run(make_request(tmp_path, classes="0", layers={}, config={"spectrum": tmp_path / "flat.npy"}),
                         report=lambda _: None)
     assert mine.rendered == 1 and set(mine.keys).isdisjoint(base.keys)
     record = records(tmp_path / "cache")[mine.keys[0]]
@@ -326,7 +312,7 @@ def test_a_user_spectrum_is_used_and_changes_the_key(tmp_path):
     assert not np.array_equal(image(mine.keys[0]), image(base.keys[0]))
     (tmp_path / "bad.npy").write_bytes(b"junk")
     with pytest.raises(AtlasError, match="spectrum"):
-        pipeline.run(make_request(tmp_path, classes="0", layers="", config={"spectrum": tmp_path / "bad.npy"}),
+        pipeline.run(make_request(tmp_path, classes="0", layers={}, config={"spectrum": tmp_path / "bad.npy"}),
                      report=lambda _: None)
 
 

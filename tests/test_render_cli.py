@@ -22,43 +22,16 @@ from atlas.cli import main
 from atlas.jobs import Shard, build_jobs, select_shard
 from atlas.models import classifier_weights, load_model
 from atlas.record import to_dict
+from tests.config_support import TINY_PRESET, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
-CONFIG = """
-model = "test_resnet"
-random_weights = true
-classes = "{classes}"
-judges = []
-cache = "cache"
-site = "site"
-batch_size = 2
-[preset]
-name = "cpu"
-canvas = 32
-steps = 2
-crops = 1
-[layers]
-{layers}
-[scoring]
-crops = 2
-[cpu]
-classes = "3,5"
-judges = ["test_efficientnet"]
-[cpu.preset]
-name = "cpu"
-canvas = 32
-steps = 2
-crops = 1
-[cpu.layers]
-layer4 = "top:1"
-"""
+CPU = {"classes": "3,5", "judges": ["test_efficientnet"], "preset": TINY_PRESET, "layers": {"layer4": "top:1"}}
 
 
-def write_config(tmp_path: Path, classes: str = "0-3", layers: str = "") -> Path:
-    path = tmp_path / "atlas.toml"
-    path.write_text(CONFIG.format(classes=classes, layers=layers))
-    return path
+def cli_config(tmp_path: Path, classes: str = "0-3", layers: dict[str, str] | None = None) -> Path:
+    return write_config(tmp_path, "test_resnet", classes=classes, site="site", batch_size=2, layers=layers or {},
+                        scoring={"crops": 2}, cpu=CPU)
 
 
 def valid(cache_dir: Path) -> dict[str, dict]:
@@ -99,7 +72,7 @@ def atlas(*args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess
 )
 def test_bad_input_prints_one_line_and_exits_non_zero(tmp_path, capsys, monkeypatch, args, message):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    config = write_config(tmp_path)
+    config = cli_config(tmp_path)
     assert main(["render", "--config", str(config), "--full", "--no-progress", "--classes", "0", *args]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("atlas render: error: ") and message in err[0], err
@@ -107,7 +80,7 @@ def test_bad_input_prints_one_line_and_exits_non_zero(tmp_path, capsys, monkeypa
 
 
 def test_unwritable_cache_and_full_disk_are_one_line_errors(tmp_path, capsys, monkeypatch):
-    config = write_config(tmp_path, classes="0-1")
+    config = cli_config(tmp_path, classes="0-1")
     blocker = tmp_path / "blocker"
     blocker.write_text("")
     assert main(["render", "--config", str(config), "--full", "--no-progress", "--cache", str(blocker / "c")]) == 1
@@ -135,7 +108,7 @@ def test_kill_9_at_a_random_moment_then_resume(tmp_path):
     seed = random.randrange(10**6)
     chooser = random.Random(seed)
     wait_for, delay = chooser.randint(1, 10), chooser.uniform(0.0, 0.3)  # a moment well before the end
-    config = write_config(tmp_path, classes="0-35", layers='layer4 = "0-3"')
+    config = cli_config(tmp_path, classes="0-35", layers={"layer4": "0-3"})
     total = 40
     cache_dir = tmp_path / "cache"
     process = atlas("--config", str(config), "--full")
@@ -169,7 +142,7 @@ def test_kill_9_at_a_random_moment_then_resume(tmp_path):
 
 @pytest.mark.slow
 def test_two_shard_processes_cover_the_jobs_exactly_once(tmp_path):
-    config = write_config(tmp_path, classes="0-6", layers='layer2 = "0-2"')
+    config = cli_config(tmp_path, classes="0-6", layers={"layer2": "0-2"})
     cache_dir = tmp_path / "cache"
     first = atlas("--config", str(config), "--full", "--shard", "0/2")
     second = atlas("--config", str(config), "--full", env={"RANK": "1", "WORLD_SIZE": "2"})
@@ -193,7 +166,7 @@ def test_two_shard_processes_cover_the_jobs_exactly_once(tmp_path):
 def test_make_atlas_on_a_cpu_renders_the_subset_says_so_and_builds_the_site(tmp_path, capsys, monkeypatch):
     """The `make atlas` path (render with no flags, then build) on a machine without a GPU."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    config = write_config(tmp_path, classes="all", layers='layer2 = "all"')
+    config = cli_config(tmp_path, classes="all", layers={"layer2": "all"})
     assert main(["render", "--config", str(config), "--no-progress"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("atlas render: no GPU found: rendering the CPU subset")

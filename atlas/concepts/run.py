@@ -31,12 +31,6 @@ from atlas.concepts.images import ClassImages, ImageFolder, Squares, load_square
 from atlas.concepts.nmf import nmf
 from atlas.concepts.patches import STRIDE_RATIO, patch_grid
 from atlas.concepts.store import (
-    AlignedClass,
-    ChannelExamples,
-    Concept,
-    ConceptBank,
-    Crop,
-    ExampleSet,
     crop_name,
     encode_vector,
     encode_webp,
@@ -49,6 +43,7 @@ from atlas.concepts.store import (
 from atlas.errors import AtlasError
 from atlas.models import LoadedModel, classifier_weights, find_layer, imagenet_classes
 from atlas.objectives import ActivationCapture
+from atlas.record import AlignedClass, ChannelExamples, Concept, ConceptBank, Crop, ExampleSet
 
 VERSION = 1  # bump when a change of the method changes results: it is part of every key
 PHASES = ("read", "activations", "nmf", "importance", "crops")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from atlas.concepts.store import ConceptBank
+from atlas.record import ConceptBank
 
 
 @dataclass(frozen=True)

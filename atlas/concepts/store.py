@@ -32,10 +32,8 @@ from PIL import Image
 
 from atlas.cache import atomic_write, canonical_json
 from atlas.errors import AtlasError
-from atlas.record import (  # the values are atlas.record's; callers keep importing them from here
+from atlas.record import (
     CONCEPTS_FORMAT,
-    AlignedClass,  # noqa: F401
-    ChannelExamples,  # noqa: F401
     Concept,
     ConceptBank,
     Crop,

@@ -12,8 +12,9 @@ from collections import Counter
 from collections.abc import Callable
 
 from atlas.concepts.similar import similar_concepts
-from atlas.concepts.store import ConceptBank, Crop, ExampleSet, visualization_id
+from atlas.concepts.store import visualization_id
 from atlas.errors import AtlasError
+from atlas.record import ConceptBank, Crop, ExampleSet
 from atlas.site.pages import (
     CROPS,
     ChannelPage,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from atlas.concepts.store import Concept, ConceptBank, ExampleSet
+from atlas.record import Concept, ConceptBank, ExampleSet
 from atlas.site.records import CacheContents, ClassInfo, Entry, LayerInfo, ModelInfo
 
 THUMB_SIDE = 192

@@ -20,9 +20,8 @@ from PIL import Image
 
 from atlas.cache import Cache, safe_name
 from atlas.concepts import store as concept_store
-from atlas.concepts.store import ConceptBank, ExampleSet
 from atlas.errors import AtlasError
-from atlas.record import ATTRIBUTION, IMAGE, ObjectiveInfo, RenderRecord
+from atlas.record import ATTRIBUTION, IMAGE, ConceptBank, Crop, ExampleSet, ObjectiveInfo, RenderRecord
 
 
 @dataclass(frozen=True)
@@ -125,7 +124,7 @@ class CacheContents:
     examples: dict[str, ExampleSet] = field(default_factory=dict)  # layer -> its current dataset examples
     root: Path | None = None  # the cache folder, where the crops of banks and examples are
 
-    def crop_path(self, value: ConceptBank | ExampleSet, crop: concept_store.Crop) -> Path:
+    def crop_path(self, value: ConceptBank | ExampleSet, crop: Crop) -> Path:
         assert self.root is not None
         return concept_store.crop_path(self.root, value, crop)
 
