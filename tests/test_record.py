@@ -24,6 +24,7 @@ def test_sample_records_read_back_exactly_and_typed():
         rec = record.from_dict(raw, folder.name)
         assert record.to_dict(rec) == raw and list(record.to_dict(rec)) == list(raw)
         assert record.loads(record.dumps(rec), folder.name) == rec
+        assert (folder / "record.json").read_bytes() == record.dumps(rec)  # written by the cache's own writer
         assert record.file_problem(rec, folder, verify=True) is None
     espresso = next(record.from_dict(r) for _, r in found if r["objective"]["id"] == "class:967")
     assert espresso.objective.class_index == 967 and espresso.model.name == "efficientnet_lite0"

@@ -15,8 +15,9 @@ from atlas.site.build import build
 from atlas.site.check import MAX_PAGE_BYTES, inspect_site, page_links
 from atlas.site.gather import gather
 from atlas.site.records import read_cache
+from atlas.site.write import png_paths, render_site, site_paths
 from tests.concept_site_support import CONCEPTS, CROPS, concept_cache, render_concepts
-from tests.site_support import MODEL, sample_site
+from tests.site_support import MODEL, records, sample_site
 
 
 @pytest.fixture(scope="module")
@@ -137,3 +138,22 @@ def test_a_class_of_two_seeds_and_ten_rendered_concepts_fits_the_page_budget(cac
     assert html.count("MACO visualization of concept") == CONCEPTS and "not rendered yet" not in html
     assert report.check.largest_page[0] == "classes/0967.html"
     assert report.check.largest_page[1] < MAX_PAGE_BYTES
+
+
+def test_pngs_switched_on_after_gathering_change_only_the_files_png_paths_names(cache, tmp_path):
+    # the build measures a site gathered without PNGs, and re-renders only png_paths when they fit
+    copy = tmp_path / "cache"
+    shutil.copytree(cache, copy)
+    for folder, data in records(copy):  # class 967 keeps only its concept's picture
+        if data["objective"]["id"] == "class:967":
+            shutil.rmtree(folder)
+    contents = read_cache(copy)
+    gathered = gather(contents, with_png=False)
+    assert gathered.classes[967].concepts[0].media is not None and not gathered.classes[967].renders
+    without = render_site(gathered)
+    gathered.include_pngs()
+    with_pngs = render_site(gathered)
+    assert with_pngs == render_site(gather(contents, with_png=True))
+    changed = {path for path, data in without.items() if with_pngs[path] != data}
+    assert {"about.html", "data/manifest.json", "data/classes/0967.json", "classes/0607.html"} <= changed
+    assert changed <= png_paths(gathered) and site_paths(gathered) == set(without)

@@ -33,7 +33,7 @@ from atlas.site.gather import gather
 from atlas.site.images import copy_crops, derive_all
 from atlas.site.pages import Site
 from atlas.site.records import CacheContents, read_cache
-from atlas.site.write import render_site, write_changed
+from atlas.site.write import environment, png_paths, render_site, site_paths, write_changed
 
 # The ownership record: which files of the output folder atlas wrote, and whether the build finished.
 MARKER = ".atlas-site.json"
@@ -91,11 +91,11 @@ def build(cache: Path, out: Path, *, model: str | None = None, png: bool | None 
 
 def _write(contents: CacheContents, site: Site, out: Path, previous: SiteMarker | None, png: bool | None,
            workers: int | None, budget: Budget, say: Callable[[str], None]) -> BuildReport:
-    files = render_site(site)
+    env = environment()
     owned = previous.files if previous else frozenset()
     # Claim every path this build may write before writing any, so a kill at any moment
     # leaves a folder whose atlas files are all listed.
-    write_marker(out, SiteMarker(owned | set(files) | _media_paths(site, with_png=True), complete=False))
+    write_marker(out, SiteMarker(owned | site_paths(site) | _media_paths(site, with_png=True), complete=False))
     if previous is not None and not previous.complete:
         _sweep_temporaries(out)
 
@@ -104,14 +104,14 @@ def _write(contents: CacheContents, site: Site, out: Path, previous: SiteMarker 
     if corrupt:  # shown as not rendered, like any other invalid entry
         contents = _without(contents, corrupt)
         site = gather(contents, with_png=site.with_png)
-        files = render_site(site)
+    files = render_site(site, env)  # the whole site, once
     notes = []
     if png is None:
         fits, note = _pngs_fit(site, files, out, budget)
         if fits:
-            site = gather(contents, with_png=True)
+            site.include_pngs()
             images += derive_all(site.renders, out, workers=workers)  # copies only the PNGs
-            files = render_site(site)
+            files.update(render_site(site, env, only=png_paths(site)))  # the files that show them
         else:
             notes.append(note)
             say(note)

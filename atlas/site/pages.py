@@ -11,7 +11,7 @@ import functools
 import hashlib
 import json
 import posixpath
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -460,6 +460,14 @@ class Site:
         """Every render the site shows: the classes' and channels', then the concepts'."""
         units = [r for p in [*self.classes, *self.channels] for r in p.renders]
         return units + [c.render for p in self.classes for c in p.concepts if c.render is not None]
+
+    def include_pngs(self) -> None:
+        """Switch the full-size PNG downloads on: the build gathers a site without them, measures
+        it, and only then decides (gathering again would give the same pages with them)."""
+        self.with_png = True
+        for render in self.renders:
+            if render.media is not None:
+                render.media = replace(render.media, with_png=True)
 
     @property
     def crops(self) -> dict[str, Path]:

