@@ -460,3 +460,17 @@ def test_cli_build_reports_errors_as_one_line(tmp_path, capsys):
     assert main(["build", "--cache", str(tmp_path / "missing"), "--out", str(tmp_path / "site")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("atlas build: error:") and "run `atlas render` first" in err and "\n" not in err
+
+
+def test_the_automatic_png_choice_never_breaks_the_budget_it_chose_by(tmp_path):
+    """The PNG links add bytes to the pages: a budget just above "site without links + PNGs" must
+    not give a build that takes the PNGs and then fails its own size check."""
+    forced = build(SAMPLE_CACHE, tmp_path / "forced", png=True)
+    size = forced.check.total_bytes  # the site with the PNGs and the pages that link them
+    for margin in (-1500, -600, -1, 2000):
+        out = tmp_path / f"auto{margin}"
+        auto = build(SAMPLE_CACHE, out, budget=Budget(site_bytes=size + margin))
+        assert auto.check.problems == [], (margin, auto.check.problems)
+        # the estimate counts the marker as it stands mid-build, listing every path the build may
+        # write, so it declines a little early (never late)
+        assert auto.png is (margin > 0), margin

@@ -107,12 +107,15 @@ def _write(contents: CacheContents, site: Site, out: Path, previous: SiteMarker 
     files = render_site(site, env)  # the whole site, once
     notes = []
     if png is None:
-        fits, note = _pngs_fit(site, files, out, budget)
+        # measured with the pages that link the PNGs: their links are bytes of the site too
+        site.include_pngs()
+        with_pngs = files | render_site(site, env, only=png_paths(site))
+        fits, note = _pngs_fit(site, with_pngs, out, budget)
         if fits:
-            site.include_pngs()
+            files = with_pngs
             images += derive_all(site.renders, out, workers=workers)  # copies only the PNGs
-            files.update(render_site(site, env, only=png_paths(site)))  # the files that show them
         else:
+            site.include_pngs(False)
             notes.append(note)
             say(note)
     images += copy_crops(site.crops, out)
@@ -148,11 +151,12 @@ def _without(contents: CacheContents, corrupt: dict[Path, str]) -> CacheContents
 
 
 def _pngs_fit(site: Site, files: dict[str, bytes], out: Path, budget: Budget) -> tuple[bool, str]:
-    """Whether the site, measured without its PNG downloads, still fits `budget` with them."""
-    media = {r.media.folder: r for r in site.renders if r.media is not None}
-    png_bytes = sum(r.entry.record.files[IMAGE].bytes for r in media.values())
+    """Whether the site fits `budget` with its PNG downloads: `files` are the pages that link them."""
+    renders = {r.media.folder: r for r in site.renders if r.media is not None}  # one per media folder
+    png_bytes = sum(r.entry.record.files[IMAGE].bytes for r in renders.values())
     rest = sum(len(data) for data in files.values())
-    rest += sum((out / f).stat().st_size for r in media.values() for f in r.media.files)  # webp only here
+    webp = (f for r in renders.values() for f in dataclasses.replace(r.media, with_png=False).files)
+    rest += sum((out / f).stat().st_size for f in webp)  # derived already; the PNGs are not copied yet
     rest += sum(path.stat().st_size for path in site.crops.values())  # copied after this measure
     rest += (out / MARKER).stat().st_size  # listing every path this build may write: at least the final one
     if rest + png_bytes <= budget.site_bytes:

@@ -461,13 +461,13 @@ class Site:
         units = [r for p in [*self.classes, *self.channels] for r in p.renders]
         return units + [c.render for p in self.classes for c in p.concepts if c.render is not None]
 
-    def include_pngs(self) -> None:
-        """Switch the full-size PNG downloads on: the build gathers a site without them, measures
-        it, and only then decides (gathering again would give the same pages with them)."""
-        self.with_png = True
+    def include_pngs(self, on: bool = True) -> None:
+        """Switch the full-size PNG downloads on (or back off): the build gathers a site without
+        them, measures it with them, and only then decides (gathering again would give the same pages)."""
+        self.with_png = on
         for render in self.renders:
             if render.media is not None:
-                render.media = replace(render.media, with_png=True)
+                render.media = replace(render.media, with_png=on)
 
     @property
     def crops(self) -> dict[str, Path]:
