@@ -1,7 +1,8 @@
 """Objectives: what a visualization maximises, as values with an algebra.
 
     class_logit(967) ; channel("blocks.5", 17) ; neuron("blocks.5", 17) ;
-    direction("blocks.5", v, cosine=True) ; 0.5 * channel("blocks.5", 17) + class_logit(3)
+    direction("blocks.5", v, cosine=True) ; direction("blocks.5", v, power=2) ;
+    0.5 * channel("blocks.5", 17) + class_logit(3)
 
 An objective is a weighted sum of terms. It returns what to MAXIMISE, one value per
 sample (only the optimiser negates), carries a stable `id` for cache keys and a
@@ -74,11 +75,13 @@ class Neuron:
 
 @dataclass(frozen=True)
 class Direction:
-    """Mean over positions of <activation, vector> (or of their cosine) in a layer's channel space."""
+    """Mean over positions of <activation, vector>, of their cosine, or (power > 0) of
+    <activation, vector> * max(cosine, 0.1) ** power, in a layer's channel space."""
 
     layer: str
     vector: tuple[float, ...] = field(repr=False)
     cosine: bool = False
+    power: int = 0
 
     @property
     def digest(self) -> str:
@@ -87,10 +90,11 @@ class Direction:
 
     @property
     def id(self) -> str:
-        return direction_id(self.layer, self.cosine, self.digest)
+        return direction_id(self.layer, self.cosine, self.digest, self.power)
 
     def describe(self) -> str:
-        return f"{self.layer} · direction {self.digest[:6]} ({'cosine' if self.cosine else 'dot'})"
+        form = f"dot × cosine^{self.power}" if self.power else ("cosine" if self.cosine else "dot")
+        return f"{self.layer} · direction {self.digest[:6]} ({form})"
 
 
 Term = ClassLogit | Channel | Neuron | Direction
@@ -230,13 +234,23 @@ def neuron(layer: str, c: int, x: int | None = None, y: int | None = None) -> Ob
     return Objective([(1.0, Neuron(layer, _non_negative(c, "channel"), x, y))])
 
 
-def direction(layer: str, vector: Sequence[float] | np.ndarray | torch.Tensor, cosine: bool = False) -> Objective:
+# the cosine's floor in the dot x cosine^power form, as in horama's dot_cossim: a position that points
+# away from the vector still pulls (weakly) by its dot product instead of flipping or vanishing
+COSINE_FLOOR = 0.1
+
+
+def direction(layer: str, vector: Sequence[float] | np.ndarray | torch.Tensor, cosine: bool = False,
+              power: int = 0) -> Objective:
+    """cosine=True: the cosine; power > 0: dot product times max(cosine, 0.1) ** power; else the dot product."""
+    power = _non_negative(power, "a direction's power")
+    if cosine and power:
+        raise AtlasError("a direction takes cosine=True or a power (dot x cosine^power), not both")
     if isinstance(vector, torch.Tensor):
         vector = vector.detach().cpu().numpy()
     values = np.asarray(vector, dtype=np.float32).reshape(-1)
     if values.size == 0 or not np.all(np.isfinite(values)) or not np.any(values):
         raise AtlasError("a direction needs a non-zero, finite vector with one entry per channel of the layer")
-    return Objective([(1.0, Direction(layer, tuple(float(v) for v in values), bool(cosine)))])
+    return Objective([(1.0, Direction(layer, tuple(float(v) for v in values), bool(cosine), power))])
 
 
 def _non_negative(value: int, what: str) -> int:
@@ -343,9 +357,11 @@ class BatchObjective:
         grouped: dict[tuple, list[tuple[int, float, Term]]] = {}
         for sample, objective in enumerate(objectives):
             for weight, term in objective.terms:
-                key = (type(term), getattr(term, "layer", None), getattr(term, "cosine", False))
+                key = (type(term), getattr(term, "layer", None), getattr(term, "cosine", False),
+                       getattr(term, "power", 0))
                 grouped.setdefault(key, []).append((sample, weight, term))
-        self.groups = [_Group(kind, layer, cosine, members) for (kind, layer, cosine), members in grouped.items()]
+        self.groups = [_Group(kind, layer, cosine, members, power)
+                       for (kind, layer, cosine, power), members in grouped.items()]
 
     def __call__(self, activations: Activations, reduce: bool = True) -> torch.Tensor:
         """(K,) means over each sample's crops, or (K, crops) per-crop values when reduce=False."""
@@ -361,8 +377,9 @@ class BatchObjective:
 class _Group:
     """Terms of one kind on one source (logits or one layer), possibly from many objectives."""
 
-    def __init__(self, kind: type, layer: str | None, cosine: bool, members: list[tuple[int, float, Term]]):
-        self.kind, self.layer, self.cosine = kind, layer, cosine
+    def __init__(self, kind: type, layer: str | None, cosine: bool, members: list[tuple[int, float, Term]],
+                 power: int = 0):
+        self.kind, self.layer, self.cosine, self.power = kind, layer, cosine, power
         self.samples = [m[0] for m in members]
         self.weights = [m[1] for m in members]
         self.terms = [m[2] for m in members]
@@ -431,9 +448,10 @@ class _Group:
                 picked = grid[samples]  # (T, n, C, H, W)
                 vectors = t["vectors"]
                 dots = torch.einsum("tnchw,tc->tnhw", picked, vectors)
-                if self.cosine:
+                if self.cosine or self.power:
                     norms = picked.norm(dim=2) * vectors.norm(dim=1)[:, None, None, None]
-                    dots = dots / norms.clamp_min(1e-8)
+                    cosines = dots / norms.clamp_min(1e-8)
+                    dots = cosines if self.cosine else dots * cosines.clamp_min(COSINE_FLOOR) ** self.power
                 values = dots.mean(dim=(-2, -1))
         out = torch.zeros((k, crops), device=source.device, dtype=torch.float32)
         return out.index_add(0, samples, values * t["weights"][:, None])

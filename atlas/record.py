@@ -70,10 +70,12 @@ class ObjectiveInfo:
             raise InvalidRecord("concept objective without class_index and layer")
 
 
-def direction_id(layer: str, cosine: bool, digest: str) -> str:
+def direction_id(layer: str, cosine: bool, digest: str, power: int = 0) -> str:
     """The id of a direction objective, from its vector's digest (the first 12 hex of the sha256 of its
-    little-endian float32 bytes): torch-free, so that the site finds a concept's render by its vector."""
-    return f"direction:{layer}:{'cos' if cosine else 'dot'}:{digest}"
+    little-endian float32 bytes): torch-free, so that the site finds a concept's render by its vector.
+    The form is `dot`, `cos`, or `dotcos{power}` (dot product times the cosine to that power)."""
+    form = f"dotcos{power}" if power else ("cos" if cosine else "dot")
+    return f"direction:{layer}:{form}:{digest}"
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from atlas.errors import AtlasError
 from atlas.models import load_model
 from atlas.objectives import (
     ActivationCapture,
+    Activations,
     BatchObjective,
     capture,
     channel,
@@ -19,6 +20,7 @@ from atlas.objectives import (
     neuron,
 )
 from atlas.presets import get_preset
+from atlas.record import direction_id
 from atlas.render import render
 
 LAYERS = {"test_resnet": "layer2", "test_vit": "blocks.3", "test_efficientnet": "blocks.3"}
@@ -78,6 +80,42 @@ def test_direction_ids_hash_the_vector():
         direction("blocks.5", [0.0, 0.0])
 
 
+def test_direction_forms_keep_their_ids():
+    # the dot and cos ids are cache keys of existing renders: they must not change
+    digest = "79b234e7b21d"  # sha256 of float32 (1, 0, 2), first 12 hex
+    assert direction("blocks.5", [1.0, 0.0, 2.0]).id == f"direction:blocks.5:dot:{digest}"
+    assert direction("blocks.5", [1.0, 0.0, 2.0], cosine=True).id == f"direction:blocks.5:cos:{digest}"
+    assert direction("blocks.5", [1.0, 0.0, 2.0], power=2).id == f"direction:blocks.5:dotcos2:{digest}"
+    assert direction_id("blocks.5", False, digest) == f"direction:blocks.5:dot:{digest}"
+    assert direction_id("blocks.5", True, digest) == f"direction:blocks.5:cos:{digest}"
+    assert direction_id("blocks.5", False, digest, 4) == f"direction:blocks.5:dotcos4:{digest}"
+    assert direction("b", [1.0], power=2).describe("m").endswith("(dot × cosine^2)")
+    with pytest.raises(AtlasError, match="not both"):
+        direction("b", [1.0], cosine=True, power=2)
+    with pytest.raises(AtlasError, match="non-negative"):
+        direction("b", [1.0], power=-1)
+
+
+def test_dot_times_cosine_power_by_hand():
+    # one sample, two positions: a = (3, 4) and (-1, 1) against v = (1, 0)
+    # (3, 4): dot 3, cosine 0.6 ; (-1, 1): dot -1, cosine -0.707 floored at 0.1
+    act = torch.tensor([[[[3.0, -1.0]], [[4.0, 1.0]]]])  # (B=1, C=2, H=1, W=2)
+    activations = Activations({"l": act}, None, 1)
+    expected = {
+        direction("l", [1.0, 0.0]): (3 - 1) / 2,
+        direction("l", [1.0, 0.0], cosine=True): (0.6 - 2 ** -0.5) / 2,
+        direction("l", [1.0, 0.0], power=1): (3 * 0.6 - 1 * 0.1) / 2,
+        direction("l", [1.0, 0.0], power=2): (3 * 0.36 - 1 * 0.01) / 2,
+        direction("l", [2.0, 0.0], power=2): (6 * 0.36 - 2 * 0.01) / 2,
+    }
+    for objective, value in expected.items():
+        torch.testing.assert_close(objective(activations), torch.tensor([value]), msg=objective.id)
+    # the three forms of one vector batched together stay apart (one group each)
+    objectives = list(expected)
+    rows = Activations({"l": act.repeat(len(objectives), 1, 1, 1)}, None, len(objectives))
+    torch.testing.assert_close(BatchObjective(objectives, 1)(rows), torch.tensor(list(expected.values())))
+
+
 def test_record_fields():
     assert (class_logit(5).kind, class_logit(5).class_index, class_logit(5).layer) == ("class", 5, None)
     ch = channel("blocks.2", 7)
@@ -113,6 +151,9 @@ def test_values_match_the_activations(tiny):
             direction(layer, vector): torch.einsum("bchw,c->bhw", act, vector).mean((1, 2)),
             direction(layer, vector, cosine=True): torch.nn.functional.cosine_similarity(
                 act, vector.view(1, -1, 1, 1), dim=1).mean((1, 2)),
+            direction(layer, vector, power=2): (torch.einsum("bchw,c->bhw", act, vector) * torch.nn.functional
+                                                .cosine_similarity(act, vector.view(1, -1, 1, 1), dim=1)
+                                                .clamp_min(0.1) ** 2).mean((1, 2)),
             0.5 * channel(layer, 5) - 2 * class_logit(3): 0.5 * act[:, 5].mean((1, 2)) - 2 * logits[:, 3],
         }
         for objective, expected in cases.items():
