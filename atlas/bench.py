@@ -20,10 +20,11 @@ from dataclasses import dataclass, replace
 import torch
 
 from atlas.imagestats import image_stats
-from atlas.judging import SCALES, judge_images, target_rates
+from atlas.judging import SCALES, judge_images
 from atlas.models import LoadedModel
 from atlas.objectives import class_logit
 from atlas.presets import Preset
+from atlas.record import target_rates
 from atlas.render import render
 from atlas.scoring import Judge
 from atlas.spectrum import default_spectrum_path

@@ -9,7 +9,7 @@ model's input. The crops depend only on the seed and the canvas, so every preset
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -37,10 +37,3 @@ def judge_images(
     }
     return [{name: per_scale[name][k] for name in SCALES} for k in range(images.shape[0])]
 
-
-def target_rates(judging: Mapping[str, Scores]) -> dict[str, dict[str, tuple[float, float]]]:
-    """{scale: {model name: (top-1 rate, top-5 rate)}} of one image's judging, for class targets."""
-    return {
-        scale: {m.name: (m.target_top1_rate, m.target_top5_rate) for m in scores.models}
-        for scale, scores in judging.items()
-    }

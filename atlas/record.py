@@ -135,6 +135,14 @@ class Scores:
     crop_scale: tuple[float, float] | None = None
 
 
+def target_rates(judging: Mapping[str, Scores]) -> dict[str, dict[str, tuple[float | None, float | None]]]:
+    """{scale: {model name: (top-1 rate, top-5 rate)}} of one image's judging, for class targets."""
+    return {
+        scale: {m.name: (m.target_top1_rate, m.target_top5_rate) for m in scores.models}
+        for scale, scores in judging.items()
+    }
+
+
 @dataclass(frozen=True)
 class ImageStats:
     """Artefact statistics of the stored image (atlas.imagestats computes them)."""

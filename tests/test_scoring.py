@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from atlas.judging import SCALES, judge_images, target_rates
+from atlas.judging import SCALES, judge_images
 from atlas.models import LoadedModel
+from atlas.record import target_rates
 from atlas.scoring import Judge, pixel_boxes, score_images
 
 

@@ -36,7 +36,8 @@ GOLDEN_PAGES = {
     "classes/0607.html": ["<span class=\"num\">0607</span> jack-o&#39;-lantern</h1>", "n03590841",
                           'rel="prev" href="0606.html"', 'rel="next" href="0608.html"', "What the models see",
                           "Full PNG", 'href="../data/classes/0607.json"', "Nearest classes", 'data-view="overlay"',
-                          'class="overlay"'],
+                          'class="overlay"', 'class="judging"', "crops of 0.20-0.45 of the side",
+                          "crops of 0.40-0.80 of the side", "whole picture", "Does it hold its class at every scale?"],
     "classes/0967.html": ['data-seed="1"', "seed 0", "seed 1", "espresso", 'class="seed"'],
     "classes/0517.html": ["Render failed", "non-finite loss at step 37", "crane", 'class="stage placeholder failed"'],
     "classes/0134.html": ["crane</h1>", "What the models see"],
@@ -130,6 +131,8 @@ def test_golden_data_files(site):
     for key in ("thumb", "thumb_overlay", "detail", "detail_overlay", "png"):
         assert (site / first["images"][key]).is_file()
     assert len(espresso["nearest_classes"]) == 8 and espresso["nearest_classes"][0]["page"].startswith("classes/")
+    assert list(first["judging"]) == ["small", "large", "whole"] and first["judging"]["large"] == first["scores"]
+    assert first["judging"]["small"]["crop_scale"] == [0.2, 0.45] and first["judging"]["whole"]["crops"] == 1
     crane = json.loads((site / "data/classes/0517.json").read_text(encoding="utf-8"))
     assert crane["status"] == "failed" and crane["renders"][0]["images"] is None
     assert "non-finite" in crane["renders"][0]["failure"]
@@ -474,3 +477,19 @@ def test_the_automatic_png_choice_never_breaks_the_budget_it_chose_by(tmp_path):
         # the estimate counts the marker as it stands mid-build, listing every path the build may
         # write, so it declines a little early (never late)
         assert auto.png is (margin > 0), margin
+
+
+def test_the_judging_table_shows_each_models_rates_at_each_scale_and_only_for_classes(site):
+    html = (site / "classes/0607.html").read_text(encoding="utf-8")
+    table = html[html.index('<table class="judging">'):html.index("</table>")]
+    record = next(r for _, r in records(SAMPLE_CACHE) if r["objective"]["id"] == "class:607")
+    rows = re.findall(r"<tr><th scope=\"row\">(.*?)</tr>", table)
+    assert len(rows) == len(record["judging"]["large"]["models"]) == 3
+    for row, model in zip(rows, record["judging"]["large"]["models"], strict=True):
+        assert row.startswith(model["name"])
+        cells = re.findall(r"<td>(.*?)</td>", row)
+        expected = [f"{100 * record['judging'][s]['models'][rows.index(row)]['target_top1_rate']:.0f}% / "
+                    f"{100 * record['judging'][s]['models'][rows.index(row)]['target_top5_rate']:.0f}%"
+                    for s in ("small", "large", "whole")]
+        assert cells == expected
+    assert 'class="judging"' not in (site / "layers/blocks.5/c0003.html").read_text(encoding="utf-8")

@@ -107,6 +107,7 @@ def render_document(render: Render) -> dict[str, Any]:
         "objective_value": rec.objective_value,
         "timing": as_data(rec.timing),
         "scores": as_data(rec.scores),
+        "judging": None if rec.judging is None else {scale: as_data(s) for scale, s in rec.judging.items()},
         "files": as_data(rec.files),
     }
 

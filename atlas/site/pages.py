@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from atlas.record import Concept, ConceptBank, ExampleSet
+from atlas.record import Concept, ConceptBank, ExampleSet, target_rates
 from atlas.site.records import CacheContents, ClassInfo, Entry, LayerInfo, ModelInfo
 
 THUMB_SIDE = 192
@@ -137,6 +137,21 @@ class Prediction:
 
 
 @dataclass(frozen=True)
+class ScaleRates:
+    """One model's hold on the class at each scale of the judging protocol (atlas.judging)."""
+
+    model: str
+    role: str
+    rates: tuple[tuple[float | None, float | None], ...]  # (top-1, top-5) per scale, in JudgingTable order
+
+
+@dataclass(frozen=True)
+class JudgingTable:
+    scales: tuple[str, ...]  # column headings: "crops of 0.20-0.45", ..., "whole picture"
+    rows: tuple[ScaleRates, ...]
+
+
+@dataclass(frozen=True)
 class Related:
     page: ClassPage
     score: float
@@ -155,6 +170,21 @@ class Render:
     def crops(self) -> int | None:
         scores = self.entry.record.scores
         return scores.crops if scores else None
+
+    @property
+    def judging(self) -> JudgingTable | None:
+        """The record's judging as a table, for class targets (a channel has no class to hold)."""
+        judging = self.entry.record.judging
+        if not judging:
+            return None
+        rates = target_rates(judging)
+        first = next(iter(judging.values()))
+        if all(m.target_top1_rate is None for m in first.models):
+            return None
+        scales = tuple(_scale_heading(name, scores.crop_scale) for name, scores in judging.items())
+        rows = tuple(ScaleRates(m.name, m.role, tuple(rates[scale].get(m.name, (None, None)) for scale in judging))
+                     for m in first.models)
+        return JudgingTable(scales, rows)
 
     @property
     def status(self) -> str:
@@ -188,6 +218,13 @@ class Render:
         if rec.retry is not None:
             rows.append(("retried", f"first seed {rec.retry.first_seed}: {rec.retry.reason}"))
         return rows
+
+
+def _scale_heading(name: str, scale: tuple[float, float] | None) -> str:
+    if scale is None:
+        return name
+    low, high = scale
+    return "whole picture" if low == high == 1.0 else f"crops of {low:.2f}-{high:.2f} of the side"
 
 
 def _text(value: Any) -> str:

@@ -16,9 +16,11 @@ imports timm); models/<name>.json stays compact JSON, as the committed file has 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -118,7 +120,25 @@ def scores(rng: np.random.Generator, target: int | None) -> Scores:
         t1 = None if target is None else round(s, 2)
         t5 = None if t1 is None else round(min(1.0, t1 + 0.3), 2)
         models.append(ModelScores(name, role, guesses, target_top1_rate=t1, target_top5_rate=t5))
-    return Scores(crops=16, crop_seed=0, models=tuple(models))
+    return Scores(crops=16, crop_seed=0, models=tuple(models), crop_scale=(0.4, 0.8))
+
+
+def judging(large: Scores, n: int) -> dict[str, Scores]:
+    """The record's three scales: `large` as scored, small crops a little worse, the whole picture
+    hit or missed; from a generator of their own, so that the other draws stay as they were."""
+    rng = np.random.default_rng(1000 + n)
+
+    def at(scale: tuple[float, float], crops: int, rate: Callable[[float], float]) -> Scores:
+        models = tuple(dataclasses.replace(m, target_top1_rate=None if m.target_top1_rate is None else
+                                           round(rate(m.target_top1_rate), 2),
+                                           target_top5_rate=None if m.target_top5_rate is None else
+                                           round(rate(m.target_top5_rate), 2))
+                       for m in large.models)
+        return Scores(crops=crops, crop_seed=0, models=models, crop_scale=scale)
+
+    small = at((0.2, 0.45), 16, lambda r: max(0.0, r - float(rng.uniform(0.1, 0.4))))
+    whole = at((1.0, 1.0), 1, lambda r: float(r >= 0.5))
+    return {"small": small, "large": large, "whole": whole}
 
 
 def key_for(objective_id: str, seed: int) -> str:
@@ -157,6 +177,8 @@ def write_entry(objective: ObjectiveInfo, seed: int, seed_index: int, n: int, rn
         timing=timing,
         scores=None if failure else scores(rng, target),
     )
+    if record.scores is not None:
+        record = dataclasses.replace(record, judging=judging(record.scores, n))
     Cache(OUT).write_entry(key_for(objective.id, seed), files, record)
 
 
