@@ -157,3 +157,24 @@ def test_pngs_switched_on_after_gathering_change_only_the_files_png_paths_names(
     changed = {path for path, data in without.items() if with_pngs[path] != data}
     assert {"about.html", "data/manifest.json", "data/classes/0967.json", "classes/0607.html"} <= changed
     assert changed <= png_paths(gathered) and site_paths(gathered) == set(without)
+
+
+def test_a_class_page_with_ten_rendered_concepts_and_four_seeds_builds_within_the_page_budget(tmp_path):
+    import dataclasses
+
+    from atlas.cache import Cache, cache_key
+    from atlas.record import ATTRIBUTION, IMAGE, loads
+
+    cache = concept_cache(tmp_path / "cache")
+    render_concepts(cache, 967, CONCEPTS)
+    folder = next(f for f, r in records(cache) if r["objective"]["id"] == "class:967" and r["seed_index"] == 1)
+    record = loads((folder / "record.json").read_bytes())
+    files = {name: (folder / name).read_bytes() for name in (IMAGE, ATTRIBUTION)}
+    for seed in (2, 3):  # seeds 0 and 1 are in the sample cache
+        Cache(cache).write_entry(cache_key({"extra seed": seed}), files,
+                                 dataclasses.replace(record, seed=seed, seed_index=seed))
+    report = build(cache, tmp_path / "site")  # the build checks every page against the budget
+    html = (tmp_path / "site" / "classes" / "0967.html").read_text()
+    assert html.count('class="seed"') == 4 and html.count('<img src="../media/') >= CONCEPTS
+    assert report.check.problems == [] and report.check.largest_page[0] == "classes/0967.html"
+    assert 30 * 1024 < report.check.largest_page[1] <= MAX_PAGE_BYTES

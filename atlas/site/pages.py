@@ -224,7 +224,7 @@ def _scale_heading(name: str, scale: tuple[float, float] | None) -> str:
     if scale is None:
         return name
     low, high = scale
-    return "whole picture" if low == high == 1.0 else f"crops of {low:.2f}-{high:.2f} of the side"
+    return "whole picture" if low == high == 1.0 else f"crops {low:.2f}-{high:.2f}"
 
 
 def _text(value: Any) -> str:

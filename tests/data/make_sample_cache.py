@@ -128,16 +128,17 @@ def judging(large: Scores, n: int) -> dict[str, Scores]:
     hit or missed; from a generator of their own, so that the other draws stay as they were."""
     rng = np.random.default_rng(1000 + n)
 
-    def at(scale: tuple[float, float], crops: int, rate: Callable[[float], float]) -> Scores:
-        models = tuple(dataclasses.replace(m, target_top1_rate=None if m.target_top1_rate is None else
-                                           round(rate(m.target_top1_rate), 2),
-                                           target_top5_rate=None if m.target_top5_rate is None else
-                                           round(rate(m.target_top5_rate), 2))
-                       for m in large.models)
-        return Scores(crops=crops, crop_seed=0, models=models, crop_scale=scale)
+    def at(scale: tuple[float, float], crops: int, rate: Callable[[float, float], float]) -> Scores:
+        models = []
+        for m in large.models:
+            drop = float(rng.uniform(0.1, 0.4))  # one per model: top-5 stays at or above top-1
+            models.append(dataclasses.replace(
+                m, target_top1_rate=None if m.target_top1_rate is None else round(rate(m.target_top1_rate, drop), 2),
+                target_top5_rate=None if m.target_top5_rate is None else round(rate(m.target_top5_rate, drop), 2)))
+        return Scores(crops=crops, crop_seed=0, models=tuple(models), crop_scale=scale)
 
-    small = at((0.2, 0.45), 16, lambda r: max(0.0, r - float(rng.uniform(0.1, 0.4))))
-    whole = at((1.0, 1.0), 1, lambda r: float(r >= 0.5))
+    small = at((0.2, 0.45), 16, lambda r, drop: max(0.0, r - drop))
+    whole = at((1.0, 1.0), 1, lambda r, drop: float(r >= 0.5))
     return {"small": small, "large": large, "whole": whole}
 
 
