@@ -11,7 +11,6 @@ import argparse
 import json
 import platform
 import time
-from dataclasses import asdict, replace
 from pathlib import Path
 
 HELP = "benchmark the engine against the reference implementations, and measure quality"
@@ -61,7 +60,6 @@ def run(args: argparse.Namespace) -> int:
     from atlas import bench
     from atlas.errors import AtlasError
     from atlas.models import load_model
-    from atlas.presets import get_preset
 
     gpu = args.part == "gpu"
     device = args.device or ("cuda" if gpu else "cpu")
@@ -80,55 +78,31 @@ def run(args: argparse.Namespace) -> int:
 
     lite0 = load_model("efficientnet_lite0")
     resnet = load_model("resnet50", random_weights=True)
-    default = get_preset("atlas" if gpu else "cpu")  # the preset each machine renders with
-    # Identical settings for every implementation: horama's crops and noise on a 512 canvas.
-    same = get_preset("atlas", canvas=512, crops=8, crop_min=0.20, crop_max=0.25, noise=0.05)
+    default = bench.machine_preset(gpu)
 
     if "speed" in parts:
-        rows, table = [], []
-        for model in (lite0, resnet):
-            measured = bench.speed(model, same, steps, device, batches=(1, 8, 32) if gpu else (1, 4))
-            horama_ms = next(r.ms_per_image_step for r in measured if r.implementation == "horama 0.3.0 maco")
-            for r in measured:
-                rows.append(asdict(r) | {"per_hour_256_steps": r.per_hour(256),
-                                         "x_horama": horama_ms / r.ms_per_image_step})
-                table.append([r.implementation, r.model, r.batch, r.ms_per_step, r.ms_per_image_step,
-                              f"{r.per_hour(256):,.0f}", f"{horama_ms / r.ms_per_image_step:.2f}x"])
+        same = bench.speed_preset()
+        rows = bench.speed_rows((lite0, resnet), same, steps, device, gpu)
         results["speed"] = rows
         print(f"## Speed: canvas {same.canvas}, {same.crops} crops of {same.crop_min}-{same.crop_max}, "
               f"noise {same.noise}, {steps} timed steps per call, {device}\n")
         print(_table(["implementation", "model", "batch", "ms/step", "ms per image-step", "images/hour at 256 steps",
-                      "vs horama"], table) + "\n")
+                      "vs horama"],
+                     [[r["implementation"], r["model"], r["batch"], r["ms_per_step"], r["ms_per_image_step"],
+                       f"{r['per_hour_256_steps']:,.0f}", f"{r['x_horama']:.2f}x"] for r in rows]) + "\n")
 
     if "scaling" in parts:
-        batches = (1, 2, 4, 8, 16, 32, 64) if gpu else (1, 2, 4, 8, 16)
-        rows = []
-        bench.run_ours(lite0, replace(default, steps=1), 1, device)  # warm-up, as for every timed row
-        for batch in batches:
-            try:
-                seconds = bench.run_ours(lite0, replace(default, steps=steps), batch, device)[1]
-                memory = bench.peak_memory_mb(lite0, default, batch, device)
-            except torch.OutOfMemoryError:
-                break
-            rows.append({"batch": batch, "ms_per_step": 1000 * seconds / steps,
-                         "images_per_hour": 3600 * batch / (seconds / steps * default.steps), "peak_mb": memory})
-        canvases = []
-        for canvas in (256, 512, 1024, 1280) if gpu else (256, 512, 1024):
-            canvases.append({"canvas": canvas, "batch": 4,
-                             "peak_mb": bench.peak_memory_mb(lite0, replace(default, canvas=canvas), 4, device)})
-        results["scaling"] = {"batch": rows, "canvas": canvases}
+        scaling = bench.scaling(lite0, default, steps, device, gpu)
+        results["scaling"] = scaling
         print(f"## Scaling: Lite0, preset `{default.name}` ({default.canvas} px, {default.crops} crops), {device}\n")
         print(_table(["batch", "ms/step", f"images/hour ({default.steps} steps)", "peak MB"],
                      [[r["batch"], r["ms_per_step"], f"{r['images_per_hour']:,.0f}", r["peak_mb"]]
-                      for r in rows]) + "\n")
+                      for r in scaling["batch"]]) + "\n")
         print(_table(["canvas", "batch", "peak MB"],
-                     [[r["canvas"], r["batch"], r["peak_mb"]] for r in canvases]) + "\n")
+                     [[r["canvas"], r["batch"], r["peak_mb"]] for r in scaling["canvas"]]) + "\n")
 
     if "split" in parts:
-        rows = []
-        for model, batch in ((lite0, 1), (lite0, 8), (resnet, 8 if gpu else 2)):
-            split = bench.time_split(model, default, batch, steps, device)
-            rows.append({"model": model.name, "batch": batch} | split)
+        rows = bench.split_rows(lite0, resnet, default, steps, device, gpu)
         results["split"] = rows
         print(f"## Where a step goes: preset `{default.name}`, {device}\n")
         print(_table(["model", "batch", "step ms", "image handling ms", "image handling share"],
@@ -136,12 +110,12 @@ def run(args: argparse.Namespace) -> int:
                       for r in rows]) + "\n")
 
     if "quality" in parts or "search" in parts:
-        judges = [load_model("efficientnet_lite1"), load_model("efficientnet_lite2")]
-        classes = bench.QUALITY_CLASSES[: args.classes] if args.classes <= 50 else \
-            tuple(range(0, 1000, max(1, 1000 // args.classes)))[: args.classes]
+        judges = bench.load_judges()
+        classes = bench.quality_classes(args.classes)
     if "quality" in parts:
-        measured = _quality_rows(bench, lite0, judges, quality_configs(gpu), classes, device, gpu)
-        results["quality"] = [_row_json(r, p) for r, p in measured]
+        measured = bench.quality_rows(lite0, judges, bench.quality_configs(gpu), classes, device, gpu,
+                                      on_row=_print_row)
+        results["quality"] = [bench.quality_json(r, p) for r, p in measured]
         rows = [r for r, _ in measured]
         print(f"\n## Quality on the judging protocol ({_protocol()}), {device}\n")
         common = classes[: min(r.classes for r in rows)]
@@ -151,77 +125,49 @@ def run(args: argparse.Namespace) -> int:
         print(f"plot: {args.out / f'quality-{args.part}.png'}\n")
 
     if "search" in parts:
-        configs = [(label, "cpu", bench.CPU_BEFORE | overrides, {}, None) for label, overrides in bench.SEARCH]
-        measured = _quality_rows(bench, lite0, judges, configs, classes, device, gpu)
-        results["search"] = [_row_json(r, p) for r, p in measured]
+        measured = bench.quality_rows(lite0, judges, bench.search_configs(), classes, device, gpu, on_row=_print_row)
+        results["search"] = [bench.quality_json(r, p) for r, p in measured]
         print(f"\n## Settings search for the `cpu` preset ({_protocol()}), rendered on {device}\n")
         print(quality_table([r for r, _ in measured], classes) + "\n")
 
     if "cost" in parts:
-        # Seconds per image of every searched config, timed twice in alternating order (min kept).
         from atlas.device import native_bf16
 
-        def timings(runs):
-            best: dict = {}
-            for order in (runs, runs[::-1]):
-                for key, preset, batch, options in order:
-                    wall, cpu = bench.seconds_per_image(lite0, preset, device, batch=batch, steps=steps, **options)
-                    old = best.get(key, (wall, cpu))
-                    best[key] = (min(old[0], wall), min(old[1], cpu))
-            return best
-
-        configs = timings([(label, get_preset("cpu", **(bench.CPU_BEFORE | o)), 1, {}) for label, o in bench.SEARCH])
-        print(f"## Seconds per image of the searched configs, {device}, {torch.get_num_threads()} threads, "
+        cost = bench.cost(lite0, default, steps, device)
+        results["cost"] = cost
+        print(f"## Seconds per image of the searched configs, {device}, {cost['threads']} threads, "
               f"batch 1, {steps} timed steps (wall, and CPU time of this process)\n")
-        print(_table(["config", "wall s/image", "CPU s/image"], [[k, *v] for k, v in configs.items()]) + "\n")
-        # The render options at the `cpu` preset; bf16 only where this machine has bf16 instructions.
-        combos = [((b, cl, bf), default, b, {"channels_last": cl, "autocast_bf16": bf})
-                  for b in (1, 2) for cl, bf in ((False, False), (True, False), (True, True))
-                  if not bf or native_bf16(device)]
-        options = timings(combos)
-        results["cost"] = {"threads": torch.get_num_threads(),
-                           "configs": {k: {"wall": w, "cpu": c} for k, (w, c) in configs.items()},
-                           "options": [{"batch": b, "channels_last": cl, "bf16": bf, "wall": w, "cpu": c}
-                                       for (b, cl, bf), (w, c) in options.items()]}
+        print(_table(["config", "wall s/image", "CPU s/image"],
+                     [[k, v["wall"], v["cpu"]] for k, v in cost["configs"].items()]) + "\n")
         print(f"## Render options at the `{default.name}` preset, {device} (native bf16: {native_bf16(device)})\n")
         print(_table(["batch", "channels_last", "bf16", "wall s/image", "CPU s/image"],
-                     [[*k, *v] for k, v in options.items()]) + "\n")
+                     [[o["batch"], o["channels_last"], o["bf16"], o["wall"], o["cpu"]] for o in cost["options"]])
+              + "\n")
 
     if "concepts" in parts:
-        results["concepts"] = _concepts(lite0, args.images, device)
+        timing = bench.time_concepts(lite0, args.images, device)
+        results["concepts"] = timing.to_json()
+        print(f"## Concepts: Lite0, 10 concepts a class, {timing.measured.classes} classes of {timing.source}, "
+              f"{device}\n")
+        for line in timing.measured.lines():
+            print(line)
+        print()
 
     if gpu and "speed" in parts:
-        results["gpu_options"] = gpu_options(bench, lite0, resnet, default, steps, device)
+        options = bench.gpu_options(lite0, resnet, default, steps, device)
+        results["gpu_options"] = options
+        print(f"## GPU options: Lite0, preset `atlas`, batch {bench.GPU_OPTIONS_BATCH}\n")
+        print(_table(["bf16", "channels_last", "torch.compile", "ms per image-step"],
+                     [[r["bf16"], r["channels_last"], r["compile"], r["ms_per_image_step"]]
+                      for r in options["options"]]) + "\n")
+        projection = options["projection"]
+        print(f"Projected 1000-class atlas: Lite0 at `atlas` {projection['lite0_atlas_hours']:.2f} h; "
+              f"ResNet-50 at horama's settings {projection['resnet50_horama_hours']:.2f} h\n")
 
     out = args.out / f"results-{args.part}.json"
     out.write_text(json.dumps(results, indent=1, default=str))
     print(f"results: {out}")
     return 0
-
-
-def _concepts(lite0, images: Path | None, device: str) -> dict[str, object]:
-    """Seconds per class of `atlas concepts` (50 images a class), per phase, and the 1000-class projection."""
-    import tempfile
-    from dataclasses import replace
-
-    from atlas.concepts.bench import bench_concepts, sample_folder
-
-    loaded = replace(lite0, module=lite0.module.to(device))
-    with tempfile.TemporaryDirectory(prefix="atlas-concept-images-") as work:
-        gpu = device.startswith("cuda")
-        # on a GPU two classes would time mostly the warm-up: 16 make one NMF group
-        folder = images if images is not None else sample_folder(Path(work), images_per_class=50,
-                                                                 classes=16 if gpu else None)
-        measured = bench_concepts(loaded, folder, images_per_class=50, batch_size=256 if gpu else 32,
-                                  group=16 if gpu else 1)
-    source = str(images) if images is not None else "scikit-image photos, 500x375 JPEG"
-    print(f"## Concepts: Lite0, 10 concepts a class, {measured.classes} classes of {source}, {device}\n")
-    for line in measured.lines():
-        print(line)
-    print()
-    return {"source": source, "classes": measured.classes, "images_per_class": measured.images_per_class,
-            "threads": measured.threads, "seconds_per_class": measured.per_class,
-            "projected_hours_1000x500": measured.projected_seconds() / 3600}
 
 
 def _protocol() -> str:
@@ -230,24 +176,8 @@ def _protocol() -> str:
     return "; ".join(f"{name} {lo:.2f}-{hi:.2f}" if hi < 1 else f"{name} picture" for name, (lo, hi) in SCALES.items())
 
 
-def _quality_rows(bench, lite0, judges, configs, classes, device: str, gpu: bool) -> list:
-    from atlas.presets import get_preset
-
-    measured = []
-    for name, preset_name, overrides, options, limit in configs:
-        preset = get_preset(preset_name, **overrides)
-        n = classes[:limit] if limit else classes
-        # 512 crops a step (32 images x 16 crops) took 40 GB of an H100 on Lite0; xplique's 32 crops at
-        # 32 images ran out of its 80 GB
-        batch = max(1, min(32, 512 // preset.crops)) if gpu else 2
-        row = bench.quality(lite0, judges, preset, n, device, config=name, batch=batch, **options)
-        measured.append((row, preset))
-        print("  " + quality_table([row], n).splitlines()[-1], flush=True)  # the row now: a run may be cut short
-    return measured
-
-
-def _row_json(row, preset) -> dict:
-    return asdict(row) | {"rates": row.rates, "preset": preset.to_dict()}
+def _print_row(row, classes) -> None:
+    print("  " + quality_table([row], classes).splitlines()[-1], flush=True)  # the row now: a run may be cut short
 
 
 def quality_table(rows: list, classes) -> str:
@@ -271,63 +201,6 @@ def quality_table(rows: list, classes) -> str:
             cells += [f"{100 * rates[n][1]:.0f}%" for n in names[1:]]
         table.append(cells)
     return _table(header, table)
-
-
-def quality_configs(gpu: bool) -> list[tuple[str, str, dict, dict, int | None]]:
-    """(label, preset, overrides, render options, class limit) of each quality row.
-
-    On a CPU: the `cpu` preset before issue 12 and now, on the same classes (the before/after
-    table of `make bench`), then the Fourier baseline at the new settings. The `atlas` preset
-    (about 220 s an image on 2 cores) runs only with --part gpu or on its own.
-    On a GPU: the `atlas` preset, its Fourier baseline and xplique's settings (16 classes, the
-    costliest row); the `cpu` presets are rows of the search part there.
-    """
-    from atlas import bench
-
-    if gpu:
-        return [
-            ("maco · atlas", "atlas", {}, {}, None),
-            ("fourier · atlas", "atlas", {}, {"param": "fourier"}, None),
-            ("maco · xplique", "xplique", {}, {}, 16),
-        ]
-    return [
-        ("before: cpu v1", "cpu", bench.CPU_BEFORE, {}, None),
-        ("after: cpu", "cpu", {}, {}, None),
-        ("fourier · cpu", "cpu", {}, {"param": "fourier"}, None),
-    ]
-
-
-def gpu_options(bench, lite0, resnet, preset, steps, device) -> dict[str, object]:
-    """bf16 autocast, channels_last and torch.compile on and off; projected 1000-class atlas times."""
-    import torch
-
-    from atlas.presets import get_preset
-
-    rows = []
-    batch = 16  # 32 images x 16 crops took 40 GB of an H100; the compiled graph needs as much again
-    for bf16 in (False, True):
-        for channels_last in (False, True):
-            seconds = bench.run_ours(lite0, replace(preset, steps=steps), batch, device,
-                                     autocast_bf16=bf16, channels_last=channels_last)[1]
-            rows.append({"bf16": bf16, "channels_last": channels_last, "compile": False,
-                         "ms_per_image_step": 1000 * seconds / steps / batch})
-    torch.cuda.empty_cache()
-    compiled = replace(lite0, module=torch.compile(lite0.module))
-    bench.run_ours(compiled, replace(preset, steps=2), batch, device)  # compilation
-    seconds = bench.run_ours(compiled, replace(preset, steps=steps), batch, device)[1]
-    rows.append({"bf16": False, "channels_last": False, "compile": True,
-                 "ms_per_image_step": 1000 * seconds / steps / batch})
-    print(f"## GPU options: Lite0, preset `atlas`, batch {batch}\n")
-    print(_table(["bf16", "channels_last", "torch.compile", "ms per image-step"],
-                 [[r["bf16"], r["channels_last"], r["compile"], r["ms_per_image_step"]] for r in rows]) + "\n")
-    horama = get_preset("horama")
-    best = min(r["ms_per_image_step"] for r in rows)
-    resnet_ms = 1000 * bench.run_ours(resnet, replace(horama, steps=steps), 8, device)[1] / steps / 8
-    projection = {"lite0_atlas_hours": 1000 * preset.steps * best / 1000 / 3600,
-                  "resnet50_horama_hours": 1000 * horama.steps * resnet_ms / 1000 / 3600}
-    print(f"Projected 1000-class atlas: Lite0 at `atlas` {projection['lite0_atlas_hours']:.2f} h; "
-          f"ResNet-50 at horama's settings {projection['resnet50_horama_hours']:.2f} h\n")
-    return {"options": rows, "projection": projection}
 
 
 def plot_quality(rows: list, classes, path: Path) -> None:

@@ -1,0 +1,60 @@
+"""Benchmarks: our engine against the reference implementations, scaling, quality, and concepts.
+
+Every function measures and returns plain data (dataclasses, or dicts as written to the JSON);
+`atlas.commands.bench` prints them as the tables of docs/benchmarks.md and writes the JSON. Timings
+are wall-clock seconds of whole optimisation calls divided by their steps, so set-up costs count
+the same for every implementation. One module per noun:
+
+- `runs`: one timed render of ours, horama's and torch-lucent's, the timing helpers;
+- `throughput`: speed against the references, scaling, where a step goes, render options, cost;
+- `protocol`: quality on the judging protocol, the rows each machine renders;
+- `search`: the configs of the settings search for the `cpu` preset;
+- `concepts`: how long `atlas concepts` takes (atlas/concepts/bench.py).
+"""
+
+from atlas.bench.concepts import ConceptsTiming, time_concepts
+from atlas.bench.protocol import (
+    JUDGES,
+    QUALITY_CLASSES,
+    QualityRow,
+    load_judges,
+    quality,
+    quality_classes,
+    quality_configs,
+    quality_json,
+    quality_rows,
+)
+from atlas.bench.runs import (
+    SPEED_CLASS,
+    horama_workdir,
+    machine_preset,
+    run_horama,
+    run_lucent,
+    run_ours,
+    seconds_per_image,
+    timed,
+    value_range,
+)
+from atlas.bench.search import CPU_BEFORE, SEARCH, SEARCH_ROUNDS, search_configs
+from atlas.bench.throughput import (
+    GPU_OPTIONS_BATCH,
+    SpeedRow,
+    cost,
+    gpu_options,
+    peak_memory_mb,
+    scaling,
+    speed,
+    speed_preset,
+    speed_rows,
+    split_rows,
+    time_split,
+)
+
+__all__ = [
+    "CPU_BEFORE", "GPU_OPTIONS_BATCH", "JUDGES", "QUALITY_CLASSES", "SEARCH", "SEARCH_ROUNDS", "SPEED_CLASS",
+    "ConceptsTiming", "QualityRow", "SpeedRow",
+    "cost", "gpu_options", "horama_workdir", "load_judges", "machine_preset", "peak_memory_mb", "quality",
+    "quality_classes", "quality_configs", "quality_json", "quality_rows", "run_horama", "run_lucent", "run_ours",
+    "scaling", "search_configs", "seconds_per_image", "speed", "speed_preset", "speed_rows", "split_rows",
+    "time_concepts", "time_split", "timed", "value_range",
+]

@@ -1,0 +1,135 @@
+"""Quality on the judging protocol (atlas.judging): each config rendered once per class, judged, with its cost.
+
+Every function measures and returns plain rows; `atlas.commands.bench` prints them.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+
+import torch
+
+from atlas.bench.runs import run_horama, run_ours
+from atlas.bench.search import CPU_BEFORE
+from atlas.imagestats import image_stats
+from atlas.judging import SCALES, judge_images
+from atlas.models import LoadedModel
+from atlas.presets import Preset, get_preset
+from atlas.record import target_rates
+from atlas.scoring import Judge
+
+# 50 classes spread evenly over the 1000 (10, 30, ..., 990): the fixed transferability list.
+QUALITY_CLASSES = tuple(range(10, 1000, 20))
+JUDGES = ("efficientnet_lite1", "efficientnet_lite2")
+
+
+def quality_classes(count: int) -> tuple[int, ...]:
+    """The first `count` of the fixed list; more than 50 spread evenly over the 1000."""
+    return QUALITY_CLASSES[:count] if count <= 50 else tuple(range(0, 1000, max(1, 1000 // count)))[:count]
+
+
+def load_judges() -> list[LoadedModel]:
+    from atlas.models import load_model
+
+    return [load_model(name) for name in JUDGES]
+
+
+@dataclass(frozen=True)
+class QualityRow:
+    """A config's quality on the judging protocol (atlas.judging) and its cost, per class."""
+
+    config: str
+    classes: int
+    seconds_per_image: float
+    per_class: dict[int, dict[str, dict[str, tuple[float, float]]]]  # class -> scale -> model -> (top-1, top-5)
+    stats: dict[int, dict[str, float]]  # class -> atlas.imagestats.image_stats
+
+    def rates_on(self, classes: Sequence[int], scale: str = "large") -> dict[str, tuple[float, float]]:
+        """Mean (top-1, top-5) rates per model at one scale over a subset of this row's classes."""
+        names = self.per_class[classes[0]][scale].keys()
+        return {name: tuple(sum(self.per_class[c][scale][name][i] for c in classes) / len(classes) for i in (0, 1))
+                for name in names}
+
+    @property
+    def rates(self) -> dict[str, dict[str, tuple[float, float]]]:
+        """scale -> model -> mean (top-1, top-5) rates over all of this row's classes."""
+        classes = list(self.per_class)
+        return {scale: self.rates_on(classes, scale) for scale in SCALES}
+
+    def stat_on(self, classes: Sequence[int], name: str) -> float:
+        return sum(self.stats[c][name] for c in classes) / len(classes)
+
+
+def quality(loaded: LoadedModel, judges: Sequence[LoadedModel], preset: Preset, classes: Sequence[int], device: str,
+            *, config: str, batch: int = 8, crops: int = 16, runner: str = "ours", **options) -> QualityRow:
+    """Render each class once and judge it on the protocol's scales (atlas.judging)."""
+    images, seconds = [], 0.0
+    for start in range(0, len(classes), batch if runner == "ours" else 1):
+        chunk = list(classes[start : start + (batch if runner == "ours" else 1)])
+        if runner == "ours":
+            out, s = run_ours(loaded, preset, len(chunk), device, classes=chunk, **options)
+        else:
+            image, s = run_horama(loaded, preset, preset.steps, device, runner, index=chunk[0])
+            out = image[None]
+        images.append(out)
+        seconds += s
+    # judged as stored: rounded to 8 bits, as the pipeline scores what it writes
+    stack = (torch.cat(images) * 255).round() / 255
+    broken = int((~torch.isfinite(stack)).flatten(1).any(1).sum())
+    if broken:
+        print(f"bench: {config}: {broken} of {len(classes)} images not finite", file=sys.stderr)
+    # judged where they were rendered: on a GPU box the CPU would take minutes per row
+    panel = [Judge(replace(m, module=m.module.to(device)), role)
+             for m, role in [(loaded, "generator"), *((j, "judge") for j in judges)]]
+    judged = judge_images(stack, panel, list(classes), crops=crops, seed=0)
+    per_class = {c: target_rates(j) for c, j in zip(classes, judged, strict=True)}
+    stats = {c: image_stats(stack[k].numpy()) for k, c in enumerate(classes)}
+    return QualityRow(config, len(classes), seconds / len(classes), per_class, stats)
+
+
+def quality_configs(gpu: bool) -> list[tuple[str, str, dict, dict, int | None]]:
+    """(label, preset, overrides, render options, class limit) of each quality row.
+
+    On a CPU: the `cpu` preset before issue 12 and now, on the same classes (the before/after
+    table of `make bench`), then the Fourier baseline at the new settings. The `atlas` preset
+    (about 220 s an image on 2 cores) runs only with --part gpu or on its own.
+    On a GPU: the `atlas` preset, its Fourier baseline and xplique's settings (16 classes, the
+    costliest row); the `cpu` presets are rows of the search part there.
+    """
+    if gpu:
+        return [
+            ("maco · atlas", "atlas", {}, {}, None),
+            ("fourier · atlas", "atlas", {}, {"param": "fourier"}, None),
+            ("maco · xplique", "xplique", {}, {}, 16),
+        ]
+    return [
+        ("before: cpu v1", "cpu", CPU_BEFORE, {}, None),
+        ("after: cpu", "cpu", {}, {}, None),
+        ("fourier · cpu", "cpu", {}, {"param": "fourier"}, None),
+    ]
+
+
+def quality_rows(loaded: LoadedModel, judges: Sequence[LoadedModel], configs, classes: Sequence[int], device: str,
+                 gpu: bool, on_row: Callable[[QualityRow, Sequence[int]], None] | None = None,
+                 ) -> list[tuple[QualityRow, Preset]]:
+    """`quality` of each of `configs` (as `quality_configs`), with its preset; `on_row(row, classes)` as each
+    row is done: a run may be cut short."""
+    measured = []
+    for name, preset_name, overrides, options, limit in configs:
+        preset = get_preset(preset_name, **overrides)
+        n = classes[:limit] if limit else classes
+        # 512 crops a step (32 images x 16 crops) took 40 GB of an H100 on Lite0; xplique's 32 crops at
+        # 32 images ran out of its 80 GB
+        batch = max(1, min(32, 512 // preset.crops)) if gpu else 2
+        row = quality(loaded, judges, preset, n, device, config=name, batch=batch, **options)
+        measured.append((row, preset))
+        if on_row is not None:
+            on_row(row, n)
+    return measured
+
+
+def quality_json(row: QualityRow, preset: Preset) -> dict:
+    """A quality row as written to the JSON: its fields, its mean rates and the preset it rendered."""
+    return asdict(row) | {"rates": row.rates, "preset": preset.to_dict()}

@@ -1,0 +1,176 @@
+"""`atlas bench`: the measuring functions return plain data, the command prints and writes it.
+
+No test here renders at a real preset: the measurements are replaced by fixed numbers where the
+loop around them, or the tables and JSON made of them, is what is tested.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from atlas import bench
+from atlas.bench import protocol, throughput
+from atlas.commands import bench as command
+from atlas.presets import get_preset
+
+
+def quality_row(config: str, classes=(10, 30), top5: float = 0.5) -> bench.QualityRow:
+    rates = {"efficientnet_lite0": (0.25, 0.75), "efficientnet_lite1": (0.1, top5), "efficientnet_lite2": (0.2, 0.4)}
+    per_class = {c: {scale: dict(rates) for scale in ("small", "large", "whole")} for c in classes}
+    stats = {c: {"corner_ratio": 1.5, "border_energy_share": 0.25, "high_frequency_share": 0.0123} for c in classes}
+    return bench.QualityRow(config, len(classes), 12.5, per_class, stats)
+
+
+def test_the_package_keeps_the_names_callers_use():
+    for name in ("QUALITY_CLASSES", "SPEED_CLASS", "CPU_BEFORE", "SEARCH", "SEARCH_ROUNDS", "SpeedRow", "QualityRow",
+                 "run_ours", "run_horama", "run_lucent", "speed", "time_split", "peak_memory_mb", "quality",
+                 "seconds_per_image", "value_range", "horama_workdir", "timed"):
+        assert hasattr(bench, name), name
+    assert callable(bench.quality) and callable(bench.speed)
+
+
+def test_quality_configs_per_machine():
+    cpu = bench.quality_configs(gpu=False)
+    assert [c[0] for c in cpu] == ["before: cpu v1", "after: cpu", "fourier · cpu"]
+    assert cpu[0][1:] == ("cpu", bench.CPU_BEFORE, {}, None) and cpu[2][3] == {"param": "fourier"}
+    gpu = bench.quality_configs(gpu=True)
+    assert [(c[0], c[1], c[4]) for c in gpu] == [("maco · atlas", "atlas", None), ("fourier · atlas", "atlas", None),
+                                                 ("maco · xplique", "xplique", 16)]
+    for _, preset, overrides, _, _ in cpu + gpu:
+        get_preset(preset, **overrides)  # every row names a real preset and real fields
+
+
+def test_search_configs_are_the_last_round_over_the_old_cpu_preset():
+    configs = bench.search_configs()
+    assert [c[0] for c in configs] == [label for label, _ in bench.SEARCH_ROUNDS[max(bench.SEARCH_ROUNDS)]]
+    assert all(c[1] == "cpu" and c[2] == bench.CPU_BEFORE | o for c, (_, o) in zip(configs, bench.SEARCH, strict=True))
+
+
+def test_quality_classes_take_the_fixed_list_then_spread_over_the_1000():
+    assert bench.quality_classes(3) == (10, 30, 50)
+    assert bench.quality_classes(50) == bench.QUALITY_CLASSES
+    spread = bench.quality_classes(100)
+    assert len(spread) == 100 and spread[:3] == (0, 10, 20)
+
+
+def test_quality_rows_batch_limit_and_each_row_reported(monkeypatch):
+    calls, reported = [], []
+
+    def fake(loaded, judges, preset, classes, device, *, config, batch, **options):
+        calls.append((config, preset.name, list(classes), batch, options))
+        return quality_row(config, classes)
+
+    monkeypatch.setattr(protocol, "quality", fake)
+    measured = bench.quality_rows(None, [], bench.quality_configs(gpu=True), list(range(20)), "cuda", gpu=True,
+                                  on_row=lambda row, n: reported.append((row.config, len(n))))
+    atlas_crops, xplique_crops = get_preset("atlas").crops, get_preset("xplique").crops
+    assert [(c[0], len(c[2]), c[3]) for c in calls] == [
+        ("maco · atlas", 20, min(32, 512 // atlas_crops)), ("fourier · atlas", 20, min(32, 512 // atlas_crops)),
+        ("maco · xplique", 16, min(32, 512 // xplique_crops))]
+    assert calls[1][4] == {"param": "fourier"}
+    assert reported == [("maco · atlas", 20), ("fourier · atlas", 20), ("maco · xplique", 16)]
+    row, preset = measured[2]
+    assert preset.name == "xplique"
+    assert list(bench.quality_json(row, preset)) == ["config", "classes", "seconds_per_image", "per_class", "stats",
+                                                     "rates", "preset"]
+
+
+def test_speed_rows_carry_the_ratio_to_horama(monkeypatch):
+    def fake(model, preset, steps, device, batches):
+        assert batches == (1, 4)
+        return [bench.SpeedRow("atlas (ours)", model, 1, 10.0, 10.0),
+                bench.SpeedRow("atlas (ours)", model, 4, 20.0, 5.0),
+                bench.SpeedRow("horama 0.3.0 maco", model, 1, 30.0, 30.0)]
+
+    monkeypatch.setattr(throughput, "speed", fake)
+    rows = bench.speed_rows(("a", "b"), bench.speed_preset(), 3, "cpu", gpu=False)
+    assert [r["model"] for r in rows] == ["a"] * 3 + ["b"] * 3
+    assert list(rows[0]) == ["implementation", "model", "batch", "ms_per_step", "ms_per_image_step",
+                             "per_hour_256_steps", "x_horama"]
+    assert [r["x_horama"] for r in rows[:3]] == [3.0, 6.0, 1.0]
+    assert rows[1]["per_hour_256_steps"] == pytest.approx(3600 * 1000 / (5.0 * 256))
+
+
+def test_cost_keeps_the_faster_of_two_orders(monkeypatch):
+    seen = []
+
+    def fake(loaded, preset, device, *, batch, steps, **options):
+        seen.append((preset.canvas, batch, tuple(sorted(options.items()))))
+        return (2.0, 1.0) if len(seen) % 2 else (1.5, 1.25)
+
+    monkeypatch.setattr(throughput, "seconds_per_image", fake)
+    monkeypatch.setattr("atlas.device.native_bf16", lambda device: False)
+    cost = bench.cost(None, get_preset("cpu"), 2, "cpu")
+    assert list(cost) == ["threads", "configs", "options"]
+    assert list(cost["configs"]) == [label for label, _ in bench.SEARCH]
+    assert len(seen) == 2 * (len(bench.SEARCH) + 4)  # every config and option twice, no bf16 rows here
+    for timing in [*cost["configs"].values(), *cost["options"]]:
+        assert (timing["wall"], timing["cpu"]) == (1.5, 1.0)
+    assert [(o["batch"], o["channels_last"], o["bf16"]) for o in cost["options"]] == [
+        (1, False, False), (1, True, False), (2, False, False), (2, True, False)]
+
+
+def test_the_command_prints_and_writes_what_the_measurements_return(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr("atlas.models.load_model", lambda name, **kw: SimpleNamespace(name=name))
+    monkeypatch.setattr(bench, "split_rows", lambda *a: [
+        {"model": "efficientnet_lite0", "batch": 1, "step_ms": 100.0, "image_ms": 25.0, "image_fraction": 0.25}])
+    monkeypatch.setattr(bench, "load_judges", lambda: [])
+    rows = [quality_row("before: cpu v1"), quality_row("after: cpu", top5=0.9)]
+    monkeypatch.setattr(bench, "quality_rows", lambda *a, on_row=None, **kw: [(r, get_preset("cpu")) for r in rows])
+    args = argparse.Namespace(part="cpu", only="split,quality", device=None, classes=2, steps=None, images=None,
+                              out=tmp_path)
+    assert command.run(args) == 0
+    out = capsys.readouterr().out
+    assert "| model | batch | step ms | image handling ms | image handling share |\n|---|---|---|---|---|\n" \
+           "| efficientnet_lite0 | 1 | 100.0 | 25.0 | 25.0% |" in out
+    assert ("| config | classes | s/image | corner ratio | border share | HF share | large Lite0 top-1 | "
+            "large Lite1 top-1 / top-5 | large Lite2 top-1 / top-5 | small Lite1 top-5 | small Lite2 top-5 | "
+            "whole Lite1 top-5 | whole Lite2 top-5 |") in out
+    assert "| after: cpu | 2 | 12.5 | 1.50 | 0.25 | 12.3‰ | 25% | 10% / 90% | 20% / 40% | 90% | 40% | 90% | 40% |" \
+           in out
+    assert (tmp_path / "quality-cpu.png").is_file()
+    results = json.loads((tmp_path / "results-cpu.json").read_text())
+    assert list(results) == ["machine", "device", "date", "command", "split", "quality"]
+    assert results["command"] == "atlas bench --part cpu --only split,quality"
+    assert [r["config"] for r in results["quality"]] == ["before: cpu v1", "after: cpu"]
+
+
+def test_scaling_stops_at_the_first_batch_that_does_not_fit(monkeypatch):
+    def fake_run(loaded, preset, batch, device, **options):
+        if batch > 16:
+            raise torch.OutOfMemoryError("fake")
+        return None, 0.5 * preset.steps
+
+    monkeypatch.setattr(throughput, "run_ours", fake_run)
+    monkeypatch.setattr(throughput, "peak_memory_mb", lambda loaded, preset, batch, device: float(preset.canvas))
+    preset = get_preset("atlas")
+    result = bench.scaling(None, preset, 4, "cuda", gpu=True)
+    assert [r["batch"] for r in result["batch"]] == [1, 2, 4, 8, 16]
+    assert list(result["batch"][0]) == ["batch", "ms_per_step", "images_per_hour", "peak_mb"]
+    assert result["batch"][1]["ms_per_step"] == 500.0
+    assert result["batch"][1]["images_per_hour"] == pytest.approx(3600 * 2 / (0.5 * preset.steps))
+    assert result["canvas"] == [{"canvas": c, "batch": 4, "peak_mb": float(c)} for c in (256, 512, 1024, 1280)]
+
+
+def test_gpu_options_time_each_option_and_project_the_best(monkeypatch, tiny_resnet):
+    calls = []
+
+    def fake_run(loaded, preset, batch, device, autocast_bf16=False, channels_last=False):
+        calls.append((batch, preset.steps, autocast_bf16, channels_last))
+        return None, 0.008 * preset.steps * batch  # 8 ms an image-step
+
+    monkeypatch.setattr(throughput, "run_ours", fake_run)
+    monkeypatch.setattr(torch, "compile", lambda module: module)
+    preset = get_preset("atlas")
+    result = bench.gpu_options(tiny_resnet, tiny_resnet, preset, 5, "cuda")
+    assert [(r["bf16"], r["channels_last"], r["compile"]) for r in result["options"]] == [
+        (False, False, False), (False, True, False), (True, False, False), (True, True, False), (False, False, True)]
+    assert all(r["ms_per_image_step"] == pytest.approx(8.0) for r in result["options"])
+    assert calls[4][:2] == (bench.GPU_OPTIONS_BATCH, 2)  # the compilation call
+    assert result["projection"] == pytest.approx({"lite0_atlas_hours": preset.steps * 8.0 / 3600,
+                                                  "resnet50_horama_hours": get_preset("horama").steps * 8.0 / 3600})
