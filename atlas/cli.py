@@ -34,7 +34,7 @@ HELP = {
     "layers": "list the layers of a model that an atlas can visualize",
     "spectrum": "compute a magnitude spectrum from a folder of images",
     "eval": "score rendered class images against real photos (plausibility, FID)",
-    "bench": "benchmark the engine against the reference implementations",
+    "bench": "benchmark the engine against the reference implementations, and measure quality",
     "concepts": "explain classes by their concepts and channels by dataset examples, from an image folder",
 }
 

@@ -13,7 +13,6 @@ import platform
 import time
 from pathlib import Path
 
-HELP = "benchmark the engine against the reference implementations, and measure quality"
 PARTS = ("speed", "scaling", "split", "quality", "search", "cost", "concepts")
 DEFAULT_PARTS = ("speed", "scaling", "split", "quality", "concepts")
 

@@ -10,8 +10,6 @@ from atlas.config import load_config
 from atlas.errors import AtlasError
 from atlas.jobs import parse_layers_arg
 
-HELP = "explain classes by their concepts and channels by dataset examples, from an image folder"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, metavar="FILE", help="settings file (default: ./atlas.toml)")
