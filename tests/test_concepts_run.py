@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from atlas.cli import main
@@ -263,3 +264,63 @@ def test_the_benchmark_sample_folder_fills_more_classes_with_the_same_photos(tmp
     folder = scan(sample_folder(tmp_path / "sample", images_per_class=2, classes=5), wnids)
     assert len(folder.classes) == 5 and folder.images == 10
     assert set(SAMPLE_PHOTOS) <= {c.wnid for c in folder.classes}  # the photos' own classes come first
+
+
+def test_an_interrupted_example_pass_resumes_after_its_last_saved_class(tmp_path, tiny, monkeypatch):
+    from atlas.concepts import run as concepts_run
+    from atlas.concepts.images import scan
+    from atlas.concepts.run import stream_examples, wnid_index
+
+    make_folder(tmp_path / "images", {"n01440764": 3, "n01443537": 2, "n01484850": 2}, tiny.input_size)
+    folder = scan(tmp_path / "images", wnid_index(tiny))
+    layers = {"blocks.3": [0, 2]}
+    whole = stream_examples(tiny, folder, layers, 3, batch_size=2)
+
+    read: list[str] = []
+    real_load = concepts_run.load_squares
+
+    def counting(root, files, side):
+        files = list(files)
+        read.extend(files)
+        if len(read) > 4:  # into the second class: the first is saved, then the "kill"
+            raise KeyboardInterrupt
+        return real_load(root, files, side)
+
+    checkpoint = tmp_path / "cache" / "examples-pass" / "state.pt"
+    monkeypatch.setattr(concepts_run, "load_squares", counting)
+    with pytest.raises(KeyboardInterrupt):
+        stream_examples(tiny, folder, layers, 3, batch_size=2, checkpoint=checkpoint, checkpoint_seconds=0)
+    assert checkpoint.is_file()
+    monkeypatch.setattr(concepts_run, "load_squares", real_load)
+
+    read.clear()
+    monkeypatch.setattr(concepts_run, "load_squares", lambda root, files, side: (read.extend(files), real_load(
+        root, files, side))[1])
+    resumed = stream_examples(tiny, folder, layers, 3, batch_size=2, checkpoint=checkpoint, checkpoint_seconds=0)
+    assert read == [f for c in folder.classes[1:] for f in c.files]  # the first class is not read again
+    (t1, g1, s1, k1), (t2, g2, s2, k2) = whole, resumed
+    assert (g1, s1, k1) == (g2, s2, k2)
+    for layer in layers:
+        assert torch.equal(t1[layer].images, t2[layer].images) and torch.equal(t1[layer].positions, t2[layer].positions)
+        assert torch.allclose(t1[layer].values, t2[layer].values)
+
+    checkpoint.write_bytes(b"not a checkpoint")  # damaged: the pass starts over instead of failing
+    read.clear()
+    again = stream_examples(tiny, folder, layers, 3, batch_size=2, checkpoint=checkpoint, checkpoint_seconds=1e9)
+    assert read == [f for c in folder.classes for f in c.files] and again[2] == s1
+
+
+def test_a_finished_example_pass_leaves_no_checkpoint(tmp_path, tiny, monkeypatch):
+    import functools
+
+    from atlas.concepts import run as concepts_run
+
+    saves = []
+    real_save = concepts_run._save_pass
+    monkeypatch.setattr(concepts_run, "_save_pass", lambda path, *a: (saves.append(path), real_save(path, *a)))
+    monkeypatch.setattr(concepts_run, "stream_examples",
+                        functools.partial(concepts_run.stream_examples, checkpoint_seconds=0))
+    make_folder(tmp_path / "images", CLASSES, tiny.input_size)
+    run_concepts(tiny, request_for(tmp_path), report=lambda line: None)
+    assert len(list(store.example_sets(tmp_path / "cache"))) == 1
+    assert len(saves) == len(CLASSES) and not saves[0].exists()  # saved after each class, removed at the end

@@ -14,6 +14,8 @@ top-k of the dataset examples.
 from __future__ import annotations
 
 import dataclasses
+import io
+import pickle
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from atlas.cache import Cache
+from atlas.cache import Cache, atomic_write
 from atlas.concepts import craft
 from atlas.concepts.examples import RunningTopK, region
 from atlas.concepts.images import ClassImages, ImageFolder, Squares, load_squares, scan
@@ -34,6 +36,7 @@ from atlas.concepts.store import (
     crop_name,
     encode_vector,
     encode_webp,
+    examples_checkpoint,
     key_of,
     read_bank,
     read_examples,
@@ -310,29 +313,42 @@ def _run_examples(loaded: LoadedModel, request: ConceptRequest, folder: ImageFol
         return
     report(f"dataset examples of {', '.join(pending)}: one pass over {folder.images} images")
     started = time.perf_counter()
+    checkpoint = examples_checkpoint(request.cache, [key for _, key in pending.values()])
     trackers, grids, sources, skipped = stream_examples(loaded, folder, {k: v[0] for k, v in pending.items()},
-                                                        request.examples, request.batch_size, progress)
+                                                        request.examples, request.batch_size, progress,
+                                                        checkpoint=checkpoint)
     for layer, (channels, key) in pending.items():
         result, crops = _example_set(loaded, folder, layer, channels, key, setting, trackers[layer], grids[layer],
                                      sources, skipped)
         result = dataclasses.replace(result, seconds=time.perf_counter() - started, created=_now())
         write_examples(request.cache, result, crops)
         summary.example_layers += 1
+    checkpoint.unlink(missing_ok=True)
 
 
 def stream_examples(loaded: LoadedModel, folder: ImageFolder, layers: Mapping[str, Sequence[int]], k: int,
-                    batch_size: int = 64, progress: Progress | None = None):
+                    batch_size: int = 64, progress: Progress | None = None, *, checkpoint: Path | None = None,
+                    checkpoint_seconds: float = 60.0):
     """One pass over the folder's sample: a running top-k per layer, the grid of each layer's map,
-    and (file, class index) of every image id."""
+    and (file, class index) of every image id.
+
+    With a `checkpoint` path the running state is saved there after a class whenever
+    `checkpoint_seconds` have passed since the last save, and a pass that finds one resumes after
+    its last class: a pass over ImageNet killed near its end does not start again from the first image."""
     trackers = {layer: RunningTopK(len(channels), k) for layer, channels in layers.items()}
     index = {layer: torch.tensor(list(channels), dtype=torch.long) for layer, channels in layers.items()}
     grids: dict[str, tuple[int, int]] = {}
     sources: list[tuple[str, int]] = []
-    skipped = 0
+    skipped = done = 0
+    if checkpoint is not None and (state := _read_pass(checkpoint, trackers)) is not None:
+        done, grids, sources, skipped = state
     bar = progress(total=folder.images, unit="img", desc="examples") if progress else None
+    if bar is not None and done:
+        bar.update(sum(len(c.files) for c in folder.classes[:done]))
+    saved = time.perf_counter()
     try:
         with ActivationCapture(loaded.module, set(layers), logits=False) as capture:
-            for images in folder.classes:
+            for number, images in enumerate(folder.classes[done:], start=done + 1):
                 for start in range(0, len(images.files), batch_size):
                     squares = load_squares(folder.root, images.files[start : start + batch_size], loaded.input_size)
                     skipped += len(squares.skipped)
@@ -347,10 +363,40 @@ def stream_examples(loaded: LoadedModel, folder: ImageFolder, layers: Mapping[st
                     for layer, tracker in trackers.items():
                         grids[layer] = tuple(maps[layer].shape[-2:])
                         tracker.update(maps[layer][:, index[layer].to(maps[layer].device)], ids)
+                if checkpoint is not None and time.perf_counter() - saved >= checkpoint_seconds:
+                    _save_pass(checkpoint, number, trackers, grids, sources, skipped)
+                    saved = time.perf_counter()
     finally:
         if bar is not None:
             bar.close()
     return trackers, grids, sources, skipped
+
+
+def _save_pass(path: Path, done: int, trackers: Mapping[str, RunningTopK], grids: Mapping[str, tuple[int, int]],
+               sources: Sequence[tuple[str, int]], skipped: int) -> None:
+    state = {"done": done, "skipped": skipped, "grids": {k: list(v) for k, v in grids.items()},
+             "sources": [list(s) for s in sources],
+             "trackers": {k: [t.values, t.images, t.positions] for k, t in trackers.items()}}
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, buffer.getvalue(), durable=False)
+
+
+def _read_pass(path: Path, trackers: Mapping[str, RunningTopK]):
+    """(classes done, grids, sources, skipped) of a saved pass, its trackers restored; None when there is
+    none or it does not fit (a damaged file costs only the restart of the pass)."""
+    try:
+        state = torch.load(path, weights_only=True)
+        if set(state["trackers"]) != set(trackers):
+            return None
+        for layer, (values, images, positions) in state["trackers"].items():
+            tracker = trackers[layer]
+            tracker.values, tracker.images, tracker.positions = values, images, positions
+        return (int(state["done"]), {k: tuple(v) for k, v in state["grids"].items()},
+                [(str(f), int(c)) for f, c in state["sources"]], int(state["skipped"]))
+    except (OSError, EOFError, RuntimeError, pickle.UnpicklingError, KeyError, ValueError, TypeError):
+        return None  # missing, or damaged: the pass starts over
 
 
 def _example_set(loaded: LoadedModel, folder: ImageFolder, layer: str, channels: Sequence[int], key: str,

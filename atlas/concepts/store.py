@@ -101,6 +101,12 @@ def _write(folder: Path, name: str, value: Any, crops: Mapping[str, bytes]) -> P
     return folder / name
 
 
+def examples_checkpoint(root: str | Path, keys: Iterable[str]) -> Path:
+    """Where an unfinished dataset-example pass for these example sets keeps its running state.
+    The keys cover the model, the images and the settings, so a checkpoint only resumes its own pass."""
+    return Path(root) / "examples-pass" / f"{key_of({'example sets': sorted(keys)})}.pt"
+
+
 def _crops_of(value: ConceptBank | ExampleSet) -> set[str]:
     if isinstance(value, ConceptBank):
         return {c.image for concept in value.concepts for c in concept.crops}
