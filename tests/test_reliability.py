@@ -24,7 +24,7 @@ from atlas.site.build import MARKER, TEMPORARY
 from atlas.site.check import inspect_site
 from atlas.site.publish import publish
 from tests.site_support import SAMPLE_CACHE, sample_site
-from tests.test_render_cli import write_config
+from tests.test_render_cli import cli_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,7 +70,7 @@ def assert_user_files_kept(out: Path) -> None:
 @pytest.mark.parametrize("seed", [11, 22, 33])
 def test_render_and_build_killed_at_random_moments_lose_nothing(tmp_path, seed):
     rng = random.Random(seed)
-    config = write_config(tmp_path, classes="0-3", layers='layer4 = "0-1"')
+    config = cli_config(tmp_path, classes="0-3", layers={"layer4": "0-1"})
     cache_dir, out = tmp_path / "cache", tmp_path / "site"
 
     # 1. A render killed anywhere from start-up to the middle of its batches.
