@@ -1,7 +1,7 @@
 """The content-addressed render cache: keys, crash-safe entries, validation, reading.
 
 Layout (format 1; docs/architecture.md is the contract with the site builder; the record's
-fields and their validation belong to `atlas.record`):
+fields and their validation belong to `atlas.record`, the model metadata's to `atlas.model_record`):
 
     <cache>/entries/<key[:2]>/<key>/{image.png, attribution.npy, record.json}
     <cache>/models/<model>.json
@@ -34,8 +34,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from atlas import model_record
 from atlas import record as records
 from atlas.errors import AtlasError
+from atlas.model_record import InvalidModelInfo, ModelInfo
 from atlas.record import ATTRIBUTION, IMAGE, RECORD, InvalidRecord, Record
 
 ENTRY_FILES = (IMAGE, ATTRIBUTION)
@@ -211,20 +213,24 @@ class Cache:
             raise _write_error(exc, folder) from exc
         return record
 
-    def write_model(self, name: str, info: Mapping[str, Any]) -> Path:
-        path = self.models / f"{safe_name(name)}.json"
+    def model_path(self, name: str) -> Path:
+        return self.models / f"{safe_name(name)}.json"
+
+    def write_model(self, info: ModelInfo) -> Path:
+        """`models/<name>.json` of `info.name`, replaced atomically."""
+        path = self.model_path(info.name)
         try:
             self.models.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, json.dumps(dict(info), indent=1, allow_nan=False).encode())
+            atomic_write(path, model_record.dumps(info))
         except OSError as exc:
             raise _write_error(exc, path) from exc
         return path
 
-    def read_model(self, name: str) -> dict[str, Any] | None:
-        path = self.models / f"{safe_name(name)}.json"
+    def read_model(self, name: str) -> ModelInfo | None:
+        """The model's metadata; None when it is missing or unreadable (the pipeline writes it again)."""
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            return model_record.loads(self.model_path(name).read_bytes())
+        except (OSError, InvalidModelInfo):
             return None
 
     def keys(self) -> Iterator[str]:

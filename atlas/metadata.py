@@ -1,15 +1,18 @@
-"""`models/<name>.json`: what the site needs about the model and cannot compute without torch."""
+"""`models/<name>.json`'s content, built from the model: what the site needs and cannot compute without torch.
+
+The format (`ModelInfo`, its JSON) is `atlas.model_record`'s; this is only the torch side that measures it.
+"""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from atlas import __version__
 from atlas.device import hardware
+from atlas.model_record import ClassInfo, ModelInfo, Ranked
 from atlas.models import LoadedModel, classifier_weights, imagenet_classes, list_layers, pre_logits_layer
 
 NEAREST = 8  # nearest classes per class, and top classes per channel of the last layer
@@ -26,22 +29,21 @@ def code_version() -> str:
     return f"atlas {__version__}" + (f" ({commit})" if commit else "")
 
 
-def _top(scores: torch.Tensor, count: int) -> dict[str, list[list[float]]]:
-    """Row i -> its `count` largest entries as [[column, score], ...], scores rounded for JSON."""
+def _top(scores: torch.Tensor, count: int) -> dict[int, Ranked]:
+    """Row i -> its `count` largest entries as ((column, score), ...), scores rounded for JSON."""
     best = scores.topk(count, dim=1)
-    return {str(i): [[int(j), round(float(v), 4)] for j, v in zip(best.indices[i], best.values[i], strict=True)]
+    return {i: tuple((int(j), round(float(v), 4)) for j, v in zip(best.indices[i], best.values[i], strict=True))
             for i in range(scores.shape[0])}
 
 
-def model_info(loaded: LoadedModel, device: str, spectrum_sha256: str) -> dict[str, Any]:
+def model_info(loaded: LoadedModel, device: str, spectrum_sha256: str) -> ModelInfo:
     if loaded.num_classes == 1000:
-        classes = [{"index": c.index, "wnid": c.wnid, "name": c.name, "synonyms": list(c.synonyms)}
-                   for c in imagenet_classes()]
+        classes = imagenet_classes()
     else:
-        classes = [{"index": i, "wnid": None, "name": f"class {i}", "synonyms": []} for i in range(loaded.num_classes)]
+        classes = tuple(ClassInfo(i, "", f"class {i}", ()) for i in range(loaded.num_classes))
     weights = classifier_weights(loaded)
-    nearest: dict[str, list[list[float]]] = {}
-    channel_top: dict[str, dict[str, list[list[float]]]] = {}
+    nearest: dict[int, Ranked] = {}
+    channel_top: dict[str, dict[int, Ranked]] = {}
     if weights is not None:
         unit = torch.nn.functional.normalize(weights.double(), dim=1)
         cosine = unit @ unit.T
@@ -50,18 +52,17 @@ def model_info(loaded: LoadedModel, device: str, spectrum_sha256: str) -> dict[s
         last = pre_logits_layer(loaded)
         if last is not None:
             channel_top[last] = _top(weights.T, min(NEAREST, weights.shape[0]))
-    return {
-        "format": 1,
-        "name": loaded.name,
-        "weights_sha256": loaded.weights_sha256,
-        "weights_source": loaded.weights_source,
-        "num_classes": loaded.num_classes,
-        "input_size": loaded.input_size,
-        "classes": classes,
-        "nearest_classes": nearest,
-        "layers": [{"name": i.name, "channels": i.channels, "reduction": i.reduction} for i in list_layers(loaded)],
-        "channel_top_classes": channel_top,
-        "hardware": hardware(device),
-        "code_version": code_version(),
-        "spectrum_sha256": spectrum_sha256,
-    }
+    return ModelInfo(
+        name=loaded.name,
+        weights_sha256=loaded.weights_sha256,
+        weights_source=loaded.weights_source,
+        num_classes=loaded.num_classes,
+        input_size=loaded.input_size,
+        classes=classes,
+        nearest_classes=nearest,
+        layers=tuple(list_layers(loaded)),
+        channel_top_classes=channel_top,
+        hardware=hardware(device),
+        code_version=code_version(),
+        spectrum_sha256=spectrum_sha256,
+    )

@@ -25,6 +25,7 @@ import torch  # noqa: E402
 
 from atlas import lite_weights  # noqa: E402
 from atlas.errors import AtlasError  # noqa: E402
+from atlas.model_record import ClassInfo, LayerInfo  # noqa: E402  (the types of models/<name>.json)
 
 DEFAULT_MODEL = "efficientnet_lite0"
 RANDOM_WEIGHTS_SEED = 0
@@ -40,21 +41,6 @@ class LoadedModel:
     num_classes: int
     weights_sha256: str
     weights_source: str
-
-
-@dataclass(frozen=True)
-class LayerInfo:
-    name: str
-    channels: int
-    reduction: int
-
-
-@dataclass(frozen=True)
-class ImageNetClass:
-    index: int
-    wnid: str
-    name: str
-    synonyms: tuple[str, ...]
 
 
 def bundled_names() -> list[str]:
@@ -276,13 +262,13 @@ def pre_logits_layer(loaded: LoadedModel) -> str | None:
 
 
 @lru_cache(maxsize=1)
-def imagenet_classes() -> tuple[ImageNetClass, ...]:
+def imagenet_classes() -> tuple[ClassInfo, ...]:
     """The 1000 ImageNet-1k classes with WordNet ids and names, from timm's offline tables."""
     info = timm.data.ImageNetInfo()
     classes = []
     for index in range(info.num_classes()):
         lemmas = tuple(s.strip() for s in info.index_to_description(index).split(","))
-        classes.append(ImageNetClass(index, info.index_to_label_name(index), lemmas[0], lemmas))
+        classes.append(ClassInfo(index, info.index_to_label_name(index), lemmas[0], lemmas))
     return tuple(classes)
 
 

@@ -127,8 +127,8 @@ def _write_model_info(cache: Cache, plan: Plan, request: RenderRequest) -> None:
     """`models/<name>.json`, unless the cache holds it for these weights already (--force writes it again)."""
     loaded = plan.loaded
     existing = cache.read_model(loaded.name)
-    if request.force or existing is None or existing.get("weights_sha256") != loaded.weights_sha256:
-        cache.write_model(loaded.name, model_info(loaded, request.device, plan.spectrum_sha256))
+    if request.force or existing is None or existing.weights_sha256 != loaded.weights_sha256:
+        cache.write_model(model_info(loaded, request.device, plan.spectrum_sha256))
 
 
 def _plan_line(plan: Plan, request: RenderRequest, todo: Sequence[PlannedJob], summary: Summary) -> str:

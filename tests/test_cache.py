@@ -14,6 +14,7 @@ import pytest
 from atlas import cache as cache_module
 from atlas.cache import ATTRIBUTION, IMAGE, RECORD, Cache, cache_key, encode_npy, encode_png
 from atlas.errors import AtlasError
+from atlas.model_record import ClassInfo, LayerInfo, ModelInfo
 from atlas.record import FileInfo
 from tests.record_support import render_record
 
@@ -204,10 +205,15 @@ def test_a_rejected_run_leaves_no_cache_folders(tmp_path):
 
 def test_model_file_roundtrip(tmp_path):
     cache = Cache(tmp_path)
-    path = cache.write_model("hf-hub:timm/x", {"format": 1, "name": "hf-hub:timm/x"})
+    classes = (ClassInfo(0, "", "a", ()), ClassInfo(1, "", "b", ()))
+    info = ModelInfo("hf-hub:timm/x", "0" * 64, "checkpoint x.pth", 2, classes, {0: ((1, 0.5),), 1: ((0, 0.5),)},
+                     (LayerInfo("head", 4, 32),), {}, "cpu", "atlas test", "1" * 64)
+    path = cache.write_model(info)
     assert path.name == "hf-hub_timm_x.json"
-    assert cache.read_model("hf-hub:timm/x") == {"format": 1, "name": "hf-hub:timm/x"}
+    assert cache.read_model("hf-hub:timm/x") == info
     assert cache.read_model("missing") is None
+    path.write_text('{"format": 1, "name": "hf-hub:timm/x"}', encoding="utf-8")
+    assert cache.read_model("hf-hub:timm/x") is None  # unreadable metadata: the pipeline writes it again
 
 
 def test_stale_temporaries_of_dead_writers_are_removed_live_ones_kept(tmp_path):

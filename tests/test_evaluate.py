@@ -54,7 +54,7 @@ def _crops(image: np.ndarray, count: int, side: int, seed: int) -> list[np.ndarr
 def test_eval_command_prefers_the_right_class(tmp_path, lite0):
     # "Visualizations": centre crops of the photos; real images: other crops of the same photos.
     cache = Cache(tmp_path / "cache")
-    cache.write_model(lite0.name, model_info(lite0, "cpu", "0" * 64))
+    cache.write_model(model_info(lite0, "cpu", "0" * 64))
     other_weights = render_record(class_index=TABBY[0], model=lite0.name)  # never evaluated: other weights
     cache.write_entry("f" * 64, {"image.png": encode_png(np.zeros((8, 8, 3), np.uint8)),
                                  "attribution.npy": encode_npy(np.ones((8, 8), "f4"))}, other_weights)

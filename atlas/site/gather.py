@@ -14,6 +14,7 @@ from collections.abc import Callable
 from atlas.concepts.similar import similar_concepts
 from atlas.concepts.store import visualization_id
 from atlas.errors import AtlasError
+from atlas.model_record import LayerInfo
 from atlas.record import ConceptBank, Crop, ExampleSet
 from atlas.site.pages import (
     CROPS,
@@ -33,7 +34,7 @@ from atlas.site.pages import (
     Site,
     Summary,
 )
-from atlas.site.records import CacheContents, Entry, LayerInfo, image_size
+from atlas.site.records import CacheContents, Entry, image_size
 
 SLUG_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 

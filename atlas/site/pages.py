@@ -15,8 +15,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from atlas.model_record import ClassInfo, LayerInfo, ModelInfo
 from atlas.record import Concept, ConceptBank, ExampleSet, target_rates
-from atlas.site.records import CacheContents, ClassInfo, Entry, LayerInfo, ModelInfo
+from atlas.site.records import CacheContents, Entry
 
 THUMB_SIDE = 192
 DETAIL_SIDE = 640

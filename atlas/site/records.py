@@ -14,47 +14,14 @@ import struct
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from PIL import Image
 
 from atlas.cache import Cache, safe_name
 from atlas.concepts import store as concept_store
 from atlas.errors import AtlasError
+from atlas.model_record import InvalidModelInfo, ModelInfo, loads
 from atlas.record import ATTRIBUTION, IMAGE, ConceptBank, Crop, ExampleSet, ObjectiveInfo, RenderRecord
-
-
-@dataclass(frozen=True)
-class ClassInfo:
-    index: int
-    wnid: str
-    name: str
-    synonyms: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class LayerInfo:
-    name: str
-    channels: int | None
-    reduction: int | None
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """`models/<name>.json`: what the site needs and could not compute without torch."""
-
-    name: str
-    weights_sha256: str
-    weights_source: str
-    num_classes: int
-    classes: tuple[ClassInfo, ...]
-    nearest_classes: dict[int, tuple[tuple[int, float], ...]]
-    layers: tuple[LayerInfo, ...]
-    channel_top_classes: dict[str, dict[int, tuple[tuple[int, float], ...]]]
-    hardware: str
-    code_version: str
-    spectrum_sha256: str
-    raw: dict[str, Any] = field(repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -198,40 +165,10 @@ def _pick_model(cache: Path, model: str | None) -> Path:
 
 
 def read_model(path: Path) -> ModelInfo:
-    """`models/<name>.json`, checked enough that every page can rely on it."""
+    """`models/<name>.json`, read by its owner `atlas.model_record`, checked enough that every page can rely on it."""
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        classes = tuple(
-            ClassInfo(int(c["index"]), str(c.get("wnid") or ""), str(c["name"]),
-                      tuple(str(s) for s in c.get("synonyms") or ()))
-            for c in raw["classes"]
-        )
-        if [c.index for c in classes] != list(range(len(classes))):
-            raise ValueError("classes must be listed by index 0..N-1")
-        nearest = {int(k): tuple((int(i), float(s)) for i, s in v) for k, v in raw.get("nearest_classes", {}).items()}
-        layers = tuple(
-            LayerInfo(str(la["name"]), _opt_int(la.get("channels")), _opt_int(la.get("reduction")))
-            for la in raw.get("layers", [])
-        )
-        top = {
-            str(layer): {int(c): tuple((int(i), float(s)) for i, s in v) for c, v in per.items()}
-            for layer, per in (raw.get("channel_top_classes") or {}).items()
-        }
-        return ModelInfo(
-            name=str(raw["name"]),
-            weights_sha256=str(raw["weights_sha256"]),
-            weights_source=str(raw.get("weights_source", "")),
-            num_classes=int(raw.get("num_classes", len(classes))),
-            classes=classes,
-            nearest_classes=nearest,
-            layers=layers,
-            channel_top_classes=top,
-            hardware=str(raw.get("hardware", "")),
-            code_version=str(raw.get("code_version", "")),
-            spectrum_sha256=str(raw.get("spectrum_sha256", "")),
-            raw=raw,
-        )
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return loads(path.read_bytes())
+    except (OSError, InvalidModelInfo) as exc:
         raise AtlasError(f"cannot read {path} ({exc}): re-run `atlas render` to rewrite the model metadata") from exc
 
 
@@ -252,6 +189,3 @@ def image_size(path: Path) -> tuple[int, int]:
     except OSError as exc:
         raise ValueError(f"{path} is not a readable image ({exc})") from exc
 
-
-def _opt_int(value: Any) -> int | None:
-    return None if value is None else int(value)

@@ -1,0 +1,137 @@
+"""`models/<name>.json`, the cache's model metadata: typed values, JSON out and in. Stdlib only.
+
+The one owner of that file's format (docs/architecture.md): `atlas.metadata` builds a
+`ModelInfo` from the model (torch side), `atlas.cache` writes and reads it with `dumps`/`loads`,
+and the site reads it without torch. `atlas.models` lists classes and layers as the same
+`ClassInfo` and `LayerInfo`.
+
+Reading is as lenient as the site has always been: the model's name, weights hash and classes
+(listed by index 0..N-1) are required, every other field has a default, so older files read
+the same. A class without a WordNet id has `wnid` "" and is written `null`; `input_size` is
+left out while None (files written before it existed read back byte for byte).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+FORMAT = 1
+
+Ranked = tuple[tuple[int, float], ...]  # (class index, score), best first
+
+
+class InvalidModelInfo(ValueError):
+    """A `models/<name>.json` that cannot be read; the message says why in one line."""
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    index: int
+    wnid: str  # WordNet id; "" when the model's classes are not ImageNet's
+    name: str
+    synonyms: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    name: str
+    channels: int | None  # always known on the torch side; None where the site lists a layer it has no metadata of
+    reduction: int | None  # input side / the layer's grid side
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the site needs about the model and cannot compute without torch."""
+
+    name: str
+    weights_sha256: str
+    weights_source: str
+    num_classes: int
+    classes: tuple[ClassInfo, ...]
+    nearest_classes: dict[int, Ranked]  # class -> nearest classes by cosine of classifier weights
+    layers: tuple[LayerInfo, ...]
+    channel_top_classes: dict[str, dict[int, Ranked]]  # layer -> channel -> classes it supports most
+    hardware: str
+    code_version: str
+    spectrum_sha256: str
+    input_size: int | None = None
+
+
+def _ranked_out(ranked: dict[int, Ranked]) -> dict[str, list[list[float]]]:
+    return {str(k): [[i, s] for i, s in v] for k, v in ranked.items()}
+
+
+def to_dict(info: ModelInfo) -> dict[str, Any]:
+    """The JSON value, in the file's field order."""
+    out: dict[str, Any] = {
+        "format": FORMAT,
+        "name": info.name,
+        "weights_sha256": info.weights_sha256,
+        "weights_source": info.weights_source,
+        "num_classes": info.num_classes,
+    }
+    if info.input_size is not None:
+        out["input_size"] = info.input_size
+    out.update({
+        "classes": [{"index": c.index, "wnid": c.wnid or None, "name": c.name, "synonyms": list(c.synonyms)}
+                    for c in info.classes],
+        "nearest_classes": _ranked_out(info.nearest_classes),
+        "layers": [{"name": la.name, "channels": la.channels, "reduction": la.reduction} for la in info.layers],
+        "channel_top_classes": {layer: _ranked_out(per) for layer, per in info.channel_top_classes.items()},
+        "hardware": info.hardware,
+        "code_version": info.code_version,
+        "spectrum_sha256": info.spectrum_sha256,
+    })
+    return out
+
+
+def dumps(info: ModelInfo) -> bytes:
+    return json.dumps(to_dict(info), indent=1, allow_nan=False).encode()
+
+
+def _ranked_in(ranked: dict[str, Any]) -> dict[int, Ranked]:
+    return {int(k): tuple((int(i), float(s)) for i, s in v) for k, v in ranked.items()}
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def from_dict(raw: dict[str, Any]) -> ModelInfo:
+    """A typed `ModelInfo`; `InvalidModelInfo` when a required field is missing or a value has the wrong shape."""
+    try:
+        classes = tuple(
+            ClassInfo(int(c["index"]), str(c.get("wnid") or ""), str(c["name"]),
+                      tuple(str(s) for s in c.get("synonyms") or ()))
+            for c in raw["classes"]
+        )
+        if [c.index for c in classes] != list(range(len(classes))):
+            raise ValueError("classes must be listed by index 0..N-1")
+        return ModelInfo(
+            name=str(raw["name"]),
+            weights_sha256=str(raw["weights_sha256"]),
+            weights_source=str(raw.get("weights_source", "")),
+            num_classes=int(raw.get("num_classes", len(classes))),
+            classes=classes,
+            nearest_classes=_ranked_in(raw.get("nearest_classes", {})),
+            layers=tuple(LayerInfo(str(la["name"]), _opt_int(la.get("channels")), _opt_int(la.get("reduction")))
+                         for la in raw.get("layers", [])),
+            channel_top_classes={str(layer): _ranked_in(per)
+                                 for layer, per in (raw.get("channel_top_classes") or {}).items()},
+            hardware=str(raw.get("hardware", "")),
+            code_version=str(raw.get("code_version", "")),
+            spectrum_sha256=str(raw.get("spectrum_sha256", "")),
+            input_size=_opt_int(raw.get("input_size")),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise InvalidModelInfo(str(exc)) from exc
+
+
+def loads(raw: bytes | str) -> ModelInfo:
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise InvalidModelInfo(f"not JSON: {exc}") from exc
+    return from_dict(data)
