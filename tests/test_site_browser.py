@@ -166,6 +166,20 @@ def test_every_image_on_every_kind_of_page_loads(browser, site, server, scheme):
     tab.page.context.close()
 
 
+def test_no_page_scrolls_sideways_on_a_phone(browser, site):
+    """At 360 px every kind of page fits the screen, the class page's judging table included."""
+    context = browser.new_context(viewport={"width": 360, "height": 800})
+    page = context.new_page()
+    for rel in ["index.html", "classes/0607.html", "classes/0967.html", "classes/0517.html", "layers/index.html",
+                "layers/blocks.5/index.html", "layers/conv_head/c0042.html", "about.html", "404.html"]:
+        page.goto(site.as_uri() + "/" + rel)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 360, rel
+    page.goto(site.as_uri() + "/classes/0607.html")
+    box = page.locator("table.judging").first.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 360
+    context.close()
+
+
 def test_hostile_label_renders_as_text(browser, tmp_path):
     evil = "Evil \"'<>&</script><img src=x onerror=alert(1)> name"
     cache = copy_cache(tmp_path / "cache")

@@ -225,7 +225,8 @@ def _scale_heading(name: str, scale: tuple[float, float] | None) -> str:
     if scale is None:
         return name
     low, high = scale
-    return "whole picture" if low == high == 1.0 else f"crops {low:.2f}-{high:.2f}"
+    # a non-breaking hyphen: on a phone the heading wraps after "crops", not inside the range
+    return "whole picture" if low == high == 1.0 else f"crops {low:.2f}\u2011{high:.2f}"
 
 
 def _text(value: Any) -> str:
