@@ -116,9 +116,16 @@ class RandomCrops:
         self.size = size
         self.geometry = list(geometry)
         self.noise = list(noise)
+        self._boxes: torch.Tensor | None = None  # (steps, K, n, 3) on the images' device
 
     def __call__(self, images: torch.Tensor, step: int) -> torch.Tensor:
-        boxes = crop_boxes(self.geometry, self.preset, step)
+        if self._boxes is None:
+            # Every step's boxes drawn up front (the same draws in the same order) and copied once:
+            # a host-to-device copy each step would wait for the previous step's kernels (a
+            # pageable copy synchronises its stream), leaving a GPU idle while the host launches.
+            steps = range(self.preset.steps)
+            self._boxes = torch.stack([crop_boxes(self.geometry, self.preset, s) for s in steps]).to(images.device)
+        boxes = self._boxes[step]
         pool = pool_factor(images.shape[-1], self.size, nominal_side(self.preset, step))
         crops = crop_resize(images, boxes, self.size, pool)
         return add_noise(crops, self.preset.noise, self.noise)

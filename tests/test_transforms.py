@@ -135,3 +135,15 @@ def test_random_crops_make_a_model_batch(images):
     assert out.shape == (6, 3, 40, 40)
     out.sum().backward()
     assert canvas.grad.abs().sum() > 0
+
+
+def test_boxes_drawn_up_front_are_the_per_step_draws(images):
+    """RandomCrops draws every step's boxes at its first call (one host-to-device copy); the
+    crops of each step must be those of drawing step by step from the same generators."""
+    preset = get_preset("xplique", crops=3, noise=0.0, steps=4)  # annealed: the boxes depend on the step
+    augment = RandomCrops(preset, 40, generators(0, 1), generators(2, 3))
+    sequential = generators(0, 1)
+    for step in range(preset.steps):
+        boxes = crop_boxes(sequential, preset, step)
+        pool = pool_factor(images.shape[-1], 40, nominal_side(preset, step))
+        torch.testing.assert_close(augment(images, step), crop_resize(images, boxes, 40, pool), rtol=0, atol=0)
