@@ -84,8 +84,12 @@ def nndsvda(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _update_coefficients(x: torch.Tensor, u: torch.Tensor, w: torch.Tensor) -> None:
     """One HALS sweep over the columns of U, in place."""
-    wwt = w @ _t(w)  # (.., K, K)
-    xwt = x @ _t(w)  # (.., n, K)
+    _sweep_coefficients(u, x @ _t(w), w @ _t(w))
+
+
+def _sweep_coefficients(u: torch.Tensor, xwt: torch.Tensor, wwt: torch.Tensor) -> None:
+    """The HALS sweep of U from X W^T (.., n, K) and W W^T (.., K, K): with W fixed, both are
+    computed once for all sweeps."""
     for j in range(u.shape[-1]):
         step = (xwt[..., :, j] - (u @ wwt[..., :, j : j + 1])[..., 0]) / wwt[..., j, j, None].clamp_min(EPS)
         u[..., :, j] = (u[..., :, j] + step).clamp_min(0)
@@ -149,7 +153,8 @@ def nmf_transform(x: torch.Tensor, w: torch.Tensor, iterations: int = 100) -> to
     x = x.float()
     w = w.float()
     u = (x @ torch.linalg.pinv(w)).clamp_min(0)
+    xwt, wwt = x @ _t(w), w @ _t(w)
     with _sweeps_on(x.device):
         for _ in range(iterations):
-            _update_coefficients(x, u, w)
+            _sweep_coefficients(u, xwt, wwt)
     return u
