@@ -123,7 +123,7 @@ def test_the_command_prints_and_writes_what_the_measurements_return(monkeypatch,
     rows = [quality_row("before: cpu v1"), quality_row("after: cpu", top5=0.9)]
     monkeypatch.setattr(bench, "quality_rows", lambda *a, on_row=None, **kw: [(r, get_preset("cpu")) for r in rows])
     args = argparse.Namespace(part="cpu", only="split,quality", device=None, classes=2, steps=None, images=None,
-                              out=tmp_path)
+                              out=tmp_path, no_tf32=False)
     assert command.run(args) == 0
     out = capsys.readouterr().out
     assert "| model | batch | step ms | image handling ms | image handling share |\n|---|---|---|---|---|\n" \
@@ -138,6 +138,23 @@ def test_the_command_prints_and_writes_what_the_measurements_return(monkeypatch,
     assert list(results) == ["machine", "device", "date", "command", "split", "quality"]
     assert results["command"] == "atlas bench --part cpu --only split,quality"
     assert [r["config"] for r in results["quality"]] == ["before: cpu v1", "after: cpu"]
+
+
+def test_no_tf32_turns_tf32_off_for_the_run_and_says_so(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr("atlas.models.load_model", lambda name, **kw: SimpleNamespace(name=name))
+    monkeypatch.setattr(bench, "split_rows", lambda *a: [
+        {"model": "efficientnet_lite0", "batch": 1, "step_ms": 100.0, "image_ms": 25.0, "image_fraction": 0.25}])
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    args = argparse.Namespace(part="cpu", only="split", device=None, classes=2, steps=None, images=None,
+                              out=tmp_path, no_tf32=True)
+    try:
+        assert command.run(args) == 0
+        assert torch.backends.cudnn.allow_tf32 is False and torch.backends.cuda.matmul.allow_tf32 is False
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+    assert ", TF32 off" in capsys.readouterr().out.splitlines()[0]
+    assert json.loads((tmp_path / "results-cpu.json").read_text())["command"].endswith("--only split --no-tf32")
 
 
 def test_scaling_stops_at_the_first_batch_that_does_not_fit(monkeypatch):

@@ -28,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="ImageNet-layout folder for the concepts part (default: a sample made from "
                              "scikit-image's photos)")
     parser.add_argument("--out", type=Path, default=Path("docs/bench"), help="folder for the JSON results and plot")
+    parser.add_argument("--no-tf32", action="store_true",
+                        help="on a GPU, true fp32 convolutions and matmuls (cuDNN defaults to TF32 on recent cards)")
 
 
 def _machine(device: str) -> str:
@@ -70,10 +72,14 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise AtlasError(f"unknown benchmark part {unknown[0]!r}: choose from {', '.join(PARTS)}")
     steps = args.steps or (20 if gpu else 3)
+    if args.no_tf32:  # to tell TF32 rounding from the method, e.g. the reference phase's noise on an H100
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, object] = {"machine": _machine(device), "device": device, "date": time.strftime("%Y-%m-%d"),
-                                  "command": f"atlas bench --part {args.part} --only {','.join(parts)}"}
-    print(f"# atlas bench --part {args.part}: {results['machine']}, {results['date']}\n")
+                                  "command": f"atlas bench --part {args.part} --only {','.join(parts)}"
+                                             + (" --no-tf32" if args.no_tf32 else "")}
+    print(f"# atlas bench --part {args.part}: {results['machine']}, {results['date']}"
+          + (", TF32 off" if args.no_tf32 else "") + "\n")
 
     lite0 = load_model("efficientnet_lite0")
     resnet = load_model("resnet50", random_weights=True)
