@@ -46,8 +46,10 @@ def test_cuda_matches_cpu_in_fp32(resnet, strict_fp32):
     difference = (gpu.images - cpu.images).abs()
     # Adam-type steps move each phase by about lr whatever the gradient's size, so a gradient
     # that is ~0 may flip sign between devices: a few single frequencies, hence mean and max.
-    # Measured on an H100: 0.0014-0.0019 with phase offsets (engine 2), under 1e-3 without.
-    assert difference.mean() < 3e-3, difference.mean()
+    # Measured on an H100: 0.0014-0.0019 with phase offsets (engine 2), under 1e-3 without, over
+    # three samples of which one (a dead neuron, since replaced) did not move: about 0.0021-0.0029
+    # a moving sample, hence the bound.
+    assert difference.mean() < 5e-3, difference.mean()
     assert difference.max() < 5e-2, difference.max()
     torch.testing.assert_close(gpu.values, cpu.values, rtol=1e-2, atol=1e-3)
 
