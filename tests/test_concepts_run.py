@@ -196,7 +196,7 @@ def test_concepts_table_of_atlas_toml(tmp_path, tiny, capsys):
 
 
 def test_bench_reports_seconds_per_class_and_a_linear_projection(tmp_path, tiny):
-    from atlas.concepts.bench import ConceptBench, bench_concepts
+    from atlas.bench.concepts import ConceptBench, bench_concepts
 
     make_folder(tmp_path / "images", CLASSES, tiny.input_size)
     result = bench_concepts(tiny, tmp_path / "images", concepts=2, batch_size=16)
@@ -238,7 +238,7 @@ def test_an_inner_layer_gives_estimated_importance_and_no_class_alignment(tmp_pa
 
 
 def test_the_benchmark_sample_folder_holds_real_photos_under_their_classes(tmp_path):
-    from atlas.concepts.bench import SAMPLE_PHOTOS, sample_folder
+    from atlas.bench.concepts import SAMPLE_PHOTOS, sample_folder
     from atlas.concepts.images import read_rgb, scan
     from atlas.models import imagenet_classes
 
@@ -256,7 +256,7 @@ def test_the_benchmark_sample_folder_holds_real_photos_under_their_classes(tmp_p
 
 
 def test_the_benchmark_sample_folder_fills_more_classes_with_the_same_photos(tmp_path):
-    from atlas.concepts.bench import SAMPLE_PHOTOS, sample_folder
+    from atlas.bench.concepts import SAMPLE_PHOTOS, sample_folder
     from atlas.concepts.images import scan
     from atlas.models import imagenet_classes
 

@@ -9,10 +9,10 @@ the same for every implementation. One module per noun:
 - `throughput`: speed against the references, scaling, where a step goes, render options, cost;
 - `protocol`: quality on the judging protocol, the rows each machine renders;
 - `search`: the configs of the settings search for the `cpu` preset;
-- `concepts`: how long `atlas concepts` takes (atlas/concepts/bench.py).
+- `concepts`: how long `atlas concepts` takes, and the sample folder it can time.
 """
 
-from atlas.bench.concepts import ConceptsTiming, time_concepts
+from atlas.bench.concepts import ConceptBench, bench_concepts, sample_folder, time_concepts
 from atlas.bench.protocol import (
     JUDGES,
     QUALITY_CLASSES,
@@ -52,9 +52,9 @@ from atlas.bench.throughput import (
 
 __all__ = [
     "CPU_BEFORE", "GPU_OPTIONS_BATCH", "JUDGES", "QUALITY_CLASSES", "SEARCH", "SEARCH_ROUNDS", "SPEED_CLASS",
-    "ConceptsTiming", "QualityRow", "SpeedRow",
-    "cost", "gpu_options", "horama_workdir", "load_judges", "machine_preset", "peak_memory_mb", "quality",
-    "quality_classes", "quality_configs", "quality_json", "quality_rows", "run_horama", "run_lucent", "run_ours",
-    "scaling", "search_configs", "seconds_per_image", "speed", "speed_preset", "speed_rows", "split_rows",
-    "time_concepts", "time_split", "timed", "value_range",
+    "ConceptBench", "QualityRow", "SpeedRow", "bench_concepts", "cost", "gpu_options", "horama_workdir",
+    "load_judges", "machine_preset", "peak_memory_mb", "quality", "quality_classes", "quality_configs",
+    "quality_json", "quality_rows", "run_horama", "run_lucent", "run_ours", "sample_folder", "scaling",
+    "search_configs", "seconds_per_image", "speed", "speed_preset", "speed_rows", "split_rows", "time_concepts",
+    "time_split", "timed", "value_range",
 ]

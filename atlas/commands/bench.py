@@ -152,9 +152,8 @@ def run(args: argparse.Namespace) -> int:
     if "concepts" in parts:
         timing = bench.time_concepts(lite0, args.images, device)
         results["concepts"] = timing.to_json()
-        print(f"## Concepts: Lite0, 10 concepts a class, {timing.measured.classes} classes of {timing.source}, "
-              f"{device}\n")
-        for line in timing.measured.lines():
+        print(f"## Concepts: Lite0, 10 concepts a class, {timing.classes} classes of {timing.source}, {device}\n")
+        for line in timing.lines():
             print(line)
         print()
 

@@ -142,13 +142,12 @@ class ScaleRates:
     """One model's hold on the class at each scale of the judging protocol (atlas.judging)."""
 
     model: str
-    role: str
     rates: tuple[tuple[float | None, float | None], ...]  # (top-1, top-5) per scale, in JudgingTable order
 
 
 @dataclass(frozen=True)
 class JudgingTable:
-    scales: tuple[str, ...]  # column headings: "crops of 0.20-0.45", ..., "whole picture"
+    scales: tuple[str, ...]  # column headings: "crops 0.20-0.45", ..., "whole picture"
     rows: tuple[ScaleRates, ...]
 
 
@@ -183,7 +182,7 @@ class Render:
         if all(m.target_top1_rate is None for m in first.models):
             return None
         scales = tuple(_scale_heading(name, scores.crop_scale) for name, scores in judging.items())
-        rows = tuple(ScaleRates(m.name, m.role, tuple(rates[scale].get(m.name, (None, None)) for scale in judging))
+        rows = tuple(ScaleRates(m.name, tuple(rates[scale].get(m.name, (None, None)) for scale in judging))
                      for m in first.models)
         return JudgingTable(scales, rows)
 

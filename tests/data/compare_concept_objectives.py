@@ -4,7 +4,7 @@
 
 The protocol of docs/concepts.md ("Dot product or cosine?"): Lite0 (bundled weights), two classes
 built from scikit-image photos (espresso from `coffee`, tabby from `chelsea`, 10 random crops each,
-atlas.concepts.bench.sample_folder), 4 concepts a class; the first 3 concepts of each class are
+atlas.bench.concepts.sample_folder), 4 concepts a class; the first 3 concepts of each class are
 rendered with every objective form (`cpu` preset at canvas 128, 32 steps, the same seed per concept
 in every form). Each picture, resized to 224 as a uint8 image, goes back through the model: its
 pooled activation at the bank's layer is projected onto the bank (NMF coefficients, nmf_transform),
@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from atlas.bench.concepts import sample_folder
 from atlas.concepts import craft, store
-from atlas.concepts.bench import sample_folder
 from atlas.concepts.nmf import nmf_transform
 from atlas.concepts.run import ConceptRequest, run_concepts
 from atlas.models import load_model
