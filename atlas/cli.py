@@ -39,8 +39,19 @@ HELP = {
 }
 
 
+class UsageError(Exception):
+    """A command line argparse refuses (an unknown flag, a value out of its range)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one line (the usage block hid the reason)."""
+
+    def error(self, message: str):  # argparse's hook; it must not return
+        raise UsageError(f"{self.prog}: error: {message} (see `{self.prog} --help`)")
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="atlas", description=__doc__)
+    parser = _Parser(prog="atlas", description=__doc__)
     parser.add_argument("--version", action="version", version=f"atlas {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module in COMMANDS.items():
@@ -56,7 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         command = None
     parser = build_parser(command)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:  # exit code 2, as argparse's own: the command line itself is wrong
+        print(exc, file=sys.stderr)
+        return 2
     if args.command is None:
         parser.print_help()
         return 2

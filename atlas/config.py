@@ -29,6 +29,18 @@ else:  # pragma: no cover - exercised on 3.10 only
 DEFAULT_FILE = "atlas.toml"
 SCALAR = (str, int, float, bool)
 
+# The allowed range of every integer key, read by the file reader and by the flags that replace
+# these keys (atlas.flags), so that a value means the same in either place.
+RANGES: dict[str, tuple[int, int]] = {
+    "batch_size": (1, 4096),
+    "scoring.crops": (1, 1024),
+    "scoring.seed": (0, 2**31 - 1),
+    "preset.seeds": (1, 1000),
+    "concepts.concepts": (1, 100),
+    "concepts.images_per_class": (1, 100_000),
+    "concepts.patch": (8, 4096),
+}
+
 
 @dataclass(frozen=True)
 class PresetChoice:
@@ -156,8 +168,8 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
                            "cpu.", base.cpu)
     scoring_table = reader.table(top.get("scoring", {}), "scoring", {"crops", "seed"})
     scoring = Scoring(
-        crops=reader.integer(scoring_table, "crops", base.scoring.crops, "scoring.", minimum=1),
-        seed=reader.integer(scoring_table, "seed", base.scoring.seed, "scoring.", minimum=0),
+        crops=reader.integer(scoring_table, "crops", base.scoring.crops, "scoring."),
+        seed=reader.integer(scoring_table, "seed", base.scoring.seed, "scoring."),
     )
     table = reader.table(top.get("concepts", {}), "concepts",
                          {"images", "classes", "concepts", "layer", "images_per_class", "patch"})
@@ -165,10 +177,10 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     concepts = Concepts(
         images=(folder / images) if images else None,
         classes=reader.classes(table, "concepts.", "all"),
-        concepts=reader.integer(table, "concepts", Concepts.concepts, "concepts.", minimum=1),
+        concepts=reader.integer(table, "concepts", Concepts.concepts, "concepts."),
         layer=reader.optional_str(table, "layer"),
-        images_per_class=reader.integer(table, "images_per_class", Concepts.images_per_class, "concepts.", minimum=1),
-        patch=None if patch is None else reader.integer(table, "patch", 64, "concepts.", minimum=8),
+        images_per_class=reader.integer(table, "images_per_class", Concepts.images_per_class, "concepts."),
+        patch=None if patch is None else reader.integer(table, "patch", 64, "concepts."),
     )
     return Config(
         source=path,
@@ -191,15 +203,16 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
 
 
 def parse_batch_size(value: str | int) -> int | None:
-    """`"auto"` -> None (chosen from the device), else a positive integer."""
+    """`"auto"` -> None (chosen from the device), else an integer within RANGES["batch_size"]."""
     if value == "auto" or value is None:
         return None
+    low, high = RANGES["batch_size"]
     try:
         size = int(value)
     except (TypeError, ValueError):
         size = 0
-    if isinstance(value, bool) or size < 1:
-        raise AtlasError(f"batch size must be a positive integer or 'auto', got {value!r}")
+    if isinstance(value, bool) or not low <= size <= high:
+        raise AtlasError(f"batch size must be an integer from {low} to {high} or 'auto', got {value!r}")
     return size
 
 
@@ -241,11 +254,12 @@ class _Reader:
             raise self.fail(prefix + key, f"must be true or false, got {value!r}")
         return value
 
-    def integer(self, table: Mapping[str, Any], key: str, default: int, prefix: str = "",
-                minimum: int = 0) -> int:
+    def integer(self, table: Mapping[str, Any], key: str, default: int, prefix: str = "") -> int:
+        """An integer within its RANGES entry (the dotted key without a selection's `cpu.`)."""
         value = table.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise self.fail(prefix + key, f"must be an integer >= {minimum}, got {value!r}")
+        low, high = RANGES[(prefix + key).removeprefix("cpu.")]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise self.fail(prefix + key, f"must be an integer from {low} to {high}, got {value!r}")
         return value
 
     def choice(self, table: Mapping[str, Any], key: str, default: str, options: tuple[str, ...]) -> str:
@@ -259,7 +273,9 @@ class _Reader:
         try:
             return parse_batch_size(value)
         except AtlasError:
-            raise self.fail("batch_size", f"must be a positive integer or \"auto\", got {value!r}") from None
+            low, high = RANGES["batch_size"]
+            raise self.fail("batch_size",
+                            f"must be an integer from {low} to {high} or \"auto\", got {value!r}") from None
 
     def classes(self, table: Mapping[str, Any], prefix: str, default: str) -> str:
         value = table.get("classes", default)
@@ -323,7 +339,7 @@ class _Reader:
             overrides.append((key, tuple(item) if isinstance(item, list) else item))
         choice = PresetChoice(
             name=self.string(value, "name", default.name, prefix + "preset."),
-            seeds=self.integer(value, "seeds", default.seeds, prefix + "preset.", minimum=1),
+            seeds=self.integer(value, "seeds", default.seeds, prefix + "preset."),
             overrides=tuple(sorted(overrides)),
         )
         self.build_preset(choice, prefix)
@@ -378,8 +394,9 @@ def override(selection: Selection, *, classes: str | None = None,
     if preset is not None and preset != choice.name:
         choice = PresetChoice(name=preset, seeds=choice.seeds)
     if seeds is not None:
-        if seeds < 1:
-            raise AtlasError(f"--seeds must be at least 1, got {seeds}")
+        low, high = RANGES["preset.seeds"]
+        if not low <= seeds <= high:
+            raise AtlasError(f"--seeds must be from {low} to {high}, got {seeds}")
         choice = dataclasses.replace(choice, seeds=seeds)
     choice = choice.with_overrides(**preset_overrides)
     return Selection(

@@ -17,6 +17,11 @@ from atlas.errors import AtlasError
 # xplique's schedule: the mean crop side falls linearly from 0.5 to 0.05 of the canvas.
 XPLIQUE_ANNEAL = (0.5, 0.05)
 INITS = ("normal",)
+# The bounds of the integer fields: a 16 px canvas is the smallest a crop of it can be read at,
+# and one of 4096 px already fills tens of GB with a batch's crops and gradients.
+CANVAS = (16, 4096)
+STEPS = (1, 100_000)
+CROPS = (1, 1024)
 
 
 @dataclass(frozen=True)
@@ -48,12 +53,10 @@ class Preset:
         if isinstance(self.crop_anneal, list):
             object.__setattr__(self, "crop_anneal", tuple(self.crop_anneal))
         problems = []
-        if not isinstance(self.canvas, int) or self.canvas < 16:
-            problems.append(f"canvas must be an integer of at least 16 pixels, not {self.canvas!r}")
-        if not isinstance(self.steps, int) or self.steps < 1:
-            problems.append(f"steps must be a positive integer, not {self.steps!r}")
-        if not isinstance(self.crops, int) or self.crops < 1:
-            problems.append(f"crops must be a positive integer, not {self.crops!r}")
+        for name, (low, high), unit in (("canvas", CANVAS, " pixels"), ("steps", STEPS, ""), ("crops", CROPS, "")):
+            number = getattr(self, name)
+            if isinstance(number, bool) or not isinstance(number, int) or not low <= number <= high:
+                problems.append(f"{name} must be an integer from {low} to {high}{unit}, not {number!r}")
         if not 0 < self.crop_min <= self.crop_max <= 1:
             problems.append(f"need 0 < crop_min <= crop_max <= 1, got {self.crop_min!r} and {self.crop_max!r}")
         anneal = self.crop_anneal

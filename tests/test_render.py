@@ -176,7 +176,7 @@ def test_get_preset_overrides_and_round_trips():
 @pytest.mark.parametrize(("name", "overrides", "message"), [
     ("fast", {}, "unknown preset 'fast'"),
     ("atlas", {"step": 3}, "unknown preset setting 'step'"),
-    ("atlas", {"steps": 0}, "steps must be a positive integer"),
+    ("atlas", {"steps": 0}, "steps must be an integer from 1 to 100000"),
     ("atlas", {"crop_min": 0.7, "crop_max": 0.5}, "crop_min <= crop_max"),
     ("atlas", {"crop_anneal": (0.5,)}, "crop_anneal"),
     ("atlas", {"init": "uniform"}, "init must be one of normal"),

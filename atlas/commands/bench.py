@@ -13,6 +13,9 @@ import platform
 import time
 from pathlib import Path
 
+from atlas.flags import Bounded
+from atlas.presets import STEPS
+
 PARTS = ("speed", "scaling", "split", "quality", "search", "cost", "concepts")
 DEFAULT_PARTS = ("speed", "scaling", "split", "quality", "concepts")
 
@@ -22,8 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", default=",".join(DEFAULT_PARTS),
                         help=f"comma-separated subset of {','.join(PARTS)} (default: {','.join(DEFAULT_PARTS)})")
     parser.add_argument("--device", help="torch device (default: cpu for --part cpu, cuda for --part gpu)")
-    parser.add_argument("--classes", type=int, default=50, help="classes for the transferability table (default 50)")
-    parser.add_argument("--steps", type=int, help="steps per timed call (default 3 on cpu, 20 on gpu)")
+    parser.add_argument("--classes", type=Bounded(1, 1000), default=50, metavar="N",
+                        help="classes for the transferability table (default 50; an integer from 1 to 1000)")
+    parser.add_argument("--steps", type=Bounded(*STEPS), metavar="N",
+                        help="steps per timed call (default 3 on cpu, 20 on gpu)")
     parser.add_argument("--images", type=Path, metavar="DIR",
                         help="ImageNet-layout folder for the concepts part (default: a sample made from "
                              "scikit-image's photos)")
@@ -71,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     unknown = sorted(set(parts) - set(PARTS))
     if unknown:
         raise AtlasError(f"unknown benchmark part {unknown[0]!r}: choose from {', '.join(PARTS)}")
-    steps = args.steps or (20 if gpu else 3)
+    steps = args.steps if args.steps is not None else (20 if gpu else 3)
     if args.no_tf32:  # to tell TF32 rounding from the method, e.g. the reference phase's noise on an H100
         torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     args.out.mkdir(parents=True, exist_ok=True)

@@ -6,31 +6,38 @@ import argparse
 import sys
 from pathlib import Path
 
+from atlas import flags
+from atlas.flags import Bounded, Flag
+
+# Every flag of `atlas build`, with its default (`--cache` and `--out` replace the config's keys).
+FLAGS = (
+    Flag("--config", "settings file for the default folders", type=Path, note="./atlas.toml",
+         options=(("metavar", "FILE"),)),
+    Flag("--cache", "render cache to read", key="cache", type=Path, options=(("metavar", "DIR"),)),
+    Flag("--out", "site folder to write", key="site", type=Path, options=(("metavar", "DIR"),)),
+    Flag("--model", "which model's atlas, when the cache holds several", note="the only one",
+         options=(("metavar", "NAME"),)),
+    Flag("--workers", "threads for image derivatives", type=Bounded(1, 64),
+         note="the CPU count, at most 8 (atlas.site.build)", options=(("metavar", "N"),)),
+)
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, metavar="FILE",
-                        help="settings file for the default folders (default: ./atlas.toml)")
-    parser.add_argument("--cache", type=Path, metavar="DIR",
-                        help="render cache to read (default from the config: cache)")
-    parser.add_argument("--out", type=Path, metavar="DIR", help="site folder to write (default from the config: site)")
-    parser.add_argument("--model", metavar="NAME", help="which model's atlas, when the cache holds several")
+    flags.add_flags(parser, FLAGS)
     downloads = parser.add_mutually_exclusive_group()
     downloads.add_argument("--png", dest="png", action="store_const", const=True,
                            help="always copy the full-size PNG downloads "
                                 "(default: only when the site stays within its size budget)")
     downloads.add_argument("--no-png", dest="png", action="store_const", const=False,
                            help="leave out the full-size PNG downloads (the largest part of a big site)")
-    parser.add_argument("--workers", type=int, metavar="N",
-                        help="threads for image derivatives (default: CPU count, at most 8)")
 
 
 def run(args: argparse.Namespace) -> int:
     from atlas.config import load_config
     from atlas.site.build import build
 
-    config = load_config(args.config)
-    cache = args.cache if args.cache is not None else config.cache
-    out = args.out if args.out is not None else config.site
+    config = flags.merge(load_config(args.config), args, FLAGS)
+    cache, out = config.cache, config.site
     report = build(cache, out, model=args.model, png=args.png, workers=args.workers,
                    progress=lambda msg: print(f"atlas build: {msg}", flush=True))
     for problem in report.problems:

@@ -6,33 +6,55 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from atlas import flags
 from atlas.config import load_config
 from atlas.errors import AtlasError
-from atlas.jobs import parse_layers_arg
+from atlas.flags import Bounded, Flag, class_spec, config_range
+
+
+def _layers(values: list[str]) -> tuple[tuple[str, str], ...]:
+    from atlas.jobs import parse_layers_arg
+
+    return parse_layers_arg(values)
+
+
+# Every flag of `atlas concepts`: a flag with a `key` replaces that key of atlas.toml (its default
+# and range are atlas.config's, [concepts] for the method's settings); the others are this
+# command's own, with their defaults here.
+FLAGS = (
+    Flag("--config", "settings file", type=Path, note="./atlas.toml", options=(("metavar", "FILE"),)),
+    Flag("--images", "one subfolder per class named by WordNet id, as ImageNet's train/val (DIR/n01440764/...)",
+         key="concepts.images", type=Path, options=(("metavar", "DIR"),)),
+    Flag("--classes", 'classes of DIR to explain: "all", "0-99", "n01440764"', key="concepts.classes", type=class_spec,
+         options=(("metavar", "SPEC"),)),
+    Flag("--concepts", "concepts per class", key="concepts.concepts", type=config_range("concepts.concepts"),
+         options=(("metavar", "N"),)),
+    Flag("--layer", "layer of the concepts", key="concepts.layer",
+         note="from the config, else the feature map the classifier pools", options=(("metavar", "NAME"),)),
+    Flag("--images-per-class", "deterministic sample per class", key="concepts.images_per_class",
+         type=config_range("concepts.images_per_class"), options=(("metavar", "N"),)),
+    Flag("--patch", "patch side in pixels on the model's input", key="concepts.patch",
+         type=config_range("concepts.patch"), note="from the config, else 64/224 of the input side",
+         options=(("metavar", "PX"),)),
+    Flag("--layers", "dataset examples for these channels; no value: none", convert=_layers,
+         note="the render layers of the config", options=(("nargs", "*"), ("metavar", "LAYER=SPEC"))),
+    Flag("--model", "timm model name", key="model", options=(("metavar", "NAME"),)),
+    Flag("--checkpoint", "load the model's weights from a state dict", key="checkpoint", type=Path,
+         options=(("metavar", "PATH"),)),
+    Flag("--random-weights", "random weights (for tests)", key="random_weights",
+         options=(("action", "store_true"), ("default", None))),
+    Flag("--cache", "cache folder", key="cache", type=Path, options=(("metavar", "DIR"),)),
+    Flag("--device", "auto, cpu, cuda, cuda:N or mps", key="device", options=(("metavar", "D"),)),
+    Flag("--batch-size", "patches per forward pass", default={"cpu": 32, "gpu": 256}, type=Bounded(1, 65536),
+         options=(("metavar", "N"),)),
+    Flag("--group", "classes per NMF call", default={"cpu": 1, "gpu": 16}, type=Bounded(1, 1000),
+         options=(("metavar", "N"),)),
+    Flag("--no-progress", "no progress bar", options=(("action", "store_true"),)),
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, metavar="FILE", help="settings file (default: ./atlas.toml)")
-    parser.add_argument("--images", type=Path, metavar="DIR",
-                        help="one subfolder per class named by WordNet id, as ImageNet's train/val (DIR/n01440764/...)")
-    parser.add_argument("--classes", metavar="SPEC",
-                        help='classes of DIR to explain: "all" (default), "0-99", "n01440764"')
-    parser.add_argument("--concepts", type=int, metavar="N", help="concepts per class (default 10)")
-    parser.add_argument("--layer", metavar="NAME",
-                        help="layer of the concepts (default: the feature map the classifier pools)")
-    parser.add_argument("--images-per-class", type=int, metavar="N", help="deterministic sample per class (default 50)")
-    parser.add_argument("--patch", type=int, metavar="PX", help="patch side on the model's input (default 64 of 224)")
-    parser.add_argument("--layers", nargs="*", metavar="LAYER=SPEC",
-                        help="dataset examples for these channels (default: the render layers); no value: none")
-    parser.add_argument("--model", metavar="NAME", help="timm model name (default from the config)")
-    parser.add_argument("--checkpoint", type=Path, metavar="PATH", help="load the model's weights from a state dict")
-    parser.add_argument("--random-weights", action="store_true", default=None, help="random weights (for tests)")
-    parser.add_argument("--cache", type=Path, metavar="DIR", help="cache folder (default from the config)")
-    parser.add_argument("--device", metavar="D", help="auto, cpu, cuda, cuda:N (default auto)")
-    parser.add_argument("--batch-size", type=int, metavar="N",
-                        help="patches per forward pass (default 32 on a CPU, 256 on a GPU)")
-    parser.add_argument("--group", type=int, metavar="N", help="classes per NMF call (default 1 on a CPU, 16 on a GPU)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    flags.add_flags(parser, FLAGS)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,35 +66,32 @@ def run(args: argparse.Namespace) -> int:
     from atlas.plan import select_targets
     from atlas.specs import parse_classes
 
-    config = load_config(args.config)
+    config = flags.merge(load_config(args.config), args, FLAGS)
     settings = config.concepts
-    images = args.images or settings.images
-    if images is None:
+    if settings.images is None:
         raise AtlasError("no image folder: pass --images DIR (one subfolder per class, DIR/n01440764/...) "
                          "or set images in [concepts] of atlas.toml")
-    device = resolve_device(args.device or config.device)
+    device = resolve_device(config.device)
     gpu = device.startswith("cuda")
-    loaded = load_model(args.model or config.model,
-                        checkpoint=args.checkpoint if args.checkpoint is not None else config.checkpoint,
-                        random_weights=config.random_weights if args.random_weights is None else args.random_weights,
+    loaded = load_model(config.model, checkpoint=config.checkpoint, random_weights=config.random_weights,
                         device=device)
-    spec = args.classes or settings.classes
+    spec = settings.classes
     classes = None if spec.strip().lower() == "all" else parse_classes(spec, loaded.num_classes, wnid_index(loaded))
     selection = dataclasses.replace(config.full if gpu else config.cpu, classes="none")
     if args.layers is not None:
-        selection = dataclasses.replace(selection, layers=parse_layers_arg(args.layers))
+        selection = dataclasses.replace(selection, layers=flags.value(args, FLAGS, "--layers"))
     _, channels = select_targets(loaded, selection)
     request = ConceptRequest(
-        images=images,
-        cache=args.cache or config.cache,
+        images=settings.images,
+        cache=config.cache,
         classes=classes,
-        concepts=args.concepts or settings.concepts,
-        layer=args.layer or settings.layer,
-        per_class=args.images_per_class or settings.images_per_class,
-        patch=args.patch or settings.patch,
+        concepts=settings.concepts,
+        layer=settings.layer,
+        per_class=settings.images_per_class,
+        patch=settings.patch,
         example_layers={layer: c for layer, c in channels.items() if c},
-        batch_size=args.batch_size or (256 if gpu else 32),
-        group=args.group or (16 if gpu else 1),
+        batch_size=flags.value(args, FLAGS, "--batch-size", device),
+        group=flags.value(args, FLAGS, "--group", device),
     )
     summary = run_concepts(loaded, request, report=lambda line: print(f"atlas concepts: {line}", flush=True),
                            progress=None if args.no_progress else progress_bar())

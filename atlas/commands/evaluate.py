@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from atlas.flags import Bounded
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", required=True, type=Path,
@@ -17,7 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the network whose features FID compares (default: efficientnet_lite2; "
                              "the paper uses inception_v3, available when its weights are in your hub cache)")
     parser.add_argument("--feature-checkpoint", help="weights file for --feature-model")
-    parser.add_argument("--crops", type=int, default=16, help="random crops per visualization (default 16)")
+    parser.add_argument("--crops", type=Bounded(1, 1024), default=16, metavar="N",
+                        help="random crops per visualization (default 16; an integer from 1 to 1024)")
     parser.add_argument("--out", type=Path, help="write the scores as JSON here (default: CACHE/eval.json)")
 
 

@@ -3,43 +3,64 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
-from atlas.config import Config, load_config, override, parse_batch_size
-from atlas.errors import AtlasError
+from atlas import flags
+from atlas.config import Config, load_config, parse_batch_size
+from atlas.flags import Bounded, Flag, class_spec, config_range
+from atlas.presets import CANVAS, STEPS
+
+
+def _layers(values: list[str]) -> tuple[tuple[str, str], ...]:
+    from atlas.jobs import parse_layers_arg
+
+    return parse_layers_arg(values)
+
+
+# Every flag of `atlas render`: a flag with a `key` replaces that key of atlas.toml (its default
+# is atlas.config's); the others are this command's own, with their defaults here.
+FLAGS = (
+    Flag("--config", "settings file", type=Path, note="./atlas.toml", options=(("metavar", "FILE"),)),
+    Flag("--model", "timm model name", key="model", options=(("metavar", "NAME"),)),
+    Flag("--checkpoint", "load the model's weights from a state dict", key="checkpoint", type=Path,
+         options=(("metavar", "PATH"),)),
+    Flag("--random-weights", "random initial weights (for tests and demos)", key="random_weights",
+         options=(("action", "store_true"), ("default", None))),
+    Flag("--classes", 'classes: "all", "none", "0-99", "1,207,967", "n01440764"', key="selection.classes",
+         type=class_spec, options=(("metavar", "SPEC"),)),
+    Flag("--layers", 'channels per layer, e.g. blocks.3=0-31 conv_head=top:64; no value (or "none"): none',
+         key="selection.layers", convert=_layers, options=(("nargs", "*"), ("metavar", "LAYER=SPEC"))),
+    Flag("--preset", "horama, xplique, atlas, cpu or cpu-fine", key="selection.preset", options=(("metavar", "NAME"),)),
+    Flag("--steps", "optimisation steps (overrides the preset)", key="selection.steps", type=Bounded(*STEPS),
+         options=(("metavar", "N"),)),
+    Flag("--canvas", "image side in pixels (overrides the preset)", key="selection.canvas", type=Bounded(*CANVAS),
+         options=(("metavar", "PX"),)),
+    Flag("--seeds", "images per objective", key="selection.seeds", type=config_range("preset.seeds"),
+         options=(("metavar", "N"),)),
+    Flag("--judges", "models that score each image; no value: none", key="selection.judges", convert=tuple,
+         options=(("nargs", "*"), ("metavar", "MODEL"))),
+    Flag("--cache", "cache folder", key="cache", type=Path, options=(("metavar", "DIR"),)),
+    Flag("--device", "auto, cpu, cuda, cuda:N or mps", key="device", options=(("metavar", "D"),)),
+    Flag("--batch-size", 'objectives per optimisation call, or "auto" (what fits on the device)', key="batch_size",
+         type=config_range("batch_size", ("auto",)), convert=parse_batch_size, note="from the config: auto",
+         options=(("metavar", "K"),)),
+    Flag("--spectrum", "magnitude spectrum .npy made by `atlas spectrum`", key="spectrum", type=Path,
+         note="from the config: the MACO authors' ImageNet one", options=(("metavar", "FILE"),)),
+    Flag("--bf16", "bfloat16 autocast of the model (GPU speed; other images, other cache keys)", key="bf16",
+         options=(("action", argparse.BooleanOptionalAction),)),
+    Flag("--channels-last", "channels-last memory for convolutions (GPU speed; the same images)",
+         key="channels_last", options=(("action", argparse.BooleanOptionalAction),)),
+    Flag("--shard", "render shard I of N (0-based)", note="from RANK/WORLD_SIZE or a SLURM array, else 0/1",
+         options=(("metavar", "I/N"),)),
+    Flag("--force", "render again even what the cache holds", options=(("action", "store_true"),)),
+    Flag("--retry-failed", "render again the objectives recorded as failed", options=(("action", "store_true"),)),
+    Flag("--no-progress", "no progress bar", options=(("action", "store_true"),)),
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, metavar="FILE", help="settings file (default: ./atlas.toml)")
-    parser.add_argument("--model", metavar="NAME", help="timm model name (default from the config)")
-    parser.add_argument("--checkpoint", type=Path, metavar="PATH", help="load the model's weights from a state dict")
-    parser.add_argument("--random-weights", action="store_true", default=None,
-                        help="random initial weights (for tests and demos)")
-    parser.add_argument("--classes", metavar="SPEC", help='classes: "all", "none", "0-99", "1,207,967", "n01440764"')
-    parser.add_argument("--layers", nargs="*", metavar="LAYER=SPEC",
-                        help='channels per layer, e.g. blocks.3=0-31 conv_head=top:64; no value (or "none"): none')
-    parser.add_argument("--preset", metavar="NAME", help="horama, xplique, atlas or cpu")
-    parser.add_argument("--steps", type=int, metavar="N", help="optimisation steps (overrides the preset)")
-    parser.add_argument("--canvas", type=int, metavar="PX", help="image side in pixels (overrides the preset)")
-    parser.add_argument("--seeds", type=int, metavar="N", help="images per objective")
-    parser.add_argument("--judges", nargs="*", metavar="MODEL", help="models that score each image; no value: none")
-    parser.add_argument("--cache", type=Path, metavar="DIR", help="cache folder (default from the config)")
-    parser.add_argument("--device", metavar="D", help="auto, cpu, cuda, cuda:N (default auto)")
-    parser.add_argument("--batch-size", metavar="K", help='objectives per optimisation call, or "auto"')
-    parser.add_argument("--spectrum", type=Path, metavar="FILE",
-                        help="magnitude spectrum .npy made by `atlas spectrum` "
-                             "(default: the MACO authors' ImageNet one)")
-    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
-                        help="bfloat16 autocast of the model (GPU speed; other images, other cache keys)")
-    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                        help="channels-last memory for convolutions (GPU speed; the same images)")
-    parser.add_argument("--shard", metavar="I/N",
-                        help="render shard I of N (0-based); default from RANK/WORLD_SIZE or a SLURM array")
-    parser.add_argument("--force", action="store_true", help="render again even what the cache holds")
-    parser.add_argument("--retry-failed", action="store_true", help="render again the objectives recorded as failed")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    flags.add_flags(parser, FLAGS)
     subset = parser.add_mutually_exclusive_group()
     subset.add_argument("--cpu-subset", dest="subset", action="store_const", const="cpu",
                         help="render the [cpu] subset of the config (the default without a GPU)")
@@ -51,35 +72,13 @@ def run(args: argparse.Namespace) -> int:
     # These import torch: only now, so that `atlas render --help` answers at once.
     from atlas import pipeline
     from atlas.device import resolve_device
-    from atlas.jobs import parse_layers_arg, parse_shard, shard_from_env
+    from atlas.jobs import parse_shard, shard_from_env
 
-    config = load_config(args.config)
-    _check_classes_arg(args.classes)
-    config = dataclasses.replace(
-        config,
-        model=args.model or config.model,
-        checkpoint=args.checkpoint if args.checkpoint is not None else config.checkpoint,
-        random_weights=config.random_weights if args.random_weights is None else args.random_weights,
-        cache=args.cache if args.cache is not None else config.cache,
-        device=args.device or config.device,
-        batch_size=parse_batch_size(args.batch_size) if args.batch_size is not None else config.batch_size,
-        spectrum=args.spectrum if args.spectrum is not None else config.spectrum,
-        bf16=config.bf16 if args.bf16 is None else args.bf16,
-        channels_last=config.channels_last if args.channels_last is None else args.channels_last,
-    )
+    config = flags.merge(load_config(args.config), args, FLAGS)
     device = resolve_device(config.device)
     cpu_subset = device == "cpu" if args.subset is None else args.subset == "cpu"
-    selection = override(
-        config.cpu if cpu_subset else config.full,
-        classes=args.classes,
-        layers=None if args.layers is None else parse_layers_arg(args.layers),
-        preset=args.preset,
-        seeds=args.seeds,
-        judges=None if args.judges is None else tuple(args.judges),
-        steps=args.steps,
-        canvas=args.canvas,
-    )
-    shard = parse_shard(args.shard) if args.shard else shard_from_env()
+    selection = flags.merge_selection(config.cpu if cpu_subset else config.full, args, FLAGS)
+    shard = parse_shard(args.shard) if args.shard is not None else shard_from_env()
     request = pipeline.RenderRequest(config=config, selection=selection, device=device, batch_size=config.batch_size,
                                      shard=shard, force=args.force, retry_failed=args.retry_failed)
     full_command = full_atlas_command(config)
@@ -99,12 +98,6 @@ def run(args: argparse.Namespace) -> int:
 def full_atlas_command(config: Config) -> str:
     where = f" --config {config.source}" if config.source is not None and config.source.name != "atlas.toml" else ""
     return f"atlas render --full{where}  (or `make atlas` on a machine with a GPU)"
-
-
-def _check_classes_arg(classes: str | None) -> None:
-    if classes is not None and not classes.strip():
-        raise AtlasError('--classes "" names no class: write --classes none to render only channels, '
-                         'or a spec like 0-99 or all')
 
 
 def progress_bar():

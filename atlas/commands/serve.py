@@ -6,13 +6,21 @@ import argparse
 import sys
 from pathlib import Path
 
+from atlas import flags
+from atlas.flags import Bounded, Flag
+
+# Every flag of `atlas serve`, with its default (`--out` replaces the config's `site`).
+FLAGS = (
+    Flag("--config", "settings file for the default folder", type=Path, note="./atlas.toml",
+         options=(("metavar", "FILE"),)),
+    Flag("--out", "the built site", key="site", type=Path, options=(("metavar", "DIR"),)),
+    Flag("--port", "port; 0 picks a free one", default=8000, type=Bounded(0, 65535), options=(("metavar", "N"),)),
+    Flag("--host", "address to bind (127.0.0.1: this machine only)", default="127.0.0.1"),
+)
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, metavar="FILE",
-                        help="settings file for the default folder (default: ./atlas.toml)")
-    parser.add_argument("--out", type=Path, metavar="DIR", help="the built site (default from the config: site)")
-    parser.add_argument("--port", type=int, default=8000, metavar="N", help="port (default 8000; 0 picks a free one)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    flags.add_flags(parser, FLAGS)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -21,12 +29,13 @@ def run(args: argparse.Namespace) -> int:
     from atlas.site.build import read_marker
     from atlas.site.serve import make_server
 
-    site = args.out if args.out is not None else load_config(args.config).site
+    site = flags.merge(load_config(args.config), args, FLAGS).site
+    port, host = flags.value(args, FLAGS, "--port"), flags.value(args, FLAGS, "--host")
     try:
         marker = read_marker(Path(site))
     except AtlasError:  # a damaged marker matters to the next build, not to serving
         marker = None
-    server = make_server(site, args.port, args.host)
+    server = make_server(site, port, host)
     host, port = server.server_address[:2]
     print(f"atlas serve: serving {site} at http://{host}:{port}/ (Ctrl-C stops)", flush=True)
     if marker is not None and not marker.complete:  # pages are written in place: some may be old

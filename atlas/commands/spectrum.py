@@ -6,11 +6,15 @@ import argparse
 import io
 from pathlib import Path
 
+from atlas.flags import Bounded
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("folder", help="folder of images (jpg, png, ...; subfolders are searched too)")
     parser.add_argument("-o", "--output", required=True, help="the .npy file to write (3, N, N//2+1)")
-    parser.add_argument("--size", type=int, default=512, help="side N the images are resized and cropped to (512)")
+    parser.add_argument("--size", type=Bounded(16, 8192), default=512, metavar="N",
+                        help="side N the images are resized and cropped to (default 512, the default spectrum's; "
+                             "an integer from 16 to 8192)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -21,8 +25,6 @@ def run(args: argparse.Namespace) -> int:
     from atlas.errors import AtlasError
     from atlas.spectrum import compute_spectrum, spectrum_sha256
 
-    if args.size < 16:
-        raise AtlasError(f"--size {args.size} is too small: use at least 16 (512 matches the default spectrum)")
     output = Path(args.output)
     if output.suffix != ".npy":
         raise AtlasError(f"--output {output} must end in .npy")

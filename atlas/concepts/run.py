@@ -43,6 +43,7 @@ from atlas.concepts.store import (
     write_bank,
     write_examples,
 )
+from atlas.config import Concepts
 from atlas.errors import AtlasError
 from atlas.models import LoadedModel, classifier_weights, find_layer, imagenet_classes
 from atlas.objectives import ActivationCapture
@@ -58,9 +59,9 @@ class ConceptRequest:
     images: Path
     cache: Path
     classes: Sequence[int] | None = None  # None: every class folder
-    concepts: int = 10
+    concepts: int = Concepts.concepts  # atlas.config owns the defaults that atlas.toml can change
     layer: str | None = None  # None: the feature map the head pools (exact importance)
-    per_class: int = 50
+    per_class: int = Concepts.images_per_class
     patch: int | None = None  # px on the model's input; None: 64/224 of it, CRAFT's default
     crops: int = 10
     aligned: int = 5
