@@ -12,12 +12,10 @@ import numpy as np
 import torch
 
 from atlas.cache import ATTRIBUTION, IMAGE, encode_npy, encode_png
-from atlas.config import Config
 from atlas.jobs import Job
 from atlas.models import LoadedModel, imagenet_classes
 from atlas.plan import Plan, PlannedJob
 from atlas.record import ImageStats, ModelRef, ObjectiveInfo, RenderRecord, Retry, Scores, Timing
-from atlas.render import ENGINE_VERSION
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -35,7 +33,7 @@ def entry_files(pixels: np.ndarray, attribution: torch.Tensor) -> dict[str, byte
     return {IMAGE: encode_png(pixels), ATTRIBUTION: encode_npy(attribution_map(attribution))}
 
 
-def render_record(plan: Plan, config: Config, item: PlannedJob, *, seed: int, value: float, timing: Timing,
+def render_record(plan: Plan, item: PlannedJob, *, seed: int, value: float, timing: Timing,
                   judging: dict[str, Scores] | None, image_stats: ImageStats | None, retry: Retry | None = None,
                   failure: str | None = None) -> RenderRecord:
     """The record of one rendered image; with `failure`, the record of the job that has none."""
@@ -45,19 +43,15 @@ def render_record(plan: Plan, config: Config, item: PlannedJob, *, seed: int, va
         failure=failure,
         objective=objective_info(item.job, plan.loaded),
         model=model_ref(plan.loaded),
-        preset=plan.preset.to_dict(),
-        param=config.param,
-        precision="bf16 autocast" if config.bf16 else "fp32",
         seed=seed,
         seed_index=item.job.seed_index,
-        spectrum_sha256=plan.spectrum_sha256,
-        engine_version=ENGINE_VERSION,
         objective_value=value if failure is None else None,
         retry=retry,
         timing=timing,
         scores=judging["large"] if judging else None,  # "scores" keeps its place: the large scale (atlas.judging)
         judging=judging,
         image_stats=image_stats,
+        **plan.settings.record_fields(),
     )
 
 

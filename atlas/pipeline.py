@@ -10,7 +10,6 @@ a failure.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -39,7 +38,7 @@ Report = Callable[[str], None]
 ProgressFactory = Callable[..., Any]  # tqdm-like: (total=, unit=, desc=) -> object with update/close/set_postfix_str
 
 
-def run(request: RenderRequest, *, report: Report = print, progress: ProgressFactory | None = None) -> Summary:
+def run(request: RenderRequest, *, report: Report = print, progress: ProgressFactory | None = None) -> RenderSummary:
     """Render every job of this shard that the cache lacks; returns the counts for the summary line."""
     started = time.perf_counter()
     config = request.config
@@ -47,7 +46,7 @@ def run(request: RenderRequest, *, report: Report = print, progress: ProgressFac
     loaded = load_model(config.model, checkpoint=config.checkpoint, random_weights=config.random_weights,
                         device=request.device)
     plan = make_plan(config, request.selection, request.shard, loaded, cache)
-    summary = Summary(total=len(plan.jobs), keys=[p.key for p in plan.jobs])
+    summary = RenderSummary(total=len(plan.jobs), keys=[p.key for p in plan.jobs])
     todo = _todo(plan, request, summary, report)
     _write_model_info(cache, plan, request)
     report(_plan_line(plan, request, todo, summary))
@@ -74,7 +73,7 @@ class RenderRequest:
 
 
 @dataclass
-class Summary:
+class RenderSummary:
     """What a run did, counted as it goes; `line()` is the summary line `atlas render` prints."""
 
     total: int = 0  # jobs in this shard
@@ -106,7 +105,7 @@ def _open_cache(config: Config, report: Report) -> Cache:
     return cache
 
 
-def _todo(plan: Plan, request: RenderRequest, summary: Summary, report: Report) -> list[PlannedJob]:
+def _todo(plan: Plan, request: RenderRequest, summary: RenderSummary, report: Report) -> list[PlannedJob]:
     """The jobs to render now; counts the others (reused, failed earlier) and the corrupt ones."""
     todo = []
     for item in plan.jobs:
@@ -128,16 +127,16 @@ def _write_model_info(cache: Cache, plan: Plan, request: RenderRequest) -> None:
     loaded = plan.loaded
     existing = cache.read_model(loaded.name)
     if request.force or existing is None or existing.weights_sha256 != loaded.weights_sha256:
-        cache.write_model(model_info(loaded, request.device, plan.spectrum_sha256))
+        cache.write_model(model_info(loaded, request.device, plan.settings.spectrum_sha256))
 
 
-def _plan_line(plan: Plan, request: RenderRequest, todo: Sequence[PlannedJob], summary: Summary) -> str:
+def _plan_line(plan: Plan, request: RenderRequest, todo: Sequence[PlannedJob], summary: RenderSummary) -> str:
     """What the run is about to do, in one line."""
     shard = f" (shard {request.shard} of {plan.all_jobs} jobs)" if request.shard.count > 1 else ""
     concepts = sum(1 for p in plan.jobs if p.job.concept_of is not None)
     shard += f" ({concepts} of them concepts, from `atlas concepts`)" if concepts else ""
     return (f"{len(plan.jobs)} objectives{shard}: {len(todo)} to render, {summary.reused + summary.failed_before} "
-            f"in the cache; model {plan.loaded.name}, preset {plan.preset.name}, device {request.device}")
+            f"in the cache; model {plan.loaded.name}, preset {plan.settings.preset.name}, device {request.device}")
 
 
 def _load_judges(loaded: LoadedModel, request: RenderRequest) -> list[Judge]:
@@ -154,14 +153,13 @@ def _load_judges(loaded: LoadedModel, request: RenderRequest) -> list[Judge]:
 
 def _auto_batch_size(plan: Plan, request: RenderRequest, todo: Sequence[PlannedJob]) -> int:
     """What fits on the device (atlas.device), probed for two steps with copies of one objective:
-    one that reads the logits (the deepest forward) if any job does, else the last job's."""
-    config = request.config
+    one that reads the logits (the deepest forward) if any job does, else the last job's.  The
+    probe renders with the batches' own settings (precision and memory layout change the memory)."""
     sample = next((p for p in todo if p.job.objective.needs_logits), todo[-1]).job.objective
-    probe = dataclasses.replace(plan.preset, steps=2)
+    probe = plan.settings.with_steps(2)
 
     def render(count: int) -> None:
-        engine.render(plan.loaded, [sample] * count, probe, list(range(count)), device=request.device,
-                      spectrum=plan.spectrum, param=config.param, autocast_bf16=config.bf16)
+        engine.render(plan.loaded, [sample] * count, probe, list(range(count)), device=request.device)
 
     return auto_batch_size(request.device, render)
 
@@ -191,7 +189,8 @@ class _Outcome:
 
 
 def _render_all(plan: Plan, request: RenderRequest, cache: Cache, judges: Sequence[Judge],
-                todo: Sequence[PlannedJob], size: int, summary: Summary, progress: ProgressFactory | None) -> None:
+                todo: Sequence[PlannedJob], size: int, summary: RenderSummary,
+                progress: ProgressFactory | None) -> None:
     """Render in batches of one layer; objectives with a non-finite value come back for one retry."""
     bar = progress(total=len(todo), unit="obj", desc="render", dynamic_ncols=True) if progress else None
     pending = [_Attempt(item, item.job.seed, 0) for item in todo]
@@ -211,7 +210,8 @@ def _render_all(plan: Plan, request: RenderRequest, cache: Cache, judges: Sequen
             bar.close()
 
 
-def _store(plan: Plan, request: RenderRequest, cache: Cache, outcome: _Outcome, summary: Summary) -> _Attempt | None:
+def _store(plan: Plan, request: RenderRequest, cache: Cache, outcome: _Outcome,
+           summary: RenderSummary) -> _Attempt | None:
     """Write the outcome's entry and count it; returns the retry of a first non-finite attempt."""
     attempt, item = outcome.attempt, outcome.attempt.item
     if outcome.files is None and attempt.attempt == 0:
@@ -236,7 +236,7 @@ def _record(plan: Plan, request: RenderRequest, outcome: _Outcome) -> RenderReco
     if outcome.files is None:
         failure = (f"non-finite objective value with seed {job.seed} ({attempt.first_value}) "
                    f"and with retry seed {attempt.seed} ({outcome.value})")
-    return render_record(plan, request.config, attempt.item, seed=attempt.seed, value=outcome.value,
+    return render_record(plan, attempt.item, seed=attempt.seed, value=outcome.value,
                          timing=outcome.timing, judging=outcome.judging, image_stats=outcome.image_stats,
                          retry=retry, failure=failure)
 
@@ -245,12 +245,9 @@ def _render_batch(plan: Plan, request: RenderRequest, judges: Sequence[Judge], a
                   bar: Any = None) -> Iterator[_Outcome]:
     """Render and score one batch (no I/O): one outcome per objective, in order."""
     config = request.config
-    result = engine.render(
-        plan.loaded, [a.item.job.objective for a in attempts], plan.preset, [a.seed for a in attempts],
-        device=request.device, spectrum=plan.spectrum, param=config.param,
-        autocast_bf16=config.bf16, channels_last=config.channels_last,
-        progress=_step_reporter(bar, len(attempts)),
-    )
+    result = engine.render(plan.loaded, [a.item.job.objective for a in attempts], plan.settings,
+                           [a.seed for a in attempts], device=request.device,
+                           progress=_step_reporter(bar, len(attempts)))
     count = len(attempts)
     finite = [bool(f) and bool(np.isfinite(float(v))) for f, v in zip(result.finite, result.values, strict=True)]
     pixels = [to_uint8(result.images[k]) for k in range(count)]

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
 
 from atlas.cache import Cache, EntryState, cache_key
 from atlas.concepts.craft import concept_objective
@@ -17,10 +14,8 @@ from atlas.errors import AtlasError
 from atlas.jobs import Job, Shard, build_jobs, select_shard
 from atlas.models import LoadedModel, classifier_weights, find_layer, imagenet_classes, pre_logits_layer
 from atlas.objectives import Objective
-from atlas.presets import Preset, get_preset
-from atlas.render import ENGINE_VERSION
+from atlas.settings import RenderSettings
 from atlas.specs import parse_channels, parse_classes
-from atlas.spectrum import load_spectrum, spectrum_sha256
 
 
 @dataclass(frozen=True)
@@ -33,33 +28,25 @@ class PlannedJob:
 @dataclass(frozen=True)
 class Plan:
     loaded: LoadedModel
-    preset: Preset
-    spectrum: np.ndarray
-    spectrum_sha256: str
+    settings: RenderSettings  # the one value the keys, the records and the engine read
     jobs: list[PlannedJob]  # this shard's jobs
     all_jobs: int  # jobs of every shard together
 
 
 def make_plan(config: Config, selection: Selection, shard: Shard, loaded: LoadedModel, cache: Cache) -> Plan:
-    preset = make_preset(selection)
-    spectrum = load_spectrum(config.spectrum)
-    spectrum_sha = spectrum_sha256(spectrum)
+    settings = RenderSettings.from_config(config, selection)
     classes, layers = select_targets(loaded, selection)
     jobs = build_jobs(classes, layers, selection.preset.seeds, concept_targets(config, loaded, classes))
     planned = []
     for job in select_shard(jobs, shard):
-        key = cache_key(key_material(config, loaded, preset, spectrum_sha, job.objective, job.seed))
+        key = job_key(settings, loaded, job.objective, job.seed)
         planned.append(PlannedJob(job, key, cache.check(key)))
-    return Plan(loaded, preset, spectrum, spectrum_sha, planned, len(jobs))
+    return Plan(loaded, settings, planned, len(jobs))
 
 
-def make_preset(selection: Selection) -> Preset:
-    try:
-        return get_preset(selection.preset.name, **selection.preset.overrides_dict())
-    except AtlasError:
-        raise
-    except (KeyError, TypeError, ValueError) as exc:
-        raise AtlasError(f"bad preset {selection.preset.name!r} or override: {exc}") from exc
+def job_key(settings: RenderSettings, loaded: LoadedModel, objective: Objective, seed: int) -> str:
+    """The cache key of `objective`'s image with `seed` under `settings`."""
+    return cache_key(settings.key_material(loaded.name, loaded.weights_sha256, objective.id, seed))
 
 
 def select_targets(loaded: LoadedModel, selection: Selection) -> tuple[list[int], dict[str, list[int]]]:
@@ -89,22 +76,3 @@ def concept_targets(config: Config, loaded: LoadedModel, classes: Sequence[int])
     banks = current_banks(config.cache, loaded.name, loaded.weights_sha256)
     return [(index, concept_objective(banks[index].layer, concept.values, cosine=VISUALIZATION_COSINE))
             for index in sorted(set(classes) & set(banks)) for concept in banks[index].concepts]
-
-
-def key_material(config: Config, loaded: LoadedModel, preset: Preset, spectrum_sha: str, objective: Objective,
-                 seed: int) -> dict[str, Any]:
-    """Everything that determines an image (docs/architecture.md)."""
-    material = {
-        "engine_version": ENGINE_VERSION,
-        "model": loaded.name,
-        "weights_sha256": loaded.weights_sha256,
-        "objective": objective.id,
-        "preset": preset.to_dict(),
-        "canvas": preset.canvas,
-        "seed": seed,
-        "spectrum_sha256": spectrum_sha,
-        "param": config.param,
-    }
-    if config.bf16:  # only when on, so that fp32 keys are exactly the documented ones
-        material["autocast_bf16"] = True
-    return material

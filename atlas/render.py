@@ -1,6 +1,10 @@
 """The optimisation loop: K objectives in, K images and attributions out (no file I/O).
 
     result = render(load_model("efficientnet_lite0"), [class_logit(967)], get_preset("cpu"), [0])
+    result = render(loaded, objectives, RenderSettings.make("atlas", bf16=True), seeds, device="cuda")
+
+Everything about how the images are made comes in one `RenderSettings` (atlas.settings); a
+bare `Preset` means those settings with the default spectrum, MACO, fp32.
 
 Each objective k has its own parameters, random streams (seeded by seeds[k]), crops,
 noise and attribution; all K x crops crops go through the model in one pass per step.
@@ -24,11 +28,11 @@ from atlas.objectives import ActivationCapture, BatchObjective, Objective
 from atlas.param import make_param
 from atlas.presets import Preset
 from atlas.seeds import stream_seed
+from atlas.settings import ENGINE_VERSION, RenderSettings
 from atlas.spectrum import check_spectrum, load_spectrum, resize_spectrum
 from atlas.transforms import RandomCrops
 
-# Goes into every cache key: bump it when the same settings would give different images.
-ENGINE_VERSION = "2"  # 2: fixed random phase offsets (no corner glow)
+__all__ = ["ENGINE_VERSION", "RenderResult", "RenderSettings", "magnitude_for", "render"]
 
 
 @dataclass(frozen=True)
@@ -60,22 +64,22 @@ def magnitude_for(spectrum: str | Path | np.ndarray | torch.Tensor | None, canva
 def render(
     loaded,
     objectives: Sequence[Objective],
-    preset: Preset,
+    settings: RenderSettings | Preset,
     seeds: Sequence[int],
     *,
     device: str | torch.device = "cpu",
-    spectrum: str | Path | np.ndarray | torch.Tensor | None = None,
-    param: str = "maco",
-    autocast_bf16: bool = False,
-    channels_last: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> RenderResult:
     """Optimise one image per objective; `loaded` is an atlas.models.LoadedModel.
 
     The model is moved to `device` (and to channels_last memory when asked) in place.
-    Same seeds, preset and device give the same images.
+    Same seeds, settings and device give the same images.
     """
     start = time.perf_counter()
+    if isinstance(settings, Preset):
+        settings = RenderSettings.make(settings)
+    preset, param = settings.preset, settings.param
+    autocast_bf16, channels_last = settings.bf16, settings.channels_last
     objectives, seeds = list(objectives), [int(s) for s in seeds]
     if not objectives:
         raise AtlasError("render needs at least one objective")
@@ -87,7 +91,7 @@ def render(
     module = loaded.module.eval().to(device)
     if channels_last:
         module = module.to(memory_format=torch.channels_last)
-    magnitude = magnitude_for(spectrum, size) if param == "maco" else torch.empty(0)
+    magnitude = magnitude_for(settings.spectrum, size) if param == "maco" else torch.empty(0)
 
     geometry = [torch.Generator().manual_seed(s) for s in seeds]  # phase init, then crop boxes
     noise = [torch.Generator(device=device).manual_seed(stream_seed(s, "noise")) for s in seeds]

@@ -11,6 +11,7 @@ from atlas.models import load_model
 from atlas.objectives import channel, class_logit, neuron
 from atlas.presets import get_preset
 from atlas.render import render
+from atlas.settings import RenderSettings
 
 pytestmark = [
     pytest.mark.gpu,
@@ -56,11 +57,10 @@ def test_cuda_matches_cpu_in_fp32(resnet, strict_fp32):
 
 def test_bf16_autocast_and_channels_last_run(resnet):
     fp32 = render(resnet, OBJECTIVES, PRESET, [0, 1, 2], device="cuda")
-    bf16 = render(resnet, OBJECTIVES, PRESET, [0, 1, 2], device="cuda", autocast_bf16=True, channels_last=True)
+    bf16 = render(resnet, OBJECTIVES, RenderSettings.make(PRESET, bf16=True, channels_last=True), [0, 1, 2],
+                  device="cuda")
     assert bf16.finite.all() and torch.isfinite(bf16.images).all()
     assert (bf16.images - fp32.images).abs().mean() < 0.05
-    first = render(resnet, OBJECTIVES, dataclasses.replace(PRESET, steps=1), [0, 1, 2], device="cuda",
-                   autocast_bf16=True)
-    longer = render(resnet, OBJECTIVES, dataclasses.replace(PRESET, steps=12), [0, 1, 2], device="cuda",
-                    autocast_bf16=True)
+    first = render(resnet, OBJECTIVES, RenderSettings.make(PRESET, steps=1, bf16=True), [0, 1, 2], device="cuda")
+    longer = render(resnet, OBJECTIVES, RenderSettings.make(PRESET, steps=12, bf16=True), [0, 1, 2], device="cuda")
     assert torch.all(longer.values > first.values)

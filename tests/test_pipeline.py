@@ -320,3 +320,36 @@ def test_spectrum_key_in_the_config_file_is_relative_to_it(tmp_path):
     path = tmp_path / "atlas.toml"
     path.write_text('spectrum = "mine.npy"\n')
     assert load_config(path).spectrum == tmp_path / "mine.npy"
+
+
+def test_the_batch_size_probe_renders_with_the_batches_settings(tmp_path, monkeypatch):
+    """Precision and memory layout change what a batch costs: the probe must use the very settings
+    the batches use (bf16 and channels_last included), only with fewer steps."""
+    from atlas import render as engine
+
+    calls = []
+    real_render = engine.render
+
+    def recording(loaded, objectives, settings, seeds, **kwargs):
+        calls.append((len(objectives), settings, kwargs["device"]))
+        return real_render(loaded, objectives, settings, seeds, **kwargs)
+
+    def probe_twice(device, run):
+        run(1)
+        run(2)
+        return 2
+
+    monkeypatch.setattr(engine, "render", recording)
+    monkeypatch.setattr(pipeline, "auto_batch_size", probe_twice)
+    request = make_request(tmp_path, classes="0-1", layers={}, judges=[],
+                           config={"bf16": True, "channels_last": True, "batch_size": None})
+    request = dataclasses.replace(request, batch_size=None)
+    summary = pipeline.run(request, report=lambda _line: None)
+    assert summary.rendered == 2
+    (one, probe1, _), (two, probe2, _), (batch, settings, device) = calls
+    assert (one, two, batch, device) == (1, 2, 2, "cpu")
+    assert settings.bf16 and settings.channels_last and settings.preset.steps == 2
+    assert probe1 == probe2 == settings.with_steps(2)
+    assert probe1.bf16 and probe1.channels_last and probe1.spectrum is settings.spectrum
+    for record in records(tmp_path / "cache").values():
+        assert record["precision"] == "bf16 autocast"

@@ -16,6 +16,7 @@ from atlas.models import LoadedModel, load_model
 from atlas.objectives import channel, class_logit, direction, neuron
 from atlas.presets import PRESETS, Preset, get_preset
 from atlas.render import render
+from atlas.settings import RenderSettings
 from atlas.spectrum import default_spectrum_path, load_spectrum
 
 TINY = get_preset("cpu", canvas=40, steps=5, crops=2, crop_min=0.5, crop_max=0.9)
@@ -71,8 +72,8 @@ def test_progress_is_reported_every_step(resnet):
 
 
 def test_fourier_baseline_runs_through_the_same_loop(resnet):
-    first = render(resnet, [channel("layer2", 5)], dataclasses.replace(TINY, steps=1), [0], param="fourier")
-    last = render(resnet, [channel("layer2", 5)], dataclasses.replace(TINY, steps=8), [0], param="fourier")
+    first = render(resnet, [channel("layer2", 5)], RenderSettings.make(TINY, steps=1, param="fourier"), [0])
+    last = render(resnet, [channel("layer2", 5)], RenderSettings.make(TINY, steps=8, param="fourier"), [0])
     assert last.images.shape == (1, 3, 40, 40) and last.values[0] > first.values[0]
     maco = render(resnet, [channel("layer2", 5)], dataclasses.replace(TINY, steps=1), [0])
     assert not torch.allclose(maco.images, first.images)
@@ -83,20 +84,21 @@ def test_spectrum_sources_agree(resnet, tmp_path):
     path = tmp_path / "copy.npy"
     np.save(path, array)
     short = dataclasses.replace(TINY, steps=2)
-    results = [render(resnet, [class_logit(1)], short, [3], spectrum=s).images
+    results = [render(resnet, [class_logit(1)], RenderSettings.make(short, spectrum=s), [3]).images
                for s in (None, default_spectrum_path(), path, array, torch.from_numpy(array))]
     for other in results[1:]:
         assert torch.equal(results[0], other)
-    flat = render(resnet, [class_logit(1)], short, [3], spectrum=np.ones((3, 64, 33), np.float32)).images
+    flat = render(resnet, [class_logit(1)], RenderSettings.make(short, spectrum=np.ones((3, 64, 33), np.float32)),
+                  [3]).images
     assert not torch.allclose(flat, results[0], atol=1e-2)
 
 
 def test_options_run_on_cpu():
     loaded = dataclasses.replace(load_model("test_efficientnet", random_weights=True), input_size=48)
     plain = render(loaded, [channel("blocks.2", 3)], TINY, [0])
-    last = render(loaded, [channel("blocks.2", 3)], TINY, [0], channels_last=True)
+    last = render(loaded, [channel("blocks.2", 3)], RenderSettings.make(TINY, channels_last=True), [0])
     torch.testing.assert_close(last.images, plain.images, atol=1e-3, rtol=0)
-    bf16 = render(loaded, [channel("blocks.2", 3)], TINY, [0], autocast_bf16=True)
+    bf16 = render(loaded, [channel("blocks.2", 3)], RenderSettings.make(TINY, bf16=True), [0])
     assert torch.isfinite(bf16.images).all() and bf16.finite.all()
     assert (bf16.images - plain.images).abs().mean() < 0.05
 
@@ -138,7 +140,7 @@ def test_bad_calls_are_explained(resnet):
     with pytest.raises(AtlasError, match="at least one objective"):
         render(resnet, [], TINY, [])
     with pytest.raises(AtlasError, match="unknown parameterisation"):
-        render(resnet, [class_logit(0)], TINY, [0], param="pixels")
+        render(resnet, [class_logit(0)], RenderSettings.make(TINY, param="pixels"), [0])
     with pytest.raises(AtlasError, match="unknown device"):
         render(resnet, [class_logit(0)], TINY, [0], device="gpu0")
     if not torch.cuda.is_available():

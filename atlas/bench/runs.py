@@ -21,6 +21,7 @@ from atlas.models import LoadedModel
 from atlas.objectives import class_logit
 from atlas.presets import Preset, get_preset
 from atlas.render import render
+from atlas.settings import RenderSettings
 from atlas.spectrum import default_spectrum_path
 
 SPEED_CLASS = 967  # espresso
@@ -111,13 +112,14 @@ def run_lucent(loaded: LoadedModel, preset: Preset, steps: int, device: str, ind
 
 
 def run_ours(loaded: LoadedModel, preset: Preset, batch: int, device: str, *, param: str = "maco",
-             classes: Sequence[int] | None = None, seed: int = 0, **options) -> tuple[torch.Tensor, float]:
+             classes: Sequence[int] | None = None, seed: int = 0, autocast_bf16: bool = False,
+             channels_last: bool = False) -> tuple[torch.Tensor, float]:
     classes = list(classes) if classes is not None else [SPEED_CLASS] * batch
     objectives = [class_logit(c) for c in classes]
     out = {}
     seeds = [seed + i for i in range(len(classes))]
-    seconds = timed(lambda: out.setdefault("r", render(loaded, objectives, preset, seeds,
-                                                        device=device, param=param, **options)), device)
+    settings = RenderSettings.make(preset, param=param, bf16=autocast_bf16, channels_last=channels_last)
+    seconds = timed(lambda: out.setdefault("r", render(loaded, objectives, settings, seeds, device=device)), device)
     return out["r"].images, seconds
 
 
