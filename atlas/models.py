@@ -90,6 +90,56 @@ def load_model(
     )
 
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's normalisation, what most ImageNet models outside timm expect
+IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGENET_INPUT = 224
+
+
+def from_module(module: torch.nn.Module, *, name: str | None = None, mean: tuple[float, float, float] | None = None,
+                std: tuple[float, float, float] | None = None, input_size: int | None = None,
+                num_classes: int | None = None, device: str | torch.device = "cpu") -> LoadedModel:
+    """Any torch module as a model atlas can render: a timm model gives its own data config;
+    another module gets ImageNet's (torchvision's) mean, std and 224 px unless told otherwise.
+    The number of classes is the width of a (batch, N) output, 0 for a feature map.
+
+    The module is put in eval mode with frozen parameters, in place, as `load_model` does."""
+    if isinstance(module, LoadedModel):
+        return module
+    if not isinstance(module, torch.nn.Module):
+        raise AtlasError(f"expected a torch.nn.Module or a timm model name, got {type(module).__name__}")
+    module.eval().requires_grad_(False).to(device)
+    config: dict = {}
+    if hasattr(module, "pretrained_cfg") or hasattr(module, "default_cfg"):  # a timm model
+        config = timm.data.resolve_model_data_config(module)
+    mean = tuple(float(v) for v in (mean or config.get("mean") or IMAGENET_MEAN))
+    std = tuple(float(v) for v in (std or config.get("std") or IMAGENET_STD))
+    size = int(input_size or (config["input_size"][-1] if config else IMAGENET_INPUT))
+    if len(mean) != 3 or len(std) != 3 or min(std) <= 0 or size < 8:
+        raise AtlasError(f"mean and std need three values (std > 0) and the input size 8 px or more; "
+                         f"got mean={mean}, std={std}, input_size={size}")
+    if num_classes is None:
+        num_classes = _output_classes(module, size)
+    cfg = getattr(module, "pretrained_cfg", None)
+    label = name or (cfg.get("architecture") if isinstance(cfg, dict) else None) or type(module).__name__.lower()
+    return LoadedModel(label, module, mean, std, size, int(num_classes), state_dict_sha256(module),
+                       f"in-memory {type(module).__name__}")
+
+
+def _output_classes(module: torch.nn.Module, size: int) -> int:
+    try:
+        device = next(module.parameters()).device
+    except StopIteration:
+        device = torch.device("cpu")
+    try:
+        with torch.no_grad():
+            out = module(torch.zeros(1, 3, size, size, device=device))
+    except Exception as exc:  # a module that cannot read a (1, 3, S, S) image: say which size was tried
+        raise AtlasError(f"the model cannot read a 1 x 3 x {size} x {size} image ({exc.__class__.__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}); pass input_size=") from exc
+    out = out[0] if isinstance(out, (tuple, list)) else out
+    return int(out.shape[1]) if out.ndim == 2 else 0
+
+
 def state_dict_sha256(module: torch.nn.Module) -> str:
     """A hash of every tensor in the state dict (names, dtypes, shapes, values)."""
     digest = hashlib.sha256()

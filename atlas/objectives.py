@@ -18,6 +18,7 @@ so "channel c" means the same in every family.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -251,6 +252,44 @@ def direction(layer: str, vector: Sequence[float] | np.ndarray | torch.Tensor, c
     if values.size == 0 or not np.all(np.isfinite(values)) or not np.any(values):
         raise AtlasError("a direction needs a non-zero, finite vector with one entry per channel of the layer")
     return Objective([(1.0, Direction(layer, tuple(float(v) for v in values), bool(cosine), power))])
+
+
+# One term of an objective id as `Objective.id` writes it: an optional sign and weight, then the term.
+_TERM = re.compile(r"\s*(?P<sign>[+-]?)\s*(?:(?P<weight>\d+(?:\.\d*)?(?:e[+-]?\d+)?)\s*\*\s*)?"
+                   r"(?P<term>class:(?P<cls>\d+)|channel:(?P<clayer>[^:\s*+]+):(?P<cc>\d+)"
+                   r"|neuron:(?P<nlayer>[^:\s*+]+):(?P<nc>\d+):(?:centre|(?P<x>\d+):(?P<y>\d+)))\s*")
+
+
+def parse_objective(text: str | Objective) -> Objective:
+    """An objective from its id, e.g. "class:1", "channel:layer4:12", "neuron:blocks.3:5:centre",
+    "0.5*channel:layer4:3+class:1"; an Objective is returned as it is.  A direction's id holds
+    only a digest of its vector: build it with `direction(layer, vector)` instead."""
+    if isinstance(text, Objective):
+        return text
+    if not isinstance(text, str):
+        raise AtlasError(f"an objective is an id like \"class:1\" or an atlas.objectives value, not {text!r}")
+    terms: list[tuple[float, Term]] = []
+    position = 0
+    while position < len(text) or not terms:
+        match = _TERM.match(text, position)
+        if match is None or (terms and not match.group("sign")):
+            hint = (" (a direction needs its vector: atlas.objectives.direction(layer, vector))"
+                    if "direction:" in text else "")
+            raise AtlasError(f"cannot read objective {text!r} at {text[position:position + 20]!r}: write class:N, "
+                             f"channel:LAYER:N, neuron:LAYER:N:centre or a weighted sum like "
+                             f"0.5*channel:layer4:3+class:1{hint}")
+        weight = float(match.group("weight") or 1.0) * (-1.0 if match.group("sign") == "-" else 1.0)
+        if match.group("cls") is not None:
+            term = class_logit(int(match.group("cls")))
+        elif match.group("clayer") is not None:
+            term = channel(match.group("clayer"), int(match.group("cc")))
+        else:
+            x, y = match.group("x"), match.group("y")
+            term = neuron(match.group("nlayer"), int(match.group("nc")), None if x is None else int(x),
+                          None if y is None else int(y))
+        terms.append((weight, term.terms[0][1]))
+        position = match.end()
+    return Objective(terms)
 
 
 def _non_negative(value: int, what: str) -> int:

@@ -1,0 +1,204 @@
+"""atlas as a library: `visualize` a model's objectives in a notebook, and `Atlas` to keep the
+pictures as cache entries that `atlas build` turns into a site.
+
+    import atlas
+    pictures = atlas.visualize(model, ["class:1", "channel:layer4:12"], preset="cpu", seeds=2)
+    pictures                                  # one row of pictures in Jupyter
+    atlas.Atlas("cache").add(pictures)        # then: atlas build --cache cache
+
+`visualize` runs the engine entry `atlas render` runs (atlas.render.render with one
+`RenderSettings`), seeds each picture as `atlas render` does, scores it by the judging
+protocol with the generating model, and builds its record through atlas.entry; so a picture
+made here with the settings and model of an atlas has that atlas's cache key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from atlas.cache import Cache
+from atlas.device import resolve_device
+from atlas.entry import attribution_map, entry_files, render_record, to_uint8
+from atlas.errors import AtlasError
+from atlas.imagestats import image_stats
+from atlas.jobs import Job
+from atlas.judging import judge_images
+from atlas.models import LoadedModel, from_module, imagenet_classes, load_model
+from atlas.objectives import Objective, parse_objective
+from atlas.picture import Picture, Pictures
+from atlas.plan import Plan, PlannedJob, job_key
+from atlas.presets import Preset
+from atlas.record import ImageStats, Timing
+from atlas.render import render
+from atlas.scoring import Judge
+from atlas.seeds import job_seed
+from atlas.settings import RenderSettings
+
+SCORING_CROPS = 16  # crops per scale of the judging protocol, as `[scoring] crops` of atlas.toml
+BATCH = 8  # objectives per engine call: a batch gives the same images as single runs, only faster
+ENGINE_DEFAULTS = {"spectrum": None, "param": "maco", "bf16": False, "channels_last": False}  # visualize's own
+
+
+def visualize(
+    model: torch.nn.Module | LoadedModel | str,
+    objectives: str | Objective | Iterable[str | Objective],
+    *,
+    preset: str | Preset | RenderSettings = "atlas",
+    seeds: int = 1,
+    device: str = "auto",
+    batch_size: int = BATCH,
+    scores: bool = True,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    input_size: int | None = None,
+    name: str | None = None,
+    spectrum: str | Path | np.ndarray | None = None,
+    param: str = "maco",
+    bf16: bool = False,
+    channels_last: bool = False,
+    **preset_overrides: Any,
+) -> Pictures:
+    """One picture per objective and seed (objective-major), each with `.image`, `.attribution`,
+    `.value`, `.top5` and `.record`.
+
+    `model`: any torch module (a timm model brings its own mean, std and input size; others get
+    ImageNet's unless `mean`/`std`/`input_size` say otherwise), a LoadedModel, or a timm name
+    (`atlas.models.load_model`).  `objectives`: ids like "class:1" or "channel:layer4:12", or
+    values of atlas.objectives (sums, weights, directions).  `preset`: a preset name with field
+    overrides as keywords (`steps=32`), a Preset, or whole RenderSettings.  `scores=False` skips
+    the judging (the generating model's top-5 on crops of each picture)."""
+    loaded = _loaded(model, device, name=name, mean=mean, std=std, input_size=input_size)
+    targets = [parse_objective(o) for o in ([objectives] if isinstance(objectives, (str, Objective)) else objectives)]
+    if not targets:
+        raise AtlasError("visualize needs at least one objective, e.g. \"class:1\" or \"channel:layer4:0\"")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= 1000:
+        raise AtlasError(f"seeds is the number of pictures per objective, 1 to 1000; got {seeds!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise AtlasError(f"batch_size must be a positive integer, got {batch_size!r}")
+    settings = _settings(preset, preset_overrides, spectrum=spectrum, param=param, bf16=bf16,
+                         channels_last=channels_last)
+    device = resolve_device(device)
+    jobs = [Job(o, i, job_seed(o.id, i)) for o in targets for i in range(seeds)]
+    _check_targets(loaded, targets)
+    plan = Plan(loaded, settings, [PlannedJob(job, job_key(settings, loaded, job.objective, job.seed), None)
+                                   for job in jobs], len(jobs))
+    names = tuple(c.name for c in imagenet_classes()) if loaded.num_classes == 1000 else ()
+    pictures = Pictures()
+    for start in range(0, len(plan.jobs), batch_size):
+        chunk = plan.jobs[start:start + batch_size]
+        pictures.extend(_render_chunk(plan, chunk, device, scores, names))
+    return pictures
+
+
+def _loaded(model: Any, device: str, **options: Any) -> LoadedModel:
+    if isinstance(model, LoadedModel):
+        return model
+    if isinstance(model, str):
+        return load_model(model, device=resolve_device(device))
+    given = {k: (tuple(v) if k in ("mean", "std") else v) for k, v in options.items() if v is not None}
+    return from_module(model, device=resolve_device(device), **given)
+
+
+def _settings(preset: str | Preset | RenderSettings, overrides: dict[str, Any], **options: Any) -> RenderSettings:
+    """RenderSettings from a preset and the other choices; whole RenderSettings take only preset field overrides."""
+    if not isinstance(preset, RenderSettings):
+        return RenderSettings.make(preset, **options, **overrides)
+    beside = sorted(k for k, v in options.items()
+                    if (v is not None if ENGINE_DEFAULTS[k] is None else v != ENGINE_DEFAULTS[k]))
+    if beside:
+        raise AtlasError(f"RenderSettings already hold {', '.join(beside)}: build them with "
+                         "RenderSettings.make(preset, ...) instead of passing both")
+    return dataclasses.replace(preset, preset=dataclasses.replace(preset.preset, **overrides)) if overrides else preset
+
+
+def _check_targets(loaded: LoadedModel, objectives: Sequence[Objective]) -> None:
+    """Class indices against the model's classes, now rather than deep in a forward pass."""
+    for objective in objectives:
+        for _, term in objective.terms:
+            index = getattr(term, "index", None)
+            if index is not None and not index < loaded.num_classes:
+                have = f"{loaded.num_classes} classes" if loaded.num_classes else "no classifier (a feature map out)"
+                raise AtlasError(f"objective {objective.id} asks for class {index}, but {loaded.name} has {have}")
+
+
+def _render_chunk(plan: Plan, chunk: Sequence[PlannedJob], device: str, scores: bool,
+                  names: tuple[str, ...]) -> list[Picture]:
+    loaded = plan.loaded
+    result = render(loaded, [p.job.objective for p in chunk], plan.settings, [p.job.seed for p in chunk],
+                    device=device)
+    pixels = [to_uint8(image) for image in result.images]
+    finite = [bool(f) and bool(np.isfinite(float(v))) for f, v in zip(result.finite, result.values, strict=True)]
+    judging: list[Any] = [None] * len(chunk)
+    if scores and loaded.num_classes:
+        stored = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).float() / 255
+        judging = judge_images(stored, [Judge(loaded, "generator")], [p.job.target for p in chunk],
+                               crops=SCORING_CROPS)
+    finished = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    timing = Timing(seconds=round(result.seconds / len(chunk), 4), batch_size=len(chunk), device=device,
+                    finished=finished, batch_seconds=round(result.seconds, 4))
+    pictures = []
+    for k, item in enumerate(chunk):
+        failure = None if finite[k] else f"non-finite objective value ({float(result.values[k])})"
+        record = render_record(plan, item, seed=item.job.seed, value=float(result.values[k]), timing=timing,
+                               judging=judging[k] if finite[k] else None,
+                               image_stats=ImageStats(**image_stats(pixels[k])) if finite[k] else None,
+                               failure=failure)
+        pictures.append(Picture(Image.fromarray(pixels[k]), attribution_map(result.attributions[k]), record,
+                                names, loaded))
+    return pictures
+
+
+class Atlas:
+    """A cache folder that pictures from a notebook go into, as `atlas render` would store them;
+    `atlas build --cache FOLDER` (or `build(out)`) makes the site of them."""
+
+    def __init__(self, cache: str | Path) -> None:
+        self.cache = Cache(Path(cache))
+
+    def add(self, pictures: Picture | Iterable[Picture]) -> list[str]:
+        """Write each picture as a cache entry (and its model's `models/<name>.json` when the cache
+        lacks it for these weights); returns the keys.  A failed picture is stored as a failure."""
+        pictures = [pictures] if isinstance(pictures, Picture) else list(pictures)
+        self.cache.ensure_writable()
+        written_models: set[str] = set()
+        for picture in pictures:
+            if not isinstance(picture, Picture):
+                raise AtlasError(f"Atlas.add takes pictures from atlas.visualize, not {type(picture).__name__}")
+            self._model(picture, written_models)
+        keys = []
+        for picture in pictures:
+            ok = picture.record.status == "ok"
+            files = entry_files(np.asarray(picture.image), torch.from_numpy(picture.attribution)[None]) if ok else {}
+            self.cache.write_entry(picture.key, files, picture.record)
+            keys.append(picture.key)
+        return keys
+
+    def _model(self, picture: Picture, done: set[str]) -> None:
+        from atlas.metadata import model_info
+
+        loaded = picture.model
+        if loaded is None or loaded.weights_sha256 in done:
+            return
+        existing = self.cache.read_model(loaded.name)
+        if existing is not None and existing.weights_sha256 != loaded.weights_sha256:
+            raise AtlasError(f"the cache {self.cache.root} holds {loaded.name} with other weights: "
+                             "use another cache folder, or give the model another name=")
+        if existing is None:
+            device = str(next(loaded.module.parameters()).device) if any(True for _ in loaded.module.parameters()) \
+                else "cpu"
+            self.cache.write_model(model_info(loaded, device, picture.record.spectrum_sha256))
+        done.add(loaded.weights_sha256)
+
+    def build(self, out: str | Path, **options: Any):
+        """The static site of this cache in `out` (atlas.site.build.build; `atlas build` does the same)."""
+        from atlas.site.build import build
+
+        return build(self.cache.root, Path(out), **options)
