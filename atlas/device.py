@@ -57,7 +57,7 @@ def hardware(device: str) -> str:
 def native_bf16(device: str | torch.device = "cpu", cpuinfo: str | None = None) -> bool:
     """Whether bf16 autocast can pay off on `device`: a CUDA card with bf16, or a CPU with bf16
     instructions (avx512_bf16 or amx_bf16). Without them the CPU emulates bf16, 7x slower than fp32
-    on an AVX2-only AMD EPYC (issue 12). `cpuinfo` stands in for /proc/cpuinfo in tests."""
+    on an AVX2-only AMD EPYC (docs/benchmarks.md). `cpuinfo` stands in for /proc/cpuinfo in tests."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()

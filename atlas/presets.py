@@ -1,8 +1,9 @@
 """Render presets: the optimisation settings of a MACO run, as plain data.
 
-`horama` and `xplique` reproduce the defaults of the authors' two codes (see
-shared/docs/maco.md); `atlas` is our default for a GPU and `cpu` a budget that a
-2-core laptop finishes in minutes. No torch here: configs and caches read presets too.
+`horama` and `xplique` reproduce the defaults of the MACO authors' two codes, horama 0.3.0
+(PyTorch) and xplique 2.0.2 (TensorFlow; `docs/benchmarks.md` compares all three); `atlas` is
+our default for a GPU and `cpu` a budget that a 2-core laptop finishes in minutes. No torch
+here: configs and caches read presets too.
 """
 
 from __future__ import annotations
@@ -125,9 +126,9 @@ PRESETS: dict[str, Preset] = {
     # after 128). Sides 0.4-0.8 scored the same but drew fewer, coarser objects. 128 steps x 16
     # crops is 5x the budget where those rates level off, for finer detail, at half of 256 steps.
     "atlas": Preset("atlas", canvas=512, steps=128, crops=16, crop_min=0.25, crop_max=0.6, noise=0.05),
-    # A 2-core CPU budget (`make atlas`), chosen by the settings search of docs/benchmarks.md (issue 12):
+    # A 2-core CPU budget (`make atlas`), chosen by the settings search of docs/benchmarks.md:
     # 48 steps of 4 crops of 0.20-0.60 of a 384 px canvas, read at 0.72 of the model's side (160 px
-    # for Lite0), cost 2.5x less CPU time per image than v1's 64 steps of 0.4-0.8 crops of 256 px at
+    # for Lite0), cost 2.5x less CPU time per image than the first `cpu` preset's 64 steps of 0.4-0.8 crops of 256 px at
     # 224 px, and hold their class better at every scale of the judging protocol (6 classes: Lite2
     # top-5 on small crops 68% vs 44%, on the whole picture 100% vs 83%).
     "cpu": Preset("cpu", canvas=384, steps=48, crops=4, crop_min=0.2, crop_max=0.6, noise=0.05, input_scale=0.72),

@@ -26,12 +26,34 @@ def quality_row(config: str, classes=(10, 30), top5: float = 0.5) -> bench.Quali
     return bench.QualityRow(config, len(classes), 12.5, per_class, stats)
 
 
-def test_the_package_keeps_the_names_callers_use():
-    for name in ("QUALITY_CLASSES", "SPEED_CLASS", "CPU_BEFORE", "SEARCH", "SEARCH_ROUNDS", "SpeedRow", "QualityRow",
-                 "run_ours", "run_horama", "run_lucent", "speed", "time_split", "peak_memory_mb", "quality",
-                 "seconds_per_image", "value_range", "horama_workdir", "timed"):
-        assert hasattr(bench, name), name
-    assert callable(bench.quality) and callable(bench.speed)
+def test_our_timed_run_renders_the_asked_batch_with_the_asked_options(tiny_resnet, monkeypatch):
+    """The rows of the render-options table: the batch is the one asked for, channels_last gives
+    the same images, and bf16 reaches the engine (other images)."""
+    preset = get_preset("cpu", canvas=32, steps=2, crops=1)
+    images, seconds = bench.run_ours(tiny_resnet, preset, 2, "cpu", classes=[1, 2])
+    assert images.shape == (2, 3, 32, 32) and seconds > 0
+    last, _ = bench.run_ours(tiny_resnet, preset, 2, "cpu", classes=[1, 2], channels_last=True)
+    torch.testing.assert_close(last, images, atol=1e-3, rtol=0)
+    seen = []
+    real = bench.runs.render
+    monkeypatch.setattr(bench.runs, "render", lambda loaded, objectives, settings, seeds, **kw: (
+        seen.append(settings), real(loaded, objectives, settings, seeds, **kw))[1])
+    bench.run_ours(tiny_resnet, preset, 1, "cpu", autocast_bf16=True, param="fourier")
+    assert (seen[0].bf16, seen[0].param, seen[0].preset) == (True, "fourier", preset)
+
+
+def test_seconds_per_image_scales_a_few_timed_steps_to_the_whole_preset(tiny_resnet, monkeypatch):
+    calls = []
+
+    def fake_run(loaded, preset, batch, device, **options):
+        calls.append((preset.steps, batch, options))
+        return None, 2.0
+
+    monkeypatch.setattr(bench.runs, "run_ours", fake_run)
+    wall, _cpu = bench.seconds_per_image(tiny_resnet, get_preset("cpu"), "cpu", batch=2, steps=4,
+                                         channels_last=True)
+    assert calls == [(1, 2, {"channels_last": True}), (4, 2, {"channels_last": True})]  # a warm-up, then timed
+    assert wall == pytest.approx(2.0 * get_preset("cpu").steps / 4 / 2)
 
 
 def test_quality_configs_per_machine():

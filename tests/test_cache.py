@@ -158,8 +158,8 @@ def test_other_write_errors_and_unwritable_cache(tmp_path, monkeypatch):
 
 
 def test_two_writers_of_one_key_leave_one_consistent_entry(tmp_path, monkeypatch):
-    """Issue 9, item 5: a second writer finishing while the first is mid-entry used to leave
-    the first writer's record over the second writer's files."""
+    """A second writer finishing while the first is mid-entry must not leave the first writer's
+    record over the second writer's files."""
     cache = Cache(tmp_path)
     real_sync, turns = cache_module._fsync_dir, {"n": 0}
 

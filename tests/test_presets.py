@@ -9,13 +9,29 @@ from atlas.device import native_bf16
 from atlas.errors import AtlasError
 from atlas.models import LoadedModel
 from atlas.objectives import channel
-from atlas.presets import PRESETS, get_preset
+from atlas.presets import PRESETS, Preset, get_preset
 from atlas.render import render
 
 
-def test_the_reference_presets_keep_the_reference_phase():
-    assert PRESETS["horama"].phase_offset is False and PRESETS["xplique"].phase_offset is False
-    assert PRESETS["cpu"].phase_offset is True and PRESETS["atlas"].phase_offset is True
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_renders_and_reads_back_from_its_dict(name, tiny_resnet):
+    preset = PRESETS[name]
+    assert Preset(**preset.to_dict()) == preset  # what records and keys store is the whole preset
+    small = get_preset(name, canvas=32, steps=1, crops=1)
+    result = render(tiny_resnet, [channel("layer2", 0)], small, [0])
+    assert result.images.shape == (1, 3, 32, 32) and bool(result.finite.all())
+
+
+def test_overrides_apply_and_unknown_or_out_of_range_fields_are_refused():
+    changed = get_preset("atlas", steps=7, crop_anneal=[0.5, 0.1])
+    assert (changed.steps, changed.anneal_schedule) == (7, (0.5, 0.1))
+    assert get_preset("atlas").steps != 7  # the table itself is untouched
+    with pytest.raises(AtlasError, match="unknown preset setting 'stepz'"):
+        get_preset("atlas", stepz=3)
+    with pytest.raises(AtlasError, match="canvas must be an integer from 16 to 4096 pixels, not 100000"):
+        get_preset("atlas", canvas=100000)
+    with pytest.raises(AtlasError, match="unknown preset 'fast': choose one of"):
+        get_preset("fast")
 
 
 def test_cpu_fine_is_the_cpu_preset_with_more_crops_and_steps_and_nothing_else():

@@ -1,4 +1,4 @@
-"""Nothing lost, nothing destroyed (issue 9): signals, one-line errors of the smaller commands,
+"""Nothing lost, nothing destroyed: signals, one-line errors of the smaller commands,
 and `atlas render` and `atlas build` killed at random moments, then run again."""
 
 from __future__ import annotations

@@ -289,7 +289,7 @@ def test_build_refuses_a_foreign_output_folder(tmp_path):
 
 
 def test_a_folder_that_merely_looks_like_a_site_is_not_touched(tmp_path):
-    """Issue 9, item 1: a data/manifest.json used to make any folder atlas's to sweep."""
+    """A data/manifest.json alone must not make a folder atlas's to sweep."""
     project = tmp_path / "p"
     (project / "data").mkdir(parents=True)
     (project / "src").mkdir()
@@ -359,7 +359,7 @@ def fail_renames(monkeypatch, under: Path, after: int, error: BaseException) -> 
 
 
 def test_an_interrupted_first_build_is_resumed(tmp_path, monkeypatch):
-    """Issue 9, item 4: images used to be written before the marker, so no later build accepted the folder."""
+    """The marker is written before the images, so that a later build accepts the folder."""
     out = tmp_path / "site"
     fail_renames(monkeypatch, out / "media", 3, KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):

@@ -103,7 +103,7 @@ def commits(git_dir: Path, branch: str) -> list[str]:
 
 
 def test_publish_never_replaces_a_branch_atlas_did_not_publish(site, project):
-    """Issue 9, item 2: `--branch main` used to force-push over the project's history."""
+    """`--branch main` must not force-push over the project's history."""
     work, origin = project
     git("push", "--quiet", "origin", "HEAD:refs/heads/main", cwd=work)
     history = commits(origin, "main")
@@ -138,7 +138,7 @@ def _copy(site: Path, dest: Path) -> Path:
 
 @pytest.mark.parametrize("damage", ["unfinished", "broken link", "over budget"])
 def test_publish_pushes_nothing_but_a_finished_site_that_passes_its_check(site, tmp_path, project, damage):
-    """Issue 9, item 3: a half-built site used to be pushed with rc 0."""
+    """A half-built site is refused with a non-zero exit code, never pushed."""
     work, _ = project
     remote = tmp_path / "pages.git"
     git("init", "--quiet", "--bare", str(remote))

@@ -92,7 +92,7 @@ def quality(loaded: LoadedModel, judges: Sequence[LoadedModel], preset: Preset, 
 def quality_configs(gpu: bool) -> list[tuple[str, str, dict, dict, int | None]]:
     """(label, preset, overrides, render options, class limit) of each quality row.
 
-    On a CPU: the `cpu` preset before issue 12 and now, on the same classes (the before/after
+    On a CPU: the first `cpu` preset (engine 1, CPU_BEFORE) and today's, on the same classes (the before/after
     table of `make bench`), then the Fourier baseline at the new settings. The `atlas` preset
     (about 220 s an image on 2 cores) runs only with --part gpu or on its own.
     On a GPU: the `atlas` preset, its Fourier baseline and xplique's settings (16 classes, the

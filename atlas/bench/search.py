@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-# The `cpu` preset before issue 12 (engine version 1): the reference's phase, 224 px crops of 0.4-0.8.
+# The first `cpu` preset (engine version 1, labelled "v1" in the tables): the reference's phase,
+# 224 px crops of 0.4-0.8; the baseline every searched config is measured against.
 CPU_BEFORE = {"canvas": 256, "steps": 64, "crops": 4, "crop_min": 0.4, "crop_max": 0.8, "noise": 0.05, "lr": 1.0,
               "phase_offset": False, "input_scale": 1.0, "lr_end": 1.0, "crop_anneal": False}
 
