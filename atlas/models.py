@@ -66,8 +66,10 @@ def load_model(
             module = timm.create_model(architecture, pretrained=False)
         source = f"random initialisation (seed {RANDOM_WEIGHTS_SEED})"
     elif checkpoint is not None:
+        state = _read_checkpoint(Path(checkpoint))
         module = timm.create_model(architecture, pretrained=False)
-        _load_checkpoint(module, Path(checkpoint), name)
+        _fit_head(module, state)
+        _load_state(module, state, Path(checkpoint), name)
         source = f"checkpoint {Path(checkpoint).name}"
     elif name in lite_weights.BUNDLED:
         module = timm.create_model(architecture, pretrained=False)
@@ -110,7 +112,8 @@ def _check_known(architecture: str, name: str) -> None:
     raise AtlasError(f"unknown model {name!r}: not a timm model name{hint}")
 
 
-def _load_checkpoint(module: torch.nn.Module, path: Path, name: str) -> None:
+def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    """The state dict in a checkpoint file: plain, wrapped by a trainer, or saved from DataParallel."""
     if not path.is_file():
         raise AtlasError(
             f"checkpoint file {path} does not exist: pass --checkpoint with the path of a saved state dict")
@@ -123,10 +126,36 @@ def _load_checkpoint(module: torch.nn.Module, path: Path, name: str) -> None:
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
             break
-    if not isinstance(state, dict):
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise AtlasError(f"checkpoint {path} holds no state dict; save it with torch.save(model.state_dict(), path)")
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    result = module.load_state_dict(state, strict=False)
+    return {str(k).removeprefix("module."): v for k, v in state.items()}
+
+
+def _classifier_name(module: torch.nn.Module) -> str | None:
+    """The dotted name of the model's final linear classifier, if it has one."""
+    head = module.get_classifier() if hasattr(module, "get_classifier") else None
+    if not isinstance(head, torch.nn.Linear):
+        return None
+    return next((name for name, m in module.named_modules() if m is head), None)
+
+
+def _fit_head(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Give a fine-tuned checkpoint's head its own class count: the checkpoint, not the architecture, says it."""
+    name = _classifier_name(module)
+    weight = state.get(f"{name}.weight") if name else None
+    if weight is None or weight.ndim != 2 or not hasattr(module, "reset_classifier"):
+        return
+    if weight.shape[0] != module.get_classifier().out_features:
+        module.reset_classifier(int(weight.shape[0]))
+
+
+def _load_state(module: torch.nn.Module, state: dict[str, torch.Tensor], path: Path, name: str) -> None:
+    try:
+        result = module.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shapes that disagree: another architecture's checkpoint
+        first = str(exc).split("size mismatch for ", 1)[-1].split("\n", 1)[0].strip()
+        raise AtlasError(f"checkpoint {path} does not fit model {name!r} ({first}): "
+                         "check the model name matches the checkpoint") from exc
     if result.missing_keys or result.unexpected_keys:
         missing = ", ".join(result.missing_keys[:3])
         unexpected = ", ".join(result.unexpected_keys[:3])

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import timm
 import torch
 from PIL import Image
 
@@ -133,6 +134,22 @@ def test_checkpoint_roundtrip_and_mismatch(tmp_path, tiny_resnet):
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(AtlasError, match="cannot read checkpoint"):
         load_model("test_resnet", checkpoint=tmp_path / "junk.pth")
+
+
+def test_fine_tuned_checkpoint_brings_its_own_head(tmp_path):
+    """A state dict saved from a model fine-tuned to 4 classes loads with a 4-class head, weights intact."""
+    tuned = timm.create_model("test_resnet", pretrained=False, num_classes=4)
+    path = tmp_path / "tuned.pth"
+    torch.save(tuned.state_dict(), path)
+    loaded = load_model("test_resnet", checkpoint=path)
+    assert loaded.num_classes == 4
+    x = torch.rand(2, 3, loaded.input_size, loaded.input_size)
+    assert torch.equal(loaded.module(x), tuned.eval()(x))
+    broken = {k: v for k, v in tuned.state_dict().items() if k != "fc.bias"}
+    torch.save(broken, path)
+    with pytest.raises(AtlasError, match=r"missing: fc\.bias") as caught:
+        load_model("test_resnet", checkpoint=path)
+    assert "\n" not in str(caught.value)
 
 
 def test_timm_model_without_local_weights_never_downloads(monkeypatch, tmp_path):
