@@ -23,6 +23,7 @@ import timm  # noqa: E402
 import timm.data  # noqa: E402
 import torch  # noqa: E402
 
+from atlas import labels as class_labels  # noqa: E402
 from atlas import lite_weights  # noqa: E402
 from atlas.errors import AtlasError  # noqa: E402
 from atlas.model_record import ClassInfo, LayerInfo  # noqa: E402  (the types of models/<name>.json)
@@ -41,6 +42,9 @@ class LoadedModel:
     num_classes: int
     weights_sha256: str
     weights_source: str
+    # the head's classes in index order: the user's labels, else the ImageNet table its weights were trained on,
+    # else "class N"; empty for a model without a classification head
+    classes: tuple[ClassInfo, ...] = ()
 
 
 def bundled_names() -> list[str]:
@@ -53,8 +57,13 @@ def load_model(
     checkpoint: str | os.PathLike | None = None,
     random_weights: bool = False,
     device: str | torch.device = "cpu",
+    labels: tuple[str, ...] | None = None,
+    labels_source: str = "the labels",
 ) -> LoadedModel:
-    """Create `name` with real weights (or random ones when asked), ready for visualization."""
+    """Create `name` with real weights (or random ones when asked), ready for visualization.
+
+    `labels` names the head's classes in index order (`atlas.labels`); `labels_source` says where they came
+    from in the error when their count disagrees with the head."""
     if checkpoint is not None and random_weights:
         raise AtlasError("choose one of --checkpoint and --random-weights, not both")
     architecture = lite_weights.BUNDLED[name][0] if name in lite_weights.BUNDLED else name
@@ -80,16 +89,36 @@ def load_model(
 
     module.eval().requires_grad_(False).to(device)
     config = timm.data.resolve_model_data_config(module)
+    num_classes = int(getattr(module, "num_classes", 0) or 0)
     return LoadedModel(
         name=name,
         module=module,
         mean=tuple(float(v) for v in config["mean"]),
         std=tuple(float(v) for v in config["std"]),
         input_size=int(config["input_size"][-1]),
-        num_classes=int(getattr(module, "num_classes", 0) or 0),
+        num_classes=num_classes,
         weights_sha256=state_dict_sha256(module),
         weights_source=source,
+        classes=model_classes(module, num_classes, labels, labels_source),
     )
+
+
+def model_classes(module: torch.nn.Module, num_classes: int, labels: tuple[str, ...] | None,
+                  labels_source: str) -> tuple[ClassInfo, ...]:
+    """The head's classes: the given labels, else timm's table for the ImageNet subset the weights were
+    trained on (when its size is the head's), else numbered."""
+    if labels is not None:
+        return class_labels.class_table(labels, num_classes, labels_source)
+    if not num_classes:
+        return ()
+    if num_classes == 1000:
+        return imagenet_classes()
+    subset = timm.data.infer_imagenet_subset(module)
+    if subset and subset != "imagenet-1k":  # ImageNet-22k and its subsets, from timm's offline tables
+        info = timm.data.ImageNetInfo(subset)
+        if info.num_classes() == num_classes:
+            return tuple(_imagenet_class(info, i) for i in range(num_classes))
+    return class_labels.numbered(num_classes)
 
 
 def state_dict_sha256(module: torch.nn.Module) -> str:
@@ -294,11 +323,12 @@ def pre_logits_layer(loaded: LoadedModel) -> str | None:
 def imagenet_classes() -> tuple[ClassInfo, ...]:
     """The 1000 ImageNet-1k classes with WordNet ids and names, from timm's offline tables."""
     info = timm.data.ImageNetInfo()
-    classes = []
-    for index in range(info.num_classes()):
-        lemmas = tuple(s.strip() for s in info.index_to_description(index).split(","))
-        classes.append(ClassInfo(index, info.index_to_label_name(index), lemmas[0], lemmas))
-    return tuple(classes)
+    return tuple(_imagenet_class(info, index) for index in range(info.num_classes()))
+
+
+def _imagenet_class(info: timm.data.ImageNetInfo, index: int) -> ClassInfo:
+    lemmas = tuple(s.strip() for s in info.index_to_description(index).split(","))
+    return ClassInfo(index, info.index_to_label_name(index), lemmas[0], lemmas)
 
 
 def data_transform(loaded: LoadedModel):
