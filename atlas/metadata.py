@@ -12,8 +12,9 @@ import torch
 
 from atlas import __version__
 from atlas.device import hardware
-from atlas.model_record import ClassInfo, ModelInfo, Ranked
-from atlas.models import LoadedModel, classifier_weights, imagenet_classes, list_layers, pre_logits_layer
+from atlas.labels import numbered
+from atlas.model_record import ModelInfo, Ranked
+from atlas.models import LoadedModel, classifier_weights, list_layers, pre_logits_layer
 
 NEAREST = 8  # nearest classes per class, and top classes per channel of the last layer
 
@@ -37,10 +38,7 @@ def _top(scores: torch.Tensor, count: int) -> dict[int, Ranked]:
 
 
 def model_info(loaded: LoadedModel, device: str, spectrum_sha256: str) -> ModelInfo:
-    if loaded.num_classes == 1000:
-        classes = imagenet_classes()
-    else:
-        classes = tuple(ClassInfo(i, "", f"class {i}", ()) for i in range(loaded.num_classes))
+    classes = loaded.classes or numbered(loaded.num_classes)
     weights = classifier_weights(loaded)
     nearest: dict[int, Ranked] = {}
     channel_top: dict[str, dict[int, Ranked]] = {}

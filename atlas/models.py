@@ -23,6 +23,7 @@ import timm  # noqa: E402
 import timm.data  # noqa: E402
 import torch  # noqa: E402
 
+from atlas import labels as class_labels  # noqa: E402
 from atlas import lite_weights  # noqa: E402
 from atlas.errors import AtlasError  # noqa: E402
 from atlas.model_record import ClassInfo, LayerInfo  # noqa: E402  (the types of models/<name>.json)
@@ -41,6 +42,9 @@ class LoadedModel:
     num_classes: int
     weights_sha256: str
     weights_source: str
+    # the head's classes in index order: the user's labels, else the ImageNet table its weights were trained on,
+    # else "class N"; empty for a model without a classification head
+    classes: tuple[ClassInfo, ...] = ()
 
 
 def bundled_names() -> list[str]:
@@ -53,8 +57,13 @@ def load_model(
     checkpoint: str | os.PathLike | None = None,
     random_weights: bool = False,
     device: str | torch.device = "cpu",
+    labels: tuple[str, ...] | None = None,
+    labels_source: str = "the labels",
 ) -> LoadedModel:
-    """Create `name` with real weights (or random ones when asked), ready for visualization."""
+    """Create `name` with real weights (or random ones when asked), ready for visualization.
+
+    `labels` names the head's classes in index order (`atlas.labels`); `labels_source` says where they came
+    from in the error when their count disagrees with the head."""
     if checkpoint is not None and random_weights:
         raise AtlasError("choose one of --checkpoint and --random-weights, not both")
     architecture = lite_weights.BUNDLED[name][0] if name in lite_weights.BUNDLED else name
@@ -66,8 +75,10 @@ def load_model(
             module = timm.create_model(architecture, pretrained=False)
         source = f"random initialisation (seed {RANDOM_WEIGHTS_SEED})"
     elif checkpoint is not None:
+        state = _read_checkpoint(Path(checkpoint))
         module = timm.create_model(architecture, pretrained=False)
-        _load_checkpoint(module, Path(checkpoint), name)
+        _fit_head(module, state)
+        _load_state(module, state, Path(checkpoint), name)
         source = f"checkpoint {Path(checkpoint).name}"
     elif name in lite_weights.BUNDLED:
         module = timm.create_model(architecture, pretrained=False)
@@ -78,15 +89,17 @@ def load_model(
 
     module.eval().requires_grad_(False).to(device)
     config = timm.data.resolve_model_data_config(module)
+    num_classes = int(getattr(module, "num_classes", 0) or 0)
     return LoadedModel(
         name=name,
         module=module,
         mean=tuple(float(v) for v in config["mean"]),
         std=tuple(float(v) for v in config["std"]),
         input_size=int(config["input_size"][-1]),
-        num_classes=int(getattr(module, "num_classes", 0) or 0),
+        num_classes=num_classes,
         weights_sha256=state_dict_sha256(module),
         weights_source=source,
+        classes=model_classes(module, num_classes, labels, labels_source),
     )
 
 
@@ -122,7 +135,7 @@ def from_module(module: torch.nn.Module, *, name: str | None = None, mean: tuple
     cfg = getattr(module, "pretrained_cfg", None)
     label = name or (cfg.get("architecture") if isinstance(cfg, dict) else None) or type(module).__name__.lower()
     return LoadedModel(label, module, mean, std, size, int(num_classes), state_dict_sha256(module),
-                       f"in-memory {type(module).__name__}")
+                       f"in-memory {type(module).__name__}", model_classes(module, int(num_classes), None, ""))
 
 
 def _output_classes(module: torch.nn.Module, size: int) -> int:
@@ -138,6 +151,24 @@ def _output_classes(module: torch.nn.Module, size: int) -> int:
                          f"{str(exc).splitlines()[0] if str(exc) else ''}); pass input_size=") from exc
     out = out[0] if isinstance(out, (tuple, list)) else out
     return int(out.shape[1]) if out.ndim == 2 else 0
+
+
+def model_classes(module: torch.nn.Module, num_classes: int, labels: tuple[str, ...] | None,
+                  labels_source: str) -> tuple[ClassInfo, ...]:
+    """The head's classes: the given labels, else timm's table for the ImageNet subset the weights were
+    trained on (when its size is the head's), else numbered."""
+    if labels is not None:
+        return class_labels.class_table(labels, num_classes, labels_source)
+    if not num_classes:
+        return ()
+    if num_classes == 1000:
+        return imagenet_classes()
+    subset = timm.data.infer_imagenet_subset(module) if getattr(module, "pretrained_cfg", None) else None
+    if subset and subset != "imagenet-1k":  # ImageNet-22k and its subsets, from timm's offline tables
+        info = timm.data.ImageNetInfo(subset)
+        if info.num_classes() == num_classes:
+            return tuple(_imagenet_class(info, i) for i in range(num_classes))
+    return class_labels.numbered(num_classes)
 
 
 def state_dict_sha256(module: torch.nn.Module) -> str:
@@ -160,7 +191,8 @@ def _check_known(architecture: str, name: str) -> None:
     raise AtlasError(f"unknown model {name!r}: not a timm model name{hint}")
 
 
-def _load_checkpoint(module: torch.nn.Module, path: Path, name: str) -> None:
+def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    """The state dict in a checkpoint file: plain, wrapped by a trainer, or saved from DataParallel."""
     if not path.is_file():
         raise AtlasError(
             f"checkpoint file {path} does not exist: pass --checkpoint with the path of a saved state dict")
@@ -173,10 +205,36 @@ def _load_checkpoint(module: torch.nn.Module, path: Path, name: str) -> None:
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
             break
-    if not isinstance(state, dict):
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise AtlasError(f"checkpoint {path} holds no state dict; save it with torch.save(model.state_dict(), path)")
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    result = module.load_state_dict(state, strict=False)
+    return {str(k).removeprefix("module."): v for k, v in state.items()}
+
+
+def _classifier_name(module: torch.nn.Module) -> str | None:
+    """The dotted name of the model's final linear classifier, if it has one."""
+    head = module.get_classifier() if hasattr(module, "get_classifier") else None
+    if not isinstance(head, torch.nn.Linear):
+        return None
+    return next((name for name, m in module.named_modules() if m is head), None)
+
+
+def _fit_head(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Give a fine-tuned checkpoint's head its own class count: the checkpoint, not the architecture, says it."""
+    name = _classifier_name(module)
+    weight = state.get(f"{name}.weight") if name else None
+    if weight is None or weight.ndim != 2 or not hasattr(module, "reset_classifier"):
+        return
+    if weight.shape[0] != module.get_classifier().out_features:
+        module.reset_classifier(int(weight.shape[0]))
+
+
+def _load_state(module: torch.nn.Module, state: dict[str, torch.Tensor], path: Path, name: str) -> None:
+    try:
+        result = module.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shapes that disagree: another architecture's checkpoint
+        first = str(exc).split("size mismatch for ", 1)[-1].split("\n", 1)[0].strip()
+        raise AtlasError(f"checkpoint {path} does not fit model {name!r} ({first}): "
+                         "check the model name matches the checkpoint") from exc
     if result.missing_keys or result.unexpected_keys:
         missing = ", ".join(result.missing_keys[:3])
         unexpected = ", ".join(result.unexpected_keys[:3])
@@ -315,11 +373,12 @@ def pre_logits_layer(loaded: LoadedModel) -> str | None:
 def imagenet_classes() -> tuple[ClassInfo, ...]:
     """The 1000 ImageNet-1k classes with WordNet ids and names, from timm's offline tables."""
     info = timm.data.ImageNetInfo()
-    classes = []
-    for index in range(info.num_classes()):
-        lemmas = tuple(s.strip() for s in info.index_to_description(index).split(","))
-        classes.append(ClassInfo(index, info.index_to_label_name(index), lemmas[0], lemmas))
-    return tuple(classes)
+    return tuple(_imagenet_class(info, index) for index in range(info.num_classes()))
+
+
+def _imagenet_class(info: timm.data.ImageNetInfo, index: int) -> ClassInfo:
+    lemmas = tuple(s.strip() for s in info.index_to_description(index).split(","))
+    return ClassInfo(index, info.index_to_label_name(index), lemmas[0], lemmas)
 
 
 def data_transform(loaded: LoadedModel):

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import timm
 import torch
 from PIL import Image
 
@@ -113,6 +114,10 @@ def test_imagenet_metadata_is_offline_and_complete():
     assert len({c.wnid for c in classes}) == 1000
 
 
+def test_an_imagenet_head_is_named_by_imagenet(tiny_resnet):
+    assert tiny_resnet.num_classes == 1000 and tiny_resnet.classes == imagenet_classes()
+
+
 def test_unknown_model_suggests_close_names():
     with pytest.raises(AtlasError, match=r"unknown model 'efficientnet_lite9'.*did you mean .*efficientnet_lite"):
         load_model("efficientnet_lite9")
@@ -133,6 +138,29 @@ def test_checkpoint_roundtrip_and_mismatch(tmp_path, tiny_resnet):
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(AtlasError, match="cannot read checkpoint"):
         load_model("test_resnet", checkpoint=tmp_path / "junk.pth")
+
+
+def test_fine_tuned_checkpoint_brings_its_own_head(tmp_path):
+    """A state dict saved from a model fine-tuned to 4 classes loads with a 4-class head, weights intact."""
+    tuned = timm.create_model("test_resnet", pretrained=False, num_classes=4)
+    path = tmp_path / "tuned.pth"
+    torch.save(tuned.state_dict(), path)
+    loaded = load_model("test_resnet", checkpoint=path)
+    assert loaded.num_classes == 4
+    x = torch.rand(2, 3, loaded.input_size, loaded.input_size)
+    assert torch.equal(loaded.module(x), tuned.eval()(x))
+    assert [c.name for c in loaded.classes] == ["class 0", "class 1", "class 2", "class 3"]
+    named = load_model("test_resnet", checkpoint=path, labels=("maple", "oak", "ginkgo", "n01440764"),
+                       labels_source="labels file leaves.txt")
+    assert [(c.index, c.name, c.wnid) for c in named.classes] == [
+        (0, "maple", ""), (1, "oak", ""), (2, "ginkgo", ""), (3, "n01440764", "n01440764")]
+    with pytest.raises(AtlasError, match="labels file leaves.txt names 2 classes but the model's head has 4"):
+        load_model("test_resnet", checkpoint=path, labels=("maple", "oak"), labels_source="labels file leaves.txt")
+    broken = {k: v for k, v in tuned.state_dict().items() if k != "fc.bias"}
+    torch.save(broken, path)
+    with pytest.raises(AtlasError, match=r"missing: fc\.bias") as caught:
+        load_model("test_resnet", checkpoint=path)
+    assert "\n" not in str(caught.value)
 
 
 def test_timm_model_without_local_weights_never_downloads(monkeypatch, tmp_path):

@@ -1,0 +1,72 @@
+"""Class names of a classifier: from a labels file, an image folder's class folders, or the model's own table.
+
+Torch-free: the same names are read by `atlas render`, `atlas concepts` and `atlas eval`, so a fine-tuned
+classifier's classes are named once, in class-index order, wherever they come from.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from atlas.errors import AtlasError
+from atlas.model_record import ClassInfo
+
+WNID = re.compile(r"n\d{8}")
+MAX_LABEL_CHARS = 200
+
+
+def read_labels(path: str | os.PathLike) -> tuple[str, ...]:
+    """One class name a line, in class-index order; blank or repeated names are refused."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AtlasError(f"cannot read labels file {path} ({exc.__class__.__name__}): "
+                         "give a UTF-8 text file with one class name a line") from exc
+    lines = text.splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    names = tuple(line.strip() for line in lines)
+    return _checked(names, f"labels file {path}")
+
+
+def folder_labels(images: str | os.PathLike) -> tuple[str, ...]:
+    """The class folders of an image folder, sorted by name: torchvision ImageFolder's class order."""
+    root = Path(images)
+    try:
+        names = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+    except OSError as exc:
+        raise AtlasError(f"cannot list image folder {root} ({exc.__class__.__name__}): "
+                         "give a folder with one subfolder of images per class") from exc
+    return _checked(tuple(names), f"image folder {root}")
+
+
+def _checked(names: tuple[str, ...], where: str) -> tuple[str, ...]:
+    if not names:
+        raise AtlasError(f"{where} names no class: give one class name a line (or one folder a class)")
+    for line, name in enumerate(names, 1):
+        if not name:
+            raise AtlasError(f"{where}: line {line} is blank; every class needs a name, one a line")
+        if len(name) > MAX_LABEL_CHARS or not name.isprintable():
+            raise AtlasError(f"{where}: line {line} is not a printable name of at most {MAX_LABEL_CHARS} characters")
+    seen: dict[str, int] = {}
+    for line, name in enumerate(names, 1):
+        if name in seen:
+            raise AtlasError(f"{where}: {name!r} is on lines {seen[name]} and {line}; class names must be unique")
+        seen[name] = line
+    return names
+
+
+def class_table(names: tuple[str, ...], num_classes: int, source: str) -> tuple[ClassInfo, ...]:
+    """ClassInfo for each of a head's classes; names that are WordNet ids keep them as the class's id."""
+    if len(names) != num_classes:
+        raise AtlasError(f"{source} names {len(names)} classes but the model's head has {num_classes}: "
+                         "give one name per class of the checkpoint, in class-index order")
+    return tuple(ClassInfo(i, name if WNID.fullmatch(name) else "", name, (name,)) for i, name in enumerate(names))
+
+
+def numbered(num_classes: int) -> tuple[ClassInfo, ...]:
+    """The last resort: classes named by their index."""
+    return tuple(ClassInfo(i, "", f"class {i}", ()) for i in range(num_classes))
