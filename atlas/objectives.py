@@ -1,6 +1,7 @@
 """Objectives: what a visualization maximises, as values with an algebra.
 
-    class_logit(967) ; channel("blocks.5", 17) ; neuron("blocks.5", 17) ;
+    class_logit(967) ; class_logprob(967) ; class_margin(967) ;
+    channel("blocks.5", 17) ; neuron("blocks.5", 17) ;
     direction("blocks.5", v, cosine=True) ; direction("blocks.5", v, power=2) ;
     0.5 * channel("blocks.5", 17) + class_logit(3)
 
@@ -40,6 +41,35 @@ class ClassLogit:
 
     def describe(self) -> str:
         return f"class {self.index}"
+
+
+@dataclass(frozen=True)
+class ClassLogProb:
+    """The class's log-probability: its logit minus the log-sum-exp of all logits, so raising
+    another class's logit lowers it."""
+
+    index: int
+
+    @property
+    def id(self) -> str:
+        return f"logprob:{self.index}"
+
+    def describe(self) -> str:
+        return f"class {self.index} (log-probability)"
+
+
+@dataclass(frozen=True)
+class ClassMargin:
+    """The class's logit minus the mean of the other logits: the plain logit, less what every class gains."""
+
+    index: int
+
+    @property
+    def id(self) -> str:
+        return f"margin:{self.index}"
+
+    def describe(self) -> str:
+        return f"class {self.index} (logit minus the mean of the others)"
 
 
 @dataclass(frozen=True)
@@ -98,7 +128,8 @@ class Direction:
         return f"{self.layer} · direction {self.digest[:6]} ({form})"
 
 
-Term = ClassLogit | Channel | Neuron | Direction
+Term = ClassLogit | ClassLogProb | ClassMargin | Channel | Neuron | Direction
+LOGIT_TERMS = (ClassLogit, ClassLogProb, ClassMargin)  # terms read from the logits, each targeting one class
 
 
 def _format_weight(weight: float) -> str:
@@ -175,19 +206,21 @@ class Objective:
 
     @property
     def kind(self) -> str:
-        """"class", "channel", "neuron", "direction", or "sum" for anything weighted or combined."""
+        """"class", "logprob", "margin", "channel", "neuron", "direction", or "sum" for anything weighted
+        or combined."""
         single = self.single
-        kinds = {ClassLogit: "class", Channel: "channel", Neuron: "neuron", Direction: "direction"}
+        kinds = {ClassLogit: "class", ClassLogProb: "logprob", ClassMargin: "margin", Channel: "channel",
+                 Neuron: "neuron", Direction: "direction"}
         return "sum" if single is None else kinds[type(single)]
 
     @property
     def class_index(self) -> int | None:
-        return self.single.index if isinstance(self.single, ClassLogit) else None
+        return self.single.index if isinstance(self.single, LOGIT_TERMS) else None
 
     @property
     def layer(self) -> str | None:
         single = self.single
-        return None if single is None or isinstance(single, ClassLogit) else single.layer
+        return None if single is None or isinstance(single, LOGIT_TERMS) else single.layer
 
     @property
     def channel(self) -> int | None:
@@ -208,11 +241,11 @@ class Objective:
     # --- what it needs and computes ------------------------------------------------------
     @property
     def layers(self) -> frozenset[str]:
-        return frozenset(t.layer for _, t in self.terms if not isinstance(t, ClassLogit))
+        return frozenset(t.layer for _, t in self.terms if not isinstance(t, LOGIT_TERMS))
 
     @property
     def needs_logits(self) -> bool:
-        return any(isinstance(t, ClassLogit) for _, t in self.terms)
+        return any(isinstance(t, LOGIT_TERMS) for _, t in self.terms)
 
     def __call__(self, activations: Activations) -> torch.Tensor:
         """Per-row values (B,) of this objective on a batch of activations."""
@@ -221,6 +254,14 @@ class Objective:
 
 def class_logit(index: int) -> Objective:
     return Objective([(1.0, ClassLogit(_non_negative(index, "class index")))])
+
+
+def class_logprob(index: int) -> Objective:
+    return Objective([(1.0, ClassLogProb(_non_negative(index, "class index")))])
+
+
+def class_margin(index: int) -> Objective:
+    return Objective([(1.0, ClassMargin(_non_negative(index, "class index")))])
 
 
 def channel(layer: str, c: int) -> Objective:
@@ -430,7 +471,7 @@ class _Group:
             self._check(shape)
             height, width = (shape[2], shape[3]) if len(shape) == 4 else (0, 0)
             t: dict[str, list] = {"samples": self.samples, "weights": self.weights}
-            if self.kind is ClassLogit:
+            if self.kind in LOGIT_TERMS:
                 t["index"] = [term.index for term in self.terms]
             elif self.kind in (Channel, Neuron):
                 t["index"] = [term.channel for term in self.terms]
@@ -451,7 +492,7 @@ class _Group:
             if max(values) >= size:
                 raise AtlasError(message.format(max(values), size))
 
-        if self.kind is ClassLogit:
+        if self.kind in LOGIT_TERMS:
             over([t.index for t in self.terms], shape[-1], "class {} is out of range: the model has {} classes")
             return
         channels, height, width = shape[1:]
@@ -466,7 +507,7 @@ class _Group:
 
     def values(self, activations: Activations, k: int, crops: int) -> torch.Tensor:
         """(K, crops) weighted contribution of this group's terms."""
-        if self.kind is ClassLogit:
+        if self.kind in LOGIT_TERMS:
             if activations.logits is None:
                 raise ValueError("class objectives need the logits; capture with logits=True")
             source = activations.logits
@@ -475,8 +516,13 @@ class _Group:
         t = self._on(source.device, tuple(source.shape))
         source = source.float()
         samples = t["samples"]
-        if self.kind is ClassLogit:
-            values = source.view(k, crops, -1)[samples, :, t["index"]]
+        if self.kind in LOGIT_TERMS:
+            logits = source.view(k, crops, -1)[samples]  # (T, n, classes)
+            values = logits.gather(2, t["index"][:, None, None].expand(-1, crops, 1))[..., 0]
+            if self.kind is ClassLogProb:
+                values = values - logits.logsumexp(dim=2)
+            elif self.kind is ClassMargin:
+                values = values - (logits.sum(dim=2) - values) / (logits.shape[2] - 1)
         else:
             grid = source.view(k, crops, *source.shape[1:])  # (K, n, C, H, W)
             if self.kind is Channel:

@@ -80,6 +80,30 @@ def test_quality_classes_take_the_fixed_list_then_spread_over_the_1000():
     assert len(spread) == 100 and spread[:3] == (0, 10, 20)
 
 
+def test_the_held_out_list_is_seeded_and_disjoint_from_the_tuning_list():
+    held = bench.HELDOUT_CLASSES
+    assert len(held) == len(set(held)) == 100 and list(held) == sorted(held)
+    assert not set(held) & set(bench.QUALITY_CLASSES) and all(0 <= c < 1000 for c in held)
+    assert held[:6] == (3, 15, 21, 24, 36, 40)  # the seed's draw: reports stay comparable across sessions
+    assert bench.quality_classes(7, held_out=True) == held[:7]
+
+
+def test_objective_configs_compare_every_class_objective_on_each_machine_preset():
+    cpu, gpu = bench.objective_configs(gpu=False), bench.objective_configs(gpu=True)
+    assert [(c[1], c[3]["objective"]) for c in cpu] == [("cpu", o) for o in bench.CLASS_OBJECTIVES]
+    assert {c[1] for c in gpu} == {"cpu", "atlas"} and len(gpu) == 2 * len(bench.CLASS_OBJECTIVES)
+    assert set(bench.CLASS_OBJECTIVES) == set(bench.CLASS_OBJECTIVE)
+
+
+def test_each_class_objective_renders_its_class(tiny_resnet):
+    """The bench renders every compared objective through the engine, one picture per class."""
+    preset = get_preset("cpu", canvas=48, steps=2, crops=2)
+    for name in bench.CLASS_OBJECTIVES:
+        images, seconds = bench.run_ours(tiny_resnet, preset, 2, "cpu", classes=[1, 2], objective=name)
+        assert images.shape == (2, 3, 48, 48) and torch.isfinite(images).all() and seconds > 0
+    assert bench.class_objective("blend", 7).id == "class:7+logprob:7"
+
+
 def test_quality_rows_batch_limit_and_each_row_reported(monkeypatch):
     calls, reported = [], []
 
@@ -144,17 +168,18 @@ def test_the_command_prints_and_writes_what_the_measurements_return(monkeypatch,
     monkeypatch.setattr(bench, "load_judges", lambda: [])
     rows = [quality_row("before: cpu v1"), quality_row("after: cpu", top5=0.9)]
     monkeypatch.setattr(bench, "quality_rows", lambda *a, on_row=None, **kw: [(r, get_preset("cpu")) for r in rows])
-    args = argparse.Namespace(part="cpu", only="split,quality", device=None, classes=2, steps=None, images=None,
-                              out=tmp_path, no_tf32=False)
+    args = argparse.Namespace(part="cpu", only="split,quality", device=None, classes=2, heldout_classes=3,
+                              steps=None, images=None, out=tmp_path, no_tf32=False)
     assert command.run(args) == 0
     out = capsys.readouterr().out
     assert "| model | batch | step ms | image handling ms | image handling share |\n|---|---|---|---|---|\n" \
            "| efficientnet_lite0 | 1 | 100.0 | 25.0 | 25.0% |" in out
-    assert ("| config | classes | s/image | corner ratio | border share | HF share | large Lite0 top-1 | "
+    assert ("| config | classes | s/image | corner ratio | border share | HF share | whole Lite0 top-1 | "
+            "large Lite0 top-1 | "
             "large Lite1 top-1 / top-5 | large Lite2 top-1 / top-5 | small Lite1 top-5 | small Lite2 top-5 | "
             "whole Lite1 top-5 | whole Lite2 top-5 |") in out
-    assert "| after: cpu | 2 | 12.5 | 1.50 | 0.25 | 12.3‰ | 25% | 10% / 90% | 20% / 40% | 90% | 40% | 90% | 40% |" \
-           in out
+    assert ("| after: cpu | 2 | 12.5 | 1.50 | 0.25 | 12.3‰ | 25% | 25% | 10% / 90% | 20% / 40% | 90% | 40% | 90% | "
+            "40% |") in out
     assert (tmp_path / "quality-cpu.png").is_file()
     results = json.loads((tmp_path / "results-cpu.json").read_text())
     assert list(results) == ["machine", "device", "date", "command", "split", "quality"]
@@ -168,8 +193,8 @@ def test_no_tf32_turns_tf32_off_for_the_run_and_says_so(monkeypatch, tmp_path, c
         {"model": "efficientnet_lite0", "batch": 1, "step_ms": 100.0, "image_ms": 25.0, "image_fraction": 0.25}])
     saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
-    args = argparse.Namespace(part="cpu", only="split", device=None, classes=2, steps=None, images=None,
-                              out=tmp_path, no_tf32=True)
+    args = argparse.Namespace(part="cpu", only="split", device=None, classes=2, heldout_classes=3, steps=None,
+                              images=None, out=tmp_path, no_tf32=True)
     try:
         assert command.run(args) == 0
         assert torch.backends.cudnn.allow_tf32 is False and torch.backends.cuda.matmul.allow_tf32 is False

@@ -16,6 +16,8 @@ from atlas.objectives import (
     capture,
     channel,
     class_logit,
+    class_logprob,
+    class_margin,
     direction,
     neuron,
 )
@@ -126,6 +128,17 @@ def test_record_fields():
     assert mixed.layers == {"a"} and mixed.needs_logits and not ch.needs_logits
 
 
+def test_class_objectives_that_weigh_the_other_classes():
+    """The log-probability and the margin target one class like the logit, under ids of their own."""
+    for make, kind, text in [(class_logprob, "logprob", "log-probability"), (class_margin, "margin", "mean")]:
+        objective = make(620)
+        assert objective.id == f"{kind}:620" and objective.id != class_logit(620).id
+        assert (objective.kind, objective.class_index, objective.layer) == (kind, 620, None)
+        assert objective.needs_logits and not objective.layers
+        assert text in objective.describe("m")
+    assert (class_logit(620) + class_logprob(620)).id == "class:620+logprob:620"
+
+
 def test_bad_arguments_are_refused():
     with pytest.raises(AtlasError, match="cancel"):
         class_logit(1) - class_logit(1)
@@ -145,6 +158,9 @@ def test_values_match_the_activations(tiny):
         vector = torch.randn(act.shape[1], generator=torch.Generator().manual_seed(1))
         cases = {
             class_logit(3): logits[:, 3],
+            class_logprob(3): torch.log_softmax(logits, dim=1)[:, 3],
+            class_margin(3): logits[:, 3] - torch.cat([logits[:, :3], logits[:, 4:]], dim=1).mean(1),
+            class_logit(3) + class_logprob(3): logits[:, 3] + torch.log_softmax(logits, dim=1)[:, 3],
             channel(layer, 5): act[:, 5].mean((1, 2)),
             neuron(layer, 2): act[:, 2, act.shape[2] // 2, act.shape[3] // 2],
             neuron(layer, 2, 1, 0): act[:, 2, 0, 1],
@@ -165,7 +181,7 @@ def test_values_match_the_activations(tiny):
 def test_batched_evaluation_equals_each_objective_on_its_rows(tiny):
     layer = LAYERS[tiny.module.default_cfg["architecture"]]
     objectives = [class_logit(1), channel(layer, 3), neuron(layer, 0), channel(layer, 1) + class_logit(2),
-                  channel(layer, 3)]
+                  channel(layer, 3), class_logprob(2), class_margin(1) + 0.5 * class_logit(1)]
     crops = 2
     x = torch.randn((len(objectives) * crops, 3, tiny.input_size, tiny.input_size))
     with torch.no_grad():
@@ -208,6 +224,7 @@ def test_unknown_layers_and_indices_are_explained(tiny_resnet):
         capture(tiny_resnet.module, [channel("layer9", 0)], x)
     for objective, message in [(channel("layer2", 4096), "channel 4096 is out of range"),
                                (class_logit(5000), "class 5000 is out of range"),
+                               (class_logprob(5000), "class 5000 is out of range"),
                                (neuron("layer2", 0, 99, 0), "neuron x 99"),
                                (direction("layer2", [1.0, 2.0]), "needs 48 entries")]:
         with pytest.raises(AtlasError, match=message), torch.no_grad():
@@ -220,7 +237,8 @@ def test_every_objective_rises(tiny):
     channels = capture(tiny.module, [channel(layer, 0)], torch.zeros((1, 3, tiny.input_size, tiny.input_size)))
     width = channels.layers[layer].shape[1]
     objectives = [class_logit(3), channel(layer, 5), neuron(layer, 2), direction(layer, torch.linspace(-1, 1, width)),
-                  direction(layer, torch.linspace(1, -1, width), cosine=True), channel(layer, 1) - 0.5 * class_logit(7)]
+                  direction(layer, torch.linspace(1, -1, width), cosine=True), channel(layer, 1) - 0.5 * class_logit(7),
+                  class_logprob(4), class_margin(5)]
     seeds = list(range(len(objectives)))
     preset = get_preset("cpu", canvas=48, steps=6, crops=2, crop_min=0.6, crop_max=0.9)
     first = render(tiny, objectives, dataclasses.replace(preset, steps=1), seeds).values  # the initial images

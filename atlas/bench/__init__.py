@@ -7,17 +7,22 @@ the same for every implementation. One module per noun:
 
 - `runs`: one timed render of ours, horama's and torch-lucent's, the timing helpers;
 - `throughput`: speed against the references, scaling, where a step goes, render options, cost;
-- `protocol`: quality on the judging protocol, the rows each machine renders;
+- `protocol`: quality on the judging protocol, the rows each machine renders, the tuning and held-out
+  class lists, the class objectives compared;
 - `search`: the configs of the settings search for the `cpu` preset;
 - `concepts`: how long `atlas concepts` takes, and the sample folder it can time.
 """
 
 from atlas.bench.concepts import ConceptBench, bench_concepts, sample_folder, time_concepts
 from atlas.bench.protocol import (
+    CLASS_OBJECTIVES,
+    HELDOUT_CLASSES,
+    HELDOUT_SEED,
     JUDGES,
     QUALITY_CLASSES,
     QualityRow,
     load_judges,
+    objective_configs,
     quality,
     quality_classes,
     quality_configs,
@@ -25,7 +30,9 @@ from atlas.bench.protocol import (
     quality_rows,
 )
 from atlas.bench.runs import (
+    CLASS_OBJECTIVE,
     SPEED_CLASS,
+    class_objective,
     horama_workdir,
     machine_preset,
     run_horama,
@@ -51,10 +58,11 @@ from atlas.bench.throughput import (
 )
 
 __all__ = [
-    "CPU_BEFORE", "GPU_OPTIONS_BATCH", "JUDGES", "QUALITY_CLASSES", "SEARCH", "SEARCH_ROUNDS", "SPEED_CLASS",
-    "ConceptBench", "QualityRow", "SpeedRow", "bench_concepts", "cost", "gpu_options", "horama_workdir",
-    "load_judges", "machine_preset", "peak_memory_mb", "quality", "quality_classes", "quality_configs",
-    "quality_json", "quality_rows", "run_horama", "run_lucent", "run_ours", "sample_folder", "scaling",
-    "search_configs", "seconds_per_image", "speed", "speed_preset", "speed_rows", "split_rows", "time_concepts",
-    "time_split", "timed", "value_range",
+    "CLASS_OBJECTIVE", "CLASS_OBJECTIVES", "CPU_BEFORE", "GPU_OPTIONS_BATCH", "HELDOUT_CLASSES", "HELDOUT_SEED",
+    "JUDGES", "QUALITY_CLASSES", "SEARCH", "SEARCH_ROUNDS", "SPEED_CLASS", "ConceptBench", "QualityRow", "SpeedRow",
+    "bench_concepts", "class_objective", "cost", "gpu_options", "horama_workdir", "load_judges", "machine_preset",
+    "objective_configs",
+    "peak_memory_mb", "quality", "quality_classes", "quality_configs", "quality_json", "quality_rows", "run_horama",
+    "run_lucent", "run_ours", "sample_folder", "scaling", "search_configs", "seconds_per_image", "speed",
+    "speed_preset", "speed_rows", "split_rows", "time_concepts", "time_split", "timed", "value_range",
 ]

@@ -16,7 +16,7 @@ from pathlib import Path
 from atlas.flags import Bounded
 from atlas.presets import STEPS
 
-PARTS = ("speed", "scaling", "split", "quality", "search", "cost", "concepts")
+PARTS = ("speed", "scaling", "split", "quality", "heldout", "objectives", "search", "cost", "concepts")
 DEFAULT_PARTS = ("speed", "scaling", "split", "quality", "concepts")
 
 
@@ -26,7 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"comma-separated subset of {','.join(PARTS)} (default: {','.join(DEFAULT_PARTS)})")
     parser.add_argument("--device", help="torch device (default: cpu for --part cpu, cuda for --part gpu)")
     parser.add_argument("--classes", type=Bounded(1, 1000), default=50, metavar="N",
-                        help="classes for the transferability table (default 50; an integer from 1 to 1000)")
+                        help="classes of the tuning list for the quality and search tables (default 50; an integer "
+                             "from 1 to 1000)")
+    parser.add_argument("--heldout-classes", type=Bounded(1, 100), default=100, metavar="N",
+                        help="classes of the held-out list for the heldout and objectives tables (default 100; an "
+                             "integer from 1 to 100)")
     parser.add_argument("--steps", type=Bounded(*STEPS), metavar="N",
                         help="steps per timed call (default 3 on cpu, 20 on gpu)")
     parser.add_argument("--images", type=Path, metavar="DIR",
@@ -119,20 +123,35 @@ def run(args: argparse.Namespace) -> int:
                      [[r["model"], r["batch"], r["step_ms"], r["image_ms"], f"{100 * r['image_fraction']:.1f}%"]
                       for r in rows]) + "\n")
 
-    if "quality" in parts or "search" in parts:
+    if {"quality", "heldout", "objectives", "search"} & set(parts):
         judges = bench.load_judges()
         classes = bench.quality_classes(args.classes)
+        held_out = bench.quality_classes(args.heldout_classes, held_out=True)
     if "quality" in parts:
         measured = bench.quality_rows(lite0, judges, bench.quality_configs(gpu), classes, device, gpu,
                                       on_row=_print_row)
         results["quality"] = [bench.quality_json(r, p) for r, p in measured]
         rows = [r for r, _ in measured]
-        print(f"\n## Quality on the judging protocol ({_protocol()}), {device}\n")
+        print(f"\n## Quality on the judging protocol ({_protocol()}), tuning list, {device}\n")
         common = classes[: min(r.classes for r in rows)]
         print(f"Every config on the same {len(common)} classes ({', '.join(map(str, common))}):\n")
         print(quality_table(rows, common) + "\n")
         plot_quality(rows, common, args.out / f"quality-{args.part}.png")
         print(f"plot: {args.out / f'quality-{args.part}.png'}\n")
+
+    if "heldout" in parts:
+        measured = bench.quality_rows(lite0, judges, bench.quality_configs(gpu), held_out, device, gpu,
+                                      on_row=_print_row)
+        results["heldout"] = [bench.quality_json(r, p) for r, p in measured]
+        print(f"\n## Quality on the held-out list ({len(held_out)} classes, seed {bench.HELDOUT_SEED}), {device}\n")
+        print(quality_table([r for r, _ in measured], held_out[: min(r.classes for r, _ in measured)]) + "\n")
+
+    if "objectives" in parts:
+        measured = bench.quality_rows(lite0, judges, bench.objective_configs(gpu), held_out, device, gpu,
+                                      on_row=_print_row)
+        results["objectives"] = [bench.quality_json(r, p) for r, p in measured]
+        print(f"\n## Class objectives on the held-out list ({len(held_out)} classes), {device}\n")
+        print(quality_table([r for r, _ in measured], held_out) + "\n")
 
     if "search" in parts:
         measured = bench.quality_rows(lite0, judges, bench.search_configs(), classes, device, gpu, on_row=_print_row)
@@ -195,7 +214,8 @@ def quality_table(rows: list, classes) -> str:
     header = ["config", "classes", "s/image", "corner ratio", "border share", "HF share"]
     names = list(rows[0].rates["large"])
     short = [n.replace("efficientnet_lite", "Lite") for n in names]
-    header += [f"large {short[0]} top-1"] + [f"large {n} top-1 / top-5" for n in short[1:]]
+    header += [f"whole {short[0]} top-1", f"large {short[0]} top-1"]
+    header += [f"large {n} top-1 / top-5" for n in short[1:]]
     header += [f"{scale} {n} top-5" for scale in ("small", "whole") for n in short[1:]]
     table = []
     for r in rows:
@@ -203,7 +223,7 @@ def quality_table(rows: list, classes) -> str:
         cells = [r.config, len(classes), r.seconds_per_image, f"{r.stat_on(classes, 'corner_ratio'):.2f}",
                  f"{r.stat_on(classes, 'border_energy_share'):.2f}",
                  f"{1000 * r.stat_on(classes, 'high_frequency_share'):.1f}‰"]
-        cells += [f"{100 * large[names[0]][0]:.0f}%"]
+        cells += [f"{100 * r.rates_on(classes, 'whole')[names[0]][0]:.0f}%", f"{100 * large[names[0]][0]:.0f}%"]
         cells += [f"{100 * large[n][0]:.0f}% / {100 * large[n][1]:.0f}%" for n in names[1:]]
         for scale in ("small", "whole"):
             rates = r.rates_on(classes, scale)
