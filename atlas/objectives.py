@@ -297,12 +297,15 @@ def direction(layer: str, vector: Sequence[float] | np.ndarray | torch.Tensor, c
 
 # One term of an objective id as `Objective.id` writes it: an optional sign and weight, then the term.
 _TERM = re.compile(r"\s*(?P<sign>[+-]?)\s*(?:(?P<weight>\d+(?:\.\d*)?(?:e[+-]?\d+)?)\s*\*\s*)?"
-                   r"(?P<term>class:(?P<cls>\d+)|channel:(?P<clayer>[^:\s*+]+):(?P<cc>\d+)"
+                   r"(?P<term>(?P<ckind>class|logprob|margin):(?P<cls>\d+)|channel:(?P<clayer>[^:\s*+]+):(?P<cc>\d+)"
                    r"|neuron:(?P<nlayer>[^:\s*+]+):(?P<nc>\d+):(?:centre|(?P<x>\d+):(?P<y>\d+)))\s*")
 
 
+CLASS_TERMS = {"class": class_logit, "logprob": class_logprob, "margin": class_margin}
+
+
 def parse_objective(text: str | Objective) -> Objective:
-    """An objective from its id, e.g. "class:1", "channel:layer4:12", "neuron:blocks.3:5:centre",
+    """An objective from its id, e.g. "class:1", "logprob:1", "channel:layer4:12", "neuron:blocks.3:5:centre",
     "0.5*channel:layer4:3+class:1"; an Objective is returned as it is.  A direction's id holds
     only a digest of its vector: build it with `direction(layer, vector)` instead."""
     if isinstance(text, Objective):
@@ -321,7 +324,7 @@ def parse_objective(text: str | Objective) -> Objective:
                              f"0.5*channel:layer4:3+class:1{hint}")
         weight = float(match.group("weight") or 1.0) * (-1.0 if match.group("sign") == "-" else 1.0)
         if match.group("cls") is not None:
-            term = class_logit(int(match.group("cls")))
+            term = CLASS_TERMS[match.group("ckind")](int(match.group("cls")))
         elif match.group("clayer") is not None:
             term = channel(match.group("clayer"), int(match.group("cc")))
         else:

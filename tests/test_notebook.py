@@ -21,7 +21,7 @@ from atlas.cli import main
 from atlas.config import load_config, override
 from atlas.errors import AtlasError
 from atlas.models import IMAGENET_MEAN, IMAGENET_STD, from_module, load_model
-from atlas.objectives import channel, class_logit, direction, neuron, parse_objective
+from atlas.objectives import channel, class_logit, class_logprob, class_margin, direction, neuron, parse_objective
 from atlas.settings import RenderSettings
 from tests.config_support import write_config
 
@@ -71,6 +71,8 @@ def test_strings_and_objective_values_are_the_same_objectives():
         assert a.key == b.key and np.array_equal(np.asarray(a.image), np.asarray(b.image))
     objective = 0.2 * channel("layer3", 20) - channel("layer2", 1) + neuron("layer1", 2, 1, 3)
     assert parse_objective(objective.id) == objective
+    keeps_class = class_logit(7) + 0.5 * class_logprob(7) - class_margin(3)
+    assert parse_objective(keeps_class.id) == keeps_class
     toward = direction("2", np.linspace(-1, 1, 16), cosine=True)
     (along,) = atlas.visualize(net, toward, input_size=32, **TINY)
     assert along.objective == toward.id and along.record.objective.kind == "direction" and -1 <= along.value <= 1
