@@ -45,7 +45,8 @@
       units.push({
         kind: "channel", scope: "layer:" + layer.slug, layer: layer.name, channel: ch.channel,
         num: "c" + pad(ch.channel), name: ch.label, synonyms: [], wnid: "", page: ch.page, status: ch.status,
-        thumb: ch.thumb, thumbOverlay: ch.thumb_overlay, size: ch.thumb_size, alt: ch.label
+        thumb: ch.thumb, thumbOverlay: ch.thumb_overlay, size: ch.thumb_size, alt: ch.label,
+        example: ch.example || null
       });
     });
   });
@@ -107,6 +108,8 @@
   /* ---------- grids drawn from the index: small pages even with 1000 tiles ---------- */
   // Classes by their logit's picture (the default) or by their most important concept's.
   var by = recall("by") === "concept" ? "concept" : "logit";
+  // Channels by their picture (the default) or by their top dataset example, as Microscope shows them.
+  var layerBy = recall("layer-by") === "example" ? "example" : "picture";
 
   function tile(u) {
     var a = el("a", "tile " + u.status);
@@ -116,6 +119,10 @@
       u = { kind: u.kind, num: u.num, name: u.name, channel: u.channel, status: u.status,
             thumb: u.concept.thumb, thumbOverlay: u.concept.thumbOverlay, size: u.concept.size,
             alt: u.alt + ", its top concept" };
+    }
+    if (u.kind === "channel" && layerBy === "example" && u.example) {
+      u = { kind: u.kind, num: u.num, name: u.name, channel: u.channel, status: u.status,
+            thumb: u.example, thumbOverlay: u.example, size: null, alt: u.alt + ", its top dataset example" };
     }
     if (u.thumb) {
       var img = el("img");
@@ -155,13 +162,30 @@
     document.querySelectorAll("[data-by]").forEach(function (b) {
       b.setAttribute("aria-pressed", b.getAttribute("data-by") === by ? "true" : "false");
     });
+    document.querySelectorAll("[data-layer-by]").forEach(function (b) {
+      b.setAttribute("aria-pressed", b.getAttribute("data-layer-by") === layerBy ? "true" : "false");
+    });
   }
   drawGrids();
+  document.querySelectorAll("[data-layer-by]").forEach(function (b) {
+    b.addEventListener("click", function () {
+      layerBy = b.getAttribute("data-layer-by");
+      remember("layer-by", layerBy);
+      drawGrids();
+    });
+  });
   document.querySelectorAll("[data-by]").forEach(function (b) {
     b.addEventListener("click", function () {
       by = b.getAttribute("data-by");
       remember("by", by);
       drawGrids();
+  document.querySelectorAll("[data-layer-by]").forEach(function (b) {
+    b.addEventListener("click", function () {
+      layerBy = b.getAttribute("data-layer-by");
+      remember("layer-by", layerBy);
+      drawGrids();
+    });
+  });
     });
   });
 

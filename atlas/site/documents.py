@@ -73,7 +73,9 @@ def index_document(site: Site) -> dict[str, Any]:
                 "name": layer.name,
                 "slug": layer.slug,
                 "page": layer.path,
-                "channels": [{"channel": ch.channel, "label": ch.label, **_tile(ch)} for ch in layer.channels],
+                "channels": [{"channel": ch.channel, "label": ch.label, **_tile(ch),
+                              **({"example": ch.examples[0].crop.path} if ch.examples else {})}
+                             for ch in layer.channels],
             }
             for layer in site.layers
         ],

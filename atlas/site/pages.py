@@ -529,6 +529,10 @@ class LayerPage(Page):
         return sum(1 for c in self.channels if c.status == "ok")
 
     @property
+    def has_examples(self) -> bool:
+        return any(c.examples for c in self.channels)
+
+    @property
     def samples(self) -> list[ChannelPage]:
         return [c for c in self.channels if c.status == "ok"][:6]
 
