@@ -237,7 +237,8 @@
   }
 
   function rank(u, q, num) {
-    // Lower is better; -1 means no match. Names before synonyms, classes before channels at equal rank.
+    // Lower is better; -1 means no match. A name and a synonym count alike ("tabby cat" is a name of
+    // class 281); classes come before channels at equal rank, then index order.
     var bias = u.kind === "class" ? 0 : 0.25;
     if (num !== null) {
       if (u.kind === "class") return u.index === num ? 0 : (String(u.index).indexOf(String(num)) === 0 ? 4 : -1);
@@ -250,7 +251,7 @@
     if (n >= 0) best = 1 + 1.5 * n + bias;
     for (var i = 0; i < u.synonyms.length; i++) {
       var s = level(u.synonyms[i], q, qw);
-      if (s >= 0 && (best < 0 || 1.5 + 1.5 * s < best)) best = 1.5 + 1.5 * s;
+      if (s >= 0 && (best < 0 || 1 + 1.5 * s < best)) best = 1 + 1.5 * s;
     }
     if (best >= 0) return best;
     if (u.wnid && u.wnid.toLowerCase().indexOf(q) === 0) return 4;
