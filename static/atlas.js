@@ -377,7 +377,7 @@
   var cropsOpener = null;
   if (crops) {
     var cropGrid = crops.querySelector(".crop-grid");
-    var cropPic = crops.querySelector(".crops-pic");
+    var cropPic = el("img", "crops-pic");
     var openConcept = function (card, opener) {
       var head = card.querySelector("h3");
       var share = head.querySelector(".share");
@@ -385,9 +385,11 @@
       crops.querySelector("h2").textContent = head.firstChild.textContent.trim() + " of " + name.textContent.trim()
         + (share ? " · " + share.textContent : "");
       var pic = card.querySelector(".c-pic");
-      cropPic.hidden = !pic;
-      crops.querySelector(".crops-body").classList.toggle("no-pic", !pic);
+      var body = crops.querySelector(".crops-body");
+      body.classList.toggle("no-pic", !pic);
+      if (!pic) cropPic.remove();
       if (pic) {
+        body.insertBefore(cropPic, cropGrid);
         // the overlay's name beside the picture's, as atlas.site.pages.Media names them
         cropPic.setAttribute("data-plain", pic.getAttribute("href"));
         cropPic.setAttribute("data-overlay", pic.getAttribute("href").replace(/detail\.webp$/, "detail-overlay.webp"));
