@@ -240,3 +240,14 @@ def test_light_and_dark_themes_and_visible_focus(browser, site, scheme, dark):
     assert outline not in ("none", "")
     tab.assert_clean()
     tab.page.context.close()
+
+
+def test_a_class_page_without_concepts_keeps_its_answer_on_the_first_screen(tab):
+    tab.goto("classes/0607.html")
+    page = tab.page
+    assert page.locator(".concepts").count() == 0
+    tops = page.evaluate("""() => ['h1', '#stage', '.preds'].map(
+      s => document.querySelector(s).getBoundingClientRect().top)""")
+    assert all(top < 900 for top in tops), tops
+    assert page.locator("details.params").get_attribute("open") is None
+    tab.assert_clean()

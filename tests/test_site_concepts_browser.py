@@ -4,6 +4,7 @@ back, similar-concept links land on their anchor, and the index's top-concept vi
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from atlas.site.build import build
 from tests.browser_support import Tab
 from tests.concept_site_support import CONCEPTS, CROPS, EXAMPLES, concept_cache
+from tests.site_support import MODEL, records
 
 pytestmark = pytest.mark.browser
 
@@ -19,7 +21,13 @@ pytestmark = pytest.mark.browser
 def site(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("concept-browser")
     out = root / "site"
-    build(concept_cache(root / "cache"), out)
+    cache = concept_cache(root / "cache")
+    # the generator calls its picture of class 607 another class
+    folder, data = next((f, d) for f, d in records(cache) if d["objective"]["id"] == "class:607")
+    generator = next(m for m in data["judging"]["whole"]["models"] if m["role"] == "generator")
+    generator["top5"][0] = {"index": 282, "prob": 0.61}
+    (folder / "record.json").write_text(json.dumps(data))
+    build(cache, out)
     return out
 
 
@@ -195,4 +203,19 @@ def test_a_layer_shows_its_channels_by_their_top_example_on_request(tab):
     srcs = [tiles.nth(i).get_attribute("src") for i in range(tiles.count())]
     assert srcs and all("/crops/" in s for s in srcs)
     assert all(i["natural"] > 0 for i in tab.images())
+    tab.assert_clean()
+
+
+def test_a_picture_the_generator_calls_another_class_says_so(tab):
+    tab.goto("index.html")
+    page = tab.page
+    mark = page.locator("#grid a.tile").nth(607).locator(".called-mark")
+    assert mark.get_attribute("title") == f"{MODEL} calls this picture tiger cat"
+    assert mark.get_attribute("aria-label") == mark.get_attribute("title") and mark.is_visible()
+    assert page.locator("#grid .called-mark").count() == 1
+    tab.goto("classes/0607.html")
+    note = page.locator("p.called")
+    assert note.is_visible() and note.inner_text().startswith(f"{MODEL} calls this picture tiger cat")
+    note.locator("a").click()
+    page.wait_for_url("**/classes/0282.html")
     tab.assert_clean()
