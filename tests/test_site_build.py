@@ -52,7 +52,9 @@ GOLDEN_PAGES = {
     "layers/conv_head/c0042.html": ["Classes this channel supports most", 'href="../../classes/0967.html"',
                                     'href="../../classes/0607.html"'],
     "about.html": ["arXiv:2306.06805", "Distill, 2017", "Olah", "80th percentile", "1st and 99th percentiles",
-                   "NVIDIA H100 80GB HBM3", "atlas 0.1.0 (sample cache)", "Preset <code>atlas</code>"],
+                   "NVIDIA H100 80GB HBM3", "atlas 0.1.0 (sample cache)", "Preset <code>atlas</code>",
+                   "CRAFT: Concept Recursive Activation FacTorization", "CVPR 2023", "A Holistic Approach to Unifying",
+                   "Microscope", 'id="concepts"', 'id="examples"', "the <b>rest</b> row"],
     "404.html": ["Page not found", 'href="classes/0000.html"'],
 }
 
