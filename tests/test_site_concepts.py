@@ -199,7 +199,7 @@ def test_the_share_rows_and_the_rest_add_up_to_the_logit(site):
     html = (site / "classes" / "0967.html").read_text()
     table = html[html.index('<table class="shares"'):html.index("</table>", html.index('<table class="shares"'))]
     rows = re.findall(r"<tr[^>]*><th>(.*?)</th><td class=\"bar\">.*?</td><td>([^<]+)</td><td>([^<]+)</td></tr>", table)
-    assert len(rows) == CONCEPTS + 1 and rows[-1][0].startswith("rest: bias")
+    assert len(rows) == CONCEPTS + 1 and rows[-1][0] == "rest: bias and unexplained"
     logit = _shown(re.search(r"= class logit, mean</th><td></td><td>([^<]+)</td>", table).group(1))
     assert logit == 100.0
     values = [_shown(v) for _, v, _ in rows]

@@ -453,8 +453,8 @@ class ShareTable:
 
     @staticmethod
     def of(bank: ConceptBank) -> ShareTable:
-        rest_label = "rest: bias and what the concepts leave out" if bank.exact else \
-            "rest: what the concepts and the estimate leave out"
+        rest_label = "rest: bias and unexplained" if bank.exact else \
+            "rest: unexplained and estimate error"
         parts = [(f"Concept {n}", c.importance, concept_anchor(n - 1)) for n, c in enumerate(bank.concepts, 1)]
         parts.append((rest_label, bank.residual + bank.rest, None))
         low = max(0.0, -min(v for _, v, _ in parts))
