@@ -58,7 +58,7 @@ def test_gather_orders_concepts_links_neighbours_and_finds_renders(cache):
     assert gathered.summary.classes_rendered == gather(read_cache(cache)).summary.classes_rendered == 6
 
 
-def test_class_page_shows_concepts_within_budget_and_links_resolve(site):
+def test_class_page_shows_concepts_within_budget_and_links_resolve(cache, site):
     html = (site / "classes" / "0967.html").read_text()
     assert html.count('class="concept"') == CONCEPTS
     assert 'Concept 1 <span class="share"><b>10%</b> of the logit</span>' in html
@@ -73,6 +73,10 @@ def test_class_page_shows_concepts_within_budget_and_links_resolve(site):
     assert '<a href="0282.html" class="pending">tiger cat</a>' in html
     assert "<b>Aligned classes</b> (cosine with their weights)" in html and "<b>Similar concepts</b> (cosine)" in html
     assert "top concept in 10 of 50 images" in html and "top concept in 0" not in html
+    # the class's hold on the concept's picture, read from its render's scores, on the rendered card only
+    rate = gather(read_cache(cache)).classes[967].concepts[0].hold
+    assert html.count("its picture: the class is top-1 on") == 1
+    assert f"its picture: the class is top-1 on {100 * rate.top1_rate:.0f}% of crops" in html
     # parameters folded and after the concepts; the concepts before the predictions in the side column
     assert '<details class="params">' in html and html.index('class="concepts"') < html.index('class="params"')
     assert "render failed" in (site / "classes" / "0001.html").read_text()

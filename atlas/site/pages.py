@@ -388,6 +388,14 @@ class ConceptView:
 
     logit: float = 0.0  # the bank's mean class logit
 
+    @property
+    def hold(self) -> Prediction | None:
+        """How well the class holds on the concept's picture: the generator's reading of it (the
+        rates of crops whose top-1 / top-5 is the class), as class pages show their judging."""
+        if self.render is None or self.render.media is None:
+            return None
+        return next((p for p in self.render.predictions if p.role == "generator" and p.top1_rate is not None), None)
+
     def top_text(self, images: int) -> str:
         """In how many of the bank's images it is the most important concept, in words."""
         n = self.concept.top_images
