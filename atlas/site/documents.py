@@ -145,7 +145,10 @@ def unit_document(site: Site, page: UnitPage) -> dict[str, Any]:
 
 
 def _crop(crop: CropImage) -> dict[str, Any]:
-    return {"image": crop.path, "file": crop.file, "box": list(crop.box), "value": crop.value}
+    out = {"image": crop.path, "file": crop.file, "box": list(crop.box), "value": crop.value}
+    if crop.source_size is not None:
+        out["source_size"] = list(crop.source_size)
+    return out
 
 
 def concepts_document(page: ClassPage) -> dict[str, Any]:
