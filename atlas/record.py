@@ -266,12 +266,14 @@ CONCEPTS_FORMAT = 1
 @dataclass(frozen=True)
 class Crop:
     """A region of a source image: the file (relative to the images folder), its box in source pixels
-    (left, top, right, bottom), the value that ranked it, and the WebP's name in the entry folder."""
+    (left, top, right, bottom), the value that ranked it, the WebP's name in the entry folder, and
+    the source image's size (absent in banks written before it was stored)."""
 
     file: str
     box: tuple[int, int, int, int]
     value: float
     image: str
+    source_size: tuple[int, int] | None = None  # the source image's (width, height): where the box sits
 
 
 @dataclass(frozen=True)

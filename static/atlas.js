@@ -36,7 +36,7 @@
       kind: "class", scope: "classes", index: c.index, num: pad(c.index), name: c.name,
       synonyms: c.synonyms, wnid: c.wnid, page: c.page, status: c.status,
       thumb: c.thumb, thumbOverlay: c.thumb_overlay, size: c.thumb_size,
-      alt: "Class " + pad(c.index) + " " + c.name,
+      alt: "Class " + pad(c.index) + " " + c.name, called: c.called || null,
       concept: c.concept_thumb ? { thumb: c.concept_thumb, thumbOverlay: c.concept_thumb_overlay, size: c.concept_thumb_size } : null
     });
   });
@@ -45,7 +45,8 @@
       units.push({
         kind: "channel", scope: "layer:" + layer.slug, layer: layer.name, channel: ch.channel,
         num: "c" + pad(ch.channel), name: ch.label, synonyms: [], wnid: "", page: ch.page, status: ch.status,
-        thumb: ch.thumb, thumbOverlay: ch.thumb_overlay, size: ch.thumb_size, alt: ch.label
+        thumb: ch.thumb, thumbOverlay: ch.thumb_overlay, size: ch.thumb_size, alt: ch.label,
+        example: ch.example || null
       });
     });
   });
@@ -54,6 +55,11 @@
   // The attribution view is the default (the Lens look; README says why); the reader's choice is remembered.
   var view = recall("view") === "plain" ? "plain" : "overlay";
   var seed = 0;
+
+  // A picture that lists only its plain version was served in the attribution view: its src is the overlay.
+  document.querySelectorAll("img[data-plain]:not([data-overlay])").forEach(function (img) {
+    img.setAttribute("data-overlay", img.getAttribute("src"));
+  });
 
   function applyView() {
     document.documentElement.classList.toggle("view-overlay", view === "overlay");
@@ -102,6 +108,8 @@
   /* ---------- grids drawn from the index: small pages even with 1000 tiles ---------- */
   // Classes by their logit's picture (the default) or by their most important concept's.
   var by = recall("by") === "concept" ? "concept" : "logit";
+  // Channels by their picture (the default) or by their top dataset example, as Microscope shows them.
+  var layerBy = recall("layer-by") === "example" ? "example" : "picture";
 
   function tile(u) {
     var a = el("a", "tile " + u.status);
@@ -111,6 +119,10 @@
       u = { kind: u.kind, num: u.num, name: u.name, channel: u.channel, status: u.status,
             thumb: u.concept.thumb, thumbOverlay: u.concept.thumbOverlay, size: u.concept.size,
             alt: u.alt + ", its top concept" };
+    }
+    if (u.kind === "channel" && layerBy === "example" && u.example) {
+      u = { kind: u.kind, num: u.num, name: u.name, channel: u.channel, status: u.status,
+            thumb: u.example, thumbOverlay: u.example, size: null, alt: u.alt + ", its top dataset example" };
     }
     if (u.thumb) {
       var img = el("img");
@@ -125,6 +137,13 @@
       a.appendChild(img);
     } else {
       a.appendChild(el("span", "ph " + u.status, u.status));
+    }
+    if (u.called) {
+      var mark = el("span", "called-mark", "!");
+      mark.setAttribute("role", "img");
+      mark.title = u.called;
+      mark.setAttribute("aria-label", u.called);
+      a.appendChild(mark);
     }
     var cap = el("span", "cap");
     cap.appendChild(el("span", "n", u.kind === "class" ? u.num : "c" + u.channel));
@@ -143,13 +162,30 @@
     document.querySelectorAll("[data-by]").forEach(function (b) {
       b.setAttribute("aria-pressed", b.getAttribute("data-by") === by ? "true" : "false");
     });
+    document.querySelectorAll("[data-layer-by]").forEach(function (b) {
+      b.setAttribute("aria-pressed", b.getAttribute("data-layer-by") === layerBy ? "true" : "false");
+    });
   }
   drawGrids();
+  document.querySelectorAll("[data-layer-by]").forEach(function (b) {
+    b.addEventListener("click", function () {
+      layerBy = b.getAttribute("data-layer-by");
+      remember("layer-by", layerBy);
+      drawGrids();
+    });
+  });
   document.querySelectorAll("[data-by]").forEach(function (b) {
     b.addEventListener("click", function () {
       by = b.getAttribute("data-by");
       remember("by", by);
       drawGrids();
+  document.querySelectorAll("[data-layer-by]").forEach(function (b) {
+    b.addEventListener("click", function () {
+      layerBy = b.getAttribute("data-layer-by");
+      remember("layer-by", layerBy);
+      drawGrids();
+    });
+  });
     });
   });
 
@@ -187,25 +223,37 @@
   var matches = [];
   var active = -1;
 
+  function words(text) { return " " + text.toLowerCase().replace(/[^a-z0-9]+/g, " ").trim() + " "; }
+
+  function level(text, q, qw) {
+    // 0: the whole text; 1: whole words of it ("cat" in "tabby cat"); 2: the start of a word
+    // ("cat" in "catamaran"); 3: anywhere ("cat" in "wildcat"); -1: not at all.
+    var t = text.toLowerCase();
+    if (t === q) return 0;
+    var w = words(text);
+    if (w.indexOf(qw + " ") >= 0) return 1;
+    if (w.indexOf(qw) >= 0) return 2;
+    return t.indexOf(q) >= 0 ? 3 : -1;
+  }
+
   function rank(u, q, num) {
-    // Lower is better; -1 means no match. Classes come before channels at equal rank.
-    var bias = u.kind === "class" ? 0 : 0.5;
+    // Lower is better; -1 means no match. A name and a synonym count alike ("tabby cat" is a name of
+    // class 281); classes come before channels at equal rank, then index order.
+    var bias = u.kind === "class" ? 0 : 0.25;
     if (num !== null) {
       if (u.kind === "class") return u.index === num ? 0 : (String(u.index).indexOf(String(num)) === 0 ? 4 : -1);
       return u.channel === num ? 6 : -1;
     }
-    var name = u.name.toLowerCase();
     if (u.wnid && u.wnid.toLowerCase() === q) return 0;
-    if (name === q) return 1 + bias;
-    if (name.indexOf(q) === 0) return 2 + bias;
+    var qw = " " + q.replace(/[^a-z0-9]+/g, " ").trim();
     var best = -1;
+    var n = level(u.name, q, qw);
+    if (n >= 0) best = 1 + 1.5 * n + bias;
     for (var i = 0; i < u.synonyms.length; i++) {
-      var s = u.synonyms[i].toLowerCase();
-      var r = s === q ? 2.2 : s.indexOf(q) === 0 ? 3 : (" " + s).indexOf(" " + q) >= 0 ? 3.5 : s.indexOf(q) >= 0 ? 5 : -1;
-      if (r >= 0 && (best < 0 || r < best)) best = r;
+      var s = level(u.synonyms[i], q, qw);
+      if (s >= 0 && (best < 0 || 1 + 1.5 * s < best)) best = 1 + 1.5 * s;
     }
     if (best >= 0) return best;
-    if ((" " + name).indexOf(" " + q) >= 0 || name.indexOf(q) >= 0) return 5 + bias;
     if (u.wnid && u.wnid.toLowerCase().indexOf(q) === 0) return 4;
     return -1;
   }
@@ -306,27 +354,65 @@
     });
   }
 
-  /* ---------- a concept's crops, in a modal dialog (Escape closes it, focus goes back) ---------- */
+  /* ---------- a concept's crops, drawn into its card from the names it lists (a page stays small) ---------- */
+  document.querySelectorAll(".c-crops[data-crops]").forEach(function (strip) {
+    var base = strip.getAttribute("data-crops-base");
+    var names = strip.getAttribute("data-crops").split(" ");
+    var frag = document.createDocumentFragment();
+    names.forEach(function (name, i) {
+      var img = el("img");
+      img.loading = "lazy";
+      img.decoding = "async";
+      img.alt = "Crop " + (i + 1) + " of " + names.length + " of concept " + strip.getAttribute("data-concept");
+      img.src = base + name + ".webp";
+      frag.appendChild(img);
+    });
+    strip.replaceChildren(frag);
+  });
+
+  /* ---------- a concept in a modal dialog: its picture, what it is, all its crops large ---------- */
+  // Opens from the concept's picture (which without script simply links the full render) or its
+  // crops button; Escape closes it and focus goes back to what opened it.
   var crops = document.getElementById("crops");
   var cropsOpener = null;
   if (crops) {
     var cropGrid = crops.querySelector(".crop-grid");
-    document.querySelectorAll("button.crops-open").forEach(function (button) {
-      button.addEventListener("click", function () {
-        var label = button.getAttribute("aria-label").replace(/^Show the /, "");
-        crops.querySelector("h2").textContent = label.charAt(0).toUpperCase() + label.slice(1);
-        cropGrid.replaceChildren();
-        var base = button.getAttribute("data-crops-base");
-        button.getAttribute("data-crops").split(" ").forEach(function (name, i, all) {
-          var img = el("img");
-          img.src = base + name + ".webp";
-          img.alt = "Crop " + (i + 1) + " of " + all.length;
-          cropGrid.appendChild(img);
-        });
-        cropsOpener = button;
-        crops.showModal();
-        document.getElementById("crops-close").focus();
+    var cropPic = el("img", "crops-pic");
+    var openConcept = function (card, opener) {
+      var head = card.querySelector("h3");
+      var share = head.querySelector(".share");
+      var name = document.querySelector("h1");
+      crops.querySelector("h2").textContent = head.firstChild.textContent.trim() + " of " + name.textContent.trim()
+        + (share ? " · " + share.textContent : "");
+      var pic = card.querySelector(".c-pic");
+      var body = crops.querySelector(".crops-body");
+      body.classList.toggle("no-pic", !pic);
+      if (!pic) cropPic.remove();
+      if (pic) {
+        body.insertBefore(cropPic, cropGrid);
+        // the overlay's name beside the picture's, as atlas.site.pages.Media names them
+        cropPic.setAttribute("data-plain", pic.getAttribute("href"));
+        cropPic.setAttribute("data-overlay", pic.getAttribute("href").replace(/detail\.webp$/, "detail-overlay.webp"));
+        cropPic.setAttribute("src", cropPic.getAttribute(view === "overlay" ? "data-overlay" : "data-plain"));
+        cropPic.alt = pic.querySelector("img").alt;
+      }
+      cropGrid.replaceChildren();
+      var shown = card.querySelectorAll(".c-crops img");
+      shown.forEach(function (small, i) {
+        var img = el("img");
+        img.src = small.getAttribute("src");
+        img.alt = "Crop " + (i + 1) + " of " + shown.length;
+        cropGrid.appendChild(img);
       });
+      cropsOpener = opener;
+      crops.showModal();
+      document.getElementById("crops-close").focus();
+    };
+    document.querySelectorAll("li.concept").forEach(function (card) {
+      var pic = card.querySelector(".c-pic");
+      if (pic) pic.addEventListener("click", function (e) { e.preventDefault(); openConcept(card, pic); });
+      var button = card.querySelector("button.crops-open");
+      if (button) button.addEventListener("click", function () { openConcept(card, button); });
     });
     document.getElementById("crops-close").addEventListener("click", function () { crops.close(); });
     crops.addEventListener("close", function () { if (cropsOpener) cropsOpener.focus(); });

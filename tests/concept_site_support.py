@@ -25,13 +25,20 @@ from tests.site_support import MODEL, copy_cache, records
 
 CONCEPTS = 10  # Lens's number: the page budget must hold a full bank
 CROPS = 10
+EXAMPLES = 16
 BANK_CLASSES = (1, 967)
 EXAMPLE_LAYER, EXAMPLE_CHANNELS = "conv_head", (42, 101)
 
 
-def _webp(seed: int, side: int = 64) -> bytes:
+def _webp(seed: int, side: int = store.CROP_SIDE) -> bytes:
+    """A smooth picture of two colours (small as WebP, unlike noise), different for every seed."""
     rng = np.random.default_rng(seed)
-    return store.encode_webp(rng.integers(0, 256, size=(side, side, 3), dtype=np.uint8))
+    y, x = np.mgrid[0:side, 0:side] / side
+    angle = rng.uniform(0, 2 * np.pi)
+    ramp = (np.cos(angle) * x + np.sin(angle) * y + 1) / 2
+    a, b = rng.integers(0, 256, size=(2, 3))
+    pixels = a[None, None, :] * ramp[..., None] + b[None, None, :] * (1 - ramp[..., None])
+    return store.encode_webp(pixels.astype(np.uint8))
 
 
 def _bank(weights: str, class_index: int, wnid: str, rng: np.random.Generator) -> tuple[ConceptBank, dict]:
@@ -43,13 +50,13 @@ def _bank(weights: str, class_index: int, wnid: str, rng: np.random.Generator) -
             data = _webp(class_index * 1000 + k * 10 + j)
             crops[store.crop_name(data)] = data
             shown.append(Crop(f"{wnid}/{j:03d}.JPEG", (j, 0, j + 64, 64), float(CROPS - j),
-                                    store.crop_name(data)))
+                              store.crop_name(data), (500, 375)))
         importance = float(CONCEPTS - k)
         concepts.append(Concept(
             index=k, vector=store.encode_vector(rng.random(1280).astype(np.float32)), importance=importance,
             share=importance / 100, top_images=CONCEPTS - k, crops=tuple(shown),
             aligned=tuple(AlignedClass(i, "n0", 0.5 - n / 100)
-                          for n, i in enumerate((class_index, 607, 134, 207, 739)))))
+                          for n, i in enumerate((class_index, 607, 134, 207, 282)))))
     bank = ConceptBank(
         key=store.key_of({"class": class_index}), model=MODEL, weights_sha256=weights, class_index=class_index,
         wnid=wnid, layer="bn2", exact=True, settings={"concepts": CONCEPTS}, images=50, skipped=0, patches=800,
@@ -63,14 +70,16 @@ def _examples(weights: str) -> tuple[ExampleSet, dict]:
     channels = []
     for c in EXAMPLE_CHANNELS:
         shown = []
-        for j in range(9):
-            data = _webp(50_000 + c * 10 + j, side=48)
+        for j in range(EXAMPLES):
+            data = _webp(50_000 + c * 100 + j)
             crops[store.crop_name(data)] = data
-            shown.append(Crop(f"n01440764/{j:03d}.JPEG", (0, 0, 48, 48), float(9 - j), store.crop_name(data)))
-        channels.append(ChannelExamples(c, tuple(shown), tuple([0, 967] * 4 + [1])))
+            left, top = 20 * j, 15 * (j % 4)
+            shown.append(Crop(f"n01440764/{j:03d}.JPEG", (left, top, left + 120, top + 120), float(EXAMPLES - j),
+                              store.crop_name(data), (500, 375)))
+        channels.append(ChannelExamples(c, tuple(shown), tuple([0, 967] * (EXAMPLES // 2 - 1) + [1, 1])))
     found = ExampleSet(key=store.key_of({"examples": EXAMPLE_LAYER}), model=MODEL, weights_sha256=weights,
-                             layer=EXAMPLE_LAYER, settings={}, images=100, skipped=0, channels=tuple(channels),
-                             seconds=1.0, created="2026-11-27T10:00:00Z")
+                       layer=EXAMPLE_LAYER, settings={}, images=100, skipped=0, channels=tuple(channels),
+                       seconds=1.0, created="2026-11-27T10:00:00Z")
     return found, crops
 
 

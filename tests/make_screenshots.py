@@ -1,9 +1,11 @@
-"""Screenshots of a built site for docs/screenshots/: the index and a class page, 1280x900.
+"""Screenshots of a built site for docs/screenshots/: the index, a class page with concepts and a
+channel page with dataset examples, at 1280x900 and (class page) 375x800.
 
-    .venv/bin/python tests/make_screenshots.py [SITE] [--class 0967] [--dark]
+    .venv/bin/python tests/make_screenshots.py [SITE] [--class 0967] [--channel conv_head/c0042] [--dark]
 
-Without SITE it builds the committed sample cache into a temporary folder first. Uses
-Debian's Chromium through Playwright (never a downloaded browser).
+Without SITE it builds the committed sample cache, with the test concept banks and dataset
+examples of tests/concept_site_support.py, into a temporary folder first. Uses Debian's Chromium
+through Playwright (never a downloaded browser).
 """
 
 from __future__ import annotations
@@ -16,15 +18,19 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))
 
-from browser_support import launch_chromium  # noqa: E402
+from tests.browser_support import launch_chromium  # noqa: E402
+
+PHONE = {"width": 375, "height": 800}
+DESKTOP = {"width": 1280, "height": 900}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("site", nargs="?", type=Path)
     parser.add_argument("--class", dest="cls", default="0967", help="class page to shoot (zero-padded index)")
+    parser.add_argument("--channel", default="conv_head/c0042", help="channel page to shoot (layer folder/cNNNN)")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "screenshots")
     parser.add_argument("--dark", action="store_true", help="also shoot the dark theme (*-dark.png)")
     parser.add_argument("--both-views", action="store_true",
@@ -34,32 +40,37 @@ def main() -> None:
         site = args.site
         if site is None:
             from atlas.site.build import build
+            from tests.concept_site_support import concept_cache
 
             site = Path(tmp) / "site"
-            build(REPO / "tests" / "data" / "sample_cache", site)
+            build(concept_cache(Path(tmp) / "cache"), site)
         args.out.mkdir(parents=True, exist_ok=True)
+        shots = [("index", "index.html", DESKTOP), ("class", f"classes/{args.cls}.html", DESKTOP),
+                 ("class-phone", f"classes/{args.cls}.html", PHONE),
+                 ("channel", f"layers/{args.channel}.html", DESKTOP)]
         with sync_playwright() as p:
             browser = launch_chromium(p)
             for scheme in ["light", "dark"] if args.dark else ["light"]:
-                page = browser.new_page(viewport={"width": 1280, "height": 900}, color_scheme=scheme)
                 suffix = "" if scheme == "light" else "-dark"
                 views = [("", "overlay"), ("-plain", "plain")] if args.both_views else [("", None)]
-                for name, rel in [("index", "index.html"), ("class", f"classes/{args.cls}.html")]:
+                for name, rel, viewport in shots:
+                    page = browser.new_page(viewport=viewport, color_scheme=scheme)
                     for tag, view in views:
                         page.goto((site / rel).resolve().as_uri())
                         page.wait_for_load_state("load")
                         if view:
                             page.click(f"button[data-view={view}]")
                         # Lazy images below the fold never load; wait only for those on screen.
-                        page.wait_for_function(
-                            "[...document.images].every(i => i.complete"
-                            " || i.getBoundingClientRect().top > innerHeight)",
-                            timeout=10_000,
-                        )
+                        # (polled with evaluate: wait_for_function evaluates a string, which the CSP forbids)
+                        for _ in range(100):
+                            if page.evaluate("() => [...document.images].every(i => i.complete"
+                                             " || i.getBoundingClientRect().top > innerHeight)"):
+                                break
+                            page.wait_for_timeout(100)
                         path = args.out / f"{name}{tag}{suffix}.png"
                         page.screenshot(path=str(path))
                         print(path)
-                page.close()
+                    page.close()
             browser.close()
 
 

@@ -69,12 +69,19 @@ def test_banks_sum_exactly_and_their_crops_come_from_the_images(tmp_path, tiny):
                 left, top, right, bottom = crop.box
                 assert right - left == bottom - top == 48  # the test images are the input size: scale 1
                 with Image.open(store.crop_path(tmp_path / "cache", bank, crop)) as image:
-                    assert image.format == "WEBP" and image.size == (48, 48)
-                    source = Image.open(tmp_path / "images" / crop.file).convert("RGB").crop(crop.box)
+                    # cut from the source at its own resolution and stored at the crop side, not at 48 px
+                    assert image.format == "WEBP" and image.size == (store.CROP_SIDE, store.CROP_SIDE)
+                    with Image.open(tmp_path / "images" / crop.file) as opened:
+                        assert crop.source_size == opened.size
+                        source = opened.convert("RGB").crop(crop.box).resize(image.size, Image.Resampling.LANCZOS)
                     assert np.abs(np.asarray(image, dtype=float) - np.asarray(source, dtype=float)).mean() < 8
     (examples,) = store.example_sets(tmp_path / "cache")
     assert examples.layer == "blocks.3" and [c.channel for c in examples.channels] == [0, 2]
     assert all(len(c.examples) == 3 and len(set(e.file for e in c.examples)) == 3 for c in examples.channels)
+    for example in examples.channels[0].examples:
+        assert example.source_size == (tiny.input_size, tiny.input_size)
+        with Image.open(store.crop_path(tmp_path / "cache", examples, example)) as image:
+            assert image.size == (store.CROP_SIDE, store.CROP_SIDE)
 
 
 def test_rerun_computes_nothing_and_changes_recompute_only_what_they_touch(tmp_path, tiny):

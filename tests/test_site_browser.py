@@ -89,6 +89,11 @@ def test_search_by_synonym_index_and_wordnet_id(tab):
     assert "0517" in page.locator("#results [role=option]").first.inner_text()
     page.fill("#q", "conv_head")
     assert "conv_head · channel 42" in page.locator("#results").inner_text()
+    # whole words before the starts of words, and those before any substring
+    page.fill("#q", "cat")
+    names = [n.split("\n")[0] for n in page.locator("#results .r-name").all_inner_texts()]
+    assert names[:5] == ["tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"], names
+    assert names.index("catamaran") > names.index("Egyptian cat")
     page.fill("#q", "zzzz no such thing")
     assert "No class or channel matches" in page.locator("#results").inner_text()
     tab.assert_clean()
@@ -126,7 +131,9 @@ def test_keys_prev_next_random_and_help(tab, site):
     rendered = {c["page"] for c in index["classes"] if c["status"] == "ok"}
     tab.goto("classes/0607.html")
     page = tab.page
-    for key, expected in [("ArrowRight", "0608"), ("k", "0607"), ("j", "0608"), ("ArrowLeft", "0607")]:
+    # prev/next and the keys step through rendered classes (1, 134, 207, 607, 739, 967), not the pending ones
+    for key, expected in [("ArrowRight", "0739"), ("k", "0607"), ("j", "0739"), ("ArrowLeft", "0607"),
+                          ("k", "0207"), ("j", "0607")]:
         page.keyboard.press(key)
         page.wait_for_url(f"**/classes/{expected}.html")
     page.keyboard.press("?")
@@ -233,3 +240,14 @@ def test_light_and_dark_themes_and_visible_focus(browser, site, scheme, dark):
     assert outline not in ("none", "")
     tab.assert_clean()
     tab.page.context.close()
+
+
+def test_a_class_page_without_concepts_keeps_its_answer_on_the_first_screen(tab):
+    tab.goto("classes/0607.html")
+    page = tab.page
+    assert page.locator(".concepts").count() == 0
+    tops = page.evaluate("""() => ['h1', '#stage', '.preds'].map(
+      s => document.querySelector(s).getBoundingClientRect().top)""")
+    assert all(top < 900 for top in tops), tops
+    assert page.locator("details.params").get_attribute("open") is None
+    tab.assert_clean()

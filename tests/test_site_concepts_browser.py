@@ -4,13 +4,15 @@ back, similar-concept links land on their anchor, and the index's top-concept vi
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from atlas.site.build import build
 from tests.browser_support import Tab
-from tests.concept_site_support import CONCEPTS, CROPS, concept_cache
+from tests.concept_site_support import CONCEPTS, CROPS, EXAMPLES, concept_cache
+from tests.site_support import MODEL, records
 
 pytestmark = pytest.mark.browser
 
@@ -19,7 +21,13 @@ pytestmark = pytest.mark.browser
 def site(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("concept-browser")
     out = root / "site"
-    build(concept_cache(root / "cache"), out)
+    cache = concept_cache(root / "cache")
+    # the generator calls its picture of class 607 another class
+    folder, data = next((f, d) for f, d in records(cache) if d["objective"]["id"] == "class:607")
+    generator = next(m for m in data["judging"]["whole"]["models"] if m["role"] == "generator")
+    generator["top5"][0] = {"index": 282, "prob": 0.61}
+    (folder / "record.json").write_text(json.dumps(data))
+    build(cache, out)
     return out
 
 
@@ -34,36 +42,107 @@ def _dialog_images(tab: Tab) -> list[int]:
     }""")
 
 
-def test_class_page_concepts_and_their_crops(tab):
+def _top(tab: Tab, selector: str) -> float:
+    return tab.page.evaluate(f"document.querySelector({selector!r}).getBoundingClientRect().top")
+
+
+def test_class_page_leads_with_its_concepts_and_their_crops(tab):
     tab.goto("classes/0967.html")
     page = tab.page
     assert page.locator("li.concept").count() == CONCEPTS
-    images = tab.images()
+    # at 1280x900 the first card, its picture, share and crops are on the first screen, beside the picture
+    card = page.locator("#concept-1")
+    box = card.locator(".c-pic img").bounding_box()
+    assert box["y"] + box["height"] <= 900 and box["width"] >= 160, box
+    assert "10% of the logit" in card.locator("h3").inner_text()
+    strip = card.locator(".c-crops img")
+    assert strip.count() == CROPS and strip.first.bounding_box()["y"] < 900  # no click needed
+    assert _top(tab, "#stage") < 900 and page.locator("#stage").bounding_box()["x"] < box["x"]
+    # the parameters are folded, after the concepts
+    assert page.locator("details.params").get_attribute("open") is None
+    assert _top(tab, "details.params") > _top(tab, "#concept-1")
+    images = tab.images()  # scrolls every image into view, so the lazy crops load too
     assert images and all(i["natural"] > 0 for i in images), images
+    crops = [i for i in images if "/crops/" in i["src"]]
+    assert len(crops) == CONCEPTS * CROPS and all(i["natural"] == 128 for i in crops)
     assert any(i["alt"] == "MACO visualization of concept 1 of 0967 espresso" for i in images)
+    # the picture follows the attribution toggle
+    assert card.locator(".c-pic img").get_attribute("src").endswith("/thumb-overlay.webp")
+    page.keyboard.press("t")
+    assert card.locator(".c-pic img").get_attribute("src").endswith("/thumb.webp")
+    page.keyboard.press("t")
+    tab.assert_clean()
+
+
+def test_the_concept_dialog_opens_from_the_picture_and_the_button(tab):
+    tab.goto("classes/0967.html")
+    page = tab.page
     assert not page.locator("#crops").is_visible()
-    opener = page.get_by_role("button", name="Show the 10 crops of concept 2")
-    opener.click()
+    picture = page.locator("#concept-1 .c-pic")
+    picture.click()
     assert page.locator("#crops").is_visible()
-    assert page.locator("#crops h2").inner_text() == "10 crops of concept 2"
+    assert page.locator("#crops h2").inner_text() == "Concept 1 of 0967 espresso · 10% of the logit"
+    assert page.locator("#crops .crops-pic").get_attribute("src").endswith("/detail-overlay.webp")
     widths = _dialog_images(tab)
-    assert len(widths) == CROPS and all(w == 64 for w in widths)
+    assert len(widths) == CROPS + 1 and all(w > 0 for w in widths)
     assert page.evaluate("document.activeElement.id") == "crops-close"
     page.keyboard.press("Escape")
     assert not page.locator("#crops").is_visible()
-    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == "Show the 10 crops of concept 2"
-    # by key: Tab to the next concept's button, Enter opens its crops, the Close button shuts them
+    assert page.evaluate("document.activeElement.classList.contains('c-pic')")
+    # a concept without a picture: its button, by key; the dialog shows its crops alone
     page.keyboard.press("Tab")
     while page.evaluate("document.activeElement.getAttribute('aria-label') || ''") != \
             "Show the 10 crops of concept 3":
         page.keyboard.press("Tab")
     page.keyboard.press("Enter")
-    assert page.locator("#crops h2").inner_text() == "10 crops of concept 3"
+    assert page.locator("#crops h2").inner_text() == "Concept 3 of 0967 espresso · 8% of the logit"
+    assert page.locator("#crops .crops-pic").count() == 0
+    assert len(_dialog_images(tab)) == CROPS
     page.keyboard.press("Enter")  # on the focused Close button
     assert not page.locator("#crops").is_visible()
-    page.keyboard.press("j")  # shortcuts work again once it is closed
-    page.wait_for_url("**/classes/0968.html")
+    page.keyboard.press("j")  # shortcuts work again once it is closed; j goes to the next rendered class
+    page.wait_for_url("**/classes/0001.html")
     tab.assert_clean()
+
+
+def test_shares_and_the_rest_add_up_to_the_logit_as_shown(tab):
+    tab.goto("classes/0967.html")
+    cells = tab.page.evaluate("""() => [...document.querySelectorAll('table.shares tbody tr')].map(
+      tr => [...tr.querySelectorAll('td')].slice(1).map(td => td.textContent))""")
+    total = tab.page.evaluate("document.querySelector('table.shares tfoot td:nth-child(3)').textContent")
+    number = lambda text: float(text.replace("\u2212", "-").rstrip("%"))  # noqa: E731
+    assert len(cells) == CONCEPTS + 1
+    assert abs(sum(number(v) for v, _ in cells) - number(total)) <= 0.005 * len(cells)
+    assert abs(sum(number(p) for _, p in cells) - 100) <= 0.5 * len(cells)
+    text = tab.page.inner_text("main")
+    assert "-0%" not in text and "\u22120%" not in text and "top concept of 0" not in text
+    tab.assert_clean()
+
+
+def test_a_phone_reads_name_picture_concepts_then_the_rest(browser, site, server):
+    errors: list[str] = []
+    for base in (site.as_uri() + "/", server):
+        context = browser.new_context(viewport={"width": 375, "height": 800})
+        page = context.new_page()
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(base + "classes/0967.html")
+        tops = page.evaluate("""() => ['h1', '#stage', '.concepts', '.preds', 'details.params'].map(
+          s => document.querySelector(s).getBoundingClientRect().top)""")
+        assert tops == sorted(tops), tops
+        assert tops[2] < 1600  # the concepts come right after the picture
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375
+        # the sections fold into a menu that works without script
+        assert not page.locator(".top nav.nav").is_visible()
+        assert not page.get_by_role("link", name="Layers").first.is_visible()
+        page.click(".menu summary")
+        page.locator(".menu nav a", has_text="Layers").click()
+        page.wait_for_url("**/layers/index.html")
+        # search results as wide as the screen
+        page.fill("#q", "cat")
+        box = page.locator("#results").bounding_box()
+        assert box["width"] >= 375 - 2 * 14, box
+        assert errors == []
+        context.close()
 
 
 def test_similar_concept_links_land_on_their_anchor(tab):
@@ -82,10 +161,14 @@ def test_channel_page_dataset_examples(tab):
     tab.goto("layers/conv_head/c0042.html")
     page = tab.page
     examples = page.locator(".example-list img")
-    assert examples.count() == 9
+    assert examples.count() == EXAMPLES
+    # beside the picture, above the fold, shown at 128 px or more
+    first = examples.first.bounding_box()
+    assert first["y"] < 900 and first["width"] >= 128 and first["x"] > page.locator("#stage").bounding_box()["x"]
+    assert page.locator(".example-list svg.where").count() == EXAMPLES
     images = tab.images()
-    assert all(i["natural"] == 48 for i in images if "/crops/" in i["src"])
-    assert len([i for i in images if "/crops/" in i["src"]]) == 9
+    assert all(i["natural"] == 128 for i in images if "/crops/" in i["src"])
+    assert len([i for i in images if "/crops/" in i["src"]]) == EXAMPLES
     page.locator(".example-list a", has_text="espresso").first.click()
     page.wait_for_url("**/classes/0967.html")
     tab.assert_clean()
@@ -108,4 +191,31 @@ def test_index_shows_classes_by_their_top_concept_on_request(tab):
     tab.goto("index.html")  # the choice persists, like the other view toggles
     assert page.locator("#grid a.tile").nth(967).locator("img").get_attribute("src") == concept
     assert page.get_attribute("button[data-by=concept]", "aria-pressed") == "true"
+    tab.assert_clean()
+
+
+def test_a_layer_shows_its_channels_by_their_top_example_on_request(tab):
+    tab.goto("layers/conv_head/index.html")
+    page = tab.page
+    tiles = page.locator("#grid a.tile img")
+    assert tiles.first.get_attribute("src").endswith("overlay.webp")
+    page.click("button[data-layer-by=example]")
+    srcs = [tiles.nth(i).get_attribute("src") for i in range(tiles.count())]
+    assert srcs and all("/crops/" in s for s in srcs)
+    assert all(i["natural"] > 0 for i in tab.images())
+    tab.assert_clean()
+
+
+def test_a_picture_the_generator_calls_another_class_says_so(tab):
+    tab.goto("index.html")
+    page = tab.page
+    mark = page.locator("#grid a.tile").nth(607).locator(".called-mark")
+    assert mark.get_attribute("title") == f"{MODEL} calls this picture tiger cat"
+    assert mark.get_attribute("aria-label") == mark.get_attribute("title") and mark.is_visible()
+    assert page.locator("#grid .called-mark").count() == 1
+    tab.goto("classes/0607.html")
+    note = page.locator("p.called")
+    assert note.is_visible() and note.inner_text().startswith(f"{MODEL} calls this picture tiger cat")
+    note.locator("a").click()
+    page.wait_for_url("**/classes/0282.html")
     tab.assert_clean()

@@ -65,6 +65,7 @@ class Placement:
     scale: float
     left: int
     top: int
+    size: tuple[int, int] = (0, 0)  # the source image's (width, height), so a page can place a box on it
 
     def source_box(self, left: int, top: int, side: int) -> tuple[int, int, int, int]:
         """A square (left, top, side) of the model input as (left, top, right, bottom) in source pixels."""
@@ -162,7 +163,7 @@ def fit_square(image: Image.Image, side: int) -> tuple[np.ndarray, Placement]:
     resized = image.resize((width, height), Image.Resampling.BICUBIC)
     left, top = (width - side) // 2, (height - side) // 2
     square = np.asarray(resized.crop((left, top, left + side, top + side)), dtype=np.uint8)
-    return square, Placement(scale, left, top)
+    return square, Placement(scale, left, top, image.size)
 
 
 @dataclass(frozen=True)
@@ -198,3 +199,27 @@ def load_squares(root: str | Path, files: Iterable[str], side: int) -> Squares:
         placements.append(result[1])
     array = np.stack(pixels) if pixels else np.zeros((0, side, side, 3), dtype=np.uint8)
     return Squares(array, tuple(kept), tuple(placements), tuple(skipped))
+
+
+class SourceCrops:
+    """Crops cut from the source images at their own resolution and resized to `side` px.
+
+    A patch is a few dozen pixels of the model's input; cutting it again from the source image
+    gives a crop a page can show at `side` px without upscaling the input's pixels. A few
+    recently opened images are kept, since a class's crops come from few images."""
+
+    def __init__(self, root: str | Path, side: int, keep: int = 32):
+        self.root, self.side, self.keep = Path(root), side, keep
+        self._open: dict[str, Image.Image | None] = {}
+
+    def cut(self, file: str, box: tuple[int, int, int, int], fallback: np.ndarray) -> np.ndarray:
+        """(side, side, 3) uint8 of `box` in `file`; from `fallback` (the input's pixels) when the file
+        no longer reads."""
+        if file not in self._open:
+            if len(self._open) >= self.keep:
+                self._open.pop(next(iter(self._open)))
+            self._open[file] = read_rgb(self.root / file)
+        image = self._open[file]
+        region = Image.fromarray(np.ascontiguousarray(fallback, dtype=np.uint8)) if image is None else image.crop(box)
+        resized = region.resize((self.side, self.side), Image.Resampling.LANCZOS)
+        return np.asarray(resized, dtype=np.uint8)

@@ -29,10 +29,11 @@ import torch
 from atlas.cache import Cache, atomic_write
 from atlas.concepts import craft
 from atlas.concepts.examples import RunningTopK, region
-from atlas.concepts.images import ClassImages, ImageFolder, Squares, load_squares, scan
+from atlas.concepts.images import ClassImages, ImageFolder, SourceCrops, Squares, load_squares, scan
 from atlas.concepts.nmf import nmf
 from atlas.concepts.patches import STRIDE_RATIO, patch_grid
 from atlas.concepts.store import (
+    CROP_SIDE,
     crop_name,
     encode_vector,
     encode_webp,
@@ -49,7 +50,7 @@ from atlas.models import LoadedModel, classifier_weights, find_layer, imagenet_c
 from atlas.objectives import ActivationCapture
 from atlas.record import AlignedClass, ChannelExamples, Concept, ConceptBank, Crop, ExampleSet
 
-VERSION = 1  # bump when a change of the method changes results: it is part of every key
+VERSION = 2  # bump when a change of the method changes results: it is part of every key
 PHASES = ("read", "activations", "nmf", "importance", "crops")
 Progress = Callable[..., Any]
 
@@ -65,7 +66,7 @@ class ConceptRequest:
     patch: int | None = None  # px on the model's input; None: 64/224 of it, CRAFT's default
     crops: int = 10
     aligned: int = 5
-    examples: int = 9
+    examples: int = 16
     example_layers: Mapping[str, Sequence[int]] = field(default_factory=dict)  # layer -> channels
     batch_size: int = 64  # patches per forward pass
     group: int = 1  # classes per NMF call
@@ -129,7 +130,8 @@ def settings(request: ConceptRequest, loaded: LoadedModel) -> dict[str, Any]:
     """Every setting a bank depends on, as it goes into keys and records."""
     return {"version": VERSION, "concepts": request.concepts, "per_class": request.per_class,
             "patch": _patch(loaded, request.patch), "stride": STRIDE_RATIO, "input": loaded.input_size,
-            "crops": request.crops, "aligned": request.aligned, "nmf": "hals-nndsvda", "clamp": 0.0}
+            "crops": request.crops, "crop_side": CROP_SIDE, "aligned": request.aligned, "nmf": "hals-nndsvda",
+            "clamp": 0.0}
 
 
 def bank_key(loaded: LoadedModel, layer: str, images: ClassImages, setting: Mapping[str, Any]) -> str:
@@ -272,16 +274,19 @@ def _assemble(loaded: LoadedModel, request: ConceptRequest, layer: craft.Feature
     leaders = np.bincount(parts.shares.argmax(dim=1).numpy(), minlength=concepts.shape[0])
     files: dict[str, bytes] = {}
     result = []
+    sources = SourceCrops(request.images, setting.get("crop_side", CROP_SIDE))
     for k in range(concepts.shape[0]):
         crops = []
         for row in top[k].tolist():
             image, cell = divmod(row, len(grid))
             left, top_px = grid[cell]
-            data = encode_webp(squares.pixels[image, top_px : top_px + patch, left : left + patch])
+            placement = squares.placements[image]
+            box = placement.source_box(left, top_px, patch)
+            data = encode_webp(sources.cut(squares.files[image], box,
+                                           squares.pixels[image, top_px : top_px + patch, left : left + patch]))
             name = crop_name(data)
             files[name] = data
-            crops.append(Crop(squares.files[image], squares.placements[image].source_box(left, top_px, patch),
-                              float(coefficients[row, k]), name))
+            crops.append(Crop(squares.files[image], box, float(coefficients[row, k]), name, placement.size))
         links = () if aligned is None else tuple(
             AlignedClass(int(i), wnids[int(i)], float(c)) for i, c in zip(aligned[0][k], aligned[1][k], strict=True))
         result.append(Concept(k, encode_vector(concepts[k].numpy()), float(importance[k]),
@@ -302,7 +307,7 @@ def _assemble(loaded: LoadedModel, request: ConceptRequest, layer: craft.Feature
 def _run_examples(loaded: LoadedModel, request: ConceptRequest, folder: ImageFolder, summary: ConceptSummary,
                   report: Callable[[str], None], progress: Progress | None) -> None:
     setting = {"version": VERSION, "per_class": request.per_class, "examples": request.examples,
-               "region": _patch(loaded, request.patch), "input": loaded.input_size}
+               "region": _patch(loaded, request.patch), "input": loaded.input_size, "crop_side": CROP_SIDE}
     pending = {}
     for layer, channels in request.example_layers.items():
         key = examples_key(loaded, folder, layer, channels, setting)
@@ -409,6 +414,7 @@ def _example_set(loaded: LoadedModel, folder: ImageFolder, layer: str, channels:
     where = {file: n for n, file in enumerate(squares.files)}
     files: dict[str, bytes] = {}
     result = []
+    cutter = SourceCrops(folder.root, setting.get("crop_side", CROP_SIDE))
     for row, channel in enumerate(channels):
         crops, classes = [], []
         for value, image, position in zip(tracker.values[row].tolist(), tracker.images[row].tolist(),
@@ -418,9 +424,11 @@ def _example_set(loaded: LoadedModel, folder: ImageFolder, layer: str, channels:
                 continue
             n = where[file]
             left, top, side = region(position, grid, loaded.input_size, size)
-            data = encode_webp(squares.pixels[n, top : top + side, left : left + side])
+            placement = squares.placements[n]
+            box = placement.source_box(left, top, side)
+            data = encode_webp(cutter.cut(file, box, squares.pixels[n, top : top + side, left : left + side]))
             files[crop_name(data)] = data
-            crops.append(Crop(file, squares.placements[n].source_box(left, top, side), float(value), crop_name(data)))
+            crops.append(Crop(file, box, float(value), crop_name(data), placement.size))
             classes.append(class_index)
         result.append(ChannelExamples(channel, tuple(crops), tuple(classes)))
     return ExampleSet(key=key, model=loaded.name, weights_sha256=loaded.weights_sha256, layer=layer,

@@ -47,6 +47,8 @@ FORMAT = CONCEPTS_FORMAT
 BANK = "bank.json"
 EXAMPLES = "examples.json"
 WEBP_QUALITY = 80
+# Side of every stored crop (concept patches, dataset examples): pages show them at this size or less.
+CROP_SIDE = 128
 # How a concept's MACO picture is made: its direction at its layer, by cosine (True) or by dot
 # product (False). Cosine, measured on Lite0 (docs/concepts.md, tests/data/compare_concept_objectives.py):
 # its pictures transfer to their class far better than dot's (18 pictures: top-5 3 against 0, class

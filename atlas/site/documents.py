@@ -52,6 +52,12 @@ def _concept_tile(page: ClassPage) -> dict[str, Any]:
             "concept_thumb_size": list(top.media.thumb_size)}
 
 
+def _called(page: ClassPage) -> dict[str, Any]:
+    """When the generator's own top-1 on the picture is another class: the words the index's tile shows."""
+    called = page.main.called if page.main else None
+    return {} if called is None else {"called": f"{called.model} calls this picture {called.page.name}"}
+
+
 def index_document(site: Site) -> dict[str, Any]:
     """Every class and channel with its page, status and thumbnails: the data behind search and grids."""
     return {
@@ -59,7 +65,7 @@ def index_document(site: Site) -> dict[str, Any]:
         "model": site.model.name,
         "classes": [
             {"index": c.index, "name": c.name, "synonyms": list(c.info.synonyms), "wnid": c.info.wnid, **_tile(c),
-             **_concept_tile(c)}
+             **_concept_tile(c), **_called(c)}
             for c in site.classes
         ],
         "layers": [
@@ -67,7 +73,9 @@ def index_document(site: Site) -> dict[str, Any]:
                 "name": layer.name,
                 "slug": layer.slug,
                 "page": layer.path,
-                "channels": [{"channel": ch.channel, "label": ch.label, **_tile(ch)} for ch in layer.channels],
+                "channels": [{"channel": ch.channel, "label": ch.label, **_tile(ch),
+                              **({"example": ch.examples[0].crop.path} if ch.examples else {})}
+                             for ch in layer.channels],
             }
             for layer in site.layers
         ],
@@ -137,7 +145,10 @@ def unit_document(site: Site, page: UnitPage) -> dict[str, Any]:
 
 
 def _crop(crop: CropImage) -> dict[str, Any]:
-    return {"image": crop.path, "file": crop.file, "box": list(crop.box), "value": crop.value}
+    out = {"image": crop.path, "file": crop.file, "box": list(crop.box), "value": crop.value}
+    if crop.source_size is not None:
+        out["source_size"] = list(crop.source_size)
+    return out
 
 
 def concepts_document(page: ClassPage) -> dict[str, Any]:

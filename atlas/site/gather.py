@@ -6,6 +6,7 @@ Everything is gathered before anything is written, so that every page sees the s
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from collections import Counter
@@ -18,6 +19,7 @@ from atlas.model_record import LayerInfo
 from atlas.record import ConceptBank, Crop, ExampleSet
 from atlas.site.pages import (
     CROPS,
+    Called,
     ChannelPage,
     ClassPage,
     ConceptLink,
@@ -112,10 +114,22 @@ def gather(contents: CacheContents, *, with_png: bool = True) -> Site:
             out.append(Prediction(m.name, m.role, guesses, m.target_top1_rate, m.target_top5_rate))
         return tuple(out)
 
+    def called(entry: Entry, target: int | None) -> Called | None:
+        """The generator's top-1 on the whole picture, when it is a class other than `target`."""
+        judging = entry.record.judging
+        whole = judging.get("whole") if judging else None
+        generator = next((m for m in whole.models if m.role == "generator" and m.top5), None) if whole else None
+        if target is None or generator is None:
+            return None
+        top = generator.top5[0]
+        if top.index == target or not 0 <= top.index < len(classes):
+            return None
+        return Called(generator.name, classes[top.index], float(top.prob))
+
     def renders(entries: list[Entry], target: int | None, stem: str) -> list[Render]:
         return [
             Render(e, Media.for_entry(e, with_png) if e.status == "ok" else None, predictions(e, target),
-                   f"{model.name}-{stem}-seed{e.seed}")
+                   f"{model.name}-{stem}-seed{e.seed}", called(e, target) if e.status == "ok" else None)
             for e in _order(entries)
         ]
 
@@ -172,6 +186,7 @@ def _concepts(contents: CacheContents, classes: list[ClassPage],
                               for a in concept.aligned if 0 <= a.index < len(classes)),
                 similar=tuple(ConceptLink(classes[s.class_index], s.concept, s.cosine)
                               for s in similar.get((index, position), ()) if 0 <= s.class_index < len(classes)),
+                logit=bank.logit,
             ))
 
 
@@ -199,14 +214,19 @@ def _crop(contents: CacheContents, value: ConceptBank | ExampleSet, crop: Crop, 
         size = image_size(source) if sized else None
     except ValueError as exc:
         raise AtlasError(f"{exc}: run `atlas concepts` again to rewrite it") from exc
-    return CropImage(f"{CROPS}/{crop.image}", source, crop.file, crop.box, crop.value, size)
+    return CropImage(f"{CROPS}/{crop.image}", source, crop.file, crop.box, crop.value, size, crop.source_size)
 
 
 def _chain(pages: list) -> None:
-    """prev/next links, wrapping around so that browsing never hits a dead end."""
+    """prev/next links to the nearest rendered page either way, wrapping around, so that browsing never
+    hits a dead end nor walks through the pending pages of a partial atlas (every page when none is rendered)."""
+    shown = [i for i, page in enumerate(pages) if page.status == "ok"] or list(range(len(pages)))
     for i, page in enumerate(pages):
-        page.prev = pages[i - 1] if len(pages) > 1 else None
-        page.next = pages[(i + 1) % len(pages)] if len(pages) > 1 else None
+        after = bisect.bisect_right(shown, i)
+        before = bisect.bisect_left(shown, i) - 1
+        nxt, prev = pages[shown[after % len(shown)]], pages[shown[before]]
+        page.next = nxt if nxt is not page else None
+        page.prev = prev if prev is not page else None
 
 
 def _summarize(contents: CacheContents, classes: list[ClassPage], layers: list[LayerPage]) -> Summary:

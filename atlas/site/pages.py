@@ -157,6 +157,15 @@ class Related:
     score: float
 
 
+@dataclass(frozen=True)
+class Called:
+    """The generator's own top-1 on the whole picture, when that is another class than its target."""
+
+    model: str
+    page: ClassPage
+    prob: float
+
+
 @dataclass(eq=False)
 class Render:
     """One cached entry as a page shows it."""
@@ -165,6 +174,7 @@ class Render:
     media: Media | None
     predictions: tuple[Prediction, ...]
     name: str  # file name stem for downloads: "efficientnet_lite0-class-0607-seed0"
+    called: Called | None = None
 
     @property
     def crops(self) -> int | None:
@@ -299,6 +309,7 @@ class CropImage:
     box: tuple[int, int, int, int]  # in the source image's pixels
     value: float  # what ranked it: the concept's coefficient, or the channel's activation
     size: tuple[int, int] | None = None  # (width, height), read where a page needs it
+    source_size: tuple[int, int] | None = None  # the source image's (width, height), when the cache has it
 
     @property
     def name(self) -> str:
@@ -366,9 +377,104 @@ class ConceptView:
         return self.concept.share
 
     @property
-    def bar(self) -> float:
-        """The importance bar's fill: the share, clipped to [0, 1]."""
-        return min(1.0, max(0.0, self.concept.share))
+    def value_text(self) -> str:
+        """Its contribution to the class logit, in logit units: "+1.23"."""
+        return signed(self.concept.importance)
+
+    @property
+    def share_text(self) -> str:
+        """Its share of the class logit ("16%"), empty when the logit is not positive (no share then)."""
+        return percent(self.concept.importance / self.logit) if self.logit > 0 else ""
+
+    logit: float = 0.0  # the bank's mean class logit
+
+    @property
+    def hold(self) -> Prediction | None:
+        """How well the class holds on the concept's picture: the generator's reading of it (the
+        rates of crops whose top-1 / top-5 is the class), as class pages show their judging."""
+        if self.render is None or self.render.media is None:
+            return None
+        return next((p for p in self.render.predictions if p.role == "generator" and p.top1_rate is not None), None)
+
+    def top_text(self, images: int) -> str:
+        """In how many of the bank's images it is the most important concept, in words."""
+        n = self.concept.top_images
+        if n == 0:
+            return f"top concept in none of the {images} images: it adds to others"
+        return f"top concept in {n} of {images} images"
+
+
+def signed(value: float, digits: int = 2) -> str:
+    """A signed number, rounded first so that nothing reads "-0.00"."""
+    text = f"{value:+.{digits}f}"
+    return f"{0:.{digits}f}" if float(text) == 0 else text.replace("-", "\u2212")
+
+
+def percent(fraction: float) -> str:
+    """A percentage rounded to a whole number, never "-0%"."""
+    whole = int(round(100 * fraction))
+    return f"{whole}%".replace("-", "\u2212")
+
+
+@dataclass(frozen=True)
+class ShareRow:
+    """One row of a class logit taken apart: a concept's contribution, or the rest."""
+
+    label: str
+    value: float  # in logit units, the mean over the bank's images
+    fraction: float | None  # of the mean logit; None when that is not positive
+    start: float  # the bar, as fractions of its track: where it starts ...
+    width: float  # ... and how long it is
+    anchor: str | None = None  # the concept card's anchor
+
+    @property
+    def negative(self) -> bool:
+        return self.value < 0 and signed(self.value) != signed(0.0)
+
+    @property
+    def value_text(self) -> str:
+        return signed(self.value)
+
+    @property
+    def share_text(self) -> str:
+        return "" if self.fraction is None else percent(self.fraction)
+
+
+@dataclass(frozen=True)
+class ShareTable:
+    """A class's mean logit as the sum of its concepts' contributions and the rest, with bars drawn
+    relative to the largest contribution; a negative one runs left of the axis."""
+
+    rows: tuple[ShareRow, ...]
+    logit: float
+    axis: float  # where zero sits on the bar track, from 0 (left) to 1
+    images: int
+    exact: bool
+
+    @property
+    def positive(self) -> bool:
+        return self.logit > 0
+
+    @property
+    def logit_text(self) -> str:
+        return signed(self.logit)
+
+    @staticmethod
+    def of(bank: ConceptBank) -> ShareTable:
+        rest_label = "rest: bias and unexplained" if bank.exact else \
+            "rest: unexplained and estimate error"
+        parts = [(f"Concept {n}", c.importance, concept_anchor(n - 1)) for n, c in enumerate(bank.concepts, 1)]
+        parts.append((rest_label, bank.residual + bank.rest, None))
+        low = max(0.0, -min(v for _, v, _ in parts))
+        high = max(0.0, max(v for _, v, _ in parts))
+        span = (low + high) or 1.0
+        axis = low / span
+        rows = []
+        for label, value, anchor in parts:
+            width = abs(value) / span
+            fraction = value / bank.logit if bank.logit > 0 else None
+            rows.append(ShareRow(label, value, fraction, axis if value >= 0 else axis - width, width, anchor))
+        return ShareTable(tuple(rows), bank.logit, axis, bank.images, bank.exact)
 
 
 @dataclass(frozen=True)
@@ -385,6 +491,10 @@ class ClassPage(UnitPage):
     bank: ConceptBank | None = None
     concepts: list[ConceptView] = field(default_factory=list)
     kind = "class"
+
+    @property
+    def shares(self) -> ShareTable | None:
+        return ShareTable.of(self.bank) if self.bank is not None and self.concepts else None
 
     @property
     def top_concept(self) -> ConceptView | None:
@@ -425,6 +535,10 @@ class LayerPage(Page):
     @property
     def rendered(self) -> int:
         return sum(1 for c in self.channels if c.status == "ok")
+
+    @property
+    def has_examples(self) -> bool:
+        return any(c.examples for c in self.channels)
 
     @property
     def samples(self) -> list[ChannelPage]:
