@@ -16,6 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from atlas.cli import Terminated
     from atlas.config import load_config
     from atlas.errors import AtlasError
     from atlas.site.build import read_marker
@@ -34,8 +35,8 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
     try:
         server.serve_forever()
-    except KeyboardInterrupt:
-        print("atlas serve: stopped")
+    except (KeyboardInterrupt, Terminated):  # the way to stop serving, not an interrupted job
+        print("atlas serve: stopped serving", flush=True)
     finally:
         server.server_close()
     return 0
