@@ -230,6 +230,14 @@ def current_examples(root: str | Path, model: str, weights_sha256: str,
     return _newest(example_sets(root, problems), model, weights_sha256, lambda examples: examples.layer)
 
 
+def vector_problem(bank: ConceptBank, channels: int | None) -> str | None:
+    """Why `bank`'s concept vectors do not fit its layer of `channels` channels (None: unknown), or None."""
+    wrong = next((c for c in bank.concepts if channels is not None and c.channels != channels), None)
+    if wrong is None:
+        return None
+    return f"concept {wrong.index}'s vector has {wrong.channels} entries, layer {bank.layer} has {channels} channels"
+
+
 def _newest(values: Iterable[_V], model: str, weights_sha256: str, slot: Callable[[_V], _K]) -> dict[_K, _V]:
     """Per slot, the newest of `values` made with this model's weights."""
     newest: dict[_K, _V] = {}

@@ -186,12 +186,7 @@ def _check_objective(objective: ObjectiveInfo, info: ModelInfo) -> None:
 def _bank_problem(bank: ConceptBank, info: ModelInfo) -> str | None:
     if not 0 <= bank.class_index < len(info.classes):
         return f"class_index {bank.class_index} is outside the model's {len(info.classes)} classes"
-    channels = next((la.channels for la in info.layers if la.name == bank.layer), None)
-    wrong = next((c for c in bank.concepts if channels is not None and c.channels != channels), None)
-    if wrong is not None:
-        return (f"concept {wrong.index}'s vector has {wrong.channels} entries, "
-                f"layer {bank.layer} has {channels} channels")
-    return None
+    return concept_store.vector_problem(bank, next((la.channels for la in info.layers if la.name == bank.layer), None))
 
 
 def _pick_model(cache: Path, model: str | None) -> Path:
