@@ -335,3 +335,14 @@ def test_publish_resolves_a_relative_origin_against_the_project(site, tmp_path, 
     assert git("rev-parse", "--verify", "gh-pages", cwd=tmp_path / "origin.git")
     assert not any((elsewhere.parent / "origin.git").iterdir())
     assert str(tmp_path / "origin.git") in capsys.readouterr().out
+
+
+def test_a_render_rejected_for_an_unknown_judge_leaves_no_model_file(tmp_path, capsys):
+    from tests.config_support import write_config
+
+    config = write_config(tmp_path, "test_resnet", classes="0", judges=["no_such_judge"], batch_size=1,
+                          scoring={"crops": 2}, random_weights=True)
+    assert main(["render", "--config", str(config), "--full", "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no_such_judge" in err[0], err
+    assert not list((tmp_path / "cache").rglob("*.json"))
