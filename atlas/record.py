@@ -187,6 +187,7 @@ class RenderRecord:
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise InvalidRecord(f"unknown status {self.status!r}")
+        _check_files(self.files)
 
 
 Record = RenderRecord  # the union of the registered kinds; a new kind joins here and in KINDS

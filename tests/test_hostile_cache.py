@@ -346,3 +346,21 @@ def test_a_render_rejected_for_an_unknown_judge_leaves_no_model_file(tmp_path, c
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no_such_judge" in err[0], err
     assert not list((tmp_path / "cache").rglob("*.json"))
+
+
+def test_entry_folders_and_files_that_are_links_are_not_read(tmp_path):
+    cache = copy_cache(tmp_path / "cache")
+    (folder, data), (other, _) = records(cache)[:2]
+    outside = tmp_path / "outside"
+    shutil.move(folder, outside)  # the whole entry lives elsewhere; the cache holds a link to it
+    folder.symlink_to(outside, target_is_directory=True)
+    secret = tmp_path / "secret.png"
+    shutil.move(other / "image.png", secret)  # a file of an entry replaced by a link, sizes and hash still right
+    (other / "image.png").symlink_to(secret)
+    out = tmp_path / "site"
+    report = build(cache, out)
+    assert len(report.problems) == 2 and all("\n" not in p for p in report.problems)
+    assert any("folder is a symbolic link" in p for p in report.problems)
+    assert any("image.png is a symbolic link" in p for p in report.problems)
+    shown = site_text(out)
+    assert secret.read_bytes() not in shown and (outside / "image.png").read_bytes() not in shown

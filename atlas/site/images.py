@@ -135,7 +135,10 @@ def derive(entry: Entry, media: Media, out: Path) -> list[str]:
 
 
 def _verified(path: Path, sha256: str | None) -> bytes:
-    data = path.read_bytes()
+    try:
+        data = read_entry_file(path.parent, path.name)
+    except UnsafeName as exc:
+        raise AtlasError(f"cache entry {path.parent}: {exc}; delete the entry and re-render it") from None
     if hashlib.sha256(data).hexdigest() != sha256:
         raise AtlasError(f"{path} does not match the sha256 in its record: delete the entry and re-render it")
     return data

@@ -139,7 +139,10 @@ def read_cache(cache: Path, model: str | None = None) -> CacheContents:
         folder = store.entry_dir(key)
         state = store.check(key, verify=False)
         record = state.record
-        if state.status == "missing":
+        if folder.is_symlink():  # its files would be read from wherever it points
+            skipped["invalid"] += 1
+            problems.append(f"{folder}: the entry folder is a symbolic link, not an entry of this cache")
+        elif state.status == "missing":
             skipped["unfinished"] += 1
         elif state.status == "corrupt" or record is None:
             skipped["invalid"] += 1
