@@ -366,6 +366,11 @@ class ChannelExamples:
     examples: tuple[Crop, ...]  # highest activation first
     classes: tuple[int, ...]  # the source class of each example
 
+    def __post_init__(self) -> None:
+        if len(self.classes) != len(self.examples):
+            raise InvalidRecord(f"channel {self.channel} lists {len(self.examples)} examples "
+                                f"but {len(self.classes)} source classes")
+
 
 @dataclass(frozen=True)
 class ExampleSet:

@@ -195,6 +195,7 @@ def test_a_crop_that_does_not_match_its_sha256_skips_its_bank_and_is_not_copied(
     assert any(str(folder) in p and "sha256" in p for p in report.problems)
     assert not (out / "crops" / crop.name).exists()
     assert "Concepts" not in (out / "classes/0967.html").read_text() and report.check and not report.check.problems
+    assert "Concepts" in (out / "classes/0001.html").read_text()  # the other bank is shown as before
 
 
 def test_a_bank_of_the_old_format_reads_as_needing_a_rebuild(project):
@@ -364,3 +365,24 @@ def test_entry_folders_and_files_that_are_links_are_not_read(tmp_path):
     assert any("image.png is a symbolic link" in p for p in report.problems)
     shown = site_text(out)
     assert secret.read_bytes() not in shown and (outside / "image.png").read_bytes() not in shown
+
+
+def test_an_example_crop_that_is_no_image_or_lacks_its_class_skips_its_set(project):
+    import hashlib
+
+    cache, out = project / "cache", project / "site"
+    path = examples_json(cache)
+    data = json.loads(path.read_text())
+    name = data["channels"][0]["examples"][0]["image"]
+    garbage = b"not an image at all"
+    (path.parent / name).write_bytes(garbage)  # with its size and hash listed: only decoding can tell
+    data["files"][name] = {"bytes": len(garbage), "sha256": hashlib.sha256(garbage).hexdigest()}
+    path.write_text(json.dumps(data))
+    report = build(cache, out)
+    assert len(report.problems) == 1 and str(path.parent) in report.problems[0] and "not a readable image" \
+        in report.problems[0]
+    shown = site_text(out)
+    assert not any(e["image"].encode() in shown for c in data["channels"] for e in c["examples"])
+    data["channels"][0]["classes"] = data["channels"][0]["classes"][:-1]
+    path.write_text(json.dumps(data))
+    assert any("source classes" in p for p in read_cache(cache).problems)

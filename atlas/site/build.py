@@ -39,7 +39,7 @@ from atlas.site.check import DEFAULT_BUDGET, Budget, SiteReport, check_site
 from atlas.site.gather import gather
 from atlas.site.images import copy_crops, derive_all
 from atlas.site.pages import Site
-from atlas.site.records import CacheContents, read_cache
+from atlas.site.records import BadEntry, CacheContents, read_cache
 from atlas.site.write import environment, png_paths, render_site, site_paths, write_changed
 
 # The ownership record: which files of the output folder atlas wrote, and whether the build finished.
@@ -88,7 +88,12 @@ def build(cache: Path, out: Path, *, model: str | None = None, png: bool | None 
     previous = claim(out)
 
     contents = read_cache(cache, model)
-    site: Site = gather(contents, with_png=bool(png))
+    while True:
+        try:
+            site: Site = gather(contents, with_png=bool(png))
+            break
+        except BadEntry as exc:  # a crop that is no image: its example set is skipped like any invalid entry
+            contents = _without(contents, {exc.folder: exc.reason})
     say(f"{contents.model.name}: {len(site.pages)} pages, {len(site.renders)} renders")
     try:
         return _write(contents, site, out, previous, png, workers, budget, say)

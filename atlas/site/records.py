@@ -31,6 +31,15 @@ from atlas.record import ATTRIBUTION, IMAGE, ConceptBank, Crop, ExampleSet, Obje
 MAX_IMAGE_SIDE = 8192
 
 
+class BadEntry(AtlasError):
+    """An entry found unusable after reading (a file that is not what its record says), so that the
+    build can skip it: `folder` is the entry's, `reason` one line."""
+
+    def __init__(self, folder: Path, reason: str) -> None:
+        super().__init__(f"{folder}: {reason}")
+        self.folder, self.reason = folder, reason
+
+
 @dataclass(frozen=True)
 class Entry:
     """One cached render: its typed record, where its files are, and its image's size."""
