@@ -4,6 +4,7 @@ written, the good entries are still built, and every message is one line."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ from atlas.cli import main
 from atlas.concepts import store
 from atlas.concepts.images import read_rgb
 from atlas.errors import AtlasError
+from atlas.evaluate import real_features
 from atlas.image_limits import MAX_PIXELS
 from atlas.record import InvalidRecord, loads_concepts
 from atlas.site.build import build
@@ -167,10 +169,14 @@ def test_render_plans_around_a_bank_whose_vectors_do_not_fit_and_names_it(tmp_pa
     for index, vector in ((0, good), (1, store.encode_vector(np.ones(3, np.float32)))):
         data = json.loads(bank_json_for(tmp_path, loaded, config.cache, index, vector).read_text())
         paths[index] = data["key"]
+    undecodable = bank_json_for(tmp_path, loaded, config.cache, 2, good)
+    rewrite(undecodable, lambda d: d["concepts"][0].update(vector="!!not base64!!"))
     problems: list[str] = []
-    targets = concept_targets(config, loaded, [0, 1], problems)
+    targets = concept_targets(config, loaded, [0, 1, 2], problems)
     assert [index for index, _ in targets] == [0]
-    assert len(problems) == 1 and paths[1] in problems[0] and "has 3 entries" in problems[0]
+    assert len(problems) == 2 and all("\n" not in p for p in problems)
+    assert any(paths[1] in p and "has 3 entries" in p for p in problems)
+    assert any(str(undecodable.parent) in p and "not base64" in p for p in problems)
 
 
 def bank_json_for(tmp_path: Path, loaded, cache: Path, index: int, vector: str) -> Path:  # noqa: ANN001
@@ -242,6 +248,13 @@ def test_a_model_file_with_nan_is_a_one_line_error(tmp_path, capsys):
     assert not (tmp_path / "site").exists()
 
 
+@functools.cache
+def tiny_model():  # noqa: ANN201 - a LoadedModel, imported only where torch is wanted
+    from atlas.models import load_model
+
+    return load_model("test_resnet", random_weights=True)
+
+
 @pytest.mark.parametrize("size", [(1, 60000), (60000, 1), (6000, 5000)])
 def test_images_past_the_bound_are_skipped_before_decoding(tmp_path, size):
     path = tmp_path / "strip.png"
@@ -250,6 +263,9 @@ def test_images_past_the_bound_are_skipped_before_decoding(tmp_path, size):
     assert read_rgb(path) is None
     with pytest.raises(AtlasError, match="is not read") as err:
         decorrelated_image(path, 64)
+    assert "\n" not in str(err.value)
+    with pytest.raises(AtlasError, match="is not read") as err:
+        real_features(tiny_model(), [path])
     assert "\n" not in str(err.value)
     Image.new("RGB", (300, 200)).save(path)
     assert read_rgb(path).size == (300, 200)
