@@ -402,3 +402,18 @@ def test_an_example_crop_that_is_no_image_or_lacks_its_class_skips_its_set(proje
     data["channels"][0]["classes"] = data["channels"][0]["classes"][:-1]
     path.write_text(json.dumps(data))
     assert any("source classes" in p for p in read_cache(cache).problems)
+
+
+def test_render_warns_about_a_bad_bank_and_renders_the_rest(tmp_path, capsys):
+    from atlas.config import load_config
+    from tests.test_render_cli import cli_config
+
+    config_path = cli_config(tmp_path, classes="0")
+    config = load_config(config_path)
+    path = bank_json_for(tmp_path, tiny_model(), config.cache, 0, store.encode_vector(np.ones(3, np.float32)))
+    rewrite(path, lambda d: d["concepts"][0].update(vector="!!not base64!!"))
+    assert main(["render", "--config", str(config_path), "--full", "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    lines = [line for line in captured.out.splitlines() + captured.err.splitlines() if "skipped concept bank" in line]
+    assert len(lines) == 1 and str(path.parent) in lines[0] and "not base64" in lines[0]
+    assert "Traceback" not in captured.err and "1 rendered" in captured.out
