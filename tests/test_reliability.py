@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -120,6 +121,22 @@ def test_render_and_build_killed_at_random_moments_lose_nothing(tmp_path, seed):
     assert not [f for f in site_files(out) if TEMPORARY.fullmatch(f.rsplit("/", 1)[-1])]
     listed = set(json.loads((out / MARKER).read_text(encoding="utf-8"))["files"])
     assert site_files(out) - listed == set(USER_FILES) | {MARKER}
+
+    # 5. A folder of the site replaced by a link: the build names it and writes nothing through it.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "atlas.css").write_text("someone else's", encoding="utf-8")
+    shutil.rmtree(out / "static")
+    (out / "static").symlink_to(elsewhere, target_is_directory=True)
+    rc, _, err = finish(atlas("build", "--config", str(config)))
+    assert rc == 1 and len(err.strip().splitlines()) == 1 and "static is a symlink" in err, (seed, err)
+    assert [p.name for p in elsewhere.iterdir()] == ["atlas.css"], seed
+    assert (elsewhere / "atlas.css").read_text(encoding="utf-8") == "someone else's"
+    assert (out / "static").is_symlink()
+    (out / "static").unlink()
+    rc, _, err = finish(atlas("build", "--config", str(config)))
+    assert rc == 0 and inspect_site(out).problems == [], (seed, err)
+    assert_user_files_kept(out)
 
 
 def test_sigterm_is_how_serve_stops_in_one_line(tmp_path_factory):
