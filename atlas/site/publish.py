@@ -80,8 +80,15 @@ def _origin(project: Path) -> str:
 def check_branch(branch: str) -> str:
     """`branch` when it is a plain branch name (what `git check-ref-format --branch` takes, less the
     `@{-N}` shorthands, `HEAD` and full `refs/...` names); raises AtlasError otherwise."""
-    if not branch or branch.startswith(("-", "refs/")) or branch == "HEAD" or "@{" in branch \
-            or subprocess.run(["git", "check-ref-format", f"refs/heads/{branch}"], capture_output=True).returncode:
+    plain = bool(branch) and not branch.startswith(("-", "refs/")) and branch != "HEAD" and "@{" not in branch
+    if plain:
+        try:
+            _git("check-ref-format", f"refs/heads/{branch}")
+        except AtlasError as exc:
+            if "not installed" in str(exc):
+                raise
+            plain = False
+    if not plain:
         raise AtlasError(f"--branch {branch!r} is not a branch name: give one such as gh-pages "
                          "(not HEAD, not refs/heads/...)")
     return branch
