@@ -20,7 +20,7 @@ from PIL import Image
 
 from atlas.cli import main
 from atlas.concepts import store
-from atlas.concepts.images import read_rgb
+from atlas.concepts.images import load_squares, read_rgb
 from atlas.errors import AtlasError
 from atlas.evaluate import real_features
 from atlas.image_limits import MAX_PIXELS
@@ -267,8 +267,9 @@ def test_images_past_the_bound_are_skipped_before_decoding(tmp_path, size):
     with pytest.raises(AtlasError, match="is not read") as err:
         real_features(tiny_model(), [path])
     assert "\n" not in str(err.value)
-    Image.new("RGB", (300, 200)).save(path)
-    assert read_rgb(path).size == (300, 200)
+    Image.new("RGB", (300, 200)).save(tmp_path / "photo.png")
+    squares = load_squares(tmp_path, ["strip.png", "photo.png"], 32)  # how `atlas concepts` reads a class
+    assert squares.skipped == ("strip.png",) and squares.files == ("photo.png",) and squares.pixels.shape[0] == 1
 
 
 @pytest.fixture(scope="module")
