@@ -88,11 +88,15 @@ def build(cache: Path, out: Path, *, model: str | None = None, png: bool | None 
     previous = claim(out)
 
     contents = read_cache(cache, model)
+    dropped: set[Path] = set()
     while True:
         try:
             site: Site = gather(contents, with_png=bool(png))
             break
         except BadEntry as exc:  # a crop that is no image: its example set is skipped like any invalid entry
+            if exc.folder in dropped:
+                raise
+            dropped.add(exc.folder)
             contents = _without(contents, {exc.folder: exc.reason})
     say(f"{contents.model.name}: {len(site.pages)} pages, {len(site.renders)} renders")
     try:
@@ -119,6 +123,8 @@ def _write(contents: CacheContents, site: Site, out: Path, previous: SiteMarker 
     if corrupt:  # shown as not rendered (a bank or example set: as not computed), like any other invalid entry
         contents = _without(contents, corrupt)
         site = gather(contents, with_png=site.with_png)
+        # a crop whose name (its content's hash) a skipped entry shared with a good one: now from the good one
+        images += copy_crops(site.crops, out, contents.crop_sha256())
     files = render_site(site, env)  # the whole site, once
     notes = []
     if png is None:
