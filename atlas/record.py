@@ -16,6 +16,7 @@ Two rules keep the format open without a new version:
 
 from __future__ import annotations
 
+import array
 import base64
 import binascii
 import dataclasses
@@ -23,7 +24,7 @@ import functools
 import hashlib
 import json
 import math
-import struct
+import sys
 import types
 import typing
 from collections.abc import Mapping
@@ -312,7 +313,11 @@ class Concept:
             raise InvalidRecord(f"concept {self.index}'s vector is not base64") from None
         if not raw or len(raw) % 4:
             raise InvalidRecord(f"concept {self.index}'s vector is not a list of float32")
-        if not all(math.isfinite(v) for v in struct.unpack(f"<{len(raw) // 4}f", raw)):
+        values = array.array("f", raw)
+        if sys.byteorder == "big":
+            values.byteswap()
+        # float32 values summed as float64 cannot overflow, so the sum is finite exactly when every value is
+        if not math.isfinite(sum(values)):
             raise InvalidRecord(f"concept {self.index}'s vector holds NaN or infinity")
 
     @property
