@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from atlas.errors import AtlasError
+from atlas.image_limits import size_problem
 from atlas.models import LoadedModel, data_transform, pooled_features
 from atlas.scoring import pixel_boxes, resize_crops
 from atlas.spectrum import IMAGE_SUFFIXES
@@ -56,9 +57,13 @@ def real_features(loaded: LoadedModel, paths: Sequence[Path], chunk: int = 32) -
         for path in paths[start : start + chunk]:
             try:
                 with Image.open(path) as im:
-                    batch.append(transform(im.convert("RGB")))
-            except OSError as exc:
+                    problem = size_problem(im.size)
+                    if problem is None:
+                        batch.append(transform(im.convert("RGB")))
+            except (OSError, ValueError, Image.DecompressionBombError) as exc:
                 raise AtlasError(f"cannot read image {path} ({exc}); remove it or convert it to PNG/JPEG") from exc
+            if problem is not None:
+                raise AtlasError(f"image {path} is not read: {problem}; remove it or shrink it")
         out.append(pooled_features(loaded, torch.stack(batch).to(device)).float().cpu())
     return torch.cat(out)
 

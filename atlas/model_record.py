@@ -14,6 +14,7 @@ left out while None (files written before it existed read back byte for byte).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,7 +93,14 @@ def dumps(info: ModelInfo) -> bytes:
 
 
 def _ranked_in(ranked: dict[str, Any]) -> dict[int, Ranked]:
-    return {int(k): tuple((int(i), float(s)) for i, s in v) for k, v in ranked.items()}
+    return {int(k): tuple((int(i), _finite(s)) for i, s in v) for k, v in ranked.items()}
+
+
+def _finite(value: Any) -> float:
+    """A score; NaN and Infinity (which Python's JSON reader takes) are not, nor is text."""
+    if isinstance(value, (str, bool)) or not math.isfinite(float(value)):
+        raise ValueError(f"score {value!r} is not a finite number")
+    return float(value)
 
 
 def _opt_int(value: Any) -> int | None:
@@ -125,13 +133,13 @@ def from_dict(raw: dict[str, Any]) -> ModelInfo:
             spectrum_sha256=str(raw.get("spectrum_sha256", "")),
             input_size=_opt_int(raw.get("input_size")),
         )
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
         raise InvalidModelInfo(str(exc)) from exc
 
 
 def loads(raw: bytes | str) -> ModelInfo:
     try:
         data = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise InvalidModelInfo(f"not JSON: {exc}") from exc
     return from_dict(data)

@@ -47,11 +47,13 @@ def run(request: RenderRequest, *, report: Report = print, progress: ProgressFac
                         device=request.device)
     plan = make_plan(config, request.selection, request.shard, loaded, cache)
     summary = RenderSummary(total=len(plan.jobs), keys=[p.key for p in plan.jobs])
+    for problem in plan.problems:
+        report(f"warning: skipped concept bank {problem}")
     todo = _todo(plan, request, summary, report)
+    judges = _load_judges(loaded, request) if todo else []  # an unknown judge is rejected before any write
     _write_model_info(cache, plan, request)
     report(_plan_line(plan, request, todo, summary))
     if todo:
-        judges = _load_judges(loaded, request)
         size = request.batch_size or _auto_batch_size(plan, request, todo)
         report(f"batch size {size}" + ("" if request.batch_size else " (auto)"))
         _render_all(plan, request, cache, judges, todo, size, summary, progress)

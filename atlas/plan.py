@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from atlas.cache import Cache, EntryState, cache_key
 from atlas.concepts.craft import concept_objective
-from atlas.concepts.store import VISUALIZATION_COSINE, current_banks
+from atlas.concepts.store import VISUALIZATION_COSINE, current_banks, entry_folder, vector_problem
 from atlas.config import Config, Selection
 from atlas.errors import AtlasError
 from atlas.jobs import Job, Shard, build_jobs, select_shard
@@ -31,17 +31,19 @@ class Plan:
     settings: RenderSettings  # the one value the keys, the records and the engine read
     jobs: list[PlannedJob]  # this shard's jobs
     all_jobs: int  # jobs of every shard together
+    problems: tuple[str, ...] = ()  # concept banks of the cache left out, one line each
 
 
 def make_plan(config: Config, selection: Selection, shard: Shard, loaded: LoadedModel, cache: Cache) -> Plan:
     settings = RenderSettings.from_config(config, selection)
     classes, layers = select_targets(loaded, selection)
-    jobs = build_jobs(classes, layers, selection.preset.seeds, concept_targets(config, loaded, classes))
+    problems: list[str] = []
+    jobs = build_jobs(classes, layers, selection.preset.seeds, concept_targets(config, loaded, classes, problems))
     planned = []
     for job in select_shard(jobs, shard):
         key = job_key(settings, loaded, job.objective, job.seed)
         planned.append(PlannedJob(job, key, cache.check(key)))
-    return Plan(loaded, settings, planned, len(jobs))
+    return Plan(loaded, settings, planned, len(jobs), tuple(problems))
 
 
 def job_key(settings: RenderSettings, loaded: LoadedModel, objective: Objective, seed: int) -> str:
@@ -70,9 +72,21 @@ def _channel_ranking(loaded: LoadedModel, layer: str) -> list[int] | None:
     return weights.norm(dim=0).argsort(descending=True).tolist()
 
 
-def concept_targets(config: Config, loaded: LoadedModel, classes: Sequence[int]) -> list[tuple[int, Objective]]:
+def concept_targets(config: Config, loaded: LoadedModel, classes: Sequence[int],
+                    problems: list[str] | None = None) -> list[tuple[int, Objective]]:
     """(class, direction) for every concept of the cache's current banks (`atlas concepts`) of the
-    selected classes, most important first; a CPU subset renders only its own classes' concepts."""
-    banks = current_banks(config.cache, loaded.name, loaded.weights_sha256)
+    selected classes, most important first; a CPU subset renders only its own classes' concepts.
+    A bank that is unusable (or whose vectors do not fit its layer) is left out, with a line in `problems`."""
+    banks = current_banks(config.cache, loaded.name, loaded.weights_sha256, problems)
+    for index in sorted(set(classes) & set(banks)):
+        bank = banks[index]
+        try:
+            why = vector_problem(bank, find_layer(loaded, bank.layer).channels)
+        except AtlasError as exc:  # a layer this model lacks
+            why = str(exc)
+        if why:
+            del banks[index]
+            if problems is not None:
+                problems.append(f"{entry_folder(config.cache, bank)}: {why}")
     return [(index, concept_objective(banks[index].layer, concept.values, cosine=VISUALIZATION_COSINE))
             for index in sorted(set(classes) & set(banks)) for concept in banks[index].concepts]

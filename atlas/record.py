@@ -16,17 +16,23 @@ Two rules keep the format open without a new version:
 
 from __future__ import annotations
 
+import array
 import base64
+import binascii
 import dataclasses
 import functools
 import hashlib
 import json
+import math
+import sys
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Union
+
+from atlas.safe_paths import UnsafeName, plain_name
 
 FORMAT = 1
 RECORD = "record.json"
@@ -182,6 +188,7 @@ class RenderRecord:
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise InvalidRecord(f"unknown status {self.status!r}")
+        _check_files(self.files)
 
 
 Record = RenderRecord  # the union of the registered kinds; a new kind joins here and in KINDS
@@ -227,7 +234,7 @@ def from_dict(data: Any, key: str | None = None) -> Record:
 def loads(raw: bytes, key: str | None = None) -> Record:
     try:
         data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise InvalidRecord("record.json is not valid JSON") from None
     return from_dict(data, key)
 
@@ -258,9 +265,11 @@ def file_problem(record: Record, folder: Path, *, verify: bool) -> str | None:
 # <cache>/concepts/<key[:2]>/<key>/bank.json and <cache>/examples/<key[:2]>/<key>/examples.json
 # beside their WebP crops; they are not render entries (no record.json, no status), so they have
 # their own format number and are read strictly: a field this version does not know makes the file
-# not ours, and the store computes it again.
+# not ours, and the store computes it again.  Format 2 lists every crop's size and sha256 in
+# `files`, like a render record; a format-1 file has no hashes to check its crops by, so it is
+# read as needing `atlas concepts` again.
 
-CONCEPTS_FORMAT = 1
+CONCEPTS_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -274,6 +283,12 @@ class Crop:
     value: float
     image: str
     source_size: tuple[int, int] | None = None  # the source image's (width, height): where the box sits
+
+    def __post_init__(self) -> None:
+        try:
+            plain_name(self.image)
+        except UnsafeName as exc:
+            raise InvalidRecord(f"crop image: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -292,6 +307,24 @@ class Concept:
     top_images: int  # images of which it is the most important concept
     crops: tuple[Crop, ...]
     aligned: tuple[AlignedClass, ...]  # empty when the layer is not the one the classifier reads
+
+    def __post_init__(self) -> None:
+        try:
+            raw = base64.b64decode(self.vector, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidRecord(f"concept {self.index}'s vector is not base64") from None
+        if not raw or len(raw) % 4:
+            raise InvalidRecord(f"concept {self.index}'s vector is not a list of float32")
+        values = array.array("f", raw)
+        if sys.byteorder == "big":
+            values.byteswap()
+        # float32 values summed as float64 cannot overflow, so the sum is finite exactly when every value is
+        if not math.isfinite(sum(values)):
+            raise InvalidRecord(f"concept {self.index}'s vector holds NaN or infinity")
+
+    @property
+    def channels(self) -> int:
+        return len(base64.b64decode(self.vector)) // 4
 
     @property
     def values(self) -> Any:
@@ -326,6 +359,12 @@ class ConceptBank:
     seconds: dict[str, float]
     created: str = ""  # ISO 8601 UTC time of writing: the newest bank of a class is the current one
     format: int = CONCEPTS_FORMAT
+    files: dict[str, FileInfo] = field(default_factory=dict)  # crop name -> size and sha256 (the store fills it)
+
+    def __post_init__(self) -> None:
+        if len({c.channels for c in self.concepts}) > 1:
+            raise InvalidRecord("the bank's concept vectors differ in length")
+        _check_files(self.files)
 
 
 @dataclass(frozen=True)
@@ -333,6 +372,11 @@ class ChannelExamples:
     channel: int
     examples: tuple[Crop, ...]  # highest activation first
     classes: tuple[int, ...]  # the source class of each example
+
+    def __post_init__(self) -> None:
+        if len(self.classes) != len(self.examples):
+            raise InvalidRecord(f"channel {self.channel} lists {len(self.examples)} examples "
+                                f"but {len(self.classes)} source classes")
 
 
 @dataclass(frozen=True)
@@ -348,6 +392,18 @@ class ExampleSet:
     seconds: float
     created: str = ""
     format: int = CONCEPTS_FORMAT
+    files: dict[str, FileInfo] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_files(self.files)
+
+
+def _check_files(files: Mapping[str, FileInfo]) -> None:
+    for name in files:
+        try:
+            plain_name(name)
+        except UnsafeName as exc:
+            raise InvalidRecord(f"files: {exc}") from None
 
 
 def dumps_concepts(value: ConceptBank | ExampleSet) -> bytes:
@@ -358,7 +414,7 @@ def loads_concepts(kind: type[ConceptBank] | type[ExampleSet], raw: bytes) -> Co
     """A bank or an example set from its JSON file; InvalidRecord (a ValueError) when it is not one."""
     try:
         data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise InvalidRecord(f"{kind.__name__} is not valid JSON") from None
     return _load(kind, data, kind.__name__, strict=True)
 
@@ -429,9 +485,24 @@ def _load(tp: Any, value: Any, where: str, strict: bool = False) -> Any:
             raise InvalidRecord(f"{where} is not an object")
         return {str(k): _load(args[1], v, f"{where}.{k}", strict) for k, v in value.items()}
     if tp is Any:
+        _check_finite(value, where)
         return value
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        _check_finite(value, where)
         return value  # an int stays an int, so that a record reads back byte for byte
     if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
         return value
     raise InvalidRecord(f"{where} is {type(value).__name__}, expected {tp.__name__}")
+
+
+def _check_finite(value: Any, where: str) -> None:
+    """Python's JSON reader takes NaN and Infinity, which no JSON writer may write back: a record
+    holding one is invalid, wherever in it."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidRecord(f"{where} is {value}, not a finite number")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_finite(v, f"{where}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_finite(v, f"{where}[{i}]")

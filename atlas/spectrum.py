@@ -149,11 +149,16 @@ def decorrelated_image(path: Path, size: int) -> np.ndarray:
     """(3, size, size) float64: resized (shorter side) and centre-cropped, ImageNet-normalised, decorrelated."""
     from PIL import Image, UnidentifiedImageError
 
+    from atlas.image_limits import size_problem
+
     try:
         with Image.open(path) as opened:
-            image = opened.convert("RGB")
-    except (OSError, UnidentifiedImageError) as exc:
+            problem = size_problem(opened.size)
+            image = opened.convert("RGB") if problem is None else None
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
         raise AtlasError(f"cannot read image {path}: remove it from the folder or convert it") from exc
+    if image is None:
+        raise AtlasError(f"image {path} is not read: {problem}; remove it from the folder or shrink it")
     scale = size / min(image.size)
     width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
     image = image.resize((width, height), Image.Resampling.BICUBIC)

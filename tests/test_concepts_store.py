@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 
 import numpy as np
@@ -9,7 +11,7 @@ import pytest
 
 from atlas.concepts import store
 from atlas.objectives import direction
-from atlas.record import AlignedClass, ChannelExamples, Concept, ConceptBank, Crop, ExampleSet
+from atlas.record import AlignedClass, ChannelExamples, Concept, ConceptBank, Crop, ExampleSet, FileInfo
 
 
 def make_bank(key: str = "ab" + "0" * 62) -> tuple[ConceptBank, dict[str, bytes]]:
@@ -29,6 +31,9 @@ def test_bank_round_trip_keeps_every_field_and_the_vector_bits(tmp_path):
     path = store.write_bank(tmp_path, bank, crops)
     assert path.name == "bank.json" and path.parent.name == bank.key
     again = store.read_bank(tmp_path, bank.key)
+    data = crops[bank.concepts[0].crops[0].image]
+    assert again.files == {crop: FileInfo(len(data), hashlib.sha256(data).hexdigest()) for crop in crops}
+    bank = dataclasses.replace(bank, files=again.files)
     assert again == bank
     concept = again.concepts[0]
     assert concept.values.dtype == np.float32
@@ -44,6 +49,7 @@ def test_examples_round_trip(tmp_path):
     examples = ExampleSet(key="cd" + "1" * 62, model="m", weights_sha256="w", layer="blocks.3", settings={},
                           images=4, skipped=0, channels=(ChannelExamples(5, (crop,), (0,)),), seconds=1.0)
     store.write_examples(tmp_path, examples, {crop.image: data})
+    examples = dataclasses.replace(examples, files={crop.image: FileInfo.of(data)})
     assert store.read_examples(tmp_path, examples.key) == examples
     assert list(store.example_sets(tmp_path)) == [examples]
 

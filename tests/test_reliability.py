@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -121,16 +122,31 @@ def test_render_and_build_killed_at_random_moments_lose_nothing(tmp_path, seed):
     listed = set(json.loads((out / MARKER).read_text(encoding="utf-8"))["files"])
     assert site_files(out) - listed == set(USER_FILES) | {MARKER}
 
+    # 5. A folder of the site replaced by a link: the build names it and writes nothing through it.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "atlas.css").write_text("someone else's", encoding="utf-8")
+    shutil.rmtree(out / "static")
+    (out / "static").symlink_to(elsewhere, target_is_directory=True)
+    rc, _, err = finish(atlas("build", "--config", str(config)))
+    assert rc == 1 and len(err.strip().splitlines()) == 1 and "static is a symlink" in err, (seed, err)
+    assert [p.name for p in elsewhere.iterdir()] == ["atlas.css"], seed
+    assert (elsewhere / "atlas.css").read_text(encoding="utf-8") == "someone else's"
+    assert (out / "static").is_symlink()
+    (out / "static").unlink()
+    rc, _, err = finish(atlas("build", "--config", str(config)))
+    assert rc == 0 and inspect_site(out).problems == [], (seed, err)
+    assert_user_files_kept(out)
 
-def test_sigterm_is_one_line_and_a_non_zero_exit(tmp_path_factory):
+
+def test_sigterm_is_how_serve_stops_in_one_line(tmp_path_factory):
     site = sample_site(tmp_path_factory)
     process = atlas("serve", "--out", str(site), "--port", "0")
     assert "serving" in process.stdout.readline()
     process.send_signal(signal.SIGTERM)
-    rc, _, err = finish(process, 60)
-    assert rc == 128 + signal.SIGTERM
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("atlas serve: terminated (SIGTERM)"), err
+    rc, out, err = finish(process, 60)
+    assert rc == 0 and err == "", err  # nothing was interrupted: there is no command to run again
+    assert out.strip().splitlines() == ["atlas serve: stopped serving"]
 
 
 def test_eval_with_an_empty_class_folder_is_one_line_before_any_model_loads(tmp_path, capsys):

@@ -24,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from atlas.cli import Terminated
     from atlas.config import load_config
     from atlas.errors import AtlasError
     from atlas.site.build import read_marker
@@ -37,14 +38,14 @@ def run(args: argparse.Namespace) -> int:
         marker = None
     server = make_server(site, port, host)
     host, port = server.server_address[:2]
-    print(f"atlas serve: serving {site} at http://{host}:{port}/ (Ctrl-C stops)", flush=True)
-    if marker is not None and not marker.complete:  # pages are written in place: some may be old
-        print(f"atlas serve: warning: the build of {site} did not finish; run `atlas build` again for a complete site",
-              file=sys.stderr, flush=True)
-    try:
+    try:  # from the first line on, a stop signal is how serving ends
+        print(f"atlas serve: serving {site} at http://{host}:{port}/ (Ctrl-C stops)", flush=True)
+        if marker is not None and not marker.complete:  # pages are written in place: some may be old
+            print(f"atlas serve: warning: the build of {site} did not finish; "
+                  "run `atlas build` again for a complete site", file=sys.stderr, flush=True)
         server.serve_forever()
-    except KeyboardInterrupt:
-        print("atlas serve: stopped")
+    except (KeyboardInterrupt, Terminated):  # the way to stop serving, not an interrupted job
+        print("atlas serve: stopped serving", flush=True)
     finally:
         server.server_close()
     return 0

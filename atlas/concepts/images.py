@@ -6,7 +6,8 @@ Scanning is cheap (names and stat only) and decides everything a run depends on:
 classes, which files (a deterministic sample of at most `per_class` a class), and a content
 fingerprint of that choice (names, sizes, mtimes) for cache keys. Reading happens later, one
 image at a time: EXIF orientation applied, any mode (grayscale, CMYK, palette, alpha) made
-RGB; a file that cannot be decoded is skipped and counted, never a crash.
+RGB; a file that cannot be decoded, or whose size or shape is past atlas.image_limits, is
+skipped and counted, never a crash.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from atlas.errors import AtlasError
+from atlas.image_limits import size_problem
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".webp")
 WNID = re.compile(r"^n\d{8}$")
@@ -150,6 +152,8 @@ def read_rgb(path: str | Path) -> Image.Image | None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # PIL warns about odd EXIF and palette transparency; the pixels are fine
             with Image.open(path) as opened:
+                if size_problem(opened.size):  # before decoding: a strip or a bomb is skipped like a bad file
+                    return None
                 opened.load()
                 return ImageOps.exif_transpose(opened).convert("RGB")
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError):

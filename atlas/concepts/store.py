@@ -12,6 +12,11 @@ the JSON last, each atomically: a process killed at any moment leaves a complete
 JSON, and an entry whose JSON does not parse, names another key, or lists a crop that is not
 there counts as absent and is computed again.
 
+A cache may come from anyone, so the JSON's crop names are data: each must be a plain name of a
+regular file in the entry's own folder (atlas.safe_paths), listed in the JSON's `files` with its
+size and sha256 (format 2). Sizes are checked on reading, hashes where the bytes are read (the
+site, before copying a crop); an entry that fails is corrupt, with the reason.
+
 The values and their JSON form are owned by atlas.record, beside the render record: this module
 does the files. Concept vectors are stored exactly, as base64 of little-endian float32, so a concept's digest
 (the sha256 of those bytes, as `atlas.objectives.Direction` computes it) is the same after a
@@ -21,8 +26,10 @@ round trip and keys the concept's visualization.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import io
+import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,10 +45,13 @@ from atlas.record import (
     ConceptBank,
     Crop,
     ExampleSet,
+    FileInfo,
+    InvalidRecord,
     direction_id,
     dumps_concepts,
     loads_concepts,
 )
+from atlas.safe_paths import UnsafeName, entry_file
 
 FORMAT = CONCEPTS_FORMAT
 BANK = "bank.json"
@@ -91,6 +101,7 @@ def _folder(root: Path, kind: str, key: str) -> Path:
 
 
 def _write(folder: Path, name: str, value: Any, crops: Mapping[str, bytes]) -> Path:
+    value = dataclasses.replace(value, files={crop: FileInfo.of(data) for crop, data in sorted(crops.items())})
     try:
         folder.mkdir(parents=True, exist_ok=True)
         for crop, data in crops.items():
@@ -116,15 +127,49 @@ def _crops_of(value: ConceptBank | ExampleSet) -> set[str]:
 
 
 def _read(folder: Path, name: str, kind: type, key: str) -> Any:
+    return _inspect(folder, name, kind, key)[0]
+
+
+def _inspect(folder: Path, name: str, kind: type, key: str) -> tuple[Any, str | None]:
+    """(the value, None) for a finished entry; (None, None) for a missing one (not written yet);
+    (None, why) for one that is not usable: unreadable, another format or key, a bad crop."""
     try:
-        value = loads_concepts(kind, (folder / name).read_bytes())
-    except (OSError, ValueError):  # missing, half-written by an old version, or not ours: absent
+        raw = entry_file(folder, name).read_bytes()
+    except UnsafeName as exc:
+        return None, None if not (folder / name).exists() and not (folder / name).is_symlink() else str(exc)
+    except OSError as exc:
+        return None, f"{name} is unreadable ({exc.strerror or exc})"
+    found = _format_of(raw)
+    if isinstance(found, int) and found < FORMAT:
+        return None, (f"{name} is format {found}, which lists no hashes of its crops: "
+                      "run `atlas concepts` again to rebuild it")
+    try:
+        value = loads_concepts(kind, raw)
+    except InvalidRecord as exc:
+        return None, f"{name}: {exc}"
+    if value.format != FORMAT:
+        return None, f"{name} is format {value.format}, not {FORMAT}: written by another atlas version"
+    if value.key != key:
+        return None, f"{name} names another key"
+    for crop in sorted(_crops_of(value)):
+        info = value.files.get(crop)
+        if info is None:
+            return None, f"{name} lists no size and sha256 for crop {crop}"
+        try:
+            size = entry_file(folder, crop).stat().st_size
+        except (UnsafeName, OSError) as exc:
+            return None, f"crop {exc}"
+        if size != info.bytes:
+            return None, f"crop {crop} has {size} bytes, {name} says {info.bytes}"
+    return value, None
+
+
+def _format_of(raw: bytes) -> object:
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
         return None
-    if value.format != FORMAT or value.key != key:
-        return None
-    if any(not (folder / crop).is_file() for crop in _crops_of(value)):
-        return None
-    return value
+    return data.get("format") if isinstance(data, dict) else None
 
 
 def write_bank(root: str | Path, bank: ConceptBank, crops: Mapping[str, bytes]) -> Path:
@@ -145,34 +190,54 @@ def read_examples(root: str | Path, key: str) -> ExampleSet | None:
     return _read(_folder(Path(root), "examples", key), EXAMPLES, ExampleSet, key)
 
 
+def entry_folder(root: str | Path, value: ConceptBank | ExampleSet) -> Path:
+    return _folder(Path(root), "concepts" if isinstance(value, ConceptBank) else "examples", value.key)
+
+
 def crop_path(root: str | Path, value: ConceptBank | ExampleSet, crop: Crop) -> Path:
-    kind = "concepts" if isinstance(value, ConceptBank) else "examples"
-    return _folder(Path(root), kind, value.key) / crop.image
+    """Where a crop of a value read by this module is: its name was checked as a plain name on reading."""
+    return entry_folder(root, value) / crop.image
 
 
-def banks(root: str | Path) -> Iterator[ConceptBank]:
-    """Every finished bank in the cache, in key order."""
-    for folder in sorted((Path(root) / "concepts").glob("??/*")):
-        bank = read_bank(root, folder.name)
-        if bank is not None:
-            yield bank
+def _entries(root: str | Path, kind: str, name: str, cls: type, problems: list[str] | None) -> Iterator[Any]:
+    for folder in sorted((Path(root) / kind).glob("??/*")):
+        if folder.name.startswith(".") or folder.is_symlink():
+            continue  # a writer's temporary, or a link placed in the cache: not an entry
+        value, why = _inspect(folder, name, cls, folder.name)
+        if value is not None:
+            yield value
+        elif why is not None and problems is not None:
+            problems.append(f"{folder}: {why}")
 
 
-def example_sets(root: str | Path) -> Iterator[ExampleSet]:
-    for folder in sorted((Path(root) / "examples").glob("??/*")):
-        examples = read_examples(root, folder.name)
-        if examples is not None:
-            yield examples
+def banks(root: str | Path, problems: list[str] | None = None) -> Iterator[ConceptBank]:
+    """Every finished bank in the cache, in key order; with `problems`, one line is added there for
+    each entry that is not usable (an unfinished one is not a problem)."""
+    return _entries(root, "concepts", BANK, ConceptBank, problems)
 
 
-def current_banks(root: str | Path, model: str, weights_sha256: str) -> dict[int, ConceptBank]:
+def example_sets(root: str | Path, problems: list[str] | None = None) -> Iterator[ExampleSet]:
+    return _entries(root, "examples", EXAMPLES, ExampleSet, problems)
+
+
+def current_banks(root: str | Path, model: str, weights_sha256: str,
+                  problems: list[str] | None = None) -> dict[int, ConceptBank]:
     """Class index -> the newest bank of this model's weights (runs with other settings leave older ones)."""
-    return _newest(banks(root), model, weights_sha256, lambda bank: bank.class_index)
+    return _newest(banks(root, problems), model, weights_sha256, lambda bank: bank.class_index)
 
 
-def current_examples(root: str | Path, model: str, weights_sha256: str) -> dict[str, ExampleSet]:
+def current_examples(root: str | Path, model: str, weights_sha256: str,
+                     problems: list[str] | None = None) -> dict[str, ExampleSet]:
     """Layer -> the newest dataset examples of this model's weights."""
-    return _newest(example_sets(root), model, weights_sha256, lambda examples: examples.layer)
+    return _newest(example_sets(root, problems), model, weights_sha256, lambda examples: examples.layer)
+
+
+def vector_problem(bank: ConceptBank, channels: int | None) -> str | None:
+    """Why `bank`'s concept vectors do not fit its layer of `channels` channels (None: unknown), or None."""
+    wrong = next((c for c in bank.concepts if channels is not None and c.channels != channels), None)
+    if wrong is None:
+        return None
+    return f"concept {wrong.index}'s vector has {wrong.channels} entries, layer {bank.layer} has {channels} channels"
 
 
 def _newest(values: Iterable[_V], model: str, weights_sha256: str, slot: Callable[[_V], _K]) -> dict[_K, _V]:

@@ -9,6 +9,11 @@ writes it before anything else (listing what it is about to write as well as wha
 build wrote) and again when done, so that an interrupted build leaves a folder the next build
 accepts and finishes, and a build removes only files listed there: a CNAME, robots.txt or any
 other file a user adds is never touched. A folder with files but no marker is refused.
+
+Every write stays inside the output folder: before writing anything, the build checks each path
+it is about to write and refuses the build when one passes through a symbolic link (a folder of
+the site replaced by a link would send the write wherever it points), naming the link and
+leaving it alone. Crops are copied only after their sha256 matches their bank's.
 """
 
 from __future__ import annotations
@@ -26,13 +31,15 @@ from pathlib import Path
 
 from atlas import __version__
 from atlas.cache import atomic_write
+from atlas.concepts.store import entry_folder
 from atlas.errors import AtlasError
 from atlas.record import IMAGE
+from atlas.safe_paths import unsafe_destinations
 from atlas.site.check import DEFAULT_BUDGET, Budget, SiteReport, check_site
 from atlas.site.gather import gather
 from atlas.site.images import copy_crops, derive_all
 from atlas.site.pages import Site
-from atlas.site.records import CacheContents, read_cache
+from atlas.site.records import BadEntry, CacheContents, read_cache
 from atlas.site.write import environment, png_paths, render_site, site_paths, write_changed
 
 # The ownership record: which files of the output folder atlas wrote, and whether the build finished.
@@ -81,7 +88,16 @@ def build(cache: Path, out: Path, *, model: str | None = None, png: bool | None 
     previous = claim(out)
 
     contents = read_cache(cache, model)
-    site: Site = gather(contents, with_png=bool(png))
+    dropped: set[Path] = set()
+    while True:
+        try:
+            site: Site = gather(contents, with_png=bool(png))
+            break
+        except BadEntry as exc:  # a crop that is no image: its example set is skipped like any invalid entry
+            if exc.folder in dropped:
+                raise
+            dropped.add(exc.folder)
+            contents = _without(contents, {exc.folder: exc.reason})
     say(f"{contents.model.name}: {len(site.pages)} pages, {len(site.renders)} renders")
     try:
         return _write(contents, site, out, previous, png, workers, budget, say)
@@ -93,17 +109,22 @@ def _write(contents: CacheContents, site: Site, out: Path, previous: SiteMarker 
            workers: int | None, budget: Budget, say: Callable[[str], None]) -> BuildReport:
     env = environment()
     owned = previous.files if previous else frozenset()
+    writes = site_paths(site) | _media_paths(site, with_png=True)
+    _refuse_links(out, writes | {MARKER})
     # Claim every path this build may write before writing any, so a kill at any moment
     # leaves a folder whose atlas files are all listed.
-    write_marker(out, SiteMarker(owned | site_paths(site) | _media_paths(site, with_png=True), complete=False))
+    write_marker(out, SiteMarker(owned | writes, complete=False))
     if previous is not None and not previous.complete:
         _sweep_temporaries(out)
 
     corrupt: dict[Path, str] = {}
     images = derive_all(site.renders, out, workers=workers, progress=say, failed=corrupt)
-    if corrupt:  # shown as not rendered, like any other invalid entry
+    images += copy_crops(site.crops, out, contents.crop_sha256(), failed=corrupt)
+    if corrupt:  # shown as not rendered (a bank or example set: as not computed), like any other invalid entry
         contents = _without(contents, corrupt)
         site = gather(contents, with_png=site.with_png)
+        # a crop whose name (its content's hash) a skipped entry shared with a good one: now from the good one
+        images += copy_crops(site.crops, out, contents.crop_sha256())
     files = render_site(site, env)  # the whole site, once
     notes = []
     if png is None:
@@ -118,7 +139,6 @@ def _write(contents: CacheContents, site: Site, out: Path, previous: SiteMarker 
             site.include_pngs(False)
             notes.append(note)
             say(note)
-    images += copy_crops(site.crops, out)
     written = write_changed(out, files)
 
     keep = set(files) | _media_paths(site, with_png=site.with_png)
@@ -138,13 +158,26 @@ def _media_paths(site: Site, *, with_png: bool) -> set[str]:
     return media | set(site.crops)
 
 
+def _refuse_links(out: Path, paths: set[str]) -> None:
+    """Raise, before anything is written, when a path the build would write is not plainly inside `out`."""
+    refused = unsafe_destinations(out, sorted(paths))
+    if refused:
+        more = f" (and {len(refused) - 1} more paths)" if len(refused) > 1 else ""
+        raise AtlasError(f"{next(iter(refused.values()))}{more}: nothing was written; remove the link "
+                         f"from {out} (atlas leaves it alone) or build into another --out")
+
+
 def _without(contents: CacheContents, corrupt: dict[Path, str]) -> CacheContents:
-    """`contents` less the entries whose files turned out not to match their records."""
+    """`contents` less the entries (renders, banks, example sets) whose files turned out not to match their records."""
     skipped = Counter(contents.skipped)
     skipped["invalid"] += len(corrupt)
+    root = contents.root
     return dataclasses.replace(
         contents,
         entries=tuple(e for e in contents.entries if e.folder not in corrupt),
+        concept_entries=tuple(e for e in contents.concept_entries if e.folder not in corrupt),
+        banks={k: b for k, b in contents.banks.items() if root is None or entry_folder(root, b) not in corrupt},
+        examples={k: x for k, x in contents.examples.items() if root is None or entry_folder(root, x) not in corrupt},
         skipped=dict(skipped),
         problems=(*contents.problems, *(f"{folder}: {why}" for folder, why in sorted(corrupt.items()))),
     )

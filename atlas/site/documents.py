@@ -19,13 +19,14 @@ SEARCH_INDEX_GLOBAL = "ATLAS_INDEX"
 
 
 def to_json(value: Any) -> bytes:
-    return (json.dumps(value, ensure_ascii=False, indent=1) + "\n").encode("utf-8")
+    """Strict JSON: the cache reader rejects NaN and Infinity, and none may slip out as bare `NaN`."""
+    return (json.dumps(value, ensure_ascii=False, indent=1, allow_nan=False) + "\n").encode("utf-8")
 
 
 def script_json(value: Any) -> str:
     """JSON safe inside a <script> element: `<`, `>` and `&` as \\u escapes, so that text
     such as `</script>` or `<!--` cannot end or change the element; U+2028/9 for old parsers."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
         text = text.replace(ch, esc)
     return text

@@ -36,7 +36,7 @@ from atlas.site.pages import (
     Site,
     Summary,
 )
-from atlas.site.records import CacheContents, Entry, image_size
+from atlas.site.records import BadEntry, CacheContents, Entry, image_size
 
 SLUG_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -213,7 +213,7 @@ def _crop(contents: CacheContents, value: ConceptBank | ExampleSet, crop: Crop, 
     try:
         size = image_size(source) if sized else None
     except ValueError as exc:
-        raise AtlasError(f"{exc}: run `atlas concepts` again to rewrite it") from exc
+        raise BadEntry(source.parent, f"{exc}: run `atlas concepts` again to rewrite it") from exc
     return CropImage(f"{CROPS}/{crop.image}", source, crop.file, crop.box, crop.value, size, crop.source_size)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from PIL import Image
 from atlas.cache import atomic_write
 from atlas.display import overlay_rgba
 from atlas.errors import AtlasError
+from atlas.safe_paths import UnsafeName, read_entry_file
 from atlas.site.pages import Media, Render
 from atlas.site.records import Entry
 
@@ -48,15 +49,41 @@ def derive_all(renders: Iterable[Render], out: Path, *, workers: int | None = No
     return [path for paths in written for path in paths]
 
 
-def copy_crops(crops: dict[str, Path], out: Path) -> list[str]:
+def copy_crops(crops: dict[str, Path], out: Path, sha256: Mapping[Path, str],
+               failed: dict[Path, str] | None = None) -> list[str]:
     """Copy the crops (site path -> cache file) that the site lacks; returns the site paths written.
-    Their names are their content's hash, so a crop already there is the same crop."""
-    written = []
+    Their names are their content's hash, so a crop already there is the same crop.
+
+    Each is checked against its sha256 in its bank or example set (`sha256`: cache file -> hash)
+    and read without following a link. An entry folder with any crop that fails is noted in
+    `failed` (folder -> reason) and none of its crops is copied; without `failed`, it raises."""
+    todo: dict[Path, list[tuple[str, Path]]] = {}
     for rel, source in sorted(crops.items()):
         if not (out / rel).is_file():
-            atomic_write(out / rel, source.read_bytes(), durable=False)
+            todo.setdefault(source.parent, []).append((rel, source))
+    written = []
+    for folder, items in todo.items():
+        try:
+            data = {rel: _verified_crop(source, sha256.get(source)) for rel, source in items}
+        except AtlasError as exc:
+            if failed is None:
+                raise
+            failed[folder] = str(exc)
+            continue
+        for rel, content in data.items():
+            atomic_write(out / rel, content, durable=False)
             written.append(rel)
     return written
+
+
+def _verified_crop(source: Path, sha256: str | None) -> bytes:
+    try:
+        data = read_entry_file(source.parent, source.name)
+    except UnsafeName as exc:
+        raise AtlasError(f"crop {exc}: run `atlas concepts` again to rewrite it") from None
+    if sha256 is None or hashlib.sha256(data).hexdigest() != sha256:
+        raise AtlasError(f"crop {source.name} does not match its sha256: run `atlas concepts` again to rewrite it")
+    return data
 
 
 def _derive_or_note(render: Render, out: Path, failed: dict[Path, str] | None) -> list[str]:
@@ -81,13 +108,15 @@ def derive(entry: Entry, media: Media, out: Path) -> list[str]:
         atomic_write(out / media.png, image_bytes, durable=False)
         return [media.png]
     attribution_bytes = _verified(entry.attribution_path, entry.attribution_sha256)
-    with Image.open(io.BytesIO(image_bytes)) as im:
-        rgb = np.asarray(im.convert("RGB"))
-    attribution = np.load(io.BytesIO(attribution_bytes), allow_pickle=False)
     try:
+        with Image.open(io.BytesIO(image_bytes)) as im:
+            rgb = np.asarray(im.convert("RGB"))
+        attribution = np.load(io.BytesIO(attribution_bytes), allow_pickle=False)
         rgba = overlay_rgba(rgb, attribution)
-    except AtlasError as exc:
-        raise AtlasError(f"cache entry {entry.folder}: {exc}; delete the entry and re-render it") from exc
+    except (AtlasError, OSError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+        # the entry's own bytes, whatever they hold (a hash says only that they were not changed since)
+        raise AtlasError(f"cache entry {entry.folder}: cannot read its picture ({exc}); "
+                         "delete the entry and re-render it") from exc
     plain = Image.fromarray(rgba[..., :3])
     # The attribution stays an alpha channel, so the overlay fades into the page's own background
     # in either theme, instead of onto white as the reference codes composite it.
@@ -106,7 +135,10 @@ def derive(entry: Entry, media: Media, out: Path) -> list[str]:
 
 
 def _verified(path: Path, sha256: str | None) -> bytes:
-    data = path.read_bytes()
+    try:
+        data = read_entry_file(path.parent, path.name)
+    except UnsafeName as exc:
+        raise AtlasError(f"cache entry {path.parent}: {exc}; delete the entry and re-render it") from None
     if hashlib.sha256(data).hexdigest() != sha256:
         raise AtlasError(f"{path} does not match the sha256 in its record: delete the entry and re-render it")
     return data

@@ -65,14 +65,60 @@ def _identity(project: Path) -> list[str]:
 
 
 def _origin(project: Path) -> str:
+    """The project's origin; a relative path is the project's (git reads it from the project folder),
+    so it is made absolute here, where git runs from elsewhere."""
     try:
-        return _git("remote", "get-url", "origin", cwd=project)
+        url = _git("remote", "get-url", "origin", cwd=project)
     except AtlasError as exc:
         raise AtlasError(f"{project} has no git remote 'origin': pass --remote URL_OR_PATH") from exc
+    local = Path(project) / url
+    if "://" not in url and not Path(url).is_absolute() and local.exists():
+        return str(local.resolve())
+    return url
+
+
+def check_branch(branch: str) -> str:
+    """`branch` when it is a plain branch name (what `git check-ref-format --branch` takes, less the
+    `@{-N}` shorthands, `HEAD` and full `refs/...` names); raises AtlasError otherwise."""
+    plain = bool(branch) and not branch.startswith(("-", "refs/")) and branch != "HEAD" and "@{" not in branch
+    if plain:
+        try:
+            _git("check-ref-format", f"refs/heads/{branch}")
+        except AtlasError as exc:
+            if "not installed" in str(exc):
+                raise
+            plain = False
+    if not plain:
+        raise AtlasError(f"--branch {branch!r} is not a branch name: give one such as gh-pages "
+                         "(not HEAD, not refs/heads/...)")
+    return branch
+
+
+def _check_remote(remote: str) -> str:
+    if remote.startswith("-"):
+        raise AtlasError(f"--remote {remote!r} starts with '-': give a URL or a path (./{remote} for a folder)")
+    return remote
+
+
+def _head(project: Path) -> str | None:
+    """The project's HEAD commit; None when the repository has no commit yet."""
+    try:
+        _git("rev-parse", "--git-dir", cwd=project)
+    except AtlasError as exc:
+        raise AtlasError(f"{project} is not in a git repository: pass --remote URL_OR_PATH, "
+                         "or run from the project") from exc
+    try:
+        return _git("rev-parse", "--verify", "--quiet", "HEAD^{commit}", cwd=project)
+    except AtlasError:
+        return None
 
 
 def _check_clean(project: Path) -> str:
-    """The project's HEAD commit; raises when tracked files have uncommitted changes."""
+    """The project's HEAD commit; raises when tracked files have uncommitted changes or there is none."""
+    head = _head(project)
+    if head is None:
+        raise AtlasError(f"the repository of {project} has no commits yet: commit the project first, "
+                         "so that the published site names the commit it was built from")
     changed = _git("status", "--porcelain", "--untracked-files=no", cwd=project).splitlines()
     if changed:
         raise AtlasError(
@@ -80,7 +126,7 @@ def _check_clean(project: Path) -> str:
             f"e.g. {changed[0].split(maxsplit=1)[-1]}; "
             "commit or stash them so that the published site matches a commit"
         )
-    return _git("rev-parse", "HEAD", cwd=project)
+    return head
 
 
 def publish(site: Path, remote: str | None = None, *, branch: str = "gh-pages", project: Path = Path("."),
@@ -88,15 +134,16 @@ def publish(site: Path, remote: str | None = None, *, branch: str = "gh-pages", 
     """Push the site in `site` to `remote` (default: the origin of the git repository holding
     `project`) as the only commit on `branch`, after checking the site and the branch's tip."""
     site = Path(site)
+    check_branch(branch)
     _check_site(site, budget)
     if remote is None or remote == "origin":
-        remote_url = _origin(project)
+        remote_url = _check_remote(_origin(project))
         source = _check_clean(project)
     else:
-        local = Path(remote)
+        local = Path(_check_remote(remote))
         remote_url = str(local.resolve()) if local.exists() else remote
         try:
-            source = _git("rev-parse", "HEAD", cwd=project)
+            source = _head(project) or ""
         except AtlasError:
             source = ""
     with tempfile.TemporaryDirectory(prefix="atlas-publish-") as tmp:
@@ -117,7 +164,7 @@ def publish(site: Path, remote: str | None = None, *, branch: str = "gh-pages", 
         tree = _git("write-tree", env_dir=git_dir)
         commit = _git(*identity, "commit-tree", tree, "-m", text, env_dir=git_dir)
         lease = f"--force-with-lease=refs/heads/{branch}:{tip}"  # empty tip: the branch must still not exist
-        _git("push", "--quiet", lease, remote_url, f"{commit}:refs/heads/{branch}", env_dir=git_dir)
+        _git("push", "--quiet", lease, "--", remote_url, f"{commit}:refs/heads/{branch}", env_dir=git_dir)
     return Published(remote_url, branch, commit, files, source)
 
 
@@ -138,13 +185,13 @@ def _check_site(site: Path, budget: Budget) -> None:
 
 def _remote_tip(remote: str, branch: str, git_dir: Path) -> str:
     """The commit `branch` points to on `remote`, "" when there is no such branch."""
-    listed = _git("ls-remote", "--heads", remote, f"refs/heads/{branch}", env_dir=git_dir)
+    listed = _git("ls-remote", "--heads", "--", remote, f"refs/heads/{branch}", env_dir=git_dir)
     return next((line.split()[0] for line in listed.splitlines() if line.endswith(f"refs/heads/{branch}")), "")
 
 
 def _check_atlas_commit(remote: str, branch: str, tip: str, git_dir: Path) -> None:
     """Raise unless `tip` (fetched from `remote`) was made by `atlas publish`."""
-    _git("fetch", "--quiet", "--depth=1", remote, f"refs/heads/{branch}", env_dir=git_dir)
+    _git("fetch", "--quiet", "--depth=1", "--", remote, f"refs/heads/{branch}", env_dir=git_dir)
     body = _git("cat-file", "commit", tip, env_dir=git_dir)
     header, _, text = body.partition("\n\n")
     trailers = [line for line in text.splitlines() if line.startswith(f"{TRAILER}: ")]

@@ -4,7 +4,10 @@ The reader trusts the cache's contract: `record.json` is written last, so an ent
 without a valid record is not an entry and is skipped (and counted, so the build can say
 so). Entries are validated by the cache with the record's own checks (atlas.record), on what
 is cheap to check (file sizes against the record); the content hashes are left to the image
-stage, which reads the files anyway.
+stage, which reads the files anyway. What only the model's metadata can tell is checked here:
+a class outside the model's classes, a negative channel, a concept vector of the wrong length,
+a picture larger than any canvas. A cache is untrusted input: any entry that fails is skipped,
+named in `problems` and counted, and the rest of the site is built.
 """
 
 from __future__ import annotations
@@ -22,6 +25,19 @@ from atlas.concepts import store as concept_store
 from atlas.errors import AtlasError
 from atlas.model_record import InvalidModelInfo, ModelInfo, loads
 from atlas.record import ATTRIBUTION, IMAGE, ConceptBank, Crop, ExampleSet, ObjectiveInfo, RenderRecord
+
+# The largest picture side the site decodes: far above any canvas atlas renders (512 by default),
+# so a PNG header claiming more is not a render, and decoding it could take gigabytes.
+MAX_IMAGE_SIDE = 8192
+
+
+class BadEntry(AtlasError):
+    """An entry found unusable after reading (a file that is not what its record says), so that the
+    build can skip it: `folder` is the entry's, `reason` one line."""
+
+    def __init__(self, folder: Path, reason: str) -> None:
+        super().__init__(f"{folder}: {reason}")
+        self.folder, self.reason = folder, reason
 
 
 @dataclass(frozen=True)
@@ -95,6 +111,14 @@ class CacheContents:
         assert self.root is not None
         return concept_store.crop_path(self.root, value, crop)
 
+    def crop_sha256(self) -> dict[Path, str]:
+        """Cache file of every crop of the current banks and example sets -> its sha256 there."""
+        values = [*self.banks.values(), *self.examples.values()]
+        if self.root is None or not values:
+            return {}
+        return {concept_store.entry_folder(self.root, v) / name: info.sha256
+                for v in values for name, info in v.files.items()}
+
 
 def list_models(cache: Path) -> dict[str, Path]:
     """Model name -> its metadata file (`models/<safe name>.json`)."""
@@ -124,7 +148,10 @@ def read_cache(cache: Path, model: str | None = None) -> CacheContents:
         folder = store.entry_dir(key)
         state = store.check(key, verify=False)
         record = state.record
-        if state.status == "missing":
+        if folder.is_symlink():  # its files would be read from wherever it points
+            skipped["invalid"] += 1
+            problems.append(f"{folder}: the entry folder is a symbolic link, not an entry of this cache")
+        elif state.status == "missing":
             skipped["unfinished"] += 1
         elif state.status == "corrupt" or record is None:
             skipped["invalid"] += 1
@@ -137,15 +164,41 @@ def read_cache(cache: Path, model: str | None = None) -> CacheContents:
             skipped[f"{record.objective.kind} objective"] += 1
         else:
             try:
+                _check_objective(record.objective, info)
                 entry = Entry(folder, record, png_size(folder / IMAGE) if record.status == "ok" else None)
             except ValueError as exc:
                 skipped["invalid"] += 1
                 problems.append(f"{folder}: {exc}")
                 continue
             (concepts if record.objective.kind == "concept" else entries).append(entry)
-    banks = concept_store.current_banks(cache, info.name, info.weights_sha256)
-    examples = concept_store.current_examples(cache, info.name, info.weights_sha256)
+    found: list[str] = []
+    banks = concept_store.current_banks(cache, info.name, info.weights_sha256, found)
+    examples = concept_store.current_examples(cache, info.name, info.weights_sha256, found)
+    for bank in list(banks.values()):
+        why = _bank_problem(bank, info)
+        if why:
+            found.append(f"{concept_store.entry_folder(cache, bank)}: {why}")
+            del banks[bank.class_index]
+    if found:
+        skipped["invalid"] += len(found)
+        problems += found
     return CacheContents(info, tuple(entries), dict(skipped), tuple(problems), tuple(concepts), banks, examples, cache)
+
+
+def _check_objective(objective: ObjectiveInfo, info: ModelInfo) -> None:
+    """Raise ValueError when the objective names a class or channel the model does not have."""
+    if objective.class_index is not None and not 0 <= objective.class_index < len(info.classes):
+        raise ValueError(f"class_index {objective.class_index} is outside the model's {len(info.classes)} classes")
+    if objective.channel is not None:
+        channels = next((la.channels for la in info.layers if la.name == objective.layer), None)
+        if objective.channel < 0 or (channels is not None and objective.channel >= channels):
+            raise ValueError(f"channel {objective.channel} is outside layer {objective.layer}'s channels")
+
+
+def _bank_problem(bank: ConceptBank, info: ModelInfo) -> str | None:
+    if not 0 <= bank.class_index < len(info.classes):
+        return f"class_index {bank.class_index} is outside the model's {len(info.classes)} classes"
+    return concept_store.vector_problem(bank, next((la.channels for la in info.layers if la.name == bank.layer), None))
 
 
 def _pick_model(cache: Path, model: str | None) -> Path:
@@ -178,7 +231,10 @@ def png_size(path: Path) -> tuple[int, int]:
         head = f.read(24)
     if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
         raise ValueError(f"{path.name} is not a PNG")
-    return struct.unpack(">II", head[16:24])
+    width, height = struct.unpack(">II", head[16:24])
+    if not (0 < width <= MAX_IMAGE_SIDE and 0 < height <= MAX_IMAGE_SIDE):
+        raise ValueError(f"{path.name} is {width} x {height} px, over the {MAX_IMAGE_SIDE} px a render can be")
+    return width, height
 
 
 def image_size(path: Path) -> tuple[int, int]:

@@ -8,12 +8,26 @@ from pathlib import Path
 
 from atlas.errors import AtlasError
 
+MAX_PATH = 4096  # longer request paths are no site path (the site's own are under 100 characters)
+
 
 class _SiteHandler(SimpleHTTPRequestHandler):
     """Serves files, answers a missing path with the site's 404.html, and logs nothing."""
 
     extensions_map = {**SimpleHTTPRequestHandler.extensions_map, ".webp": "image/webp", ".js": "text/javascript",
                       ".json": "application/json", ".svg": "image/svg+xml"}
+
+    def send_head(self):  # noqa: ANN201 - the base class's signature
+        # A path with a NUL byte, undecodable bytes (unquoted to surrogates) or a name too long for
+        # the file system makes os calls raise ValueError inside the base class: a bad request.
+        if len(self.path) > MAX_PATH:
+            self.send_error(414)
+            return None
+        try:
+            return super().send_head()
+        except ValueError:
+            self.send_error(400, "malformed path")
+            return None
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         page = Path(self.directory) / "404.html"
