@@ -32,6 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, metavar="N",
                         help="patches per forward pass (default 32 on a CPU, 256 on a GPU)")
     parser.add_argument("--group", type=int, metavar="N", help="classes per NMF call (default 1 on a CPU, 16 on a GPU)")
+    parser.add_argument("--shard", metavar="I/N",
+                        help="compute shard I of N (0-based); default from RANK/WORLD_SIZE or a SLURM array")
+    parser.add_argument("--merge", action="store_true",
+                        help="only merge the shards' dataset examples and store the similar concepts")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -40,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from atlas.commands.render import progress_bar
     from atlas.concepts.run import ConceptRequest, run_concepts, wnid_index
     from atlas.device import resolve_device
+    from atlas.jobs import parse_shard, shard_from_env
     from atlas.models import load_model
     from atlas.plan import select_targets
     from atlas.specs import parse_classes
@@ -73,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
         example_layers={layer: c for layer, c in channels.items() if c},
         batch_size=args.batch_size or (256 if gpu else 32),
         group=args.group or (16 if gpu else 1),
+        shard=parse_shard(args.shard) if args.shard else shard_from_env(),
+        merge=args.merge,
     )
     summary = run_concepts(loaded, request, report=lambda line: print(f"atlas concepts: {line}", flush=True),
                            progress=None if args.no_progress else progress_bar())
