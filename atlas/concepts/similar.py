@@ -69,7 +69,9 @@ def similar_concepts(banks: Iterable[ConceptBank], top: int = TOP, block: int = 
 
 def _block_top(matrix: np.ndarray, classes: np.ndarray, start: int, block: int, top: int):
     """For rows start..start+block: (columns, cosines) of the `top` highest cosines to other classes."""
-    cosine = matrix[start : start + block] @ matrix.T  # (block, n) float32
+    # (block, n) float32, rounded to 1e-6: cosines equal in exact arithmetic (repeated vectors) differ in their
+    # last float32 bit with the block's shape; rounded, they tie, and ties go to the lower column
+    cosine = np.round(matrix[start : start + block] @ matrix.T, 6)
     cosine[classes[start : start + block, None] == classes[None, :]] = -np.inf  # never a concept of the same class
     keep = min(top, cosine.shape[1])
     if keep < cosine.shape[1]:

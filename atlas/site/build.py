@@ -81,6 +81,8 @@ def build(cache: Path, out: Path, *, model: str | None = None, png: bool | None 
     previous = claim(out)
 
     contents = read_cache(cache, model)
+    for note in contents.notes:
+        say(note)
     site: Site = gather(contents, with_png=bool(png))
     say(f"{contents.model.name}: {len(site.pages)} pages, {len(site.renders)} renders")
     try:
@@ -105,7 +107,7 @@ def _write(contents: CacheContents, site: Site, out: Path, previous: SiteMarker 
         contents = _without(contents, corrupt)
         site = gather(contents, with_png=site.with_png)
     files = render_site(site, env)  # the whole site, once
-    notes = []
+    notes = list(contents.notes)
     if png is None:
         # measured with the pages that link the PNGs: their links are bytes of the site too
         site.include_pngs()
