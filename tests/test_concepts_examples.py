@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from atlas.concepts import craft
+from atlas.concepts.example_pass import stream_examples
 from atlas.concepts.examples import RunningTopK, region
 from atlas.concepts.images import load_squares, scan
-from atlas.concepts.run import stream_examples, wnid_index
+from atlas.concepts.run import wnid_index
 from atlas.models import load_model
 from atlas.objectives import capture, channel
 from tests.concept_folders import make_folder, one_thread  # noqa: F401 - a fixture

@@ -11,10 +11,11 @@ import torch
 
 from atlas.cache import Cache
 from atlas.cli import main
+from atlas.concepts import example_pass, store
 from atlas.concepts import run as concepts_run
-from atlas.concepts import store
+from atlas.concepts.example_pass import stream_examples
 from atlas.concepts.images import scan
-from atlas.concepts.run import ConceptRequest, run_concepts, stream_examples, wnid_index
+from atlas.concepts.run import ConceptRequest, run_concepts, wnid_index
 from atlas.errors import AtlasError
 from atlas.jobs import Shard
 from atlas.metadata import model_info
@@ -109,7 +110,7 @@ def test_a_killed_shard_resumes_its_pass_and_a_finished_one_does_not_pass_again(
     layers = {"blocks.3": [0, 2]}
     shard = Shard(0, 3)  # chunks 0 and 3 of 6: the first two files of classes 0 and 2
     whole = stream_examples(tiny, folder, layers, 3, batch_size=2, shard=shard)
-    real_load = concepts_run.load_squares
+    real_load = example_pass.load_squares
     read: list[str] = []
 
     def dying(root, files, side):
@@ -119,12 +120,12 @@ def test_a_killed_shard_resumes_its_pass_and_a_finished_one_does_not_pass_again(
         return real_load(root, files, side)
 
     checkpoint = tmp_path / "state.pt"
-    monkeypatch.setattr(concepts_run, "load_squares", dying)
+    monkeypatch.setattr(example_pass, "load_squares", dying)
     with pytest.raises(KeyboardInterrupt):
         stream_examples(tiny, folder, layers, 3, batch_size=2, checkpoint=checkpoint, checkpoint_seconds=0,
                         shard=shard)
     read.clear()
-    monkeypatch.setattr(concepts_run, "load_squares",
+    monkeypatch.setattr(example_pass, "load_squares",
                         lambda root, files, side: (read.extend(files), real_load(root, files, side))[1])
     resumed = stream_examples(tiny, folder, layers, 3, batch_size=2, checkpoint=checkpoint, checkpoint_seconds=0,
                               shard=shard)
