@@ -9,7 +9,8 @@ the same for every implementation. One module per noun:
 - `throughput`: speed against the references, scaling, where a step goes, render options, cost;
 - `protocol`: quality on the judging protocol, the rows each machine renders;
 - `search`: the configs of the settings search for the `cpu` preset;
-- `concepts`: how long `atlas concepts` takes, and the sample folder it can time.
+- `concepts`: how long `atlas concepts` takes, and the sample folder it can time;
+- `site`: how long `atlas build` takes, and its peak memory, on a synthetic full-scale concept atlas.
 """
 
 from atlas.bench.concepts import ConceptBench, bench_concepts, sample_folder, time_concepts
@@ -36,6 +37,7 @@ from atlas.bench.runs import (
     value_range,
 )
 from atlas.bench.search import CPU_BEFORE, SEARCH, SEARCH_ROUNDS, search_configs
+from atlas.bench.site import SiteBench, bench_site
 from atlas.bench.throughput import (
     GPU_OPTIONS_BATCH,
     SpeedRow,
@@ -52,7 +54,8 @@ from atlas.bench.throughput import (
 
 __all__ = [
     "CPU_BEFORE", "GPU_OPTIONS_BATCH", "JUDGES", "QUALITY_CLASSES", "SEARCH", "SEARCH_ROUNDS", "SPEED_CLASS",
-    "ConceptBench", "QualityRow", "SpeedRow", "bench_concepts", "cost", "gpu_options", "horama_workdir",
+    "ConceptBench", "QualityRow", "SiteBench", "SpeedRow", "bench_concepts", "bench_site", "cost", "gpu_options",
+    "horama_workdir",
     "load_judges", "machine_preset", "peak_memory_mb", "quality", "quality_classes", "quality_configs",
     "quality_json", "quality_rows", "run_horama", "run_lucent", "run_ours", "sample_folder", "scaling",
     "search_configs", "seconds_per_image", "speed", "speed_preset", "speed_rows", "split_rows", "time_concepts",

@@ -13,7 +13,7 @@ import platform
 import time
 from pathlib import Path
 
-PARTS = ("speed", "scaling", "split", "quality", "search", "cost", "concepts")
+PARTS = ("speed", "scaling", "split", "quality", "search", "cost", "concepts", "site")
 DEFAULT_PARTS = ("speed", "scaling", "split", "quality", "concepts")
 
 
@@ -154,6 +154,14 @@ def run(args: argparse.Namespace) -> int:
         results["concepts"] = timing.to_json()
         print(f"## Concepts: Lite0, 10 concepts a class, {timing.classes} classes of {timing.source}, {device}\n")
         for line in timing.lines():
+            print(line)
+        print()
+
+    if "site" in parts:
+        site = bench.bench_site()
+        results["site"] = site.to_json()
+        print("## atlas build at full scale: synthetic concept banks and dataset examples\n")
+        for line in site.lines():
             print(line)
         print()
 
