@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import posixpath
+import stat
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -50,12 +52,28 @@ def derive_all(renders: Iterable[Render], out: Path, *, workers: int | None = No
 
 def copy_crops(crops: dict[str, Path], out: Path) -> list[str]:
     """Copy the crops (site path -> cache file) that the site lacks; returns the site paths written.
-    Their names are their content's hash, so a crop already there is the same crop."""
+    Their names are their content's hash, so a crop already there is the same crop.
+
+    A full concept atlas has 100,000 crops, so the cost is calls per file: the site's folders are
+    listed once, and a crop that is a plain file of the cache is hard-linked (one call; the cache never
+    rewrites a crop in place, so the two stay the same), else copied by `atomic_write`. Either way a
+    build killed midway leaves a whole crop or none."""
+    present: set[str] = set()
+    for folder in {posixpath.dirname(rel) for rel in crops}:
+        (out / folder).mkdir(parents=True, exist_ok=True)
+        with os.scandir(out / folder) as listing:
+            present |= {posixpath.join(folder, e.name) for e in listing if e.is_file(follow_symlinks=False)}
     written = []
     for rel, source in sorted(crops.items()):
-        if not (out / rel).is_file():
+        if rel in present:
+            continue
+        try:
+            if not stat.S_ISREG(os.lstat(source).st_mode):
+                raise OSError("not a plain file")
+            os.link(source, out / rel, follow_symlinks=False)
+        except OSError:  # another file system, no hard links there, or a name taken by something not a file
             atomic_write(out / rel, source.read_bytes(), durable=False)
-            written.append(rel)
+        written.append(rel)
     return written
 
 
