@@ -23,6 +23,7 @@ round trip and keys the concept's visualization.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import io
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -90,6 +91,7 @@ def visualization_id(bank: ConceptBank, concept: Concept) -> str:
 
 
 # --- writing and reading --------------------------------------------------------------------
+@functools.lru_cache(maxsize=4096)  # a site of 1000 banks asks for the folder of each of their 100,000 crops
 def _folder(root: Path, kind: str, key: str) -> Path:
     return Path(root) / kind / key[:2] / key
 
