@@ -59,9 +59,9 @@ def shard_part(loaded: LoadedModel, cache: Path, folder: ImageFolder, layers: Ma
         layers=tuple(LayerTops(layer, grids.get(layer, (0, 0)), t.values.shape[0], encode_vector(t.values.numpy()),
                                tuple(t.images.flatten().tolist()), tuple(t.positions.flatten().tolist()))
                      for layer, t in trackers.items()))
-    if shard.count > 1:
+    if shard.count > 1:  # one process keeps its checkpoint until the example sets are written
         write_part(cache, part)  # before the checkpoint goes: a kill between them only repeats the merge
-    checkpoint.unlink(missing_ok=True)
+        checkpoint.unlink(missing_ok=True)
     return [part]
 
 

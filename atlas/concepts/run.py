@@ -41,6 +41,7 @@ from atlas.concepts.store import (
     current_banks,
     encode_vector,
     encode_webp,
+    examples_checkpoint,
     key_of,
     read_bank,
     read_examples,
@@ -356,11 +357,13 @@ def _run_examples(loaded: LoadedModel, request: ConceptRequest, folder: ImageFol
                                                                  example_pass.sample_files(folder))
     for layer, (channels, key) in pending.items():
         result, crops = example_pass.example_set(loaded, folder, layer, channels, key, setting, trackers[layer],
-                                                 grids[layer], read, skipped)
+                                                 grids.get(layer, (1, 1)), read, skipped)  # no grid: no image
         write_examples(request.cache, dataclasses.replace(result, seconds=seconds, created=_now()), crops)
         summary.example_layers += 1
     if parts[0].count > 1:
         report(f"dataset examples: merged the parts of {parts[0].count} shards")
         remove_pass(request.cache, parts[0])
+    else:
+        examples_checkpoint(request.cache, keys).unlink(missing_ok=True)
 
 
