@@ -104,6 +104,17 @@ def test_the_merge_is_idempotent_and_waits_for_every_part(tmp_path, tiny, monkey
     assert timeless(second) == timeless(first)
 
 
+def test_more_shards_than_chunks_leave_some_shards_without_images_and_still_merge(tmp_path, tiny):
+    make_folder(tmp_path / "images", COUNTS, tiny.input_size)
+    quick = dict(example_layers={"blocks.3": [0, 1]}, classes=[0])
+    run_concepts(tiny, request_for(tmp_path, "one", **quick), report=lambda line: None)
+    said: list[str] = []
+    for i in range(8):  # 6 chunks: shards 6 and 7 read no image
+        run_concepts(tiny, request_for(tmp_path, "eight", shard=Shard(i, 8), **quick), report=said.append)
+    assert "dataset examples of blocks.3: one pass over 0 images (shard 7/8: one chunk of 2 images in 8)" in said
+    assert contents(tmp_path / "eight", tiny)[1] == contents(tmp_path / "one", tiny)[1]
+
+
 def test_a_killed_shard_resumes_its_pass_and_a_finished_one_does_not_pass_again(tmp_path, tiny, monkeypatch):
     make_folder(tmp_path / "images", COUNTS, tiny.input_size)
     folder = scan(tmp_path / "images", wnid_index(tiny))

@@ -48,7 +48,7 @@ def shard_part(loaded: LoadedModel, cache: Path, folder: ImageFolder, layers: Ma
     mine = chunks(folder, chunk, shard)
     report(f"dataset examples of {', '.join(layers)}: one pass over "
            f"{sum(len(folder.classes[n].files[start : start + chunk]) for n, start in mine)} images"
-           + (f" (shard {shard}, every {shard.count}th chunk of {chunk})" if shard.count > 1 else ""))
+           + (f" (shard {shard}: one chunk of {chunk} images in {shard.count})" if shard.count > 1 else ""))
     started = time.perf_counter()
     checkpoint = shard_checkpoint(cache, keys, shard.index, shard.count, chunk)
     trackers, grids, read, skipped = stream_examples(loaded, folder, layers, k, chunk, progress,
@@ -66,7 +66,7 @@ def shard_part(loaded: LoadedModel, cache: Path, folder: ImageFolder, layers: Ma
 
 
 def complete_parts(root: Path, keys: Sequence[str], count: int | None = None,
-                    chunk: int | None = None) -> list[ExamplePart] | None:
+                   chunk: int | None = None) -> list[ExamplePart] | None:
     """All parts of one split of the pass (this `count` and `chunk`, or any split), or None when none is whole."""
     splits: dict[tuple[int, int], dict[int, ExamplePart]] = {}
     for part in read_parts(root, keys):
@@ -102,13 +102,18 @@ def merge(parts: Sequence[ExamplePart], layers: Mapping[str, Sequence[int]], k: 
             raise AtlasError(f"shard {part.shard}/{part.count}'s part holds layers {sorted(found)}, not "
                              f"{sorted(trackers)}: delete the cache's examples-pass folder and run the shards again")
         for layer, tops in found.items():
-            values = torch.from_numpy(np.frombuffer(base64.b64decode(tops.values), dtype="<f4").copy())
-            shape = (trackers[layer].values.shape[0], -1)
-            sizes = {values.numel(), len(tops.images), len(tops.positions)}
-            if tops.channels != shape[0] or len(sizes) != 1 or any(not 0 <= i < len(sources) for i in tops.images):
+            try:
+                values = torch.from_numpy(np.frombuffer(base64.b64decode(tops.values), dtype="<f4").copy())
+            except ValueError:
+                values = None
+            channels = trackers[layer].values.shape[0]
+            count = -1 if values is None else values.numel()
+            shape = (channels, count // channels if channels else 0)  # a shard that read no image: width 0
+            fits = tops.channels == channels and count == shape[0] * shape[1] == len(tops.images) == len(tops.positions)
+            if not fits or any(not 0 <= i < len(sources) for i in tops.images):
                 raise AtlasError(f"shard {part.shard}/{part.count}'s part of layer {layer} does not fit the images "
                                  "and channels of this run: delete it in the cache's examples-pass and run it again")
-            if values.numel():
+            if count:
                 grids[layer] = tops.grid
             trackers[layer].fold(values.view(shape), torch.tensor(tops.images).view(shape),
                                  torch.tensor(tops.positions).view(shape))
