@@ -171,3 +171,23 @@ def test_cli_takes_the_shard_from_the_flag_or_the_launcher(tmp_path, tiny, capsy
     assert "2 classes (0 computed, 2 in the cache)" in capsys.readouterr().out
     assert main([*base, "--shard", "2/2"]) == 1
     assert "bad shard" in capsys.readouterr().err
+
+
+def test_a_part_that_does_not_fit_the_run_is_a_one_line_error_and_a_damaged_file_is_absent(tmp_path):
+    from atlas.concepts.example_pass import merge
+    from atlas.record import ExamplePart, LayerTops
+
+    good = LayerTops("blocks.3", (5, 5), 2, store.encode_vector(torch.ones(2, 1).numpy()), (0, 1), (3, 4))
+    part = ExamplePart(sets=("a" * 64,), shard=0, count=2, chunk=2, images=2, skipped=0, seconds=1.0, layers=(good,))
+    sources = [("n0/a.png", 0), ("n0/b.png", 0)]
+    trackers, grids, read, _, _ = merge([part], {"blocks.3": [0, 1]}, 3, sources)
+    assert trackers["blocks.3"].images.tolist() == [[0], [1]] and grids == {"blocks.3": (5, 5)} and read == 2
+    for bad in (dataclasses.replace(good, values="not base64!"), dataclasses.replace(good, images=(0, 7)),
+                dataclasses.replace(good, positions=(1,)), dataclasses.replace(good, channels=3)):
+        with pytest.raises(AtlasError, match="does not fit") as info:
+            merge([dataclasses.replace(part, layers=(bad,))], {"blocks.3": [0, 1]}, 3, sources)
+        assert "\n" not in str(info.value)
+    path = store.write_part(tmp_path, part)
+    assert store.read_parts(tmp_path, part.sets) == [part] and store.read_parts(tmp_path, ["other"]) == []
+    path.write_text(path.read_text()[:-5])  # cut short: not a part, so that shard passes again
+    assert store.read_parts(tmp_path, part.sets) == []
