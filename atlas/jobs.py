@@ -81,7 +81,7 @@ def build_jobs(classes: Iterable[int], channels: Mapping[str, Sequence[int]], se
     return jobs + [Job(o, 0, job_seed(o.id, 0), concept_of=c) for c, o in concepts]
 
 
-def select_shard(jobs: Sequence[Job], shard: Shard) -> list[Job]:
+def select_shard(jobs: Sequence[T], shard: Shard) -> list[T]:
     """Every `count`-th job from `index`: disjoint shards that cover the list, balanced across
     layers (channel jobs of deep layers cost more than class jobs)."""
     return list(jobs[shard.index :: shard.count])

@@ -419,6 +419,65 @@ def loads_concepts(kind: type[ConceptBank] | type[ExampleSet], raw: bytes) -> Co
     return _load(kind, data, kind.__name__, strict=True)
 
 
+@dataclass(frozen=True)
+class SimilarSet:
+    """For every concept of a set of banks, the most similar concepts of other classes (atlas.concepts.similar),
+    computed once when the banks change: <cache>/similar/<model>-<weights[:16]>.json. `key` covers the sorted
+    keys of the banks compared and the settings, so a stored set of other banks reads as stale."""
+
+    key: str
+    model: str
+    weights_sha256: str
+    top: int
+    banks: int
+    # (class index, concept position, ((class index, wnid, concept position, cosine), ...) highest first)
+    concepts: tuple[tuple[int, int, tuple[tuple[int, str, int, float], ...]], ...]
+    created: str = ""
+    format: int = CONCEPTS_FORMAT
+
+
+@dataclass(frozen=True)
+class LayerTops:
+    """One layer's running top-k of a dataset-example shard: (channels, n) float32 peaks as base64 of
+    little-endian float32 (exact, and NaN-safe), with the global image id and map position of each."""
+
+    layer: str
+    grid: tuple[int, int]
+    channels: int
+    values: str
+    images: tuple[int, ...]  # row-major (channels, n)
+    positions: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ExamplePart:
+    """What one shard of a dataset-example pass found: `shard` of `count`, its images taken in chunks of
+    `chunk` (every count-th chunk of the folder's sample); the merge of all `count` parts is the pass."""
+
+    sets: tuple[str, ...]  # the keys of the example sets the pass makes, sorted
+    shard: int
+    count: int
+    chunk: int
+    images: int  # images read
+    skipped: int  # files of its chunks that could not be decoded
+    seconds: float
+    layers: tuple[LayerTops, ...]
+    format: int = CONCEPTS_FORMAT
+
+
+def dumps_value(value: SimilarSet | ExamplePart) -> bytes:
+    return json.dumps(as_data(value), separators=(",", ":"), allow_nan=False).encode()
+
+
+def loads_value(kind: type[SimilarSet] | type[ExamplePart], raw: bytes) -> SimilarSet | ExamplePart:
+    """A stored similar set or example part; InvalidRecord (a ValueError) when it is not one."""
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InvalidRecord(f"{kind.__name__} is not valid JSON") from None
+    return _load(kind, data, kind.__name__, strict=True)
+
+
 # --------------------------------------------------------------------------------------------
 # The converters: one generic pair, so that a new field or kind needs no code here.
 

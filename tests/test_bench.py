@@ -238,3 +238,19 @@ def test_gpu_options_time_each_option_and_project_the_best(monkeypatch, tiny_res
     assert calls[4][:2] == (bench.GPU_OPTIONS_BATCH, 2)  # the compilation call
     assert result["projection"] == pytest.approx({"lite0_atlas_hours": preset.steps * 8.0 / 3600,
                                                   "resnet50_horama_hours": get_preset("horama").steps * 8.0 / 3600})
+
+
+def test_the_site_benchmark_builds_a_synthetic_concept_atlas_and_measures_the_build(tmp_path):
+    from atlas.bench.site import bench_site
+
+    result = bench_site(classes=3, concepts=2, crops=2, channels=2, work=tmp_path)
+    assert result.cache_files == 3 * (2 * 2 + 1) + (2 * 9 + 1) + 2 * 3 + 1  # banks, examples, renders, model
+    assert [(b.case, b.computed_similar) for b in result.builds] == [
+        ("similar concepts stored, new site", False), ("similar concepts stored, nothing changed", False),
+        ("similar concepts missing, new site", True)]
+    for run in result.builds:
+        assert run.seconds > 0 and run.site_mb > 0 and run.largest_page_kb > 0
+        assert 20 < run.peak_mb < 1024  # the build's own process, not this one (which holds torch)
+        assert run.pages >= 3 + 2  # a page per class and per channel, at least
+    assert result.lines()[0].startswith("3 classes x 2 concepts x 2 crops, 2 channels with examples")
+    assert list(tmp_path.iterdir()) == []  # the synthetic cache and sites are gone

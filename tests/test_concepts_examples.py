@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from atlas.concepts import craft
+from atlas.concepts.example_pass import stream_examples
 from atlas.concepts.examples import RunningTopK, region
 from atlas.concepts.images import load_squares, scan
-from atlas.concepts.run import stream_examples, wnid_index
+from atlas.concepts.run import wnid_index
 from atlas.models import load_model
 from atlas.objectives import capture, channel
 from tests.concept_folders import make_folder, one_thread  # noqa: F401 - a fixture
@@ -39,6 +40,31 @@ def test_running_top_k_equals_brute_force_over_batches():
     assert tracker.values.shape == (6, 9)  # memory stays channels x k
 
 
+def test_equal_peaks_rank_by_image_id_whatever_order_they_come_in():
+    maps = torch.zeros(6, 1, 2, 2)  # six images that all peak at 0: only the ids tell them apart
+    maps[4, 0, 1, 1] = 1.0
+    forward, backward = RunningTopK(channels=1, k=3), RunningTopK(channels=1, k=3)
+    forward.update(maps, torch.arange(6))
+    for i in reversed(range(6)):
+        backward.update(maps[i : i + 1], torch.tensor([i]))
+    assert forward.images.tolist() == backward.images.tolist() == [[4, 0, 1]]
+
+
+def test_folded_top_ks_of_disjoint_parts_equal_one_pass():
+    generator = torch.Generator().manual_seed(1)
+    maps = torch.randint(0, 4, (40, 5, 3, 3), generator=generator).float()  # many ties on purpose
+    whole = RunningTopK(channels=5, k=7)
+    whole.update(maps, torch.arange(40))
+    merged = RunningTopK(channels=5, k=7)
+    for part in range(3):
+        ids = torch.arange(part, 40, 3)
+        tracker = RunningTopK(channels=5, k=7)
+        tracker.update(maps[ids], ids)
+        merged.fold(tracker.values, tracker.images, tracker.positions)
+    assert torch.equal(merged.values, whole.values) and torch.equal(merged.images, whole.images)
+    assert torch.equal(merged.positions, whole.positions)
+
+
 def test_fewer_images_than_k_keeps_them_all():
     tracker = RunningTopK(channels=2, k=9)
     tracker.update(torch.rand(3, 2, 2, 2), torch.arange(3))
@@ -57,11 +83,9 @@ def test_streamed_examples_equal_brute_force_on_a_folder(tmp_path):
     make_folder(tmp_path, {"n01440764": 5, "n01443537": 4}, loaded.input_size)
     folder = scan(tmp_path, wnid_index(loaded))
     layers = {"blocks.2": [0, 3, 5], "bn2": [1, 7]}
-    trackers, grids, sources, skipped = stream_examples(loaded, folder, layers, k=4, batch_size=3)
-    assert skipped == 0 and len(sources) == 9
-    files = [f for c in folder.classes for f in c.files]
-    assert [s[0] for s in sources] == files
-    assert [s[1] for s in sources] == [0] * 5 + [1] * 4
+    trackers, grids, read, skipped = stream_examples(loaded, folder, layers, k=4, batch_size=3)
+    assert skipped == 0 and read == 9
+    files = [f for c in folder.classes for f in c.files]  # an image's id is its place in the whole sample
     x = craft.to_model_input(loaded, torch.from_numpy(load_squares(tmp_path, files, loaded.input_size).pixels))
     with torch.no_grad():
         acts = capture(loaded.module, [channel(layer, 0) for layer in layers], x)

@@ -274,9 +274,10 @@ def test_the_benchmark_sample_folder_fills_more_classes_with_the_same_photos(tmp
 
 
 def test_an_interrupted_example_pass_resumes_after_its_last_saved_class(tmp_path, tiny, monkeypatch):
-    from atlas.concepts import run as concepts_run
+    from atlas.concepts import example_pass as concepts_run
+    from atlas.concepts.example_pass import stream_examples
     from atlas.concepts.images import scan
-    from atlas.concepts.run import stream_examples, wnid_index
+    from atlas.concepts.run import wnid_index
 
     make_folder(tmp_path / "images", {"n01440764": 3, "n01443537": 2, "n01484850": 2}, tiny.input_size)
     folder = scan(tmp_path / "images", wnid_index(tiny))
@@ -320,7 +321,7 @@ def test_an_interrupted_example_pass_resumes_after_its_last_saved_class(tmp_path
 def test_a_finished_example_pass_leaves_no_checkpoint(tmp_path, tiny, monkeypatch):
     import functools
 
-    from atlas.concepts import run as concepts_run
+    from atlas.concepts import example_pass as concepts_run
 
     saves = []
     real_save = concepts_run._save_pass

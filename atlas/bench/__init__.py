@@ -10,7 +10,8 @@ the same for every implementation. One module per noun:
 - `protocol`: quality on the judging protocol, the rows each machine renders, the tuning and held-out
   class lists, the class objectives compared;
 - `search`: the configs of the settings search for the `cpu` preset;
-- `concepts`: how long `atlas concepts` takes, and the sample folder it can time.
+- `concepts`: how long `atlas concepts` takes, and the sample folder it can time;
+- `site`: how long `atlas build` takes, and its peak memory, on a synthetic full-scale concept atlas.
 """
 
 from atlas.bench.concepts import ConceptBench, bench_concepts, sample_folder, time_concepts
@@ -43,6 +44,7 @@ from atlas.bench.runs import (
     value_range,
 )
 from atlas.bench.search import CPU_BEFORE, SEARCH, SEARCH_ROUNDS, search_configs
+from atlas.bench.site import SiteBench, bench_site
 from atlas.bench.throughput import (
     GPU_OPTIONS_BATCH,
     SpeedRow,
@@ -59,10 +61,10 @@ from atlas.bench.throughput import (
 
 __all__ = [
     "CLASS_OBJECTIVE", "CLASS_OBJECTIVES", "CPU_BEFORE", "GPU_OPTIONS_BATCH", "HELDOUT_CLASSES", "HELDOUT_SEED",
-    "JUDGES", "QUALITY_CLASSES", "SEARCH", "SEARCH_ROUNDS", "SPEED_CLASS", "ConceptBench", "QualityRow", "SpeedRow",
-    "bench_concepts", "class_objective", "cost", "gpu_options", "horama_workdir", "load_judges", "machine_preset",
-    "objective_configs",
-    "peak_memory_mb", "quality", "quality_classes", "quality_configs", "quality_json", "quality_rows", "run_horama",
-    "run_lucent", "run_ours", "sample_folder", "scaling", "search_configs", "seconds_per_image", "speed",
-    "speed_preset", "speed_rows", "split_rows", "time_concepts", "time_split", "timed", "value_range",
+    "JUDGES", "QUALITY_CLASSES", "SEARCH", "SEARCH_ROUNDS", "SPEED_CLASS", "ConceptBench", "QualityRow", "SiteBench",
+    "SpeedRow", "bench_concepts", "bench_site", "class_objective", "cost", "gpu_options", "horama_workdir",
+    "load_judges", "machine_preset", "objective_configs", "peak_memory_mb", "quality", "quality_classes",
+    "quality_configs", "quality_json", "quality_rows", "run_horama", "run_lucent", "run_ours", "sample_folder",
+    "scaling", "search_configs", "seconds_per_image", "speed", "speed_preset", "speed_rows", "split_rows",
+    "time_concepts", "time_split", "timed", "value_range",
 ]

@@ -16,7 +16,7 @@ from pathlib import Path
 from atlas.flags import Bounded
 from atlas.presets import STEPS
 
-PARTS = ("speed", "scaling", "split", "quality", "heldout", "objectives", "search", "cost", "concepts")
+PARTS = ("speed", "scaling", "split", "quality", "heldout", "objectives", "search", "cost", "concepts", "site")
 DEFAULT_PARTS = ("speed", "scaling", "split", "quality", "concepts")
 
 
@@ -178,6 +178,14 @@ def run(args: argparse.Namespace) -> int:
         results["concepts"] = timing.to_json()
         print(f"## Concepts: Lite0, 10 concepts a class, {timing.classes} classes of {timing.source}, {device}\n")
         for line in timing.lines():
+            print(line)
+        print()
+
+    if "site" in parts:
+        site = bench.bench_site()
+        results["site"] = site.to_json()
+        print("## atlas build at full scale: synthetic concept banks and dataset examples\n")
+        for line in site.lines():
             print(line)
         print()
 

@@ -49,6 +49,10 @@ FLAGS = (
          options=(("metavar", "N"),)),
     Flag("--group", "classes per NMF call", default={"cpu": 1, "gpu": 16}, type=Bounded(1, 1000),
          options=(("metavar", "N"),)),
+    Flag("--shard", "compute shard I of N (0-based)", note="from RANK/WORLD_SIZE or a SLURM array, else 0/1",
+         options=(("metavar", "I/N"),)),
+    Flag("--merge", "only merge the shards' dataset examples and store the similar concepts",
+         options=(("action", "store_true"),)),
     Flag("--no-progress", "no progress bar", options=(("action", "store_true"),)),
 )
 
@@ -62,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from atlas.commands.render import progress_bar
     from atlas.concepts.run import ConceptRequest, run_concepts, wnid_index
     from atlas.device import resolve_device
+    from atlas.jobs import parse_shard, shard_from_env
     from atlas.models import load_model
     from atlas.plan import select_targets
     from atlas.specs import parse_classes
@@ -92,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
         example_layers={layer: c for layer, c in channels.items() if c},
         batch_size=flags.value(args, FLAGS, "--batch-size", device),
         group=flags.value(args, FLAGS, "--group", device),
+        shard=parse_shard(args.shard) if args.shard is not None else shard_from_env(),
+        merge=args.merge,
     )
     summary = run_concepts(loaded, request, report=lambda line: print(f"atlas concepts: {line}", flush=True),
                            progress=None if args.no_progress else progress_bar())

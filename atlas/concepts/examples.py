@@ -12,7 +12,10 @@ import torch
 
 
 class RunningTopK:
-    """The k highest per-image peaks per channel seen so far, with their image ids and positions."""
+    """The k highest per-image peaks per channel seen so far, with their image ids and positions.
+
+    Ranked by a total order, the peak (highest first) then the image id (lowest first), so the result
+    does not depend on the order images come in: the top-k of shards' top-ks is the top-k of one pass."""
 
     def __init__(self, channels: int, k: int):
         self.k = k
@@ -23,14 +26,18 @@ class RunningTopK:
     def update(self, maps: torch.Tensor, image_ids: torch.Tensor) -> None:
         """Fold in a batch: maps (B, C, H, W), image_ids (B,)."""
         peaks, where = maps.detach().float().flatten(2).max(dim=2)  # (B, C)
-        channels = peaks.shape[1]
-        values = torch.cat([self.values, peaks.T.cpu()], dim=1)
-        images = torch.cat([self.images, image_ids.cpu()[None, :].expand(channels, -1)], dim=1)
-        positions = torch.cat([self.positions, where.T.cpu()], dim=1)
-        top = values.topk(min(self.k, values.shape[1]), dim=1)
-        self.values = top.values
-        self.images = images.gather(1, top.indices)
-        self.positions = positions.gather(1, top.indices)
+        self.fold(peaks.T.cpu(), image_ids.cpu()[None, :].expand(peaks.shape[1], -1), where.T.cpu())
+
+    def fold(self, values: torch.Tensor, images: torch.Tensor, positions: torch.Tensor) -> None:
+        """Fold in candidates, (C, n) each: another tracker's top-k, or a batch's peaks."""
+        values = torch.cat([self.values, values.float()], dim=1)
+        images = torch.cat([self.images, images.long()], dim=1)
+        positions = torch.cat([self.positions, positions.long()], dim=1)
+        by_image = images.argsort(dim=1, stable=True)
+        values, images, positions = (t.gather(1, by_image) for t in (values, images, positions))
+        # descending and stable: equal peaks stay in image order; NaN, not comparable, goes last
+        order = torch.nan_to_num(values, nan=float("-inf")).argsort(dim=1, descending=True, stable=True)[:, : self.k]
+        self.values, self.images, self.positions = (t.gather(1, order) for t in (values, images, positions))
 
 
 def region(position: int, grid: tuple[int, int], side: int, size: int) -> tuple[int, int, int]:

@@ -5,7 +5,14 @@ activations of its patches, a batched NMF (classes in groups of `group`, one cal
 GPU), importance on whole images, crops, aligned classes; then the bank is written before the
 next group starts, so a killed run loses at most one group. Dataset examples of the asked
 layers follow, in one streamed pass over every class's sample; each layer's result is written
-when the pass ends.
+when the pass ends. Last, the similar concepts of the current banks are stored (once per set of banks).
+
+Sharded (`shard` of N, from `--shard` or a launcher): a shard computes the banks of every N-th
+class, and passes over every N-th chunk of `batch_size` images of the sample (the same batches as
+one process, so the same activations); it saves its running top-k as a part in the cache, and the
+shard that finds all N parts merges them into the example sets (`merge` does only that, and the
+similar concepts). Image ids are positions in the whole sample and the top-k breaks ties by them,
+so the merge gives exactly the examples of one process.
 
 Nothing holds more than one group's activations, one class's images, and the running
 top-k of the dataset examples.
@@ -14,8 +21,6 @@ top-k of the dataset examples.
 from __future__ import annotations
 
 import dataclasses
-import io
-import pickle
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,29 +31,30 @@ from typing import Any
 import numpy as np
 import torch
 
-from atlas.cache import Cache, atomic_write
-from atlas.concepts import craft
-from atlas.concepts.examples import RunningTopK, region
+from atlas.cache import Cache
+from atlas.concepts import craft, example_pass, similar
 from atlas.concepts.images import ClassImages, ImageFolder, SourceCrops, Squares, load_squares, scan
 from atlas.concepts.nmf import nmf
 from atlas.concepts.patches import STRIDE_RATIO, patch_grid
 from atlas.concepts.store import (
     CROP_SIDE,
     crop_name,
+    current_banks,
     encode_vector,
     encode_webp,
     examples_checkpoint,
     key_of,
     read_bank,
     read_examples,
+    remove_pass,
     write_bank,
     write_examples,
 )
 from atlas.config import Concepts
 from atlas.errors import AtlasError
+from atlas.jobs import Shard, select_shard
 from atlas.models import LoadedModel, classifier_weights, find_layer, imagenet_classes
-from atlas.objectives import ActivationCapture
-from atlas.record import AlignedClass, ChannelExamples, Concept, ConceptBank, Crop, ExampleSet
+from atlas.record import AlignedClass, Concept, ConceptBank, Crop
 
 VERSION = 2  # bump when a change of the method changes results: it is part of every key
 PHASES = ("read", "activations", "nmf", "importance", "crops")
@@ -70,6 +76,8 @@ class ConceptRequest:
     example_layers: Mapping[str, Sequence[int]] = field(default_factory=dict)  # layer -> channels
     batch_size: int = 64  # patches per forward pass
     group: int = 1  # classes per NMF call
+    shard: Shard = Shard()  # this process's share: every N-th class, every N-th chunk of images
+    merge: bool = False  # only merge the shards' dataset-example parts (and store the similar concepts)
 
 
 @dataclass
@@ -81,6 +89,7 @@ class ConceptSummary:
     skipped: int = 0  # unreadable images and files that are not images
     example_layers: int = 0
     examples_cached: int = 0
+    examples_waiting: int = 0  # this shard's part saved, other shards' parts still missing
     empty: list[str] = field(default_factory=list)  # classes without a readable image: no bank
     seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
@@ -97,6 +106,8 @@ class ConceptSummary:
         if self.example_layers or self.examples_cached:
             parts.append(f"dataset examples of {self.example_layers + self.examples_cached} layer(s) "
                          f"({self.examples_cached} in the cache)")
+        if self.examples_waiting:
+            parts.append(f"dataset examples of {self.examples_waiting} layer(s) waiting for other shards")
         if self.computed:
             split = ", ".join(f"{name} {value:.2f}" for name, value in self.per_class().items())
             parts.append(f"s per class: {split}")
@@ -157,17 +168,25 @@ def run_concepts(loaded: LoadedModel, request: ConceptRequest, *, report: Callab
         report(f"removed {removed} temporary file(s) left by an interrupted run")
     layer = _layer(loaded, request.layer)
     setting = settings(request, loaded)
-    summary = ConceptSummary(classes=len(folder.classes), skipped=folder.not_images)
+    shard = request.shard
+    mine = folder.classes if request.merge else select_shard(folder.classes, shard)
+    summary = ConceptSummary(classes=len(mine), skipped=folder.not_images)
     todo = []
-    for images in folder.classes:
+    for images in mine:
         key = bank_key(loaded, layer.name, images, setting)
         if read_bank(request.cache, key) is None:
             todo.append((images, key))
         else:
             summary.cached += 1
-    report(f"{len(folder.classes)} classes in {folder.root}: {len(todo)} to compute, {summary.cached} in the cache; "
+    where = f"shard {shard} (from {shard.source}): " if shard.count > 1 and not request.merge else ""
+    report(f"{where}{len(mine)} classes in {folder.root}: {len(todo)} to compute, {summary.cached} in the cache; "
            f"layer {layer.name} ({'exact' if layer.exact else 'gradient x input'} importance), "
            f"{request.concepts} concepts, up to {request.per_class} images a class")
+    if request.merge:
+        if todo:
+            report(f"{len(todo)} class(es) have no bank yet, such as {todo[0][0].wnid}: their shard has not "
+                   "finished them (run it again: it resumes)")
+        todo = []
     weights = classifier_weights(loaded)
     total = sum(len(images.files) for images, _ in todo)
     bar = progress(total=total, unit="img", desc="concepts") if progress and todo else None
@@ -182,6 +201,9 @@ def run_concepts(loaded: LoadedModel, request: ConceptRequest, *, report: Callab
             bar.close()
     if request.example_layers:
         _run_examples(loaded, request, folder, summary, report, progress)
+    banks = current_banks(request.cache, loaded.name, loaded.weights_sha256)
+    if banks and similar.update(request.cache, banks, loaded.name, loaded.weights_sha256):
+        report(f"similar concepts of {len(banks)} banks stored")
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -317,120 +339,37 @@ def _run_examples(loaded: LoadedModel, request: ConceptRequest, folder: ImageFol
             summary.examples_cached += 1
     if not pending:
         return
-    report(f"dataset examples of {', '.join(pending)}: one pass over {folder.images} images")
-    started = time.perf_counter()
-    checkpoint = examples_checkpoint(request.cache, [key for _, key in pending.values()])
-    trackers, grids, sources, skipped = stream_examples(loaded, folder, {k: v[0] for k, v in pending.items()},
-                                                        request.examples, request.batch_size, progress,
-                                                        checkpoint=checkpoint)
+    keys = [key for _, key in pending.values()]
+    layers = {layer: channels for layer, (channels, _) in pending.items()}
+    shard, chunk = request.shard, max(1, request.batch_size)
+    if request.merge:
+        parts = example_pass.complete_parts(request.cache, keys)
+        if parts is None:
+            raise AtlasError(example_pass.missing_parts(request.cache, keys))
+    else:
+        parts = example_pass.shard_part(loaded, request.cache, folder, layers, keys, request.examples, chunk, shard,
+                                        report, progress)
+        if shard.count > 1:
+            parts = example_pass.complete_parts(request.cache, keys, shard.count, chunk)
+            if parts is None:
+                if all(read_examples(request.cache, key) is not None for key in keys):
+                    summary.examples_cached += len(keys)  # merged by a shard that finished at the same time
+                else:
+                    summary.examples_waiting += len(keys)
+                    report(f"shard {shard}: dataset examples saved as its part; the last shard to finish merges "
+                           "the parts (or run `atlas concepts --merge` once all have finished)")
+                return
+    trackers, grids, read, skipped, seconds = example_pass.merge(parts, layers, request.examples,
+                                                                 example_pass.sample_files(folder))
     for layer, (channels, key) in pending.items():
-        result, crops = _example_set(loaded, folder, layer, channels, key, setting, trackers[layer], grids[layer],
-                                     sources, skipped)
-        result = dataclasses.replace(result, seconds=time.perf_counter() - started, created=_now())
-        write_examples(request.cache, result, crops)
+        result, crops = example_pass.example_set(loaded, folder, layer, channels, key, setting, trackers[layer],
+                                                 grids.get(layer, (1, 1)), read, skipped)  # no grid: no image
+        write_examples(request.cache, dataclasses.replace(result, seconds=seconds, created=_now()), crops)
         summary.example_layers += 1
-    checkpoint.unlink(missing_ok=True)
+    if parts[0].count > 1:
+        report(f"dataset examples: merged the parts of {parts[0].count} shards")
+        remove_pass(request.cache, parts[0])
+    else:
+        examples_checkpoint(request.cache, keys).unlink(missing_ok=True)
 
 
-def stream_examples(loaded: LoadedModel, folder: ImageFolder, layers: Mapping[str, Sequence[int]], k: int,
-                    batch_size: int = 64, progress: Progress | None = None, *, checkpoint: Path | None = None,
-                    checkpoint_seconds: float = 60.0):
-    """One pass over the folder's sample: a running top-k per layer, the grid of each layer's map,
-    and (file, class index) of every image id.
-
-    With a `checkpoint` path the running state is saved there after a class whenever
-    `checkpoint_seconds` have passed since the last save, and a pass that finds one resumes after
-    its last class: a pass over ImageNet killed near its end does not start again from the first image."""
-    trackers = {layer: RunningTopK(len(channels), k) for layer, channels in layers.items()}
-    index = {layer: torch.tensor(list(channels), dtype=torch.long) for layer, channels in layers.items()}
-    grids: dict[str, tuple[int, int]] = {}
-    sources: list[tuple[str, int]] = []
-    skipped = done = 0
-    if checkpoint is not None and (state := _read_pass(checkpoint, trackers)) is not None:
-        done, grids, sources, skipped = state
-    bar = progress(total=folder.images, unit="img", desc="examples") if progress else None
-    if bar is not None and done:
-        bar.update(sum(len(c.files) for c in folder.classes[:done]))
-    saved = time.perf_counter()
-    try:
-        with ActivationCapture(loaded.module, set(layers), logits=False) as capture:
-            for number, images in enumerate(folder.classes[done:], start=done + 1):
-                for start in range(0, len(images.files), batch_size):
-                    squares = load_squares(folder.root, images.files[start : start + batch_size], loaded.input_size)
-                    skipped += len(squares.skipped)
-                    if bar is not None:
-                        bar.update(len(squares.files) + len(squares.skipped))
-                    if not squares.files:
-                        continue
-                    ids = torch.arange(len(sources), len(sources) + len(squares.files))
-                    sources.extend((f, images.index) for f in squares.files)
-                    with torch.no_grad():
-                        maps = capture(craft.to_model_input(loaded, torch.from_numpy(squares.pixels))).layers
-                    for layer, tracker in trackers.items():
-                        grids[layer] = tuple(maps[layer].shape[-2:])
-                        tracker.update(maps[layer][:, index[layer].to(maps[layer].device)], ids)
-                if checkpoint is not None and time.perf_counter() - saved >= checkpoint_seconds:
-                    _save_pass(checkpoint, number, trackers, grids, sources, skipped)
-                    saved = time.perf_counter()
-    finally:
-        if bar is not None:
-            bar.close()
-    return trackers, grids, sources, skipped
-
-
-def _save_pass(path: Path, done: int, trackers: Mapping[str, RunningTopK], grids: Mapping[str, tuple[int, int]],
-               sources: Sequence[tuple[str, int]], skipped: int) -> None:
-    state = {"done": done, "skipped": skipped, "grids": {k: list(v) for k, v in grids.items()},
-             "sources": [list(s) for s in sources],
-             "trackers": {k: [t.values, t.images, t.positions] for k, t in trackers.items()}}
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, buffer.getvalue(), durable=False)
-
-
-def _read_pass(path: Path, trackers: Mapping[str, RunningTopK]):
-    """(classes done, grids, sources, skipped) of a saved pass, its trackers restored; None when there is
-    none or it does not fit (a damaged file costs only the restart of the pass)."""
-    try:
-        state = torch.load(path, weights_only=True)
-        if set(state["trackers"]) != set(trackers):
-            return None
-        for layer, (values, images, positions) in state["trackers"].items():
-            tracker = trackers[layer]
-            tracker.values, tracker.images, tracker.positions = values, images, positions
-        return (int(state["done"]), {k: tuple(v) for k, v in state["grids"].items()},
-                [(str(f), int(c)) for f, c in state["sources"]], int(state["skipped"]))
-    except (OSError, EOFError, RuntimeError, pickle.UnpicklingError, KeyError, ValueError, TypeError):
-        return None  # missing, or damaged: the pass starts over
-
-
-def _example_set(loaded: LoadedModel, folder: ImageFolder, layer: str, channels: Sequence[int], key: str,
-                 setting: Mapping[str, Any], tracker: RunningTopK, grid: tuple[int, int],
-                 sources: Sequence[tuple[str, int]], skipped: int) -> tuple[ExampleSet, dict[str, bytes]]:
-    size = setting["region"]
-    needed = sorted(set(tracker.images.flatten().tolist()))
-    squares = load_squares(folder.root, [sources[i][0] for i in needed], loaded.input_size)
-    where = {file: n for n, file in enumerate(squares.files)}
-    files: dict[str, bytes] = {}
-    result = []
-    cutter = SourceCrops(folder.root, setting.get("crop_side", CROP_SIDE))
-    for row, channel in enumerate(channels):
-        crops, classes = [], []
-        for value, image, position in zip(tracker.values[row].tolist(), tracker.images[row].tolist(),
-                                          tracker.positions[row].tolist(), strict=True):
-            file, class_index = sources[image]
-            if file not in where:  # changed on disk since the pass: leave it out
-                continue
-            n = where[file]
-            left, top, side = region(position, grid, loaded.input_size, size)
-            placement = squares.placements[n]
-            box = placement.source_box(left, top, side)
-            data = encode_webp(cutter.cut(file, box, squares.pixels[n, top : top + side, left : left + side]))
-            files[crop_name(data)] = data
-            crops.append(Crop(file, box, float(value), crop_name(data), placement.size))
-            classes.append(class_index)
-        result.append(ChannelExamples(channel, tuple(crops), tuple(classes)))
-    return ExampleSet(key=key, model=loaded.name, weights_sha256=loaded.weights_sha256, layer=layer,
-                      settings=dict(setting), images=len(sources), skipped=skipped, channels=tuple(result),
-                      seconds=0.0), files

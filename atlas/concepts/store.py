@@ -4,6 +4,8 @@ Torch-free, so the site can read it. Layout inside the cache folder:
 
     <cache>/concepts/<key[:2]>/<key>/{bank.json, <sha256[:16]>.webp ...}       one class's concepts
     <cache>/examples/<key[:2]>/<key>/{examples.json, <sha256[:16]>.webp ...}   one layer's dataset examples
+    <cache>/similar/<model>-<weights[:16]>.json                                   similar concepts of the current banks
+    <cache>/examples-pass/<pass key>[.<shard>].{pt,json}    an unfinished pass's state; a shard's finished part
 
 The key is the sha256 of everything the result depends on (model weights, the images'
 fingerprint, the layer, every setting), so a finished entry is never computed again and a
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -37,19 +40,23 @@ from typing import Any, TypeVar
 import numpy as np
 from PIL import Image
 
-from atlas.cache import atomic_write, canonical_json
+from atlas.cache import atomic_write, canonical_json, safe_name
 from atlas.errors import AtlasError
 from atlas.record import (
     CONCEPTS_FORMAT,
     Concept,
     ConceptBank,
     Crop,
+    ExamplePart,
     ExampleSet,
     FileInfo,
     InvalidRecord,
+    SimilarSet,
     direction_id,
     dumps_concepts,
+    dumps_value,
     loads_concepts,
+    loads_value,
 )
 from atlas.safe_paths import UnsafeName, entry_file
 
@@ -96,6 +103,7 @@ def visualization_id(bank: ConceptBank, concept: Concept) -> str:
 
 
 # --- writing and reading --------------------------------------------------------------------
+@functools.lru_cache(maxsize=4096)  # a site of 1000 banks asks for the folder of each of their 100,000 crops
 def _folder(root: Path, kind: str, key: str) -> Path:
     return Path(root) / kind / key[:2] / key
 
@@ -249,3 +257,79 @@ def _newest(values: Iterable[_V], model: str, weights_sha256: str, slot: Callabl
             if key not in newest or value.created > newest[key].created:
                 newest[key] = value
     return newest
+
+
+# --- similar concepts and the parts of a sharded example pass --------------------------------------
+def _write_value(path: Path, value: SimilarSet | ExamplePart) -> Path:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, dumps_value(value))
+    except OSError as exc:
+        raise AtlasError(f"cannot write {path}: {exc.strerror or exc}; "
+                         "check the cache folder or pick another with --cache") from exc
+    return path
+
+
+def _read_value(path: Path, kind: type) -> Any:
+    try:
+        value = loads_value(kind, path.read_bytes())
+    except (OSError, ValueError):  # missing, or not ours: absent
+        return None
+    return value if value.format == FORMAT else None
+
+
+def similar_path(root: str | Path, model: str, weights_sha256: str) -> Path:
+    """One file per model and weights: a new set of banks replaces the similar concepts of the old one."""
+    return Path(root) / "similar" / f"{safe_name(model)}-{weights_sha256[:16]}.json"
+
+
+def write_similar(root: str | Path, value: SimilarSet) -> Path:
+    return _write_value(similar_path(root, value.model, value.weights_sha256), value)
+
+
+def read_similar(root: str | Path, model: str, weights_sha256: str) -> SimilarSet | None:
+    """The stored similar concepts of this model's weights, or None; the caller compares its key."""
+    value = _read_value(similar_path(root, model, weights_sha256), SimilarSet)
+    return value if value is not None and (value.model, value.weights_sha256) == (model, weights_sha256) else None
+
+
+def pass_key(keys: Iterable[str], count: int = 1, chunk: int = 0) -> str:
+    """The identity of a dataset-example pass: the example sets it makes and, when sharded, how the images are
+    dealt out (the shard count and the chunk size), so that shards of another split never mix."""
+    material: dict[str, Any] = {"example sets": sorted(keys)}
+    if count > 1:
+        material |= {"shards": count, "chunk": chunk}
+    return key_of(material)
+
+
+def shard_checkpoint(root: str | Path, keys: Iterable[str], shard: int, count: int, chunk: int) -> Path:
+    """Where shard `shard` of `count` keeps its unfinished pass (`examples_checkpoint` for one process)."""
+    if count == 1:
+        return examples_checkpoint(root, keys)
+    return Path(root) / "examples-pass" / f"{pass_key(keys, count, chunk)}.{shard}.pt"
+
+
+def part_path(root: str | Path, part: ExamplePart) -> Path:
+    return Path(root) / "examples-pass" / f"{pass_key(part.sets, part.count, part.chunk)}.{part.shard}.json"
+
+
+def write_part(root: str | Path, part: ExamplePart) -> Path:
+    return _write_value(part_path(root, part), part)
+
+
+def read_parts(root: str | Path, keys: Iterable[str]) -> list[ExamplePart]:
+    """Every readable part of a pass making these example sets, whatever its split, in (count, chunk, shard) order."""
+    sets = tuple(sorted(keys))
+    found = []
+    for path in sorted((Path(root) / "examples-pass").glob("*.json")):
+        part = _read_value(path, ExamplePart)
+        if part is not None and part.sets == sets and path == part_path(root, part):
+            found.append(part)
+    return sorted(found, key=lambda p: (p.count, p.chunk, p.shard))
+
+
+def remove_pass(root: str | Path, part: ExamplePart) -> None:
+    """Delete a merged pass's parts and checkpoints (another finisher may have deleted them first)."""
+    stem = pass_key(part.sets, part.count, part.chunk)
+    for path in (Path(root) / "examples-pass").glob(f"{stem}.*"):
+        path.unlink(missing_ok=True)

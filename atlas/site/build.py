@@ -88,6 +88,8 @@ def build(cache: Path, out: Path, *, model: str | None = None, png: bool | None 
     previous = claim(out)
 
     contents = read_cache(cache, model)
+    for note in contents.notes:
+        say(note)
     dropped: set[Path] = set()
     while True:
         try:
@@ -126,7 +128,7 @@ def _write(contents: CacheContents, site: Site, out: Path, previous: SiteMarker 
         # a crop whose name (its content's hash) a skipped entry shared with a good one: now from the good one
         images += copy_crops(site.crops, out, contents.crop_sha256())
     files = render_site(site, env)  # the whole site, once
-    notes = []
+    notes = list(contents.notes)
     if png is None:
         # measured with the pages that link the PNGs: their links are bytes of the site too
         site.include_pngs()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import posixpath
 import re
 from dataclasses import dataclass, field
@@ -94,16 +95,16 @@ def inspect_site(site: Path, budget: Budget = DEFAULT_BUDGET) -> SiteReport:
     if not (site / "index.html").is_file():
         report.problems.append(f"{site} has no index.html")
         return report
-    paths = sorted(site.rglob("*"))
-    files = {p.relative_to(site).as_posix() for p in paths if p.is_file() and not p.is_symlink()}
-    for path in paths:
-        rel = path.relative_to(site).as_posix()
-        if path.is_symlink():
+    entries = _walk(site)
+    files = {rel for rel, entry in entries if entry.is_file(follow_symlinks=False)}
+    for rel, entry in entries:
+        path = site / rel
+        if entry.is_symlink():
             report.problems.append(f"{rel} is a symlink (GitHub Pages and downloads need real files)")
             continue
-        if not path.is_file():
+        if not entry.is_file(follow_symlinks=False):
             continue
-        size = path.stat().st_size
+        size = entry.stat(follow_symlinks=False).st_size
         report.files += 1
         report.total_bytes += size
         report.bytes_by_kind[_kind(rel)] = report.bytes_by_kind.get(_kind(rel), 0) + size
@@ -138,6 +139,23 @@ def inspect_site(site: Path, budget: Budget = DEFAULT_BUDGET) -> SiteReport:
         if problem:
             report.problems.append(f"{SEARCH_INDEX_PATH}: {problem}")
     return report
+
+
+def _walk(site: Path) -> list[tuple[str, os.DirEntry]]:
+    """(site path, entry) of everything under `site`, in path order, not into linked folders. One scandir
+    per folder, whose entries know their type: a full concept atlas has 100,000 crops, and a stat or two
+    per file through pathlib took 20 s of its build."""
+    found = []
+    folders = [""]
+    while folders:
+        folder = folders.pop()
+        with os.scandir(site / folder) as listing:
+            for entry in listing:
+                rel = f"{folder}/{entry.name}" if folder else entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(rel)
+                found.append((rel, entry))
+    return sorted(found, key=lambda item: item[0].split("/"))
 
 
 def _index_links(site: Path, report: SiteReport) -> list[str]:

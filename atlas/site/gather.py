@@ -12,7 +12,6 @@ import re
 from collections import Counter
 from collections.abc import Callable
 
-from atlas.concepts.similar import similar_concepts
 from atlas.concepts.store import visualization_id
 from atlas.errors import AtlasError
 from atlas.model_record import LayerInfo
@@ -168,7 +167,7 @@ def _concepts(contents: CacheContents, classes: list[ClassPage],
     by_id: dict[str, list[Entry]] = {}
     for e in contents.concept_entries:
         by_id.setdefault(e.objective.id, []).append(e)
-    similar = similar_concepts(contents.banks.values())
+    similar = contents.similar
     for index, bank in sorted(contents.banks.items()):
         if not 0 <= index < len(classes):
             continue

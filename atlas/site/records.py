@@ -21,6 +21,7 @@ from pathlib import Path
 from PIL import Image
 
 from atlas.cache import Cache, safe_name
+from atlas.concepts import similar as concept_similar
 from atlas.concepts import store as concept_store
 from atlas.errors import AtlasError
 from atlas.model_record import InvalidModelInfo, ModelInfo, loads
@@ -106,6 +107,9 @@ class CacheContents:
     banks: dict[int, ConceptBank] = field(default_factory=dict)  # class -> its current concept bank
     examples: dict[str, ExampleSet] = field(default_factory=dict)  # layer -> its current dataset examples
     root: Path | None = None  # the cache folder, where the crops of banks and examples are
+    # (class, concept position) -> the most similar concepts of other classes, as `atlas concepts` stored them
+    similar: concept_similar.Similar = field(default_factory=dict)
+    notes: tuple[str, ...] = ()  # what reading took upon itself that the user should know, a line each
 
     def crop_path(self, value: ConceptBank | ExampleSet, crop: Crop) -> Path:
         assert self.root is not None
@@ -182,7 +186,9 @@ def read_cache(cache: Path, model: str | None = None) -> CacheContents:
     if found:
         skipped["invalid"] += len(found)
         problems += found
-    return CacheContents(info, tuple(entries), dict(skipped), tuple(problems), tuple(concepts), banks, examples, cache)
+    similar, note = concept_similar.current(cache, banks, info.name, info.weights_sha256)
+    return CacheContents(info, tuple(entries), dict(skipped), tuple(problems), tuple(concepts), banks, examples, cache,
+                         similar, (note,) if note else ())
 
 
 def _check_objective(objective: ObjectiveInfo, info: ModelInfo) -> None:
