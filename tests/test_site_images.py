@@ -28,8 +28,8 @@ def test_overlays_are_transparent_webp_and_plain_images_opaque(tmp_path_factory)
             assert np.abs(shown[opaque] - colours[opaque]).mean() < 12, path
 
 
-def test_crops_are_linked_from_the_cache_or_copied_and_never_written_twice(tmp_path, monkeypatch):
-    import os
+def test_crops_are_copied_once_after_their_hash_and_the_site_check_walks_by_scandir(tmp_path):
+    import hashlib
 
     from atlas.site import images
     from atlas.site.check import inspect_site
@@ -38,25 +38,22 @@ def test_crops_are_linked_from_the_cache_or_copied_and_never_written_twice(tmp_p
     cache.mkdir()
     (cache / "a.webp").write_bytes(b"RIFF a")
     (cache / "b.webp").write_bytes(b"RIFF b")
-    (cache / "c.webp").symlink_to(cache / "b.webp")  # not a plain file: copied, never linked
-    crops = {f"crops/{name}": cache / name for name in ("a.webp", "b.webp", "c.webp")}
+    crops = {f"crops/{name}": cache / name for name in ("a.webp", "b.webp")}
+    sha = {cache / n: hashlib.sha256((cache / n).read_bytes()).hexdigest() for n in ("a.webp", "b.webp")}
     out = tmp_path / "site"
-    assert images.copy_crops(crops, out) == sorted(crops)
-    assert (out / "crops/a.webp").samefile(cache / "a.webp")  # one file on disk, not a second copy
-    assert not (out / "crops/c.webp").is_symlink() and (out / "crops/c.webp").read_bytes() == b"RIFF b"
-    assert images.copy_crops(crops, out) == []  # there already: their names are their content
-
-    def no_links(*_args, **_kwargs):
-        raise OSError(18, "Invalid cross-device link")
-
-    monkeypatch.setattr(os, "link", no_links)
-    elsewhere = tmp_path / "site-2"
-    assert images.copy_crops(crops, elsewhere) == sorted(crops)
-    assert not (elsewhere / "crops/a.webp").samefile(cache / "a.webp")
-    assert (elsewhere / "crops/a.webp").read_bytes() == b"RIFF a"
+    assert images.copy_crops(crops, out, sha) == sorted(crops)
+    assert not (out / "crops/a.webp").samefile(cache / "a.webp")  # a copy: the site never shares the cache's files
+    assert (out / "crops/a.webp").read_bytes() == b"RIFF a"
+    assert images.copy_crops(crops, out, sha) == []  # there already: their names are their content
+    (cache / "c.webp").symlink_to(cache / "b.webp")  # a link in the cache is never followed
+    failed: dict = {}
+    linked = {"crops/c.webp": cache / "c.webp"}
+    assert images.copy_crops(linked, out, {cache / "c.webp": sha[cache / "b.webp"]}, failed) == []
+    assert list(failed) == [cache] and not (out / "crops/c.webp").exists()
+    elsewhere = out
     (elsewhere / "index.html").write_text('<img src="crops/a.webp"><img src="crops/nope.webp">')
     (elsewhere / "crops" / "link.webp").symlink_to(elsewhere / "crops/a.webp")
     report = inspect_site(elsewhere)  # the walk by scandir: sizes, links and symlinks as before
-    assert report.files == 4 and report.links == 2
+    assert report.files == 3 and report.links == 2  # a.webp, b.webp and index.html; the link is no file
     assert report.problems[:2] == ["crops/link.webp is a symlink (GitHub Pages and downloads need real files)",
                                    "index.html: 'crops/nope.webp' does not exist"]

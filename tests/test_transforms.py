@@ -71,7 +71,7 @@ def test_crops_are_differentiable_only_where_they_look(images):
 
 
 def test_boxes_stay_inside_with_the_preset_sides():
-    preset = get_preset("cpu", crops=2000, crop_min=0.2, crop_max=0.3)
+    preset = get_preset("cpu", crops=1000, crop_min=0.2, crop_max=0.3)
     boxes = crop_boxes(generators(0), preset, 0)[0]
     centres, sides = boxes[:, :2], boxes[:, 2]
     assert sides.min() >= 0.2 and sides.max() < 0.3
@@ -82,7 +82,7 @@ def test_boxes_stay_inside_with_the_preset_sides():
 
 
 def test_annealed_sides_follow_the_schedule():
-    preset = get_preset("xplique", crops=2000, steps=100)
+    preset = get_preset("xplique", crops=1000, steps=100)
     first = crop_boxes(generators(0), preset, 0)[0, :, 2]
     last = crop_boxes(generators(0), preset, 99)[0, :, 2]
     assert abs(first.mean().item() - 0.5) < 0.01 and abs(first.std().item() - 0.05) < 0.01
