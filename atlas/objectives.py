@@ -22,6 +22,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -33,43 +34,36 @@ from atlas.record import direction_id
 
 @dataclass(frozen=True)
 class ClassLogit:
+    """One class's logit. The forms below read the same logit against the others; each is its own
+    type, so it groups, compares and keys apart from the plain logit."""
+
     index: int
+    prefix: ClassVar[str] = "class"
+    form: ClassVar[str] = ""
 
     @property
     def id(self) -> str:
-        return f"class:{self.index}"
+        return f"{self.prefix}:{self.index}"
 
     def describe(self) -> str:
-        return f"class {self.index}"
+        return f"class {self.index}" + (f" ({self.form})" if self.form else "")
 
 
 @dataclass(frozen=True)
-class ClassLogProb:
-    """The class's log-probability: its logit minus the log-sum-exp of all logits, so raising
-    another class's logit lowers it."""
+class ClassLogProb(ClassLogit):
+    """The log-probability: the logit minus the log-sum-exp of all logits, so raising another class's
+    logit lowers it."""
 
-    index: int
-
-    @property
-    def id(self) -> str:
-        return f"logprob:{self.index}"
-
-    def describe(self) -> str:
-        return f"class {self.index} (log-probability)"
+    prefix: ClassVar[str] = "logprob"
+    form: ClassVar[str] = "log-probability"
 
 
 @dataclass(frozen=True)
-class ClassMargin:
-    """The class's logit minus the mean of the other logits: the plain logit, less what every class gains."""
+class ClassMargin(ClassLogit):
+    """The logit minus the mean of the other logits: the plain logit, less what every class gains."""
 
-    index: int
-
-    @property
-    def id(self) -> str:
-        return f"margin:{self.index}"
-
-    def describe(self) -> str:
-        return f"class {self.index} (logit minus the mean of the others)"
+    prefix: ClassVar[str] = "margin"
+    form: ClassVar[str] = "logit minus the mean of the others"
 
 
 @dataclass(frozen=True)
