@@ -96,6 +96,8 @@ class Config:
     model: str = "efficientnet_lite0"
     checkpoint: Path | None = None
     random_weights: bool = False
+    labels: Path | None = None  # class names, one a line in class-index order; None: see atlas.classifier
+    dataset: str | None = None  # what the site calls the classes ("Flowers class 3"); None: atlas.classifier decides
     cache: Path = Path("cache")
     site: Path = Path("site")
     device: str = "auto"
@@ -158,11 +160,12 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     top = reader.table(data, "", {
         "model", "classes", "judges", "cache", "site", "device", "batch_size", "param",
         "checkpoint", "random_weights", "preset", "layers", "scoring", "cpu", "bf16", "channels_last", "spectrum",
-        "concepts",
+        "concepts", "labels", "dataset",
     })
     folder = path.parent
     checkpoint = reader.optional_str(top, "checkpoint")
     spectrum = reader.optional_str(top, "spectrum")
+    labels = reader.optional_str(top, "labels")
     full = reader.selection(top, "", base.full)
     cpu = reader.selection(reader.table(top.get("cpu", {}), "cpu", {"classes", "judges", "preset", "layers"}),
                            "cpu.", base.cpu)
@@ -187,6 +190,8 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         model=reader.string(top, "model", base.model),
         checkpoint=(folder / checkpoint) if checkpoint else None,
         random_weights=reader.boolean(top, "random_weights", False),
+        labels=(folder / labels) if labels else None,
+        dataset=reader.optional_str(top, "dataset"),
         cache=folder / reader.string(top, "cache", str(base.cache)),
         site=folder / reader.string(top, "site", str(base.site)),
         device=reader.string(top, "device", base.device),

@@ -21,6 +21,7 @@ import torch
 
 from atlas import render as engine
 from atlas.cache import Cache
+from atlas.classifier import load_configured_model, same_classes
 from atlas.config import Config, Selection
 from atlas.device import auto_batch_size
 from atlas.entry import entry_files, render_record, to_uint8
@@ -38,20 +39,21 @@ Report = Callable[[str], None]
 ProgressFactory = Callable[..., Any]  # tqdm-like: (total=, unit=, desc=) -> object with update/close/set_postfix_str
 
 
-def run(request: RenderRequest, *, report: Report = print, progress: ProgressFactory | None = None) -> RenderSummary:
-    """Render every job of this shard that the cache lacks; returns the counts for the summary line."""
+def run(request: RenderRequest, *, report: Report = print, progress: ProgressFactory | None = None,
+        warn: Report | None = None) -> RenderSummary:
+    """Render every job of this shard that the cache lacks; returns the counts for the summary line.
+    `warn` hears what the run leaves out and goes on without (a judge that cannot judge these classes)."""
     started = time.perf_counter()
     config = request.config
     cache = _open_cache(config, report)
-    loaded = load_model(config.model, checkpoint=config.checkpoint, random_weights=config.random_weights,
-                        device=request.device)
+    loaded = load_configured_model(config, device=request.device)
     plan = make_plan(config, request.selection, request.shard, loaded, cache)
     summary = RenderSummary(total=len(plan.jobs), keys=[p.key for p in plan.jobs])
     todo = _todo(plan, request, summary, report)
     _write_model_info(cache, plan, request)
     report(_plan_line(plan, request, todo, summary))
     if todo:
-        judges = _load_judges(loaded, request)
+        judges = _load_judges(loaded, request, warn or report)
         size = request.batch_size or _auto_batch_size(plan, request, todo)
         report(f"batch size {size}" + ("" if request.batch_size else " (auto)"))
         _render_all(plan, request, cache, judges, todo, size, summary, progress)
@@ -139,15 +141,23 @@ def _plan_line(plan: Plan, request: RenderRequest, todo: Sequence[PlannedJob], s
             f"in the cache; model {plan.loaded.name}, preset {plan.settings.preset.name}, device {request.device}")
 
 
-def _load_judges(loaded: LoadedModel, request: RenderRequest) -> list[Judge]:
+def _load_judges(loaded: LoadedModel, request: RenderRequest, warn: Report) -> list[Judge]:
     """The generator and the judges; with --random-weights the judges are random too (a dry run
-    of the whole path on machines without any weights)."""
+    of the whole path on machines without any weights).  A judge scores only a generator with its
+    own class table: an ImageNet judge cannot say whether a fine-tuned head's class 2 is there."""
     judges = [Judge(loaded, "generator")]
+    refused = []
     for name in request.selection.judges:
         if name == loaded.name:
             continue
         judge = load_model(name, random_weights=request.config.random_weights, device=request.device)
-        judges.append(Judge(judge, "judge"))
+        if same_classes(judge, loaded):
+            judges.append(Judge(judge, "judge"))
+        else:
+            refused.append(f"{name} ({judge.num_classes} {judge.dataset or 'numbered'} classes)")
+    if refused:
+        warn(f"judges left out: {', '.join(refused)} cannot judge the {loaded.num_classes} classes of "
+             f"{loaded.name}; rendering without them (set judges = [] to silence this)")
     return judges
 
 
