@@ -94,6 +94,7 @@ def folder_classes(images: str | os.PathLike, classes: tuple[ClassInfo, ...]) ->
         more = f" and {len(unmatched) - 3} more" if len(unmatched) > 3 else ""
         few = ", ".join(repr(n) for n in unmatched[:3]) + more
         expected = ", ".join(repr(c.wnid or c.name) for c in classes[:4]) + (", ..." if len(classes) > 4 else "")
-        raise AtlasError(f"image folder {Path(images)}: {len(unmatched)} of {len(names)} folders ({few}) name no class "
-                         f"of the model: name each folder by a class ({expected}), or give --labels FILE")
+        raise AtlasError(f"image folder {Path(images)}: {len(unmatched)} of {len(names)} folders ({few}) name no "
+                         f"class of the model: name each folder by a class's name or WordNet id ({expected}), "
+                         "or give --labels FILE")
     return {name: table[name.lower()][0] for name in names}

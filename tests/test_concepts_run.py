@@ -269,10 +269,10 @@ def test_the_benchmark_sample_folder_fills_more_classes_with_the_same_photos(tmp
 def test_an_interrupted_example_pass_resumes_after_its_last_saved_class(tmp_path, tiny, monkeypatch):
     from atlas.concepts import run as concepts_run
     from atlas.concepts.images import scan
-    from atlas.concepts.run import stream_examples, wnid_index
+    from atlas.concepts.run import folder_index, stream_examples
 
     make_folder(tmp_path / "images", {"n01440764": 3, "n01443537": 2, "n01484850": 2}, tiny.input_size)
-    folder = scan(tmp_path / "images", wnid_index(tiny))
+    folder = scan(tmp_path / "images", folder_index(tiny, tmp_path / "images"))
     layers = {"blocks.3": [0, 2]}
     whole = stream_examples(tiny, folder, layers, 3, batch_size=2)
 
