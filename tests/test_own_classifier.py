@@ -145,7 +145,7 @@ def test_concepts_render_build_and_browse_under_the_folder_names(fitted, tmp_pat
         tab.assert_clean()
 
 
-def test_a_labels_file_and_a_dataset_name_the_classes_on_the_site(fitted, tmp_path):
+def test_a_labels_file_and_a_dataset_name_the_classes_on_the_site(fitted, tmp_path, capsys):
     config = config_for(fitted, tmp_path, labels="labels.txt", dataset="Kitchen", judges=[])
     (tmp_path / "labels.txt").write_text("tabby\nmug\ndaisy\n")
     assert load_config(config).labels == tmp_path / "labels.txt"  # relative to the config's folder
@@ -156,3 +156,9 @@ def test_a_labels_file_and_a_dataset_name_the_classes_on_the_site(fitted, tmp_pa
     page = (tmp_path / "site" / "classes" / "0001.html").read_text()
     assert "Kitchen class 1" in page and "mug" in page and "ImageNet" not in page
     assert "draws for each Kitchen class" in (tmp_path / "site" / "index.html").read_text()
+
+    # folders named by other names than the cache's classes: one line naming a few, and the names expected
+    capsys.readouterr()
+    assert main(["eval", "--config", str(config), "--images", str(fitted.images)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'cat', 'cup', 'flower'" in err and "'tabby', 'mug', 'daisy'" in err, err
