@@ -14,7 +14,8 @@ from atlas.flags import Bounded, Flag
 FLAGS = (
     Flag("--config", "settings file", type=Path, note="./atlas.toml", options=(("metavar", "FILE"),)),
     Flag("--images", "a folder with one sub-folder of real photos per class, named by the class (DIR/daisy/...) "
-         "or by WordNet id (DIR/n07920052/...)", type=Path, options=(("metavar", "DIR"), ("required", True))),
+         "or by WordNet id (DIR/n07920052/...)", type=Path, note="required",
+         options=(("metavar", "DIR"), ("required", True))),
     Flag("--cache", "the render cache", key="cache", type=Path, options=(("metavar", "DIR"),)),
     Flag("--model", "the generating model, if the cache holds several", note="the cache's",
          options=(("metavar", "NAME"),)),
