@@ -29,7 +29,7 @@ def read_labels(path: str | os.PathLike) -> tuple[str, ...]:
     while lines and not lines[-1].strip():
         lines.pop()
     names = tuple(line.strip() for line in lines)
-    return _checked(names, f"labels file {path}")
+    return check_names(names, f"labels file {path}")
 
 
 def folder_labels(images: str | os.PathLike) -> tuple[str, ...]:
@@ -40,10 +40,11 @@ def folder_labels(images: str | os.PathLike) -> tuple[str, ...]:
     except OSError as exc:
         raise AtlasError(f"cannot list image folder {root} ({exc.__class__.__name__}): "
                          "pass --images DIR with one subfolder of images per class") from exc
-    return _checked(tuple(names), f"image folder {root}")
+    return check_names(tuple(names), f"image folder {root}")
 
 
-def _checked(names: tuple[str, ...], where: str) -> tuple[str, ...]:
+def check_names(names: tuple[str, ...], where: str) -> tuple[str, ...]:
+    """`names` when each is a printable, non-blank name that no other repeats; else a one-line error naming `where`."""
     if not names:
         raise AtlasError(f"{where} names no class: give one class name a line (or one folder a class)")
     for line, name in enumerate(names, 1):

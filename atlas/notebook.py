@@ -31,7 +31,7 @@ from atlas.errors import AtlasError
 from atlas.imagestats import image_stats
 from atlas.jobs import Job
 from atlas.judging import judge_images
-from atlas.labels import class_table, read_labels
+from atlas.labels import check_names, class_table, read_labels
 from atlas.models import LoadedModel, from_module, load_model
 from atlas.objectives import Objective, parse_objective
 from atlas.picture import Picture, Pictures
@@ -117,7 +117,7 @@ def _named(loaded: LoadedModel, labels: str | Path | Sequence[str] | None) -> Lo
     if isinstance(labels, (str, Path)):
         names, source = read_labels(labels), f"labels file {labels}"
     else:
-        names, source = tuple(str(n) for n in labels), "labels"
+        names, source = check_names(tuple(str(n) for n in labels), "labels"), "labels"
     return dataclasses.replace(loaded, classes=class_table(names, loaded.num_classes, source), dataset=None)
 
 
