@@ -25,18 +25,14 @@ def load_configured_model(config: Config, images: str | os.PathLike | None = Non
     loaded = load_model(config.model, checkpoint=config.checkpoint, random_weights=config.random_weights,
                         device=device, labels=labels, labels_source=f"labels file {config.labels}")
     folder = images if images is not None else config.concepts.images
-    if labels is None and folder is not None and loaded.num_classes and not _has_own_table(loaded):
+    if labels is None and folder is not None and loaded.num_classes and \
+            loaded.classes == class_labels.numbered(loaded.num_classes):  # no names of its own
         names = class_labels.folder_labels(folder)
         classes = class_labels.class_table(names, loaded.num_classes, f"image folder {Path(folder)}")
         loaded = dataclasses.replace(loaded, classes=classes)
     if config.dataset is not None:
         loaded = dataclasses.replace(loaded, dataset=config.dataset)
     return loaded
-
-
-def _has_own_table(loaded: LoadedModel) -> bool:
-    """Whether the classes were named by a table (timm's, or labels) rather than numbered."""
-    return any(c.name != f"class {c.index}" or c.wnid for c in loaded.classes)
 
 
 def same_classes(judge: LoadedModel, generator: LoadedModel) -> bool:
