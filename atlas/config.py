@@ -286,7 +286,8 @@ class _Reader:
         value = table.get("classes", default)
         if isinstance(value, list):
             if not all(isinstance(v, (int, str)) and not isinstance(v, bool) for v in value):
-                raise self.fail(prefix + "classes", f"must list class indices or WordNet ids, got {value!r}")
+                raise self.fail(prefix + "classes",
+                                f"must list class indices, WordNet ids or class names, got {value!r}")
             value = ",".join(str(v) for v in value)
         if not isinstance(value, (str, int)) or isinstance(value, bool) or value == "":
             raise self.fail(prefix + "classes", f"must be a class spec like \"all\" or \"0-99\", got {value!r}")

@@ -69,6 +69,14 @@ def test_names_come_from_labels_then_folders_then_numbers(project):
     assert not same_classes(imagenet, from_folder) and same_classes(from_folder, from_folder)
 
 
+
+def test_layers_shows_the_checkpoint_head_and_its_names(project, capsys):
+    assert main(["layers", "test_efficientnet", "--checkpoint", str(project / "head4.pth"), "--labels",
+                 str(project / "labels.txt")]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.endswith("4 classes (apple, banana, cherry, date)") and "checkpoint head4.pth" in first
+
+
 def test_render_by_class_name_then_eval_on_the_folder_names(project, tmp_path, capsys):
     path = config(project, tmp_path, concepts={"images": str(project / "images")})
     assert main(["render", "--config", str(path), "--full", "--no-progress", "--classes", "Banana,3"]) == 0
