@@ -10,6 +10,7 @@ a failure.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -22,7 +23,7 @@ import torch
 from atlas import render as engine
 from atlas.cache import Cache
 from atlas.classifier import load_configured_model, same_classes
-from atlas.config import Config, Selection
+from atlas.config import Config, JudgeModel, Selection
 from atlas.device import auto_batch_size
 from atlas.entry import entry_files, render_record, to_uint8
 from atlas.imagestats import image_stats
@@ -147,14 +148,19 @@ def _load_judges(loaded: LoadedModel, request: RenderRequest, warn: Report) -> l
     own class table: an ImageNet judge cannot say whether a fine-tuned head's class 2 is there."""
     judges = [Judge(loaded, "generator")]
     refused = []
-    for name in request.selection.judges:
-        if name == loaded.name:
+    for entry in request.selection.judges:
+        if isinstance(entry, JudgeModel):  # a checkpoint of its own, named by it: "efficientnet_lite1@flowers"
+            own = Config(model=entry.model, checkpoint=entry.checkpoint, labels=entry.labels)
+            judge = dataclasses.replace(load_configured_model(own, device=request.device), name=entry.name)
+        elif entry == loaded.name:
             continue
-        judge = load_model(name, random_weights=request.config.random_weights, device=request.device)
+        else:
+            judge = load_model(entry, random_weights=request.config.random_weights, device=request.device)
+        name = judge.name
         if same_classes(judge, loaded):
             judges.append(Judge(judge, "judge"))
         else:
-            refused.append(f"{name} ({judge.num_classes} {judge.dataset or 'numbered'} classes)")
+            refused.append(f"{name} ({judge.num_classes} {judge.dataset + ' ' if judge.dataset else ''}classes)")
     if refused:
         warn(f"judges left out: {', '.join(refused)} cannot judge the {loaded.num_classes} classes of "
              f"{loaded.name}; rendering without them (set judges = [] to silence this)")

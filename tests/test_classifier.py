@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from atlas.cache import Cache
 from atlas.classifier import load_configured_model, same_classes
 from atlas.cli import main
 from atlas.config import Config
@@ -89,6 +90,21 @@ def test_render_by_class_name_then_eval_on_the_folder_names(project, tmp_path, c
     assert [(r["class_index"], r["name"], r["wnid"], r["real_images"]) for r in rows] == \
         [(1, "banana", None, 2), (3, "date", None, 2)]
     assert "banana" in capsys.readouterr().out
+
+
+def test_a_checkpoint_of_the_same_classes_judges(project, tmp_path):
+    state = torch.load(project / "head4.pth")
+    state["classifier.weight"] = state["classifier.weight"].flip(0)  # another classifier of the same classes
+    torch.save(state, tmp_path / "other.pth")
+    path = config(project, tmp_path, labels=str(project / "labels.txt"))
+    text = path.read_text().replace("judges = []", 'judges = [{model = "test_efficientnet", checkpoint = "other.pth", '
+                                    'labels = "' + str(project / "labels.txt") + '"}]')
+    path.write_text(text)
+    assert main(["render", "--config", str(path), "--full", "--no-progress", "--classes", "cherry"]) == 0
+    (record,) = Cache(tmp_path / "cache").records(verify=True)
+    assert [(m.name, m.role) for m in record.scores.models] == [("test_efficientnet", "generator"),
+                                                                ("test_efficientnet@other", "judge")]
+    assert all(m.target_top1_rate is not None for m in record.scores.models)
 
 
 def test_bad_input_is_one_line(project, tmp_path, capsys):
