@@ -28,7 +28,7 @@ FLAGS = (
     Flag("--random-weights", "random initial weights (for tests and demos)", key="random_weights",
          options=(("action", "store_true"), ("default", None))),
     Flag("--labels", "class names of the model's head, one a line in class-index order", key="labels", type=Path,
-         note="from the config, else [concepts] images' class folders, else the model's own",
+         note="from the config, else the model's own, else the class folders of [concepts] images",
          options=(("metavar", "FILE"),)),
     Flag("--classes", 'classes: "all", "none", "0-99", "1,207,967", "n01440764", a class name',
          key="selection.classes",
