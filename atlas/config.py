@@ -59,13 +59,28 @@ class PresetChoice:
 
 
 @dataclass(frozen=True)
+class JudgeModel:
+    """A judge with weights of its own: a fine-tuned checkpoint of `model` and its class names, so that
+    another classifier of the same classes can judge a fine-tuned generator."""
+
+    model: str
+    checkpoint: Path
+    labels: Path | None = None
+
+    @property
+    def name(self) -> str:
+        """The judge's name in records and on the site: the architecture and the checkpoint's file stem."""
+        return f"{self.model}@{self.checkpoint.stem}"
+
+
+@dataclass(frozen=True)
 class Selection:
     """What to render: classes, channels per layer, the preset, and the judges that score it."""
 
     classes: str = "all"
     layers: tuple[tuple[str, str], ...] = ()
     preset: PresetChoice = field(default_factory=PresetChoice)
-    judges: tuple[str, ...] = ()
+    judges: tuple[str | JudgeModel, ...] = ()  # model names (their own weights), or checkpoints of a model
 
     def describe(self) -> str:
         layers = ", ".join(f"{name} {spec}" for name, spec in self.layers) or "no layers"
@@ -96,6 +111,8 @@ class Config:
     model: str = "efficientnet_lite0"
     checkpoint: Path | None = None
     random_weights: bool = False
+    labels: Path | None = None  # class names, one a line in class-index order; None: see atlas.classifier
+    dataset: str | None = None  # what the site calls the classes ("Flowers class 3"); None: atlas.classifier decides
     cache: Path = Path("cache")
     site: Path = Path("site")
     device: str = "auto"
@@ -158,11 +175,12 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     top = reader.table(data, "", {
         "model", "classes", "judges", "cache", "site", "device", "batch_size", "param",
         "checkpoint", "random_weights", "preset", "layers", "scoring", "cpu", "bf16", "channels_last", "spectrum",
-        "concepts",
+        "concepts", "labels", "dataset",
     })
     folder = path.parent
     checkpoint = reader.optional_str(top, "checkpoint")
     spectrum = reader.optional_str(top, "spectrum")
+    labels = reader.optional_str(top, "labels")
     full = reader.selection(top, "", base.full)
     cpu = reader.selection(reader.table(top.get("cpu", {}), "cpu", {"classes", "judges", "preset", "layers"}),
                            "cpu.", base.cpu)
@@ -187,6 +205,8 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         model=reader.string(top, "model", base.model),
         checkpoint=(folder / checkpoint) if checkpoint else None,
         random_weights=reader.boolean(top, "random_weights", False),
+        labels=(folder / labels) if labels else None,
+        dataset=reader.optional_str(top, "dataset"),
         cache=folder / reader.string(top, "cache", str(base.cache)),
         site=folder / reader.string(top, "site", str(base.site)),
         device=reader.string(top, "device", base.device),
@@ -281,7 +301,8 @@ class _Reader:
         value = table.get("classes", default)
         if isinstance(value, list):
             if not all(isinstance(v, (int, str)) and not isinstance(v, bool) for v in value):
-                raise self.fail(prefix + "classes", f"must list class indices or WordNet ids, got {value!r}")
+                raise self.fail(prefix + "classes",
+                                f"must list class indices, WordNet ids or class names, got {value!r}")
             value = ",".join(str(v) for v in value)
         if not isinstance(value, (str, int)) or isinstance(value, bool) or value == "":
             raise self.fail(prefix + "classes", f"must be a class spec like \"all\" or \"0-99\", got {value!r}")
@@ -294,11 +315,27 @@ class _Reader:
         except AtlasError as exc:
             raise self.fail(key, str(exc)) from None
 
-    def judges(self, table: Mapping[str, Any], prefix: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    def judges(self, table: Mapping[str, Any], prefix: str,
+               default: tuple[str | JudgeModel, ...]) -> tuple[str | JudgeModel, ...]:
+        """Model names, or tables {model, checkpoint, labels} (paths relative to the file's folder)."""
         value = table.get("judges", list(default))
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        if not isinstance(value, list):
             raise self.fail(prefix + "judges", f"must be a list of model names, got {value!r}")
-        return tuple(value)
+        judges: list[str | JudgeModel] = []
+        for item in value:
+            if isinstance(item, Mapping):
+                entry = self.table(item, prefix + "judges[]", {"model", "checkpoint", "labels"})
+                if "model" not in entry or "checkpoint" not in entry:
+                    raise self.fail(prefix + "judges", "a judge table needs model and checkpoint "
+                                    f"(and may have labels), got {dict(item)!r}")
+                labels = self.optional_str(entry, "labels")
+                judges.append(JudgeModel(self.string(entry, "model", ""), self.path.parent / self.string(
+                    entry, "checkpoint", ""), self.path.parent / labels if labels else None))
+            elif isinstance(item, (str, JudgeModel)) and item:
+                judges.append(item)
+            else:
+                raise self.fail(prefix + "judges", f"must be a list of model names, got {value!r}")
+        return tuple(judges)
 
     def layers(self, table: Mapping[str, Any], prefix: str,
                default: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
@@ -384,7 +421,7 @@ def _flatten(table: Mapping[str, Any], prefix: str = ""):
 
 def override(selection: Selection, *, classes: str | None = None,
              layers: tuple[tuple[str, str], ...] | None = None, preset: str | None = None,
-             seeds: int | None = None, judges: tuple[str, ...] | None = None,
+             seeds: int | None = None, judges: tuple[str | JudgeModel, ...] | None = None,
              **preset_overrides: Any) -> Selection:
     """Replace single keys of a selection (command-line flags); None leaves a key as it is.
 

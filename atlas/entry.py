@@ -13,7 +13,7 @@ import torch
 
 from atlas.cache import ATTRIBUTION, IMAGE, encode_npy, encode_png
 from atlas.jobs import Job
-from atlas.models import LoadedModel, imagenet_classes
+from atlas.models import LoadedModel
 from atlas.plan import Plan, PlannedJob
 from atlas.record import ImageStats, ModelRef, ObjectiveInfo, RenderRecord, Retry, Scores, Timing
 
@@ -64,8 +64,8 @@ def objective_info(job: Job, loaded: LoadedModel) -> ObjectiveInfo:
     """What the job's image maximises, as the site shows it; a concept is shown under its class."""
     objective = job.objective
     description = objective.describe(loaded.name)
-    if job.target is not None and loaded.num_classes == 1000:  # the caption names the class
-        name = imagenet_classes()[job.target].name
+    if job.target is not None and 0 <= job.target < len(loaded.classes):  # the caption names the class
+        name = loaded.classes[job.target].name
         description = description if name in description else f"{description} · {name}"
     if job.concept_of is not None:
         return ObjectiveInfo(objective.id, "concept", f"{description} · concept", job.concept_of, objective.layer, None)

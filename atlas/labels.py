@@ -29,7 +29,7 @@ def read_labels(path: str | os.PathLike) -> tuple[str, ...]:
     while lines and not lines[-1].strip():
         lines.pop()
     names = tuple(line.strip() for line in lines)
-    return _checked(names, f"labels file {path}")
+    return check_names(names, f"labels file {path}")
 
 
 def folder_labels(images: str | os.PathLike) -> tuple[str, ...]:
@@ -39,11 +39,12 @@ def folder_labels(images: str | os.PathLike) -> tuple[str, ...]:
         names = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
     except OSError as exc:
         raise AtlasError(f"cannot list image folder {root} ({exc.__class__.__name__}): "
-                         "give a folder with one subfolder of images per class") from exc
-    return _checked(tuple(names), f"image folder {root}")
+                         "pass --images DIR with one subfolder of images per class") from exc
+    return check_names(tuple(names), f"image folder {root}")
 
 
-def _checked(names: tuple[str, ...], where: str) -> tuple[str, ...]:
+def check_names(names: tuple[str, ...], where: str) -> tuple[str, ...]:
+    """`names` when each is a printable, non-blank name that no other repeats; else a one-line error naming `where`."""
     if not names:
         raise AtlasError(f"{where} names no class: give one class name a line (or one folder a class)")
     for line, name in enumerate(names, 1):
@@ -70,3 +71,31 @@ def class_table(names: tuple[str, ...], num_classes: int, source: str) -> tuple[
 def numbered(num_classes: int) -> tuple[ClassInfo, ...]:
     """The last resort: classes named by their index."""
     return tuple(ClassInfo(i, "", f"class {i}", ()) for i in range(num_classes))
+
+
+def lookup(classes: tuple[ClassInfo, ...]) -> dict[str, tuple[int, ...]]:
+    """Each class's name and WordNet id (lower case) -> the classes that carry it: what class specs and
+    image folders may name a class by.  A name shared by two classes (ImageNet has "crane" twice) maps
+    to both, and whoever reads it asks for the index instead."""
+    table: dict[str, tuple[int, ...]] = {}
+    for c in classes:
+        for key in {c.name.strip().lower(), c.wnid.lower()} - {""}:
+            table[key] = (*table.get(key, ()), c.index)
+    return table
+
+
+def folder_classes(images: str | os.PathLike, classes: tuple[ClassInfo, ...]) -> dict[str, int]:
+    """The class folders of an image folder -> the class each one holds, matched by class name or
+    WordNet id; a folder that names no class (or an ambiguous one) is an error naming a few of them
+    and the names expected."""
+    names = folder_labels(images)
+    table = lookup(classes)
+    unmatched = [name for name in names if len(table.get(name.lower(), ())) != 1]
+    if unmatched:
+        more = f" and {len(unmatched) - 3} more" if len(unmatched) > 3 else ""
+        few = ", ".join(repr(n) for n in unmatched[:3]) + more
+        expected = ", ".join(repr(c.wnid or c.name) for c in classes[:4]) + (", ..." if len(classes) > 4 else "")
+        raise AtlasError(f"image folder {Path(images)}: {len(unmatched)} of {len(names)} folders ({few}) name no "
+                         f"class of the model: name each folder by a class's name or WordNet id ({expected}), "
+                         "or give --labels FILE")
+    return {name: table[name.lower()][0] for name in names}

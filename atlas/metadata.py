@@ -56,6 +56,7 @@ def model_info(loaded: LoadedModel, device: str, spectrum_sha256: str) -> ModelI
         weights_source=loaded.weights_source,
         num_classes=loaded.num_classes,
         input_size=loaded.input_size,
+        dataset=loaded.dataset,
         classes=classes,
         nearest_classes=nearest,
         layers=tuple(list_layers(loaded)),

@@ -7,8 +7,8 @@ and the site reads it without torch. `atlas.models` lists classes and layers as 
 
 Reading is as lenient as the site has always been: the model's name, weights hash and classes
 (listed by index 0..N-1) are required, every other field has a default, so older files read
-the same. A class without a WordNet id has `wnid` "" and is written `null`; `input_size` is
-left out while None (files written before it existed read back byte for byte).
+the same. A class without a WordNet id has `wnid` "" and is written `null`; `input_size` and
+`dataset` are left out while None (files written before them read back byte for byte).
 """
 
 from __future__ import annotations
@@ -58,6 +58,15 @@ class ModelInfo:
     code_version: str
     spectrum_sha256: str
     input_size: int | None = None
+    dataset: str | None = None  # what the classes are called ("ImageNet"); None: unnamed, or a file before the field
+
+    @property
+    def dataset_name(self) -> str:
+        """The name the site puts before "class", "" for none.  A file written before `dataset` existed
+        names ImageNet's classes when it lists 1000 classes with WordNet ids, as every such file did."""
+        if self.dataset is not None:
+            return self.dataset
+        return "ImageNet" if self.num_classes == 1000 and self.classes and all(c.wnid for c in self.classes) else ""
 
 
 def _ranked_out(ranked: dict[int, Ranked]) -> dict[str, list[list[float]]]:
@@ -75,6 +84,8 @@ def to_dict(info: ModelInfo) -> dict[str, Any]:
     }
     if info.input_size is not None:
         out["input_size"] = info.input_size
+    if info.dataset is not None:
+        out["dataset"] = info.dataset
     out.update({
         "classes": [{"index": c.index, "wnid": c.wnid or None, "name": c.name, "synonyms": list(c.synonyms)}
                     for c in info.classes],
@@ -132,6 +143,7 @@ def from_dict(raw: dict[str, Any]) -> ModelInfo:
             code_version=str(raw.get("code_version", "")),
             spectrum_sha256=str(raw.get("spectrum_sha256", "")),
             input_size=_opt_int(raw.get("input_size")),
+            dataset=None if raw.get("dataset") is None else str(raw["dataset"]),
         )
     except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
         raise InvalidModelInfo(str(exc)) from exc

@@ -45,6 +45,9 @@ class LoadedModel:
     # the head's classes in index order: the user's labels, else the ImageNet table its weights were trained on,
     # else "class N"; empty for a model without a classification head
     classes: tuple[ClassInfo, ...] = ()
+    # what the site calls the classes ("ImageNet class 3"): "ImageNet" for timm's ImageNet tables, else the
+    # configured `dataset` (atlas.classifier), else None ("Class 3")
+    dataset: str | None = None
 
 
 def bundled_names() -> list[str]:
@@ -90,6 +93,7 @@ def load_model(
     module.eval().requires_grad_(False).to(device)
     config = timm.data.resolve_model_data_config(module)
     num_classes = int(getattr(module, "num_classes", 0) or 0)
+    classes = model_classes(module, num_classes, labels, labels_source)
     return LoadedModel(
         name=name,
         module=module,
@@ -99,7 +103,8 @@ def load_model(
         num_classes=num_classes,
         weights_sha256=state_dict_sha256(module),
         weights_source=source,
-        classes=model_classes(module, num_classes, labels, labels_source),
+        classes=classes,
+        dataset=imagenet_dataset(classes, labels),
     )
 
 
@@ -134,8 +139,9 @@ def from_module(module: torch.nn.Module, *, name: str | None = None, mean: tuple
         num_classes = _output_classes(module, size)
     cfg = getattr(module, "pretrained_cfg", None)
     label = name or (cfg.get("architecture") if isinstance(cfg, dict) else None) or type(module).__name__.lower()
+    classes = model_classes(module, int(num_classes), None, "")
     return LoadedModel(label, module, mean, std, size, int(num_classes), state_dict_sha256(module),
-                       f"in-memory {type(module).__name__}", model_classes(module, int(num_classes), None, ""))
+                       f"in-memory {type(module).__name__}", classes, imagenet_dataset(classes, None))
 
 
 def _output_classes(module: torch.nn.Module, size: int) -> int:
@@ -169,6 +175,11 @@ def model_classes(module: torch.nn.Module, num_classes: int, labels: tuple[str, 
         if info.num_classes() == num_classes:
             return tuple(_imagenet_class(info, i) for i in range(num_classes))
     return class_labels.numbered(num_classes)
+
+
+def imagenet_dataset(classes: tuple[ClassInfo, ...], labels: tuple[str, ...] | None) -> str | None:
+    """"ImageNet" when the classes are timm's ImageNet table (they carry WordNet ids and no labels were given)."""
+    return "ImageNet" if labels is None and classes and all(c.wnid for c in classes) else None
 
 
 def state_dict_sha256(module: torch.nn.Module) -> str:

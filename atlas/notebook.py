@@ -31,7 +31,8 @@ from atlas.errors import AtlasError
 from atlas.imagestats import image_stats
 from atlas.jobs import Job
 from atlas.judging import judge_images
-from atlas.models import LoadedModel, from_module, imagenet_classes, load_model
+from atlas.labels import check_names, class_table, read_labels
+from atlas.models import LoadedModel, from_module, load_model
 from atlas.objectives import Objective, parse_objective
 from atlas.picture import Picture, Pictures
 from atlas.plan import Plan, PlannedJob, job_key
@@ -64,6 +65,7 @@ def visualize(
     param: str = "maco",
     bf16: bool = False,
     channels_last: bool = False,
+    labels: str | Path | Sequence[str] | None = None,
     **preset_overrides: Any,
 ) -> Pictures:
     """One picture per objective and seed (objective-major), each with `.image`, `.attribution`,
@@ -74,8 +76,9 @@ def visualize(
     (`atlas.models.load_model`).  `objectives`: ids like "class:1" or "channel:layer4:12", or
     values of atlas.objectives (sums, weights, directions).  `preset`: a preset name with field
     overrides as keywords (`steps=32`), a Preset, or whole RenderSettings.  `scores=False` skips
-    the judging (the generating model's top-5 on crops of each picture)."""
-    loaded = _loaded(model, device, name=name, mean=mean, std=std, input_size=input_size)
+    the judging (the generating model's top-5 on crops of each picture).  `labels`: the class names
+    of the model's head in index order (a list, or a file with one a line), for captions and the site."""
+    loaded = _named(_loaded(model, device, name=name, mean=mean, std=std, input_size=input_size), labels)
     targets = [parse_objective(o) for o in ([objectives] if isinstance(objectives, (str, Objective)) else objectives)]
     if not targets:
         raise AtlasError("visualize needs at least one objective, e.g. \"class:1\" or \"channel:layer4:0\"")
@@ -90,7 +93,7 @@ def visualize(
     _check_targets(loaded, targets)
     plan = Plan(loaded, settings, [PlannedJob(job, job_key(settings, loaded, job.objective, job.seed), None)
                                    for job in jobs], len(jobs))
-    names = tuple(c.name for c in imagenet_classes()) if loaded.num_classes == 1000 else ()
+    names = tuple(c.name for c in loaded.classes)
     pictures = Pictures()
     for start in range(0, len(plan.jobs), batch_size):
         chunk = plan.jobs[start:start + batch_size]
@@ -105,6 +108,17 @@ def _loaded(model: Any, device: str, **options: Any) -> LoadedModel:
         return load_model(model, device=resolve_device(device))
     given = {k: (tuple(v) if k in ("mean", "std") else v) for k, v in options.items() if v is not None}
     return from_module(model, device=resolve_device(device), **given)
+
+
+def _named(loaded: LoadedModel, labels: str | Path | Sequence[str] | None) -> LoadedModel:
+    """The model with its head's classes named by `labels` (atlas.labels checks them against the head)."""
+    if labels is None:
+        return loaded
+    if isinstance(labels, (str, Path)):
+        names, source = read_labels(labels), f"labels file {labels}"
+    else:
+        names, source = check_names(tuple(str(n) for n in labels), "labels"), "labels"
+    return dataclasses.replace(loaded, classes=class_table(names, loaded.num_classes, source), dataset=None)
 
 
 def _settings(preset: str | Preset | RenderSettings, overrides: dict[str, Any], **options: Any) -> RenderSettings:

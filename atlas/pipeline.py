@@ -10,6 +10,7 @@ a failure.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -21,7 +22,8 @@ import torch
 
 from atlas import render as engine
 from atlas.cache import Cache
-from atlas.config import Config, Selection
+from atlas.classifier import load_configured_model, same_classes
+from atlas.config import Config, JudgeModel, Selection
 from atlas.device import auto_batch_size
 from atlas.entry import entry_files, render_record, to_uint8
 from atlas.imagestats import image_stats
@@ -38,19 +40,20 @@ Report = Callable[[str], None]
 ProgressFactory = Callable[..., Any]  # tqdm-like: (total=, unit=, desc=) -> object with update/close/set_postfix_str
 
 
-def run(request: RenderRequest, *, report: Report = print, progress: ProgressFactory | None = None) -> RenderSummary:
-    """Render every job of this shard that the cache lacks; returns the counts for the summary line."""
+def run(request: RenderRequest, *, report: Report = print, progress: ProgressFactory | None = None,
+        warn: Report | None = None) -> RenderSummary:
+    """Render every job of this shard that the cache lacks; returns the counts for the summary line.
+    `warn` hears what the run leaves out and goes on without (a judge that cannot judge these classes)."""
     started = time.perf_counter()
     config = request.config
     cache = _open_cache(config, report)
-    loaded = load_model(config.model, checkpoint=config.checkpoint, random_weights=config.random_weights,
-                        device=request.device)
+    loaded = load_configured_model(config, device=request.device)
     plan = make_plan(config, request.selection, request.shard, loaded, cache)
     summary = RenderSummary(total=len(plan.jobs), keys=[p.key for p in plan.jobs])
     for problem in plan.problems:
         report(f"warning: skipped concept bank {problem}")
     todo = _todo(plan, request, summary, report)
-    judges = _load_judges(loaded, request) if todo else []  # an unknown judge is rejected before any write
+    judges = _load_judges(loaded, request, warn or report) if todo else []  # an unknown judge: before any write
     _write_model_info(cache, plan, request)
     report(_plan_line(plan, request, todo, summary))
     if todo:
@@ -141,15 +144,28 @@ def _plan_line(plan: Plan, request: RenderRequest, todo: Sequence[PlannedJob], s
             f"in the cache; model {plan.loaded.name}, preset {plan.settings.preset.name}, device {request.device}")
 
 
-def _load_judges(loaded: LoadedModel, request: RenderRequest) -> list[Judge]:
+def _load_judges(loaded: LoadedModel, request: RenderRequest, warn: Report) -> list[Judge]:
     """The generator and the judges; with --random-weights the judges are random too (a dry run
-    of the whole path on machines without any weights)."""
+    of the whole path on machines without any weights).  A judge scores only a generator with its
+    own class table: an ImageNet judge cannot say whether a fine-tuned head's class 2 is there."""
     judges = [Judge(loaded, "generator")]
-    for name in request.selection.judges:
-        if name == loaded.name:
+    refused = []
+    for entry in request.selection.judges:
+        if isinstance(entry, JudgeModel):  # a checkpoint of its own, named by it: "efficientnet_lite1@flowers"
+            own = Config(model=entry.model, checkpoint=entry.checkpoint, labels=entry.labels)
+            judge = dataclasses.replace(load_configured_model(own, device=request.device), name=entry.name)
+        elif entry == loaded.name:
             continue
-        judge = load_model(name, random_weights=request.config.random_weights, device=request.device)
-        judges.append(Judge(judge, "judge"))
+        else:
+            judge = load_model(entry, random_weights=request.config.random_weights, device=request.device)
+        name = judge.name
+        if same_classes(judge, loaded):
+            judges.append(Judge(judge, "judge"))
+        else:
+            refused.append(f"{name} ({judge.num_classes} {judge.dataset + ' ' if judge.dataset else ''}classes)")
+    if refused:
+        warn(f"judges left out: {', '.join(refused)} cannot judge the {loaded.num_classes} classes of "
+             f"{loaded.name}; rendering without them (set judges = [] to silence this)")
     return judges
 
 

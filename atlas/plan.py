@@ -12,7 +12,8 @@ from atlas.concepts.store import VISUALIZATION_COSINE, current_banks, entry_fold
 from atlas.config import Config, Selection
 from atlas.errors import AtlasError
 from atlas.jobs import Job, Shard, build_jobs, select_shard
-from atlas.models import LoadedModel, classifier_weights, find_layer, imagenet_classes, pre_logits_layer
+from atlas.labels import lookup
+from atlas.models import LoadedModel, classifier_weights, find_layer, pre_logits_layer
 from atlas.objectives import Objective
 from atlas.settings import RenderSettings
 from atlas.specs import parse_channels, parse_classes
@@ -53,8 +54,8 @@ def job_key(settings: RenderSettings, loaded: LoadedModel, objective: Objective,
 
 def select_targets(loaded: LoadedModel, selection: Selection) -> tuple[list[int], dict[str, list[int]]]:
     """The classes and the channels per layer that `selection` names, checked against the model."""
-    wnids = {c.wnid: c.index for c in imagenet_classes()} if loaded.num_classes == 1000 else {}
-    classes = parse_classes(selection.classes, loaded.num_classes, wnids) if loaded.num_classes else []
+    names = lookup(loaded.classes)  # WordNet ids where the model has them, and class names
+    classes = parse_classes(selection.classes, loaded.num_classes, names) if loaded.num_classes else []
     if not loaded.num_classes and selection.classes.strip().lower() not in ("none", ""):
         raise AtlasError(f"model {loaded.name} has no classifier: set classes = \"none\"")
     channels: dict[str, list[int]] = {}

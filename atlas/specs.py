@@ -1,4 +1,7 @@
-"""Class and channel specs: "all", "none", "0-99", "1,207,967", WordNet ids, "top:N".
+"""Class and channel specs: "all", "none", "0-99", "1,207,967", WordNet ids, class names, "top:N".
+
+A part of a class spec that starts with a digit is an index or a range; any other part names a
+class, by WordNet id or by name (case aside), which only the model's class table can resolve.
 
 Torch-free, so that a configuration is checked (`check_spec`) before any model is loaded, and
 by `atlas build`, which never imports torch.
@@ -31,8 +34,11 @@ def _ranges(spec: str, what: str, limit: int) -> Iterator[int]:
         yield from range(low, high + 1)
 
 
-def parse_classes(spec: str, num_classes: int, wnids: Mapping[str, int] | None = None) -> list[int]:
-    """Class indices of a spec: "all", "none", ranges and lists, WordNet ids (sorted, unique)."""
+def parse_classes(spec: str, num_classes: int, names: Mapping[str, int | Sequence[int]] | None = None) -> list[int]:
+    """Class indices of a spec: "all", "none", ranges and lists, WordNet ids and class names (sorted, unique).
+
+    `names` maps a lower-case WordNet id or class name to its class (or to every class that carries
+    it: such a name is refused, the index is not ambiguous); `atlas.labels.lookup` builds it."""
     text = spec.strip().lower()
     if text == "all":
         return list(range(num_classes))
@@ -42,14 +48,25 @@ def parse_classes(spec: str, num_classes: int, wnids: Mapping[str, int] | None =
     numeric = []
     for part in text.split(","):
         part = part.strip()
-        if WNID.match(part):
-            if wnids is None or part not in wnids:
-                raise AtlasError(f"unknown class {part!r}: not a WordNet id of this model's classes")
-            indices.add(wnids[part])
-        else:
+        if not _is_name(part):
             numeric.append(part)
+            continue
+        found = (names or {}).get(part)
+        found = (found,) if isinstance(found, int) else tuple(found or ())
+        if not found:
+            what = "a WordNet id" if WNID.match(part) else "a name"
+            raise AtlasError(f"unknown class {part!r}: not {what} of this model's classes; give a class index, "
+                             "or a name from its labels")
+        if len(found) > 1:
+            raise AtlasError(f"class name {part!r} is shared by classes {', '.join(map(str, found))}: give the index")
+        indices.add(found[0])
     indices.update(_ranges(",".join(numeric), "class", num_classes))
     return sorted(indices)
+
+
+def _is_name(part: str) -> bool:
+    """A part of a class spec that names a class rather than numbering it: it has a letter and no leading digit."""
+    return bool(part) and not part[0].isdigit() and any(ch.isalpha() for ch in part)
 
 
 def parse_channels(spec: str, layer: str, channels: int, ranking: Sequence[int] | None = None) -> list[int]:
@@ -95,6 +112,6 @@ def check_spec(spec: str, what: str) -> None:
             raise AtlasError(f"bad channel spec {spec!r}: use top:N with N >= 1")
         return
     for part in text.split(","):
-        if what == "class" and WNID.match(part.strip()):
-            continue
+        if what == "class" and _is_name(part.strip()):
+            continue  # a WordNet id or a name: the model's class table resolves it
         next(_ranges(part, what, 2**62), None)  # the first number is enough: syntax is checked per part

@@ -9,7 +9,7 @@ from atlas.concepts import craft
 from atlas.concepts.example_pass import stream_examples
 from atlas.concepts.examples import RunningTopK, region
 from atlas.concepts.images import load_squares, scan
-from atlas.concepts.run import wnid_index
+from atlas.concepts.run import folder_index
 from atlas.models import load_model
 from atlas.objectives import capture, channel
 from tests.concept_folders import make_folder, one_thread  # noqa: F401 - a fixture
@@ -81,7 +81,7 @@ def test_region_is_centred_on_the_cell_and_stays_inside():
 def test_streamed_examples_equal_brute_force_on_a_folder(tmp_path):
     loaded = load_model("test_efficientnet", random_weights=True)
     make_folder(tmp_path, {"n01440764": 5, "n01443537": 4}, loaded.input_size)
-    folder = scan(tmp_path, wnid_index(loaded))
+    folder = scan(tmp_path, folder_index(loaded, tmp_path))
     layers = {"blocks.2": [0, 3, 5], "bn2": [1, 7]}
     trackers, grids, read, skipped = stream_examples(loaded, folder, layers, k=4, batch_size=3)
     assert skipped == 0 and read == 9

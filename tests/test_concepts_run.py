@@ -277,10 +277,10 @@ def test_an_interrupted_example_pass_resumes_after_its_last_saved_class(tmp_path
     from atlas.concepts import example_pass as concepts_run
     from atlas.concepts.example_pass import stream_examples
     from atlas.concepts.images import scan
-    from atlas.concepts.run import wnid_index
+    from atlas.concepts.run import folder_index
 
     make_folder(tmp_path / "images", {"n01440764": 3, "n01443537": 2, "n01484850": 2}, tiny.input_size)
-    folder = scan(tmp_path / "images", wnid_index(tiny))
+    folder = scan(tmp_path / "images", folder_index(tiny, tmp_path / "images"))
     layers = {"blocks.3": [0, 2]}
     whole = stream_examples(tiny, folder, layers, 3, batch_size=2)
 

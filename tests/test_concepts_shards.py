@@ -15,7 +15,7 @@ from atlas.concepts import example_pass, store
 from atlas.concepts import run as concepts_run
 from atlas.concepts.example_pass import stream_examples
 from atlas.concepts.images import scan
-from atlas.concepts.run import ConceptRequest, run_concepts, wnid_index
+from atlas.concepts.run import ConceptRequest, folder_index, run_concepts
 from atlas.errors import AtlasError
 from atlas.jobs import Shard
 from atlas.metadata import model_info
@@ -117,7 +117,7 @@ def test_more_shards_than_chunks_leave_some_shards_without_images_and_still_merg
 
 def test_a_killed_shard_resumes_its_pass_and_a_finished_one_does_not_pass_again(tmp_path, tiny, monkeypatch):
     make_folder(tmp_path / "images", COUNTS, tiny.input_size)
-    folder = scan(tmp_path / "images", wnid_index(tiny))
+    folder = scan(tmp_path / "images", folder_index(tiny, tmp_path / "images"))
     layers = {"blocks.3": [0, 2]}
     shard = Shard(0, 3)  # chunks 0 and 3 of 6: the first two files of classes 0 and 2
     whole = stream_examples(tiny, folder, layers, 3, batch_size=2, shard=shard)

@@ -37,9 +37,11 @@ def test_full_file_is_parsed_and_paths_resolve_against_its_folder(tmp_path):
     path = write(tmp_path, """
 model = "test_resnet"
 random_weights = true
-classes = [1, "n01440764", "5-7"]
+classes = [1, "n01440764", "5-7", "goldfish"]
 judges = []
 cache = "out/cache"
+labels = "labels/names.txt"
+dataset = "Pond"
 batch_size = 3
 [preset]
 name = "cpu"
@@ -60,7 +62,8 @@ classes = "0"
     assert config.source == path and config.random_weights
     assert config.cache == tmp_path / "out" / "cache"
     assert config.batch_size == 3
-    assert config.full.classes == "1,n01440764,5-7"
+    assert config.full.classes == "1,n01440764,5-7,goldfish"
+    assert config.labels == tmp_path / "labels" / "names.txt" and config.dataset == "Pond"
     assert config.full.layers == (("layer1", "0-3"), ("layer4", "top:2"))
     assert config.full.preset == PresetChoice("cpu", 2, (("canvas", 32), ("steps", 5)))
     assert config.full.judges == ()
@@ -84,6 +87,9 @@ def test_dotted_layer_names_written_without_quotes_still_work(tmp_path):
         ('batch_size = "lots"', "batch_size"),
         ('batch_size = 0', "batch_size"),
         ('judges = "efficientnet_lite1"', "judges"),
+        ('judges = [{model = "efficientnet_lite1"}]', "judges"),
+        ('judges = [{model = "efficientnet_lite1", checkpoint = "a.pth", weights = "b"}]', "judges[].weights"),
+        ('labels = ""', "labels"),
         ('param = "pixels"', "param"),
         ('[preset]\nseeds = 0', "preset.seeds"),
         ('[layers]\nlayer1 = 3.5', "layers.layer1"),

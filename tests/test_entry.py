@@ -20,7 +20,7 @@ from atlas.record import Retry, Scores, Timing
 from atlas.settings import ENGINE_VERSION, RenderSettings
 
 LOADED = SimpleNamespace(name="test_model", weights_sha256="0" * 64, weights_source="random", input_size=32,
-                         mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25], num_classes=1000)
+                         mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25], num_classes=1000, classes=imagenet_classes())
 SETTINGS = RenderSettings(get_preset("cpu", canvas=16), np.ones((3, 4, 3), np.float32), "1" * 64)
 PLAN = Plan(LOADED, SETTINGS, [], 0)
 TIMING = Timing(seconds=1.0, batch_size=2, device="cpu", finished="2026-01-01T00:00:00Z")

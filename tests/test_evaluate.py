@@ -96,7 +96,7 @@ def test_eval_command_prefers_the_right_class(tmp_path, lite0):
 def test_eval_errors_name_the_fix(tmp_path):
     run = subprocess.run([sys.executable, "-m", "atlas", "eval", "--images", str(tmp_path / "nope"),
                           "--cache", str(tmp_path)], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 1 and "one sub-folder per WordNet id" in run.stderr
+    assert run.returncode == 1 and "one sub-folder per class" in run.stderr
     (tmp_path / "real").mkdir()
     run = subprocess.run([sys.executable, "-m", "atlas", "eval", "--images", str(tmp_path / "real"),
                           "--cache", str(tmp_path / "empty")], capture_output=True, text=True, timeout=120)

@@ -14,7 +14,7 @@ from atlas.jobs import (
     select_shard,
     shard_from_env,
 )
-from atlas.specs import parse_channels, parse_classes
+from atlas.specs import check_spec, parse_channels, parse_classes
 
 WNIDS = {"n01440764": 0, "n01443537": 1, "n15075141": 999}
 
@@ -26,6 +26,22 @@ def test_class_specs():
     assert parse_classes("7, 1,3-4,1", 10) == [1, 3, 4, 7]
     assert parse_classes("n01440764,n15075141,5", 1000, WNIDS) == [0, 5, 999]
     assert parse_classes("N01443537", 1000, WNIDS) == [1]
+
+
+def test_class_specs_name_classes_by_their_labels():
+    from atlas.labels import class_table, lookup
+
+    names = lookup(class_table(("Apple", "banana split", "cherry", "n01440764", "Apple pie"), 5, "labels"))
+    assert parse_classes("apple, BANANA SPLIT,4", 5, names) == [0, 1, 4]
+    assert parse_classes("n01440764", 5, names) == [3]
+    with pytest.raises(AtlasError, match="unknown class 'kiwi': not a name"):
+        parse_classes("kiwi", 5, names)
+    shared = {"crane": (134, 517)}  # ImageNet names two classes "crane"
+    with pytest.raises(AtlasError, match="'crane' is shared by classes 134, 517: give the index"):
+        parse_classes("crane", 1000, shared)
+    check_spec("apple, banana split, 3-4", "class")  # a name passes the syntax check; the model resolves it
+    with pytest.raises(AtlasError):
+        check_spec("3-x", "class")
 
 
 @pytest.mark.parametrize("spec", ["10", "5-12", "3-1", "x", "1;2", "n99999999", "-3"])

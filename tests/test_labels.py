@@ -43,3 +43,19 @@ def test_folder_labels_follow_imagefolder_order(tmp_path):
 
 def test_numbered_classes():
     assert [c.name for c in numbered(3)] == ["class 0", "class 1", "class 2"]
+
+
+def test_folders_match_classes_by_name_or_wordnet_id(tmp_path):
+    from atlas.labels import folder_classes, lookup
+    from atlas.model_record import ClassInfo
+
+    classes = (ClassInfo(0, "n01440764", "tench", ("tench",)), ClassInfo(1, "", "crane", ("crane",)),
+               ClassInfo(2, "", "Crane", ("Crane",)), ClassInfo(3, "", "daisy", ("daisy",)))
+    assert lookup(classes)["crane"] == (1, 2) and lookup(classes)["n01440764"] == (0,)
+    for name in ("n01440764", "Daisy"):
+        (tmp_path / name).mkdir()
+    assert folder_classes(tmp_path, classes) == {"Daisy": 3, "n01440764": 0}
+    (tmp_path / "crane").mkdir()  # two classes carry that name: the folder cannot say which
+    with pytest.raises(AtlasError, match=r"1 of 3 folders \('crane'\) name no class") as caught:
+        folder_classes(tmp_path, classes)
+    assert "'n01440764', 'crane', 'Crane', 'daisy'" in str(caught.value) and "\n" not in str(caught.value)

@@ -37,6 +37,19 @@ def test_a_class_without_wordnet_id_is_written_null_and_read_empty():
     assert model_record.from_dict(data) == info
 
 
+def test_dataset_is_written_when_named_and_older_files_name_imagenet_by_their_classes():
+    fruit = ModelInfo("m", "0" * 64, "checkpoint ft.pth", 2, (ClassInfo(0, "", "apple", ("apple",)),
+                      ClassInfo(1, "", "pear", ("pear",))), {}, (), {}, "cpu", "atlas", "1" * 64, dataset="Orchard")
+    data = model_record.to_dict(fruit)
+    assert data["dataset"] == "Orchard" and model_record.from_dict(data) == fruit
+    assert fruit.dataset_name == "Orchard"
+    unnamed = model_record.from_dict({k: v for k, v in data.items() if k != "dataset"})
+    assert unnamed.dataset is None and unnamed.dataset_name == ""  # the site says "Class 1"
+    assert "dataset" not in model_record.to_dict(unnamed)
+    sample = model_record.loads(SAMPLE.read_bytes())  # written before the field: 1000 classes with WordNet ids
+    assert sample.dataset is None and sample.dataset_name == "ImageNet"
+
+
 def test_only_name_weights_and_classes_are_required_and_classes_go_by_index():
     minimal = {"name": "m", "weights_sha256": "0" * 64, "classes": [{"index": 0, "name": "a"}],
                "layers": [{"name": "blocks.1"}]}

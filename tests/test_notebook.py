@@ -55,6 +55,19 @@ def test_a_plain_torch_classifier_gives_one_picture_per_objective_and_seed():
     assert (model.input_size, model.mean, model.std) == (32, IMAGENET_MEAN, IMAGENET_STD)
 
 
+def test_labels_name_a_classifier_in_captions_and_in_the_cache(tmp_path):
+    (picture,) = atlas.visualize(small_cnn(classes=3), "class:2", labels=["apple", "pear", "plum"], input_size=32,
+                                 name="fruit", **TINY)
+    assert picture.description == "fruit · class 2 · plum"
+    atlas.Atlas(tmp_path / "cache").add([picture])
+    info = Cache(tmp_path / "cache").read_model("fruit")
+    assert [c.name for c in info.classes] == ["apple", "pear", "plum"] and info.dataset_name == ""
+    for labels, message in ((["apple", "pear"], "names 2 classes but the model's head has 3"),
+                            (["apple", "pear", "apple"], "'apple' is on lines 1 and 3")):
+        with pytest.raises(AtlasError, match=message):
+            atlas.visualize(small_cnn(classes=3), "class:2", labels=labels, input_size=32, **TINY)
+
+
 def test_a_feature_extractor_has_no_top5_and_refuses_class_objectives():
     extractor = small_cnn(classes=None)
     pictures = atlas.visualize(extractor, "channel:2:0", input_size=32, **TINY)

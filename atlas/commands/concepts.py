@@ -23,10 +23,10 @@ def _layers(values: list[str]) -> tuple[tuple[str, str], ...]:
 # command's own, with their defaults here.
 FLAGS = (
     Flag("--config", "settings file", type=Path, note="./atlas.toml", options=(("metavar", "FILE"),)),
-    Flag("--images", "one subfolder per class named by WordNet id, as ImageNet's train/val (DIR/n01440764/...)",
-         key="concepts.images", type=Path, options=(("metavar", "DIR"),)),
-    Flag("--classes", 'classes of DIR to explain: "all", "0-99", "n01440764"', key="concepts.classes", type=class_spec,
-         options=(("metavar", "SPEC"),)),
+    Flag("--images", "one subfolder per class, named by the class: DIR/daisy/..., or by WordNet id as ImageNet's "
+         "train/val (DIR/n01440764/...)", key="concepts.images", type=Path, options=(("metavar", "DIR"),)),
+    Flag("--classes", 'classes of DIR to explain: "all", "0-99", "n01440764", a class name', key="concepts.classes",
+         type=class_spec, options=(("metavar", "SPEC"),)),
     Flag("--concepts", "concepts per class", key="concepts.concepts", type=config_range("concepts.concepts"),
          options=(("metavar", "N"),)),
     Flag("--layer", "layer of the concepts", key="concepts.layer",
@@ -43,6 +43,9 @@ FLAGS = (
          options=(("metavar", "PATH"),)),
     Flag("--random-weights", "random weights (for tests)", key="random_weights",
          options=(("action", "store_true"), ("default", None))),
+    Flag("--labels", "class names of the model's head, one a line in class-index order", key="labels", type=Path,
+         note="from the config, else the class folders of --images for a head without names of its own",
+         options=(("metavar", "FILE"),)),
     Flag("--cache", "cache folder", key="cache", type=Path, options=(("metavar", "DIR"),)),
     Flag("--device", "auto, cpu, cuda, cuda:N or mps", key="device", options=(("metavar", "D"),)),
     Flag("--batch-size", "patches per forward pass", default={"cpu": 32, "gpu": 256}, type=Bounded(1, 65536),
@@ -63,25 +66,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # These import torch: only now
+    from atlas.classifier import load_configured_model
     from atlas.commands.render import progress_bar
-    from atlas.concepts.run import ConceptRequest, run_concepts, wnid_index
+    from atlas.concepts.run import ConceptRequest, run_concepts
     from atlas.device import resolve_device
     from atlas.jobs import parse_shard, shard_from_env
-    from atlas.models import load_model
+    from atlas.labels import lookup
     from atlas.plan import select_targets
     from atlas.specs import parse_classes
 
     config = flags.merge(load_config(args.config), args, FLAGS)
     settings = config.concepts
     if settings.images is None:
-        raise AtlasError("no image folder: pass --images DIR (one subfolder per class, DIR/n01440764/...) "
-                         "or set images in [concepts] of atlas.toml")
+        raise AtlasError("no image folder: pass --images DIR (one subfolder per class, DIR/daisy/... or "
+                         "DIR/n01440764/...) or set images in [concepts] of atlas.toml")
     device = resolve_device(config.device)
     gpu = device.startswith("cuda")
-    loaded = load_model(config.model, checkpoint=config.checkpoint, random_weights=config.random_weights,
-                        device=device)
+    loaded = load_configured_model(config, settings.images, device=device)
     spec = settings.classes
-    classes = None if spec.strip().lower() == "all" else parse_classes(spec, loaded.num_classes, wnid_index(loaded))
+    classes = None if spec.strip().lower() == "all" else parse_classes(spec, loaded.num_classes, lookup(loaded.classes))
     selection = dataclasses.replace(config.full if gpu else config.cpu, classes="none")
     if args.layers is not None:
         selection = dataclasses.replace(selection, layers=flags.value(args, FLAGS, "--layers"))

@@ -27,7 +27,11 @@ FLAGS = (
          options=(("metavar", "PATH"),)),
     Flag("--random-weights", "random initial weights (for tests and demos)", key="random_weights",
          options=(("action", "store_true"), ("default", None))),
-    Flag("--classes", 'classes: "all", "none", "0-99", "1,207,967", "n01440764"', key="selection.classes",
+    Flag("--labels", "class names of the model's head, one a line in class-index order", key="labels", type=Path,
+         note="from the config, else the model's own, else the class folders of [concepts] images",
+         options=(("metavar", "FILE"),)),
+    Flag("--classes", 'classes: "all", "none", "0-99", "1,207,967", "n01440764", a class name',
+         key="selection.classes",
          type=class_spec, options=(("metavar", "SPEC"),)),
     Flag("--layers", 'channels per layer, e.g. blocks.3=0-31 conv_head=top:64; no value (or "none"): none',
          key="selection.layers", convert=_layers, options=(("nargs", "*"), ("metavar", "LAYER=SPEC"))),
@@ -88,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
               f"{selection.describe()} (the default subset takes about 2 minutes on 2 cores). "
               f"Full atlas: {full_command}", flush=True)
     progress = None if args.no_progress else progress_bar()
-    summary = pipeline.run(request, report=lambda line: print(f"atlas render: {line}", flush=True), progress=progress)
+    summary = pipeline.run(request, report=lambda line: print(f"atlas render: {line}", flush=True), progress=progress,
+                           warn=lambda line: print(f"atlas render: {line}", file=sys.stderr, flush=True))
     print(f"atlas render: done: {summary.line()}; cache {config.cache}", flush=True)
     if cpu_subset:
         print(f"atlas render: that was the CPU subset; for the full atlas run: {full_command}", flush=True)

@@ -1,6 +1,7 @@
-"""The user's images: an ImageNet-layout folder, one subfolder per class named by WordNet id.
+"""The user's images: one subfolder per class, named by the class (its name, or its WordNet id
+where the model's classes have them, as ImageNet's train/val folders are).
 
-    DIR/n01440764/*.JPEG   DIR/n01443537/*.png   ...
+    DIR/n01440764/*.JPEG   DIR/n01443537/*.png   ...      DIR/daisy/*.jpg   DIR/rose/*.jpg   ...
 
 Scanning is cheap (names and stat only) and decides everything a run depends on: which
 classes, which files (a deterministic sample of at most `per_class` a class), and a content
@@ -15,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import warnings
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +29,6 @@ from atlas.errors import AtlasError
 from atlas.image_limits import size_problem
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".webp")
-WNID = re.compile(r"^n\d{8}$")
 READ_THREADS = min(8, os.cpu_count() or 1)
 
 
@@ -92,12 +91,13 @@ def _sample(names: list[str], per_class: int | None, wnid: str) -> list[str]:
     return sorted(ranked[:per_class])
 
 
-def scan(root: str | Path, wnids: Mapping[str, int], per_class: int | None = None,
+def scan(root: str | Path, folders: Mapping[str, int], per_class: int | None = None,
          classes: Iterable[int] | None = None) -> ImageFolder:
     """The classes and files of an image folder; `classes` (indices) keeps only those.
 
-    `wnids` maps the model's WordNet ids to class indices; a folder named otherwise is an error
-    (hidden entries, such as .DS_Store or .ipynb_checkpoints, are ignored).
+    `folders` maps folder names to class indices (`atlas.labels.folder_classes`: by class name or
+    WordNet id); a folder named otherwise is an error (hidden entries, such as .DS_Store or
+    .ipynb_checkpoints, are ignored).
     """
     root = Path(root)
     if not root.is_dir():
@@ -106,7 +106,7 @@ def scan(root: str | Path, wnids: Mapping[str, int], per_class: int | None = Non
     if per_class is not None and per_class < 1:
         raise AtlasError(f"images per class must be at least 1, not {per_class}")
     wanted = None if classes is None else set(classes)
-    folders: list[tuple[int, Path]] = []
+    found: list[tuple[int, Path]] = []
     not_images = 0
     for entry in sorted(root.iterdir()):
         if entry.name.startswith("."):
@@ -114,17 +114,18 @@ def scan(root: str | Path, wnids: Mapping[str, int], per_class: int | None = Non
         if not entry.is_dir():
             not_images += 1
             continue
-        if not WNID.match(entry.name) or entry.name not in wnids:
-            raise AtlasError(f"folder {entry} is not named by a WordNet id of the model's classes (like n01440764): "
-                             f"rename or move it out of {root}")
-        folders.append((wnids[entry.name], entry))
-    present = {index for index, _ in folders}
+        if entry.name not in folders:
+            raise AtlasError(f"folder {entry} is not named by a class of the model (its name, or a WordNet id like "
+                             f"n01440764): rename or move it out of {root}")
+        found.append((folders[entry.name], entry))
+    present = {index for index, _ in found}
     if wanted is not None and wanted - present:
         missing = min(wanted - present)
-        wnid = next(w for w, i in wnids.items() if i == missing)
-        raise AtlasError(f"class {missing} ({wnid}) has no folder {root / wnid}: add it, or leave it out of --classes")
+        name = next((w for w, i in folders.items() if i == missing), None)
+        where = root / name if name else f"in {root}"
+        raise AtlasError(f"class {missing} has no folder {where}: add it, or leave it out of --classes")
     result = []
-    for index, folder in sorted(folders):
+    for index, folder in sorted(found):
         if wanted is not None and index not in wanted:
             continue
         names = []
@@ -142,7 +143,7 @@ def scan(root: str | Path, wnids: Mapping[str, int], per_class: int | None = Non
         result.append(ClassImages(index, folder.name, files, len(names), fingerprint))
     if not result:
         raise AtlasError(
-            f"no class folders in {root}: it needs one subfolder per class named by WordNet id (n01440764/...)")
+            f"no class folders in {root}: it needs one subfolder per class, named by the class (n01440764/, daisy/)")
     return ImageFolder(root, tuple(result), not_images)
 
 

@@ -53,7 +53,8 @@ from atlas.concepts.store import (
 from atlas.config import Concepts
 from atlas.errors import AtlasError
 from atlas.jobs import Shard, select_shard
-from atlas.models import LoadedModel, classifier_weights, find_layer, imagenet_classes
+from atlas.labels import folder_classes
+from atlas.models import LoadedModel, classifier_weights, find_layer
 from atlas.record import AlignedClass, Concept, ConceptBank, Crop
 
 VERSION = 2  # bump when a change of the method changes results: it is part of every key
@@ -114,11 +115,11 @@ class ConceptSummary:
         return f"{'; '.join(parts)}; {self.seconds:.1f} s"
 
 
-def wnid_index(loaded: LoadedModel) -> dict[str, int]:
-    if loaded.num_classes != 1000:
-        raise AtlasError(f"model {loaded.name!r} has {loaded.num_classes} classes; concepts need an ImageNet-1k "
-                         f"classifier, whose classes have WordNet ids for the image folders")
-    return {c.wnid: c.index for c in imagenet_classes()}
+def folder_index(loaded: LoadedModel, images: Path) -> dict[str, int]:
+    """The image folder's class folders -> the model's classes, by class name or WordNet id (atlas.labels)."""
+    if not loaded.classes:
+        raise AtlasError(f"model {loaded.name!r} has no classifier head: concepts explain the classes of a classifier")
+    return folder_classes(images, loaded.classes)
 
 
 def _patch(loaded: LoadedModel, patch: int | None) -> int:
@@ -162,7 +163,7 @@ def run_concepts(loaded: LoadedModel, request: ConceptRequest, *, report: Callab
                  progress: Progress | None = None) -> ConceptSummary:
     """Compute every missing concept bank (and dataset examples) of the request; returns the summary."""
     started = time.perf_counter()
-    folder = scan(request.images, wnid_index(loaded), request.per_class, request.classes)
+    folder = scan(request.images, folder_index(loaded, request.images), request.per_class, request.classes)
     removed = Cache(request.cache).clean_stale()
     if removed:
         report(f"removed {removed} temporary file(s) left by an interrupted run")
@@ -290,7 +291,7 @@ def _assemble(loaded: LoadedModel, request: ConceptRequest, layer: craft.Feature
     aligned = None
     if weights is not None and weights.shape[1] == concepts.shape[1] and layer.exact:
         aligned = craft.aligned_classes(concepts, weights, request.aligned)
-    wnids = [c.wnid for c in imagenet_classes()]
+    wnids = [c.wnid for c in loaded.classes]
     importance = parts.shares.mean(dim=0)
     mean_logit = float(parts.logits.mean())
     leaders = np.bincount(parts.shares.argmax(dim=1).numpy(), minlength=concepts.shape[0])
