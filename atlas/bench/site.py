@@ -80,15 +80,16 @@ def _webp_crops(rng: np.random.Generator, count: int) -> list[bytes]:
     return [store.encode_webp(p) for p in rng.integers(0, 256, (count, CROP_SIDE, CROP_SIDE, 3), dtype=np.uint8)]
 
 
-def _write_crops(folder: Path, crops: list[bytes]) -> list[str]:
-    """Plain writes, not the store's fsynced ones: a benchmark's cache need not survive a power cut."""
+def _write_crops(folder: Path, crops: list[bytes]) -> dict[str, bytes]:
+    """Plain writes, not the store's fsynced ones: a benchmark's cache need not survive a power cut. The
+    store then lists each crop's size and sha256 in its bank or example set (it skips files already there)."""
     folder.mkdir(parents=True, exist_ok=True)
-    names = []
+    written = {}
     for data in crops:
         name = store.crop_name(data)
         (folder / name).write_bytes(data)
-        names.append(name)
-    return names
+        written[name] = data
+    return written
 
 
 def make_cache(root: Path, classes: int = 1000, concepts: int = 10, crops: int = 10, channels: int = 256,
@@ -106,7 +107,8 @@ def make_cache(root: Path, classes: int = 1000, concepts: int = 10, crops: int =
         hardware="synthetic", code_version="bench", spectrum_sha256="0" * 64))
     for info in infos:
         key = store.key_of({"bench": "bank", "class": info.index})
-        names = _write_crops(root / "concepts" / key[:2] / key, _webp_crops(rng, concepts * crops))
+        written = _write_crops(root / "concepts" / key[:2] / key, _webp_crops(rng, concepts * crops))
+        names = list(written)
         vectors = rng.random((concepts, dim), dtype=np.float32)
         bank = ConceptBank(
             key=key, model=MODEL, weights_sha256=WEIGHTS, class_index=info.index, wnid=info.wnid, layer=LAYER,
@@ -115,15 +117,16 @@ def make_cache(root: Path, classes: int = 1000, concepts: int = 10, crops: int =
                 Concept(k, store.encode_vector(vectors[k]), float(concepts - k), 0.05, 5, tuple(
                     Crop(f"{info.wnid}/{j:04d}.JPEG", (0, 0, 64, 64), float(crops - j), names[k * crops + j])
                     for j in range(crops)), ()) for k in range(concepts)))
-        store.write_bank(root, bank, {})
+        store.write_bank(root, bank, written)
     key = store.key_of({"bench": "examples"})
-    names = _write_crops(root / "examples" / key[:2] / key, _webp_crops(rng, channels * 9))
+    written = _write_crops(root / "examples" / key[:2] / key, _webp_crops(rng, channels * 9))
+    names = list(written)
     store.write_examples(root, ExampleSet(
         key=key, model=MODEL, weights_sha256=WEIGHTS, layer=CHANNELS_LAYER, settings={}, images=classes * 50,
         skipped=0, seconds=1.0, created="2026-12-01T00:00:00Z", channels=tuple(
             ChannelExamples(c, tuple(Crop(f"{infos[j % classes].wnid}/0000.JPEG", (0, 0, 64, 64), float(9 - j),
                                           names[c * 9 + j]) for j in range(9)), tuple(j % classes for j in range(9)))
-            for c in range(channels))), {})
+            for c in range(channels))), written)
     for c in range(channels):
         _write_render(cache, c, rng)
     return root
