@@ -82,9 +82,10 @@ def test_quality_classes_take_the_fixed_list_then_spread_over_the_1000():
 
 def test_the_held_out_list_is_seeded_and_disjoint_from_the_tuning_list():
     held = bench.HELDOUT_CLASSES
-    assert len(held) == len(set(held)) == 100 and list(held) == sorted(held)
+    assert len(held) == len(set(held)) == 100
     assert not set(held) & set(bench.QUALITY_CLASSES) and all(0 <= c < 1000 for c in held)
-    assert held[:6] == (3, 15, 21, 24, 36, 40)  # the seed's draw: reports stay comparable across sessions
+    assert min(held[:20]) < 300 < max(held[:20])  # a prefix spans the classes, not only the first (animals)
+    assert sorted(held)[:6] == [3, 15, 21, 24, 36, 40]  # the seed's draw: reports stay comparable across sessions
     assert bench.quality_classes(7, held_out=True) == held[:7]
 
 
