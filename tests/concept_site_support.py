@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from atlas.cache import Cache, cache_key
+from atlas.cache import Cache
 from atlas.concepts import store
 from atlas.record import (
     AlignedClass,
@@ -21,6 +21,7 @@ from atlas.record import (
     ObjectiveInfo,
     from_dict,
 )
+from atlas.store import content_key
 from tests.site_support import MODEL, copy_cache, records
 
 CONCEPTS = 10  # Lens's number: the page budget must hold a full bank
@@ -110,7 +111,7 @@ def render_concepts(cache: Path, class_index: int, count: int, failed: bool = Fa
         objective_id = store.visualization_id(bank, concept)
         record = dataclasses.replace(template, objective=ObjectiveInfo(
             objective_id, "concept", f"{MODEL} · concept", class_index, bank.layer, None))
-        key = cache_key({"objective": objective_id})
+        key = content_key({"objective": objective_id})
         if failed:
             Cache(cache).write_entry(key, {}, dataclasses.replace(record, status="failed", failure="non-finite",
                                                                   objective_value=None, scores=None))

@@ -177,8 +177,9 @@ def test_pngs_switched_on_after_gathering_change_only_the_files_png_paths_names(
 def test_a_class_page_with_ten_rendered_concepts_and_four_seeds_builds_within_the_page_budget(tmp_path):
     import dataclasses
 
-    from atlas.cache import Cache, cache_key
+    from atlas.cache import Cache
     from atlas.record import ATTRIBUTION, IMAGE, loads
+    from atlas.store import content_key
 
     cache = concept_cache(tmp_path / "cache")
     render_concepts(cache, 967, CONCEPTS)
@@ -186,7 +187,7 @@ def test_a_class_page_with_ten_rendered_concepts_and_four_seeds_builds_within_th
     record = loads((folder / "record.json").read_bytes())
     files = {name: (folder / name).read_bytes() for name in (IMAGE, ATTRIBUTION)}
     for seed in (2, 3):  # seeds 0 and 1 are in the sample cache
-        Cache(cache).write_entry(cache_key({"extra seed": seed}), files,
+        Cache(cache).write_entry(content_key({"extra seed": seed}), files,
                                  dataclasses.replace(record, seed=seed, seed_index=seed))
     report = build(cache, tmp_path / "site")  # the build checks every page against the budget
     html = (tmp_path / "site" / "classes" / "0967.html").read_text()

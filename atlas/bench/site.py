@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from atlas.cache import Cache, cache_key, encode_png
+from atlas.cache import Cache, encode_png
 from atlas.concepts import similar, store
 from atlas.model_record import LayerInfo, ModelInfo
 from atlas.record import (
@@ -35,6 +35,7 @@ from atlas.record import (
     RenderRecord,
     Timing,
 )
+from atlas.store import content_key
 
 MODEL, WEIGHTS, LAYER, CHANNELS_LAYER = "bench-model", "b" * 64, "bn2", "conv_head"
 CROP_SIDE = 16
@@ -130,7 +131,7 @@ def make_cache(root: Path, classes: int = 1000, concepts: int = 10, crops: int =
 
 
 def _write_render(cache: Cache, channel: int, rng: np.random.Generator) -> None:
-    key = cache_key({"bench": "render", "channel": channel})
+    key = content_key({"bench": "render", "channel": channel})
     pixels = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
     buffer = io.BytesIO()
     np.save(buffer, rng.random((64, 64), dtype=np.float32))

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from atlas.cache import atomic_write
+from atlas.atomic import atomic_write
 from atlas.concepts import craft
 from atlas.concepts.examples import RunningTopK, region
 from atlas.concepts.images import ImageFolder, SourceCrops, load_squares

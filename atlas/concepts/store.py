@@ -40,7 +40,8 @@ from typing import Any, TypeVar
 import numpy as np
 from PIL import Image
 
-from atlas.cache import atomic_write, canonical_json, safe_name
+from atlas.atomic import atomic_write
+from atlas.cache import safe_name
 from atlas.errors import AtlasError
 from atlas.record import (
     CONCEPTS_FORMAT,
@@ -59,6 +60,7 @@ from atlas.record import (
     loads_value,
 )
 from atlas.safe_paths import UnsafeName, entry_file
+from atlas.store import content_key
 
 FORMAT = CONCEPTS_FORMAT
 BANK = "bank.json"
@@ -93,7 +95,8 @@ def crop_name(data: bytes) -> str:
 
 
 def key_of(material: Mapping[str, Any]) -> str:
-    return hashlib.sha256(canonical_json({"format": FORMAT, **material})).hexdigest()
+    """A concepts-side key: the format is part of the material, so a new format never reads an old entry."""
+    return content_key({"format": FORMAT, **material})
 
 
 def visualization_id(bank: ConceptBank, concept: Concept) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from atlas.cache import atomic_write
+from atlas.atomic import atomic_write
 from atlas.display import overlay_rgba
 from atlas.errors import AtlasError
 from atlas.safe_paths import UnsafeName, read_entry_file
