@@ -11,16 +11,8 @@ import numpy as np
 
 from atlas.cache import Cache
 from atlas.concepts import store
-from atlas.record import (
-    AlignedClass,
-    ChannelExamples,
-    Concept,
-    ConceptBank,
-    Crop,
-    ExampleSet,
-    ObjectiveInfo,
-    from_dict,
-)
+from atlas.concepts.formats import AlignedClass, ChannelExamples, Concept, ConceptBank, Crop, ExampleSet
+from atlas.record import ObjectiveInfo, from_dict
 from atlas.store import content_key
 from tests.site_support import MODEL, copy_cache, records
 

@@ -15,8 +15,8 @@ from atlas import atomic
 from atlas.cache import ATTRIBUTION, IMAGE, RECORD, Cache, encode_npy, encode_png
 from atlas.errors import AtlasError
 from atlas.model_record import ClassInfo, LayerInfo, ModelInfo
-from atlas.record import FileInfo
 from atlas.store import content_key
+from atlas.typed_json import FileInfo
 from tests.record_support import render_record
 
 KEY = content_key({"objective": "class:1", "seed": 0})

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from atlas.concepts import similar, store
+from atlas.concepts.formats import Concept, ConceptBank
 from atlas.errors import AtlasError
-from atlas.record import Concept, ConceptBank
 
 
 def bank(index: int, vectors: np.ndarray, layer: str = "bn2", model: str = "m") -> ConceptBank:

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from atlas.concepts import store
+from atlas.concepts.formats import AlignedClass, ChannelExamples, Concept, ConceptBank, Crop, ExampleSet
 from atlas.objectives import direction
-from atlas.record import AlignedClass, ChannelExamples, Concept, ConceptBank, Crop, ExampleSet, FileInfo
+from atlas.typed_json import FileInfo
 
 
 def make_bank(key: str = "ab" + "0" * 62) -> tuple[ConceptBank, dict[str, bytes]]:

@@ -20,11 +20,12 @@ from PIL import Image
 
 from atlas.cli import main
 from atlas.concepts import store
+from atlas.concepts.formats import loads_concepts
 from atlas.concepts.images import load_squares, read_rgb
 from atlas.errors import AtlasError
 from atlas.evaluate import real_features
 from atlas.image_limits import MAX_PIXELS
-from atlas.record import InvalidRecord, loads_concepts
+from atlas.record import InvalidRecord
 from atlas.site.build import build
 from atlas.site.publish import publish
 from atlas.site.records import read_cache

@@ -23,18 +23,9 @@ import numpy as np
 
 from atlas.cache import Cache, encode_png
 from atlas.concepts import similar, store
+from atlas.concepts.formats import ChannelExamples, Concept, ConceptBank, Crop, ExampleSet
 from atlas.model_record import LayerInfo, ModelInfo
-from atlas.record import (
-    ChannelExamples,
-    Concept,
-    ConceptBank,
-    Crop,
-    ExampleSet,
-    ModelRef,
-    ObjectiveInfo,
-    RenderRecord,
-    Timing,
-)
+from atlas.record import ModelRef, ObjectiveInfo, RenderRecord, Timing
 from atlas.store import content_key
 
 MODEL, WEIGHTS, LAYER, CHANNELS_LAYER = "bench-model", "b" * 64, "bn2", "conv_head"

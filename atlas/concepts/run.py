@@ -33,6 +33,7 @@ import torch
 
 from atlas.cache import Cache
 from atlas.concepts import craft, example_pass, similar
+from atlas.concepts.formats import AlignedClass, Concept, ConceptBank, Crop
 from atlas.concepts.images import ClassImages, ImageFolder, SourceCrops, Squares, load_squares, scan
 from atlas.concepts.nmf import nmf
 from atlas.concepts.patches import STRIDE_RATIO, patch_grid
@@ -55,7 +56,6 @@ from atlas.errors import AtlasError
 from atlas.jobs import Shard, select_shard
 from atlas.labels import folder_classes
 from atlas.models import LoadedModel, classifier_weights, find_layer
-from atlas.record import AlignedClass, Concept, ConceptBank, Crop
 
 VERSION = 2  # bump when a change of the method changes results: it is part of every key
 PHASES = ("read", "activations", "nmf", "importance", "crops")

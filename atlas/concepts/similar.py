@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from atlas.concepts import store
+from atlas.concepts.formats import ConceptBank, SimilarSet
 from atlas.errors import AtlasError
-from atlas.record import ConceptBank, SimilarSet
 
 TOP = 3  # similar concepts per concept, as the class pages show them
 BLOCK = 1024  # rows per block: 1024 x 10,000 float32 cosines are 40 MB

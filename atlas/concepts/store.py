@@ -42,25 +42,24 @@ from PIL import Image
 
 from atlas.atomic import atomic_write
 from atlas.cache import safe_name
-from atlas.errors import AtlasError
-from atlas.record import (
+from atlas.concepts.formats import (
     CONCEPTS_FORMAT,
     Concept,
     ConceptBank,
     Crop,
     ExamplePart,
     ExampleSet,
-    FileInfo,
-    InvalidRecord,
     SimilarSet,
-    direction_id,
     dumps_concepts,
     dumps_value,
     loads_concepts,
     loads_value,
 )
+from atlas.errors import AtlasError
+from atlas.record import InvalidRecord, direction_id
 from atlas.safe_paths import UnsafeName, entry_file
 from atlas.store import content_key
+from atlas.typed_json import FileInfo
 
 FORMAT = CONCEPTS_FORMAT
 BANK = "bank.json"

@@ -10,8 +10,8 @@ import json
 from typing import Any
 
 from atlas import __version__
-from atlas.record import as_data
 from atlas.site.pages import ChannelPage, ClassPage, CropImage, Render, Site, UnitPage
+from atlas.typed_json import as_data
 
 SITE_FORMAT = 1
 SEARCH_INDEX_PATH = "data/search-index.js"

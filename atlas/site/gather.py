@@ -12,10 +12,10 @@ import re
 from collections import Counter
 from collections.abc import Callable
 
+from atlas.concepts.formats import ConceptBank, Crop, ExampleSet
 from atlas.concepts.store import visualization_id
 from atlas.errors import AtlasError
 from atlas.model_record import LayerInfo
-from atlas.record import ConceptBank, Crop, ExampleSet
 from atlas.site.pages import (
     CROPS,
     Called,

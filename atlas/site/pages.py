@@ -15,8 +15,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from atlas.concepts.formats import Concept, ConceptBank, ExampleSet
 from atlas.model_record import ClassInfo, LayerInfo, ModelInfo
-from atlas.record import Concept, ConceptBank, ExampleSet, target_rates
+from atlas.record import target_rates
 from atlas.site.records import CacheContents, Entry
 
 THUMB_SIDE = 192
