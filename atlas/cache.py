@@ -26,12 +26,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from atlas import atomic, model_record
-from atlas import record as records
+from atlas import atomic, model_record, store
 from atlas.atomic import STALE_AFTER_S, atomic_write, remove_if_empty
 from atlas.errors import AtlasError
 from atlas.model_record import InvalidModelInfo, ModelInfo
-from atlas.record import ATTRIBUTION, IMAGE, RECORD, InvalidRecord, Record
+from atlas.record import ATTRIBUTION, IMAGE, RECORD, Record, with_files
+from atlas.record import KIND as RENDER_KIND
 
 ENTRY_FILES = (IMAGE, ATTRIBUTION)
 
@@ -106,20 +106,11 @@ class Cache:
 
     def check(self, key: str, *, verify: bool = True) -> EntryState:
         """Validate an entry: its record parses, names this key, and its files match sizes and sha256."""
-        path = self.entry_dir(key) / RECORD
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            return EntryState("missing")
-        except OSError as exc:
-            return EntryState("corrupt", f"unreadable record ({exc.strerror})")
-        try:
-            record = records.loads(raw, key)
-        except InvalidRecord as exc:
-            return EntryState("corrupt", str(exc))
+        record, problem = store.inspect(self.entry_dir(key), RENDER_KIND, key, verify=verify)
+        if record is None:
+            return EntryState("corrupt", problem) if problem else EntryState("missing")
         if record.status == "failed":
             return EntryState("failed", record.failure, record)
-        problem = records.file_problem(record, path.parent, verify=verify)
         return EntryState("corrupt", problem) if problem else EntryState("ok", None, record)
 
     def write_entry(self, key: str, files: Mapping[str, bytes], record: Record) -> Record:
@@ -129,9 +120,9 @@ class Cache:
         the error comes back as an `AtlasError`.  Returns the record as written (with "files").
         """
         folder = self.entry_dir(key)
-        record = records.with_files(record, key, files)
+        record = with_files(record, key, files)
         try:
-            atomic.write_folder(folder, dict(files), (RECORD, records.dumps(record)))
+            atomic.write_folder(folder, dict(files), (RECORD, RENDER_KIND.dumps(record)))
         except OSError as exc:
             raise _write_error(exc, folder) from exc
         return record

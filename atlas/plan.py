@@ -12,12 +12,12 @@ from atlas.concepts.store import VISUALIZATION_COSINE, current_banks, entry_fold
 from atlas.config import Config, Selection
 from atlas.errors import AtlasError
 from atlas.jobs import Job, Shard, build_jobs, select_shard
+from atlas.kind import content_key
 from atlas.labels import lookup
 from atlas.models import LoadedModel, classifier_weights, find_layer, pre_logits_layer
 from atlas.objectives import Objective
 from atlas.settings import RenderSettings
 from atlas.specs import parse_channels, parse_classes
-from atlas.store import content_key
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,14 @@
-"""The cache record (`record.json`, format 1): its one owner, torch-free.
+"""The render record (`record.json`, format 1): the render kind's one owner, torch-free.
 
-Every entry of the cache is one record beside its files.  This module defines the record as
-typed, frozen dataclasses, turns them into JSON and back, and validates both a record and the
-files it lists; the cache stores the bytes, atlas.entry builds render records from what the
-engine returns, the site and `atlas eval` read their fields.  docs/architecture.md shows a
-record as written.
+Every render entry is one record beside its image and attribution.  This module defines the
+record as typed, frozen dataclasses, turns them into JSON and back, and describes the render
+kind (`KIND`, registered in `atlas.store.KINDS`: the store reads and checks an entry's files by
+it); the cache stores the bytes, atlas.entry builds render records from what the engine
+returns, the site and `atlas eval` read their fields.  docs/architecture.md shows a record as
+written.
 
-Two rules keep the format open without a new version:
-- An entry kind is one dataclass registered in `KINDS` under its `KIND`.  Renders were the
-  first kind, so a record without a "kind" is a render and a render is written without one.
-- A field with the default None is left out while it is None.  Fields added to format 1 after
+A record without a "kind" is a render (other kinds have their own folders and documents).
+A field with the default None is left out while it is None.  Fields added to format 1 after
   its first records are such fields: old records still read, and read back byte for byte.
   Adding a field is one line: `name: type | None = None`.
 """
@@ -17,13 +16,12 @@ Two rules keep the format open without a new version:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
+from atlas.kind import Kind
 from atlas.typed_json import FileInfo, InvalidRecord, as_data, check_files, load
 
 FORMAT = 1
@@ -140,7 +138,6 @@ class ImageStats:
 class RenderRecord:
     """A MACO render: an image and its attribution ("ok"), or why there is none ("failed")."""
 
-    KIND: ClassVar[str] = RENDER
     FILES: ClassVar[tuple[str, ...]] = (IMAGE, ATTRIBUTION)  # what an "ok" entry holds
 
     key: str
@@ -169,8 +166,7 @@ class RenderRecord:
         check_files(self.files)
 
 
-Record = RenderRecord  # the union of the registered kinds; a new kind joins here and in KINDS
-KINDS: dict[str, type[Record]] = {RenderRecord.KIND: RenderRecord}
+Record = RenderRecord
 
 
 def with_files(record: Record, key: str, files: Mapping[str, bytes]) -> Record:
@@ -181,10 +177,7 @@ def with_files(record: Record, key: str, files: Mapping[str, bytes]) -> Record:
 def to_dict(record: Record) -> dict[str, Any]:
     """The record as JSON data, in field order after "format" and "key"."""
     data = as_data(record)
-    head: dict[str, Any] = {"format": FORMAT, "key": data.pop("key")}
-    if record.KIND != RENDER:
-        head["kind"] = record.KIND
-    return {**head, **data}
+    return {"format": FORMAT, "key": data.pop("key"), **data}
 
 
 def dumps(record: Record) -> bytes:
@@ -202,11 +195,11 @@ def from_dict(data: Any, key: str | None = None) -> Record:
     if key is not None and data.get("key") != key:
         raise InvalidRecord("record.json names another key")
     kind = data.get("kind", RENDER)
-    if kind not in KINDS:
+    if kind != RENDER:  # other kinds have their own folders and documents (atlas.store.KINDS)
         raise InvalidRecord(f"unknown entry kind {kind!r}")
     if data.get("status") not in STATUSES:
         raise InvalidRecord(f"unknown status {data.get('status')!r}")
-    return load(KINDS[kind], data, "record")
+    return load(RenderRecord, data, "record")
 
 
 def loads(raw: bytes, key: str | None = None) -> Record:
@@ -217,22 +210,9 @@ def loads(raw: bytes, key: str | None = None) -> Record:
     return from_dict(data, key)
 
 
-def file_problem(record: Record, folder: Path, *, verify: bool) -> str | None:
-    """Why `folder`'s files disagree with the record (None when they agree): each listed, of the
-    recorded size, and, when `verify`, of the recorded sha256.  A failure holds no files."""
-    if record.status != "ok":
-        return None
-    for name in record.FILES:
-        info = record.files.get(name)
-        if info is None:
-            return f"record.json does not list {name}"
-        path = folder / name
-        try:
-            size = path.stat().st_size
-        except OSError:
-            return f"{name} is missing"
-        if size != info.bytes:
-            return f"{name} has {size} bytes, the record says {info.bytes}"
-        if verify and hashlib.sha256(path.read_bytes()).hexdigest() != info.sha256:
-            return f"{name} does not match its sha256"
-    return None
+def _needs(record: Record) -> tuple[str, ...]:
+    """A failure holds no files."""
+    return record.FILES if record.status == "ok" else ()
+
+
+KIND = Kind(name=RENDER, folder="entries", value=RenderRecord, document=RECORD, loads=loads, dumps=dumps, needs=_needs)

@@ -14,8 +14,8 @@ import pytest
 from atlas import atomic
 from atlas.cache import ATTRIBUTION, IMAGE, RECORD, Cache, encode_npy, encode_png
 from atlas.errors import AtlasError
+from atlas.kind import content_key
 from atlas.model_record import ClassInfo, LayerInfo, ModelInfo
-from atlas.store import content_key
 from atlas.typed_json import FileInfo
 from tests.record_support import render_record
 

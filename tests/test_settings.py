@@ -9,10 +9,10 @@ import pytest
 
 from atlas.config import Config, PresetChoice, override
 from atlas.errors import AtlasError
+from atlas.kind import content_key
 from atlas.presets import get_preset
 from atlas.settings import ENGINE_VERSION, RenderSettings
 from atlas.spectrum import DEFAULT_SPECTRUM_SHA256
-from atlas.store import content_key
 
 
 def test_settings_come_from_the_config_and_the_selection_once():

@@ -178,8 +178,8 @@ def test_a_class_page_with_ten_rendered_concepts_and_four_seeds_builds_within_th
     import dataclasses
 
     from atlas.cache import Cache
+    from atlas.kind import content_key
     from atlas.record import ATTRIBUTION, IMAGE, loads
-    from atlas.store import content_key
 
     cache = concept_cache(tmp_path / "cache")
     render_concepts(cache, 967, CONCEPTS)

@@ -23,10 +23,10 @@ import numpy as np
 
 from atlas.cache import Cache, encode_png
 from atlas.concepts import similar, store
-from atlas.concepts.formats import ChannelExamples, Concept, ConceptBank, Crop, ExampleSet
+from atlas.concepts.formats import BANK_KIND, ChannelExamples, Concept, ConceptBank, Crop, ExampleSet
+from atlas.kind import content_key
 from atlas.model_record import LayerInfo, ModelInfo
 from atlas.record import ModelRef, ObjectiveInfo, RenderRecord, Timing
-from atlas.store import content_key
 
 MODEL, WEIGHTS, LAYER, CHANNELS_LAYER = "bench-model", "b" * 64, "bn2", "conv_head"
 CROP_SIDE = 16
@@ -97,7 +97,7 @@ def make_cache(root: Path, classes: int = 1000, concepts: int = 10, crops: int =
         nearest_classes={}, layers=(LayerInfo(CHANNELS_LAYER, channels, 32),), channel_top_classes={},
         hardware="synthetic", code_version="bench", spectrum_sha256="0" * 64))
     for info in infos:
-        key = store.key_of({"bench": "bank", "class": info.index})
+        key = BANK_KIND.key({"bench": "bank", "class": info.index})
         names = _write_crops(root / "concepts" / key[:2] / key, _webp_crops(rng, concepts * crops))
         vectors = rng.random((concepts, dim), dtype=np.float32)
         bank = ConceptBank(
@@ -108,7 +108,7 @@ def make_cache(root: Path, classes: int = 1000, concepts: int = 10, crops: int =
                     Crop(f"{info.wnid}/{j:04d}.JPEG", (0, 0, 64, 64), float(crops - j), names[k * crops + j])
                     for j in range(crops)), ()) for k in range(concepts)))
         store.write_bank(root, bank, {})
-    key = store.key_of({"bench": "examples"})
+    key = BANK_KIND.key({"bench": "examples"})
     names = _write_crops(root / "examples" / key[:2] / key, _webp_crops(rng, channels * 9))
     store.write_examples(root, ExampleSet(
         key=key, model=MODEL, weights_sha256=WEIGHTS, layer=CHANNELS_LAYER, settings={}, images=classes * 50,

@@ -22,6 +22,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from atlas.kind import Kind
 from atlas.safe_paths import UnsafeName, plain_name
 from atlas.typed_json import FileInfo, InvalidRecord, as_data, check_files, load
 
@@ -221,8 +222,67 @@ def loads_value(kind: type[SimilarSet] | type[ExamplePart], raw: bytes) -> Simil
     """A stored similar set or example part; InvalidRecord (a ValueError) when it is not one."""
     try:
         data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise InvalidRecord(f"{kind.__name__} is not valid JSON") from None
     return load(kind, data, kind.__name__, strict=True)
 
 
+
+
+# --- the kinds (atlas.store.KINDS) -----------------------------------------------------------------
+BANK = "bank.json"
+EXAMPLES = "examples.json"
+_SALT = {"format": CONCEPTS_FORMAT}  # in every key: a new format never reads an old entry
+
+
+def _document_loads(cls: type, name: str) -> Any:
+    def loads(raw: bytes, key: str | None) -> Any:
+        found = _format_of(raw)
+        if isinstance(found, int) and found < CONCEPTS_FORMAT:
+            raise InvalidRecord(f"{name} is format {found}, which lists no hashes of its crops: "
+                                "run `atlas concepts` again to rebuild it")
+        try:
+            value = loads_concepts(cls, raw)
+        except InvalidRecord as exc:
+            raise InvalidRecord(f"{name}: {exc}") from None
+        if value.format != CONCEPTS_FORMAT:
+            raise InvalidRecord(f"{name} is format {value.format}, not {CONCEPTS_FORMAT}: "
+                                "written by another atlas version")
+        if key is not None and value.key != key:
+            raise InvalidRecord(f"{name} names another key")
+        return value
+    return loads
+
+
+def _value_loads(cls: type) -> Any:
+    def loads(raw: bytes, key: str | None) -> Any:
+        value = loads_value(cls, raw)
+        if value.format != CONCEPTS_FORMAT:
+            raise InvalidRecord(f"{cls.__name__} is format {value.format}, not {CONCEPTS_FORMAT}")
+        return value
+    return loads
+
+
+def _format_of(raw: bytes) -> object:
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    return data.get("format") if isinstance(data, dict) else None
+
+
+def crops_of(value: ConceptBank | ExampleSet) -> list[str]:
+    """The crop files a bank or example set shows, sorted (so the first bad one reported is always the same)."""
+    if isinstance(value, ConceptBank):
+        return sorted({c.image for concept in value.concepts for c in concept.crops})
+    return sorted({c.image for channel in value.channels for c in channel.examples})
+
+
+BANK_KIND = Kind(name="concepts", folder="concepts", value=ConceptBank, document=BANK,
+                 loads=_document_loads(ConceptBank, BANK), dumps=dumps_concepts, needs=crops_of, salt=_SALT)
+EXAMPLES_KIND = Kind(name="examples", folder="examples", value=ExampleSet, document=EXAMPLES,
+                     loads=_document_loads(ExampleSet, EXAMPLES), dumps=dumps_concepts, needs=crops_of, salt=_SALT)
+SIMILAR_KIND = Kind(name="similar", folder="similar", value=SimilarSet, document=None,
+                    loads=_value_loads(SimilarSet), dumps=dumps_value, salt=_SALT)
+PART_KIND = Kind(name="example part", folder="examples-pass", value=ExamplePart, document=None,
+                 loads=_value_loads(ExamplePart), dumps=dumps_value, salt=_SALT)

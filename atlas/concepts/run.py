@@ -33,7 +33,7 @@ import torch
 
 from atlas.cache import Cache
 from atlas.concepts import craft, example_pass, similar
-from atlas.concepts.formats import AlignedClass, Concept, ConceptBank, Crop
+from atlas.concepts.formats import BANK_KIND, EXAMPLES_KIND, AlignedClass, Concept, ConceptBank, Crop
 from atlas.concepts.images import ClassImages, ImageFolder, SourceCrops, Squares, load_squares, scan
 from atlas.concepts.nmf import nmf
 from atlas.concepts.patches import STRIDE_RATIO, patch_grid
@@ -44,7 +44,6 @@ from atlas.concepts.store import (
     encode_vector,
     encode_webp,
     examples_checkpoint,
-    key_of,
     read_bank,
     read_examples,
     remove_pass,
@@ -147,14 +146,14 @@ def settings(request: ConceptRequest, loaded: LoadedModel) -> dict[str, Any]:
 
 
 def bank_key(loaded: LoadedModel, layer: str, images: ClassImages, setting: Mapping[str, Any]) -> str:
-    return key_of({"kind": "concepts", "model": loaded.name, "weights_sha256": loaded.weights_sha256,
+    return BANK_KIND.key({"kind": "concepts", "model": loaded.name, "weights_sha256": loaded.weights_sha256,
                    "class": images.index, "wnid": images.wnid, "images": images.fingerprint, "layer": layer,
                    "settings": dict(setting)})
 
 
 def examples_key(loaded: LoadedModel, folder: ImageFolder, layer: str, channels: Sequence[int],
                  setting: Mapping[str, Any]) -> str:
-    return key_of({"kind": "examples", "model": loaded.name, "weights_sha256": loaded.weights_sha256,
+    return EXAMPLES_KIND.key({"kind": "examples", "model": loaded.name, "weights_sha256": loaded.weights_sha256,
                    "images": folder.fingerprint, "layer": layer, "channels": list(channels),
                    "settings": dict(setting)})
 

@@ -4,7 +4,7 @@
 
 Images are small synthetic pictures (a MACO-like 1/f random-phase texture plus a few soft
 blobs), 64 px so the repository stays small; records are `atlas.record` values stored by
-`atlas.cache.Cache`, keys are `atlas.store.content_key`s, so they cannot drift from the format.
+`atlas.cache.Cache`, keys are `atlas.kind.content_key`s, so they cannot drift from the format.
 Contents, chosen to exercise the site:
   classes 1 goldfish, 134 crane, 207 golden retriever, 607 jack-o'-lantern, 739 potter's wheel,
   967 espresso (two seeds), 517 crane (status "failed": same name as 134);
@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from atlas.cache import Cache, encode_npy, encode_png
+from atlas.kind import content_key
 from atlas.record import (
     ATTRIBUTION,
     IMAGE,
@@ -38,7 +39,6 @@ from atlas.record import (
     Timing,
     TopClass,
 )
-from atlas.store import content_key
 
 OUT = Path(__file__).resolve().parent / "sample_cache"
 MODEL = "efficientnet_lite0"
