@@ -157,7 +157,7 @@ class Cache:
                     if folder.is_dir() and folder.name.startswith(prefix.name) and not folder.name.startswith("."):
                         yield folder.name
 
-    def records(self, *, verify: bool = False) -> Iterator[Record]:
+    def render_records(self, *, verify: bool = False) -> Iterator[Record]:
         """The records of valid entries (ok and failed), in key order."""
         for key in self.keys():
             state = self.check(key, verify=verify)

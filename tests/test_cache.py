@@ -59,7 +59,7 @@ def test_written_entry_is_valid_and_lists_its_files(tmp_path):
     assert written.files[IMAGE] == FileInfo.of((folder / IMAGE).read_bytes())
     assert json.loads((folder / RECORD).read_text())["format"] == 1 and written.key == KEY
     assert np.load(folder / ATTRIBUTION).shape == (8, 8)
-    assert list(cache.keys()) == [KEY] and [r.key for r in cache.records()] == [KEY]
+    assert list(cache.keys()) == [KEY] and [r.key for r in cache.render_records()] == [KEY]
 
 
 def test_failed_entry_has_no_image_and_counts_as_done(tmp_path):
@@ -91,7 +91,7 @@ def test_corrupt_entries_are_detected_and_can_be_rewritten(tmp_path, damage, rea
     damage(cache.entry_dir(KEY))
     state = cache.check(KEY)
     assert state.status == "corrupt" and not state.done and reason in state.reason
-    assert list(cache.records(verify=True)) == []
+    assert list(cache.render_records(verify=True)) == []
     cache.write_entry(KEY, files(1), record())
     assert cache.check(KEY).status == "ok"
 
@@ -101,7 +101,7 @@ def test_an_entry_without_its_record_is_not_an_entry(tmp_path):
     cache.write_entry(KEY, files(), record())
     (cache.entry_dir(KEY) / RECORD).unlink()
     assert cache.check(KEY).status == "missing"
-    assert list(cache.records()) == []
+    assert list(cache.render_records()) == []
 
 
 def fail_on_nth_write(monkeypatch, n: int, code: int = errno.ENOSPC):

@@ -27,8 +27,8 @@ from atlas.evaluate import real_features
 from atlas.image_limits import MAX_PIXELS
 from atlas.record import InvalidRecord
 from atlas.site.build import build
+from atlas.site.cache_reader import read_cache
 from atlas.site.publish import publish
-from atlas.site.records import read_cache
 from atlas.site.serve import make_server
 from atlas.spectrum import decorrelated_image
 from tests.concept_site_support import concept_cache

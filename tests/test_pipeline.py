@@ -51,7 +51,7 @@ class FakeBar:
 
 def records(cache_dir: Path) -> dict[str, dict]:
     """The valid records, as written (JSON data)."""
-    return {r.key: to_dict(r) for r in Cache(cache_dir).records(verify=True)}
+    return {r.key: to_dict(r) for r in Cache(cache_dir).render_records(verify=True)}
 
 
 def tree(cache_dir: Path) -> dict[str, tuple[int, bytes]]:

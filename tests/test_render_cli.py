@@ -35,7 +35,7 @@ def cli_config(tmp_path: Path, classes: str = "0-3", layers: dict[str, str] | No
 
 
 def valid(cache_dir: Path) -> dict[str, dict]:
-    return {r.key: to_dict(r) for r in Cache(cache_dir).records(verify=True)}
+    return {r.key: to_dict(r) for r in Cache(cache_dir).render_records(verify=True)}
 
 
 def states(cache_dir: Path) -> dict[str, str]:

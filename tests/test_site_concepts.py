@@ -12,9 +12,9 @@ import pytest
 
 from atlas.concepts import store
 from atlas.site.build import build
+from atlas.site.cache_reader import read_cache
 from atlas.site.check import MAX_PAGE_BYTES, inspect_site, page_links
 from atlas.site.gather import gather
-from atlas.site.records import read_cache
 from atlas.site.write import png_paths, render_site, site_paths
 from tests.concept_site_support import CONCEPTS, CROPS, EXAMPLES, concept_cache, render_concepts
 from tests.site_support import MODEL, records, sample_site
@@ -35,7 +35,7 @@ def site(cache, tmp_path_factory) -> Path:
 def test_gather_orders_concepts_links_neighbours_and_finds_renders(cache):
     gathered = gather(read_cache(cache))
     page = gathered.classes[967]
-    assert [c.number for c in page.concepts] == list(range(1, CONCEPTS + 1))
+    assert [c.rank for c in page.concepts] == list(range(1, CONCEPTS + 1))
     assert [c.concept.importance for c in page.concepts] == sorted((c.concept.importance for c in page.concepts),
                                                                    reverse=True)
     assert [c.status for c in page.concepts] == ["ok"] + ["pending"] * (CONCEPTS - 1)

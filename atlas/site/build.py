@@ -34,11 +34,11 @@ from atlas.concepts.store import entry_folder
 from atlas.errors import AtlasError
 from atlas.record import IMAGE
 from atlas.safe_paths import unsafe_destinations
+from atlas.site.cache_reader import BadEntry, CacheContents, read_cache
 from atlas.site.check import DEFAULT_BUDGET, Budget, SiteReport, check_site
 from atlas.site.gather import gather
 from atlas.site.images import copy_crops, derive_all
 from atlas.site.pages import Site
-from atlas.site.records import BadEntry, CacheContents, read_cache
 from atlas.site.write import environment, png_paths, render_site, site_paths, write_changed
 
 # The ownership record: which files of the output folder atlas wrote, and whether the build finished.

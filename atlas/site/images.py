@@ -22,8 +22,8 @@ from atlas.atomic import atomic_write
 from atlas.display import overlay_rgba
 from atlas.errors import AtlasError
 from atlas.safe_paths import UnsafeName, read_entry_file
+from atlas.site.cache_reader import Entry
 from atlas.site.pages import Media, Render
-from atlas.site.records import Entry
 
 THUMB_QUALITY = 80
 DETAIL_QUALITY = 82

@@ -1,4 +1,4 @@
-"""Reading a render cache (format 1, see docs/architecture.md) for the site: plain data, no torch.
+"""Reading a cache for the site (renders and concept entries through atlas.store): plain data, no torch.
 
 The reader trusts the cache's contract: `record.json` is written last, so an entry
 without a valid record is not an entry and is skipped (and counted, so the build can say
