@@ -147,15 +147,15 @@ def settings(request: ConceptRequest, loaded: LoadedModel) -> dict[str, Any]:
 
 def bank_key(loaded: LoadedModel, layer: str, images: ClassImages, setting: Mapping[str, Any]) -> str:
     return BANK_KIND.key({"kind": "concepts", "model": loaded.name, "weights_sha256": loaded.weights_sha256,
-                   "class": images.index, "wnid": images.wnid, "images": images.fingerprint, "layer": layer,
-                   "settings": dict(setting)})
+                          "class": images.index, "wnid": images.wnid, "images": images.fingerprint, "layer": layer,
+                          "settings": dict(setting)})
 
 
 def examples_key(loaded: LoadedModel, folder: ImageFolder, layer: str, channels: Sequence[int],
                  setting: Mapping[str, Any]) -> str:
     return EXAMPLES_KIND.key({"kind": "examples", "model": loaded.name, "weights_sha256": loaded.weights_sha256,
-                   "images": folder.fingerprint, "layer": layer, "channels": list(channels),
-                   "settings": dict(setting)})
+                              "images": folder.fingerprint, "layer": layer, "channels": list(channels),
+                              "settings": dict(setting)})
 
 
 def run_concepts(loaded: LoadedModel, request: ConceptRequest, *, report: Callable[[str], None] = print,
