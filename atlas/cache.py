@@ -106,7 +106,7 @@ class Cache:
 
     def check(self, key: str, *, verify: bool = True) -> EntryState:
         """Validate an entry: its record parses, names this key, and its files match sizes and sha256."""
-        record, problem = store.inspect(self.entry_dir(key), RENDER_KIND, key, verify=verify)
+        record, problem = store.inspect(self.entry_dir(key), RENDER_KIND.name, key, verify=verify)
         if record is None:
             return EntryState("corrupt", problem) if problem else EntryState("missing")
         if record.status == "failed":

@@ -1,10 +1,11 @@
 """The content-addressed store: the table of entry kinds, and the one reader of every kind.
 
 Every kind is registered in `KINDS` by its owner's `Kind` (name, folder, value type, document,
-JSON, the files it needs, its key).  The reader trusts nothing on disk: a document or file is a
-regular file of its own entry folder, never reached through a link (atlas.safe_paths); the value
-parses strictly, names its folder's key, and every file it needs is listed in its `files` with
-the size on disk (and, with `verify`, the sha256).  Torch-free, so the site reads with it.
+JSON, the files it needs, its key), and the reader finds a kind by its name there.  It trusts
+nothing on disk: a document or file is a regular file of its own entry folder, never reached
+through a link (atlas.safe_paths); the value parses strictly and names its folder's key; every
+file it needs is listed in its `files` with the size on disk (and, with `verify`, the sha256).
+Torch-free, so the site reads with it.
 """
 
 from __future__ import annotations
@@ -29,13 +30,15 @@ KINDS: dict[str, Kind] = {kind.name: kind for kind in (
 )}
 
 
-def entry_folder(root: str | Path, kind: Kind, key: str) -> Path:
-    return Path(root) / kind.folder / key[:2] / key
+def entry_folder(root: str | Path, kind: str, key: str) -> Path:
+    """Where the entry `key` of the registered kind `kind` lives."""
+    return Path(root) / KINDS[kind].folder / key[:2] / key
 
 
-def inspect(folder: Path, kind: Kind, key: str, *, verify: bool = False) -> tuple[Any, str | None]:
-    """Read the entry of a folder kind in `folder`: (value, None) when usable; (None, None) when it has
-    no document yet (missing or unfinished, not a problem); (value or None, why) when it is not usable."""
+def inspect(folder: Path, kind_name: str, key: str, *, verify: bool = False) -> tuple[Any, str | None]:
+    """Read the entry of a registered folder kind in `folder`: (value, None) when usable; (None, None) when
+    it has no document yet (missing or unfinished, not a problem); (value or None, why) when it is not usable."""
+    kind = KINDS[kind_name]
     name = kind.document
     assert name is not None, f"{kind.name} entries are single files"
     try:
@@ -72,11 +75,11 @@ def files_problem(folder: Path, document: str, files: Mapping[str, FileInfo], ne
     return None
 
 
-def entries(root: str | Path, kind: Kind, problems: list[str] | None = None, *,
+def entries(root: str | Path, kind: str, problems: list[str] | None = None, *,
             verify: bool = False) -> Iterator[Any]:
     """Every usable entry of a folder kind, in key order; with `problems`, one line (naming the folder)
     is added there for each entry that is not usable (an unfinished one is not a problem)."""
-    for folder in sorted((Path(root) / kind.folder).glob("??/*")):
+    for folder in sorted((Path(root) / KINDS[kind].folder).glob("??/*")):
         if folder.name.startswith(".") or folder.is_symlink():
             continue  # a writer's temporary, or a link placed in the cache: not an entry
         value, why = inspect(folder, kind, folder.name, verify=verify)
@@ -86,10 +89,10 @@ def entries(root: str | Path, kind: Kind, problems: list[str] | None = None, *,
             problems.append(f"{folder}: {why}")
 
 
-def read_file(path: Path, kind: Kind) -> Any:
-    """The value of a file kind stored at `path`, or None when it is missing or not a valid one (absent:
-    it is computed again)."""
+def read_file(path: Path, kind: str) -> Any:
+    """The value of a registered file kind stored at `path`, or None when it is missing or not a valid one
+    (absent: it is computed again)."""
     try:
-        return kind.loads(entry_file(path.parent, path.name).read_bytes(), None)
+        return KINDS[kind].loads(entry_file(path.parent, path.name).read_bytes(), None)
     except (UnsafeName, OSError, InvalidRecord):
         return None

@@ -43,8 +43,8 @@ SCORE = Kind(name="score", folder="scores", value=Score, document="score.json", 
              dumps=lambda value: json.dumps(as_data(value)).encode(), needs=lambda value: ("picture.png",))
 
 
-def _place(root, key, document, files):
-    folder = store.entry_folder(root, SCORE, key)
+def _place(root, key, document, files):  # what a writer leaves: crops first, the document last
+    folder = store.entry_folder(root, "score", key)
     folder.mkdir(parents=True)
     for name, data in files.items():
         (folder / name).write_bytes(data)
@@ -62,15 +62,15 @@ def test_a_new_kind_is_read_and_checked_by_the_store_alone(tmp_path, monkeypatch
     _place(tmp_path, other, Score("x", 0.5), {})
     linked = SCORE.key({"picture": 4})
     folder = _place(tmp_path, linked, Score(linked, 0.5, {"picture.png": FileInfo.of(b"png")}), {})
-    os.symlink(store.entry_folder(tmp_path, SCORE, good) / "picture.png", folder / "picture.png")
-    store.entry_folder(tmp_path, SCORE, SCORE.key({"unfinished": 1})).mkdir(parents=True)
+    os.symlink(store.entry_folder(tmp_path, "score", good) / "picture.png", folder / "picture.png")
+    store.entry_folder(tmp_path, "score", SCORE.key({"unfinished": 1})).mkdir(parents=True)
 
     problems: list[str] = []
-    found = list(store.entries(tmp_path, store.KINDS["score"], problems))
+    found = list(store.entries(tmp_path, "score", problems))
     assert found == [Score(good, 0.5, {"picture.png": FileInfo.of(b"png")})]
     assert len(problems) == 3 and all("\n" not in p for p in problems)
     assert any(short in p and "has 2 bytes" in p for p in problems)
     assert any(other in p and "names another key" in p for p in problems)
     assert any(linked in p and "symbolic link" in p for p in problems)
-    value, why = store.inspect(store.entry_folder(tmp_path, SCORE, good), SCORE, good, verify=True)
+    value, why = store.inspect(store.entry_folder(tmp_path, "score", good), "score", good, verify=True)
     assert why is None and value.score == 0.5

@@ -103,7 +103,7 @@ def visualization_id(bank: ConceptBank, concept: Concept) -> str:
 # --- writing and reading --------------------------------------------------------------------
 @functools.lru_cache(maxsize=4096)  # a site of 1000 banks asks for the folder of each of their 100,000 crops
 def _folder(root: Path, kind: Kind, key: str) -> Path:
-    return store.entry_folder(root, kind, key)
+    return store.entry_folder(root, kind.name, key)
 
 
 def _write(folder: Path, name: str, value: Any, crops: Mapping[str, bytes]) -> Path:
@@ -127,7 +127,7 @@ def examples_checkpoint(root: str | Path, keys: Iterable[str]) -> Path:
 
 
 def _read(folder: Path, kind: Kind, key: str) -> Any:
-    value, why = store.inspect(folder, kind, key)
+    value, why = store.inspect(folder, kind.name, key)
     return value if why is None else None
 
 
@@ -161,11 +161,11 @@ def crop_path(root: str | Path, value: ConceptBank | ExampleSet, crop: Crop) -> 
 def banks(root: str | Path, problems: list[str] | None = None) -> Iterator[ConceptBank]:
     """Every finished bank in the cache, in key order; with `problems`, one line is added there for
     each entry that is not usable (an unfinished one is not a problem)."""
-    return store.entries(root, BANK_KIND, problems)
+    return store.entries(root, BANK_KIND.name, problems)
 
 
 def example_sets(root: str | Path, problems: list[str] | None = None) -> Iterator[ExampleSet]:
-    return store.entries(root, EXAMPLES_KIND, problems)
+    return store.entries(root, EXAMPLES_KIND.name, problems)
 
 
 def current_banks(root: str | Path, model: str, weights_sha256: str,
@@ -221,7 +221,7 @@ def write_similar(root: str | Path, value: SimilarSet) -> Path:
 
 def read_similar(root: str | Path, model: str, weights_sha256: str) -> SimilarSet | None:
     """The stored similar concepts of this model's weights, or None; the caller compares its key."""
-    value = store.read_file(similar_path(root, model, weights_sha256), SIMILAR_KIND)
+    value = store.read_file(similar_path(root, model, weights_sha256), SIMILAR_KIND.name)
     return value if value is not None and (value.model, value.weights_sha256) == (model, weights_sha256) else None
 
 
@@ -254,7 +254,7 @@ def read_parts(root: str | Path, keys: Iterable[str]) -> list[ExamplePart]:
     sets = tuple(sorted(keys))
     found = []
     for path in sorted((Path(root) / "examples-pass").glob("*.json")):
-        part = store.read_file(path, PART_KIND)
+        part = store.read_file(path, PART_KIND.name)
         if part is not None and part.sets == sets and path == part_path(root, part):
             found.append(part)
     return sorted(found, key=lambda p: (p.count, p.chunk, p.shard))
