@@ -11,7 +11,16 @@ import numpy as np
 
 from atlas.cache import Cache
 from atlas.concepts import store
-from atlas.concepts.formats import BANK_KIND, AlignedClass, ChannelExamples, Concept, ConceptBank, Crop, ExampleSet
+from atlas.concepts.formats import (
+    BANK_KIND,
+    EXAMPLES_KIND,
+    AlignedClass,
+    ChannelExamples,
+    Concept,
+    ConceptBank,
+    Crop,
+    ExampleSet,
+)
 from atlas.kind import content_key
 from atlas.record import ObjectiveInfo, from_dict
 from tests.site_support import MODEL, copy_cache, records
@@ -70,7 +79,7 @@ def _examples(weights: str) -> tuple[ExampleSet, dict]:
             shown.append(Crop(f"n01440764/{j:03d}.JPEG", (left, top, left + 120, top + 120), float(EXAMPLES - j),
                               store.crop_name(data), (500, 375)))
         channels.append(ChannelExamples(c, tuple(shown), tuple([0, 967] * (EXAMPLES // 2 - 1) + [1, 1])))
-    found = ExampleSet(key=BANK_KIND.key({"examples": EXAMPLE_LAYER}), model=MODEL, weights_sha256=weights,
+    found = ExampleSet(key=EXAMPLES_KIND.key({"examples": EXAMPLE_LAYER}), model=MODEL, weights_sha256=weights,
                        layer=EXAMPLE_LAYER, settings={}, images=100, skipped=0, channels=tuple(channels),
                        seconds=1.0, created="2026-11-27T10:00:00Z")
     return found, crops

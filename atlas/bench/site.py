@@ -23,7 +23,7 @@ import numpy as np
 
 from atlas.cache import Cache, encode_png
 from atlas.concepts import similar, store
-from atlas.concepts.formats import BANK_KIND, ChannelExamples, Concept, ConceptBank, Crop, ExampleSet
+from atlas.concepts.formats import BANK_KIND, EXAMPLES_KIND, ChannelExamples, Concept, ConceptBank, Crop, ExampleSet
 from atlas.kind import content_key
 from atlas.model_record import LayerInfo, ModelInfo
 from atlas.record import ModelRef, ObjectiveInfo, RenderRecord, Timing
@@ -108,7 +108,7 @@ def make_cache(root: Path, classes: int = 1000, concepts: int = 10, crops: int =
                     Crop(f"{info.wnid}/{j:04d}.JPEG", (0, 0, 64, 64), float(crops - j), names[k * crops + j])
                     for j in range(crops)), ()) for k in range(concepts)))
         store.write_bank(root, bank, {})
-    key = BANK_KIND.key({"bench": "examples"})
+    key = EXAMPLES_KIND.key({"bench": "examples"})
     names = _write_crops(root / "examples" / key[:2] / key, _webp_crops(rng, channels * 9))
     store.write_examples(root, ExampleSet(
         key=key, model=MODEL, weights_sha256=WEIGHTS, layer=CHANNELS_LAYER, settings={}, images=classes * 50,
