@@ -18,40 +18,22 @@ files (sizes, sha256) marks the entry corrupt: the pipeline renders it again, th
 from __future__ import annotations
 
 import errno
-import hashlib
 import io
-import json
-import os
-import secrets
-import shutil
-import socket
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from atlas import model_record
-from atlas import record as records
+from atlas import atomic, model_record, store
+from atlas.atomic import STALE_AFTER_S, atomic_write, remove_if_empty
 from atlas.errors import AtlasError
 from atlas.model_record import InvalidModelInfo, ModelInfo
-from atlas.record import ATTRIBUTION, IMAGE, RECORD, InvalidRecord, Record
+from atlas.record import ATTRIBUTION, IMAGE, RECORD, Record, with_files
+from atlas.record import KIND as RENDER_KIND
 
 ENTRY_FILES = (IMAGE, ATTRIBUTION)
-TMP_SUFFIX = ".tmp"
-STALE_AFTER_S = 3600.0  # a temporary this old belongs to no live writer, on any host
-
-
-def canonical_json(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
-
-
-def cache_key(material: Mapping[str, Any]) -> str:
-    """sha256 of the canonical JSON of everything that determines an image."""
-    return hashlib.sha256(canonical_json(dict(material))).hexdigest()
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -87,53 +69,6 @@ class EntryState:
         return self.status in ("ok", "failed")
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - some filesystems refuse directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
-def _write_temp(path: Path, data: bytes, *, durable: bool = True) -> Path:
-    """Write `data` in full to a fresh temporary beside `path`, fsynced; return its path.
-
-    The name carries host and pid so that `clean_stale` can tell a dead writer's leftovers
-    from a live one's (shards on several nodes share one cache).
-    """
-    tmp = _temp_path(path)
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return tmp
-
-
-def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
-    """Replace `path` with `data` (making its folder): readers see the old file or the new one,
-    never a part.  The one atomic write of the project, for the cache and the site; the site
-    passes durable=False, since it is rebuilt from the cache and thousands of fsyncs cost seconds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _write_temp(path, data, durable=durable)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if durable:
-        _fsync_dir(path.parent)
-
-
 def _write_error(exc: OSError, path: Path) -> AtlasError:
     if exc.errno == errno.ENOSPC or exc.errno == errno.EDQUOT:
         return AtlasError(f"disk full while writing {path}; free some space and rerun (finished entries are kept)")
@@ -155,7 +90,7 @@ class Cache:
         created = [p for p in (self.root, *self.root.parents) if not p.exists()]
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            _write_temp(self.root / "probe", b"ok").unlink()
+            atomic.write_temp(self.root / "probe", b"ok").unlink()
         except OSError as exc:
             reason = exc.strerror or str(exc)
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -164,27 +99,18 @@ class Cache:
             raise AtlasError(f"cache folder {self.root} is not writable ({reason}); pick another with --cache") from exc
         finally:
             for folder in created:  # innermost first
-                _remove_if_empty(folder)
+                remove_if_empty(folder)
 
     def entry_dir(self, key: str) -> Path:
         return self.entries / key[:2] / key
 
     def check(self, key: str, *, verify: bool = True) -> EntryState:
         """Validate an entry: its record parses, names this key, and its files match sizes and sha256."""
-        path = self.entry_dir(key) / RECORD
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            return EntryState("missing")
-        except OSError as exc:
-            return EntryState("corrupt", f"unreadable record ({exc.strerror})")
-        try:
-            record = records.loads(raw, key)
-        except InvalidRecord as exc:
-            return EntryState("corrupt", str(exc))
+        record, problem = store.inspect(self.entry_dir(key), RENDER_KIND.name, key, verify=verify)
+        if record is None:
+            return EntryState("corrupt", problem) if problem else EntryState("missing")
         if record.status == "failed":
             return EntryState("failed", record.failure, record)
-        problem = records.file_problem(record, path.parent, verify=verify)
         return EntryState("corrupt", problem) if problem else EntryState("ok", None, record)
 
     def write_entry(self, key: str, files: Mapping[str, bytes], record: Record) -> Record:
@@ -194,22 +120,10 @@ class Cache:
         the error comes back as an `AtlasError`.  Returns the record as written (with "files").
         """
         folder = self.entry_dir(key)
-        record = records.with_files(record, key, files)
-        staging = _temp_path(folder)
+        record = with_files(record, key, files)
         try:
-            staging.mkdir(parents=True)
-            for name, data in files.items():
-                os.replace(_write_temp(staging / name, data), staging / name)
-            os.replace(_write_temp(staging / RECORD, records.dumps(record)), staging / RECORD)
-            _fsync_dir(staging)
+            atomic.write_folder(folder, dict(files), (RECORD, RENDER_KIND.dumps(record)))
         except OSError as exc:
-            shutil.rmtree(staging, ignore_errors=True)
-            _remove_if_empty(folder.parent)
-            raise _write_error(exc, folder) from exc
-        try:
-            _swap_in(staging, folder)
-        except OSError as exc:
-            shutil.rmtree(staging, ignore_errors=True)
             raise _write_error(exc, folder) from exc
         return record
 
@@ -243,7 +157,7 @@ class Cache:
                     if folder.is_dir() and folder.name.startswith(prefix.name) and not folder.name.startswith("."):
                         yield folder.name
 
-    def records(self, *, verify: bool = False) -> Iterator[Record]:
+    def render_records(self, *, verify: bool = False) -> Iterator[Record]:
         """The records of valid entries (ok and failed), in key order."""
         for key in self.keys():
             state = self.check(key, verify=verify)
@@ -251,90 +165,5 @@ class Cache:
                 yield state.record
 
     def clean_stale(self, *, max_age_s: float = STALE_AFTER_S, now: float | None = None) -> int:
-        """Remove temporaries (files, and entry folders being written or set aside) left by killed
-        writers; returns how many.
-
-        A temporary is stale when its writer ran on this host and is gone, or when it is older
-        than `max_age_s` (writers on other hosts of a shared cache finish within seconds).
-        """
-        if not self.root.is_dir():
-            return 0
-        now = time.time() if now is None else now
-        host = _host()
-        removed = 0
-        for folder, dirs, names in os.walk(self.root):
-            temporaries = [n for n in names + dirs if n.startswith(".") and n.endswith(TMP_SUFFIX)]
-            dirs[:] = [d for d in dirs if d not in temporaries]
-            for name in temporaries:
-                path = Path(folder) / name
-                parts = name[: -len(TMP_SUFFIX)].rsplit(".", 3)
-                try:
-                    age = now - path.stat().st_mtime
-                except OSError:
-                    continue
-                mine = len(parts) == 4 and parts[1] == host and parts[2].isdigit()
-                if age > max_age_s or (mine and not _alive(int(parts[2]))):
-                    try:
-                        if path.is_dir() and not path.is_symlink():
-                            shutil.rmtree(path)
-                        else:
-                            path.unlink()
-                        removed += 1
-                    except OSError:
-                        pass
-        return removed
-
-
-def _swap_in(staging: Path, folder: Path) -> None:
-    """Rename the complete entry `staging` to `folder`, setting any entry already there aside.
-
-    A reader in between finds no entry (a render in progress), never a mixed one.  When another
-    writer places its entry between our two renames, its entry is just as whole and stays.
-    """
-    try:
-        os.rename(staging, folder)
-    except OSError as exc:
-        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-            raise
-        aside = _temp_path(folder)
-        try:
-            os.rename(folder, aside)
-        except FileNotFoundError:  # another writer set it aside first
-            aside = None
-        try:
-            os.rename(staging, folder)
-        except OSError as again:
-            if again.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-                raise
-            shutil.rmtree(staging, ignore_errors=True)  # the other writer's whole entry won
-        if aside is not None:
-            shutil.rmtree(aside, ignore_errors=True)
-    _fsync_dir(folder.parent)
-
-
-def _temp_path(path: Path) -> Path:
-    """A fresh temporary name beside `path`: host and pid tell `clean_stale` whose it is."""
-    return path.with_name(f".{path.name}.{_host()}.{os.getpid()}.{secrets.token_hex(4)}{TMP_SUFFIX}")
-
-
-def _host() -> str:
-    return socket.gethostname().replace(".", "_") or "host"
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _remove_if_empty(folder: Path) -> None:
-    try:
-        folder.rmdir()
-    except OSError:
-        pass
+        """Remove the temporaries of killed writers anywhere in the cache (`atlas.atomic.clean_stale`)."""
+        return atomic.clean_stale(self.root, max_age_s=max_age_s, now=now)

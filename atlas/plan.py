@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from atlas.cache import Cache, EntryState, cache_key
+from atlas.cache import Cache, EntryState
 from atlas.concepts.craft import concept_objective
 from atlas.concepts.store import VISUALIZATION_COSINE, current_banks, entry_folder, vector_problem
 from atlas.config import Config, Selection
 from atlas.errors import AtlasError
 from atlas.jobs import Job, Shard, build_jobs, select_shard
+from atlas.kind import content_key
 from atlas.labels import lookup
 from atlas.models import LoadedModel, classifier_weights, find_layer, pre_logits_layer
 from atlas.objectives import Objective
@@ -49,7 +50,7 @@ def make_plan(config: Config, selection: Selection, shard: Shard, loaded: Loaded
 
 def job_key(settings: RenderSettings, loaded: LoadedModel, objective: Objective, seed: int) -> str:
     """The cache key of `objective`'s image with `seed` under `settings`."""
-    return cache_key(settings.key_material(loaded.name, loaded.weights_sha256, objective.id, seed))
+    return content_key(settings.key_material(loaded.name, loaded.weights_sha256, objective.id, seed))
 
 
 def select_targets(loaded: LoadedModel, selection: Selection) -> tuple[list[int], dict[str, list[int]]]:

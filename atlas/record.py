@@ -1,38 +1,28 @@
-"""The cache record (`record.json`, format 1): its one owner, torch-free.
+"""The render record (`record.json`, format 1): the render kind's one owner, torch-free.
 
-Every entry of the cache is one record beside its files.  This module defines the record as
-typed, frozen dataclasses, turns them into JSON and back, and validates both a record and the
-files it lists; the cache stores the bytes, atlas.entry builds render records from what the
-engine returns, the site and `atlas eval` read their fields.  docs/architecture.md shows a
-record as written.
+Every render entry is one record beside its image and attribution.  This module defines the
+record as typed, frozen dataclasses, turns them into JSON and back, and describes the render
+kind (`KIND`, registered in `atlas.store.KINDS`: the store reads and checks an entry's files by
+it); the cache stores the bytes, atlas.entry builds render records from what the engine
+returns, the site and `atlas eval` read their fields.  docs/architecture.md shows a record as
+written.
 
-Two rules keep the format open without a new version:
-- An entry kind is one dataclass registered in `KINDS` under its `KIND`.  Renders were the
-  first kind, so a record without a "kind" is a render and a render is written without one.
-- A field with the default None is left out while it is None.  Fields added to format 1 after
+A record without a "kind" is a render (other kinds have their own folders and documents).
+A field with the default None is left out while it is None.  Fields added to format 1 after
   its first records are such fields: old records still read, and read back byte for byte.
   Adding a field is one line: `name: type | None = None`.
 """
 
 from __future__ import annotations
 
-import array
-import base64
-import binascii
 import dataclasses
-import functools
-import hashlib
 import json
-import math
-import sys
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
-from atlas.safe_paths import UnsafeName, plain_name
+from atlas.kind import Kind
+from atlas.typed_json import FileInfo, InvalidRecord, as_data, check_files, load
 
 FORMAT = 1
 RECORD = "record.json"
@@ -40,20 +30,6 @@ IMAGE = "image.png"
 ATTRIBUTION = "attribution.npy"
 RENDER = "render"  # the kind of a record that names none
 STATUSES = ("ok", "failed")
-
-
-class InvalidRecord(ValueError):
-    """A record that is not a valid format-1 record; the message is the reason, in one line."""
-
-
-@dataclass(frozen=True)
-class FileInfo:
-    bytes: int
-    sha256: str
-
-    @staticmethod
-    def of(data: bytes) -> FileInfo:
-        return FileInfo(len(data), hashlib.sha256(data).hexdigest())
 
 
 @dataclass(frozen=True)
@@ -162,7 +138,6 @@ class ImageStats:
 class RenderRecord:
     """A MACO render: an image and its attribution ("ok"), or why there is none ("failed")."""
 
-    KIND: ClassVar[str] = RENDER
     FILES: ClassVar[tuple[str, ...]] = (IMAGE, ATTRIBUTION)  # what an "ok" entry holds
 
     key: str
@@ -188,11 +163,10 @@ class RenderRecord:
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise InvalidRecord(f"unknown status {self.status!r}")
-        _check_files(self.files)
+        check_files(self.files)
 
 
-Record = RenderRecord  # the union of the registered kinds; a new kind joins here and in KINDS
-KINDS: dict[str, type[Record]] = {RenderRecord.KIND: RenderRecord}
+Record = RenderRecord
 
 
 def with_files(record: Record, key: str, files: Mapping[str, bytes]) -> Record:
@@ -203,10 +177,7 @@ def with_files(record: Record, key: str, files: Mapping[str, bytes]) -> Record:
 def to_dict(record: Record) -> dict[str, Any]:
     """The record as JSON data, in field order after "format" and "key"."""
     data = as_data(record)
-    head: dict[str, Any] = {"format": FORMAT, "key": data.pop("key")}
-    if record.KIND != RENDER:
-        head["kind"] = record.KIND
-    return {**head, **data}
+    return {"format": FORMAT, "key": data.pop("key"), **data}
 
 
 def dumps(record: Record) -> bytes:
@@ -224,11 +195,11 @@ def from_dict(data: Any, key: str | None = None) -> Record:
     if key is not None and data.get("key") != key:
         raise InvalidRecord("record.json names another key")
     kind = data.get("kind", RENDER)
-    if kind not in KINDS:
+    if kind != RENDER:  # other kinds have their own folders and documents (atlas.store.KINDS)
         raise InvalidRecord(f"unknown entry kind {kind!r}")
     if data.get("status") not in STATUSES:
         raise InvalidRecord(f"unknown status {data.get('status')!r}")
-    return _load(KINDS[kind], data, "record")
+    return load(RenderRecord, data, "record")
 
 
 def loads(raw: bytes, key: str | None = None) -> Record:
@@ -239,329 +210,9 @@ def loads(raw: bytes, key: str | None = None) -> Record:
     return from_dict(data, key)
 
 
-def file_problem(record: Record, folder: Path, *, verify: bool) -> str | None:
-    """Why `folder`'s files disagree with the record (None when they agree): each listed, of the
-    recorded size, and, when `verify`, of the recorded sha256.  A failure holds no files."""
-    if record.status != "ok":
-        return None
-    for name in record.FILES:
-        info = record.files.get(name)
-        if info is None:
-            return f"record.json does not list {name}"
-        path = folder / name
-        try:
-            size = path.stat().st_size
-        except OSError:
-            return f"{name} is missing"
-        if size != info.bytes:
-            return f"{name} has {size} bytes, the record says {info.bytes}"
-        if verify and hashlib.sha256(path.read_bytes()).hexdigest() != info.sha256:
-            return f"{name} does not match its sha256"
-    return None
+def _needs(record: Record) -> tuple[str, ...]:
+    """A failure holds no files."""
+    return record.FILES if record.status == "ok" else ()
 
 
-# --------------------------------------------------------------------------------------------
-# Concept banks and dataset examples (`atlas concepts`).  atlas.concepts.store writes them as
-# <cache>/concepts/<key[:2]>/<key>/bank.json and <cache>/examples/<key[:2]>/<key>/examples.json
-# beside their WebP crops; they are not render entries (no record.json, no status), so they have
-# their own format number and are read strictly: a field this version does not know makes the file
-# not ours, and the store computes it again.  Format 2 lists every crop's size and sha256 in
-# `files`, like a render record; a format-1 file has no hashes to check its crops by, so it is
-# read as needing `atlas concepts` again.
-
-CONCEPTS_FORMAT = 2
-
-
-@dataclass(frozen=True)
-class Crop:
-    """A region of a source image: the file (relative to the images folder), its box in source pixels
-    (left, top, right, bottom), the value that ranked it, the WebP's name in the entry folder, and
-    the source image's size (absent in banks written before it was stored)."""
-
-    file: str
-    box: tuple[int, int, int, int]
-    value: float
-    image: str
-    source_size: tuple[int, int] | None = None  # the source image's (width, height): where the box sits
-
-    def __post_init__(self) -> None:
-        try:
-            plain_name(self.image)
-        except UnsafeName as exc:
-            raise InvalidRecord(f"crop image: {exc}") from None
-
-
-@dataclass(frozen=True)
-class AlignedClass:
-    index: int
-    wnid: str
-    cosine: float
-
-
-@dataclass(frozen=True)
-class Concept:
-    index: int  # its row in the factorisation
-    vector: str  # base64 of little-endian float32, one entry per channel of the layer
-    importance: float  # mean share of the class logit over the class's images, in logit units
-    share: float  # importance / mean logit
-    top_images: int  # images of which it is the most important concept
-    crops: tuple[Crop, ...]
-    aligned: tuple[AlignedClass, ...]  # empty when the layer is not the one the classifier reads
-
-    def __post_init__(self) -> None:
-        try:
-            raw = base64.b64decode(self.vector, validate=True)
-        except (binascii.Error, ValueError):
-            raise InvalidRecord(f"concept {self.index}'s vector is not base64") from None
-        if not raw or len(raw) % 4:
-            raise InvalidRecord(f"concept {self.index}'s vector is not a list of float32")
-        values = array.array("f", raw)
-        if sys.byteorder == "big":
-            values.byteswap()
-        # float32 values summed as float64 cannot overflow, so the sum is finite exactly when every value is
-        if not math.isfinite(sum(values)):
-            raise InvalidRecord(f"concept {self.index}'s vector holds NaN or infinity")
-
-    @property
-    def channels(self) -> int:
-        return len(base64.b64decode(self.vector)) // 4
-
-    @property
-    def values(self) -> Any:
-        """The vector as a float32 numpy array (numpy imported here only: this module is stdlib-only)."""
-        import numpy as np
-
-        return np.frombuffer(base64.b64decode(self.vector), dtype="<f4").copy()
-
-    @property
-    def digest(self) -> str:
-        return hashlib.sha256(base64.b64decode(self.vector)).hexdigest()[:12]
-
-
-@dataclass(frozen=True)
-class ConceptBank:
-    key: str
-    model: str
-    weights_sha256: str
-    class_index: int
-    wnid: str
-    layer: str
-    exact: bool  # importance is an exact share of the logit (else gradient x input, an estimate)
-    settings: dict[str, Any]
-    images: int  # images read
-    skipped: int  # files of the sample that could not be decoded
-    patches: int
-    logit: float  # mean class logit = sum of importances + residual + rest
-    residual: float  # mean share of what the concepts do not reconstruct
-    rest: float  # the classifier's bias when exact; else what gradient x input leaves out
-    relative_error: float  # ||A - UW|| / ||A|| of the patch factorisation
-    concepts: tuple[Concept, ...]  # most important first
-    seconds: dict[str, float]
-    created: str = ""  # ISO 8601 UTC time of writing: the newest bank of a class is the current one
-    format: int = CONCEPTS_FORMAT
-    files: dict[str, FileInfo] = field(default_factory=dict)  # crop name -> size and sha256 (the store fills it)
-
-    def __post_init__(self) -> None:
-        if len({c.channels for c in self.concepts}) > 1:
-            raise InvalidRecord("the bank's concept vectors differ in length")
-        _check_files(self.files)
-
-
-@dataclass(frozen=True)
-class ChannelExamples:
-    channel: int
-    examples: tuple[Crop, ...]  # highest activation first
-    classes: tuple[int, ...]  # the source class of each example
-
-    def __post_init__(self) -> None:
-        if len(self.classes) != len(self.examples):
-            raise InvalidRecord(f"channel {self.channel} lists {len(self.examples)} examples "
-                                f"but {len(self.classes)} source classes")
-
-
-@dataclass(frozen=True)
-class ExampleSet:
-    key: str
-    model: str
-    weights_sha256: str
-    layer: str
-    settings: dict[str, Any]
-    images: int
-    skipped: int
-    channels: tuple[ChannelExamples, ...]
-    seconds: float
-    created: str = ""
-    format: int = CONCEPTS_FORMAT
-    files: dict[str, FileInfo] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        _check_files(self.files)
-
-
-def _check_files(files: Mapping[str, FileInfo]) -> None:
-    for name in files:
-        try:
-            plain_name(name)
-        except UnsafeName as exc:
-            raise InvalidRecord(f"files: {exc}") from None
-
-
-def dumps_concepts(value: ConceptBank | ExampleSet) -> bytes:
-    return json.dumps(as_data(value), indent=1, allow_nan=False).encode()
-
-
-def loads_concepts(kind: type[ConceptBank] | type[ExampleSet], raw: bytes) -> ConceptBank | ExampleSet:
-    """A bank or an example set from its JSON file; InvalidRecord (a ValueError) when it is not one."""
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise InvalidRecord(f"{kind.__name__} is not valid JSON") from None
-    return _load(kind, data, kind.__name__, strict=True)
-
-
-@dataclass(frozen=True)
-class SimilarSet:
-    """For every concept of a set of banks, the most similar concepts of other classes (atlas.concepts.similar),
-    computed once when the banks change: <cache>/similar/<model>-<weights[:16]>.json. `key` covers the sorted
-    keys of the banks compared and the settings, so a stored set of other banks reads as stale."""
-
-    key: str
-    model: str
-    weights_sha256: str
-    top: int
-    banks: int
-    # (class index, concept position, ((class index, wnid, concept position, cosine), ...) highest first)
-    concepts: tuple[tuple[int, int, tuple[tuple[int, str, int, float], ...]], ...]
-    created: str = ""
-    format: int = CONCEPTS_FORMAT
-
-
-@dataclass(frozen=True)
-class LayerTops:
-    """One layer's running top-k of a dataset-example shard: (channels, n) float32 peaks as base64 of
-    little-endian float32 (exact, and NaN-safe), with the global image id and map position of each."""
-
-    layer: str
-    grid: tuple[int, int]
-    channels: int
-    values: str
-    images: tuple[int, ...]  # row-major (channels, n)
-    positions: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class ExamplePart:
-    """What one shard of a dataset-example pass found: `shard` of `count`, its images taken in chunks of
-    `chunk` (every count-th chunk of the folder's sample); the merge of all `count` parts is the pass."""
-
-    sets: tuple[str, ...]  # the keys of the example sets the pass makes, sorted
-    shard: int
-    count: int
-    chunk: int
-    images: int  # images read
-    skipped: int  # files of its chunks that could not be decoded
-    seconds: float
-    layers: tuple[LayerTops, ...]
-    format: int = CONCEPTS_FORMAT
-
-
-def dumps_value(value: SimilarSet | ExamplePart) -> bytes:
-    return json.dumps(as_data(value), separators=(",", ":"), allow_nan=False).encode()
-
-
-def loads_value(kind: type[SimilarSet] | type[ExamplePart], raw: bytes) -> SimilarSet | ExamplePart:
-    """A stored similar set or example part; InvalidRecord (a ValueError) when it is not one."""
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise InvalidRecord(f"{kind.__name__} is not valid JSON") from None
-    return _load(kind, data, kind.__name__, strict=True)
-
-
-# --------------------------------------------------------------------------------------------
-# The converters: one generic pair, so that a new field or kind needs no code here.
-
-
-def as_data(value: Any) -> Any:
-    """A record or any part of it as JSON data (fields left out as `to_dict` does)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        out = {}
-        for f in dataclasses.fields(value):
-            item = getattr(value, f.name)
-            if item is None and f.default is None:
-                continue
-            out[f.name] = as_data(item)
-        return out
-    if isinstance(value, (tuple, list)):
-        return [as_data(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): as_data(v) for k, v in value.items()}
-    return value
-
-
-@functools.cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _load(tp: Any, value: Any, where: str, strict: bool = False) -> Any:
-    """`value` as `tp`, checked; `strict`: an object with a field `tp` lacks is invalid too."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        options = [a for a in args if a is not type(None)]
-        if len(options) > 1:  # a union of dataclasses (never in a render record): the first that fits
-            for option in options:
-                try:
-                    return _load(option, value, where, strict)
-                except InvalidRecord:
-                    continue
-            raise InvalidRecord(f"{where} fits none of {', '.join(o.__name__ for o in options)}")
-        return _load(options[0], value, where, strict)
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise InvalidRecord(f"{where} is not an object")
-        hints = _hints(tp)
-        names = {f.name for f in dataclasses.fields(tp)}
-        if strict and set(value) - names:
-            raise InvalidRecord(f"{where} has unknown fields {sorted(set(value) - names)}")
-        kwargs = {}
-        for f in dataclasses.fields(tp):
-            if f.name in value:
-                kwargs[f.name] = _load(hints[f.name], value[f.name], f"{where}.{f.name}", strict)
-            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise InvalidRecord(f"{where} lacks {f.name}")
-        return tp(**kwargs)
-    if origin is tuple:
-        if not isinstance(value, list) or (args[-1] is not Ellipsis and len(value) != len(args)):
-            raise InvalidRecord(f"{where} is not a list of {len(args)}" if args[-1] is not Ellipsis
-                                else f"{where} is not a list")
-        items = args[:1] * len(value) if args[-1] is Ellipsis else args
-        return tuple(_load(t, v, f"{where}[{i}]", strict) for i, (t, v) in enumerate(zip(items, value, strict=True)))
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise InvalidRecord(f"{where} is not an object")
-        return {str(k): _load(args[1], v, f"{where}.{k}", strict) for k, v in value.items()}
-    if tp is Any:
-        _check_finite(value, where)
-        return value
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        _check_finite(value, where)
-        return value  # an int stays an int, so that a record reads back byte for byte
-    if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
-        return value
-    raise InvalidRecord(f"{where} is {type(value).__name__}, expected {tp.__name__}")
-
-
-def _check_finite(value: Any, where: str) -> None:
-    """Python's JSON reader takes NaN and Infinity, which no JSON writer may write back: a record
-    holding one is invalid, wherever in it."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise InvalidRecord(f"{where} is {value}, not a finite number")
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _check_finite(v, f"{where}.{k}")
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            _check_finite(v, f"{where}[{i}]")
+KIND = Kind(name=RENDER, folder="entries", value=RenderRecord, document=RECORD, loads=loads, dumps=dumps, needs=_needs)

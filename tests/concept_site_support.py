@@ -9,18 +9,20 @@ from pathlib import Path
 
 import numpy as np
 
-from atlas.cache import Cache, cache_key
+from atlas.cache import Cache
 from atlas.concepts import store
-from atlas.record import (
+from atlas.concepts.formats import (
+    BANK_KIND,
+    EXAMPLES_KIND,
     AlignedClass,
     ChannelExamples,
     Concept,
     ConceptBank,
     Crop,
     ExampleSet,
-    ObjectiveInfo,
-    from_dict,
 )
+from atlas.kind import content_key
+from atlas.record import ObjectiveInfo, from_dict
 from tests.site_support import MODEL, copy_cache, records
 
 CONCEPTS = 10  # Lens's number: the page budget must hold a full bank
@@ -58,7 +60,7 @@ def _bank(weights: str, class_index: int, wnid: str, rng: np.random.Generator) -
             aligned=tuple(AlignedClass(i, "n0", 0.5 - n / 100)
                           for n, i in enumerate((class_index, 607, 134, 207, 282)))))
     bank = ConceptBank(
-        key=store.key_of({"class": class_index}), model=MODEL, weights_sha256=weights, class_index=class_index,
+        key=BANK_KIND.key({"class": class_index}), model=MODEL, weights_sha256=weights, class_index=class_index,
         wnid=wnid, layer="bn2", exact=True, settings={"concepts": CONCEPTS}, images=50, skipped=0, patches=800,
         logit=100.0, residual=40.0, rest=5.0, relative_error=0.2, concepts=tuple(concepts), seconds={},
         created="2026-11-27T10:00:00Z")
@@ -77,7 +79,7 @@ def _examples(weights: str) -> tuple[ExampleSet, dict]:
             shown.append(Crop(f"n01440764/{j:03d}.JPEG", (left, top, left + 120, top + 120), float(EXAMPLES - j),
                               store.crop_name(data), (500, 375)))
         channels.append(ChannelExamples(c, tuple(shown), tuple([0, 967] * (EXAMPLES // 2 - 1) + [1, 1])))
-    found = ExampleSet(key=store.key_of({"examples": EXAMPLE_LAYER}), model=MODEL, weights_sha256=weights,
+    found = ExampleSet(key=EXAMPLES_KIND.key({"examples": EXAMPLE_LAYER}), model=MODEL, weights_sha256=weights,
                        layer=EXAMPLE_LAYER, settings={}, images=100, skipped=0, channels=tuple(channels),
                        seconds=1.0, created="2026-11-27T10:00:00Z")
     return found, crops
@@ -110,7 +112,7 @@ def render_concepts(cache: Path, class_index: int, count: int, failed: bool = Fa
         objective_id = store.visualization_id(bank, concept)
         record = dataclasses.replace(template, objective=ObjectiveInfo(
             objective_id, "concept", f"{MODEL} · concept", class_index, bank.layer, None))
-        key = cache_key({"objective": objective_id})
+        key = content_key({"objective": objective_id})
         if failed:
             Cache(cache).write_entry(key, {}, dataclasses.replace(record, status="failed", failure="non-finite",
                                                                   objective_value=None, scores=None))

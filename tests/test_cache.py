@@ -11,14 +11,15 @@ import sys
 import numpy as np
 import pytest
 
-from atlas import cache as cache_module
-from atlas.cache import ATTRIBUTION, IMAGE, RECORD, Cache, cache_key, encode_npy, encode_png
+from atlas import atomic
+from atlas.cache import ATTRIBUTION, IMAGE, RECORD, Cache, encode_npy, encode_png
 from atlas.errors import AtlasError
+from atlas.kind import content_key
 from atlas.model_record import ClassInfo, LayerInfo, ModelInfo
-from atlas.record import FileInfo
+from atlas.typed_json import FileInfo
 from tests.record_support import render_record
 
-KEY = cache_key({"objective": "class:1", "seed": 0})
+KEY = content_key({"objective": "class:1", "seed": 0})
 
 
 def files(seed: int = 0) -> dict[str, bytes]:
@@ -38,10 +39,10 @@ def _edit_record(folder, **changes) -> None:
 
 
 def test_key_is_order_independent_and_sensitive_to_every_value():
-    a = cache_key({"model": "m", "seed": 0, "preset": {"steps": 4, "canvas": 32}})
-    assert a == cache_key({"preset": {"canvas": 32, "steps": 4}, "seed": 0, "model": "m"})
-    assert a != cache_key({"model": "m", "seed": 1, "preset": {"steps": 4, "canvas": 32}})
-    assert a != cache_key({"model": "m", "seed": 0, "preset": {"steps": 5, "canvas": 32}})
+    a = content_key({"model": "m", "seed": 0, "preset": {"steps": 4, "canvas": 32}})
+    assert a == content_key({"preset": {"canvas": 32, "steps": 4}, "seed": 0, "model": "m"})
+    assert a != content_key({"model": "m", "seed": 1, "preset": {"steps": 4, "canvas": 32}})
+    assert a != content_key({"model": "m", "seed": 0, "preset": {"steps": 5, "canvas": 32}})
     assert len(a) == 64 and int(a, 16) >= 0
 
 
@@ -58,7 +59,7 @@ def test_written_entry_is_valid_and_lists_its_files(tmp_path):
     assert written.files[IMAGE] == FileInfo.of((folder / IMAGE).read_bytes())
     assert json.loads((folder / RECORD).read_text())["format"] == 1 and written.key == KEY
     assert np.load(folder / ATTRIBUTION).shape == (8, 8)
-    assert list(cache.keys()) == [KEY] and [r.key for r in cache.records()] == [KEY]
+    assert list(cache.keys()) == [KEY] and [r.key for r in cache.render_records()] == [KEY]
 
 
 def test_failed_entry_has_no_image_and_counts_as_done(tmp_path):
@@ -90,7 +91,7 @@ def test_corrupt_entries_are_detected_and_can_be_rewritten(tmp_path, damage, rea
     damage(cache.entry_dir(KEY))
     state = cache.check(KEY)
     assert state.status == "corrupt" and not state.done and reason in state.reason
-    assert list(cache.records(verify=True)) == []
+    assert list(cache.render_records(verify=True)) == []
     cache.write_entry(KEY, files(1), record())
     assert cache.check(KEY).status == "ok"
 
@@ -100,11 +101,11 @@ def test_an_entry_without_its_record_is_not_an_entry(tmp_path):
     cache.write_entry(KEY, files(), record())
     (cache.entry_dir(KEY) / RECORD).unlink()
     assert cache.check(KEY).status == "missing"
-    assert list(cache.records()) == []
+    assert list(cache.render_records()) == []
 
 
 def fail_on_nth_write(monkeypatch, n: int, code: int = errno.ENOSPC):
-    real = cache_module._write_temp
+    real = atomic.write_temp
     calls = {"n": 0}
 
     def write(path, data):
@@ -115,13 +116,13 @@ def fail_on_nth_write(monkeypatch, n: int, code: int = errno.ENOSPC):
             raise OSError(code, os.strerror(code))
         return real(path, data)
 
-    monkeypatch.setattr(cache_module, "_write_temp", write)
+    monkeypatch.setattr(atomic, "write_temp", write)
 
 
 @pytest.mark.parametrize("nth", [1, 2, 3])
 def test_full_disk_leaves_no_partial_entry(tmp_path, monkeypatch, nth):
     cache = Cache(tmp_path)
-    other = cache_key({"other": 1})
+    other = content_key({"other": 1})
     cache.write_entry(other, files(), record())
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     fail_on_nth_write(monkeypatch, nth)
@@ -161,7 +162,7 @@ def test_two_writers_of_one_key_leave_one_consistent_entry(tmp_path, monkeypatch
     """A second writer finishing while the first is mid-entry must not leave the first writer's
     record over the second writer's files."""
     cache = Cache(tmp_path)
-    real_sync, turns = cache_module._fsync_dir, {"n": 0}
+    real_sync, turns = atomic.fsync_dir, {"n": 0}
 
     def second_writer_runs_now(folder):
         turns["n"] += 1
@@ -169,7 +170,7 @@ def test_two_writers_of_one_key_leave_one_consistent_entry(tmp_path, monkeypatch
             cache.write_entry(KEY, files(2), record(seed=2))
         real_sync(folder)
 
-    monkeypatch.setattr(cache_module, "_fsync_dir", second_writer_runs_now)
+    monkeypatch.setattr(atomic, "fsync_dir", second_writer_runs_now)
     cache.write_entry(KEY, files(1), record(seed=1))
     state = cache.check(KEY)
     assert state.status == "ok", state.reason
@@ -221,7 +222,7 @@ def test_stale_temporaries_of_dead_writers_are_removed_live_ones_kept(tmp_path):
     folder = cache.entry_dir(KEY)
     folder.mkdir(parents=True)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    host = cache_module._host()
+    host = atomic._host()
     stale = folder / f".{IMAGE}.{host}.{int(dead.stdout)}.ab12cd34.tmp"
     live = folder / f".{RECORD}.{host}.{os.getpid()}.ab12cd34.tmp"
     remote = folder / f".{RECORD}.otherhost.1.ab12cd34.tmp"

@@ -101,7 +101,7 @@ def test_a_checkpoint_of_the_same_classes_judges(project, tmp_path):
                                     'labels = "' + str(project / "labels.txt") + '"}]')
     path.write_text(text)
     assert main(["render", "--config", str(path), "--full", "--no-progress", "--classes", "cherry"]) == 0
-    (record,) = Cache(tmp_path / "cache").records(verify=True)
+    (record,) = Cache(tmp_path / "cache").render_records(verify=True)
     assert [(m.name, m.role) for m in record.scores.models] == [("test_efficientnet", "generator"),
                                                                 ("test_efficientnet@other", "judge")]
     assert all(m.target_top1_rate is not None for m in record.scores.models)

@@ -45,7 +45,7 @@ def request_in(folder: Path, classes: str = "0-1", **changes) -> pipeline.Render
 
 
 def concept_records(cache: Path) -> list:
-    return [r for r in Cache(cache).records(verify=True) if r.objective.kind == "concept"]
+    return [r for r in Cache(cache).render_records(verify=True) if r.objective.kind == "concept"]
 
 
 def test_render_renders_every_concept_of_the_banks_once(banked):

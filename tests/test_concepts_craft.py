@@ -8,12 +8,12 @@ import torch
 import torch.nn.functional as F
 
 from atlas.concepts import craft
+from atlas.concepts.formats import Concept
 from atlas.concepts.nmf import nmf
 from atlas.concepts.patches import cut_patches, patch_grid
 from atlas.concepts.store import encode_vector
 from atlas.models import load_model
 from atlas.objectives import capture
-from atlas.record import Concept
 from tests.concept_folders import one_thread  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -175,7 +175,7 @@ def test_cli_takes_the_shard_from_the_flag_or_the_launcher(tmp_path, tiny, capsy
 
 def test_a_part_that_does_not_fit_the_run_is_a_one_line_error_and_a_damaged_file_is_absent(tmp_path):
     from atlas.concepts.example_pass import merge
-    from atlas.record import ExamplePart, LayerTops
+    from atlas.concepts.formats import ExamplePart, LayerTops
 
     good = LayerTops("blocks.3", (5, 5), 2, store.encode_vector(torch.ones(2, 1).numpy()), (0, 1), (3, 4))
     part = ExamplePart(sets=("a" * 64,), shard=0, count=2, chunk=2, images=2, skipped=0, seconds=1.0, layers=(good,))

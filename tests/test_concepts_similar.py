@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 from atlas.concepts import similar, store
+from atlas.concepts.formats import BANK_KIND, Concept, ConceptBank
 from atlas.errors import AtlasError
-from atlas.record import Concept, ConceptBank
 
 
 def bank(index: int, vectors: np.ndarray, layer: str = "bn2", model: str = "m") -> ConceptBank:
     concepts = tuple(Concept(i, store.encode_vector(v), 0.0, 0.0, 0, (), ()) for i, v in enumerate(vectors))
-    return ConceptBank(key=store.key_of({"class": index, "layer": layer, "v": vectors.tolist()}), model=model,
+    return ConceptBank(key=BANK_KIND.key({"class": index, "layer": layer, "v": vectors.tolist()}), model=model,
                        weights_sha256="w", class_index=index, wnid=f"n{index:08d}", layer=layer, exact=True,
                        settings={}, images=1, skipped=0, patches=1, logit=0.0, residual=0.0, rest=0.0,
                        relative_error=0.0, concepts=concepts, seconds={})

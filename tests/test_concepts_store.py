@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from atlas.concepts import store
+from atlas.concepts.formats import BANK_KIND, AlignedClass, ChannelExamples, Concept, ConceptBank, Crop, ExampleSet
 from atlas.objectives import direction
-from atlas.record import AlignedClass, ChannelExamples, Concept, ConceptBank, Crop, ExampleSet, FileInfo
+from atlas.typed_json import FileInfo
 
 
 def make_bank(key: str = "ab" + "0" * 62) -> tuple[ConceptBank, dict[str, bytes]]:
@@ -77,8 +78,8 @@ def test_damaged_entries_read_as_absent(tmp_path, damage):
 
 def test_key_covers_every_field_of_the_material():
     base = {"model": "m", "layer": "bn2", "settings": {"concepts": 10}}
-    assert store.key_of(base) == store.key_of(dict(reversed(list(base.items()))))
-    assert store.key_of(base) != store.key_of({**base, "settings": {"concepts": 11}})
+    assert BANK_KIND.key(base) == BANK_KIND.key(dict(reversed(list(base.items()))))
+    assert BANK_KIND.key(base) != BANK_KIND.key({**base, "settings": {"concepts": 11}})
 
 
 def test_similar_concepts_link_other_classes_of_the_same_layer():

@@ -20,14 +20,15 @@ from PIL import Image
 
 from atlas.cli import main
 from atlas.concepts import store
+from atlas.concepts.formats import BANK_KIND, loads_concepts
 from atlas.concepts.images import load_squares, read_rgb
 from atlas.errors import AtlasError
 from atlas.evaluate import real_features
 from atlas.image_limits import MAX_PIXELS
-from atlas.record import InvalidRecord, loads_concepts
+from atlas.record import InvalidRecord
 from atlas.site.build import build
+from atlas.site.cache_reader import read_cache
 from atlas.site.publish import publish
-from atlas.site.records import read_cache
 from atlas.site.serve import make_server
 from atlas.spectrum import decorrelated_image
 from tests.concept_site_support import concept_cache
@@ -182,7 +183,7 @@ def test_render_plans_around_a_bank_whose_vectors_do_not_fit_and_names_it(tmp_pa
 def bank_json_for(tmp_path: Path, loaded, cache: Path, index: int, vector: str) -> Path:  # noqa: ANN001
     from tests.test_concepts_store import make_bank
 
-    bank, crops = make_bank(key=store.key_of({"class": index}))
+    bank, crops = make_bank(key=BANK_KIND.key({"class": index}))
     concept = bank.concepts[0]
     bank = type(bank)(**{**bank.__dict__, "model": loaded.name, "weights_sha256": loaded.weights_sha256,
                          "class_index": index, "layer": "layer4",

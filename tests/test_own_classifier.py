@@ -121,7 +121,7 @@ def test_concepts_render_build_and_browse_under_the_folder_names(fitted, tmp_pat
     cache = Cache(tmp_path / "cache")
     info = cache.read_model("efficientnet_lite0")
     assert [c.name for c in info.classes] == list(PHOTOS) and info.num_classes == 3 and info.dataset is None
-    records = list(cache.records(verify=True))
+    records = list(cache.render_records(verify=True))
     classes = [r for r in records if r.objective.kind == "class"]
     assert sorted(r.objective.class_index for r in classes) == [0, 2]
     assert {r.objective.description for r in classes} == {"efficientnet_lite0 · class 0 · cat",

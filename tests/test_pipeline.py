@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from atlas import cache as cache_module
-from atlas import pipeline
+from atlas import atomic, pipeline
 from atlas.cache import ATTRIBUTION, IMAGE, RECORD, Cache
 from atlas.config import load_config, override
 from atlas.errors import AtlasError
@@ -52,7 +51,7 @@ class FakeBar:
 
 def records(cache_dir: Path) -> dict[str, dict]:
     """The valid records, as written (JSON data)."""
-    return {r.key: to_dict(r) for r in Cache(cache_dir).records(verify=True)}
+    return {r.key: to_dict(r) for r in Cache(cache_dir).render_records(verify=True)}
 
 
 def tree(cache_dir: Path) -> dict[str, tuple[int, bytes]]:
@@ -262,7 +261,7 @@ def test_full_disk_mid_run_keeps_finished_entries_and_leaves_no_partial_one(tmp_
     request = make_request(tmp_path, classes="0-1", layers={})
     pipeline.run(request, report=lambda _: None)
     before = tree(tmp_path / "cache")
-    real = cache_module._write_temp
+    real = atomic.write_temp
     writes = {"n": 0}
 
     def write(path, data):
@@ -271,7 +270,7 @@ def test_full_disk_mid_run_keeps_finished_entries_and_leaves_no_partial_one(tmp_
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real(path, data)
 
-    monkeypatch.setattr(cache_module, "_write_temp", write)
+    monkeypatch.setattr(atomic, "write_temp", write)
     bigger = make_request(tmp_path, classes="0-4", layers={})
     with pytest.raises(AtlasError, match="disk full") as info:
         pipeline.run(bigger, report=lambda _: None)

@@ -7,14 +7,18 @@ import json
 import re
 import subprocess
 import sys
-from typing import ClassVar
 
 import pytest
 
-from atlas import record
-from atlas.record import IMAGE, InvalidRecord, RenderRecord, Retry
+from atlas import record, store
+from atlas.record import IMAGE, InvalidRecord, Retry
 from tests.record_support import render_record
 from tests.site_support import SAMPLE_CACHE, records
+
+
+def file_problem(rec, folder, *, verify):
+    """What the store says of a render entry's files, by the render kind."""
+    return store.files_problem(folder, record.RECORD, rec.files, record.KIND.needs(rec), verify=verify)
 
 
 def test_sample_records_read_back_exactly_and_typed():
@@ -25,7 +29,7 @@ def test_sample_records_read_back_exactly_and_typed():
         assert record.to_dict(rec) == raw and list(record.to_dict(rec)) == list(raw)
         assert record.loads(record.dumps(rec), folder.name) == rec
         assert (folder / "record.json").read_bytes() == record.dumps(rec)  # written by the cache's own writer
-        assert record.file_problem(rec, folder, verify=True) is None
+        assert file_problem(rec, folder, verify=True) is None
     espresso = next(record.from_dict(r) for _, r in found if r["objective"]["id"] == "class:967")
     assert espresso.objective.class_index == 967 and espresso.model.name == "efficientnet_lite0"
     assert espresso.scores is not None and espresso.scores.models[0].top5[0].index == 967
@@ -69,30 +73,13 @@ def test_invalid_records_say_what_is_wrong(data, reason):
 
 def test_file_problems(tmp_path):
     rec = record.with_files(render_record(), "k", {IMAGE: b"png", record.ATTRIBUTION: b"npy"})
-    assert record.file_problem(rec, tmp_path, verify=False) == "image.png is missing"
+    assert file_problem(rec, tmp_path, verify=False) == "image.png is missing"
     (tmp_path / IMAGE).write_bytes(b"PNG")
     (tmp_path / record.ATTRIBUTION).write_bytes(b"npy")
-    assert record.file_problem(rec, tmp_path, verify=False) is None  # sizes only
-    assert record.file_problem(rec, tmp_path, verify=True) == "image.png does not match its sha256"
+    assert file_problem(rec, tmp_path, verify=False) is None  # sizes only
+    assert file_problem(rec, tmp_path, verify=True) == "image.png does not match its sha256"
     failed = dataclasses.replace(rec, status="failed", files={})
-    assert record.file_problem(failed, tmp_path / "none", verify=True) is None
-
-
-def test_a_new_entry_kind_plugs_in(monkeypatch):
-    @dataclasses.dataclass(frozen=True)
-    class CropRecord:
-        KIND: ClassVar[str] = "crop"
-        FILES: ClassVar[tuple[str, ...]] = (IMAGE,)
-        key: str
-        status: str
-        box: tuple[int, int, int]
-        note: str | None = None
-
-    monkeypatch.setitem(record.KINDS, "crop", CropRecord)
-    data = {"format": 1, "key": "k", "kind": "crop", "status": "ok", "box": [1, 2, 3]}
-    crop = record.from_dict(data, "k")
-    assert crop == CropRecord("k", "ok", (1, 2, 3)) and record.to_dict(crop) == data
-    assert isinstance(record.from_dict(raw(), "k"), RenderRecord)
+    assert file_problem(failed, tmp_path / "none", verify=True) is None
 
 
 def test_the_record_module_imports_neither_torch_nor_numpy():

@@ -17,11 +17,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from atlas.atomic import is_temporary
 from atlas.cache import Cache
 from atlas.cli import main
 from atlas.errors import AtlasError
 from atlas.evaluate import real_image_paths
-from atlas.site.build import MARKER, TEMPORARY
+from atlas.site.build import MARKER
 from atlas.site.check import inspect_site
 from atlas.site.publish import publish
 from tests.site_support import SAMPLE_CACHE, sample_site
@@ -82,7 +83,7 @@ def test_render_and_build_killed_at_random_moments_lose_nothing(tmp_path, seed):
     if (cache_dir / "models").is_dir():
         kill_at(atlas("build", "--config", str(config)), rng.uniform(0.0, 4.0))
         if out.exists():  # the marker comes first: a folder atlas started is one it accepts again
-            assert (out / MARKER).is_file() or all(TEMPORARY.fullmatch(p.name) for p in out.iterdir()), seed
+            assert (out / MARKER).is_file() or all(is_temporary(p.name) for p in out.iterdir()), seed
         rc, _, err = finish(atlas("build", "--config", str(config)))
         assert rc == 0, (seed, err)
     else:
@@ -118,7 +119,7 @@ def test_render_and_build_killed_at_random_moments_lose_nothing(tmp_path, seed):
     assert len(media) == JOBS, seed
     for index in range(4):
         assert "Not rendered yet" not in (out / f"classes/{index:04d}.html").read_text(encoding="utf-8")
-    assert not [f for f in site_files(out) if TEMPORARY.fullmatch(f.rsplit("/", 1)[-1])]
+    assert not [f for f in site_files(out) if is_temporary(f.rsplit("/", 1)[-1])]
     listed = set(json.loads((out / MARKER).read_text(encoding="utf-8"))["files"])
     assert site_files(out) - listed == set(USER_FILES) | {MARKER}
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from atlas import cache as cache_module
+from atlas import atomic
 from atlas.cache import Cache
 from atlas.cli import main
 from atlas.jobs import Shard, build_jobs, select_shard
@@ -35,7 +35,7 @@ def cli_config(tmp_path: Path, classes: str = "0-3", layers: dict[str, str] | No
 
 
 def valid(cache_dir: Path) -> dict[str, dict]:
-    return {r.key: to_dict(r) for r in Cache(cache_dir).records(verify=True)}
+    return {r.key: to_dict(r) for r in Cache(cache_dir).render_records(verify=True)}
 
 
 def states(cache_dir: Path) -> dict[str, str]:
@@ -84,14 +84,14 @@ def test_unwritable_cache_and_full_disk_are_one_line_errors(tmp_path, capsys, mo
 
     assert main(["render", "--config", str(config), "--full", "--no-progress", "--classes", "0"]) == 0
     before = {p: p.read_bytes() for p in (tmp_path / "cache").rglob("*") if p.is_file()}
-    real = cache_module._write_temp
+    real = atomic.write_temp
 
     def full_disk(path, data):
         if path.name == "attribution.npy":
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real(path, data)
 
-    monkeypatch.setattr(cache_module, "_write_temp", full_disk)
+    monkeypatch.setattr(atomic, "write_temp", full_disk)
     capsys.readouterr()
     assert main(["render", "--config", str(config), "--full", "--no-progress"]) == 1
     err = capsys.readouterr().err.strip().splitlines()

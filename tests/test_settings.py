@@ -7,9 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from atlas.cache import cache_key
 from atlas.config import Config, PresetChoice, override
 from atlas.errors import AtlasError
+from atlas.kind import content_key
 from atlas.presets import get_preset
 from atlas.settings import ENGINE_VERSION, RenderSettings
 from atlas.spectrum import DEFAULT_SPECTRUM_SHA256
@@ -36,7 +36,7 @@ def test_the_key_material_is_the_documented_one_and_bf16_alone_adds_to_it():
     bf16 = dataclasses.replace(plain, bf16=True)
     assert bf16.key_material("m", "0" * 64, "class:1", 7) == material | {"autocast_bf16": True}
     flat = RenderSettings.make("cpu", spectrum=np.ones((3, 8, 5), np.float32))
-    assert cache_key(flat.key_material("m", "0" * 64, "class:1", 7)) != cache_key(material)
+    assert content_key(flat.key_material("m", "0" * 64, "class:1", 7)) != content_key(material)
 
 
 def test_record_fields_say_what_the_key_says():

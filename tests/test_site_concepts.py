@@ -12,9 +12,9 @@ import pytest
 
 from atlas.concepts import store
 from atlas.site.build import build
+from atlas.site.cache_reader import read_cache
 from atlas.site.check import MAX_PAGE_BYTES, inspect_site, page_links
 from atlas.site.gather import gather
-from atlas.site.records import read_cache
 from atlas.site.write import png_paths, render_site, site_paths
 from tests.concept_site_support import CONCEPTS, CROPS, EXAMPLES, concept_cache, render_concepts
 from tests.site_support import MODEL, records, sample_site
@@ -35,7 +35,7 @@ def site(cache, tmp_path_factory) -> Path:
 def test_gather_orders_concepts_links_neighbours_and_finds_renders(cache):
     gathered = gather(read_cache(cache))
     page = gathered.classes[967]
-    assert [c.number for c in page.concepts] == list(range(1, CONCEPTS + 1))
+    assert [c.rank for c in page.concepts] == list(range(1, CONCEPTS + 1))
     assert [c.concept.importance for c in page.concepts] == sorted((c.concept.importance for c in page.concepts),
                                                                    reverse=True)
     assert [c.status for c in page.concepts] == ["ok"] + ["pending"] * (CONCEPTS - 1)
@@ -177,7 +177,8 @@ def test_pngs_switched_on_after_gathering_change_only_the_files_png_paths_names(
 def test_a_class_page_with_ten_rendered_concepts_and_four_seeds_builds_within_the_page_budget(tmp_path):
     import dataclasses
 
-    from atlas.cache import Cache, cache_key
+    from atlas.cache import Cache
+    from atlas.kind import content_key
     from atlas.record import ATTRIBUTION, IMAGE, loads
 
     cache = concept_cache(tmp_path / "cache")
@@ -186,7 +187,7 @@ def test_a_class_page_with_ten_rendered_concepts_and_four_seeds_builds_within_th
     record = loads((folder / "record.json").read_bytes())
     files = {name: (folder / name).read_bytes() for name in (IMAGE, ATTRIBUTION)}
     for seed in (2, 3):  # seeds 0 and 1 are in the sample cache
-        Cache(cache).write_entry(cache_key({"extra seed": seed}), files,
+        Cache(cache).write_entry(content_key({"extra seed": seed}), files,
                                  dataclasses.replace(record, seed=seed, seed_index=seed))
     report = build(cache, tmp_path / "site")  # the build checks every page against the budget
     html = (tmp_path / "site" / "classes" / "0967.html").read_text()

@@ -21,20 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from atlas.cache import Cache, cache_key, encode_png
+from atlas.cache import Cache, encode_png
 from atlas.concepts import similar, store
+from atlas.concepts.formats import BANK_KIND, EXAMPLES_KIND, ChannelExamples, Concept, ConceptBank, Crop, ExampleSet
+from atlas.kind import content_key
 from atlas.model_record import LayerInfo, ModelInfo
-from atlas.record import (
-    ChannelExamples,
-    Concept,
-    ConceptBank,
-    Crop,
-    ExampleSet,
-    ModelRef,
-    ObjectiveInfo,
-    RenderRecord,
-    Timing,
-)
+from atlas.record import ModelRef, ObjectiveInfo, RenderRecord, Timing
 
 MODEL, WEIGHTS, LAYER, CHANNELS_LAYER = "bench-model", "b" * 64, "bn2", "conv_head"
 CROP_SIDE = 16
@@ -106,7 +98,7 @@ def make_cache(root: Path, classes: int = 1000, concepts: int = 10, crops: int =
         nearest_classes={}, layers=(LayerInfo(CHANNELS_LAYER, channels, 32),), channel_top_classes={},
         hardware="synthetic", code_version="bench", spectrum_sha256="0" * 64))
     for info in infos:
-        key = store.key_of({"bench": "bank", "class": info.index})
+        key = BANK_KIND.key({"bench": "bank", "class": info.index})
         written = _write_crops(root / "concepts" / key[:2] / key, _webp_crops(rng, concepts * crops))
         names = list(written)
         vectors = rng.random((concepts, dim), dtype=np.float32)
@@ -118,7 +110,7 @@ def make_cache(root: Path, classes: int = 1000, concepts: int = 10, crops: int =
                     Crop(f"{info.wnid}/{j:04d}.JPEG", (0, 0, 64, 64), float(crops - j), names[k * crops + j])
                     for j in range(crops)), ()) for k in range(concepts)))
         store.write_bank(root, bank, written)
-    key = store.key_of({"bench": "examples"})
+    key = EXAMPLES_KIND.key({"bench": "examples"})
     written = _write_crops(root / "examples" / key[:2] / key, _webp_crops(rng, channels * 9))
     names = list(written)
     store.write_examples(root, ExampleSet(
@@ -133,7 +125,7 @@ def make_cache(root: Path, classes: int = 1000, concepts: int = 10, crops: int =
 
 
 def _write_render(cache: Cache, channel: int, rng: np.random.Generator) -> None:
-    key = cache_key({"bench": "render", "channel": channel})
+    key = content_key({"bench": "render", "channel": channel})
     pixels = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
     buffer = io.BytesIO()
     np.save(buffer, rng.random((64, 64), dtype=np.float32))

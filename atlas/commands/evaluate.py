@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from atlas.evaluate import real_image_paths, score_class
     from atlas.labels import folder_classes
     from atlas.models import load_model
-    from atlas.site.records import Entry, read_cache
+    from atlas.site.cache_reader import Entry, read_cache
 
     config = flags.merge(load_config(args.config), args, FLAGS)
     if not args.images.is_dir():

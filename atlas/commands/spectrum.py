@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from atlas.cache import atomic_write
+    from atlas.atomic import atomic_write
     from atlas.errors import AtlasError
     from atlas.spectrum import compute_spectrum, spectrum_sha256
 

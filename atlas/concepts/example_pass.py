@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from atlas.cache import atomic_write
+from atlas.atomic import atomic_write
 from atlas.concepts import craft
 from atlas.concepts.examples import RunningTopK, region
+from atlas.concepts.formats import ChannelExamples, Crop, ExamplePart, ExampleSet, LayerTops
 from atlas.concepts.images import ImageFolder, SourceCrops, load_squares
 from atlas.concepts.store import (
     CROP_SIDE,
@@ -39,7 +40,6 @@ from atlas.errors import AtlasError
 from atlas.jobs import Shard, select_shard
 from atlas.models import LoadedModel
 from atlas.objectives import ActivationCapture
-from atlas.record import ChannelExamples, Crop, ExamplePart, ExampleSet, LayerTops
 
 Progress = Callable[..., Any]
 

@@ -33,6 +33,7 @@ import torch
 
 from atlas.cache import Cache
 from atlas.concepts import craft, example_pass, similar
+from atlas.concepts.formats import BANK_KIND, EXAMPLES_KIND, AlignedClass, Concept, ConceptBank, Crop
 from atlas.concepts.images import ClassImages, ImageFolder, SourceCrops, Squares, load_squares, scan
 from atlas.concepts.nmf import nmf
 from atlas.concepts.patches import STRIDE_RATIO, patch_grid
@@ -43,7 +44,6 @@ from atlas.concepts.store import (
     encode_vector,
     encode_webp,
     examples_checkpoint,
-    key_of,
     read_bank,
     read_examples,
     remove_pass,
@@ -55,7 +55,6 @@ from atlas.errors import AtlasError
 from atlas.jobs import Shard, select_shard
 from atlas.labels import folder_classes
 from atlas.models import LoadedModel, classifier_weights, find_layer
-from atlas.record import AlignedClass, Concept, ConceptBank, Crop
 
 VERSION = 2  # bump when a change of the method changes results: it is part of every key
 PHASES = ("read", "activations", "nmf", "importance", "crops")
@@ -147,16 +146,16 @@ def settings(request: ConceptRequest, loaded: LoadedModel) -> dict[str, Any]:
 
 
 def bank_key(loaded: LoadedModel, layer: str, images: ClassImages, setting: Mapping[str, Any]) -> str:
-    return key_of({"kind": "concepts", "model": loaded.name, "weights_sha256": loaded.weights_sha256,
-                   "class": images.index, "wnid": images.wnid, "images": images.fingerprint, "layer": layer,
-                   "settings": dict(setting)})
+    return BANK_KIND.key({"kind": "concepts", "model": loaded.name, "weights_sha256": loaded.weights_sha256,
+                          "class": images.index, "wnid": images.wnid, "images": images.fingerprint, "layer": layer,
+                          "settings": dict(setting)})
 
 
 def examples_key(loaded: LoadedModel, folder: ImageFolder, layer: str, channels: Sequence[int],
                  setting: Mapping[str, Any]) -> str:
-    return key_of({"kind": "examples", "model": loaded.name, "weights_sha256": loaded.weights_sha256,
-                   "images": folder.fingerprint, "layer": layer, "channels": list(channels),
-                   "settings": dict(setting)})
+    return EXAMPLES_KIND.key({"kind": "examples", "model": loaded.name, "weights_sha256": loaded.weights_sha256,
+                              "images": folder.fingerprint, "layer": layer, "channels": list(channels),
+                              "settings": dict(setting)})
 
 
 def run_concepts(loaded: LoadedModel, request: ConceptRequest, *, report: Callable[[str], None] = print,

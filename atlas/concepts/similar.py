@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from atlas.concepts import store
+from atlas.concepts.formats import SIMILAR_KIND, ConceptBank, SimilarSet
 from atlas.errors import AtlasError
-from atlas.record import ConceptBank, SimilarSet
 
 TOP = 3  # similar concepts per concept, as the class pages show them
 BLOCK = 1024  # rows per block: 1024 x 10,000 float32 cosines are 40 MB
@@ -88,7 +88,7 @@ def _block_top(matrix: np.ndarray, classes: np.ndarray, start: int, block: int, 
 
 def similar_key(banks: Iterable[ConceptBank], top: int = TOP) -> str:
     """What a stored result was computed from: the sorted keys of the banks, the method and `top`."""
-    return store.key_of({"kind": "similar", "version": VERSION, "top": top, "banks": sorted(b.key for b in banks)})
+    return SIMILAR_KIND.key({"kind": "similar", "version": VERSION, "top": top, "banks": sorted(b.key for b in banks)})
 
 
 def to_stored(banks: Iterable[ConceptBank], model: str, weights_sha256: str, top: int = TOP) -> SimilarSet:

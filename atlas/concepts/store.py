@@ -32,7 +32,6 @@ import dataclasses
 import functools
 import hashlib
 import io
-import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -40,29 +39,32 @@ from typing import Any, TypeVar
 import numpy as np
 from PIL import Image
 
-from atlas.cache import atomic_write, canonical_json, safe_name
-from atlas.errors import AtlasError
-from atlas.record import (
+from atlas import store
+from atlas.atomic import atomic_write
+from atlas.cache import safe_name
+from atlas.concepts.formats import (
+    BANK,
+    BANK_KIND,
     CONCEPTS_FORMAT,
+    EXAMPLES,
+    EXAMPLES_KIND,
+    PART_KIND,
+    SIMILAR_KIND,
     Concept,
     ConceptBank,
     Crop,
     ExamplePart,
     ExampleSet,
     FileInfo,
-    InvalidRecord,
     SimilarSet,
-    direction_id,
     dumps_concepts,
     dumps_value,
-    loads_concepts,
-    loads_value,
 )
-from atlas.safe_paths import UnsafeName, entry_file
+from atlas.errors import AtlasError
+from atlas.kind import Kind
+from atlas.record import direction_id
 
 FORMAT = CONCEPTS_FORMAT
-BANK = "bank.json"
-EXAMPLES = "examples.json"
 WEBP_QUALITY = 80
 # Side of every stored crop (concept patches, dataset examples): pages show them at this size or less.
 CROP_SIDE = 128
@@ -92,10 +94,6 @@ def crop_name(data: bytes) -> str:
     return f"{hashlib.sha256(data).hexdigest()[:16]}.webp"
 
 
-def key_of(material: Mapping[str, Any]) -> str:
-    return hashlib.sha256(canonical_json({"format": FORMAT, **material})).hexdigest()
-
-
 def visualization_id(bank: ConceptBank, concept: Concept) -> str:
     """The objective id of `concept`'s MACO picture: `atlas render` renders it under this id and
     the site finds the render by it (the id follows the vector, so a new bank gets new pictures)."""
@@ -104,8 +102,8 @@ def visualization_id(bank: ConceptBank, concept: Concept) -> str:
 
 # --- writing and reading --------------------------------------------------------------------
 @functools.lru_cache(maxsize=4096)  # a site of 1000 banks asks for the folder of each of their 100,000 crops
-def _folder(root: Path, kind: str, key: str) -> Path:
-    return Path(root) / kind / key[:2] / key
+def _folder(root: Path, kind: Kind, key: str) -> Path:
+    return store.entry_folder(root, kind.name, key)
 
 
 def _write(folder: Path, name: str, value: Any, crops: Mapping[str, bytes]) -> Path:
@@ -125,81 +123,34 @@ def _write(folder: Path, name: str, value: Any, crops: Mapping[str, bytes]) -> P
 def examples_checkpoint(root: str | Path, keys: Iterable[str]) -> Path:
     """Where an unfinished dataset-example pass for these example sets keeps its running state.
     The keys cover the model, the images and the settings, so a checkpoint only resumes its own pass."""
-    return Path(root) / "examples-pass" / f"{key_of({'example sets': sorted(keys)})}.pt"
+    return Path(root) / "examples-pass" / f"{PART_KIND.key({'example sets': sorted(keys)})}.pt"
 
 
-def _crops_of(value: ConceptBank | ExampleSet) -> set[str]:
-    if isinstance(value, ConceptBank):
-        return {c.image for concept in value.concepts for c in concept.crops}
-    return {c.image for channel in value.channels for c in channel.examples}
-
-
-def _read(folder: Path, name: str, kind: type, key: str) -> Any:
-    return _inspect(folder, name, kind, key)[0]
-
-
-def _inspect(folder: Path, name: str, kind: type, key: str) -> tuple[Any, str | None]:
-    """(the value, None) for a finished entry; (None, None) for a missing one (not written yet);
-    (None, why) for one that is not usable: unreadable, another format or key, a bad crop."""
-    try:
-        raw = entry_file(folder, name).read_bytes()
-    except UnsafeName as exc:
-        return None, None if not (folder / name).exists() and not (folder / name).is_symlink() else str(exc)
-    except OSError as exc:
-        return None, f"{name} is unreadable ({exc.strerror or exc})"
-    found = _format_of(raw)
-    if isinstance(found, int) and found < FORMAT:
-        return None, (f"{name} is format {found}, which lists no hashes of its crops: "
-                      "run `atlas concepts` again to rebuild it")
-    try:
-        value = loads_concepts(kind, raw)
-    except InvalidRecord as exc:
-        return None, f"{name}: {exc}"
-    if value.format != FORMAT:
-        return None, f"{name} is format {value.format}, not {FORMAT}: written by another atlas version"
-    if value.key != key:
-        return None, f"{name} names another key"
-    for crop in sorted(_crops_of(value)):
-        info = value.files.get(crop)
-        if info is None:
-            return None, f"{name} lists no size and sha256 for crop {crop}"
-        try:
-            size = entry_file(folder, crop).stat().st_size
-        except (UnsafeName, OSError) as exc:
-            return None, f"crop {exc}"
-        if size != info.bytes:
-            return None, f"crop {crop} has {size} bytes, {name} says {info.bytes}"
-    return value, None
-
-
-def _format_of(raw: bytes) -> object:
-    try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError):
-        return None
-    return data.get("format") if isinstance(data, dict) else None
+def _read(folder: Path, kind: Kind, key: str) -> Any:
+    value, why = store.inspect(folder, kind.name, key)
+    return value if why is None else None
 
 
 def write_bank(root: str | Path, bank: ConceptBank, crops: Mapping[str, bytes]) -> Path:
     """Store a class's bank and its crops (name -> WebP bytes), the JSON last."""
-    return _write(_folder(Path(root), "concepts", bank.key), BANK, bank, crops)
+    return _write(_folder(Path(root), BANK_KIND, bank.key), BANK, bank, crops)
 
 
 def read_bank(root: str | Path, key: str) -> ConceptBank | None:
     """The finished bank under `key`, or None (missing, incomplete or unreadable)."""
-    return _read(_folder(Path(root), "concepts", key), BANK, ConceptBank, key)
+    return _read(_folder(Path(root), BANK_KIND, key), BANK_KIND, key)
 
 
 def write_examples(root: str | Path, examples: ExampleSet, crops: Mapping[str, bytes]) -> Path:
-    return _write(_folder(Path(root), "examples", examples.key), EXAMPLES, examples, crops)
+    return _write(_folder(Path(root), EXAMPLES_KIND, examples.key), EXAMPLES, examples, crops)
 
 
 def read_examples(root: str | Path, key: str) -> ExampleSet | None:
-    return _read(_folder(Path(root), "examples", key), EXAMPLES, ExampleSet, key)
+    return _read(_folder(Path(root), EXAMPLES_KIND, key), EXAMPLES_KIND, key)
 
 
 def entry_folder(root: str | Path, value: ConceptBank | ExampleSet) -> Path:
-    return _folder(Path(root), "concepts" if isinstance(value, ConceptBank) else "examples", value.key)
+    return _folder(Path(root), BANK_KIND if isinstance(value, ConceptBank) else EXAMPLES_KIND, value.key)
 
 
 def crop_path(root: str | Path, value: ConceptBank | ExampleSet, crop: Crop) -> Path:
@@ -207,25 +158,14 @@ def crop_path(root: str | Path, value: ConceptBank | ExampleSet, crop: Crop) -> 
     return entry_folder(root, value) / crop.image
 
 
-def _entries(root: str | Path, kind: str, name: str, cls: type, problems: list[str] | None) -> Iterator[Any]:
-    for folder in sorted((Path(root) / kind).glob("??/*")):
-        if folder.name.startswith(".") or folder.is_symlink():
-            continue  # a writer's temporary, or a link placed in the cache: not an entry
-        value, why = _inspect(folder, name, cls, folder.name)
-        if value is not None:
-            yield value
-        elif why is not None and problems is not None:
-            problems.append(f"{folder}: {why}")
-
-
 def banks(root: str | Path, problems: list[str] | None = None) -> Iterator[ConceptBank]:
     """Every finished bank in the cache, in key order; with `problems`, one line is added there for
     each entry that is not usable (an unfinished one is not a problem)."""
-    return _entries(root, "concepts", BANK, ConceptBank, problems)
+    return store.entries(root, BANK_KIND.name, problems)
 
 
 def example_sets(root: str | Path, problems: list[str] | None = None) -> Iterator[ExampleSet]:
-    return _entries(root, "examples", EXAMPLES, ExampleSet, problems)
+    return store.entries(root, EXAMPLES_KIND.name, problems)
 
 
 def current_banks(root: str | Path, model: str, weights_sha256: str,
@@ -270,14 +210,6 @@ def _write_value(path: Path, value: SimilarSet | ExamplePart) -> Path:
     return path
 
 
-def _read_value(path: Path, kind: type) -> Any:
-    try:
-        value = loads_value(kind, path.read_bytes())
-    except (OSError, ValueError):  # missing, or not ours: absent
-        return None
-    return value if value.format == FORMAT else None
-
-
 def similar_path(root: str | Path, model: str, weights_sha256: str) -> Path:
     """One file per model and weights: a new set of banks replaces the similar concepts of the old one."""
     return Path(root) / "similar" / f"{safe_name(model)}-{weights_sha256[:16]}.json"
@@ -289,7 +221,7 @@ def write_similar(root: str | Path, value: SimilarSet) -> Path:
 
 def read_similar(root: str | Path, model: str, weights_sha256: str) -> SimilarSet | None:
     """The stored similar concepts of this model's weights, or None; the caller compares its key."""
-    value = _read_value(similar_path(root, model, weights_sha256), SimilarSet)
+    value = store.read_file(similar_path(root, model, weights_sha256), SIMILAR_KIND.name)
     return value if value is not None and (value.model, value.weights_sha256) == (model, weights_sha256) else None
 
 
@@ -299,7 +231,7 @@ def pass_key(keys: Iterable[str], count: int = 1, chunk: int = 0) -> str:
     material: dict[str, Any] = {"example sets": sorted(keys)}
     if count > 1:
         material |= {"shards": count, "chunk": chunk}
-    return key_of(material)
+    return PART_KIND.key(material)
 
 
 def shard_checkpoint(root: str | Path, keys: Iterable[str], shard: int, count: int, chunk: int) -> Path:
@@ -322,7 +254,7 @@ def read_parts(root: str | Path, keys: Iterable[str]) -> list[ExamplePart]:
     sets = tuple(sorted(keys))
     found = []
     for path in sorted((Path(root) / "examples-pass").glob("*.json")):
-        part = _read_value(path, ExamplePart)
+        part = store.read_file(path, PART_KIND.name)
         if part is not None and part.sets == sets and path == part_path(root, part):
             found.append(part)
     return sorted(found, key=lambda p: (p.count, p.chunk, p.shard))

@@ -23,29 +23,26 @@ import errno
 import json
 import os
 import posixpath
-import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from atlas import __version__
-from atlas.cache import atomic_write
+from atlas.atomic import atomic_write, is_temporary
 from atlas.concepts.store import entry_folder
 from atlas.errors import AtlasError
 from atlas.record import IMAGE
 from atlas.safe_paths import unsafe_destinations
+from atlas.site.cache_reader import BadEntry, CacheContents, read_cache
 from atlas.site.check import DEFAULT_BUDGET, Budget, SiteReport, check_site
 from atlas.site.gather import gather
 from atlas.site.images import copy_crops, derive_all
 from atlas.site.pages import Site
-from atlas.site.records import BadEntry, CacheContents, read_cache
 from atlas.site.write import environment, png_paths, render_site, site_paths, write_changed
 
 # The ownership record: which files of the output folder atlas wrote, and whether the build finished.
 MARKER = ".atlas-site.json"
-# What atlas's atomic writes name their temporaries: ".<name>.<12 hex>.tmp" or ".<name>.<host>.<pid>.<8 hex>.tmp".
-TEMPORARY = re.compile(r"\..+\.(?:[0-9a-f]{12}|[^.]+\.\d+\.[0-9a-f]{8})\.tmp")
 
 
 @dataclass
@@ -209,7 +206,7 @@ def claim(out: Path) -> SiteMarker | None:
     if out.exists() and not out.is_dir():
         raise AtlasError(f"{out} is a file; pass --out with a folder for the site")
     marker = read_marker(out)
-    if marker is None and out.is_dir() and any(not TEMPORARY.fullmatch(p.name) for p in out.iterdir()):
+    if marker is None and out.is_dir() and any(not is_temporary(p.name) for p in out.iterdir()):
         raise AtlasError(
             f"{out} is not empty and holds no atlas site (no {MARKER}), so atlas will not write or delete "
             f"anything in it: pass --out with an empty or new folder (a site built by an older atlas: delete it first)"
@@ -274,7 +271,7 @@ def _sweep_temporaries(out: Path) -> None:
     for folder, dirs, names in os.walk(out):
         dirs[:] = [d for d in dirs if d != ".git"]
         for name in names:
-            if TEMPORARY.fullmatch(name):
+            if is_temporary(name):
                 Path(folder, name).unlink(missing_ok=True)
 
 

@@ -10,8 +10,8 @@ import json
 from typing import Any
 
 from atlas import __version__
-from atlas.record import as_data
 from atlas.site.pages import ChannelPage, ClassPage, CropImage, Render, Site, UnitPage
+from atlas.typed_json import as_data
 
 SITE_FORMAT = 1
 SEARCH_INDEX_PATH = "data/search-index.js"
@@ -161,13 +161,13 @@ def concepts_document(page: ClassPage) -> dict[str, Any]:
         "images": bank.images, "patches": bank.patches, "logit": bank.logit, "residual": bank.residual,
         "rest": bank.rest, "relative_error": bank.relative_error,
         "concepts": [
-            {"number": c.number, "anchor": c.anchor, "importance": c.concept.importance, "share": c.share,
+            {"rank": c.rank, "anchor": c.anchor, "importance": c.concept.importance, "share": c.share,
              "top_images": c.concept.top_images, "vector_sha256": c.concept.digest, "status": c.status,
              "render": None if c.render is None else render_document(c.render),
              "crops": [_crop(x) for x in c.crops],
              "aligned": [{"index": a.page.index, "name": a.page.name, "cosine": a.score, "page": a.page.path}
                          for a in c.aligned],
-             "similar": [{"index": s.page.index, "name": s.page.name, "concept": s.number, "cosine": s.cosine,
+             "similar": [{"index": s.page.index, "name": s.page.name, "concept": s.rank, "cosine": s.cosine,
                           "page": s.path} for s in c.similar]}
             for c in page.concepts],
     }

@@ -12,10 +12,11 @@ import re
 from collections import Counter
 from collections.abc import Callable
 
+from atlas.concepts.formats import ConceptBank, Crop, ExampleSet
 from atlas.concepts.store import visualization_id
 from atlas.errors import AtlasError
 from atlas.model_record import LayerInfo
-from atlas.record import ConceptBank, Crop, ExampleSet
+from atlas.site.cache_reader import BadEntry, CacheContents, Entry, image_size
 from atlas.site.pages import (
     CROPS,
     Called,
@@ -35,7 +36,6 @@ from atlas.site.pages import (
     Site,
     Summary,
 )
-from atlas.site.records import BadEntry, CacheContents, Entry, image_size
 
 SLUG_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 

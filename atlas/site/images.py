@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from atlas.cache import atomic_write
+from atlas.atomic import atomic_write
 from atlas.display import overlay_rgba
 from atlas.errors import AtlasError
 from atlas.safe_paths import UnsafeName, read_entry_file
+from atlas.site.cache_reader import Entry
 from atlas.site.pages import Media, Render
-from atlas.site.records import Entry
 
 THUMB_QUALITY = 80
 DETAIL_QUALITY = 82

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from atlas.concepts.formats import Concept, ConceptBank, ExampleSet
 from atlas.model_record import ClassInfo, LayerInfo, ModelInfo
-from atlas.record import Concept, ConceptBank, ExampleSet, target_rates
-from atlas.site.records import CacheContents, Entry
+from atlas.record import target_rates
+from atlas.site.cache_reader import CacheContents, Entry
 
 THUMB_SIDE = 192
 DETAIL_SIDE = 640
@@ -331,7 +332,8 @@ class ConceptLink:
         return f"{self.page.path}#{concept_anchor(self.position)}"
 
     @property
-    def number(self) -> int:
+    def rank(self) -> int:
+        """1 for the class's most important concept (a page's `number` is its display string)."""
         return self.position + 1
 
 
@@ -359,7 +361,8 @@ class ConceptView:
         return " ".join(crop.name for crop in self.crops)
 
     @property
-    def number(self) -> int:
+    def rank(self) -> int:
+        """1 for the class's most important concept (a page's `number` is its display string)."""
         return self.position + 1
 
     @property

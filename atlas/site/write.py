@@ -14,7 +14,7 @@ from pathlib import Path
 import jinja2
 
 from atlas import __version__
-from atlas.cache import atomic_write
+from atlas.atomic import atomic_write
 from atlas.errors import AtlasError
 from atlas.site.documents import (
     SEARCH_INDEX_PATH,

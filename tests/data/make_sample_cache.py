@@ -4,7 +4,7 @@
 
 Images are small synthetic pictures (a MACO-like 1/f random-phase texture plus a few soft
 blobs), 64 px so the repository stays small; records are `atlas.record` values stored by
-`atlas.cache.Cache`, keys are `atlas.cache.cache_key`s, so they cannot drift from the format.
+`atlas.cache.Cache`, keys are `atlas.kind.content_key`s, so they cannot drift from the format.
 Contents, chosen to exercise the site:
   classes 1 goldfish, 134 crane, 207 golden retriever, 607 jack-o'-lantern, 739 potter's wheel,
   967 espresso (two seeds), 517 crane (status "failed": same name as 134);
@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from atlas.cache import Cache, cache_key, encode_npy, encode_png
+from atlas.cache import Cache, encode_npy, encode_png
+from atlas.kind import content_key
 from atlas.record import (
     ATTRIBUTION,
     IMAGE,
@@ -143,7 +144,7 @@ def judging(large: Scores, n: int) -> dict[str, Scores]:
 
 
 def key_for(objective_id: str, seed: int) -> str:
-    return cache_key({
+    return content_key({
         "engine_version": ENGINE_VERSION, "model": MODEL, "weights_sha256": WEIGHTS_SHA,
         "objective": objective_id, "preset": PRESET, "canvas": CANVAS, "seed": seed,
         "spectrum_sha256": SPECTRUM_SHA, "param": "maco",

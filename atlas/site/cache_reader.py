@@ -1,4 +1,4 @@
-"""Reading a render cache (format 1, see docs/architecture.md) for the site: plain data, no torch.
+"""Reading a cache for the site (renders and concept entries through atlas.store): plain data, no torch.
 
 The reader trusts the cache's contract: `record.json` is written last, so an entry
 without a valid record is not an entry and is skipped (and counted, so the build can say
@@ -23,9 +23,10 @@ from PIL import Image
 from atlas.cache import Cache, safe_name
 from atlas.concepts import similar as concept_similar
 from atlas.concepts import store as concept_store
+from atlas.concepts.formats import ConceptBank, Crop, ExampleSet
 from atlas.errors import AtlasError
 from atlas.model_record import InvalidModelInfo, ModelInfo, loads
-from atlas.record import ATTRIBUTION, IMAGE, ConceptBank, Crop, ExampleSet, ObjectiveInfo, RenderRecord
+from atlas.record import ATTRIBUTION, IMAGE, ObjectiveInfo, RenderRecord
 
 # The largest picture side the site decodes: far above any canvas atlas renders (512 by default),
 # so a PNG header claiming more is not a render, and decoding it could take gigabytes.

@@ -1,0 +1,98 @@
+"""The content-addressed store: the table of entry kinds, and the one reader of every kind.
+
+Every kind is registered in `KINDS` by its owner's `Kind` (name, folder, value type, document,
+JSON, the files it needs, its key), and the reader finds a kind by its name there.  It trusts
+nothing on disk: a document or file is a regular file of its own entry folder, never reached
+through a link (atlas.safe_paths); the value parses strictly and names its folder's key; every
+file it needs is listed in its `files` with the size on disk (and, with `verify`, the sha256).
+Torch-free, so the site reads with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from atlas import record
+from atlas.concepts import formats
+from atlas.kind import Kind
+from atlas.safe_paths import UnsafeName, entry_file
+from atlas.typed_json import FileInfo, InvalidRecord
+
+KINDS: dict[str, Kind] = {kind.name: kind for kind in (
+    record.KIND,
+    formats.BANK_KIND,
+    formats.EXAMPLES_KIND,
+    formats.SIMILAR_KIND,
+    formats.PART_KIND,
+)}
+
+
+def entry_folder(root: str | Path, kind: str, key: str) -> Path:
+    """Where the entry `key` of the registered kind `kind` lives."""
+    return Path(root) / KINDS[kind].folder / key[:2] / key
+
+
+def inspect(folder: Path, kind_name: str, key: str, *, verify: bool = False) -> tuple[Any, str | None]:
+    """Read the entry of a registered folder kind in `folder`: (value, None) when usable; (None, None) when
+    it has no document yet (missing or unfinished, not a problem); (value or None, why) when it is not usable."""
+    kind = KINDS[kind_name]
+    name = kind.document
+    assert name is not None, f"{kind.name} entries are single files"
+    try:
+        raw = entry_file(folder, name).read_bytes()
+    except UnsafeName as exc:
+        absent = not (folder / name).exists() and not (folder / name).is_symlink()
+        return None, None if absent else str(exc)
+    except OSError as exc:
+        return None, f"{name} is unreadable ({exc.strerror or exc})"
+    try:
+        value = kind.loads(raw, key)
+    except InvalidRecord as exc:
+        return None, str(exc)
+    return value, files_problem(folder, name, value.files, kind.needs(value), verify=verify)
+
+
+def files_problem(folder: Path, document: str, files: Mapping[str, FileInfo], needed: Iterable[str], *,
+                  verify: bool) -> str | None:
+    """Why the files `document` needs disagree with what it lists (None when they agree): each listed,
+    a regular file of `folder`, of the listed size and, when `verify`, of the listed sha256."""
+    for name in dict.fromkeys(needed):  # in the kind's order, each once
+        info = files.get(name)
+        if info is None:
+            return f"{document} does not list {name}"
+        try:
+            path = entry_file(folder, name)
+            size = path.stat().st_size
+        except (UnsafeName, OSError) as exc:
+            return str(exc) if isinstance(exc, UnsafeName) else f"{name} is unreadable ({exc.strerror or exc})"
+        if size != info.bytes:
+            return f"{name} has {size} bytes, {document} says {info.bytes}"
+        if verify and hashlib.sha256(path.read_bytes()).hexdigest() != info.sha256:
+            return f"{name} does not match its sha256"
+    return None
+
+
+def entries(root: str | Path, kind: str, problems: list[str] | None = None, *,
+            verify: bool = False) -> Iterator[Any]:
+    """Every usable entry of a folder kind, in key order; with `problems`, one line (naming the folder)
+    is added there for each entry that is not usable (an unfinished one is not a problem)."""
+    for folder in sorted((Path(root) / KINDS[kind].folder).glob("??/*")):
+        if folder.name.startswith(".") or folder.is_symlink():
+            continue  # a writer's temporary, or a link placed in the cache: not an entry
+        value, why = inspect(folder, kind, folder.name, verify=verify)
+        if why is None and value is not None:
+            yield value
+        elif why is not None and problems is not None:
+            problems.append(f"{folder}: {why}")
+
+
+def read_file(path: Path, kind: str) -> Any:
+    """The value of a registered file kind stored at `path`, or None when it is missing or not a valid one
+    (absent: it is computed again)."""
+    try:
+        return KINDS[kind].loads(entry_file(path.parent, path.name).read_bytes(), None)
+    except (UnsafeName, OSError, InvalidRecord):
+        return None

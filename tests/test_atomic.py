@@ -1,0 +1,25 @@
+"""Temporary names: the one parser that the cache's sweep and the site's sweep share."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from atlas import atomic
+
+
+def test_temporaries_are_named_by_their_owner_and_recognised_by_the_one_parser(tmp_path):
+    made = atomic.temp_path(tmp_path / "record.json").name
+    assert atomic.is_temporary(made) and atomic.temporary_owner(made) == (atomic._host(), os.getpid())
+    assert atomic.is_temporary(".thumb.webp.0123456789ab.tmp")  # an older writer's name: no owner
+    assert atomic.temporary_owner(".thumb.webp.0123456789ab.tmp") is None
+    for name in ("record.json", ".hidden", "x.tmp", ".record.json.tmp", ".a.host.12.xyz.tmp"):
+        assert not atomic.is_temporary(name), name
+
+
+def test_write_folder_places_a_whole_folder_and_leaves_no_temporary(tmp_path):
+    folder = tmp_path / "ab" / "abcd"
+    atomic.write_folder(folder, {"a.bin": b"1"}, ("doc.json", b"{}"))
+    atomic.write_folder(folder, {"b.bin": b"2"}, ("doc.json", b"[]"))  # replaces, never merges
+    assert sorted(p.name for p in folder.iterdir()) == ["b.bin", "doc.json"]
+    assert [p.name for p in Path(tmp_path).rglob("*") if atomic.is_temporary(p.name)] == []
