@@ -19,7 +19,7 @@ from atlas.errors import AtlasError
 from atlas.site.check import DEFAULT_BUDGET, Budget
 from atlas.site.publish import publish
 from atlas.site.serve import make_server
-from tests.site_support import sample_site
+from tests.site_support import MODEL, sample_site
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,7 +63,7 @@ def test_publish_pushes_one_commit_without_history(site, tmp_path, project):
     assert files == site_files and {".nojekyll", "index.html", "classes/0607.html"} <= files
     assert done.files == len(files)
     page = git("--git-dir", str(remote), "show", "gh-pages:classes/0607.html")
-    assert page == (site / "classes/0607.html").read_text(encoding="utf-8").rstrip("\n")
+    assert page == (site / MODEL / "classes/0607.html").read_text(encoding="utf-8").rstrip("\n")
 
 
 def test_publish_to_origin_refuses_a_dirty_project(site, project):
@@ -149,7 +149,7 @@ def test_publish_pushes_nothing_but_a_finished_site_that_passes_its_check(site, 
         (broken / ".atlas-site.json").write_text(json.dumps(dict(marker, complete=False)), encoding="utf-8")
         expected = "did not finish.*nothing pushed.*atlas build"
     elif damage == "broken link":
-        (broken / "classes/0500.html").unlink()
+        (broken / MODEL / "classes/0500.html").unlink()
         expected = "fails its check, nothing pushed.*'0500.html' does not exist"
     else:
         budget = Budget(site_bytes=1024)

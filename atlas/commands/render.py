@@ -101,6 +101,11 @@ def run(args: argparse.Namespace) -> int:
         summary = pipeline.run(request, report=say, progress=progress, warn=warn)
         which = f"{own.model}: " if len(configs) > 1 or config.models else ""
         print(f"atlas render: done: {which}{summary.line()}; cache {config.cache}", flush=True)
+    if len(config.model_configs()) > 1:  # every model judges the others' class pictures it has not judged yet
+        from atlas.crossjudge import judge_across
+
+        made = judge_across(config.model_configs(), device, report=say)
+        print(f"atlas render: done: {made} judgments of one model's pictures by another", flush=True)
     if cpu_subset:
         print(f"atlas render: that was the CPU subset; for the full atlas run: {full_command}", flush=True)
     return 0

@@ -29,13 +29,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from atlas import __version__
+from atlas import __version__, judgment
 from atlas.cache import atomic_write
 from atlas.concepts.store import entry_folder
 from atlas.errors import AtlasError
 from atlas.record import IMAGE
 from atlas.safe_paths import unsafe_destinations
 from atlas.site.check import DEFAULT_BUDGET, Budget, SiteReport, check_site
+from atlas.site.compare import index_judgments
 from atlas.site.gather import gather
 from atlas.site.images import copy_crops, derive_all
 from atlas.site.pages import Site
@@ -98,7 +99,7 @@ def build(cache: Path, out: Path, *, model: str | Sequence[str] | None = None, o
             say(note)
     pairs = [_gathered(contents, bool(png)) for contents in every]
     every = [contents for contents, _ in pairs]
-    roster = Roster([site for _, site in pairs])
+    roster = Roster([site for _, site in pairs], index_judgments(judgment.read_all(cache)))
     for site in roster.sites:
         say(f"{site.model.name}: {len(site.pages)} pages, {len(site.renders)} renders")
     try:
@@ -149,7 +150,7 @@ def _write(every: list[CacheContents], roster: Roster, out: Path, previous: Site
     if corrupt:  # shown as not rendered (a bank or example set: as not computed), like any other invalid entry
         every = [_without(contents, corrupt) for contents in every]
         roster = Roster([gather(contents, with_png=roster.with_png, prefix=site.prefix)
-                         for contents, site in zip(every, roster.sites, strict=True)])
+                         for contents, site in zip(every, roster.sites, strict=True)], roster.judged)
         # a crop whose name (its content's hash) a skipped entry shared with a good one: now from the good one
         crop_sha256 = {path: sha for contents in every for path, sha in contents.crop_sha256().items()}
         images += copy_crops(roster.crops, out, crop_sha256)

@@ -614,6 +614,10 @@ class Site:
         """The site's root page: the models of the atlas, or this model's index in a site of its own."""
         return self.roster.home if self.roster is not None else self.home
 
+    def compare(self, page: Page) -> Page | None:
+        """The class's compare page across the atlas's models (atlas.site.compare), if it has one."""
+        return self.roster.compare_of(self, page) if self.roster is not None else None
+
     def switcher(self, page: Page) -> list:
         """Links to the same page in the atlas's other models (atlas.site.roster), none in a one-model site."""
         return self.roster.switch(self, page) if self.roster is not None else []

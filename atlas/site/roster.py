@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from atlas.site.compare import ComparePage, Matrix, Rates, compare_pages, matrix
 from atlas.site.pages import ChannelPage, ClassPage, LayerPage, Page, Site
 
 MODEL_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -70,9 +71,9 @@ def _generator_rate(site: Site, scale: str) -> float | None:
 def _key(site: Site, page: Page) -> tuple[Any, ...]:
     """What a page is about, the same in every model: a class (by index and name), a channel, a layer,
     or a page of the model's folder by its place there."""
-    if isinstance(page, ClassPage):
+    if isinstance(page, (ClassPage, ComparePage)):  # a compare page's switcher opens the class in each model
         assert page.info is not None
-        return ("class", page.index, page.info.wnid, page.name)
+        return ("class", page.index, page.info.wnid, page.info.name)
     if isinstance(page, ChannelPage):
         assert page.layer is not None
         return ("channel", page.layer.name, page.channel)
@@ -86,12 +87,30 @@ class Roster:
     """Every model's part of the site, the default (first) model first."""
 
     sites: list[Site]
+    judged: dict[tuple[str, str], Rates] = field(default_factory=dict)  # (picture key, judge) -> its rates
     home: Page = field(default_factory=lambda: Page(HOME, "Models", "models.html"))
+    compares: list[ComparePage] = field(default_factory=list)
+    matrix: Matrix | None = None
     _pages: dict[int, dict[tuple[Any, ...], Page]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         for site in self.sites:
             site.roster = self
+        self.compares = compare_pages(self.sites, self.judged)
+        self.matrix = matrix(self.sites, self.judged)
+        self._compare = {p.index: p for p in self.compares}
+
+    @property
+    def own_pages(self) -> list[Page]:
+        """The pages of the atlas rather than of one model: the root index and the compare pages."""
+        return [self.home, *self.compares]
+
+    def compare_of(self, site: Site, page: Page) -> ComparePage | None:
+        """The compare page of a class page of a model that takes part in the comparison."""
+        if not isinstance(page, ClassPage) or not self.compares:
+            return None
+        found = self._compare.get(page.index)
+        return found if found is not None and any(c.site is site for c in found.columns) else None
 
     @property
     def default(self) -> Site:
@@ -121,7 +140,7 @@ class Roster:
 
     @property
     def pages(self) -> list[Page]:
-        return [self.home, *(p for site in self.sites for p in site.pages)]
+        return [*self.own_pages, *(p for site in self.sites for p in site.pages)]
 
     @property
     def renders(self) -> list:

@@ -104,7 +104,8 @@ def _makers(built: Built, env: jinja2.Environment | None) -> dict[str, Callable[
     for site in reversed(sites):  # the default model's 404 page last, so that it is the one kept
         makers.update(_site_makers(site, env))
     if isinstance(built, Roster):
-        makers[built.home.path] = functools.partial(_page_file, env, built.home, built.default)
+        for page in built.own_pages:
+            makers[page.path] = functools.partial(_page_file, env, page, built.default)
     makers[SEARCH_INDEX_PATH] = lambda: search_index_script(atlas_index(sites))
     for name in STATIC_FILES:
         makers[f"static/{name}"] = functools.partial(static_file, name)
