@@ -101,7 +101,7 @@ def test_a_class_with_many_seeds_stays_under_the_page_budget(tmp_path):
         copied = dict(record, key=key, seed=seed, seed_index=seed)
         (new / "record.json").write_text(json.dumps(copied), encoding="utf-8")
     report = build(cache, tmp_path / "site")
-    page = (tmp_path / "site/classes/0967.html").stat().st_size
+    page = (tmp_path / "site" / MODEL / "classes/0967.html").stat().st_size
     assert report.check.largest_page == (f"{MODEL}/classes/0967.html", page)
     assert page <= MAX_PAGE_BYTES
-    assert (tmp_path / "site/classes/0967.html").read_text(encoding="utf-8").count('class="seed"') == 6
+    assert (tmp_path / "site" / MODEL / "classes/0967.html").read_text(encoding="utf-8").count('class="seed"') == 6

@@ -85,7 +85,7 @@ def test_class_page_shows_concepts_within_budget_and_links_resolve(cache, site):
     crops = [link for link in page_links(html) if "/crops/" in link]
     assert len(crops) == CONCEPTS * CROPS
     assert all((site / MODEL / "classes" / link).is_file() for link in crops)
-    doc = json.loads((site / MODEL / "data" / MODEL / "classes" / "0967.json").read_text())
+    doc = json.loads((site / MODEL / "data" / "classes" / "0967.json").read_text())
     assert [c["status"] for c in doc["concepts"]["concepts"]][:2] == ["ok", "pending"]
     assert doc["concepts"]["concepts"][0]["render"]["objective"]["kind"] == "concept"
 
@@ -105,7 +105,7 @@ def test_channel_page_shows_dataset_examples(site):
 
 
 def test_index_offers_the_top_concept_view(site):
-    assert 'data-by="concept"' in (site / "index.html").read_text()
+    assert 'data-by="concept"' in (site / MODEL / "index.html").read_text()
     index = json.loads((site / MODEL / "data" / "index.json").read_text())
     by_index = {c["index"]: c for c in index["classes"]}
     assert (site / by_index[967]["concept_thumb"]).is_file()
@@ -191,7 +191,7 @@ def test_a_class_page_with_ten_rendered_concepts_and_four_seeds_builds_within_th
                                  dataclasses.replace(record, seed=seed, seed_index=seed))
     report = build(cache, tmp_path / "site")  # the build checks every page against the budget
     html = (tmp_path / "site" / MODEL / "classes" / "0967.html").read_text()
-    assert html.count('class="seed"') == 4 and html.count('<img src="../media/') >= CONCEPTS
+    assert html.count('class="seed"') == 4 and html.count('<img src="../../media/') >= CONCEPTS
     assert report.check.problems == [] and report.check.largest_page[0] == f"{MODEL}/classes/0967.html"
     assert 30 * 1024 < report.check.largest_page[1] <= MAX_PAGE_BYTES
 

@@ -125,7 +125,7 @@ def test_a_phone_reads_name_picture_concepts_then_the_rest(browser, site, server
         context = browser.new_context(viewport={"width": 375, "height": 800})
         page = context.new_page()
         page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(base + "classes/0967.html")
+        page.goto(base + f"{MODEL}/classes/0967.html")
         tops = page.evaluate("""() => ['h1', '#stage', '.concepts', '.preds', 'details.params'].map(
           s => document.querySelector(s).getBoundingClientRect().top)""")
         assert tops == sorted(tops), tops
