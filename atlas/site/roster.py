@@ -133,7 +133,7 @@ class Roster:
         links = []
         for other in self.sites:
             target = self._index(other).get(key)
-            links.append(SwitchLink(other.model.name, (target or other.home).path, other is site, target is not None))
+            links.append(SwitchLink(other.model.name, (target or other.home).path, target is page, target is not None))
         return links
 
     # The whole atlas as the build writes it: every model's pages and files, and the root index.
