@@ -27,8 +27,9 @@ BATCH = 16
 
 
 def judge_across(configs: Sequence[Config], device: str, report: Callable[[str], None] = print) -> int:
-    """Judge every model's class pictures in the cache by every other model of `configs` that lacks
-    a judgment of them; returns how many judgments were made."""
+    """Judge every model's class pictures in the cache by every other model of `configs` that lacks a
+    score of them (neither a judgment nor, as a render-time judge, a place in the record); returns how
+    many judgments were made."""
     if len(configs) < 2:
         return 0
     cache = Cache(configs[0].cache)
@@ -44,13 +45,19 @@ def judge_across(configs: Sequence[Config], device: str, report: Callable[[str],
         for judge in models:
             if judge is generator or not own or not same_classes(judge, generator):
                 continue
-            todo = [(r, _key(r, judge, crops, seed)) for r in own]
+            todo = [(r, _key(r, judge, crops, seed)) for r in own if not _scored(r, judge)]
             todo = [(r, key) for r, key in todo if key not in done]
             for start in range(0, len(todo), BATCH):
                 made += _judge_batch(cache, todo[start:start + BATCH], generator, judge, crops, seed)
             if todo:
                 report(f"{judge.name} judged {len(todo)} pictures of {generator.name}")
     return made
+
+
+def _scored(record: RenderRecord, judge: LoadedModel) -> bool:
+    """Whether the render's own record holds the judge's scores (it was a judge when the picture was made)."""
+    whole = record.judging.get("whole") if record.judging else None
+    return whole is not None and any(m.name == judge.name for m in whole.models)
 
 
 def _key(record: RenderRecord, judge: LoadedModel, crops: int, seed: int) -> str:
