@@ -74,6 +74,22 @@ class JudgeModel:
 
 
 @dataclass(frozen=True)
+class ModelEntry:
+    """One model of a several-model atlas (`models = [...]`): a timm name, or a table with the
+    model's own checkpoint, class names and dataset, read like the top-level keys of the same names."""
+
+    model: str
+    checkpoint: Path | None = None
+    labels: Path | None = None
+    dataset: str | None = None
+
+    @property
+    def name(self) -> str:
+        """Its name in the cache and on the site: the architecture, with a checkpoint's file stem."""
+        return f"{self.model}@{self.checkpoint.stem}" if self.checkpoint is not None else self.model
+
+
+@dataclass(frozen=True)
 class Selection:
     """What to render: classes, channels per layer, the preset, and the judges that score it."""
 
@@ -145,6 +161,19 @@ class Config:
     )
     scoring: Scoring = field(default_factory=Scoring)
     concepts: Concepts = field(default_factory=Concepts)
+    models: tuple[ModelEntry, ...] = ()  # a several-model atlas; empty: the one `model` above
+
+    def model_configs(self, only: str | None = None) -> list[Config]:
+        """One config per model of the atlas, each with that model's checkpoint, labels and dataset
+        in the top-level keys every command reads; `only`: the one named so (or a model outside the list)."""
+        if not self.models:
+            return [self]
+        entries = list(self.models)
+        if only is not None:
+            entries = [e for e in entries if only in (e.name, e.model)] or [ModelEntry(only)]
+        return [dataclasses.replace(self, model=e.model, checkpoint=e.checkpoint, labels=e.labels,
+                                    dataset=e.dataset if e.dataset is not None else self.dataset, models=())
+                for e in entries]
 
 
 def load_config(path: str | Path | None = None) -> Config:
@@ -175,7 +204,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     top = reader.table(data, "", {
         "model", "classes", "judges", "cache", "site", "device", "batch_size", "param",
         "checkpoint", "random_weights", "preset", "layers", "scoring", "cpu", "bf16", "channels_last", "spectrum",
-        "concepts", "labels", "dataset",
+        "concepts", "labels", "dataset", "models",
     })
     folder = path.parent
     checkpoint = reader.optional_str(top, "checkpoint")
@@ -200,9 +229,13 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         images_per_class=reader.integer(table, "images_per_class", Concepts.images_per_class, "concepts."),
         patch=None if patch is None else reader.integer(table, "patch", 64, "concepts."),
     )
+    models = reader.models(top)
+    if models and "model" in top:
+        raise reader.fail("model", "and 'models' both name the model: keep one (the first of models is the default)")
     return Config(
         source=path,
-        model=reader.string(top, "model", base.model),
+        model=models[0].model if models else reader.string(top, "model", base.model),
+        models=models,
         checkpoint=(folder / checkpoint) if checkpoint else None,
         random_weights=reader.boolean(top, "random_weights", False),
         labels=(folder / labels) if labels else None,
@@ -336,6 +369,31 @@ class _Reader:
             else:
                 raise self.fail(prefix + "judges", f"must be a list of model names, got {value!r}")
         return tuple(judges)
+
+    def models(self, table: Mapping[str, Any]) -> tuple[ModelEntry, ...]:
+        """`models`: timm names, or tables {model, checkpoint, labels, dataset} (paths relative to the file)."""
+        value = table.get("models", [])
+        if not isinstance(value, list) or ("models" in table and not value):
+            raise self.fail("models", f"must be a non-empty list of model names or tables, got {value!r}")
+        entries = []
+        for item in value:
+            if isinstance(item, str) and item:
+                entries.append(ModelEntry(item))
+            elif isinstance(item, Mapping):
+                entry = self.table(item, "models[]", {"model", "checkpoint", "labels", "dataset"})
+                checkpoint, labels = self.optional_str(entry, "checkpoint"), self.optional_str(entry, "labels")
+                entries.append(ModelEntry(
+                    self.string(entry, "model", "", "models[]."),
+                    self.path.parent / checkpoint if checkpoint else None,
+                    self.path.parent / labels if labels else None,
+                    self.optional_str(entry, "dataset")))
+            else:
+                raise self.fail("models", f"must list model names or tables, got {item!r}")
+        names = [e.name for e in entries]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise self.fail("models", f"names {', '.join(twice)} twice; give each checkpoint its own file name")
+        return tuple(entries)
 
     def layers(self, table: Mapping[str, Any], prefix: str,
                default: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:

@@ -57,6 +57,7 @@ def model_info(loaded: LoadedModel, device: str, spectrum_sha256: str) -> ModelI
         num_classes=loaded.num_classes,
         input_size=loaded.input_size,
         dataset=loaded.dataset,
+        parameters=sum(p.numel() for p in loaded.module.parameters()),
         classes=classes,
         nearest_classes=nearest,
         layers=tuple(list_layers(loaded)),

@@ -7,8 +7,8 @@ and the site reads it without torch. `atlas.models` lists classes and layers as 
 
 Reading is as lenient as the site has always been: the model's name, weights hash and classes
 (listed by index 0..N-1) are required, every other field has a default, so older files read
-the same. A class without a WordNet id has `wnid` "" and is written `null`; `input_size` and
-`dataset` are left out while None (files written before them read back byte for byte).
+the same. A class without a WordNet id has `wnid` "" and is written `null`; `input_size`,
+`dataset` and `parameters` are left out while None (files written before them read back byte for byte).
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ class ModelInfo:
     spectrum_sha256: str
     input_size: int | None = None
     dataset: str | None = None  # what the classes are called ("ImageNet"); None: unnamed, or a file before the field
+    parameters: int | None = None  # the model's parameter count, for the atlas's model cards; None in older files
 
     @property
     def dataset_name(self) -> str:
@@ -86,6 +87,8 @@ def to_dict(info: ModelInfo) -> dict[str, Any]:
         out["input_size"] = info.input_size
     if info.dataset is not None:
         out["dataset"] = info.dataset
+    if info.parameters is not None:
+        out["parameters"] = info.parameters
     out.update({
         "classes": [{"index": c.index, "wnid": c.wnid or None, "name": c.name, "synonyms": list(c.synonyms)}
                     for c in info.classes],
@@ -144,6 +147,7 @@ def from_dict(raw: dict[str, Any]) -> ModelInfo:
             spectrum_sha256=str(raw.get("spectrum_sha256", "")),
             input_size=_opt_int(raw.get("input_size")),
             dataset=None if raw.get("dataset") is None else str(raw["dataset"]),
+            parameters=_opt_int(raw.get("parameters")),
         )
     except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
         raise InvalidModelInfo(str(exc)) from exc

@@ -7,7 +7,9 @@
 
   var body = document.body;
   var root = body.getAttribute("data-root") || "";
-  var INDEX = window.ATLAS_INDEX || { classes: [], layers: [] };
+  var here = body.getAttribute("data-model") || "";
+  var INDEX = window.ATLAS_INDEX || { models: [] };
+  var several = INDEX.models.length > 1;
   var store = (function () {
     try {
       var s = window.sessionStorage;
@@ -30,23 +32,28 @@
   }
 
   /* ---------- units: every class and channel, for search, grids and random ---------- */
+  // Every model's classes and channels; a unit's scope names its model's folder, so that grids and
+  // random stay within the model of the page while search covers the whole atlas.
   var units = [];
-  INDEX.classes.forEach(function (c) {
-    units.push({
-      kind: "class", scope: "classes", index: c.index, num: pad(c.index), name: c.name,
-      synonyms: c.synonyms, wnid: c.wnid, page: c.page, status: c.status,
-      thumb: c.thumb, thumbOverlay: c.thumb_overlay, size: c.thumb_size,
-      alt: "Class " + pad(c.index) + " " + c.name, called: c.called || null,
-      concept: c.concept_thumb ? { thumb: c.concept_thumb, thumbOverlay: c.concept_thumb_overlay, size: c.concept_thumb_size } : null
-    });
-  });
-  INDEX.layers.forEach(function (layer) {
-    layer.channels.forEach(function (ch) {
+  INDEX.models.forEach(function (m) {
+    var folder = m.folder || "";
+    m.classes.forEach(function (c) {
       units.push({
-        kind: "channel", scope: "layer:" + layer.slug, layer: layer.name, channel: ch.channel,
-        num: "c" + pad(ch.channel), name: ch.label, synonyms: [], wnid: "", page: ch.page, status: ch.status,
-        thumb: ch.thumb, thumbOverlay: ch.thumb_overlay, size: ch.thumb_size, alt: ch.label,
-        example: ch.example || null
+        kind: "class", scope: folder + "classes", model: m.model, folder: folder, index: c.index, num: pad(c.index),
+        name: c.name, synonyms: c.synonyms, wnid: c.wnid, page: c.page, status: c.status,
+        thumb: c.thumb, thumbOverlay: c.thumb_overlay, size: c.thumb_size,
+        alt: "Class " + pad(c.index) + " " + c.name, called: c.called || null,
+        concept: c.concept_thumb ? { thumb: c.concept_thumb, thumbOverlay: c.concept_thumb_overlay, size: c.concept_thumb_size } : null
+      });
+    });
+    m.layers.forEach(function (layer) {
+      layer.channels.forEach(function (ch) {
+        units.push({
+          kind: "channel", scope: folder + "layer:" + layer.slug, model: m.model, folder: folder, layer: layer.name,
+          channel: ch.channel, num: "c" + pad(ch.channel), name: ch.label, synonyms: [], wnid: "", page: ch.page,
+          status: ch.status, thumb: ch.thumb, thumbOverlay: ch.thumb_overlay, size: ch.thumb_size, alt: ch.label,
+          example: ch.example || null
+        });
       });
     });
   });
@@ -154,7 +161,7 @@
 
   function drawGrids() {
     document.querySelectorAll("[data-grid]").forEach(function (grid) {
-      var scope = grid.getAttribute("data-grid") === "layer" ? "layer:" + grid.getAttribute("data-layer") : "classes";
+      var scope = here + (grid.getAttribute("data-grid") === "layer" ? "layer:" + grid.getAttribute("data-layer") : "classes");
       var frag = document.createDocumentFragment();
       units.forEach(function (u) { if (u.scope === scope) frag.appendChild(tile(u)); });
       grid.replaceChildren(frag);
@@ -205,11 +212,12 @@
   /* ---------- random ---------- */
   function goRandom() {
     var scope = body.getAttribute("data-scope");
-    if (scope === "layers") scope = null;
-    var here = location.pathname;
-    var pool = units.filter(function (u) { return (!scope || u.scope === scope) && u.status === "ok"; });
-    if (!pool.length) pool = units.filter(function (u) { return !scope || u.scope === scope; });
-    var others = pool.filter(function (u) { return here.slice(-u.page.length) !== u.page; });
+    if (scope === here + "layers") scope = null;
+    var path = location.pathname;
+    var mine = function (u) { return scope ? u.scope === scope : u.folder === here; };
+    var pool = units.filter(function (u) { return mine(u) && u.status === "ok"; });
+    if (!pool.length) pool = units.filter(mine);
+    var others = pool.filter(function (u) { return path.slice(-u.page.length) !== u.page; });
     if (others.length) pool = others;
     if (!pool.length) return;
     location.href = root + pool[Math.floor(Math.random() * pool.length)].page;
@@ -239,22 +247,24 @@
   function rank(u, q, num) {
     // Lower is better; -1 means no match. A name and a synonym count alike ("tabby cat" is a name of
     // class 281); classes come before channels at equal rank, then index order.
-    var bias = u.kind === "class" ? 0 : 0.25;
+    // the page's own model comes first at equal rank: the same class in another model is a step away
+    var away = u.folder === here ? 0 : 0.1;
+    var bias = (u.kind === "class" ? 0 : 0.25) + away;
     if (num !== null) {
-      if (u.kind === "class") return u.index === num ? 0 : (String(u.index).indexOf(String(num)) === 0 ? 4 : -1);
-      return u.channel === num ? 6 : -1;
+      if (u.kind === "class") return u.index === num ? away : (String(u.index).indexOf(String(num)) === 0 ? 4 + away : -1);
+      return u.channel === num ? 6 + away : -1;
     }
-    if (u.wnid && u.wnid.toLowerCase() === q) return 0;
+    if (u.wnid && u.wnid.toLowerCase() === q) return away;
     var qw = " " + q.replace(/[^a-z0-9]+/g, " ").trim();
     var best = -1;
     var n = level(u.name, q, qw);
     if (n >= 0) best = 1 + 1.5 * n + bias;
     for (var i = 0; i < u.synonyms.length; i++) {
       var s = level(u.synonyms[i], q, qw);
-      if (s >= 0 && (best < 0 || 1 + 1.5 * s < best)) best = 1 + 1.5 * s;
+      if (s >= 0 && (best < 0 || 1 + 1.5 * s + away < best)) best = 1 + 1.5 * s + away;
     }
     if (best >= 0) return best;
-    if (u.wnid && u.wnid.toLowerCase().indexOf(q) === 0) return 4;
+    if (u.wnid && u.wnid.toLowerCase().indexOf(q) === 0) return 4 + away;
     return -1;
   }
 
@@ -325,7 +335,8 @@
       }
       a.appendChild(el("span", "r-num", m.u.num));
       var label = el("span", "r-name", m.u.kind === "class" ? m.u.name : m.u.name);
-      if (m.why) label.appendChild(el("span", "r-why", m.why));
+      var why = several ? m.u.model + (m.why ? " · " + m.why : "") : m.why;
+      if (why) label.appendChild(el("span", "r-why", why));
       a.appendChild(label);
       li.appendChild(a);
       list.appendChild(li);

@@ -45,9 +45,11 @@ def main() -> None:
             site = Path(tmp) / "site"
             build(concept_cache(Path(tmp) / "cache"), site)
         args.out.mkdir(parents=True, exist_ok=True)
-        shots = [("index", "index.html", DESKTOP), ("class", f"classes/{args.cls}.html", DESKTOP),
-                 ("class-phone", f"classes/{args.cls}.html", PHONE),
-                 ("channel", f"layers/{args.channel}.html", DESKTOP)]
+        from tests.site_support import MODEL  # the test atlas's one model: its pages are in its folder
+
+        shots = [("index", f"{MODEL}/index.html", DESKTOP), ("class", f"{MODEL}/classes/{args.cls}.html", DESKTOP),
+                 ("class-phone", f"{MODEL}/classes/{args.cls}.html", PHONE),
+                 ("channel", f"{MODEL}/layers/{args.channel}.html", DESKTOP)]
         with sync_playwright() as p:
             browser = launch_chromium(p)
             for scheme in ["light", "dark"] if args.dark else ["light"]:

@@ -113,8 +113,8 @@ def test_crop_names_that_are_paths_or_links_are_corrupt_entries(project):
     assert {"not a plain name" in p for p in report.problems} == {True, False}
     assert any("symbolic link" in p for p in report.problems)
     assert report.skipped["invalid"] == 3
-    assert (out / "classes/0607.html").is_file() and report.check is not None and not report.check.problems
-    assert "Concepts" not in (out / "classes/0967.html").read_text()  # its bank is skipped, the page is built
+    assert (out / MODEL / "classes/0607.html").is_file() and report.check is not None and not report.check.problems
+    assert "Concepts" not in (out / MODEL / "classes/0967.html").read_text()  # its bank is skipped, the page is built
 
 
 def test_bad_values_are_skipped_with_their_entry_and_never_written_as_bare_nan(tmp_path, capsys):
@@ -201,8 +201,9 @@ def test_a_crop_that_does_not_match_its_sha256_skips_its_bank_and_is_not_copied(
     report = build(cache, out)
     assert any(str(folder) in p and "sha256" in p for p in report.problems)
     assert not (out / "crops" / crop.name).exists()
-    assert "Concepts" not in (out / "classes/0967.html").read_text() and report.check and not report.check.problems
-    assert "Concepts" in (out / "classes/0001.html").read_text()  # the other bank is shown as before
+    assert "Concepts" not in (out / MODEL / "classes/0967.html").read_text()
+    assert report.check and not report.check.problems
+    assert "Concepts" in (out / MODEL / "classes/0001.html").read_text()  # the other bank is shown as before
 
 
 def test_a_bank_of_the_old_format_reads_as_needing_a_rebuild(project):
@@ -230,8 +231,8 @@ def test_the_build_refuses_to_write_through_a_link_in_the_site_and_leaves_it(tmp
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (elsewhere / "0000.html").write_text("the user's own file")
-    shutil.rmtree(out / "classes")
-    (out / "classes").symlink_to(elsewhere, target_is_directory=True)
+    shutil.rmtree(out / MODEL / "classes")
+    (out / MODEL / "classes").symlink_to(elsewhere, target_is_directory=True)
     before = tree(tmp_path)
     with pytest.raises(AtlasError, match="classes is a symlink") as err:
         build(cache, out)

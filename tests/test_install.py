@@ -55,7 +55,7 @@ def test_installed_wheel_builds_the_sample_site_outside_the_checkout(installed, 
     where = _run([installed / "python", "-c", "import atlas.site.write as w; print(w.__file__)"], cwd=tmp_path)
     assert Path(where.stdout.strip()).is_relative_to(installed.parent)  # the wheel, not the checkout
     _run([installed / "atlas", "build", "--cache", SAMPLE_CACHE, "--out", tmp_path / "site"], cwd=tmp_path)
-    html = (tmp_path / "site" / "classes" / "0967.html").read_text(encoding="utf-8")
+    html = (tmp_path / "site" / "efficientnet_lite0" / "classes" / "0967.html").read_text(encoding="utf-8")
     assert "espresso" in html and (tmp_path / "site" / "static" / "atlas.css").is_file()
     assert (tmp_path / "site" / "static" / "atlas.css").read_bytes() == (ROOT / "static" / "atlas.css").read_bytes()
 

@@ -134,12 +134,12 @@ def test_concepts_render_build_and_browse_under_the_folder_names(fitted, tmp_pat
     assert main(["build", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "site")]) == 0
     with chromium() as browser:
         tab = open_tab(browser, (tmp_path / "site").as_uri() + "/")
-        tab.goto("classes/0000.html")
+        tab.goto("efficientnet_lite0/classes/0000.html")
         assert tab.page.locator("h1").inner_text().endswith("cat")
         assert tab.page.locator("p.eyebrow").text_content().startswith("Class 0 ")
         assert "ImageNet" not in tab.page.content()
         assert tab.page.locator("li.concept").count() == 2
-        tab.goto("index.html")
+        tab.goto("efficientnet_lite0/index.html")
         assert "draws for each class" in tab.page.locator("h1").inner_text()
         assert "ImageNet" not in tab.page.content()
         tab.assert_clean()
@@ -153,9 +153,9 @@ def test_a_labels_file_and_a_dataset_name_the_classes_on_the_site(fitted, tmp_pa
     info = json.loads((tmp_path / "cache" / "models" / "efficientnet_lite0.json").read_text())
     assert [c["name"] for c in info["classes"]] == ["tabby", "mug", "daisy"] and info["dataset"] == "Kitchen"
     assert main(["build", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "site")]) == 0
-    page = (tmp_path / "site" / "classes" / "0001.html").read_text()
+    page = (tmp_path / "site" / "efficientnet_lite0" / "classes" / "0001.html").read_text()
     assert "Kitchen class 1" in page and "mug" in page and "ImageNet" not in page
-    assert "draws for each Kitchen class" in (tmp_path / "site" / "index.html").read_text()
+    assert "draws for each Kitchen class" in (tmp_path / "site" / "efficientnet_lite0" / "index.html").read_text()
 
     # folders named by other names than the cache's classes: one line naming a few, and the names expected
     capsys.readouterr()

@@ -118,7 +118,7 @@ def test_render_and_build_killed_at_random_moments_lose_nothing(tmp_path, seed):
     media = {f.split("/")[1] for f in site_files(out) if f.startswith("media/")}
     assert len(media) == JOBS, seed
     for index in range(4):
-        assert "Not rendered yet" not in (out / f"classes/{index:04d}.html").read_text(encoding="utf-8")
+        assert "Not rendered yet" not in (out / "test_resnet" / f"classes/{index:04d}.html").read_text(encoding="utf-8")
     assert not [f for f in site_files(out) if is_temporary(f.rsplit("/", 1)[-1])]
     listed = set(json.loads((out / MARKER).read_text(encoding="utf-8"))["files"])
     assert site_files(out) - listed == set(USER_FILES) | {MARKER}

@@ -10,7 +10,7 @@ import pytest
 
 from atlas.site.build import build
 from tests.browser_support import Tab, open_tab
-from tests.site_support import copy_cache, patch_class_name, sample_site
+from tests.site_support import MODEL, copy_cache, patch_class_name, sample_site
 
 pytestmark = pytest.mark.browser
 
@@ -33,13 +33,13 @@ def _visible_stage_src(tab: Tab) -> list[str]:
 
 
 def test_index_grid_from_file_and_from_a_subpath(tab):
-    tab.goto("index.html")
+    tab.goto(f"{MODEL}/index.html")
     page = tab.page
     assert page.locator("#grid a.tile").count() == 1000
     assert page.locator("#grid a.tile.pending .ph").count() == 993  # a styled placeholder, no <img>
     assert page.locator("#grid a.tile.failed .ph").count() == 1
     assert page.locator("#grid a.tile.ok img").count() == 6
-    assert page.locator("#grid a.tile").nth(607).get_attribute("href") == "classes/0607.html"
+    assert page.locator("#grid a.tile").nth(607).get_attribute("href") == f"../{MODEL}/classes/0607.html"
     images = tab.images()
     assert images and all(i["natural"] > 0 for i in images), images
     assert all(i["alt"] and i["width"] and i["height"] for i in images)
@@ -58,7 +58,7 @@ def test_index_grid_from_file_and_from_a_subpath(tab):
 
 
 def test_search_by_synonym_index_and_wordnet_id(tab):
-    tab.goto("classes/0500.html")
+    tab.goto(f"{MODEL}/classes/0500.html")
     page = tab.page
     page.keyboard.press("/")
     assert page.evaluate("document.activeElement.id") == "q"
@@ -100,7 +100,7 @@ def test_search_by_synonym_index_and_wordnet_id(tab):
 
 
 def test_overlay_toggle_and_seeds(tab):
-    tab.goto("classes/0967.html")
+    tab.goto(f"{MODEL}/classes/0967.html")
     page = tab.page
     overlay = _visible_stage_src(tab)  # the attribution view is the default
     assert len(overlay) == 1 and overlay[0].endswith("/detail-overlay.webp")
@@ -120,16 +120,16 @@ def test_overlay_toggle_and_seeds(tab):
     assert page.locator(".seed-panel[data-seed='1']").first.is_visible()
     assert not page.locator(".seed-panel[data-seed='0']").first.is_visible()
     # The chosen view follows the reader to the next page.
-    tab.goto("classes/0607.html")
+    tab.goto(f"{MODEL}/classes/0607.html")
     assert _visible_stage_src(tab)[0].endswith("/detail.webp")
     assert all(i["natural"] > 0 for i in tab.images())
     tab.assert_clean()
 
 
 def test_keys_prev_next_random_and_help(tab, site):
-    index = json.loads((site / "data/index.json").read_text(encoding="utf-8"))
+    index = json.loads((site / MODEL / "data/index.json").read_text(encoding="utf-8"))
     rendered = {c["page"] for c in index["classes"] if c["status"] == "ok"}
-    tab.goto("classes/0607.html")
+    tab.goto(f"{MODEL}/classes/0607.html")
     page = tab.page
     # prev/next and the keys step through rendered classes (1, 134, 207, 607, 739, 967), not the pending ones
     for key, expected in [("ArrowRight", "0739"), ("k", "0607"), ("j", "0739"), ("ArrowLeft", "0607"),
@@ -143,7 +143,7 @@ def test_keys_prev_next_random_and_help(tab, site):
     page.keyboard.press("r")
     page.wait_for_function("!location.pathname.endsWith('/classes/0607.html')")
     assert any(tab.url.endswith(p) for p in rendered)
-    tab.goto("layers/conv_head/c0042.html")
+    tab.goto(f"{MODEL}/layers/conv_head/c0042.html")
     page.keyboard.press("ArrowRight")
     page.wait_for_url("**/layers/conv_head/c0101.html")
     page.keyboard.press("r")
@@ -156,9 +156,10 @@ def test_keys_prev_next_random_and_help(tab, site):
 @pytest.mark.parametrize("scheme", ["file", "http"])
 def test_every_image_on_every_kind_of_page_loads(browser, site, server, scheme):
     tab = open_tab(browser, site.as_uri() + "/" if scheme == "file" else server)
-    pages = ["index.html", "classes/0967.html", "classes/0607.html", "classes/0517.html", "classes/0000.html",
-             "layers/index.html", "layers/blocks.5/index.html", "layers/blocks.3/index.html",
-             "layers/conv_head/c0042.html", "about.html", "404.html"]
+    pages = [f"{MODEL}/{rel}" for rel in ["index.html", "classes/0967.html", "classes/0607.html", "classes/0517.html",
+                                          "classes/0000.html", "layers/index.html", "layers/blocks.5/index.html",
+                                          "layers/blocks.3/index.html", "layers/conv_head/c0042.html", "about.html"]]
+    pages += ["index.html", "404.html"]  # the root: the models, and the page a server shows for a missing one
     seen = 0
     for rel in pages:
         tab.goto(rel)
@@ -178,10 +179,13 @@ def test_no_page_scrolls_sideways_on_a_phone(browser, site):
     context = browser.new_context(viewport={"width": 360, "height": 800})
     page = context.new_page()
     for rel in ["index.html", "classes/0607.html", "classes/0967.html", "classes/0517.html", "layers/index.html",
-                "layers/blocks.5/index.html", "layers/conv_head/c0042.html", "about.html", "404.html"]:
+                "layers/blocks.5/index.html", "layers/conv_head/c0042.html", "about.html"]:
+        page.goto(site.as_uri() + f"/{MODEL}/" + rel)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 360, rel
+    for rel in ["index.html", "404.html"]:
         page.goto(site.as_uri() + "/" + rel)
         assert page.evaluate("document.documentElement.scrollWidth") <= 360, rel
-    page.goto(site.as_uri() + "/classes/0607.html")
+    page.goto(site.as_uri() + f"/{MODEL}/classes/0607.html")
     box = page.locator("table.judging").first.bounding_box()
     assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 360
     context.close()
@@ -194,14 +198,14 @@ def test_hostile_label_renders_as_text(browser, tmp_path):
     out = tmp_path / "site"
     build(cache, out)
     tab = open_tab(browser, out.as_uri() + "/")
-    tab.goto("classes/0607.html")
+    tab.goto(f"{MODEL}/classes/0607.html")
     page = tab.page
     assert page.locator("h1").inner_text() == f"0607 {evil}"
     assert evil in page.title()
     assert page.locator("script").count() == 2 and page.locator("img[src=x]").count() == 0
     page.fill("#q", "onerror")
     assert evil in page.locator("#results").inner_text()
-    tab.goto("index.html")
+    tab.goto(f"{MODEL}/index.html")
     assert page.locator("#grid a.tile").nth(607).get_attribute("title") == f"0607 {evil}"
     assert page.locator("img[src=x]").count() == 0
     tab.assert_clean()
@@ -209,7 +213,7 @@ def test_hostile_label_renders_as_text(browser, tmp_path):
 
 
 def test_csp_blocks_requests_outside_the_site(tab):
-    tab.goto("index.html")
+    tab.goto(f"{MODEL}/index.html")
     outside = "http://127.0.0.1:9/probe.png"
     directive = tab.page.evaluate(
         """url => new Promise(done => {
@@ -230,7 +234,7 @@ def test_csp_blocks_requests_outside_the_site(tab):
 @pytest.mark.parametrize(("scheme", "dark"), [("light", False), ("dark", True)])
 def test_light_and_dark_themes_and_visible_focus(browser, site, scheme, dark):
     tab = open_tab(browser, site.as_uri() + "/", color_scheme=scheme)
-    tab.goto("classes/0607.html")
+    tab.goto(f"{MODEL}/classes/0607.html")
     rgb = tab.page.evaluate("getComputedStyle(document.body).backgroundColor")
     r, g, b = (int(v) for v in rgb[rgb.index("(") + 1 : rgb.index(")")].split(",")[:3])
     assert ((r + g + b) / 3 < 60) is dark
@@ -243,7 +247,7 @@ def test_light_and_dark_themes_and_visible_focus(browser, site, scheme, dark):
 
 
 def test_a_class_page_without_concepts_keeps_its_answer_on_the_first_screen(tab):
-    tab.goto("classes/0607.html")
+    tab.goto(f"{MODEL}/classes/0607.html")
     page = tab.page
     assert page.locator(".concepts").count() == 0
     tops = page.evaluate("""() => ['h1', '#stage', '.preds'].map(

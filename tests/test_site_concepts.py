@@ -59,7 +59,7 @@ def test_gather_orders_concepts_links_neighbours_and_finds_renders(cache):
 
 
 def test_class_page_shows_concepts_within_budget_and_links_resolve(cache, site):
-    html = (site / "classes" / "0967.html").read_text()
+    html = (site / MODEL / "classes" / "0967.html").read_text()
     assert html.count('class="concept"') == CONCEPTS
     assert 'Concept 1 <span class="share"><b>10%</b> of the logit</span>' in html
     assert 'alt="MACO visualization of concept 1 of 0967 espresso"' in html
@@ -79,19 +79,19 @@ def test_class_page_shows_concepts_within_budget_and_links_resolve(cache, site):
     assert f"its picture: the class is top-1 on {100 * rate.top1_rate:.0f}% of crops" in html
     # parameters folded and after the concepts; the concepts before the predictions in the side column
     assert '<details class="params">' in html and html.index('class="concepts"') < html.index('class="params"')
-    assert "render failed" in (site / "classes" / "0001.html").read_text()
+    assert "render failed" in (site / MODEL / "classes" / "0001.html").read_text()
     for name in ("0967.html", "0001.html"):
-        assert (site / "classes" / name).stat().st_size < MAX_PAGE_BYTES  # a full bank of 10 concepts fits
+        assert (site / MODEL / "classes" / name).stat().st_size < MAX_PAGE_BYTES  # a full bank of 10 concepts fits
     crops = [link for link in page_links(html) if "/crops/" in link]
     assert len(crops) == CONCEPTS * CROPS
-    assert all((site / "classes" / link).is_file() for link in crops)
-    doc = json.loads((site / "data" / "classes" / "0967.json").read_text())
+    assert all((site / MODEL / "classes" / link).is_file() for link in crops)
+    doc = json.loads((site / MODEL / "data" / "classes" / "0967.json").read_text())
     assert [c["status"] for c in doc["concepts"]["concepts"]][:2] == ["ok", "pending"]
     assert doc["concepts"]["concepts"][0]["render"]["objective"]["kind"] == "concept"
 
 
 def test_channel_page_shows_dataset_examples(site):
-    html = (site / "layers" / "conv_head" / "c0042.html").read_text()
+    html = (site / MODEL / "layers" / "conv_head" / "c0042.html").read_text()
     assert "Dataset examples" in html and html.count('alt="Example ') == EXAMPLES
     assert '<a href="../../classes/0967.html">espresso</a>' in html
     # where each example sits in its source image: the box on the source's frame
@@ -99,13 +99,14 @@ def test_channel_page_shows_dataset_examples(site):
     assert '<rect class="box" x="20" y="15" width="120" height="120"/>' in html
     assert '<div class="u-main">\n<section class="examples"' in html  # beside the picture, the predictions under it
     examples = [link for link in page_links(html) if "/crops/" in link]
-    assert len(examples) == EXAMPLES and all((site / "layers" / "conv_head" / link).is_file() for link in examples)
-    assert "Dataset examples" not in (site / "layers" / "blocks.5" / "c0003.html").read_text()
+    assert len(examples) == EXAMPLES
+    assert all((site / MODEL / "layers" / "conv_head" / link).is_file() for link in examples)
+    assert "Dataset examples" not in (site / MODEL / "layers" / "blocks.5" / "c0003.html").read_text()
 
 
 def test_index_offers_the_top_concept_view(site):
-    assert 'data-by="concept"' in (site / "index.html").read_text()
-    index = json.loads((site / "data" / "index.json").read_text())
+    assert 'data-by="concept"' in (site / MODEL / "index.html").read_text()
+    index = json.loads((site / MODEL / "data" / "index.json").read_text())
     by_index = {c["index"]: c for c in index["classes"]}
     assert (site / by_index[967]["concept_thumb"]).is_file()
     assert "concept_thumb" not in by_index[1] and "concept_thumb" not in by_index[607]
@@ -149,9 +150,9 @@ def test_a_class_of_two_seeds_and_ten_rendered_concepts_fits_the_page_budget(cac
     shutil.copytree(cache, copy)
     render_concepts(copy, 967, CONCEPTS)  # class 967 has two seeds in the sample cache
     report = build(copy, tmp_path / "site")
-    html = (tmp_path / "site" / "classes" / "0967.html").read_text()
+    html = (tmp_path / "site" / MODEL / "classes" / "0967.html").read_text()
     assert html.count("MACO visualization of concept") == CONCEPTS and "not rendered yet" not in html
-    assert report.check.largest_page[0] == "classes/0967.html"
+    assert report.check.largest_page[0] == f"{MODEL}/classes/0967.html"
     assert report.check.largest_page[1] < MAX_PAGE_BYTES
 
 
@@ -190,9 +191,9 @@ def test_a_class_page_with_ten_rendered_concepts_and_four_seeds_builds_within_th
         Cache(cache).write_entry(content_key({"extra seed": seed}), files,
                                  dataclasses.replace(record, seed=seed, seed_index=seed))
     report = build(cache, tmp_path / "site")  # the build checks every page against the budget
-    html = (tmp_path / "site" / "classes" / "0967.html").read_text()
-    assert html.count('class="seed"') == 4 and html.count('<img src="../media/') >= CONCEPTS
-    assert report.check.problems == [] and report.check.largest_page[0] == "classes/0967.html"
+    html = (tmp_path / "site" / MODEL / "classes" / "0967.html").read_text()
+    assert html.count('class="seed"') == 4 and html.count('<img src="../../media/') >= CONCEPTS
+    assert report.check.problems == [] and report.check.largest_page[0] == f"{MODEL}/classes/0967.html"
     assert 30 * 1024 < report.check.largest_page[1] <= MAX_PAGE_BYTES
 
 
@@ -201,7 +202,7 @@ def _shown(text: str) -> float:
 
 
 def test_the_share_rows_and_the_rest_add_up_to_the_logit(site):
-    html = (site / "classes" / "0967.html").read_text()
+    html = (site / MODEL / "classes" / "0967.html").read_text()
     table = html[html.index('<table class="shares"'):html.index("</table>", html.index('<table class="shares"'))]
     rows = re.findall(r"<tr[^>]*><th>(.*?)</th><td class=\"bar\">.*?</td><td>([^<]+)</td><td>([^<]+)</td></tr>", table)
     assert len(rows) == CONCEPTS + 1 and rows[-1][0] == "rest: bias and unexplained"
@@ -242,7 +243,7 @@ def test_shares_of_a_negative_logit_are_drawn_negative_and_said_in_words(cache, 
     path.write_text(json.dumps(data))
     build(copy, tmp_path / "site")
     index = data["class_index"]
-    html = (tmp_path / "site" / "classes" / f"{index:04d}.html").read_text()
+    html = (tmp_path / "site" / MODEL / "classes" / f"{index:04d}.html").read_text()
     assert "is \u22122.00, not positive" in html and "of the logit</span>" not in html
 
 
@@ -255,20 +256,20 @@ def test_the_page_names_the_class_the_generator_sees_instead(cache, tmp_path):
     generator["top5"][0] = {"index": 282, "prob": 0.61}
     (folder / "record.json").write_text(json.dumps(data))
     build(copy, tmp_path / "site")
-    html = (tmp_path / "site" / "classes" / "0967.html").read_text()
+    html = (tmp_path / "site" / MODEL / "classes" / "0967.html").read_text()
     assert f'<b>{MODEL}</b> calls this picture <a href="0282.html">tiger cat</a> (61.0% on the whole picture)' in html
-    index = json.loads((tmp_path / "site" / "data" / "index.json").read_text())
+    index = json.loads((tmp_path / "site" / MODEL / "data" / "index.json").read_text())
     called = {c["index"]: c.get("called") for c in index["classes"]}
     assert called[967] == f"{MODEL} calls this picture tiger cat"
     assert [i for i, text in called.items() if text] == [967]
 
 
 def test_prev_and_next_skip_pending_pages(site):
-    html = (site / "classes" / "0967.html").read_text()
-    rendered = sorted(int(p.stem) for p in (site / "classes").glob("*.html")
+    html = (site / MODEL / "classes" / "0967.html").read_text()
+    rendered = sorted(int(p.stem) for p in (site / MODEL / "classes").glob("*.html")
                       if 'class="status ok"' in (p.read_text()))
     at = rendered.index(967)
     prev, nxt = rendered[at - 1], rendered[(at + 1) % len(rendered)]
     assert f'rel="prev" href="{prev:04d}.html"' in html and f'rel="next" href="{nxt:04d}.html"' in html
-    pending = (site / "classes" / "0002.html").read_text()
+    pending = (site / MODEL / "classes" / "0002.html").read_text()
     assert 'rel="next" href="' + f"{min(i for i in rendered if i > 2):04d}.html" + '"' in pending

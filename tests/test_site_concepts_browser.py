@@ -47,7 +47,7 @@ def _top(tab: Tab, selector: str) -> float:
 
 
 def test_class_page_leads_with_its_concepts_and_their_crops(tab):
-    tab.goto("classes/0967.html")
+    tab.goto(f"{MODEL}/classes/0967.html")
     page = tab.page
     assert page.locator("li.concept").count() == CONCEPTS
     # at 1280x900 the first card, its picture, share and crops are on the first screen, beside the picture
@@ -75,7 +75,7 @@ def test_class_page_leads_with_its_concepts_and_their_crops(tab):
 
 
 def test_the_concept_dialog_opens_from_the_picture_and_the_button(tab):
-    tab.goto("classes/0967.html")
+    tab.goto(f"{MODEL}/classes/0967.html")
     page = tab.page
     assert not page.locator("#crops").is_visible()
     picture = page.locator("#concept-1 .c-pic")
@@ -106,7 +106,7 @@ def test_the_concept_dialog_opens_from_the_picture_and_the_button(tab):
 
 
 def test_shares_and_the_rest_add_up_to_the_logit_as_shown(tab):
-    tab.goto("classes/0967.html")
+    tab.goto(f"{MODEL}/classes/0967.html")
     cells = tab.page.evaluate("""() => [...document.querySelectorAll('table.shares tbody tr')].map(
       tr => [...tr.querySelectorAll('td')].slice(1).map(td => td.textContent))""")
     total = tab.page.evaluate("document.querySelector('table.shares tfoot td:nth-child(3)').textContent")
@@ -125,7 +125,7 @@ def test_a_phone_reads_name_picture_concepts_then_the_rest(browser, site, server
         context = browser.new_context(viewport={"width": 375, "height": 800})
         page = context.new_page()
         page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(base + "classes/0967.html")
+        page.goto(base + f"{MODEL}/classes/0967.html")
         tops = page.evaluate("""() => ['h1', '#stage', '.concepts', '.preds', 'details.params'].map(
           s => document.querySelector(s).getBoundingClientRect().top)""")
         assert tops == sorted(tops), tops
@@ -146,7 +146,7 @@ def test_a_phone_reads_name_picture_concepts_then_the_rest(browser, site, server
 
 
 def test_similar_concept_links_land_on_their_anchor(tab):
-    tab.goto("classes/0967.html")
+    tab.goto(f"{MODEL}/classes/0967.html")
     page = tab.page
     link = page.locator("#concept-1 .c-links a[href*='#concept-']").first
     target = link.get_attribute("href").split("#")[1]
@@ -158,7 +158,7 @@ def test_similar_concept_links_land_on_their_anchor(tab):
 
 
 def test_channel_page_dataset_examples(tab):
-    tab.goto("layers/conv_head/c0042.html")
+    tab.goto(f"{MODEL}/layers/conv_head/c0042.html")
     page = tab.page
     examples = page.locator(".example-list img")
     assert examples.count() == EXAMPLES
@@ -175,7 +175,7 @@ def test_channel_page_dataset_examples(tab):
 
 
 def test_index_shows_classes_by_their_top_concept_on_request(tab):
-    tab.goto("index.html")
+    tab.goto(f"{MODEL}/index.html")
     page = tab.page
     tile = page.locator("#grid a.tile").nth(967).locator("img")
     logit = tile.get_attribute("src")
@@ -187,15 +187,15 @@ def test_index_shows_classes_by_their_top_concept_on_request(tab):
     assert concept != logit and concept.endswith(f"/{view}")
     assert page.locator("#grid a.tile").nth(607).locator("img").get_attribute("src").endswith(f"/{view}")
     assert all(i["natural"] > 0 for i in tab.images())
-    tab.goto("classes/0000.html")
-    tab.goto("index.html")  # the choice persists, like the other view toggles
+    tab.goto(f"{MODEL}/classes/0000.html")
+    tab.goto(f"{MODEL}/index.html")  # the choice persists, like the other view toggles
     assert page.locator("#grid a.tile").nth(967).locator("img").get_attribute("src") == concept
     assert page.get_attribute("button[data-by=concept]", "aria-pressed") == "true"
     tab.assert_clean()
 
 
 def test_a_layer_shows_its_channels_by_their_top_example_on_request(tab):
-    tab.goto("layers/conv_head/index.html")
+    tab.goto(f"{MODEL}/layers/conv_head/index.html")
     page = tab.page
     tiles = page.locator("#grid a.tile img")
     assert tiles.first.get_attribute("src").endswith("overlay.webp")
@@ -207,13 +207,13 @@ def test_a_layer_shows_its_channels_by_their_top_example_on_request(tab):
 
 
 def test_a_picture_the_generator_calls_another_class_says_so(tab):
-    tab.goto("index.html")
+    tab.goto(f"{MODEL}/index.html")
     page = tab.page
     mark = page.locator("#grid a.tile").nth(607).locator(".called-mark")
     assert mark.get_attribute("title") == f"{MODEL} calls this picture tiger cat"
     assert mark.get_attribute("aria-label") == mark.get_attribute("title") and mark.is_visible()
     assert page.locator("#grid .called-mark").count() == 1
-    tab.goto("classes/0607.html")
+    tab.goto(f"{MODEL}/classes/0607.html")
     note = page.locator("p.called")
     assert note.is_visible() and note.inner_text().startswith(f"{MODEL} calls this picture tiger cat")
     note.locator("a").click()

@@ -19,7 +19,7 @@ from atlas.errors import AtlasError
 from atlas.site.check import DEFAULT_BUDGET, Budget
 from atlas.site.publish import publish
 from atlas.site.serve import make_server
-from tests.site_support import sample_site
+from tests.site_support import MODEL, sample_site
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,10 +60,10 @@ def test_publish_pushes_one_commit_without_history(site, tmp_path, project):
     assert "built from" in log[0]
     files = set(git("--git-dir", str(remote), "ls-tree", "-r", "--name-only", "gh-pages").splitlines())
     site_files = {p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file()}
-    assert files == site_files and {".nojekyll", "index.html", "classes/0607.html"} <= files
+    assert files == site_files and {".nojekyll", "index.html", f"{MODEL}/classes/0607.html"} <= files
     assert done.files == len(files)
-    page = git("--git-dir", str(remote), "show", "gh-pages:classes/0607.html")
-    assert page == (site / "classes/0607.html").read_text(encoding="utf-8").rstrip("\n")
+    page = git("--git-dir", str(remote), "show", f"gh-pages:{MODEL}/classes/0607.html")
+    assert page == (site / MODEL / "classes/0607.html").read_text(encoding="utf-8").rstrip("\n")
 
 
 def test_publish_to_origin_refuses_a_dirty_project(site, project):
@@ -149,7 +149,7 @@ def test_publish_pushes_nothing_but_a_finished_site_that_passes_its_check(site, 
         (broken / ".atlas-site.json").write_text(json.dumps(dict(marker, complete=False)), encoding="utf-8")
         expected = "did not finish.*nothing pushed.*atlas build"
     elif damage == "broken link":
-        (broken / "classes/0500.html").unlink()
+        (broken / MODEL / "classes/0500.html").unlink()
         expected = "fails its check, nothing pushed.*'0500.html' does not exist"
     else:
         budget = Budget(site_bytes=1024)
@@ -193,7 +193,7 @@ def test_serve_answers_pages_and_404(site):
     thread.start()
     try:
         base = f"http://127.0.0.1:{server.server_address[1]}/"
-        with urllib.request.urlopen(base + "classes/0607.html", timeout=10) as r:
+        with urllib.request.urlopen(base + f"{MODEL}/classes/0607.html", timeout=10) as r:
             assert r.status == 200 and "jack-o&#39;-lantern" in r.read().decode()
         with urllib.request.urlopen(base + "data/search-index.js", timeout=10) as r:
             assert r.headers["Content-Type"].startswith("text/javascript")
@@ -201,7 +201,7 @@ def test_serve_answers_pages_and_404(site):
         with urllib.request.urlopen(base + thumb, timeout=10) as r:
             assert r.headers["Content-Type"] == "image/webp"
         with pytest.raises(urllib.error.HTTPError) as err:
-            urllib.request.urlopen(base + "classes/9999.html", timeout=10)
+            urllib.request.urlopen(base + f"{MODEL}/classes/9999.html", timeout=10)
         assert err.value.code == 404 and "Page not found" in err.value.read().decode()
     finally:
         server.shutdown()

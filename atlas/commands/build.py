@@ -15,8 +15,9 @@ FLAGS = (
          options=(("metavar", "FILE"),)),
     Flag("--cache", "render cache to read", key="cache", type=Path, options=(("metavar", "DIR"),)),
     Flag("--out", "site folder to write", key="site", type=Path, options=(("metavar", "DIR"),)),
-    Flag("--model", "which model's atlas, when the cache holds several", note="the only one",
-         options=(("metavar", "NAME"),)),
+    Flag("--model", "a model to build (repeat for several); each model's pages go in a folder named by it",
+         note="every model of the cache, those of the config's models first", options=(("metavar", "NAME"),
+                                                                                       ("action", "append"))),
     Flag("--workers", "threads for image derivatives", type=Bounded(1, 64),
          note="the CPU count, at most 8 (atlas.site.build)", options=(("metavar", "N"),)),
 )
@@ -38,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = flags.merge(load_config(args.config), args, FLAGS)
     cache, out = config.cache, config.site
-    report = build(cache, out, model=args.model, png=args.png, workers=args.workers,
+    order = [entry.model for entry in config.models] or [config.model]
+    report = build(cache, out, model=args.model, order=order, png=args.png, workers=args.workers,
                    progress=lambda msg: print(f"atlas build: {msg}", flush=True))
     for problem in report.problems:
         print(f"atlas build: warning: skipped invalid cache entry {problem}", file=sys.stderr)
@@ -50,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     page, page_bytes = check.largest_page
     invalid = (f"; skipped {len(report.problems)} invalid cache entries (warnings above; `atlas render` "
                "renders them again)") if report.problems else ""
-    print(f"atlas build: {report.model}: {report.pages} pages, {check.files} files, "
+    print(f"atlas build: {', '.join(report.models)}: {report.pages} pages, {check.files} files, "
           f"{check.total_bytes / 2**20:.1f} MB; largest page {page} ({page_bytes / 1024:.1f} KB); "
           f"{check.links} links checked{invalid}")
     print(f"atlas build: site ready in {out} (open {out / 'index.html'}, or run `atlas serve --out {out}`)")

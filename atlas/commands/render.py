@@ -22,7 +22,8 @@ def _layers(values: list[str]) -> tuple[tuple[str, str], ...]:
 # is atlas.config's); the others are this command's own, with their defaults here.
 FLAGS = (
     Flag("--config", "settings file", type=Path, note="./atlas.toml", options=(("metavar", "FILE"),)),
-    Flag("--model", "timm model name", key="model", options=(("metavar", "NAME"),)),
+    Flag("--model", "timm model name; in an atlas of several models (models = [...]), the one to render",
+         key="model", note="from the config: every model of models, else model", options=(("metavar", "NAME"),)),
     Flag("--checkpoint", "load the model's weights from a state dict", key="checkpoint", type=Path,
          options=(("metavar", "PATH"),)),
     Flag("--random-weights", "random initial weights (for tests and demos)", key="random_weights",
@@ -81,20 +82,30 @@ def run(args: argparse.Namespace) -> int:
     config = flags.merge(load_config(args.config), args, FLAGS)
     device = resolve_device(config.device)
     cpu_subset = device == "cpu" if args.subset is None else args.subset == "cpu"
-    selection = flags.merge_selection(config.cpu if cpu_subset else config.full, args, FLAGS)
     shard = parse_shard(args.shard) if args.shard is not None else shard_from_env()
-    request = pipeline.RenderRequest(config=config, selection=selection, device=device, batch_size=config.batch_size,
-                                     shard=shard, force=args.force, retry_failed=args.retry_failed)
     full_command = full_atlas_command(config)
     if cpu_subset:
         why = "no GPU found" if args.subset is None else "--cpu-subset"
         print(f"atlas render: {why}: rendering the CPU subset ([cpu] in {config.source or 'the defaults'}): "
-              f"{selection.describe()} (the default subset takes about 2 minutes on 2 cores). "
-              f"Full atlas: {full_command}", flush=True)
+              f"{flags.merge_selection(config.cpu, args, FLAGS).describe()} (the default subset takes about "
+              f"2 minutes on 2 cores). Full atlas: {full_command}", flush=True)
     progress = None if args.no_progress else progress_bar()
-    summary = pipeline.run(request, report=lambda line: print(f"atlas render: {line}", flush=True), progress=progress,
-                           warn=lambda line: print(f"atlas render: {line}", file=sys.stderr, flush=True))
-    print(f"atlas render: done: {summary.line()}; cache {config.cache}", flush=True)
+    say = lambda line: print(f"atlas render: {line}", flush=True)  # noqa: E731
+    warn = lambda line: print(f"atlas render: {line}", file=sys.stderr, flush=True)  # noqa: E731
+    configs = config.model_configs(only=args.model)
+    for own in configs:
+        selection = flags.merge_selection(own.cpu if cpu_subset else own.full, args, FLAGS)
+        request = pipeline.RenderRequest(config=own, selection=selection, device=device,
+                                         batch_size=config.batch_size, shard=shard, force=args.force,
+                                         retry_failed=args.retry_failed)
+        summary = pipeline.run(request, report=say, progress=progress, warn=warn)
+        which = f"{own.model}: " if len(configs) > 1 or config.models else ""
+        print(f"atlas render: done: {which}{summary.line()}; cache {config.cache}", flush=True)
+    if len(config.model_configs()) > 1:  # every model judges the others' class pictures it has not judged yet
+        from atlas.crossjudge import judge_across
+
+        made = judge_across(config.model_configs(), device, report=say)
+        print(f"atlas render: done: {made} judgments of one model's pictures by another", flush=True)
     if cpu_subset:
         print(f"atlas render: that was the CPU subset; for the full atlas run: {full_command}", flush=True)
     return 0

@@ -24,21 +24,23 @@ import json
 import os
 import posixpath
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from atlas import __version__
+from atlas import __version__, judgment
 from atlas.atomic import atomic_write, is_temporary
 from atlas.concepts.store import entry_folder
 from atlas.errors import AtlasError
 from atlas.record import IMAGE
 from atlas.safe_paths import unsafe_destinations
-from atlas.site.cache_reader import BadEntry, CacheContents, read_cache
+from atlas.site.cache_reader import BadEntry, CacheContents, list_models, read_cache
 from atlas.site.check import DEFAULT_BUDGET, Budget, SiteReport, check_site
+from atlas.site.compare import index_judgments
 from atlas.site.gather import gather
 from atlas.site.images import copy_crops, derive_all
 from atlas.site.pages import Site
+from atlas.site.roster import Roster, model_folder
 from atlas.site.write import environment, png_paths, render_site, site_paths, write_changed
 
 # The ownership record: which files of the output folder atlas wrote, and whether the build finished.
@@ -48,7 +50,7 @@ MARKER = ".atlas-site.json"
 @dataclass
 class BuildReport:
     out: Path
-    model: str
+    model: str  # the default model (the first); every model built: `models`
     pages: int
     written: list[str] = field(default_factory=list)  # site paths whose content changed
     images_written: list[str] = field(default_factory=list)
@@ -58,6 +60,7 @@ class BuildReport:
     notes: list[str] = field(default_factory=list)  # decisions the build took that a user should know
     png: bool = True  # whether the site holds the full-size PNG downloads
     check: SiteReport | None = None
+    models: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -68,15 +71,18 @@ class SiteMarker:
     complete: bool
 
 
-def build(cache: Path, out: Path, *, model: str | None = None, png: bool | None = None, workers: int | None = None,
-          budget: Budget = DEFAULT_BUDGET, progress: Callable[[str], None] | None = None) -> BuildReport:
-    """Build (or update) the static site for `model` from `cache` into `out`, then check it.
+def build(cache: Path, out: Path, *, model: str | Sequence[str] | None = None, order: Sequence[str] = (),
+          png: bool | None = None, workers: int | None = None, budget: Budget = DEFAULT_BUDGET,
+          progress: Callable[[str], None] | None = None) -> BuildReport:
+    """Build (or update) the static site of every model in `cache` (or those named by `model`) into
+    `out`, each model in its own folder, then check it.
 
-    `png`: copy the full-size PNGs as downloads (True), leave them out (False), or (None)
-    copy them when the site still fits its size budget with them: at a 512 px canvas they
-    are about three quarters of a full atlas. Raises AtlasError when the cache cannot be
-    read, the output folder is not atlas's or cannot be written, or the built site fails its
-    checks. A cache entry whose files do not match its record is skipped and reported.
+    `order`: model names to put first, in this order (atlas.toml's `models`: the first is the
+    default); the others follow by name. `png`: copy the full-size PNGs as downloads (True), leave
+    them out (False), or (None) copy them when the site still fits its size budget with them: at a
+    512 px canvas they are about three quarters of a full atlas. Raises AtlasError when the cache
+    cannot be read, the output folder is not atlas's or cannot be written, or the built site fails
+    its checks. A cache entry whose files do not match its record is skipped and reported.
     """
     cache, out = Path(cache), Path(out)
     say = progress or (lambda _msg: None)
@@ -84,31 +90,49 @@ def build(cache: Path, out: Path, *, model: str | None = None, png: bool | None 
         raise AtlasError(f"--workers must be at least 1, got {workers} (leave it out for one per CPU, at most 8)")
     previous = claim(out)
 
-    contents = read_cache(cache, model)
-    for note in contents.notes:
-        say(note)
+    every = [read_cache(cache, name) for name in pick_models(cache, model, order)]
+    for contents in every:
+        for note in contents.notes:
+            say(note)
+    pairs = [_gathered(contents, bool(png)) for contents in every]
+    every = [contents for contents, _ in pairs]
+    roster = Roster([site for _, site in pairs], index_judgments(judgment.read_all(cache)))
+    for site in roster.sites:
+        say(f"{site.model.name}: {len(site.pages)} pages, {len(site.renders)} renders")
+    try:
+        return _write(every, roster, out, previous, png, workers, budget, say)
+    except OSError as exc:
+        raise _write_error(exc, out) from exc
+
+
+def pick_models(cache: Path, model: str | Sequence[str] | None, order: Sequence[str] = ()) -> list[str]:
+    """The names of the models to build: `model` (one or several), else every model of the cache,
+    those of `order` first."""
+    if model is not None:
+        return [model] if isinstance(model, str) else list(dict.fromkeys(model))
+    found = list(list_models(cache)) if Path(cache).is_dir() else []
+    first = [name for name in order if name in found]
+    return first + sorted(name for name in found if name not in first) or [None]
+
+
+def _gathered(contents: CacheContents, with_png: bool) -> tuple[CacheContents, Site]:
+    """`contents` (less any example set whose crop is no image) and its model's pages, in its folder."""
     dropped: set[Path] = set()
     while True:
         try:
-            site: Site = gather(contents, with_png=bool(png))
-            break
+            return contents, gather(contents, with_png=with_png, prefix=f"{model_folder(contents.model.name)}/")
         except BadEntry as exc:  # a crop that is no image: its example set is skipped like any invalid entry
             if exc.folder in dropped:
                 raise
             dropped.add(exc.folder)
             contents = _without(contents, {exc.folder: exc.reason})
-    say(f"{contents.model.name}: {len(site.pages)} pages, {len(site.renders)} renders")
-    try:
-        return _write(contents, site, out, previous, png, workers, budget, say)
-    except OSError as exc:
-        raise _write_error(exc, out) from exc
 
 
-def _write(contents: CacheContents, site: Site, out: Path, previous: SiteMarker | None, png: bool | None,
+def _write(every: list[CacheContents], roster: Roster, out: Path, previous: SiteMarker | None, png: bool | None,
            workers: int | None, budget: Budget, say: Callable[[str], None]) -> BuildReport:
     env = environment()
     owned = previous.files if previous else frozenset()
-    writes = site_paths(site) | _media_paths(site, with_png=True)
+    writes = site_paths(roster) | _media_paths(roster, with_png=True)
     _refuse_links(out, writes | {MARKER})
     # Claim every path this build may write before writing any, so a kill at any moment
     # leaves a folder whose atlas files are all listed.
@@ -117,42 +141,56 @@ def _write(contents: CacheContents, site: Site, out: Path, previous: SiteMarker 
         _sweep_temporaries(out)
 
     corrupt: dict[Path, str] = {}
-    images = derive_all(site.renders, out, workers=workers, progress=say, failed=corrupt)
-    images += copy_crops(site.crops, out, contents.crop_sha256(), failed=corrupt)
+    images = derive_all(roster.renders, out, workers=workers, progress=say, failed=corrupt)
+    crop_sha256 = {path: sha for contents in every for path, sha in contents.crop_sha256().items()}
+    images += copy_crops(roster.crops, out, crop_sha256, failed=corrupt)
     if corrupt:  # shown as not rendered (a bank or example set: as not computed), like any other invalid entry
-        contents = _without(contents, corrupt)
-        site = gather(contents, with_png=site.with_png)
+        every = [_without(contents, corrupt) for contents in every]
+        roster = Roster([gather(contents, with_png=roster.with_png, prefix=site.prefix)
+                         for contents, site in zip(every, roster.sites, strict=True)], roster.judged)
         # a crop whose name (its content's hash) a skipped entry shared with a good one: now from the good one
-        images += copy_crops(site.crops, out, contents.crop_sha256())
-    files = render_site(site, env)  # the whole site, once
-    notes = list(contents.notes)
+        crop_sha256 = {path: sha for contents in every for path, sha in contents.crop_sha256().items()}
+        images += copy_crops(roster.crops, out, crop_sha256)
+    files = render_site(roster, env)  # the whole site, once
+    notes = [note for contents in every for note in contents.notes]
     if png is None:
         # measured with the pages that link the PNGs: their links are bytes of the site too
-        site.include_pngs()
-        with_pngs = files | render_site(site, env, only=png_paths(site))
-        fits, note = _pngs_fit(site, with_pngs, out, budget)
+        roster.include_pngs()
+        with_pngs = files | render_site(roster, env, only=png_paths(roster))
+        fits, note = _pngs_fit(roster, with_pngs, out, budget)
         if fits:
             files = with_pngs
-            images += derive_all(site.renders, out, workers=workers)  # copies only the PNGs
+            images += derive_all(roster.renders, out, workers=workers)  # copies only the PNGs
         else:
-            site.include_pngs(False)
+            roster.include_pngs(False)
             notes.append(note)
             say(note)
     written = write_changed(out, files)
 
-    keep = set(files) | _media_paths(site, with_png=site.with_png)
+    keep = set(files) | _media_paths(roster, with_png=roster.with_png)
     removed = _remove_owned(out, owned - keep)
     write_marker(out, SiteMarker(frozenset(keep), complete=True))
     say(f"wrote {len(written)} files and {len(images)} images, removed {len(removed)}")
 
-    report = BuildReport(out=out, model=contents.model.name, pages=len(site.pages), written=written,
-                         images_written=images, removed=removed, skipped=contents.skipped,
-                         problems=list(contents.problems), notes=notes, png=site.with_png)
+    names = [site.model.name for site in roster.sites]
+    report = BuildReport(out=out, model=names[0], pages=len(roster.pages), written=written,
+                         images_written=images, removed=removed, skipped=_skipped(every),
+                         problems=list(dict.fromkeys(p for contents in every for p in contents.problems)),
+                         notes=list(dict.fromkeys(notes)), png=roster.with_png, models=names)
     report.check = check_site(out, budget)
     return report
 
 
-def _media_paths(site: Site, *, with_png: bool) -> set[str]:
+def _skipped(every: list[CacheContents]) -> dict[str, int]:
+    """The cache entries no model of the site shows, by reason. Every model's reader counts the
+    entries that are no entry (unfinished, invalid) alike; an entry of another built model is not skipped."""
+    skipped = Counter(every[0].skipped)
+    skipped["other model"] -= sum(len(c.entries) + len(c.concept_entries) + c.skipped.get("other weights", 0)
+                                  for c in every[1:])
+    return {reason: n for reason, n in skipped.items() if n > 0}
+
+
+def _media_paths(site: Site | Roster, *, with_png: bool) -> set[str]:
     media = {f for r in site.renders if r.media for f in dataclasses.replace(r.media, with_png=with_png).files}
     return media | set(site.crops)
 
@@ -182,7 +220,7 @@ def _without(contents: CacheContents, corrupt: dict[Path, str]) -> CacheContents
     )
 
 
-def _pngs_fit(site: Site, files: dict[str, bytes], out: Path, budget: Budget) -> tuple[bool, str]:
+def _pngs_fit(site: Site | Roster, files: dict[str, bytes], out: Path, budget: Budget) -> tuple[bool, str]:
     """Whether the site fits `budget` with its PNG downloads: `files` are the pages that link them."""
     renders = {r.media.folder: r for r in site.renders if r.media is not None}  # one per media folder
     png_bytes = sum(r.entry.record.files[IMAGE].bytes for r in renders.values())

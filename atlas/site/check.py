@@ -170,9 +170,15 @@ def _index_links(site: Path, report: SiteReport) -> list[str]:
         report.problems.append(f"{SEARCH_INDEX_PATH} is unreadable ({exc})")
         return []
     links = []
-    for unit in [*index["classes"], *(c for layer in index["layers"] for c in layer["channels"])]:
-        links += [unit["page"]] + [unit[k] for k in ("thumb", "thumb_overlay", "concept_thumb") if unit.get(k)]
-    links += [layer["page"] for layer in index["layers"]]
+    try:
+        models = [(m["home"], m["classes"], m["layers"]) for m in index["models"]]
+    except (KeyError, TypeError) as exc:
+        report.problems.append(f"{SEARCH_INDEX_PATH} lists its models without {exc}")
+        return []
+    for home, classes, layers in models:
+        for unit in [*classes, *(c for layer in layers for c in layer["channels"])]:
+            links += [unit["page"]] + [unit[k] for k in ("thumb", "thumb_overlay", "concept_thumb") if unit.get(k)]
+        links += [home] + [layer["page"] for layer in layers]
     return links
 
 

@@ -83,6 +83,13 @@ def index_document(site: Site) -> dict[str, Any]:
     }
 
 
+def atlas_index(sites: list[Site]) -> dict[str, Any]:
+    """The search index: every model's index document, named by the model, with its folder and home page
+    (the default model first), so that search finds a class in every model of the atlas."""
+    return {"format": SITE_FORMAT,
+            "models": [{**index_document(site), "folder": site.prefix, "home": site.home.path} for site in sites]}
+
+
 def search_index_script(index: dict[str, Any]) -> bytes:
     return f"window.{SEARCH_INDEX_GLOBAL} = {script_json(index)};\n".encode()
 

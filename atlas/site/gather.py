@@ -60,8 +60,9 @@ def _order(entries: list[Entry]) -> list[Entry]:
     return sorted(best.values(), key=lambda e: (e.seed_index, e.seed))
 
 
-def gather(contents: CacheContents, *, with_png: bool = True) -> Site:
-    """Every page of the site as plain data, linked to each other."""
+def gather(contents: CacheContents, *, with_png: bool = True, prefix: str = "") -> Site:
+    """Every page of one model's part of the site as plain data, linked to each other; `prefix`: its
+    folder in the site ("efficientnet_lite0/"), before every path but the shared media, crops and 404."""
     model = contents.model
     by_class: dict[int, list[Entry]] = {}
     by_channel: dict[tuple[str, int], list[Entry]] = {}
@@ -76,8 +77,8 @@ def gather(contents: CacheContents, *, with_png: bool = True) -> Site:
             by_channel.setdefault((objective.layer, objective.channel), []).append(e)
 
     classes = [
-        ClassPage(path=f"classes/{c.index:04d}.html", title=f"{c.index:04d} {c.name}", template="unit.html",
-                  data_path=f"data/classes/{c.index:04d}.json", info=c)
+        ClassPage(path=f"{prefix}classes/{c.index:04d}.html", title=f"{c.index:04d} {c.name}", template="unit.html",
+                  data_path=f"{prefix}data/classes/{c.index:04d}.json", info=c)
         for c in model.classes
     ]
 
@@ -92,15 +93,16 @@ def gather(contents: CacheContents, *, with_png: bool = True) -> Site:
         if slug in slugs:
             raise AtlasError(f"layers {slugs[slug]!r} and {la.name!r} map to the same folder {slug!r}; rename one")
         slugs[slug] = la.name
-        layers.append(LayerPage(path=f"layers/{slug}/index.html", title=f"Layer {la.name}", template="layer.html",
-                                info=la, slug=slug))
+        layers.append(LayerPage(path=f"{prefix}layers/{slug}/index.html", title=f"Layer {la.name}",
+                                template="layer.html", info=la, slug=slug))
     if layers:
         layers[-1].is_last = True
     layer_by_name = {la.name: la for la in layers}
     for (layer_name, channel), _ in sorted(by_channel.items()):
         layer = layer_by_name[layer_name]
-        page = ChannelPage(path=f"layers/{layer.slug}/c{channel:04d}.html", title=f"{layer_name} · channel {channel}",
-                           template="unit.html", data_path=f"data/layers/{layer.slug}/c{channel:04d}.json",
+        page = ChannelPage(path=f"{prefix}layers/{layer.slug}/c{channel:04d}.html",
+                           title=f"{layer_name} · channel {channel}", template="unit.html",
+                           data_path=f"{prefix}data/layers/{layer.slug}/c{channel:04d}.json",
                            layer=layer, channel=channel)
         layer.channels.append(page)
 
@@ -149,10 +151,11 @@ def gather(contents: CacheContents, *, with_png: bool = True) -> Site:
     return Site(
         contents=contents,
         with_png=with_png,
-        home=Page("index.html", model.name, "index.html"),
-        about=Page("about.html", "About this atlas", "about.html"),
+        home=Page(f"{prefix}index.html", model.name, "index.html"),
+        about=Page(f"{prefix}about.html", "About this atlas", "about.html"),
         not_found=Page("404.html", "Page not found", "404.html"),
-        layers_index=Page("layers/index.html", "Layers", "layers.html"),
+        layers_index=Page(f"{prefix}layers/index.html", "Layers", "layers.html"),
+        prefix=prefix,
         classes=classes,
         layers=layers,
         summary=_summarize(contents, classes, layers),

@@ -102,10 +102,10 @@ class Page:
 
     @property
     def section(self) -> str:
-        """Which top-level section the page belongs to, for the navigation bar."""
-        if self.path.startswith("layers/"):
+        """Which section of its model's part of the site the page belongs to, for the navigation bar."""
+        if "/layers/" in f"/{self.path}":
             return "layers"
-        return "about" if self.path == "about.html" else "classes"
+        return "about" if posixpath.basename(self.path) == "about.html" else "classes"
 
     @property
     def root(self) -> str:
@@ -597,10 +597,33 @@ class Site:
     classes: list[ClassPage]
     layers: list[LayerPage]
     summary: Summary
+    prefix: str = ""  # the model's folder in the site, "" for a site of its own
+    roster: Any = None  # the atlas's models (atlas.site.roster.Roster): the root index and the model switcher
 
     @property
     def model(self) -> ModelInfo:
         return self.contents.model
+
+    @property
+    def manifest_path(self) -> str:
+        return f"{self.prefix}data/manifest.json"
+
+    @property
+    def index_path(self) -> str:
+        return f"{self.prefix}data/index.json"
+
+    @property
+    def top(self) -> Page:
+        """The site's root page: the models of the atlas, or this model's index in a site of its own."""
+        return self.roster.home if self.roster is not None else self.home
+
+    def compare(self, page: Page) -> Page | None:
+        """The class's compare page across the atlas's models (atlas.site.compare), if it has one."""
+        return self.roster.compare_of(self, page) if self.roster is not None else None
+
+    def switcher(self, page: Page) -> list:
+        """Links to the same page in the atlas's other models (atlas.site.roster), none in a one-model site."""
+        return self.roster.switch(self, page) if self.roster is not None else []
 
     @property
     def channels(self) -> list[ChannelPage]:

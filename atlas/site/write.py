@@ -18,6 +18,7 @@ from atlas.atomic import atomic_write
 from atlas.errors import AtlasError
 from atlas.site.documents import (
     SEARCH_INDEX_PATH,
+    atlas_index,
     index_document,
     manifest_document,
     search_index_script,
@@ -25,6 +26,9 @@ from atlas.site.documents import (
     unit_document,
 )
 from atlas.site.pages import ClassPage, Page, Site, UnitPage
+from atlas.site.roster import Roster
+
+Built = Site | Roster  # one model's site, or the atlas of every model (each in its folder)
 
 STATIC_FILES = ("atlas.css", "atlas.js", "favicon.svg")
 # Pages load nothing from elsewhere; 'self' covers file:// pages too (tested in Chromium).
@@ -68,56 +72,74 @@ def static_file(name: str) -> bytes:
     return (site_folder("static") / name).read_bytes()
 
 
-def render_site(site: Site, env: jinja2.Environment | None = None, *,
+def render_site(site: Built, env: jinja2.Environment | None = None, *,
                 only: Collection[str] | None = None) -> dict[str, bytes]:
     """Every text file of the site (pages, JSON, scripts, styles), by site path; with `only`, just those."""
     makers = _makers(site, env or environment())
     return {path: make() for path, make in makers.items() if only is None or path in only}
 
 
-def site_paths(site: Site) -> set[str]:
+def site_paths(site: Built) -> set[str]:
     """The site paths `render_site` renders, known without rendering anything."""
     return set(_makers(site, None))
 
 
-def png_paths(site: Site) -> set[str]:
+def png_paths(site: Built) -> set[str]:
     """The files whose content depends on whether the site holds the PNG downloads: the about page
     and the manifest (`site.with_png`), the page and the document of every unit showing a render
     (its PNG link, its `images.png`: a concept's render is in its class's document)."""
+    if isinstance(site, Roster):
+        return {path for one in site.sites for path in png_paths(one)}
     units = [u for u in [*site.classes, *site.channels]
              if u.ok_renders or (isinstance(u, ClassPage) and any(c.media is not None for c in u.concepts))]
-    return {site.about.path, "data/manifest.json", *(u.path for u in units), *(u.data_path for u in units)}
+    return {site.about.path, site.manifest_path, *(u.path for u in units), *(u.data_path for u in units)}
 
 
-def _makers(site: Site, env: jinja2.Environment | None) -> dict[str, Callable[[], bytes]]:
-    """Site path -> the function that renders it: one table for the paths and their contents."""
-    assets = {
-        "css": "static/atlas.css",
-        "js": "static/atlas.js",
-        "favicon": "static/favicon.svg",
-        "index": SEARCH_INDEX_PATH,
-        "csp": CSP,
-        "version": __version__,
-    }
-
-    def page_file(page: Page) -> bytes:
-        assert env is not None
-        return env.get_template(page.template).render(page=page, site=site, assets=assets).encode("utf-8")
-
-    def unit_file(unit: UnitPage) -> bytes:
-        return to_json(unit_document(site, unit))
-
-    index = functools.cache(lambda: index_document(site))  # the search index's two files share it
-    makers: dict[str, Callable[[], bytes]] = {page.path: functools.partial(page_file, page) for page in site.pages}
-    makers["data/index.json"] = lambda: to_json(index())
-    makers[SEARCH_INDEX_PATH] = lambda: search_index_script(index())
-    makers["data/manifest.json"] = lambda: to_json(manifest_document(site))
-    for unit in [*site.classes, *site.channels]:
-        makers[unit.data_path] = functools.partial(unit_file, unit)
+def _makers(built: Built, env: jinja2.Environment | None) -> dict[str, Callable[[], bytes]]:
+    """Site path -> the function that renders it: one table for the paths and their contents. Every
+    model's pages and documents are in its folder; the static files, the search index (of every
+    model) and the 404 page (the default model's) are shared, at the root."""
+    sites = built.sites if isinstance(built, Roster) else [built]
+    makers: dict[str, Callable[[], bytes]] = {}
+    for site in reversed(sites):  # the default model's 404 page last, so that it is the one kept
+        makers.update(_site_makers(site, env))
+    if isinstance(built, Roster):
+        for page in built.own_pages:
+            makers[page.path] = functools.partial(_page_file, env, page, built.default)
+    makers[SEARCH_INDEX_PATH] = lambda: search_index_script(atlas_index(sites))
     for name in STATIC_FILES:
         makers[f"static/{name}"] = functools.partial(static_file, name)
     # GitHub Pages would otherwise run Jekyll, which skips some files and slows deploys.
     makers[".nojekyll"] = lambda: b""
+    return makers
+
+
+ASSETS = {
+    "css": "static/atlas.css",
+    "js": "static/atlas.js",
+    "favicon": "static/favicon.svg",
+    "index": SEARCH_INDEX_PATH,
+    "csp": CSP,
+    "version": __version__,
+}
+
+
+def _page_file(env: jinja2.Environment | None, page: Page, site: Site) -> bytes:
+    assert env is not None
+    return env.get_template(page.template).render(page=page, site=site, assets=ASSETS).encode("utf-8")
+
+
+def _site_makers(site: Site, env: jinja2.Environment | None) -> dict[str, Callable[[], bytes]]:
+    """One model's pages and documents."""
+    def unit_file(unit: UnitPage) -> bytes:
+        return to_json(unit_document(site, unit))
+
+    makers: dict[str, Callable[[], bytes]] = {
+        page.path: functools.partial(_page_file, env, page, site) for page in site.pages}
+    makers[site.index_path] = lambda: to_json(index_document(site))
+    makers[site.manifest_path] = lambda: to_json(manifest_document(site))
+    for unit in [*site.classes, *site.channels]:
+        makers[unit.data_path] = functools.partial(unit_file, unit)
     return makers
 
 
