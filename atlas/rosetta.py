@@ -18,6 +18,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -160,16 +161,36 @@ def side_of(loaded: LoadedModel, layers: Sequence[str] | None) -> Side:
     return Side(loaded.name, loaded.weights_sha256, tuple((n, int(known[n])) for n in names))
 
 
+@dataclass(frozen=True)
+class Request:
+    """What one pair's matches depend on: the files, both sides and the settings, and so the key."""
+
+    files: tuple[str, ...]
+    listing_sha256: str
+    sides: tuple[Side, Side]
+    settings: dict
+    key: str
+
+
+def request(a: LoadedModel, b: LoadedModel, root: str | Path, *, layers_a: Sequence[str] | None = None,
+            layers_b: Sequence[str] | None = None, grid: int = DEFAULT_GRID, limit: int | None = None) -> Request:
+    """The key of a pair's matches before any image is read (names and stat only), so a stored one is reused."""
+    files, listing_sha256 = listing(root, limit)
+    side_a, side_b = side_of(a, layers_a), side_of(b, layers_b)
+    settings = {"grid": grid, "resize": RESIZE, "method": METHOD, "limit": limit}
+    return Request(tuple(files), listing_sha256, (side_a, side_b), settings,
+                   key_of(side_a, side_b, listing_sha256, settings))
+
+
 def match(a: LoadedModel, b: LoadedModel, root: str | Path, *, layers_a: Sequence[str] | None = None,
           layers_b: Sequence[str] | None = None, grid: int = DEFAULT_GRID, batch_size: int = 32,
           limit: int | None = None, device: str = "cpu",
           progress: Callable[[int, int], None] | None = None) -> MatchSet:
     """The mutual best matches between the channels of `a`'s and `b`'s layers on the images of `root`."""
     started = time.perf_counter()
-    files, listing_sha256 = listing(root, limit)
-    side_a, side_b = side_of(a, layers_a), side_of(b, layers_b)
-    settings = {"grid": grid, "resize": RESIZE, "method": METHOD, "limit": limit}
-    key = key_of(side_a, side_b, listing_sha256, settings)
+    asked = request(a, b, root, layers_a=layers_a, layers_b=layers_b, grid=grid, limit=limit)
+    files, (side_a, side_b), settings, key = list(asked.files), asked.sides, asked.settings, asked.key
+    listing_sha256 = asked.listing_sha256
     dev = torch.device(device)
     correlator = Correlator(dev)
     names_a = [f"0:{n}" for n, _ in side_a.layers]
