@@ -227,8 +227,8 @@ def counterparts(cache: str | Path, model: str, weights_sha256: str) -> dict[tup
         for ours, (side, other) in enumerate((value.models, value.models[::-1])):
             if (side.name, side.weights_sha256) != (model, weights_sha256):
                 continue
-            if (other.name, other.weights_sha256) == (model, weights_sha256) and ours == 1:
-                continue  # a model against itself: one side is enough
+            if (other.name, other.weights_sha256) == (model, weights_sha256):
+                continue  # a model against itself (a check of the method) tells a page nothing
             who = (other.name, other.weights_sha256)
             if who not in newest or value.finished > newest[who][0]:
                 newest[who] = (value.finished, value, ours)
