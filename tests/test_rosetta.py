@@ -117,3 +117,19 @@ def test_the_key_names_both_models_the_images_and_the_settings():
     assert key == store.key_of(b, a, "images", {"grid": 7})
     assert len({key, store.key_of(a, b, "other images", {"grid": 7}), store.key_of(a, b, "images", {"grid": 14}),
                 store.key_of(a, store.Side("b", "w3", (("m", 8),)), "images", {"grid": 7})}) == 4
+
+
+def test_the_command_stores_each_pair_once(images, tmp_path, capsys):
+    from atlas.cli import main
+
+    line = ["match", "--images", str(images), "--models", "test_resnet", "test_resnet", "--random-weights",
+            "--layers", "layer4", "--grid", "3", "--cache", str(tmp_path), "--device", "cpu"]
+    assert main(line) == 0
+    first = capsys.readouterr().out
+    assert "mutual matches of 96 x 96 channels on 10 images" in first
+    [path] = (tmp_path / store.FOLDER).glob("*/*.json")
+    value = store.read(tmp_path, path.stem)
+    assert value is not None and value.settings["grid"] == 3 and value.models[0].layers == (("layer4", 96),)
+    assert main(line) == 0 and "already in the cache" in capsys.readouterr().out
+    assert main([*line[:-4], "--layers", "test_resnet:layer9"]) == 1
+    assert "test_resnet has no layer 'layer9'" in capsys.readouterr().err

@@ -10,6 +10,7 @@ import pytest
 from atlas import matches as store
 from atlas.site.gather import _same_units, gather
 from atlas.site.records import read_cache
+from atlas.site.write import render_site
 from tests.site_support import MODEL, SAMPLE_CACHE, copy_cache
 
 
@@ -67,6 +68,10 @@ def test_a_match_links_to_the_other_models_channel_page_where_the_site_has_it(ca
     shown = _channel(site, "conv_head", 42).same_units
     assert [(u.match.model, u.match.layer, u.match.channel, u.page) for u in shown] == \
         [("resnet50", "layer4", 17, target)]
+    path = _channel(site, "conv_head", 42).path
+    html = render_site(site, only={path})[path].decode()
+    assert '<a class="tile ok" href="../blocks.5/c0017.html"' in html and "not in this atlas" not in html
+    assert html.count('alt="resnet50 blocks.5 · channel 17"') == 1  # the linked page's picture
 
 
 def test_a_site_without_matches_and_a_hostile_matches_file(tmp_path):
