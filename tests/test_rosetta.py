@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
-import warnings
 
 import pytest
 import torch
@@ -104,10 +104,17 @@ def test_the_stored_result_round_trips_and_hostile_files_are_skipped(tiny_resnet
                    .replace(result.key, bad.stem))
     with pytest.warns(UserWarning, match="not a finite number"):
         assert list(store.stored(tmp_path)) == [result]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ours = store.counterparts(tmp_path, tiny_resnet.name, tiny_resnet.weights_sha256)
-    assert ours[("layer4", result.matches[0].channel_a)][0].correlation == pytest.approx(1.0, abs=1e-4)
+    bad.unlink()
+    assert store.counterparts(tmp_path, tiny_resnet.name, tiny_resnet.weights_sha256) == {}  # itself: nothing
+    copy_side = dataclasses.replace(result.models[1], name="copy")
+    shifted = tuple(dataclasses.replace(m, channel_b=(m.channel_b + 1) % 96) for m in result.matches)
+    store.write(tmp_path, dataclasses.replace(result, key="ee" + "0" * 62, models=(result.models[0], copy_side),
+                                              matches=shifted))
+    first = result.matches[0]
+    [ours] = store.counterparts(tmp_path, tiny_resnet.name, tiny_resnet.weights_sha256)[("layer4", first.channel_a)]
+    assert (ours.model, ours.layer, ours.channel, ours.images) == ("copy", "layer4", (first.channel_b + 1) % 96, 10)
+    [theirs] = store.counterparts(tmp_path, "copy", tiny_resnet.weights_sha256)[("layer4", (first.channel_b + 1) % 96)]
+    assert (theirs.model, theirs.channel) == (tiny_resnet.name, first.channel_a)
 
 
 def test_the_key_names_both_models_the_images_and_the_settings():
