@@ -18,6 +18,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -189,8 +190,7 @@ def match(a: LoadedModel, b: LoadedModel, root: str | Path, *, layers_a: Sequenc
     """The mutual best matches between the channels of `a`'s and `b`'s layers on the images of `root`."""
     started = time.perf_counter()
     asked = request(a, b, root, layers_a=layers_a, layers_b=layers_b, grid=grid, limit=limit)
-    files, (side_a, side_b), settings, key = list(asked.files), asked.sides, asked.settings, asked.key
-    listing_sha256 = asked.listing_sha256
+    side_a, side_b = asked.sides
     dev = torch.device(device)
     correlator = Correlator(dev)
     names_a = [f"0:{n}" for n, _ in side_a.layers]
@@ -202,12 +202,17 @@ def match(a: LoadedModel, b: LoadedModel, root: str | Path, *, layers_a: Sequenc
     wanted = {id(a.module): set(), id(b.module): set()}
     wanted[id(a.module)] |= {n for n, _ in side_a.layers}
     wanted[id(b.module)] |= {n for n, _ in side_b.layers}
-    with contextlib.ExitStack() as stack, torch.no_grad():
+    batches = [asked.files[i : i + batch_size] for i in range(0, len(asked.files), batch_size)]
+    with contextlib.ExitStack() as stack, torch.no_grad(), ThreadPoolExecutor(1) as reader:
         modules = {id(m.module): m.module for m in (a, b)}
         captures = {i: stack.enter_context(ActivationCapture(module, wanted[i], logits=False))
                     for i, module in modules.items()}
-        for start in range(0, len(files), batch_size):
-            squares = load_squares(root, files[start : start + batch_size], side)
+        # the next batch is read and decoded while this one runs through the models
+        pending = reader.submit(load_squares, root, batches[0], side)
+        for n in range(len(batches)):
+            squares = pending.result()
+            if n + 1 < len(batches):
+                pending = reader.submit(load_squares, root, batches[n + 1], side)
             skipped += len(squares.skipped)
             if not len(squares.files):
                 continue
@@ -219,12 +224,13 @@ def match(a: LoadedModel, b: LoadedModel, root: str | Path, *, layers_a: Sequenc
                               {f"1:{n}": on_grid(maps_b[n], grid) for n, _ in side_b.layers})
             read += len(squares.files)
             if progress is not None:
-                progress(read + skipped, len(files))
+                progress(read + skipped, len(asked.files))
     corr = correlator.matrix(names_a, names_b)
     where_a = [(n, c) for n, count in side_a.layers for c in range(count)]
     where_b = [(n, c) for n, count in side_b.layers for c in range(count)]
     matches = tuple(Match(*where_a[i], *where_b[j], round(r, 6)) for i, j, r in mutual_best(corr))
     finished = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return MatchSet(key, (side_a, side_b), {"listing_sha256": listing_sha256, "count": read, "skipped": skipped},
-                    settings, matches, round(time.perf_counter() - started, 3), str(device), finished)
+    images = {"listing_sha256": asked.listing_sha256, "count": read, "skipped": skipped}
+    return MatchSet(asked.key, asked.sides, images, asked.settings, matches, round(time.perf_counter() - started, 3),
+                    str(device), finished)
 
