@@ -140,3 +140,21 @@ def test_the_command_stores_each_pair_once(images, tmp_path, capsys):
     assert main(line) == 0 and "already in the cache" in capsys.readouterr().out
     assert main([*line[:-4], "--layers", "test_resnet:layer9"]) == 1
     assert "test_resnet has no layer 'layer9'" in capsys.readouterr().err
+
+
+def test_two_architectures_of_other_input_sizes_and_an_unreadable_file(tiny_resnet, images, tmp_path):
+    import shutil
+
+    from atlas.models import load_model
+
+    folder = tmp_path / "images"
+    shutil.copytree(images, folder)
+    (folder / "a" / "broken.png").write_bytes(b"not a png")
+    other = load_model("test_efficientnet", random_weights=True)
+    result = match(tiny_resnet, other, folder, layers_a=["layer4"], grid=5, batch_size=4)
+    assert result.images["count"] == 10 and result.images["skipped"] == 1
+    layers_b = {name for name, _ in result.models[1].layers}
+    assert result.matches and all(m.layer_a == "layer4" and m.layer_b in layers_b for m in result.matches)
+    assert all(-1 <= m.correlation <= 1 for m in result.matches)
+    channels = [m.channel_a for m in result.matches]
+    assert len(set(channels)) == len(channels)  # mutual: one partner each
