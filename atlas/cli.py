@@ -23,6 +23,7 @@ COMMANDS = {
     "eval": "evaluate",
     "bench": "bench",
     "concepts": "concepts",
+    "match": "match",
 }
 
 # One line per command; here, not in the command modules, so that `atlas --help` imports none of them.
@@ -36,6 +37,7 @@ HELP = {
     "eval": "score rendered class images against real photos (plausibility, FID)",
     "bench": "benchmark the engine against the reference implementations, and measure quality",
     "concepts": "explain classes by their concepts and channels by dataset examples, from an image folder",
+    "match": "find the same unit across models: channels whose activation maps agree on an image folder",
 }
 
 

@@ -15,7 +15,8 @@ import torch
 from PIL import Image
 
 from atlas import judgment as judgments
-from atlas.cache import Cache, atomic_write
+from atlas.atomic import atomic_write
+from atlas.cache import Cache
 from atlas.classifier import load_configured_model, same_classes
 from atlas.config import Config
 from atlas.judging import SCALES, judge_images

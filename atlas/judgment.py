@@ -14,13 +14,14 @@ builds it.  A file that does not read back as a `Judgment` of its own key is not
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from atlas.kind import content_key
 
 FORMAT = 1
 KIND = "judgment"
@@ -59,7 +60,7 @@ def judgment_key(picture: str, judge: str, judge_weights_sha256: str, *, crops: 
     """The cache key of `judge`'s judgment of the render `picture` at these judging settings."""
     material = {"format": FORMAT, "picture": picture, "judge": judge, "judge_weights_sha256": judge_weights_sha256,
                 "crops": crops, "seed": seed, "scales": {name: list(scale) for name, scale in scales.items()}}
-    return hashlib.sha256(json.dumps(material, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return content_key(material)
 
 
 def to_dict(judgment: Judgment) -> dict[str, Any]:

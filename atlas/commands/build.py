@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 from atlas import flags
@@ -40,8 +41,12 @@ def run(args: argparse.Namespace) -> int:
     config = flags.merge(load_config(args.config), args, FLAGS)
     cache, out = config.cache, config.site
     order = [entry.model for entry in config.models] or [config.model]
-    report = build(cache, out, model=args.model, order=order, png=args.png, workers=args.workers,
-                   progress=lambda msg: print(f"atlas build: {msg}", flush=True))
+    with warnings.catch_warnings(record=True) as caught:  # a skipped stored file (atlas.matches): one line each
+        warnings.simplefilter("always", UserWarning)
+        report = build(cache, out, model=args.model, order=order, png=args.png, workers=args.workers,
+                       progress=lambda msg: print(f"atlas build: {msg}", flush=True))
+    for message in dict.fromkeys(str(w.message) for w in caught):  # a gather run twice warns twice
+        print(f"atlas build: warning: {message}", file=sys.stderr)
     for problem in report.problems:
         print(f"atlas build: warning: skipped invalid cache entry {problem}", file=sys.stderr)
     skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(report.skipped.items()))

@@ -10,11 +10,12 @@ import bisect
 import json
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from atlas.concepts.formats import ConceptBank, Crop, ExampleSet
 from atlas.concepts.store import visualization_id
 from atlas.errors import AtlasError
+from atlas.matches import counterparts
 from atlas.model_record import LayerInfo
 from atlas.site.cache_reader import BadEntry, CacheContents, Entry, image_size
 from atlas.site.pages import (
@@ -33,6 +34,7 @@ from atlas.site.pages import (
     Prediction,
     Related,
     Render,
+    SameUnit,
     Site,
     Summary,
 )
@@ -147,6 +149,7 @@ def gather(contents: CacheContents, *, with_png: bool = True, prefix: str = "") 
             page.renders = renders(by_channel[(layer.name, page.channel)], None, f"{layer.slug}-{page.number}")
             page.related = [Related(classes[i], s) for i, s in top.get(page.channel, ()) if 0 <= i < len(classes)][:8]
         _chain(layer.channels)
+    _same_units(contents, layers)
 
     return Site(
         contents=contents,
@@ -208,6 +211,29 @@ def _examples(contents: CacheContents, classes: list[ClassPage], layers: list[La
                 Example(_crop(contents, found, crop, sized=True), classes[c] if 0 <= c < len(classes) else None)
                 for crop, c in zip(channel.examples, channel.classes, strict=True)
             ]
+
+
+UnitKey = tuple[str, str, str, int]  # model name, weights sha256, layer, channel
+
+
+def _same_units(contents: CacheContents, layers: list[LayerPage], pages: Mapping[UnitKey, ChannelPage] | None = None,
+                ) -> None:
+    """Each channel page's matched channels in other models (`atlas match`, stored by atlas.matches).
+
+    `pages`: the channel pages a match may link to, by model, weights, layer and channel; by default
+    this site's own, so a match to a model the site does not hold is shown without a link."""
+    model = contents.model
+    if contents.root is None:
+        return
+    found = counterparts(contents.root, model.name, model.weights_sha256)
+    if not found:
+        return
+    if pages is None:
+        pages = {(model.name, model.weights_sha256, la.name, p.channel): p for la in layers for p in la.channels}
+    for layer in layers:
+        for page in layer.channels:
+            page.same_units = [SameUnit(c, pages.get((c.model, c.weights_sha256, c.layer, c.channel)))
+                               for c in found.get((layer.name, page.channel), ())]
 
 
 def _crop(contents: CacheContents, value: ConceptBank | ExampleSet, crop: Crop, sized: bool = False) -> CropImage:

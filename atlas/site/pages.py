@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from atlas.concepts.formats import Concept, ConceptBank, ExampleSet
+from atlas.matches import Counterpart
 from atlas.model_record import ClassInfo, LayerInfo, ModelInfo
 from atlas.record import target_rates
 from atlas.site.cache_reader import CacheContents, Entry
@@ -548,12 +549,25 @@ class LayerPage(Page):
         return [c for c in self.channels if c.status == "ok"][:6]
 
 
+@dataclass(frozen=True)
+class SameUnit:
+    """The unit another model has for a channel (`atlas match`): its channel page when the site has it."""
+
+    match: Counterpart
+    page: ChannelPage | None  # None: that model is not in this site; the match is shown without a link
+
+    @property
+    def correlation_text(self) -> str:
+        return f"{self.match.correlation:.2f}"
+
+
 @dataclass(eq=False)
 class ChannelPage(UnitPage):
     layer: LayerPage | None = None
     channel: int = 0
     examples: list[Example] = field(default_factory=list)
     example_set: ExampleSet | None = None
+    same_units: list[SameUnit] = field(default_factory=list)
     kind = "channel"
 
     @property
