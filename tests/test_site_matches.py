@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 
 import pytest
-from atlas.site.records import read_cache
 
 from atlas import matches as store
+from atlas.site.cache_reader import read_cache
 from atlas.site.gather import _same_units, gather
+from atlas.site.roster import link_same_units
 from atlas.site.write import render_site
 from tests.site_support import MODEL, SAMPLE_CACHE, copy_cache
 
@@ -47,11 +49,11 @@ def test_a_channel_page_shows_the_same_unit_in_another_model(cache, tmp_path, ca
 
     out = tmp_path / "site"
     assert main(["build", "--cache", str(cache), "--out", str(out)]) == 0
-    page = (out / "layers" / "conv_head" / "c0042.html").read_text(encoding="utf-8")
+    page = (out / MODEL / "layers" / "conv_head" / "c0042.html").read_text(encoding="utf-8")
     assert "The same unit in other models" in page
     assert "resnet50" in page and "layer4 · channel 17" in page and "r = 0.81" in page
     assert "not in this atlas" in page  # resnet50 has no pages here: no link
-    unmatched = (out / "layers" / "conv_head" / "c0101.html").read_text(encoding="utf-8")
+    unmatched = (out / MODEL / "layers" / "conv_head" / "c0101.html").read_text(encoding="utf-8")
     assert "The same unit in other models" not in unmatched
     hostile = store.path_of(cache, "ab" + "0" * 62)
     lines = [line for line in capsys.readouterr().err.splitlines() if "matches" in line]
@@ -72,6 +74,24 @@ def test_a_match_links_to_the_other_models_channel_page_where_the_site_has_it(ca
     html = render_site(site, only={path})[path].decode()
     assert '<a class="tile ok" href="../blocks.5/c0017.html"' in html and "not in this atlas" not in html
     assert html.count('alt="resnet50 blocks.5 · channel 17"') == 1  # the linked page's picture
+
+
+def test_in_an_atlas_of_several_models_a_match_links_to_the_other_models_page(cache):
+    """Each model's part is gathered alone; the atlas then links a match to the page the other model has."""
+    contents = read_cache(cache)
+    other = dataclasses.replace(contents, model=dataclasses.replace(contents.model, name="resnet50",
+                                                                     weights_sha256="f" * 64))
+    with pytest.warns(UserWarning, match="skipped stored matches"):
+        ours, theirs = gather(contents, prefix=f"{MODEL}/"), gather(other, prefix="resnet50/")
+    target = _channel(theirs, "blocks.5", 17)
+    renamed = {("resnet50", "f" * 64, "blocks.5", 17): target}
+    for page in ours.channels:  # the stored match names resnet50's layer4; the renamed copy has blocks.5
+        page.same_units = [dataclasses.replace(u, match=dataclasses.replace(u.match, layer="blocks.5"))
+                           for u in page.same_units]
+    assert all(u.page is None for u in _channel(ours, "conv_head", 42).same_units)
+    link_same_units([ours, theirs])
+    assert [u.page for u in _channel(ours, "conv_head", 42).same_units] == [renamed[("resnet50", "f" * 64,
+                                                                                       "blocks.5", 17)]]
 
 
 def test_a_site_without_matches_and_a_hostile_matches_file(tmp_path):

@@ -8,6 +8,7 @@ model where that model has it, else that model's index.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,6 +100,7 @@ class Roster:
         self.compares = compare_pages(self.sites, self.judged)
         self.matrix = matrix(self.sites, self.judged)
         self._compare = {p.index: p for p in self.compares}
+        link_same_units(self.sites)
 
     @property
     def own_pages(self) -> list[Page]:
@@ -157,3 +159,16 @@ class Roster:
     def include_pngs(self, on: bool = True) -> None:
         for site in self.sites:
             site.include_pngs(on)
+
+
+def link_same_units(sites: list[Site]) -> None:
+    """A channel's matches in other models (`atlas match`) link to those models' channel pages where the
+    atlas holds them: each model's part was gathered alone, and saw only its own pages."""
+    pages = {(site.contents.model.name, site.contents.model.weights_sha256, layer.name, page.channel): page
+             for site in sites for layer in site.layers for page in layer.channels}
+    for site in sites:
+        for layer in site.layers:
+            for page in layer.channels:
+                page.same_units = [dataclasses.replace(unit, page=pages.get(
+                    (unit.match.model, unit.match.weights_sha256, unit.match.layer, unit.match.channel)))
+                    for unit in page.same_units]
