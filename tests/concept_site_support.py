@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from atlas.record import (
     ChannelExamples,
     Concept,
     ConceptBank,
+    ConceptExpression,
     Crop,
     ExampleSet,
     ObjectiveInfo,
@@ -100,16 +102,19 @@ def concept_cache(dest: Path) -> Path:
     return cache
 
 
-def render_concepts(cache: Path, class_index: int, count: int, failed: bool = False) -> None:
-    """Store renders of the first `count` concepts of a class's bank (the picture of class 134 stands in)."""
+def render_concepts(cache: Path, class_index: int, count: int, failed: bool = False,
+                    expressions: Sequence[ConceptExpression | None] = ()) -> None:
+    """Store renders of the first `count` concepts of a class's bank (the picture of class 134 stands in),
+    the k-th with `expressions[k]` as its measured expression (none beyond them)."""
     weights = json.loads((cache / "models" / f"{MODEL}.json").read_text())["weights_sha256"]
     bank = store.current_banks(cache, MODEL, weights)[class_index]
     folder, data = next((f, d) for f, d in records(cache) if d["objective"]["id"] == "class:134")
     template = from_dict(data)
-    for concept in bank.concepts[:count]:
+    for k, concept in enumerate(bank.concepts[:count]):
         objective_id = store.visualization_id(bank, concept)
         record = dataclasses.replace(template, objective=ObjectiveInfo(
-            objective_id, "concept", f"{MODEL} · concept", class_index, bank.layer, None))
+            objective_id, "concept", f"{MODEL} · concept", class_index, bank.layer, None),
+            expression=expressions[k] if k < len(expressions) else None)
         key = cache_key({"objective": objective_id})
         if failed:
             Cache(cache).write_entry(key, {}, dataclasses.replace(record, status="failed", failure="non-finite",
