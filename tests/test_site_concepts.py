@@ -182,7 +182,8 @@ def test_a_class_page_with_ten_rendered_concepts_and_four_seeds_builds_within_th
     from atlas.record import ATTRIBUTION, IMAGE, loads
 
     cache = concept_cache(tmp_path / "cache")
-    render_concepts(cache, 967, CONCEPTS, expressions=[ConceptExpression(0.123, 10, CONCEPTS)] * CONCEPTS)  # the longest text
+    weak = ConceptExpression(0.123, 10, CONCEPTS)  # the longest text a card says of its picture
+    render_concepts(cache, 967, CONCEPTS, expressions=[weak] * CONCEPTS)
     folder = next(f for f, r in records(cache) if r["objective"]["id"] == "class:967" and r["seed_index"] == 1)
     record = loads((folder / "record.json").read_bytes())
     files = {name: (folder / name).read_bytes() for name in (IMAGE, ATTRIBUTION)}
