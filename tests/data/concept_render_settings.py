@@ -5,8 +5,10 @@
 Lite0 (bundled weights); `atlas concepts` (10 concepts a class, 20 images a class) on
 atlas.bench.concepts.sample_folder (scikit-image's `chelsea` as tabby, `coffee` as espresso) into
 WORK/cache (kept, so that `atlas render` and `atlas build` can reuse the banks); the first `--shown`
-concepts of each bank rendered through the engine with each setting (same seed for a concept in every
-setting). Each picture is measured as `atlas render` stores it: its expression
+concepts of each bank rendered through the engine with each setting, each concept with the seed that
+`atlas render` gives its default (cosine) render, in every setting: so the "cosine, cpu" pictures are
+the ones `atlas render --preset cpu` stores, and their rows can be read from its records instead.
+Each picture is measured as `atlas render` stores it: its expression
 (atlas.concepts.expression.concept_shares on the uint8 picture, as the records' `expression`) and
 its class's hold (atlas.judging, the generator's top-1 rate on the large crops, as the cards show).
 Prints the table of docs/concepts.md ("Concept pictures that hold their concept") and WORK/table.json.
@@ -23,6 +25,7 @@ import numpy as np
 import torch
 
 from atlas.bench.concepts import sample_folder
+from atlas.cache import Cache
 from atlas.concepts import store
 from atlas.concepts.expression import as_squares, concept_shares
 from atlas.concepts.run import ConceptRequest, run_concepts
@@ -32,6 +35,7 @@ from atlas.models import load_model
 from atlas.objectives import direction
 from atlas.render import render
 from atlas.scoring import Judge
+from atlas.seeds import job_seed
 from atlas.settings import RenderSettings
 
 SETTINGS = {  # name -> (preset, direction options)
@@ -60,7 +64,8 @@ def main() -> None:
     for name in args.settings:
         preset, options = SETTINGS[name]
         objectives = [direction(bank.layer, bank.concepts[i].values, **options) for bank, i in shown]
-        result = render(loaded, objectives, RenderSettings.make(preset), list(range(len(shown))))
+        seeds = [job_seed(store.visualization_id(bank, bank.concepts[i]), 0) for bank, i in shown]
+        result = render(loaded, objectives, RenderSettings.make(preset), seeds)
         pixels = [to_uint8(image) for image in result.images]
         stored = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).float() / 255
         judged = judge_images(stored, [Judge(loaded, "generator")], [bank.class_index for bank, _ in shown])
@@ -75,6 +80,9 @@ def main() -> None:
         rows[name] = {"seconds": result.seconds, "pictures": per}
         print(f"{name}: {result.seconds:.0f} s; " + " ".join(f"{p['share']:.2f}/{p['rank']}" for p in per), flush=True)
         (args.work / "table.json").write_text(json.dumps(rows, indent=1))
+    stored = stored_rows(cache, shown)
+    if stored:
+        rows["cosine, cpu (atlas render's records)"] = stored
     print("\n| setting | own share (mean) | rank 1 | class hold (large crops, mean) | s an image |")
     print("|---|---:|---:|---:|---:|")
     for name, row in rows.items():
@@ -82,6 +90,19 @@ def main() -> None:
         print(f"| {name} | {np.mean([p['share'] for p in per]):.2f} | {sum(p['rank'] == 1 for p in per)} of "
               f"{len(per)} | {np.mean([p['hold'] for p in per]):.2f} | {row['seconds'] / len(per):.1f} |")
     print(f"total {time.perf_counter() - start:.0f} s")
+
+
+def stored_rows(cache: Path, shown: list) -> dict | None:
+    """The default (cosine, cpu) row read from the records `atlas render --preset cpu` wrote into the
+    cache for the same concepts and seeds, when it has them all: the pipeline's own measure."""
+    found = {r.objective.id: r for r in Cache(cache).records() if r.objective.kind == "concept" and r.status == "ok"
+             and r.preset.get("name") == "cpu" and r.expression is not None}
+    records = [found.get(store.visualization_id(bank, bank.concepts[i])) for bank, i in shown]
+    if None in records:
+        return None
+    per = [{"class": bank.class_index, "concept": i, "share": r.expression.share, "rank": r.expression.rank,
+            "hold": r.judging["large"].models[0].target_top1_rate} for (bank, i), r in zip(shown, records, strict=True)]
+    return {"seconds": sum(r.timing.seconds for r in records), "pictures": per}
 
 
 if __name__ == "__main__":
