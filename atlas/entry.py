@@ -15,7 +15,7 @@ from atlas.cache import ATTRIBUTION, IMAGE, encode_npy, encode_png
 from atlas.jobs import Job
 from atlas.models import LoadedModel
 from atlas.plan import Plan, PlannedJob
-from atlas.record import ImageStats, ModelRef, ObjectiveInfo, RenderRecord, Retry, Scores, Timing
+from atlas.record import ConceptExpression, ImageStats, ModelRef, ObjectiveInfo, RenderRecord, Retry, Scores, Timing
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -35,7 +35,7 @@ def entry_files(pixels: np.ndarray, attribution: torch.Tensor) -> dict[str, byte
 
 def render_record(plan: Plan, item: PlannedJob, *, seed: int, value: float, timing: Timing,
                   judging: dict[str, Scores] | None, image_stats: ImageStats | None, retry: Retry | None = None,
-                  failure: str | None = None) -> RenderRecord:
+                  failure: str | None = None, expression: ConceptExpression | None = None) -> RenderRecord:
     """The record of one rendered image; with `failure`, the record of the job that has none."""
     return RenderRecord(
         key=item.key,
@@ -51,6 +51,7 @@ def render_record(plan: Plan, item: PlannedJob, *, seed: int, value: float, timi
         scores=judging["large"] if judging else None,  # "scores" keeps its place: the large scale (atlas.judging)
         judging=judging,
         image_stats=image_stats,
+        expression=expression,
         **plan.settings.record_fields(),
     )
 

@@ -23,16 +23,17 @@ import torch
 from atlas import render as engine
 from atlas.cache import Cache
 from atlas.classifier import load_configured_model, same_classes
+from atlas.concepts.expression import picture_expression
 from atlas.config import Config, JudgeModel, Selection
 from atlas.device import auto_batch_size
 from atlas.entry import entry_files, render_record, to_uint8
 from atlas.imagestats import image_stats
-from atlas.jobs import Shard, batches
+from atlas.jobs import Job, Shard, batches
 from atlas.judging import judge_images
 from atlas.metadata import model_info
 from atlas.models import LoadedModel, load_model
 from atlas.plan import Plan, PlannedJob, make_plan
-from atlas.record import ImageStats, RenderRecord, Retry, Scores, Timing
+from atlas.record import ConceptExpression, ImageStats, RenderRecord, Retry, Scores, Timing
 from atlas.scoring import Judge
 from atlas.seeds import job_seed
 
@@ -204,6 +205,7 @@ class _Outcome:
     judging: dict[str, Scores] | None  # scale name -> scores (atlas.judging)
     image_stats: ImageStats | None
     timing: Timing
+    expression: ConceptExpression | None = None  # concept pictures: how strongly they show their concept
 
 
 def _render_all(plan: Plan, request: RenderRequest, cache: Cache, judges: Sequence[Judge],
@@ -256,7 +258,7 @@ def _record(plan: Plan, request: RenderRequest, outcome: _Outcome) -> RenderReco
                    f"and with retry seed {attempt.seed} ({outcome.value})")
     return render_record(plan, attempt.item, seed=attempt.seed, value=outcome.value,
                          timing=outcome.timing, judging=outcome.judging, image_stats=outcome.image_stats,
-                         retry=retry, failure=failure)
+                         retry=retry, failure=failure, expression=outcome.expression)
 
 
 def _render_batch(plan: Plan, request: RenderRequest, judges: Sequence[Judge], attempts: Sequence[_Attempt],
@@ -276,7 +278,15 @@ def _render_batch(plan: Plan, request: RenderRequest, judges: Sequence[Judge], a
     for k, attempt in enumerate(attempts):
         files = entry_files(pixels[k], result.attributions[k]) if finite[k] else None
         stats = ImageStats(**image_stats(pixels[k])) if finite[k] else None
-        yield _Outcome(attempt, float(result.values[k]), files, judging.get(k), stats, timing)
+        expression = _expression(plan, attempt.item.job, pixels[k]) if finite[k] else None
+        yield _Outcome(attempt, float(result.values[k]), files, judging.get(k), stats, timing, expression)
+
+
+def _expression(plan: Plan, job: Job, picture: np.ndarray) -> ConceptExpression | None:
+    """A concept picture's hold on its own concept against its bank's others (None for other jobs):
+    a noisy picture that the class judging passes may still show none of its concept."""
+    bank = plan.banks.get(job.concept_of) if job.concept_of is not None else None
+    return picture_expression(plan.loaded, bank, job.objective, picture) if bank is not None else None
 
 
 def _judge(pixels: Sequence[np.ndarray], finite: Sequence[bool], attempts: Sequence[_Attempt],

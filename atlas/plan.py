@@ -3,8 +3,8 @@ cache key and what the cache holds for it.  Nothing is rendered here."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from atlas.cache import Cache, EntryState
 from atlas.concepts.craft import concept_objective
@@ -16,6 +16,7 @@ from atlas.kind import content_key
 from atlas.labels import lookup
 from atlas.models import LoadedModel, classifier_weights, find_layer, pre_logits_layer
 from atlas.objectives import Objective
+from atlas.record import ConceptBank
 from atlas.settings import RenderSettings
 from atlas.specs import parse_channels, parse_classes
 
@@ -34,18 +35,21 @@ class Plan:
     jobs: list[PlannedJob]  # this shard's jobs
     all_jobs: int  # jobs of every shard together
     problems: tuple[str, ...] = ()  # concept banks of the cache left out, one line each
+    banks: Mapping[int, ConceptBank] = field(default_factory=dict)  # class -> the bank its concept jobs come from
 
 
 def make_plan(config: Config, selection: Selection, shard: Shard, loaded: LoadedModel, cache: Cache) -> Plan:
     settings = RenderSettings.from_config(config, selection)
     classes, layers = select_targets(loaded, selection)
     problems: list[str] = []
-    jobs = build_jobs(classes, layers, selection.preset.seeds, concept_targets(config, loaded, classes, problems))
+    banks: dict[int, ConceptBank] = {}
+    jobs = build_jobs(classes, layers, selection.preset.seeds,
+                      concept_targets(config, loaded, classes, problems, banks))
     planned = []
     for job in select_shard(jobs, shard):
         key = job_key(settings, loaded, job.objective, job.seed)
         planned.append(PlannedJob(job, key, cache.check(key)))
-    return Plan(loaded, settings, planned, len(jobs), tuple(problems))
+    return Plan(loaded, settings, planned, len(jobs), tuple(problems), banks)
 
 
 def job_key(settings: RenderSettings, loaded: LoadedModel, objective: Objective, seed: int) -> str:
@@ -75,10 +79,12 @@ def _channel_ranking(loaded: LoadedModel, layer: str) -> list[int] | None:
 
 
 def concept_targets(config: Config, loaded: LoadedModel, classes: Sequence[int],
-                    problems: list[str] | None = None) -> list[tuple[int, Objective]]:
+                    problems: list[str] | None = None,
+                    used: dict[int, ConceptBank] | None = None) -> list[tuple[int, Objective]]:
     """(class, direction) for every concept of the cache's current banks (`atlas concepts`) of the
     selected classes, most important first; a CPU subset renders only its own classes' concepts.
-    A bank that is unusable (or whose vectors do not fit its layer) is left out, with a line in `problems`."""
+    A bank that is unusable (or whose vectors do not fit its layer) is left out, with a line in `problems`;
+    `used` receives the banks the directions come from (their pictures are measured against them)."""
     banks = current_banks(config.cache, loaded.name, loaded.weights_sha256, problems)
     for index in sorted(set(classes) & set(banks)):
         bank = banks[index]
@@ -90,5 +96,7 @@ def concept_targets(config: Config, loaded: LoadedModel, classes: Sequence[int],
             del banks[index]
             if problems is not None:
                 problems.append(f"{entry_folder(config.cache, bank)}: {why}")
+    if used is not None:
+        used.update({index: banks[index] for index in set(classes) & set(banks)})
     return [(index, concept_objective(banks[index].layer, concept.values, cosine=VISUALIZATION_COSINE))
             for index in sorted(set(classes) & set(banks)) for concept in banks[index].concepts]

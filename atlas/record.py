@@ -134,6 +134,25 @@ class ImageStats:
     high_frequency_share: float  # share of the spectral power above half the Nyquist frequency
 
 
+@dataclass(frozen=True)
+class ConceptExpression:
+    """How strongly a concept's picture expresses its own concept against the other concepts of its
+    class's bank (atlas.concepts.expression): the own concept's share of the picture's concept
+    coefficients, its rank among them (1: the largest) and the bank's size."""
+
+    share: float
+    rank: int
+    concepts: int
+
+    @property
+    def holds(self) -> bool:
+        """The picture shows its own concept more than any other, and clearly more than an even spread."""
+        return self.rank == 1 and self.share >= HOLD_SHARE
+
+
+HOLD_SHARE = 0.25  # an even spread over a bank of 10 is 0.10 a concept; see docs/concepts.md
+
+
 @dataclass(frozen=True, kw_only=True)  # keyword-only: fields stay in the order they are written
 class RenderRecord:
     """A MACO render: an image and its attribution ("ok"), or why there is none ("failed")."""
@@ -158,6 +177,7 @@ class RenderRecord:
     scores: Scores | None  # the judging's large scale, where records before the judging kept their scores
     judging: dict[str, Scores] | None = None  # scale ("small", "large", "whole") -> scores, atlas.judging
     image_stats: ImageStats | None = None
+    expression: ConceptExpression | None = None  # concept pictures only: does it show its own concept?
     files: dict[str, FileInfo] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from atlas.concepts.formats import (
     ExampleSet,
 )
 from atlas.kind import content_key
-from atlas.record import ObjectiveInfo, from_dict
+from atlas.record import ConceptExpression, ObjectiveInfo, from_dict
 from tests.site_support import MODEL, copy_cache, records
 
 CONCEPTS = 10  # Lens's number: the page budget must hold a full bank
@@ -102,16 +103,19 @@ def concept_cache(dest: Path) -> Path:
     return cache
 
 
-def render_concepts(cache: Path, class_index: int, count: int, failed: bool = False) -> None:
-    """Store renders of the first `count` concepts of a class's bank (the picture of class 134 stands in)."""
+def render_concepts(cache: Path, class_index: int, count: int, failed: bool = False,
+                    expressions: Sequence[ConceptExpression | None] = ()) -> None:
+    """Store renders of the first `count` concepts of a class's bank (the picture of class 134 stands in),
+    the k-th with `expressions[k]` as its measured expression (none beyond them)."""
     weights = json.loads((cache / "models" / f"{MODEL}.json").read_text())["weights_sha256"]
     bank = store.current_banks(cache, MODEL, weights)[class_index]
     folder, data = next((f, d) for f, d in records(cache) if d["objective"]["id"] == "class:134")
     template = from_dict(data)
-    for concept in bank.concepts[:count]:
+    for k, concept in enumerate(bank.concepts[:count]):
         objective_id = store.visualization_id(bank, concept)
         record = dataclasses.replace(template, objective=ObjectiveInfo(
-            objective_id, "concept", f"{MODEL} · concept", class_index, bank.layer, None))
+            objective_id, "concept", f"{MODEL} · concept", class_index, bank.layer, None),
+            expression=expressions[k] if k < len(expressions) else None)
         key = content_key({"objective": objective_id})
         if failed:
             Cache(cache).write_entry(key, {}, dataclasses.replace(record, status="failed", failure="non-finite",

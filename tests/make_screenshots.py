@@ -4,7 +4,9 @@ channel page with dataset examples, at 1280x900 and (class page) 375x800.
     .venv/bin/python tests/make_screenshots.py [SITE] [--class 0967] [--channel conv_head/c0042] [--dark]
 
 Without SITE it builds the committed sample cache, with the test concept banks and dataset
-examples of tests/concept_site_support.py, into a temporary folder first. Uses Debian's Chromium
+examples of tests/concept_site_support.py, into a temporary folder first. With SITE (a built
+atlas, e.g. of a real cache) `--only-class --name class-real --colors 256` shoots its class page
+alone as class-real*.png, each reduced to a 256-colour palette (the README's real screenshots). Uses Debian's Chromium
 through Playwright (never a downloaded browser).
 """
 
@@ -35,6 +37,11 @@ def main() -> None:
     parser.add_argument("--dark", action="store_true", help="also shoot the dark theme (*-dark.png)")
     parser.add_argument("--both-views", action="store_true",
                         help="also shoot the plain image view (*-plain*.png) beside the default attribution view")
+    parser.add_argument("--only-class", action="store_true", help="shoot the class page only (a site of no channels)")
+    parser.add_argument("--name", default="class", help="file name of the class page's shots (default class)")
+    parser.add_argument("--model", help="the model folder of the site to shoot (default: the test atlas's model)")
+    parser.add_argument("--colors", type=int, default=0,
+                        help="reduce each shot to this many colours (Pillow's quantize; 0: keep it full colour)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         site = args.site
@@ -47,9 +54,12 @@ def main() -> None:
         args.out.mkdir(parents=True, exist_ok=True)
         from tests.site_support import MODEL  # the test atlas's one model: its pages are in its folder
 
-        shots = [("index", f"{MODEL}/index.html", DESKTOP), ("class", f"{MODEL}/classes/{args.cls}.html", DESKTOP),
-                 ("class-phone", f"{MODEL}/classes/{args.cls}.html", PHONE),
-                 ("channel", f"{MODEL}/layers/{args.channel}.html", DESKTOP)]
+        folder = args.model or MODEL
+        shots = [("index", f"{folder}/index.html", DESKTOP), (args.name, f"{folder}/classes/{args.cls}.html", DESKTOP),
+                 (f"{args.name}-phone", f"{folder}/classes/{args.cls}.html", PHONE),
+                 ("channel", f"{folder}/layers/{args.channel}.html", DESKTOP)]
+        if args.only_class:
+            shots = shots[1:3]
         with sync_playwright() as p:
             browser = launch_chromium(p)
             for scheme in ["light", "dark"] if args.dark else ["light"]:
@@ -71,9 +81,20 @@ def main() -> None:
                             page.wait_for_timeout(100)
                         path = args.out / f"{name}{tag}{suffix}.png"
                         page.screenshot(path=str(path))
-                        print(path)
+                        if args.colors:
+                            reduce_colours(path, args.colors)
+                        print(path, f"{path.stat().st_size // 1024} KB")
                     page.close()
             browser.close()
+
+
+def reduce_colours(path: Path, colors: int) -> None:
+    """A palette PNG of `colors` colours (pngquant-like, by Pillow): a page shot is a third of its size."""
+    from PIL import Image
+
+    with Image.open(path) as shot:
+        reduced = shot.convert("RGB").quantize(colors=colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    reduced.save(path, optimize=True)
 
 
 if __name__ == "__main__":

@@ -86,3 +86,15 @@ def test_the_record_module_imports_neither_torch_nor_numpy():
     code = "import sys, atlas.record; print(sorted(m for m in ('torch', 'numpy', 'PIL') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert json.loads(out.replace("'", '"')) == []
+
+
+def test_a_concept_pictures_expression_reads_back_and_says_whether_it_holds():
+    from atlas.record import ConceptExpression
+
+    strong = render_record(key="k", expression=ConceptExpression(share=0.64, rank=1, concepts=10))
+    assert record.to_dict(strong)["expression"] == {"share": 0.64, "rank": 1, "concepts": 10}
+    assert record.loads(record.dumps(strong), "k") == strong and strong.expression.holds
+    assert "expression" not in record.to_dict(render_record())  # other renders, and records before it
+    assert not ConceptExpression(0.5, 2, 10).holds and not ConceptExpression(0.2, 1, 10).holds
+    with pytest.raises(InvalidRecord, match="record.expression lacks rank"):
+        record.from_dict({**record.to_dict(strong), "expression": {"share": 0.5, "concepts": 10}}, "k")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from atlas.concepts import store
+from atlas.record import ConceptExpression
 from atlas.site.build import build
 from atlas.site.cache_reader import read_cache
 from atlas.site.check import MAX_PAGE_BYTES, inspect_site, page_links
@@ -71,7 +72,7 @@ def test_class_page_shows_concepts_within_budget_and_links_resolve(cache, site):
     # the sample cache renders few classes: a link to a pending page says so
     assert '<a href="0607.html">jack-o&#39;-lantern</a>' in html
     assert '<a href="0282.html" class="pending">tiger cat</a>' in html
-    assert "<b>Aligned classes</b> (cosine with their weights)" in html and "<b>Similar concepts</b> (cosine)" in html
+    assert "<b>Aligned classes</b> (cosine)" in html and "<b>Similar concepts</b> (cosine)" in html
     assert "top concept in 10 of 50 images" in html and "top concept in 0" not in html
     # the class's hold on the concept's picture, read from its render's scores, on the rendered card only
     rate = gather(read_cache(cache)).classes[967].concepts[0].hold
@@ -183,7 +184,8 @@ def test_a_class_page_with_ten_rendered_concepts_and_four_seeds_builds_within_th
     from atlas.record import ATTRIBUTION, IMAGE, loads
 
     cache = concept_cache(tmp_path / "cache")
-    render_concepts(cache, 967, CONCEPTS)
+    weak = ConceptExpression(0.123, 10, CONCEPTS)  # the longest text a card says of its picture
+    render_concepts(cache, 967, CONCEPTS, expressions=[weak] * CONCEPTS)
     folder = next(f for f, r in records(cache) if r["objective"]["id"] == "class:967" and r["seed_index"] == 1)
     record = loads((folder / "record.json").read_bytes())
     files = {name: (folder / name).read_bytes() for name in (IMAGE, ATTRIBUTION)}
@@ -273,3 +275,21 @@ def test_prev_and_next_skip_pending_pages(site):
     assert f'rel="prev" href="{prev:04d}.html"' in html and f'rel="next" href="{nxt:04d}.html"' in html
     pending = (site / MODEL / "classes" / "0002.html").read_text()
     assert 'rel="next" href="' + f"{min(i for i in rendered if i > 2):04d}.html" + '"' in pending
+
+
+def test_a_concept_card_says_how_strongly_its_picture_expresses_its_concept(cache, tmp_path):
+    """Measured pictures say their own concept's share and rank; one that shows other concepts more is
+    marked weak (and dimmed by the stylesheet); a picture rendered before the measure says nothing."""
+    copy = tmp_path / "cache"
+    shutil.copytree(cache, copy)
+    strong, weak = ConceptExpression(0.64, 1, CONCEPTS), ConceptExpression(0.3, 2, CONCEPTS)
+    render_concepts(copy, 967, 3, expressions=[strong, weak])
+    build(copy, tmp_path / "site")
+    html = (tmp_path / "site" / "classes" / "0967.html").read_text()
+    card = r'<li class="concept[^"]*" id="concept-(\d+)">(.*?)</li>'
+    cards = {int(n): body for n, body in re.findall(card, html, re.S)}
+    assert "holds its concept: 64% of its concept weight, 1st of 10" in cards[1]
+    assert "<b>weak</b>, shows others more: 30% of its concept weight, 2nd of 10" in cards[2]
+    assert "concept weight" not in cards[3] and "concept weight" not in cards[4]  # not measured; not rendered
+    assert re.findall(r'<li class="concept weak" id="concept-(\d+)"', html) == ["2"]
+    assert ".concept.weak .c-pic img" in (tmp_path / "site" / "static" / "atlas.css").read_text()

@@ -16,7 +16,8 @@ from PIL import Image
 from atlas.concepts import craft
 from atlas.concepts.nmf import nmf_transform
 from atlas.models import LoadedModel
-from atlas.objectives import ActivationCapture
+from atlas.objectives import ActivationCapture, Direction, Objective
+from atlas.record import ConceptBank, ConceptExpression
 
 
 def as_squares(pictures: list[np.ndarray], side: int) -> torch.Tensor:
@@ -37,3 +38,18 @@ def concept_shares(loaded: LoadedModel, layer: str, squares: torch.Tensor, conce
         pooled = capture(x).layers[layer].float().mean(dim=(2, 3))
     u = nmf_transform(pooled.cpu(), concepts.float().cpu())
     return u / u.sum(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def picture_expression(loaded: LoadedModel, bank: ConceptBank, objective: Objective,
+                       picture: np.ndarray) -> ConceptExpression | None:
+    """How strongly `picture` ((S, S, 3) uint8, as stored), rendered for `objective` (a direction of
+    one of `bank`'s concepts), expresses that concept against the bank's others: the record's
+    `expression`. None when the objective is no direction of the bank's (one from elsewhere)."""
+    digests = {term.digest for _, term in objective.terms if isinstance(term, Direction)}
+    own = next((i for i, concept in enumerate(bank.concepts) if concept.digest in digests), None)
+    if own is None:
+        return None
+    vectors = torch.from_numpy(np.stack([concept.values for concept in bank.concepts]))
+    shares = concept_shares(loaded, bank.layer, as_squares([picture], loaded.input_size), vectors)[0]
+    return ConceptExpression(share=round(float(shares[own]), 4), rank=1 + int((shares > shares[own]).sum()),
+                             concepts=len(bank.concepts))

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from atlas.concepts.formats import Concept, ConceptBank, ExampleSet
 from atlas.matches import Counterpart
 from atlas.model_record import ClassInfo, LayerInfo, ModelInfo
-from atlas.record import target_rates
+from atlas.record import ConceptExpression, target_rates
 from atlas.site.cache_reader import CacheContents, Entry
 
 THUMB_SIDE = 192
@@ -400,6 +400,19 @@ class ConceptView:
             return None
         return next((p for p in self.render.predictions if p.role == "generator" and p.top1_rate is not None), None)
 
+    @property
+    def expression(self) -> ConceptExpression | None:
+        """How strongly its picture shows this concept against the class's others (atlas.concepts.expression),
+        when its render measured it."""
+        return self.render.entry.record.expression if self.render is not None and self.media else None
+
+    @property
+    def expression_text(self) -> str:
+        """"64% of its concept weight, 1st of 10": the own concept's share of the picture's concept
+        coefficients, and its rank among the bank's concepts."""
+        e = self.expression
+        return f"{percent(e.share)} of its concept weight, {ordinal(e.rank)} of {e.concepts}" if e else ""
+
     def top_text(self, images: int) -> str:
         """In how many of the bank's images it is the most important concept, in words."""
         n = self.concept.top_images
@@ -412,6 +425,12 @@ def signed(value: float, digits: int = 2) -> str:
     """A signed number, rounded first so that nothing reads "-0.00"."""
     text = f"{value:+.{digits}f}"
     return f"{0:.{digits}f}" if float(text) == 0 else text.replace("-", "\u2212")
+
+
+def ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, ..., 11th, 12th, 13th, 21st."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def percent(fraction: float) -> str:
