@@ -315,7 +315,8 @@ def _render_batch(plan: Plan, request: RenderRequest, judges: Sequence[Judge], a
     count = len(attempts)
     finite = tuple(bool(f) and bool(np.isfinite(float(v))) for f, v in zip(result.finite, result.values, strict=True))
     pixels = stored_pixels(result.images)  # on the render's device, where the judges are
-    judging, judge_seconds = _judge(pixels, finite, attempts, judges, config)
+    judging, judge_seconds = _judge(pixels, finite, attempts, judges, config.scoring.crops_on(request.device),
+                                    config.scoring.seed)
     timing = Timing(seconds=round(result.seconds / count, 4), batch_size=count, device=request.device,
                     finished=_now(), batch_seconds=round(result.seconds, 4),
                     scoring_seconds=round(judge_seconds, 4), shard=str(request.shard))
@@ -323,8 +324,8 @@ def _render_batch(plan: Plan, request: RenderRequest, judges: Sequence[Judge], a
                   to_host([pixels, result.attributions]))
 
 
-def _judge(pixels: torch.Tensor, finite: Sequence[bool], attempts: Sequence[_Attempt],
-           judges: Sequence[Judge], config: Config) -> tuple[dict[int, dict[str, Scores]], float]:
+def _judge(pixels: torch.Tensor, finite: Sequence[bool], attempts: Sequence[_Attempt], judges: Sequence[Judge],
+           crops: int, seed: int) -> tuple[dict[int, dict[str, Scores]], float]:
     """The judging of the batch's finite images (index -> scale -> scores) and the seconds it took an
     image.  The images are judged as stored, in 8 bits, by one protocol for every preset (atlas.judging),
     on the device they were rendered on: crops are cut and resized there."""
@@ -334,7 +335,7 @@ def _judge(pixels: torch.Tensor, finite: Sequence[bool], attempts: Sequence[_Att
     tick = time.perf_counter()
     stored = pixels[good].float() / 255
     targets = [attempts[k].item.job.target for k in good]
-    judged = judge_images(stored, judges, targets, crops=config.scoring.crops, seed=config.scoring.seed)
+    judged = judge_images(stored, judges, targets, crops=crops, seed=seed)
     return dict(zip(good, judged, strict=True)), (time.perf_counter() - tick) / len(good)
 
 
