@@ -103,10 +103,23 @@ class Selection:
         return f"classes {self.classes}; channels: {layers}; preset {self.preset.name}"
 
 
+# Crops per scale of the judging protocol (atlas.judging) when `[scoring] crops` is not set: a GPU
+# judges a batch in a fraction of its render; on a CPU 16 crops cost more than the render, and
+# CPU_CROPS is the fewest that keep the rates (docs/benchmarks.md, "How many judging crops").
+GPU_CROPS = 16
+CPU_CROPS = 16
+
+
 @dataclass(frozen=True)
 class Scoring:
-    crops: int = 16
+    crops: int | None = None  # None: by the device, `crops_on`
     seed: int = 0
+
+    def crops_on(self, device: str) -> int:
+        """The crops per scale that judging uses on `device` (a resolved device name)."""
+        if self.crops is not None:
+            return self.crops
+        return CPU_CROPS if device == "cpu" else GPU_CROPS
 
 
 @dataclass(frozen=True)
@@ -215,7 +228,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
                            "cpu.", base.cpu)
     scoring_table = reader.table(top.get("scoring", {}), "scoring", {"crops", "seed"})
     scoring = Scoring(
-        crops=reader.integer(scoring_table, "crops", base.scoring.crops, "scoring."),
+        crops=None if "crops" not in scoring_table else reader.integer(scoring_table, "crops", 0, "scoring."),
         seed=reader.integer(scoring_table, "seed", base.scoring.seed, "scoring."),
     )
     table = reader.table(top.get("concepts", {}), "concepts",

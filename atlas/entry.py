@@ -18,9 +18,15 @@ from atlas.plan import Plan, PlannedJob
 from atlas.record import ConceptExpression, ImageStats, ModelRef, ObjectiveInfo, RenderRecord, Retry, Scores, Timing
 
 
+def stored_pixels(images: torch.Tensor) -> torch.Tensor:
+    """(..., 3, S, S) in [0, 1] -> uint8 of the same shape, on their device: the pixels stored, and
+    the ones the judges score."""
+    return (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
+
+
 def to_uint8(image: torch.Tensor) -> np.ndarray:
-    """(3, S, S) in [0, 1] -> (S, S, 3) uint8: the pixels stored, and the ones the judges score."""
-    return (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    """(3, S, S) in [0, 1] -> (S, S, 3) uint8 on the host: the image as stored."""
+    return stored_pixels(image).permute(1, 2, 0).cpu().numpy()
 
 
 def attribution_map(attribution: torch.Tensor) -> np.ndarray:

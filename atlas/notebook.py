@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 
 from atlas.cache import Cache
+from atlas.config import Scoring
 from atlas.device import resolve_device
 from atlas.entry import attribution_map, entry_files, render_record, to_uint8
 from atlas.errors import AtlasError
@@ -43,7 +44,6 @@ from atlas.scoring import Judge
 from atlas.seeds import job_seed
 from atlas.settings import RenderSettings
 
-SCORING_CROPS = 16  # crops per scale of the judging protocol, as `[scoring] crops` of atlas.toml
 BATCH = 8  # objectives per engine call: a batch gives the same images as single runs, only faster
 ENGINE_DEFAULTS = {"spectrum": None, "param": "maco", "bf16": False, "channels_last": False}  # visualize's own
 
@@ -154,7 +154,7 @@ def _render_chunk(plan: Plan, chunk: Sequence[PlannedJob], device: str, scores: 
     if scores and loaded.num_classes:
         stored = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).float() / 255
         judging = judge_images(stored, [Judge(loaded, "generator")], [p.job.target for p in chunk],
-                               crops=SCORING_CROPS)
+                               crops=Scoring().crops_on(device))  # as `atlas render` judges by default
     finished = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     timing = Timing(seconds=round(result.seconds / len(chunk), 4), batch_size=len(chunk), device=device,
                     finished=finished, batch_seconds=round(result.seconds, 4))

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +27,7 @@ from atlas.classifier import load_configured_model, same_classes
 from atlas.concepts.expression import picture_expression
 from atlas.config import Config, JudgeModel, Selection
 from atlas.device import auto_batch_size
-from atlas.entry import entry_files, render_record, to_uint8
+from atlas.entry import entry_files, render_record, stored_pixels
 from atlas.imagestats import image_stats
 from atlas.jobs import Job, Shard, batches
 from atlas.judging import judge_images
@@ -36,6 +37,7 @@ from atlas.plan import Plan, PlannedJob, make_plan
 from atlas.record import ConceptExpression, ImageStats, RenderRecord, Retry, Scores, Timing
 from atlas.scoring import Judge
 from atlas.seeds import job_seed
+from atlas.writer import Writer, to_host
 
 Report = Callable[[str], None]
 ProgressFactory = Callable[..., Any]  # tqdm-like: (total=, unit=, desc=) -> object with update/close/set_postfix_str
@@ -184,7 +186,8 @@ def _auto_batch_size(plan: Plan, request: RenderRequest, todo: Sequence[PlannedJ
 
 
 # --------------------------------------------------------------------------------------------
-# The loop: render a batch, score it, store each image or retry it once
+# The loop: render and judge a batch on the device, hand it to the writer thread, which stores
+# each image while the next batch renders; a non-finite value comes back for one retry
 
 
 @dataclass(frozen=True)
@@ -193,6 +196,29 @@ class _Attempt:
     seed: int
     attempt: int  # 0: the job's own seed; 1: the retry after a non-finite value
     first_value: float | None = None
+
+    def retry(self, value: float) -> _Attempt:
+        """The one retry of a first attempt that went non-finite, with a seed derived from the job's."""
+        job = self.item.job
+        return _Attempt(self.item, job_seed(job.objective.id, job.seed_index, attempt=1), 1, first_value=value)
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """A rendered, judged batch on its way to the cache, with nothing left to do on the device:
+    `host()` waits for its stored pixels (K, 3, S, S uint8) and attributions on the host."""
+
+    attempts: tuple[_Attempt, ...]
+    values: tuple[float, ...]
+    finite: tuple[bool, ...]  # False: the value or a gradient went non-finite
+    judging: dict[int, dict[str, Scores]]  # index of a finite image -> scale name -> scores (atlas.judging)
+    timing: Timing
+    host: Callable[[], list[torch.Tensor]]
+    expressions: tuple[ConceptExpression | None, ...] = ()  # concept pictures: how strongly they show their concept
+
+    def retried(self, k: int) -> bool:
+        """A first attempt that went non-finite: rendered again, not stored."""
+        return not self.finite[k] and self.attempts[k].attempt == 0
 
 
 @dataclass(frozen=True)
@@ -211,40 +237,63 @@ class _Outcome:
 def _render_all(plan: Plan, request: RenderRequest, cache: Cache, judges: Sequence[Judge],
                 todo: Sequence[PlannedJob], size: int, summary: RenderSummary,
                 progress: ProgressFactory | None) -> None:
-    """Render in batches of one layer; objectives with a non-finite value come back for one retry."""
+    """Render in batches of one layer, each stored by the writer thread while the next one renders;
+    objectives with a non-finite value come back for one retry."""
     bar = progress(total=len(todo), unit="obj", desc="render", dynamic_ncols=True) if progress else None
+    writer = Writer(depth=1)  # one batch waits while one is written: host memory stays flat
     pending = [_Attempt(item, item.job.seed, 0) for item in todo]
     try:
         while pending:
             retries: list[_Attempt] = []
             for chunk in batches(pending, size, key=lambda a: a.item.job.group):
-                for outcome in _render_batch(plan, request, judges, chunk, bar):
-                    retry = _store(plan, request, cache, outcome, summary)
-                    if retry is not None:
-                        retries.append(retry)
-                    elif bar is not None:
-                        bar.update(1)
+                batch = _render_batch(plan, request, judges, chunk, _step_reporter(bar, len(chunk), writer))
+                for k, attempt in enumerate(batch.attempts):
+                    if batch.retried(k):
+                        summary.retried += 1
+                        retries.append(attempt.retry(batch.values[k]))
+                writer.submit(functools.partial(_store_batch, plan, request, cache, batch, summary, bar, writer))
             pending = retries
+        writer.close()
+    except BaseException:
+        writer.drain()  # what is rendered already is kept, as an interrupted run promises
+        raise
     finally:
         if bar is not None:
             bar.close()
 
 
-def _store(plan: Plan, request: RenderRequest, cache: Cache, outcome: _Outcome,
-           summary: RenderSummary) -> _Attempt | None:
-    """Write the outcome's entry and count it; returns the retry of a first non-finite attempt."""
-    attempt, item = outcome.attempt, outcome.attempt.item
-    if outcome.files is None and attempt.attempt == 0:
-        summary.retried += 1
-        retry_seed = job_seed(item.job.objective.id, item.job.seed_index, attempt=1)
-        return _Attempt(item, retry_seed, 1, first_value=outcome.value)
+def _store_batch(plan: Plan, request: RenderRequest, cache: Cache, batch: _Batch, summary: RenderSummary,
+                 bar: Any, writer: Writer) -> None:
+    """The writer thread's part of a batch: each image's files and record, written as one entry."""
+    pixels, attributions = batch.host()
+    for k in range(len(batch.attempts)):
+        if writer.abandoned:
+            return
+        if batch.retried(k):
+            continue
+        _store(plan, request, cache, _outcome(batch, k, pixels[k], attributions[k]), summary)
+        if bar is not None:
+            bar.update(1)
+
+
+def _outcome(batch: _Batch, k: int, pixels: torch.Tensor, attribution: torch.Tensor) -> _Outcome:
+    """Image k of a batch on the host, with what is computed from its stored pixels (files, statistics)."""
+    if not batch.finite[k]:
+        return _Outcome(batch.attempts[k], batch.values[k], None, None, None, batch.timing)
+    stored = pixels.permute(1, 2, 0).numpy()  # (S, S, 3) uint8: the image as stored
+    return _Outcome(batch.attempts[k], batch.values[k], entry_files(stored, attribution), batch.judging.get(k),
+                    ImageStats(**image_stats(stored)), batch.timing,
+                    batch.expressions[k] if k < len(batch.expressions) else None)
+
+
+def _store(plan: Plan, request: RenderRequest, cache: Cache, outcome: _Outcome, summary: RenderSummary) -> None:
+    """Write the outcome's entry and count it."""
     record = _record(plan, request, outcome)
-    cache.write_entry(item.key, outcome.files or {}, record)
+    cache.write_entry(outcome.attempt.item.key, outcome.files or {}, record)
     if record.status == "ok":
         summary.rendered += 1
     else:
         summary.failed += 1
-    return None
 
 
 def _record(plan: Plan, request: RenderRequest, outcome: _Outcome) -> RenderRecord:
@@ -262,54 +311,59 @@ def _record(plan: Plan, request: RenderRequest, outcome: _Outcome) -> RenderReco
 
 
 def _render_batch(plan: Plan, request: RenderRequest, judges: Sequence[Judge], attempts: Sequence[_Attempt],
-                  bar: Any = None) -> Iterator[_Outcome]:
-    """Render and score one batch (no I/O): one outcome per objective, in order."""
+                  step: Callable[[int, int], None] | None) -> _Batch:
+    """Render and judge one batch on the device (no I/O), and start moving its pictures to the host."""
     config = request.config
     result = engine.render(plan.loaded, [a.item.job.objective for a in attempts], plan.settings,
-                           [a.seed for a in attempts], device=request.device,
-                           progress=_step_reporter(bar, len(attempts)))
+                           [a.seed for a in attempts], device=request.device, progress=step, keep_on_device=True)
     count = len(attempts)
-    finite = [bool(f) and bool(np.isfinite(float(v))) for f, v in zip(result.finite, result.values, strict=True)]
-    pixels = [to_uint8(result.images[k]) for k in range(count)]
-    judging, judge_seconds = _judge(pixels, finite, attempts, judges, config)
+    finite = tuple(bool(f) and bool(np.isfinite(float(v))) for f, v in zip(result.finite, result.values, strict=True))
+    pixels = stored_pixels(result.images)  # on the render's device, where the judges are
+    judging, judge_seconds = _judge(pixels, finite, attempts, judges, config.scoring.crops_on(request.device),
+                                    config.scoring.seed)
     timing = Timing(seconds=round(result.seconds / count, 4), batch_size=count, device=request.device,
                     finished=_now(), batch_seconds=round(result.seconds, 4),
                     scoring_seconds=round(judge_seconds, 4), shard=str(request.shard))
-    for k, attempt in enumerate(attempts):
-        files = entry_files(pixels[k], result.attributions[k]) if finite[k] else None
-        stats = ImageStats(**image_stats(pixels[k])) if finite[k] else None
-        expression = _expression(plan, attempt.item.job, pixels[k]) if finite[k] else None
-        yield _Outcome(attempt, float(result.values[k]), files, judging.get(k), stats, timing, expression)
+    # in this thread, not the writer's: the measure runs the model, whose hooks the next batch's render shares
+    expressions = tuple(_expression(plan, a.item.job, pixels[k]) if finite[k] else None
+                        for k, a in enumerate(attempts))
+    return _Batch(tuple(attempts), tuple(float(v) for v in result.values), finite, judging, timing,
+                  to_host([pixels, result.attributions]), expressions)
 
 
-def _expression(plan: Plan, job: Job, picture: np.ndarray) -> ConceptExpression | None:
+def _expression(plan: Plan, job: Job, picture: torch.Tensor) -> ConceptExpression | None:
     """A concept picture's hold on its own concept against its bank's others (None for other jobs):
     a noisy picture that the class judging passes may still show none of its concept."""
     bank = plan.banks.get(job.concept_of) if job.concept_of is not None else None
-    return picture_expression(plan.loaded, bank, job.objective, picture) if bank is not None else None
+    if bank is None:
+        return None
+    stored = picture.permute(1, 2, 0).cpu().numpy()  # (S, S, 3) uint8: the image as stored
+    return picture_expression(plan.loaded, bank, job.objective, stored)
 
 
-def _judge(pixels: Sequence[np.ndarray], finite: Sequence[bool], attempts: Sequence[_Attempt],
-           judges: Sequence[Judge], config: Config) -> tuple[dict[int, dict[str, Scores]], float]:
+def _judge(pixels: torch.Tensor, finite: Sequence[bool], attempts: Sequence[_Attempt], judges: Sequence[Judge],
+           crops: int, seed: int) -> tuple[dict[int, dict[str, Scores]], float]:
     """The judging of the batch's finite images (index -> scale -> scores) and the seconds it took an
-    image.  The images are judged as stored, in 8 bits, by one protocol for every preset (atlas.judging)."""
-    good = [k for k in range(len(pixels)) if finite[k]]
+    image.  The images are judged as stored, in 8 bits, by one protocol for every preset (atlas.judging),
+    on the device they were rendered on: crops are cut and resized there."""
+    good = [k for k in range(len(finite)) if finite[k]]
     if not good:
         return {}, 0.0
     tick = time.perf_counter()
-    stored = torch.from_numpy(np.stack([pixels[k] for k in good])).permute(0, 3, 1, 2).float() / 255
+    stored = pixels[good].float() / 255
     targets = [attempts[k].item.job.target for k in good]
-    judged = judge_images(stored, judges, targets, crops=config.scoring.crops, seed=config.scoring.seed)
+    judged = judge_images(stored, judges, targets, crops=crops, seed=seed)
     return dict(zip(good, judged, strict=True)), (time.perf_counter() - tick) / len(good)
 
 
-def _step_reporter(bar: Any, count: int) -> Callable[[int, int], None] | None:
-    """Show the running batch's step in the bar (a CPU batch takes minutes), about 16 times a batch."""
-    if bar is None or not hasattr(bar, "set_postfix_str"):
-        return None
+def _step_reporter(bar: Any, count: int, writer: Writer) -> Callable[[int, int], None]:
+    """At every step: stop the render at once if the writer failed; and show the running batch's step in
+    the bar (a CPU batch takes minutes), about 16 times a batch."""
+    show = bar is not None and hasattr(bar, "set_postfix_str")
 
     def report(step: int, steps: int) -> None:
-        if step == steps or step % max(1, steps // 16) == 0:
+        writer.check()
+        if show and (step == steps or step % max(1, steps // 16) == 0):
             bar.set_postfix_str(f"batch of {count}: step {step}/{steps}")
 
     return report

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from atlas.cache import Cache, EntryState
 from atlas.concepts.craft import concept_objective
+from atlas.concepts.formats import ConceptBank
 from atlas.concepts.store import VISUALIZATION_COSINE, current_banks, entry_folder, vector_problem
 from atlas.config import Config, Selection
 from atlas.errors import AtlasError
@@ -16,7 +17,6 @@ from atlas.kind import content_key
 from atlas.labels import lookup
 from atlas.models import LoadedModel, classifier_weights, find_layer, pre_logits_layer
 from atlas.objectives import Objective
-from atlas.record import ConceptBank
 from atlas.settings import RenderSettings
 from atlas.specs import parse_channels, parse_classes
 

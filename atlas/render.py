@@ -38,7 +38,8 @@ __all__ = ["ENGINE_VERSION", "RenderResult", "RenderSettings", "magnitude_for", 
 @dataclass(frozen=True)
 class RenderResult:
     """images (K, 3, S, S) in [0, 1] and attributions (K, 3, S, S) (raw sum of |d loss / d image|
-    over the steps), float32 on the CPU; values (K,) the objective averaged over the last
+    over the steps), float32 on the CPU (on the render's device when asked: `keep_on_device`); values (K,)
+    the objective averaged over the last
     step's crops; finite (K,) False where a sample's objective or gradient went NaN/inf
     (its optimisation stopped there); seconds of wall time for the whole call."""
 
@@ -69,11 +70,13 @@ def render(
     *,
     device: str | torch.device = "cpu",
     progress: Callable[[int, int], None] | None = None,
+    keep_on_device: bool = False,
 ) -> RenderResult:
     """Optimise one image per objective; `loaded` is an atlas.models.LoadedModel.
 
     The model is moved to `device` (and to channels_last memory when asked) in place.
-    Same seeds, settings and device give the same images.
+    Same seeds, settings and device give the same images.  `keep_on_device` leaves the images and
+    attributions where they were made, for a caller that judges them there and moves them itself.
     """
     start = time.perf_counter()
     if isinstance(settings, Preset):
@@ -134,10 +137,10 @@ def render(
                 progress(step + 1, preset.steps)
 
     with torch.no_grad():
-        final = image_param()
+        final = image_param().detach().float()
     return RenderResult(
-        images=final.detach().float().cpu(),
-        attributions=attribution.cpu(),
+        images=final if keep_on_device else final.cpu(),
+        attributions=attribution if keep_on_device else attribution.cpu(),
         values=values.detach().float().cpu(),
         finite=alive.cpu(),
         seconds=time.perf_counter() - start,

@@ -73,8 +73,8 @@ def _probabilities(judge: LoadedModel, crops: torch.Tensor, value_range: tuple[f
     out = []
     for start in range(0, crops.shape[0], chunk):
         x = _model_input(crops[start : start + chunk].to(device), judge, value_range)
-        out.append(judge.module(x).float().softmax(dim=-1).cpu())
-    return torch.cat(out)
+        out.append(judge.module(x).float().softmax(dim=-1))
+    return torch.cat(out).cpu()  # one trip to the host per model and scale, not one per chunk
 
 
 def score_images(

@@ -255,3 +255,33 @@ def test_the_site_benchmark_builds_a_synthetic_concept_atlas_and_measures_the_bu
         assert run.pages >= 3 + 2  # a page per class and per channel, at least
     assert result.lines()[0].startswith("3 classes x 2 concepts x 2 crops, 2 channels with examples")
     assert list(tmp_path.iterdir()) == []  # the synthetic cache and sites are gone
+
+
+def test_judging_cost_renders_once_and_judges_the_same_pictures_with_each_crop_count(tiny_resnet, monkeypatch):
+    from atlas.bench import judging
+
+    renders, judged = [], []
+    images = torch.rand(3, 3, 32, 32)
+
+    def fake_run(loaded, preset, batch, device, classes):
+        renders.append(list(classes))
+        return images[[c - 1 for c in classes]], 0.1
+
+    real = judging.judge_images
+
+    def recording(stack, panel, targets, *, crops, seed):
+        judged.append((crops, stack.clone()))
+        return real(stack, panel, targets, crops=crops, seed=seed)
+
+    monkeypatch.setattr(judging, "run_ours", fake_run)
+    monkeypatch.setattr(judging, "judge_images", recording)
+    cost = bench.judging_cost(tiny_resnet, [], get_preset("cpu"), [1, 2, 3], "cpu", counts=(4, 2), batch=2)
+    assert renders == [[1, 2], [3]]  # rendered once, in batches
+    assert [c for c, _ in judged] == [4, 2] and torch.equal(judged[0][1], judged[1][1])  # the very same pixels
+    assert torch.equal(judged[0][1], (images.clamp(0, 1) * 255).round() / 255)  # as stored, in 8 bits
+    assert [r.crops for r in cost.rows] == [4, 2] and cost.rows[0].largest_gap(cost.rows[0], [1, 2, 3]) == 0
+    rates = cost.rows[1].rates([1, 2, 3])
+    assert set(rates) == {"small", "large", "whole"} and list(rates["large"]) == ["test_resnet"]
+    table = command.judging_table(cost)
+    assert table.splitlines()[0].startswith("| crops | judging CPU s/image | of the render | largest change |")
+    assert len(table.splitlines()) == 4 and json.dumps(cost.to_json())

@@ -61,7 +61,7 @@ def test_render_renders_every_concept_of_the_banks_once(banked):
     # and measured against its bank: the own concept's share and rank among the bank's 2 concepts
     assert all(r.expression.concepts == 2 and r.expression.rank in (1, 2) and 0 <= r.expression.share <= 1
                for r in records)
-    assert all(r.expression is None for r in Cache(banked / "cache").records() if r.objective.kind == "class")
+    assert all(r.expression is None for r in Cache(banked / "cache").render_records() if r.objective.kind == "class")
     again = pipeline.run(request_in(banked), report=lambda line: None)
     assert (again.rendered, again.reused) == (0, 6)
 

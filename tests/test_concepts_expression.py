@@ -39,8 +39,8 @@ def test_a_concept_pictures_expression_ranks_its_own_concept_against_the_bank(ti
     direction's vector; a direction that is none of the bank's has none."""
     from atlas.concepts import store
     from atlas.concepts.expression import picture_expression
+    from atlas.concepts.formats import Concept, ConceptBank
     from atlas.objectives import direction
-    from atlas.record import Concept, ConceptBank
 
     layer = craft.feature_layer(tiny).name
     rng = np.random.default_rng(1)

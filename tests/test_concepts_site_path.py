@@ -28,11 +28,11 @@ def test_concepts_then_render_then_build_give_concept_and_example_pages(tmp_path
     # 2 classes, 2 channels, 2 concepts of each class
     assert "8 objectives (4 of them concepts, from `atlas concepts`): 8 to render" in out and "8 rendered" in out
     assert main(["build", "--out", "site"]) == 0
-    site = tmp_path / "site"
-    assert inspect_site(site).problems == []
+    assert inspect_site(tmp_path / "site").problems == []
+    site = tmp_path / "site" / "test_efficientnet"  # the model's folder
     for number in ("0000", "0001"):
         html = (site / "classes" / f"{number}.html").read_text()
-        assert html.count('class="concept"') == 2 and "not rendered yet" not in html
+        assert html.count('<li class="concept') == 2 and "not rendered yet" not in html
         assert html.count("MACO visualization of concept") == 2
         crops = [link for link in page_links(html) if "/crops/" in link]
         assert crops and all((site / "classes" / link).is_file() for link in crops)

@@ -163,3 +163,11 @@ def test_batch_size_values():
     for bad in ("0", "-1", "x", True):
         with pytest.raises(AtlasError):
             parse_batch_size(bad)
+
+
+def test_judging_crops_default_by_device_unless_the_config_sets_them():
+    from atlas.config import CPU_CROPS, GPU_CROPS, Scoring
+
+    assert Config().scoring.crops is None and GPU_CROPS == 16
+    assert Scoring().crops_on("cpu") == CPU_CROPS and Scoring().crops_on("cuda:0") == GPU_CROPS
+    assert Scoring(crops=5).crops_on("cpu") == Scoring(crops=5).crops_on("cuda:1") == 5

@@ -6,6 +6,8 @@ import dataclasses
 import errno
 import json
 import os
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -352,3 +354,58 @@ def test_the_batch_size_probe_renders_with_the_batches_settings(tmp_path, monkey
     assert probe1.bf16 and probe1.channels_last and probe1.spectrum is settings.spectrum
     for record in records(tmp_path / "cache").values():
         assert record["precision"] == "bf16 autocast"
+
+
+def _timed_render(monkeypatch, starts: list[float], before=None) -> None:
+    """Record when each batch's render starts; `before(call)` runs first (a test may hold a batch back)."""
+    real = pipeline.engine.render
+
+    def render(*args, **kwargs):
+        if before is not None:
+            before(len(starts))
+        starts.append(time.monotonic())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline.engine, "render", render)
+
+
+def test_the_next_batch_renders_while_the_previous_one_is_written_and_at_most_one_waits(tmp_path, monkeypatch):
+    starts: list[float] = []
+    written: list[tuple[str, float]] = []
+    _timed_render(monkeypatch, starts)
+    real_write = Cache.write_entry
+
+    def slow_write(self, key, files, record):
+        time.sleep(0.3)  # a slow disk
+        done = real_write(self, key, files, record)
+        written.append((record.objective.id, time.monotonic()))
+        return done
+
+    monkeypatch.setattr(Cache, "write_entry", slow_write)
+    request = dataclasses.replace(make_request(tmp_path, classes="0-7", layers={}), batch_size=2)
+    bars: list[FakeBar] = []
+    summary = pipeline.run(request, report=lambda _: None, progress=lambda **kw: bars.append(FakeBar(**kw)) or bars[-1])
+    assert (summary.rendered, summary.failed) == (8, 0) and bars[0].done == 8 and bars[0].closed
+    assert len(starts) == 4 and [i for i, _ in written] == [f"class:{c}" for c in range(8)]
+    first_written = written[1][1]  # the first batch's second entry
+    assert starts[1] < first_written  # the second batch rendered while the first was being written
+    assert starts[3] > first_written  # the fourth waited for the first to be written: one batch queued at most
+    assert len(records(tmp_path / "cache")) == 8
+
+
+def test_a_writer_error_stops_the_run_during_the_next_batch_with_its_one_line(tmp_path, monkeypatch):
+    failed = threading.Event()
+    starts: list[float] = []
+    _timed_render(monkeypatch, starts, before=lambda call: call and failed.wait(30))
+
+    def full_disk(self, key, files, record):
+        failed.set()
+        raise AtlasError("disk full writing the cache: free some space and run again")
+
+    monkeypatch.setattr(Cache, "write_entry", full_disk)
+    request = dataclasses.replace(make_request(tmp_path, classes="0-7", layers={}), batch_size=2)
+    with pytest.raises(AtlasError, match="^disk full writing the cache") as info:
+        pipeline.run(request, report=lambda _: None)
+    assert "\n" not in str(info.value)
+    assert len(starts) == 2  # the second batch's render stopped at its first step; no third began
+    assert records(tmp_path / "cache") == {}

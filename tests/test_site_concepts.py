@@ -285,7 +285,7 @@ def test_a_concept_card_says_how_strongly_its_picture_expresses_its_concept(cach
     strong, weak = ConceptExpression(0.64, 1, CONCEPTS), ConceptExpression(0.3, 2, CONCEPTS)
     render_concepts(copy, 967, 3, expressions=[strong, weak])
     build(copy, tmp_path / "site")
-    html = (tmp_path / "site" / "classes" / "0967.html").read_text()
+    html = (tmp_path / "site" / MODEL / "classes" / "0967.html").read_text()
     card = r'<li class="concept[^"]*" id="concept-(\d+)">(.*?)</li>'
     cards = {int(n): body for n, body in re.findall(card, html, re.S)}
     assert "holds its concept: 64% of its concept weight, 1st of 10" in cards[1]

@@ -9,12 +9,14 @@ the same for every implementation. One module per noun:
 - `throughput`: speed against the references, scaling, where a step goes, render options, cost;
 - `protocol`: quality on the judging protocol, the rows each machine renders, the tuning and held-out
   class lists, the class objectives compared;
+- `judging`: what judging costs at each crop count, and whether its rates hold, on pictures rendered once;
 - `search`: the configs of the settings search for the `cpu` preset;
 - `concepts`: how long `atlas concepts` takes, and the sample folder it can time;
 - `site`: how long `atlas build` takes, and its peak memory, on a synthetic full-scale concept atlas.
 """
 
 from atlas.bench.concepts import ConceptBench, bench_concepts, sample_folder, time_concepts
+from atlas.bench.judging import CROP_COUNTS, CropRow, JudgingCost, judging_cost
 from atlas.bench.protocol import (
     CLASS_OBJECTIVES,
     HELDOUT_CLASSES,
@@ -60,7 +62,8 @@ from atlas.bench.throughput import (
 )
 
 __all__ = [
-    "CLASS_OBJECTIVE", "CLASS_OBJECTIVES", "CPU_BEFORE", "GPU_OPTIONS_BATCH", "HELDOUT_CLASSES", "HELDOUT_SEED",
+    "CLASS_OBJECTIVE", "CLASS_OBJECTIVES", "CPU_BEFORE", "CROP_COUNTS", "CropRow", "JudgingCost", "judging_cost",
+    "GPU_OPTIONS_BATCH", "HELDOUT_CLASSES", "HELDOUT_SEED",
     "JUDGES", "QUALITY_CLASSES", "SEARCH", "SEARCH_ROUNDS", "SPEED_CLASS", "ConceptBench", "QualityRow", "SiteBench",
     "SpeedRow", "bench_concepts", "bench_site", "class_objective", "cost", "gpu_options", "horama_workdir",
     "load_judges", "machine_preset", "objective_configs", "peak_memory_mb", "quality", "quality_classes",

@@ -16,7 +16,8 @@ from pathlib import Path
 from atlas.flags import Bounded
 from atlas.presets import STEPS
 
-PARTS = ("speed", "scaling", "split", "quality", "heldout", "objectives", "search", "cost", "concepts", "site")
+PARTS = ("speed", "scaling", "split", "quality", "heldout", "objectives", "search", "cost", "judging", "concepts",
+         "site")
 DEFAULT_PARTS = ("speed", "scaling", "split", "quality", "concepts")
 
 
@@ -123,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
                      [[r["model"], r["batch"], r["step_ms"], r["image_ms"], f"{100 * r['image_fraction']:.1f}%"]
                       for r in rows]) + "\n")
 
-    if {"quality", "heldout", "objectives", "search"} & set(parts):
+    if {"quality", "heldout", "objectives", "search", "judging"} & set(parts):
         judges = bench.load_judges()
         classes = bench.quality_classes(args.classes)
         held_out = bench.quality_classes(args.heldout_classes, held_out=True)
@@ -172,6 +173,14 @@ def run(args: argparse.Namespace) -> int:
         print(_table(["batch", "channels_last", "bf16", "wall s/image", "CPU s/image"],
                      [[o["batch"], o["channels_last"], o["bf16"], o["wall"], o["cpu"]] for o in cost["options"]])
               + "\n")
+
+    if "judging" in parts:
+        for name, listed in (("tuning", classes), ("held-out", held_out)):
+            cost = bench.judging_cost(lite0, judges, default, listed, device)
+            results[f"judging-{name}"] = cost.to_json()
+            print(f"## Judging crops: the same {len(listed)} pictures of the {name} list (preset `{default.name}`) "
+                  f"judged with each crop count, {device}; render {cost.render_cpu_seconds:.1f} CPU s an image\n")
+            print(judging_table(cost) + "\n")
 
     if "concepts" in parts:
         timing = bench.time_concepts(lite0, args.images, device)
@@ -238,6 +247,26 @@ def quality_table(rows: list, classes) -> str:
             cells += [f"{100 * rates[n][1]:.0f}%" for n in names[1:]]
         table.append(cells)
     return _table(header, table)
+
+
+def judging_table(cost) -> str:
+    """Per crop count: CPU seconds of judging an image, its share of the render, the largest change of a
+    mean rate from 16 crops, and each model's mean top-1 / top-5 at each scale."""
+    classes = list(cost.classes)
+    reference = cost.rows[0].rates(classes)
+    names = list(reference["large"])
+    short = [n.replace("efficientnet_lite", "Lite") for n in names]
+    header = ["crops", "judging CPU s/image", "of the render", "largest change"]
+    header += [f"{scale} {n} top-1 / top-5" for scale in reference for n in short]
+    rows = []
+    for row in cost.rows:
+        rates = row.rates(classes)
+        cells = [row.crops, f"{row.cpu_seconds:.2f}", f"{100 * row.cpu_seconds / cost.render_cpu_seconds:.0f}%",
+                 f"{100 * row.largest_gap(cost.rows[0], classes):.0f} pts"]
+        cells += [f"{100 * rates[scale][n][0]:.0f}% / {100 * rates[scale][n][1]:.0f}%"
+                  for scale in rates for n in names]
+        rows.append(cells)
+    return _table(header, rows)
 
 
 def plot_quality(rows: list, classes, path: Path) -> None:

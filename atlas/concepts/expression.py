@@ -14,10 +14,11 @@ import torch
 from PIL import Image
 
 from atlas.concepts import craft
+from atlas.concepts.formats import ConceptBank
 from atlas.concepts.nmf import nmf_transform
 from atlas.models import LoadedModel
 from atlas.objectives import ActivationCapture, Direction, Objective
-from atlas.record import ConceptBank, ConceptExpression
+from atlas.record import ConceptExpression
 
 
 def as_squares(pictures: list[np.ndarray], side: int) -> torch.Tensor:

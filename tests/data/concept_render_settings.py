@@ -95,8 +95,9 @@ def main() -> None:
 def stored_rows(cache: Path, shown: list) -> dict | None:
     """The default (cosine, cpu) row read from the records `atlas render --preset cpu` wrote into the
     cache for the same concepts and seeds, when it has them all: the pipeline's own measure."""
-    found = {r.objective.id: r for r in Cache(cache).records() if r.objective.kind == "concept" and r.status == "ok"
-             and r.preset.get("name") == "cpu" and r.expression is not None}
+    found = {r.objective.id: r for r in Cache(cache).render_records()
+             if r.objective.kind == "concept" and r.status == "ok" and r.preset.get("name") == "cpu"
+             and r.expression is not None}
     records = [found.get(store.visualization_id(bank, bank.concepts[i])) for bank, i in shown]
     if None in records:
         return None
