@@ -154,7 +154,7 @@ def test_pictures_from_a_notebook_become_a_site(tmp_path, capsys):
     assert main(["build", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "site")]) == 0
     out = capsys.readouterr().out
     assert "cache entries not shown: 1 sum objective" in out  # the site shows classes and channels only
-    page = (tmp_path / "site/classes/0001.html").read_text(encoding="utf-8")
+    page = (tmp_path / "site/mycnn/classes/0001.html").read_text(encoding="utf-8")  # the model's folder
     assert "mycnn" in page
     # the same pictures again: the same entries, nothing new
     assert book.add(pictures) == keys and sorted(cache.keys()) == sorted(keys)

@@ -161,11 +161,7 @@ def dumps_concepts(value: ConceptBank | ExampleSet) -> bytes:
 
 def loads_concepts(kind: type[ConceptBank] | type[ExampleSet], raw: bytes) -> ConceptBank | ExampleSet:
     """A bank or an example set from its JSON file; InvalidRecord (a ValueError) when it is not one."""
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise InvalidRecord(f"{kind.__name__} is not valid JSON") from None
-    return load(kind, data, kind.__name__, strict=True)
+    return loads_value(kind, raw)
 
 
 @dataclass(frozen=True)
@@ -218,8 +214,9 @@ def dumps_value(value: SimilarSet | ExamplePart) -> bytes:
     return json.dumps(as_data(value), separators=(",", ":"), allow_nan=False).encode()
 
 
-def loads_value(kind: type[SimilarSet] | type[ExamplePart], raw: bytes) -> SimilarSet | ExamplePart:
-    """A stored similar set or example part; InvalidRecord (a ValueError) when it is not one."""
+def loads_value(kind: type, raw: bytes) -> Any:
+    """Any value of this module (a bank, an example set, a similar set, an example part) from its JSON;
+    InvalidRecord (a ValueError) when it is not one."""
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):

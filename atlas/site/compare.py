@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from atlas.judgment import Judgment
 from atlas.model_record import ClassInfo
 from atlas.record import target_rates
-from atlas.site.pages import ClassPage, Page, Render, Site
+from atlas.site.pages import ClassPage, OfClass, Page, Render, Site
 
 SCALES = ("small", "large", "whole")
 Rates = dict[str, tuple[float | None, float | None]]  # scale -> (top-1 rate, top-5 rate)
@@ -40,19 +40,10 @@ class Column:
 
 
 @dataclass(eq=False)
-class ComparePage(Page):
+class ComparePage(OfClass, Page):
     info: ClassInfo | None = None
     columns: list[Column] = field(default_factory=list)
     scales: tuple[str, ...] = SCALES
-
-    @property
-    def index(self) -> int:
-        assert self.info is not None
-        return self.info.index
-
-    @property
-    def number(self) -> str:
-        return f"{self.index:04d}"
 
 
 @dataclass(frozen=True)

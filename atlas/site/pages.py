@@ -508,21 +508,10 @@ class Example:
     page: ClassPage | None  # None: the source class is not one of the model's
 
 
-@dataclass(eq=False)
-class ClassPage(UnitPage):
-    info: ClassInfo | None = None
-    bank: ConceptBank | None = None
-    concepts: list[ConceptView] = field(default_factory=list)
-    kind = "class"
+class OfClass:
+    """A page about one class (its `info`): its index, the zero-padded number it is shown by, its name."""
 
-    @property
-    def shares(self) -> ShareTable | None:
-        return ShareTable.of(self.bank) if self.bank is not None and self.concepts else None
-
-    @property
-    def top_concept(self) -> ConceptView | None:
-        """The most important concept, when its picture is rendered (the index can show it)."""
-        return self.concepts[0] if self.concepts and self.concepts[0].media is not None else None
+    info: ClassInfo | None
 
     @property
     def index(self) -> int:
@@ -537,6 +526,23 @@ class ClassPage(UnitPage):
     def name(self) -> str:
         assert self.info is not None
         return self.info.name
+
+
+@dataclass(eq=False)
+class ClassPage(OfClass, UnitPage):
+    info: ClassInfo | None = None
+    bank: ConceptBank | None = None
+    concepts: list[ConceptView] = field(default_factory=list)
+    kind = "class"
+
+    @property
+    def shares(self) -> ShareTable | None:
+        return ShareTable.of(self.bank) if self.bank is not None and self.concepts else None
+
+    @property
+    def top_concept(self) -> ConceptView | None:
+        """The most important concept, when its picture is rendered (the index can show it)."""
+        return self.concepts[0] if self.concepts and self.concepts[0].media is not None else None
 
     @property
     def label(self) -> str:
