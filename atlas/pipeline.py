@@ -234,13 +234,19 @@ class _Outcome:
     expression: ConceptExpression | None = None  # concept pictures: how strongly they show their concept
 
 
+def overlaps_host(device: str) -> bool:
+    """Whether the host's work (encoding, writing) runs beside the render: on a device, yes; on the CPU
+    the render's threads use every core, and a writer thread beside them slowed the `cpu` subset."""
+    return torch.device(device).type != "cpu"
+
+
 def _render_all(plan: Plan, request: RenderRequest, cache: Cache, judges: Sequence[Judge],
                 todo: Sequence[PlannedJob], size: int, summary: RenderSummary,
                 progress: ProgressFactory | None) -> None:
     """Render in batches of one layer, each stored by the writer thread while the next one renders;
     objectives with a non-finite value come back for one retry."""
     bar = progress(total=len(todo), unit="obj", desc="render", dynamic_ncols=True) if progress else None
-    writer = Writer(depth=1)  # one batch waits while one is written: host memory stays flat
+    writer = Writer(depth=1, threaded=overlaps_host(request.device))  # one batch waits: memory stays flat
     pending = [_Attempt(item, item.job.seed, 0) for item in todo]
     try:
         while pending:

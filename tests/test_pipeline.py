@@ -382,6 +382,7 @@ def test_the_next_batch_renders_while_the_previous_one_is_written_and_at_most_on
         return done
 
     monkeypatch.setattr(Cache, "write_entry", slow_write)
+    monkeypatch.setattr(pipeline, "overlaps_host", lambda device: True)  # as on a GPU
     request = dataclasses.replace(make_request(tmp_path, classes="0-7", layers={}), batch_size=2)
     bars: list[FakeBar] = []
     summary = pipeline.run(request, report=lambda _: None, progress=lambda **kw: bars.append(FakeBar(**kw)) or bars[-1])
@@ -391,6 +392,24 @@ def test_the_next_batch_renders_while_the_previous_one_is_written_and_at_most_on
     assert starts[1] < first_written  # the second batch rendered while the first was being written
     assert starts[3] > first_written  # the fourth waited for the first to be written: one batch queued at most
     assert len(records(tmp_path / "cache")) == 8
+
+
+def test_on_the_cpu_each_batch_is_written_before_the_next_renders(tmp_path, monkeypatch):
+    """The render's threads use every core: a writer thread beside them only slows it down."""
+    assert not pipeline.overlaps_host("cpu") and pipeline.overlaps_host("cuda:0")
+    starts: list[float] = []
+    written: list[float] = []
+    _timed_render(monkeypatch, starts)
+    real_write = Cache.write_entry
+
+    def write(self, key, files, record):
+        written.append(time.monotonic())
+        return real_write(self, key, files, record)
+
+    monkeypatch.setattr(Cache, "write_entry", write)
+    request = dataclasses.replace(make_request(tmp_path, classes="0-3", layers={}), batch_size=2)
+    assert pipeline.run(request, report=lambda _: None).rendered == 4
+    assert len(starts) == 2 and written[1] < starts[1]  # the first batch was written before the second began
 
 
 def test_a_writer_error_stops_the_run_during_the_next_batch_with_its_one_line(tmp_path, monkeypatch):
@@ -403,6 +422,7 @@ def test_a_writer_error_stops_the_run_during_the_next_batch_with_its_one_line(tm
         raise AtlasError("disk full writing the cache: free some space and run again")
 
     monkeypatch.setattr(Cache, "write_entry", full_disk)
+    monkeypatch.setattr(pipeline, "overlaps_host", lambda device: True)  # as on a GPU
     request = dataclasses.replace(make_request(tmp_path, classes="0-7", layers={}), batch_size=2)
     with pytest.raises(AtlasError, match="^disk full writing the cache") as info:
         pipeline.run(request, report=lambda _: None)

@@ -21,6 +21,21 @@ def test_tasks_run_in_order_on_another_thread_and_close_waits_for_them():
     assert [n for n, _ in done] == list(range(5)) and {name for _, name in done} == {"atlas-writer"}
 
 
+def test_an_unthreaded_writer_runs_each_task_at_once_where_it_is_submitted():
+    done: list[str] = []
+    writer = Writer(depth=1, threaded=False)
+    writer.submit(lambda: done.append(threading.current_thread().name))
+    assert done == [threading.current_thread().name]  # already run, in the caller's thread
+
+    def full() -> None:
+        raise AtlasError("disk full")
+
+    with pytest.raises(AtlasError, match="disk full"):
+        writer.submit(full)
+    writer.close()
+    writer.drain()
+
+
 def test_submit_waits_while_one_task_is_queued():
     release = threading.Event()
     writer = Writer(depth=1)
