@@ -95,7 +95,7 @@ def test_dotted_layer_names_written_without_quotes_still_work(tmp_path):
         ('[layers]\nlayer1 = 3.5', "layers.layer1"),
         ('random_weights = "yes"', "random_weights"),
         ('classes = true', "classes"),
-        # Issue 9, item 8: the full selection's preset, checked even where only [cpu] will run.
+        # the full selection's preset is checked even where only [cpu] will run: a bad [preset] must not wait for a GPU
         ('[preset]\nsteps = 0', "preset.steps"),
         ('[preset]\nname = "fast"', "preset.name"),
         ('[preset]\ncrop_min = "small"', "preset.crop_min"),
