@@ -16,8 +16,8 @@ from pathlib import Path
 from atlas.flags import Bounded
 from atlas.presets import STEPS
 
-PARTS = ("speed", "scaling", "split", "quality", "heldout", "objectives", "search", "cost", "judging", "concepts",
-         "site")
+PARTS = ("speed", "scaling", "split", "quality", "heldout", "objectives-tuning", "objectives", "search", "cost",
+         "judging", "concepts", "site")
 DEFAULT_PARTS = ("speed", "scaling", "split", "quality", "concepts")
 
 
@@ -32,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--heldout-classes", type=Bounded(1, 100), default=100, metavar="N",
                         help="classes of the held-out list for the heldout and objectives tables (default 100; an "
                              "integer from 1 to 100)")
+    parser.add_argument("--objectives", type=_objective_names, default=None, metavar="NAMES",
+                        help="comma-separated class objectives of the objectives tables (default: all of "
+                             "logit,margin,logprob,blend)")
     parser.add_argument("--steps", type=Bounded(*STEPS), metavar="N",
                         help="steps per timed call (default 3 on cpu, 20 on gpu)")
     parser.add_argument("--images", type=Path, metavar="DIR",
@@ -40,6 +43,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/bench"), help="folder for the JSON results and plot")
     parser.add_argument("--no-tf32", action="store_true",
                         help="on a GPU, true fp32 convolutions and matmuls (cuDNN defaults to TF32 on recent cards)")
+
+
+def _objective_names(text: str) -> tuple[str, ...]:
+    from atlas.bench.protocol import CLASS_OBJECTIVES
+
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    unknown = [n for n in names if n not in CLASS_OBJECTIVES]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"{','.join(unknown) or 'nothing'} is not a class objective: name some of "
+                                         f"{','.join(CLASS_OBJECTIVES)}")
+    return names
 
 
 def _machine(device: str) -> str:
@@ -124,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
                      [[r["model"], r["batch"], r["step_ms"], r["image_ms"], f"{100 * r['image_fraction']:.1f}%"]
                       for r in rows]) + "\n")
 
-    if {"quality", "heldout", "objectives", "search", "judging"} & set(parts):
+    if {"quality", "heldout", "objectives-tuning", "objectives", "search", "judging"} & set(parts):
         judges = bench.load_judges()
         classes = bench.quality_classes(args.classes)
         held_out = bench.quality_classes(args.heldout_classes, held_out=True)
@@ -147,12 +161,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"\n## Quality on the held-out list ({len(held_out)} classes, seed {bench.HELDOUT_SEED}), {device}\n")
         print(quality_table([r for r, _ in measured], held_out[: min(r.classes for r, _ in measured)]) + "\n")
 
-    if "objectives" in parts:
-        measured = bench.quality_rows(lite0, judges, bench.objective_configs(gpu), held_out, device, gpu,
-                                      on_row=_print_row)
-        results["objectives"] = [bench.quality_json(r, p) for r, p in measured]
-        print(f"\n## Class objectives on the held-out list ({len(held_out)} classes), {device}\n")
-        print(quality_table([r for r, _ in measured], held_out) + "\n")
+    for part, listed, name in (("objectives-tuning", classes, "tuning list, where the objective is chosen"),
+                               ("objectives", held_out, f"held-out list, seed {bench.HELDOUT_SEED}")):
+        if part in parts:
+            configs = bench.objective_configs(gpu, args.objectives)
+            measured = bench.quality_rows(lite0, judges, configs, listed, device, gpu, on_row=_print_row)
+            results[part] = [bench.quality_json(r, p) for r, p in measured]
+            print(f"\n## Class objectives on the {name} ({len(listed)} classes), {device}\n")
+            print(quality_table([r for r, _ in measured], listed) + "\n")
 
     if "search" in parts:
         measured = bench.quality_rows(lite0, judges, bench.search_configs(), classes, device, gpu, on_row=_print_row)
