@@ -94,6 +94,35 @@ def test_objective_configs_compare_every_class_objective_on_each_machine_preset(
     assert [(c[1], c[3]["objective"]) for c in cpu] == [("cpu", o) for o in bench.CLASS_OBJECTIVES]
     assert {c[1] for c in gpu} == {"cpu", "atlas"} and len(gpu) == 2 * len(bench.CLASS_OBJECTIVES)
     assert set(bench.CLASS_OBJECTIVES) == set(bench.CLASS_OBJECTIVE)
+    picked = bench.objective_configs(gpu=True, objectives=("blend", "logit"))
+    assert [(c[1], c[3]["objective"]) for c in picked] == [
+        ("cpu", "blend"), ("cpu", "logit"), ("atlas", "blend"), ("atlas", "logit")]
+
+
+def test_objectives_are_chosen_on_the_tuning_list_and_reported_on_the_held_out_list(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr("atlas.models.load_model", lambda name, **kw: SimpleNamespace(name=name))
+    monkeypatch.setattr(bench, "load_judges", lambda: [])
+    seen = []
+
+    def rows(loaded, judges, configs, classes, *a, on_row=None, **kw):
+        seen.append(([c[3]["objective"] for c in configs], classes))
+        return [(quality_row(c[0], classes=classes), get_preset("cpu")) for c in configs]
+
+    monkeypatch.setattr(bench, "quality_rows", rows)
+    parsed = argparse.ArgumentParser()
+    command.add_arguments(parsed)
+    args = parsed.parse_args(["--only", "objectives-tuning,objectives", "--objectives", "margin,blend",
+                              "--classes", "2", "--heldout-classes", "3", "--out", str(tmp_path)])
+    assert command.run(args) == 0
+    assert seen == [(["margin", "blend"], bench.QUALITY_CLASSES[:2]),
+                    (["margin", "blend"], bench.HELDOUT_CLASSES[:3])]
+    out = capsys.readouterr().out
+    assert "## Class objectives on the tuning list, where the objective is chosen (2 classes)" in out
+    assert "## Class objectives on the held-out list, seed 21 (3 classes)" in out
+    with pytest.raises(SystemExit) as stop:
+        parsed.parse_args(["--objectives", "logit,nope"])
+    assert stop.value.code == 2
+    assert "nope is not a class objective: name some of logit,margin,logprob,blend" in capsys.readouterr().err
 
 
 def test_each_class_objective_renders_its_class(tiny_resnet):
