@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from atlas.cache import Cache
 from atlas.concepts import store
@@ -68,22 +69,47 @@ def _bank(weights: str, class_index: int, wnid: str, rng: np.random.Generator) -
     return bank, crops
 
 
+SOURCE_SIZE = (500, 375)
+
+
+def _source(j: int) -> np.ndarray:
+    """Example j's source photograph, SOURCE_SIZE: a smooth ground with a bright disc where example j's box
+    is, so that the crop shows the disc and the source thumbnail shows it outlined."""
+    width, height = SOURCE_SIZE
+    rng = np.random.default_rng(60_000 + j)
+    y, x = np.mgrid[0:height, 0:width]
+    ramp = (x / width + y / height)[..., None] / 2
+    a, b, disc = rng.integers(0, 256, size=(3, 3))
+    pixels = a * ramp + b * (1 - ramp)
+    left, top = _box(j)[:2]
+    pixels[(x - left - 60) ** 2 + (y - top - 60) ** 2 < 45**2] = disc
+    return pixels.astype(np.uint8)
+
+
+def _box(j: int) -> tuple[int, int, int, int]:
+    left, top = 20 * j, 15 * (j % 4)
+    return left, top, left + 120, top + 120
+
+
 def _examples(weights: str) -> tuple[ExampleSet, dict]:
-    crops: dict[str, bytes] = {}
-    channels = []
-    for c in EXAMPLE_CHANNELS:
-        shown = []
-        for j in range(EXAMPLES):
-            data = _webp(50_000 + c * 100 + j)
-            crops[store.crop_name(data)] = data
-            left, top = 20 * j, 15 * (j % 4)
-            shown.append(Crop(f"n01440764/{j:03d}.JPEG", (left, top, left + 120, top + 120), float(EXAMPLES - j),
-                              store.crop_name(data), (500, 375)))
-        channels.append(ChannelExamples(c, tuple(shown), tuple([0, 967] * (EXAMPLES // 2 - 1) + [1, 1])))
+    """Channels 42 and 101 of conv_head show the same 16 source images, so each source thumbnail is
+    stored once for both."""
+    files: dict[str, bytes] = {}
+    shown = []
+    for j in range(EXAMPLES):
+        source = Image.fromarray(_source(j))
+        crop = store.encode_webp(np.asarray(source.crop(_box(j)).resize((store.CROP_SIDE,) * 2)))
+        whole = store.encode_webp(np.asarray(source.resize((128, 96), Image.Resampling.LANCZOS)), store.SOURCE_QUALITY)
+        files[store.crop_name(crop)] = crop
+        files[store.crop_name(whole)] = whole
+        shown.append(Crop(f"n01440764/{j:03d}.JPEG", _box(j), float(EXAMPLES - j), store.crop_name(crop), SOURCE_SIZE,
+                          store.crop_name(whole)))
+    channels = [ChannelExamples(c, tuple(shown), tuple([0, 967] * (EXAMPLES // 2 - 1) + [1, 1]))
+                for c in EXAMPLE_CHANNELS]
     found = ExampleSet(key=EXAMPLES_KIND.key({"examples": EXAMPLE_LAYER}), model=MODEL, weights_sha256=weights,
                        layer=EXAMPLE_LAYER, settings={}, images=100, skipped=0, channels=tuple(channels),
                        seconds=1.0, created="2026-11-27T10:00:00Z")
-    return found, crops
+    return found, files
 
 
 def concept_cache(dest: Path) -> Path:

@@ -1,5 +1,5 @@
 """Screenshots of a built site for docs/screenshots/: the index, a class page with concepts and a
-channel page with dataset examples, at 1280x900 and (class page) 375x800.
+channel page with dataset examples, at 1280x900 and (class and channel pages) 375x800.
 
     .venv/bin/python tests/make_screenshots.py [SITE] [--class 0967] [--channel conv_head/c0042] [--dark]
 
@@ -57,7 +57,9 @@ def main() -> None:
         folder = args.model or MODEL
         shots = [("index", f"{folder}/index.html", DESKTOP), (args.name, f"{folder}/classes/{args.cls}.html", DESKTOP),
                  (f"{args.name}-phone", f"{folder}/classes/{args.cls}.html", PHONE),
-                 ("channel", f"{folder}/layers/{args.channel}.html", DESKTOP)]
+                 ("channel", f"{folder}/layers/{args.channel}.html", DESKTOP),
+                 # on a phone the examples come under the picture: the shot starts at them
+                 ("channel-phone", f"{folder}/layers/{args.channel}.html#examples-title", PHONE)]
         if args.only_class:
             shots = shots[1:3]
         with sync_playwright() as p:
@@ -68,7 +70,8 @@ def main() -> None:
                 for name, rel, viewport in shots:
                     page = browser.new_page(viewport=viewport, color_scheme=scheme)
                     for tag, view in views:
-                        page.goto((site / rel).resolve().as_uri())
+                        path, _, anchor = rel.partition("#")
+                        page.goto((site / path).resolve().as_uri() + (f"#{anchor}" if anchor else ""))
                         page.wait_for_load_state("load")
                         if view:
                             page.click(f"button[data-view={view}]")

@@ -19,6 +19,7 @@ from atlas.concepts import store
 from atlas.concepts.run import ConceptRequest, run_concepts
 from atlas.errors import AtlasError
 from atlas.models import find_layer, load_model
+from atlas.typed_json import FileInfo
 from tests.concept_folders import make_folder, one_thread  # noqa: F401 - a fixture
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,6 +83,22 @@ def test_banks_sum_exactly_and_their_crops_come_from_the_images(tmp_path, tiny):
         assert example.source_size == (tiny.input_size, tiny.input_size)
         with Image.open(store.crop_path(tmp_path / "cache", examples, example)) as image:
             assert image.size == (store.CROP_SIDE, store.CROP_SIDE)
+    # each example names a small WebP of its whole source image: one file per source, however many examples
+    # show it (6 examples of 5 images share one at least), listed like the crops and checked by the reader
+    shown = [e for c in examples.channels for e in c.examples]
+    thumbnails = {e.file: e.thumbnail for e in shown}
+    assert len(shown) > len(thumbnails) and all(thumbnails[e.file] == e.thumbnail for e in shown)
+    assert len(set(thumbnails.values())) == len(thumbnails) and None not in thumbnails.values()
+    folder = store.entry_folder(tmp_path / "cache", examples)
+    assert sorted(p.name for p in folder.glob("*.webp")) == sorted(
+        {e.image for e in shown} | set(thumbnails.values()))
+    for file, name in thumbnails.items():
+        data = (folder / name).read_bytes()
+        assert examples.files[name] == FileInfo.of(data) and len(data) < 8192
+        with Image.open(folder / name) as image, Image.open(tmp_path / "images" / file) as opened:
+            assert image.format == "WEBP" and max(image.size) == store.SOURCE_SIDE  # never larger than 128 px
+            source = opened.convert("RGB").resize(image.size, Image.Resampling.LANCZOS)
+            assert np.abs(np.asarray(image.convert("RGB"), dtype=float) - np.asarray(source, dtype=float)).mean() < 12
 
 
 def test_rerun_computes_nothing_and_changes_recompute_only_what_they_touch(tmp_path, tiny):

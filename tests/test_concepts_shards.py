@@ -71,6 +71,7 @@ def test_three_shards_give_what_one_process_gives(tmp_path, tiny):
     banks, examples, similar = contents(tmp_path / "three", tiny)
     assert (banks, examples, similar) == contents(tmp_path / "one", tiny)
     assert sum(len(c.examples) for e in examples.values() for c in e.channels) == 4 * 3
+    assert all(x.thumbnail in e.files for e in examples.values() for c in e.channels for x in c.examples)
 
     sites = []
     for name in ("one", "three"):

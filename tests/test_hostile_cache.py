@@ -407,6 +407,44 @@ def test_an_example_crop_that_is_no_image_or_lacks_its_class_skips_its_set(proje
     assert any("source classes" in p for p in read_cache(cache).problems)
 
 
+def test_a_bad_source_thumbnail_is_reported_and_its_example_shown_without_it(project):
+    import hashlib
+
+    cache, out = project / "cache", project / "site"
+    path = examples_json(cache)
+    data = json.loads(path.read_text())
+    names = [e["thumbnail"] for e in data["channels"][0]["examples"][:5]]
+    folder = path.parent
+    tampered = bytearray((folder / names[0]).read_bytes())
+    tampered[-1] ^= 0xFF  # same size: only the hash can tell
+    (folder / names[0]).write_bytes(bytes(tampered))
+    (folder / names[1]).unlink()
+    (folder / names[2]).unlink()
+    (folder / names[2]).symlink_to(project / "id_rsa")
+    garbage = b"not an image at all"
+    (folder / names[3]).write_bytes(garbage)  # with its size and hash listed: only decoding can tell
+    data["files"][names[3]] = {"bytes": len(garbage), "sha256": hashlib.sha256(garbage).hexdigest()}
+    del data["files"][names[4]]
+    path.write_text(json.dumps(data))
+
+    with pytest.warns(UserWarning) as caught:
+        report = build(cache, out)
+
+    said = [str(w.message) for w in caught]
+    assert len(said) == 5 and all(str(folder) in line and "\n" not in line for line in said)
+    assert all("shown without it" in line and "run `atlas concepts` again" in line for line in said)
+    for name, why in zip(names, ["does not match its sha256", "is missing", "symbolic link", "not a readable image",
+                                 "not listed"], strict=True):
+        assert any(name in line and why in line for line in said), (name, why)
+        assert not (out / "crops" / name).exists()
+    assert report.problems == [] and report.check is not None and report.check.problems == []
+    assert SECRET.encode() not in site_text(out)
+    for channel in ("c0042", "c0101"):  # both pages show those sources: each loses them, and keeps the rest
+        html = (out / MODEL / "layers" / "conv_head" / f"{channel}.html").read_text()
+        assert html.count('alt="Example ') == 16 and html.count('<svg class="where"') == 5
+        assert html.count('alt="Source image of example ') == 11 and not any(name in html for name in names)
+
+
 def test_render_warns_about_a_bad_bank_and_renders_the_rest(tmp_path, capsys):
     from atlas.config import load_config
     from tests.test_render_cli import cli_config

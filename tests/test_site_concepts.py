@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from atlas.concepts import store
 from atlas.record import ConceptExpression
@@ -91,18 +92,53 @@ def test_class_page_shows_concepts_within_budget_and_links_resolve(cache, site):
     assert doc["concepts"]["concepts"][0]["render"]["objective"]["kind"] == "concept"
 
 
-def test_channel_page_shows_dataset_examples(site):
+def test_channel_page_shows_dataset_examples_with_their_source_thumbnails(site):
     html = (site / MODEL / "layers" / "conv_head" / "c0042.html").read_text()
     assert "Dataset examples" in html and html.count('alt="Example ') == EXAMPLES
-    assert '<a href="../../classes/0967.html">espresso</a>' in html
-    # where each example sits in its source image: the box on the source's frame
-    assert html.count('<svg class="where" viewBox="0 0 500 375"') == EXAMPLES
-    assert '<rect class="box" x="20" y="15" width="120" height="120"/>' in html
+    assert '<a href="../../classes/0967.html" title="espresso">espresso</a>' in html
+    assert html.count('<span class="lbl">activation</span> <span class="p">') == EXAMPLES
+    # where each example sits in its source image: the source thumbnail with the box laid over it in percent
+    assert html.count('alt="Source image of example ') == EXAMPLES and 'class="where"' not in html
+    assert '<rect x="4.0%" y="4.0%" width="24.0%" height="32.0%"/>' in html  # (20, 15, 140, 135) of 500 x 375
+    assert html.count('width="64" height="48" loading="lazy"') == EXAMPLES
     assert '<div class="u-main">\n<section class="examples"' in html  # beside the picture, the predictions under it
-    examples = [link for link in page_links(html) if "/crops/" in link]
-    assert len(examples) == EXAMPLES
-    assert all((site / MODEL / "layers" / "conv_head" / link).is_file() for link in examples)
+    shown = [link for link in page_links(html) if "/crops/" in link]
+    assert len(shown) == len(set(shown)) == 2 * EXAMPLES  # each example's crop and its source's thumbnail
+    for link in shown:
+        with Image.open(site / MODEL / "layers" / "conv_head" / link) as image:
+            assert image.format == "WEBP" and image.size in ((store.CROP_SIDE,) * 2, (128, 96))
     assert "Dataset examples" not in (site / MODEL / "layers" / "blocks.5" / "c0003.html").read_text()
+    assert len(html.encode()) < MAX_PAGE_BYTES
+    doc = json.loads((site / MODEL / "data" / "layers" / "conv_head" / "c0042.json").read_text())
+    assert [e["source_thumbnail"] for e in doc["dataset_examples"]] == [
+        link.removeprefix("../../../") for link in shown if link.endswith(".webp")][1::2]
+
+
+def test_an_example_set_of_the_previous_format_still_shows_its_crops_with_a_sketch(cache, tmp_path):
+    """Format 2 had no source thumbnails: its examples show a frame of the source's size with the box in it."""
+    copy = tmp_path / "cache"
+    shutil.copytree(cache, copy)
+    path = next(copy.glob("examples/*/*/examples.json"))
+    data = json.loads(path.read_text())
+    thumbnails = {e.pop("thumbnail") for c in data["channels"] for e in c["examples"]}
+    data["format"], data["files"] = 2, {k: v for k, v in data["files"].items() if k not in thumbnails}
+    path.write_text(json.dumps(data))
+    report = build(copy, tmp_path / "site")
+    assert report.problems == [] and report.check.problems == []
+    html = (tmp_path / "site" / MODEL / "layers" / "conv_head" / "c0042.html").read_text()
+    assert html.count('alt="Example ') == html.count('<svg class="where" viewBox="0 0 500 375"') == EXAMPLES
+    assert '<rect class="box" x="20" y="15" width="120" height="120"/>' in html
+    assert "Source image of example" not in html
+
+
+def test_a_source_thumbnail_keeps_its_box_inside_the_image():
+    from atlas.site.pages import SourceThumbnail
+
+    shown = SourceThumbnail.of("crops/a.webp", Path("a.webp"), (250, 0, 375, 375), (500, 375))
+    assert shown.size == (64, 48) and shown.box == (50.0, 0.0, 25.0, 100.0)
+    tall = SourceThumbnail.of("crops/a.webp", Path("a.webp"), (-40, 300, 9999, 200), (300, 600))
+    assert tall.size == (24, 48) and tall.box == (0.0, 50.0, 100.0, 0.0)  # clamped to the image, never negative
+    assert SourceThumbnail.of("crops/a.webp", Path("a.webp"), (0, 0, 1, 1), (0, 375)) is None
 
 
 def test_index_offers_the_top_concept_view(site):

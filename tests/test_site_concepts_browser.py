@@ -157,21 +157,47 @@ def test_similar_concept_links_land_on_their_anchor(tab):
     tab.assert_clean()
 
 
+SOURCE_BOXES = """() => [...document.querySelectorAll('.example-list li')].map(li => {
+  const img = li.querySelector('.ex-src img'), rect = li.querySelector('.ex-src rect');
+  const edges = r => r && [r.left, r.top, r.right, r.bottom];
+  return {natural: img && img.naturalWidth, image: edges(img && img.getBoundingClientRect()),
+          box: edges(rect && rect.getBoundingClientRect())};
+})"""
+
+
 def test_channel_page_dataset_examples(tab):
     tab.goto(f"{MODEL}/layers/conv_head/c0042.html")
     page = tab.page
-    examples = page.locator(".example-list img")
+    examples = page.locator(".example-list img.crop")
     assert examples.count() == EXAMPLES
-    # beside the picture, above the fold, shown at 128 px or more
+    # beside the picture, above the fold, shown at 128 px or more: three rows of five on the first screen
     first = examples.first.bounding_box()
     assert first["y"] < 900 and first["width"] >= 128 and first["x"] > page.locator("#stage").bounding_box()["x"]
-    assert page.locator(".example-list svg.where").count() == EXAMPLES
+    bottoms = [b["y"] + b["height"] for b in (examples.nth(i).bounding_box() for i in range(EXAMPLES))]
+    assert sum(bottom <= 900 for bottom in bottoms) >= 15
     images = tab.images()
-    assert all(i["natural"] == 128 for i in images if "/crops/" in i["src"])
-    assert len([i for i in images if "/crops/" in i["src"]]) == EXAMPLES
+    crops = [i for i in images if "/crops/" in i["src"]]
+    assert len(crops) == 2 * EXAMPLES and all(i["natural"] == 128 for i in crops)  # each crop, and its source's
+    # every example shows its source thumbnail, loaded, with the region's box inside it
+    shown = page.evaluate(SOURCE_BOXES)
+    assert len(shown) == EXAMPLES and all(s["natural"] == 128 for s in shown)
+    for s in shown:
+        (left, top, right, bottom), (x0, y0, x1, y1) = s["image"], s["box"]
+        assert left - 1 <= x0 < x1 <= right + 1 and top - 1 <= y0 < y1 <= bottom + 1, s
+        assert x1 - x0 < right - left  # the region is a part of the source, drawn to scale
     page.locator(".example-list a", has_text="espresso").first.click()
     page.wait_for_url("**/classes/0967.html")
     tab.assert_clean()
+
+
+def test_channel_page_on_a_phone_fits_the_screen(browser, site):
+    context = browser.new_context(viewport={"width": 375, "height": 800})
+    page = context.new_page()
+    page.goto((site / MODEL / "layers" / "conv_head" / "c0042.html").as_uri())
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    for box in page.evaluate(SOURCE_BOXES):
+        assert box["image"][0] >= 0 and box["image"][2] <= 375
+    context.close()
 
 
 def test_index_shows_classes_by_their_top_concept_on_request(tab):

@@ -41,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     config = flags.merge(load_config(args.config), args, FLAGS)
     cache, out = config.cache, config.site
     order = [entry.model for entry in config.models] or [config.model]
-    with warnings.catch_warnings(record=True) as caught:  # a skipped stored file (atlas.matches): one line each
+    # a skipped stored file (atlas.matches), a source thumbnail left out (atlas.site.build): one line each
+    with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         report = build(cache, out, model=args.model, order=order, png=args.png, workers=args.workers,
                        progress=lambda msg: print(f"atlas build: {msg}", flush=True))

@@ -29,6 +29,8 @@ from atlas.concepts.formats import ChannelExamples, Crop, ExamplePart, ExampleSe
 from atlas.concepts.images import ImageFolder, SourceCrops, load_squares
 from atlas.concepts.store import (
     CROP_SIDE,
+    SOURCE_QUALITY,
+    SOURCE_SIDE,
     crop_name,
     encode_vector,
     encode_webp,
@@ -237,6 +239,7 @@ def example_set(loaded: LoadedModel, folder: ImageFolder, layer: str, channels: 
     files: dict[str, bytes] = {}
     result = []
     cutter = SourceCrops(folder.root, setting.get("crop_side", CROP_SIDE))
+    thumbnails: dict[str, str | None] = {}  # source file -> its thumbnail: made once, while its crop's image is open
     for row, channel in enumerate(channels):
         crops, classes = [], []
         for value, image, position in zip(tracker.values[row].tolist(), tracker.images[row].tolist(),
@@ -250,9 +253,21 @@ def example_set(loaded: LoadedModel, folder: ImageFolder, layer: str, channels: 
             box = placement.source_box(left, top, side)
             data = encode_webp(cutter.cut(file, box, squares.pixels[n, top : top + side, left : left + side]))
             files[crop_name(data)] = data
-            crops.append(Crop(file, box, float(value), crop_name(data), placement.size))
+            if file not in thumbnails:
+                thumbnails[file] = _thumbnail(cutter, file, files)
+            crops.append(Crop(file, box, float(value), crop_name(data), placement.size, thumbnails[file]))
             classes.append(class_index)
         result.append(ChannelExamples(channel, tuple(crops), tuple(classes)))
     return ExampleSet(key=key, model=loaded.name, weights_sha256=loaded.weights_sha256, layer=layer,
                       settings=dict(setting), images=read, skipped=skipped, channels=tuple(result),
                       seconds=0.0), files
+
+
+def _thumbnail(cutter: SourceCrops, file: str, files: dict[str, bytes]) -> str | None:
+    """The name of the small WebP of the whole of `file`, its bytes added to `files`; None when it no longer reads."""
+    pixels = cutter.whole(file, SOURCE_SIDE)
+    if pixels is None:
+        return None
+    data = encode_webp(pixels, SOURCE_QUALITY)
+    files[crop_name(data)] = data
+    return crop_name(data)

@@ -7,7 +7,10 @@ beside their WebP crops; they are not render entries (no record.json, no status)
 their own format number and are read strictly: a field this version does not know makes the file
 not ours, and the store computes it again.  Format 2 lists every crop's size and sha256 in
 `files`, like a render record; a format-1 file has no hashes to check its crops by, so it is
-read as needing `atlas concepts` again.
+read as needing `atlas concepts` again.  Example sets are format 3: each example also names a
+small WebP of its whole source image (`thumbnail`, one file per source image, listed in `files`
+like the crops), so a page can show where the example comes from; a format-2 set still reads, its
+examples without thumbnails, and `atlas concepts` makes the format-3 set under a new key.
 """
 
 from __future__ import annotations
@@ -27,25 +30,32 @@ from atlas.safe_paths import UnsafeName, plain_name
 from atlas.typed_json import FileInfo, InvalidRecord, as_data, check_files, load
 
 CONCEPTS_FORMAT = 2
+EXAMPLES_FORMAT = 3  # CONCEPTS_FORMAT and source thumbnails
 
 
 @dataclass(frozen=True)
 class Crop:
     """A region of a source image: the file (relative to the images folder), its box in source pixels
-    (left, top, right, bottom), the value that ranked it, the WebP's name in the entry folder, and
-    the source image's size (absent in banks written before it was stored)."""
+    (left, top, right, bottom), the value that ranked it, the WebP's name in the entry folder, the
+    source image's size (absent in banks written before it was stored) and, for a dataset example,
+    the name of the whole source image's small WebP in the entry folder (absent in concept banks,
+    in format-2 example sets, and where the source no longer read when the set was written)."""
 
     file: str
     box: tuple[int, int, int, int]
     value: float
     image: str
     source_size: tuple[int, int] | None = None  # the source image's (width, height): where the box sits
+    thumbnail: str | None = None
 
     def __post_init__(self) -> None:
-        try:
-            plain_name(self.image)
-        except UnsafeName as exc:
-            raise InvalidRecord(f"crop image: {exc}") from None
+        for what, name in (("image", self.image), ("thumbnail", self.thumbnail)):
+            if name is None:
+                continue
+            try:
+                plain_name(name)
+            except UnsafeName as exc:
+                raise InvalidRecord(f"crop {what}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -148,7 +158,7 @@ class ExampleSet:
     channels: tuple[ChannelExamples, ...]
     seconds: float
     created: str = ""
-    format: int = CONCEPTS_FORMAT
+    format: int = EXAMPLES_FORMAT
     files: dict[str, FileInfo] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -232,7 +242,8 @@ EXAMPLES = "examples.json"
 _SALT = {"format": CONCEPTS_FORMAT}  # in every key: a new format never reads an old entry
 
 
-def _document_loads(cls: type, name: str) -> Any:
+def _document_loads(cls: type, name: str, current: int = CONCEPTS_FORMAT, older: tuple[int, ...] = ()) -> Any:
+    """The reader of a bank or example set of format `current`, or of one of the `older` formats it still shows."""
     def loads(raw: bytes, key: str | None) -> Any:
         found = _format_of(raw)
         if isinstance(found, int) and found < CONCEPTS_FORMAT:
@@ -242,8 +253,8 @@ def _document_loads(cls: type, name: str) -> Any:
             value = loads_concepts(cls, raw)
         except InvalidRecord as exc:
             raise InvalidRecord(f"{name}: {exc}") from None
-        if value.format != CONCEPTS_FORMAT:
-            raise InvalidRecord(f"{name} is format {value.format}, not {CONCEPTS_FORMAT}: "
+        if value.format != current and value.format not in older:
+            raise InvalidRecord(f"{name} is format {value.format}, not {current}: "
                                 "written by another atlas version")
         if key is not None and value.key != key:
             raise InvalidRecord(f"{name} names another key")
@@ -277,8 +288,10 @@ def crops_of(value: ConceptBank | ExampleSet) -> list[str]:
 
 BANK_KIND = Kind(name="concepts", folder="concepts", value=ConceptBank, document=BANK,
                  loads=_document_loads(ConceptBank, BANK), dumps=dumps_concepts, needs=crops_of, salt=_SALT)
+# A source thumbnail is not needed: one that fails its check leaves its example shown without it.
 EXAMPLES_KIND = Kind(name="examples", folder="examples", value=ExampleSet, document=EXAMPLES,
-                     loads=_document_loads(ExampleSet, EXAMPLES), dumps=dumps_concepts, needs=crops_of, salt=_SALT)
+                     loads=_document_loads(ExampleSet, EXAMPLES, EXAMPLES_FORMAT, older=(CONCEPTS_FORMAT,)),
+                     dumps=dumps_concepts, needs=crops_of, salt={"format": EXAMPLES_FORMAT})
 SIMILAR_KIND = Kind(name="similar", folder="similar", value=SimilarSet, document=None,
                     loads=_value_loads(SimilarSet), dumps=dumps_value, salt=_SALT)
 PART_KIND = Kind(name="example part", folder="examples-pass", value=ExamplePart, document=None,

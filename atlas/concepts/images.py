@@ -220,11 +220,24 @@ class SourceCrops:
     def cut(self, file: str, box: tuple[int, int, int, int], fallback: np.ndarray) -> np.ndarray:
         """(side, side, 3) uint8 of `box` in `file`; from `fallback` (the input's pixels) when the file
         no longer reads."""
+        image = self._image(file)
+        region = Image.fromarray(np.ascontiguousarray(fallback, dtype=np.uint8)) if image is None else image.crop(box)
+        resized = region.resize((self.side, self.side), Image.Resampling.LANCZOS)
+        return np.asarray(resized, dtype=np.uint8)
+
+    def whole(self, file: str, side: int) -> np.ndarray | None:
+        """(h, w, 3) uint8 of the whole of `file`, its longest side shrunk to `side` (never enlarged);
+        None when the file no longer reads (the input's square would misplace a box given in source pixels)."""
+        image = self._image(file)
+        if image is None:
+            return None
+        scale = min(1.0, side / max(image.size))
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        return np.asarray(image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0), dtype=np.uint8)
+
+    def _image(self, file: str) -> Image.Image | None:
         if file not in self._open:
             if len(self._open) >= self.keep:
                 self._open.pop(next(iter(self._open)))
             self._open[file] = read_rgb(self.root / file)
-        image = self._open[file]
-        region = Image.fromarray(np.ascontiguousarray(fallback, dtype=np.uint8)) if image is None else image.crop(box)
-        resized = region.resize((self.side, self.side), Image.Resampling.LANCZOS)
-        return np.asarray(resized, dtype=np.uint8)
+        return self._open[file]

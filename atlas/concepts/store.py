@@ -4,6 +4,7 @@ Torch-free, so the site can read it. Layout inside the cache folder:
 
     <cache>/concepts/<key[:2]>/<key>/{bank.json, <sha256[:16]>.webp ...}       one class's concepts
     <cache>/examples/<key[:2]>/<key>/{examples.json, <sha256[:16]>.webp ...}   one layer's dataset examples
+                                                   (their crops, and one small WebP per source image)
     <cache>/similar/<model>-<weights[:16]>.json                                   similar concepts of the current banks
     <cache>/examples-pass/<pass key>[.<shard>].{pt,json}    an unfinished pass's state; a shard's finished part
 
@@ -68,6 +69,10 @@ FORMAT = CONCEPTS_FORMAT
 WEBP_QUALITY = 80
 # Side of every stored crop (concept patches, dataset examples): pages show them at this size or less.
 CROP_SIDE = 128
+# A dataset example's source image, whole: its longest side, and a low quality, since pages show it
+# at half this side under its crop, only to place the crop's box (1-3 KB on photographs).
+SOURCE_SIDE = 128
+SOURCE_QUALITY = 50
 # How a concept's MACO picture is made: its direction at its layer, by cosine (True) or by dot
 # product (False). Cosine, measured on Lite0 (docs/concepts.md, tests/data/compare_concept_objectives.py):
 # its pictures transfer to their class far better than dot's (18 pictures: top-5 3 against 0, class

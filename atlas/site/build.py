@@ -23,6 +23,7 @@ import errno
 import json
 import os
 import posixpath
+import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from atlas.site.cache_reader import BadEntry, CacheContents, list_models, read_c
 from atlas.site.check import DEFAULT_BUDGET, Budget, SiteReport, check_site
 from atlas.site.compare import index_judgments
 from atlas.site.gather import gather
-from atlas.site.images import copy_crops, derive_all
+from atlas.site.images import copy_crops, copy_thumbnails, derive_all
 from atlas.site.pages import Site
 from atlas.site.roster import Roster, model_folder
 from atlas.site.write import environment, png_paths, render_site, site_paths, write_changed
@@ -82,7 +83,9 @@ def build(cache: Path, out: Path, *, model: str | Sequence[str] | None = None, o
     them out (False), or (None) copy them when the site still fits its size budget with them: at a
     512 px canvas they are about three quarters of a full atlas. Raises AtlasError when the cache
     cannot be read, the output folder is not atlas's or cannot be written, or the built site fails
-    its checks. A cache entry whose files do not match its record is skipped and reported.
+    its checks. A cache entry whose files do not match its record is skipped and reported; a dataset
+    example's source thumbnail that fails its checks is left out, its example shown without it, with a
+    warning (UserWarning) naming its entry folder.
     """
     cache, out = Path(cache), Path(out)
     say = progress or (lambda _msg: None)
@@ -151,6 +154,11 @@ def _write(every: list[CacheContents], roster: Roster, out: Path, previous: Site
         # a crop whose name (its content's hash) a skipped entry shared with a good one: now from the good one
         crop_sha256 = {path: sha for contents in every for path, sha in contents.crop_sha256().items()}
         images += copy_crops(roster.crops, out, crop_sha256)
+    unshown: dict[str, str] = {}  # source thumbnails that failed their checks: their examples go without them
+    images += copy_thumbnails(roster.thumbnails, out, crop_sha256, unshown)
+    roster.drop_thumbnails(unshown)
+    for why in unshown.values():
+        warnings.warn(why, stacklevel=2)
     files = render_site(roster, env)  # the whole site, once
     notes = [note for contents in every for note in contents.notes]
     if png is None:
@@ -192,7 +200,7 @@ def _skipped(every: list[CacheContents]) -> dict[str, int]:
 
 def _media_paths(site: Site | Roster, *, with_png: bool) -> set[str]:
     media = {f for r in site.renders if r.media for f in dataclasses.replace(r.media, with_png=with_png).files}
-    return media | set(site.crops)
+    return media | set(site.crops) | set(site.thumbnails)
 
 
 def _refuse_links(out: Path, paths: set[str]) -> None:
@@ -228,6 +236,7 @@ def _pngs_fit(site: Site | Roster, files: dict[str, bytes], out: Path, budget: B
     webp = (f for r in renders.values() for f in dataclasses.replace(r.media, with_png=False).files)
     rest += sum((out / f).stat().st_size for f in webp)  # derived already; the PNGs are not copied yet
     rest += sum(path.stat().st_size for path in site.crops.values())  # copied after this measure
+    rest += sum((out / rel).stat().st_size for rel in site.thumbnails)  # copied, those that passed their checks
     rest += (out / MARKER).stat().st_size  # listing every path this build may write: at least the final one
     if rest + png_bytes <= budget.site_bytes:
         return True, ""

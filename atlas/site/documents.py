@@ -144,8 +144,8 @@ def unit_document(site: Site, page: UnitPage) -> dict[str, Any]:
         doc["concepts"] = concepts_document(page)
     if isinstance(page, ChannelPage) and page.examples:
         doc["dataset_examples"] = [
-            {**_crop(e.crop), "class": None if e.page is None else {"index": e.page.index, "name": e.page.name,
-                                                                   "page": e.page.path}}
+            {**_crop(e.crop), **({"source_thumbnail": e.thumbnail.path} if e.thumbnail else {}),
+             "class": None if e.page is None else {"index": e.page.index, "name": e.page.name, "page": e.page.path}}
             for e in page.examples]
     doc[related_key] = [{"index": r.page.index, "name": r.page.name, "score": r.score, "page": r.page.path}
                         for r in page.related]

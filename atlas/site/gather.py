@@ -36,6 +36,7 @@ from atlas.site.pages import (
     Render,
     SameUnit,
     Site,
+    SourceThumbnail,
     Summary,
 )
 
@@ -208,7 +209,8 @@ def _examples(contents: CacheContents, classes: list[ClassPage], layers: list[La
                 continue
             page.example_set = found
             page.examples = [
-                Example(_crop(contents, found, crop, sized=True), classes[c] if 0 <= c < len(classes) else None)
+                Example(_crop(contents, found, crop, sized=True), classes[c] if 0 <= c < len(classes) else None,
+                        _thumbnail(contents, found, crop))
                 for crop, c in zip(channel.examples, channel.classes, strict=True)
             ]
 
@@ -243,6 +245,15 @@ def _crop(contents: CacheContents, value: ConceptBank | ExampleSet, crop: Crop, 
     except ValueError as exc:
         raise BadEntry(source.parent, f"{exc}: run `atlas concepts` again to rewrite it") from exc
     return CropImage(f"{CROPS}/{crop.image}", source, crop.file, crop.box, crop.value, size, crop.source_size)
+
+
+def _thumbnail(contents: CacheContents, value: ExampleSet, crop: Crop) -> SourceThumbnail | None:
+    """The example's source thumbnail, where the example set has one (format 3); its bytes are checked
+    when the build copies it, and an example whose thumbnail fails is shown without it."""
+    if crop.thumbnail is None or crop.source_size is None:
+        return None
+    return SourceThumbnail.of(f"{CROPS}/{crop.thumbnail}", contents.crop_path(value, crop).parent / crop.thumbnail,
+                              crop.box, crop.source_size)
 
 
 def _chain(pages: list) -> None:

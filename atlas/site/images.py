@@ -60,11 +60,7 @@ def copy_crops(crops: dict[str, Path], out: Path, sha256: Mapping[Path, str],
     `failed` (folder -> reason) and none of its crops is copied; without `failed`, it raises.
     A full concept atlas has 100,000 crops, so the site's crop folders are listed once rather than
     asked file by file."""
-    present: set[str] = set()
-    for folder in {posixpath.dirname(rel) for rel in crops}:
-        (out / folder).mkdir(parents=True, exist_ok=True)
-        with os.scandir(out / folder) as listing:
-            present |= {posixpath.join(folder, e.name) for e in listing if e.is_file(follow_symlinks=False)}
+    present = _in_site(out, crops)
     todo: dict[Path, list[tuple[str, Path]]] = {}
     for rel, source in sorted(crops.items()):
         if rel not in present:
@@ -82,6 +78,56 @@ def copy_crops(crops: dict[str, Path], out: Path, sha256: Mapping[Path, str],
             atomic_write(out / rel, content, durable=False)
             written.append(rel)
     return written
+
+
+def copy_thumbnails(thumbnails: dict[str, Path], out: Path, sha256: Mapping[Path, str],
+                    failed: dict[str, str]) -> list[str]:
+    """Copy the source thumbnails of dataset examples (site path -> cache file) that the site lacks;
+    returns the site paths written. Each is checked as a crop is (its sha256 in its example set, read
+    without following a link) and must be an image; one that fails is noted in `failed` (site path ->
+    reason, naming its entry folder) and not copied, and its examples are shown without it: a
+    thumbnail only says where an example comes from, so it costs no example its place."""
+    present = _in_site(out, thumbnails)
+    written = []
+    for rel, source in sorted(thumbnails.items()):
+        if rel in present:
+            continue
+        data, problem = _checked_thumbnail(source, sha256.get(source))
+        if problem is not None:
+            failed[rel] = (f"{source.parent}: source thumbnail {problem}; its examples are shown without it "
+                           "(delete that folder and run `atlas concepts` again to rewrite it)")
+            continue
+        atomic_write(out / rel, data, durable=False)
+        written.append(rel)
+    return written
+
+
+def _checked_thumbnail(source: Path, sha256: str | None) -> tuple[bytes, str | None]:
+    """(its bytes, None), or (b"", why not): read without following a link, of its sha256, an image."""
+    try:
+        data = read_entry_file(source.parent, source.name)
+    except UnsafeName as exc:
+        return b"", str(exc)
+    if sha256 is None:
+        return b"", f"{source.name} is not listed in its example set's files"
+    if hashlib.sha256(data).hexdigest() != sha256:
+        return b"", f"{source.name} does not match its sha256"
+    try:
+        Image.open(io.BytesIO(data)).close()  # the header parses: an image a browser can show
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return b"", f"{source.name} is not a readable image"
+    return data, None
+
+
+def _in_site(out: Path, paths: Iterable[str]) -> set[str]:
+    """Which of the site paths `paths` are files in `out` already, each of their folders listed once
+    (a full concept atlas has 100,000 crops), the folders made when missing."""
+    present: set[str] = set()
+    for folder in {posixpath.dirname(rel) for rel in paths}:
+        (out / folder).mkdir(parents=True, exist_ok=True)
+        with os.scandir(out / folder) as listing:
+            present |= {posixpath.join(folder, e.name) for e in listing if e.is_file(follow_symlinks=False)}
+    return present
 
 
 def _verified_crop(source: Path, sha256: str | None) -> bytes:

@@ -11,6 +11,7 @@ import functools
 import hashlib
 import json
 import posixpath
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -500,12 +501,45 @@ class ShareTable:
         return ShareTable(tuple(rows), bank.logit, axis, bank.images, bank.exact)
 
 
+# The frame a source thumbnail is shown in under its example, CSS px: half the stored thumbnail's side, so
+# it is sharp on a screen of two pixels a point, and small enough that 16 examples sit above the fold.
+SOURCE_FRAME = (64, 48)
+
+
+@dataclass(frozen=True)
+class SourceThumbnail:
+    """A dataset example's whole source image, small, copied into the site like the crops, and where
+    the example's region lies on it."""
+
+    path: str  # site path: f"{CROPS}/<name>{CROP_EXT}", the name the cache's own (its content's sha256[:16])
+    source: Path  # the file in the cache
+    size: tuple[int, int]  # (width, height) it is shown at, CSS px
+    box: tuple[float, float, float, float]  # the region: left, top, width, height in percent of the image
+
+    @staticmethod
+    def of(path: str, source: Path, box: tuple[int, int, int, int],
+           source_size: tuple[int, int]) -> SourceThumbnail | None:
+        """The thumbnail of a source of `source_size` px with `box` (source pixels) on it; None when the
+        size is no size. The box is kept inside the image, whatever the cache says."""
+        width, height = source_size
+        if width <= 0 or height <= 0:
+            return None
+        k = min(SOURCE_FRAME[0] / width, SOURCE_FRAME[1] / height)
+        shown = (max(1, round(width * k)), max(1, round(height * k)))
+        left, right = (min(max(v / width, 0.0), 1.0) for v in (box[0], box[2]))
+        top, bottom = (min(max(v / height, 0.0), 1.0) for v in (box[1], box[3]))
+        percent_box = (100 * left, 100 * top, 100 * max(right - left, 0.0), 100 * max(bottom - top, 0.0))
+        return SourceThumbnail(path, source, shown, percent_box)
+
+
 @dataclass(frozen=True)
 class Example:
-    """A channel's dataset example: the crop and the class of its source image."""
+    """A channel's dataset example: the crop, the class of its source image and, when the cache has it
+    and it passed its checks, the source image small with the crop's box on it."""
 
     crop: CropImage
     page: ClassPage | None  # None: the source class is not one of the model's
+    thumbnail: SourceThumbnail | None = None
 
 
 class OfClass:
@@ -692,6 +726,17 @@ class Site:
         found = {crop.path: crop.source for p in self.classes for c in p.concepts for crop in c.crops}
         found.update((e.crop.path, e.crop.source) for p in self.channels for e in p.examples)
         return found
+
+    @property
+    def thumbnails(self) -> dict[str, Path]:
+        """Site path -> cache file of every source thumbnail the pages show."""
+        return {e.thumbnail.path: e.thumbnail.source for p in self.channels for e in p.examples if e.thumbnail}
+
+    def drop_thumbnails(self, paths: Collection[str]) -> None:
+        """Show the examples whose source thumbnail is one of `paths` (site paths) without it."""
+        for page in self.channels:
+            page.examples = [replace(e, thumbnail=None) if e.thumbnail and e.thumbnail.path in paths else e
+                             for e in page.examples]
 
     @property
     def has_concepts(self) -> bool:

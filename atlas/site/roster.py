@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,6 +152,14 @@ class Roster:
     @property
     def crops(self) -> dict:
         return {path: source for site in self.sites for path, source in site.crops.items()}
+
+    @property
+    def thumbnails(self) -> dict:
+        return {path: source for site in self.sites for path, source in site.thumbnails.items()}
+
+    def drop_thumbnails(self, paths: Collection[str]) -> None:
+        for site in self.sites:
+            site.drop_thumbnails(paths)
 
     @property
     def with_png(self) -> bool:
