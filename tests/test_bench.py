@@ -274,7 +274,8 @@ def test_the_site_benchmark_builds_a_synthetic_concept_atlas_and_measures_the_bu
     from atlas.bench.site import bench_site
 
     result = bench_site(classes=3, concepts=2, crops=2, channels=2, work=tmp_path)
-    assert result.cache_files == 3 * (2 * 2 + 1) + (2 * 9 + 1) + 2 * 3 + 1  # banks, examples, renders, model
+    # banks, examples (each a crop and its source's thumbnail), renders, model
+    assert result.cache_files == 3 * (2 * 2 + 1) + (2 * 16 * 2 + 1) + 2 * 3 + 1
     assert [(b.case, b.computed_similar) for b in result.builds] == [
         ("similar concepts stored, new site", False), ("similar concepts stored, nothing changed", False),
         ("similar concepts missing, new site", True)]

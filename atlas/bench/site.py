@@ -2,8 +2,8 @@
 
 `make_cache` writes a synthetic cache of the size of a whole ImageNet atlas's concepts: banks of
 1000 classes x 10 concepts x 10 crops (random 1280-float vectors, as Lite0's `bn2` gives; every crop
-a real, distinct 16 px WebP file), and 256 `conv_head` channels, each a small render with 9 dataset
-examples. `bench_site` builds it in a subprocess (`python -m atlas build`), timing the wall clock and
+a real, distinct 16 px WebP file), and 256 `conv_head` channels, each a small render with 16 dataset
+examples, each with its source image's thumbnail (another small WebP). `bench_site` builds it in a subprocess (`python -m atlas build`), timing the wall clock and
 reading the child's peak resident memory (ru_maxrss): once as `atlas concepts` leaves the cache,
 with the similar concepts stored, and once without them, so that the build computes them in blocks.
 """
@@ -30,6 +30,7 @@ from atlas.record import ModelRef, ObjectiveInfo, RenderRecord, Timing
 
 MODEL, WEIGHTS, LAYER, CHANNELS_LAYER = "bench-model", "b" * 64, "bn2", "conv_head"
 CROP_SIDE = 16
+EXAMPLES = 16  # a channel's dataset examples, as `atlas concepts` keeps them
 SUMMARY = re.compile(r"(?P<pages>\d+) pages, \d+ files, (?P<mb>[\d.]+) MB; largest page \S+ \((?P<kb>[\d.]+) KB\)")
 
 
@@ -111,13 +112,19 @@ def make_cache(root: Path, classes: int = 1000, concepts: int = 10, crops: int =
                     for j in range(crops)), ()) for k in range(concepts)))
         store.write_bank(root, bank, written)
     key = EXAMPLES_KIND.key({"bench": "examples"})
-    written = _write_crops(root / "examples" / key[:2] / key, _webp_crops(rng, channels * 9))
-    names = list(written)
+    folder = root / "examples" / key[:2] / key
+    names = list(_write_crops(folder, _webp_crops(rng, channels * EXAMPLES)))
+    # one source thumbnail per example: the top regions of different channels rarely share a photo
+    thumbs = list(_write_crops(folder, [store.encode_webp(p, store.SOURCE_QUALITY) for p in rng.integers(
+        0, 256, (channels * EXAMPLES, CROP_SIDE * 3 // 4, CROP_SIDE, 3), dtype=np.uint8)]))
+    written = {name: (folder / name).read_bytes() for name in names + thumbs}
     store.write_examples(root, ExampleSet(
         key=key, model=MODEL, weights_sha256=WEIGHTS, layer=CHANNELS_LAYER, settings={}, images=classes * 50,
         skipped=0, seconds=1.0, created="2026-12-01T00:00:00Z", channels=tuple(
-            ChannelExamples(c, tuple(Crop(f"{infos[j % classes].wnid}/0000.JPEG", (0, 0, 64, 64), float(9 - j),
-                                          names[c * 9 + j]) for j in range(9)), tuple(j % classes for j in range(9)))
+            ChannelExamples(c, tuple(
+                Crop(f"{infos[j % classes].wnid}/{c:04d}.JPEG", (0, 0, 64, 64), float(EXAMPLES - j),
+                     names[c * EXAMPLES + j], (256, 192), thumbs[c * EXAMPLES + j]) for j in range(EXAMPLES)),
+                tuple(j % classes for j in range(EXAMPLES)))
             for c in range(channels))), written)
     for c in range(channels):
         _write_render(cache, c, rng)
