@@ -58,8 +58,7 @@ def layers_for(model: str, asked: list[str] | None, known: set[str]) -> list[str
 
 def run(args: argparse.Namespace) -> int:
     # These import torch: only now
-    from atlas import matches as store
-    from atlas import rosetta
+    from atlas import matches, rosetta, store
     from atlas.classifier import load_configured_model
     from atlas.device import resolve_device
     from atlas.models import list_layers, load_model
@@ -82,12 +81,13 @@ def run(args: argparse.Namespace) -> int:
         loaded.append(loaded[0])
     for (a, layers_a), (b, layers_b) in itertools.combinations(loaded, 2):
         asked = rosetta.request(a, b, args.images, layers_a=layers_a, layers_b=layers_b, grid=grid, limit=args.limit)
-        if not args.force and store.read(config.cache, asked.key) is not None:
-            print(f"atlas match: {a.name} / {b.name}: already in the cache ({store.path_of(config.cache, asked.key)})")
+        if not args.force and store.read(config.cache, matches.KIND.name, asked.key) is not None:
+            print(f"atlas match: {a.name} / {b.name}: already in the cache "
+                  f"({store.file_path(config.cache, matches.KIND.name, asked.key)})")
             continue
         result = rosetta.match(a, b, args.images, layers_a=layers_a, layers_b=layers_b, grid=grid, batch_size=batch,
                                limit=args.limit, device=device)
-        path = store.write(config.cache, result)
+        path = matches.write(config.cache, result)
         channels = [sum(count for _, count in side.layers) for side in result.models]
         print(f"atlas match: {a.name} / {b.name}: {len(result.matches)} mutual matches of {channels[0]} x "
               f"{channels[1]} channels on {result.images['count']} images "
