@@ -14,7 +14,7 @@ from atlas.flags import Bounded, Flag
 # Every flag of `atlas match`: a flag with a `key` replaces that key of atlas.toml; the others are
 # this command's own, with their defaults here.
 FLAGS = (
-    Flag("--config", "settings file", type=Path, note="./atlas.toml", options=(("metavar", "FILE"),)),
+    flags.CONFIG,
     Flag("--images", "folder of images both models see (subfolders are searched too)", type=Path,
          note="required", options=(("metavar", "DIR"),)),
     Flag("--models", "two or more timm model names; every pair is matched (the config's model keeps its "
@@ -25,10 +25,9 @@ FLAGS = (
          type=Bounded(1, 64), options=(("metavar", "N"),)),
     Flag("--limit", "at most N images of the folder (a deterministic sample)", type=Bounded(1, 10_000_000),
          note="all", options=(("metavar", "N"),)),
-    Flag("--random-weights", "random weights (for tests)", key="random_weights",
-         options=(("action", "store_true"), ("default", None))),
-    Flag("--cache", "cache folder", key="cache", type=Path, options=(("metavar", "DIR"),)),
-    Flag("--device", "auto, cpu, cuda, cuda:N or mps", key="device", options=(("metavar", "D"),)),
+    flags.RANDOM_WEIGHTS,
+    flags.CACHE,
+    flags.DEVICE,
     Flag("--batch-size", "images per forward pass", default={"cpu": 16, "gpu": 128}, type=Bounded(1, 65536),
          options=(("metavar", "N"),)),
     Flag("--force", "compute again even when the cache holds these matches", options=(("action", "store_true"),)),
