@@ -19,8 +19,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from atlas import typed_json
 from atlas.kind import Kind
-from atlas.typed_json import InvalidRecord, dumps, loads
+from atlas.typed_json import InvalidRecord
 
 FORMAT = 1
 HEADER = {"format": FORMAT, "kind": "judgment"}
@@ -68,5 +69,6 @@ def judgment_key(picture: str, judge: str, judge_weights_sha256: str, *, crops: 
 
 
 KIND = Kind(name="judgment", folder="judgments", value=Judgment, document=None,
-            loads=lambda raw, key: loads(Judgment, raw, HEADER, key), dumps=lambda value: dumps(value, HEADER),
+            loads=lambda raw, key: typed_json.loads(Judgment, raw, HEADER, key),
+            dumps=lambda value: typed_json.dumps(value, HEADER),
             salt={"format": FORMAT})

@@ -28,10 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from atlas import typed_json
 from atlas.atomic import atomic_write
 from atlas.errors import AtlasError
 from atlas.kind import Kind
-from atlas.typed_json import InvalidRecord, dumps, loads
+from atlas.typed_json import InvalidRecord
 
 FORMAT = 1
 HEADER = {"format": FORMAT, "kind": "matches"}
@@ -97,7 +98,8 @@ def key_of(a: Side, b: Side, listing_sha256: str, settings: Mapping[str, Any]) -
 
 
 KIND = Kind(name="matches", folder="matches", value=MatchSet, document=None,
-            loads=lambda raw, key: loads(MatchSet, raw, HEADER, key), dumps=lambda value: dumps(value, HEADER),
+            loads=lambda raw, key: typed_json.loads(MatchSet, raw, HEADER, key),
+            dumps=lambda value: typed_json.dumps(value, HEADER),
             salt=HEADER)
 
 
