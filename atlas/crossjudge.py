@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from atlas import judgment as judgments
+from atlas import store
 from atlas.atomic import atomic_write
 from atlas.cache import Cache
 from atlas.classifier import load_configured_model, same_classes
@@ -36,7 +37,7 @@ def judge_across(configs: Sequence[Config], device: str, report: Callable[[str],
     cache = Cache(configs[0].cache)
     crops, seed = configs[0].scoring.crops, configs[0].scoring.seed
     models = [load_configured_model(c, device=device) for c in configs]
-    done = {j.key for j in judgments.read_all(cache.root)}
+    done = {j.key for j in store.entries(cache.root, judgments.KIND.name)}
     pictures = [r for r in cache.render_records() if isinstance(r, RenderRecord) and r.status == "ok"
                 and r.objective.kind == "class" and r.objective.class_index is not None]
     made = 0
@@ -93,6 +94,6 @@ def _judge_batch(cache: Cache, batch: Sequence[tuple[RenderRecord, str]], genera
                                        judge_weights_sha256=judge.weights_sha256,
                                        target=int(record.objective.class_index), crops=crops, seed=seed,
                                        scales=rates)
-            atomic_write(judgments.path(cache.root, key), judgments.dumps(value))
+            atomic_write(store.file_path(cache.root, judgments.KIND.name, key), judgments.KIND.dumps(value))
             made += 1
     return made

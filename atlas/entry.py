@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from atlas.cache import ATTRIBUTION, IMAGE, encode_npy, encode_png
+from atlas.imagestats import image_stats
 from atlas.jobs import Job
 from atlas.models import LoadedModel
 from atlas.plan import Plan, PlannedJob
@@ -40,9 +41,10 @@ def entry_files(pixels: np.ndarray, attribution: torch.Tensor) -> dict[str, byte
 
 
 def render_record(plan: Plan, item: PlannedJob, *, seed: int, value: float, timing: Timing,
-                  judging: dict[str, Scores] | None, image_stats: ImageStats | None, retry: Retry | None = None,
+                  judging: dict[str, Scores] | None, pixels: np.ndarray | None, retry: Retry | None = None,
                   failure: str | None = None, expression: ConceptExpression | None = None) -> RenderRecord:
-    """The record of one rendered image; with `failure`, the record of the job that has none."""
+    """The record of one rendered image, its statistics measured on `pixels` (the image as stored); with
+    `failure`, the record of the job that has none."""
     return RenderRecord(
         key=item.key,
         status="ok" if failure is None else "failed",
@@ -56,7 +58,7 @@ def render_record(plan: Plan, item: PlannedJob, *, seed: int, value: float, timi
         timing=timing,
         scores=judging["large"] if judging else None,  # "scores" keeps its place: the large scale (atlas.judging)
         judging=judging,
-        image_stats=image_stats,
+        image_stats=ImageStats(**image_stats(pixels)) if pixels is not None and failure is None else None,
         expression=expression,
         **plan.settings.record_fields(),
     )

@@ -17,6 +17,7 @@ import argparse
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from atlas import specs
@@ -111,6 +112,22 @@ class Flag:
         if isinstance(self.default, Mapping):
             return self.default["gpu" if device.startswith("cuda") else "cpu"]
         return self.default
+
+
+# The rows several commands' tables share, each written once.
+CONFIG = Flag("--config", "settings file", type=Path, note="./atlas.toml", options=(("metavar", "FILE"),))
+CACHE = Flag("--cache", "cache folder", key="cache", type=Path, options=(("metavar", "DIR"),))
+DEVICE = Flag("--device", "auto, cpu, cuda, cuda:N or mps", key="device", options=(("metavar", "D"),))
+CHECKPOINT = Flag("--checkpoint", "load the model's weights from a state dict", key="checkpoint", type=Path,
+                  options=(("metavar", "PATH"),))
+RANDOM_WEIGHTS = Flag("--random-weights", "random initial weights (for tests and demos)", key="random_weights",
+                      options=(("action", "store_true"), ("default", None)))
+
+
+def labels_flag(note: str) -> Flag:
+    """`--labels`, with where the class names come from when it is not given (`note`)."""
+    return Flag("--labels", "class names of the model's head, one a line in class-index order", key="labels",
+                type=Path, note=note, options=(("metavar", "FILE"),))
 
 
 def add_flags(parser: argparse.ArgumentParser, flags: Sequence[Flag]) -> None:

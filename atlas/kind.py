@@ -30,7 +30,8 @@ class Kind:
 
     A folder kind (`document` set) keeps each entry in `<cache>/<folder>/<key[:2]>/<key>/`: its files,
     then `document` (the value's JSON) written last, so a folder without it is unfinished.  A file
-    kind (`document` None) keeps each value as one JSON file in `<cache>/<folder>/`, named by its owner.
+    kind (`document` None) keeps each value as one JSON file in `<cache>/<folder>/`: by key at
+    `<key[:2]>/<key>.json` (atlas.store.file_path), or under a name its owner gives.
     """
 
     name: str

@@ -16,31 +16,26 @@ A match is a mutual best pair over the channels of all listed layers of both mod
 17 of model 0's `layer4` correlates best with channel 201 of model 1's `stages.3` among all of
 model 1's channels, and the other way round. A cache is untrusted input: a file that does not
 parse strictly (a channel outside its layer, a correlation that is not a finite number in
-[-1, 1], a wrong type) is skipped with a one-line warning, never a crash. Self-contained (this
-module is the format's one owner) so that a registry of kinds can take it with a few lines.
+[-1, 1], a wrong type) is skipped with a one-line warning, never a crash. This module is the
+format's one owner; its `KIND` is a file kind of atlas.store, which reads every stored file.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+from atlas import typed_json
 from atlas.atomic import atomic_write
 from atlas.errors import AtlasError
-from atlas.kind import content_key
+from atlas.kind import Kind
+from atlas.typed_json import InvalidRecord
 
-KIND = "matches"
 FORMAT = 1
-FOLDER = "matches"
-
-
-class InvalidMatches(ValueError):
-    """A stored match set that does not parse; the message is one line."""
+HEADER = {"format": FORMAT, "kind": "matches"}
 
 
 @dataclass(frozen=True)
@@ -51,12 +46,17 @@ class Side:
     weights_sha256: str
     layers: tuple[tuple[str, int], ...]
 
+    def __post_init__(self) -> None:
+        if any(count <= 0 for _, count in self.layers):
+            raise InvalidRecord(f"{self.name}'s layers are not [name, channels] pairs of a positive count")
+
     def channels(self, layer: str) -> int | None:
         return next((count for name, count in self.layers if name == layer), None)
 
 
-@dataclass(frozen=True)
-class Match:
+class Match(NamedTuple):
+    """A mutual best pair, stored as the row [layer_a, channel_a, layer_b, channel_b, correlation]."""
+
     layer_a: str
     channel_a: int
     layer_b: str
@@ -68,141 +68,63 @@ class Match:
 class MatchSet:
     key: str
     models: tuple[Side, Side]
-    images: Mapping[str, Any]  # listing_sha256, count, skipped
-    settings: Mapping[str, Any]
+    images: dict[str, Any]  # listing_sha256, count, skipped
+    settings: dict[str, Any]
     matches: tuple[Match, ...]
     seconds: float = 0.0
     device: str = ""
     finished: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.images.get("listing_sha256"), str) or not isinstance(self.images.get("count"), int):
+            raise InvalidRecord("images has no listing_sha256 and count")
+        a, b = self.models
+        for n, m in enumerate(self.matches):
+            for side, layer, channel in ((a, m.layer_a, m.channel_a), (b, m.layer_b, m.channel_b)):
+                count = side.channels(layer)
+                if count is None:
+                    raise InvalidRecord(f"match {n} names layer {layer!r}, not one of {side.name}'s listed layers")
+                if not 0 <= channel < count:
+                    raise InvalidRecord(f"match {n} names channel {channel}, outside {side.name} {layer}'s {count}")
+            if not -1.0 - 1e-6 <= m.correlation <= 1.0 + 1e-6:
+                raise InvalidRecord(f"match {n}'s correlation {m.correlation!r} is not in [-1, 1]")
 
 
 def key_of(a: Side, b: Side, listing_sha256: str, settings: Mapping[str, Any]) -> str:
     """sha256 of everything the result depends on: both models (name, weights, layers), the images'
     listing and the method's settings. The pair is sorted, so A-B and B-A are one entry."""
     sides = sorted([[s.name, s.weights_sha256, [list(la) for la in s.layers]] for s in (a, b)])
-    material = {"kind": KIND, "format": FORMAT, "models": sides, "images": listing_sha256,
-                "settings": dict(settings)}
-    return content_key(material)
+    return KIND.key({"models": sides, "images": listing_sha256, "settings": dict(settings)})
 
 
-# --- JSON out and in -------------------------------------------------------------------------
-def to_dict(value: MatchSet) -> dict[str, Any]:
-    return {
-        "format": FORMAT, "kind": KIND, "key": value.key,
-        "models": [{"name": s.name, "weights_sha256": s.weights_sha256, "layers": [list(la) for la in s.layers]}
-                   for s in value.models],
-        "images": dict(value.images), "settings": dict(value.settings),
-        "matches": [[m.layer_a, m.channel_a, m.layer_b, m.channel_b, m.correlation] for m in value.matches],
-        "seconds": value.seconds, "device": value.device, "finished": value.finished,
-    }
+KIND = Kind(name="matches", folder="matches", value=MatchSet, document=None,
+            loads=lambda raw, key: typed_json.loads(MatchSet, raw, HEADER, key),
+            dumps=lambda value: typed_json.dumps(value, HEADER),
+            salt=HEADER)
 
 
-def dumps(value: MatchSet) -> bytes:
-    return json.dumps(to_dict(value), indent=1, sort_keys=True, allow_nan=False).encode()
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
-
-
-def _need(condition: bool, message: str) -> None:
-    if not condition:
-        raise InvalidMatches(message)
-
-
-def _side(data: Any, where: str) -> Side:
-    _need(isinstance(data, dict) and set(data) == {"name", "weights_sha256", "layers"},
-          f"{where} is not an object of name, weights_sha256 and layers")
-    _need(isinstance(data["name"], str) and isinstance(data["weights_sha256"], str), f"{where}'s name is not text")
-    layers = data["layers"]
-    _need(isinstance(layers, list) and all(
-        isinstance(la, list) and len(la) == 2 and isinstance(la[0], str) and _is_int(la[1]) and la[1] > 0
-        for la in layers), f"{where}'s layers are not [name, channels] pairs")
-    return Side(data["name"], data["weights_sha256"], tuple((la[0], la[1]) for la in layers))
-
-
-def _match(row: Any, a: Side, b: Side, n: int) -> Match:
-    _need(isinstance(row, list) and len(row) == 5, f"match {n} is not [layer, channel, layer, channel, r]")
-    layer_a, channel_a, layer_b, channel_b, r = row
-    for side, layer, channel in ((a, layer_a, channel_a), (b, layer_b, channel_b)):
-        count = side.channels(layer) if isinstance(layer, str) else None
-        _need(count is not None, f"match {n} names layer {layer!r}, not one of {side.name}'s listed layers")
-        _need(_is_int(channel) and 0 <= channel < count,
-              f"match {n} names channel {channel!r}, outside {side.name} {layer}'s {count}")
-    _need(_is_number(r) and -1.0 - 1e-6 <= r <= 1.0 + 1e-6, f"match {n}'s correlation {r!r} is not in [-1, 1]")
-    return Match(layer_a, channel_a, layer_b, channel_b, float(r))
-
-
-def from_dict(data: Any, key: str | None = None) -> MatchSet:
-    """The typed value of a stored match set; InvalidMatches (one line) when anything is off."""
-    fields = {"format", "kind", "key", "models", "images", "settings", "matches", "seconds", "device", "finished"}
-    _need(isinstance(data, dict), "not a JSON object")
-    _need(set(data) == fields, f"fields {sorted(set(data) ^ fields)} are unexpected or missing")
-    _need(data["kind"] == KIND and data["format"] == FORMAT, f"not a format-{FORMAT} {KIND} file")
-    _need(isinstance(data["key"], str) and (key is None or data["key"] == key), "its key is not its file's name")
-    models = data["models"]
-    _need(isinstance(models, list) and len(models) == 2, "models is not a pair")
-    a, b = _side(models[0], "model 0"), _side(models[1], "model 1")
-    _need(isinstance(data["images"], dict) and isinstance(data["images"].get("listing_sha256"), str)
-          and _is_int(data["images"].get("count")), "images has no listing_sha256 and count")
-    _need(isinstance(data["settings"], dict), "settings is not an object")
-    _need(isinstance(data["matches"], list), "matches is not a list")
-    _need(_is_number(data["seconds"]) and isinstance(data["device"], str) and isinstance(data["finished"], str),
-          "seconds, device or finished has the wrong type")
-    matches = tuple(_match(row, a, b, n) for n, row in enumerate(data["matches"]))
-    return MatchSet(data["key"], (a, b), data["images"], data["settings"], matches, float(data["seconds"]),
-                    data["device"], data["finished"])
-
-
-def loads(raw: bytes, key: str | None = None) -> MatchSet:
-    def refuse(text: str) -> None:
-        raise InvalidMatches(f"{text} is not a finite number")
-
-    try:
-        data = json.loads(raw, parse_constant=refuse)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidMatches(f"not JSON ({exc})") from None
-    return from_dict(data, key)
-
-
-# --- the file --------------------------------------------------------------------------------
-def path_of(cache: str | Path, key: str) -> Path:
-    return Path(cache) / FOLDER / key[:2] / f"{key}.json"
-
-
+# --- the file (a file kind of atlas.store, which registers KIND: imported where used) --------------
 def write(cache: str | Path, value: MatchSet) -> Path:
     """Atomic: a killed process leaves the whole file or none."""
-    path = path_of(cache, value.key)
+    from atlas import store
+
+    path = store.file_path(cache, KIND.name, value.key)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, dumps(value))
+        atomic_write(path, KIND.dumps(value))
     except OSError as exc:
         raise AtlasError(f"cannot write {path}: {exc.strerror or exc}; check the cache folder's permissions") from exc
     return path
 
 
-def read(cache: str | Path, key: str) -> MatchSet | None:
-    """The stored set of `key`, or None when there is none or it does not parse (it is computed again)."""
-    try:
-        return loads(path_of(cache, key).read_bytes(), key)
-    except (OSError, InvalidMatches):
-        return None
-
-
-def stored(cache: str | Path) -> Iterator[MatchSet]:
+def stored(cache: str | Path) -> list[MatchSet]:
     """Every valid match set of the cache; each invalid one is skipped with a one-line warning."""
-    folder = Path(cache) / FOLDER
-    for path in sorted(folder.glob("??/*.json")) if folder.is_dir() else ():
-        if path.name.startswith(".") or path.is_symlink():
-            continue
-        try:
-            yield loads(path.read_bytes(), path.stem)
-        except (OSError, InvalidMatches) as exc:
-            warnings.warn(f"skipped stored matches {path}: {exc}", stacklevel=2)
+    from atlas import store
+
+    problems: list[str] = []
+    found = list(store.entries(cache, KIND.name, problems))
+    for problem in problems:
+        warnings.warn(f"skipped stored matches {problem}", stacklevel=2)
+    return found
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,6 @@ from atlas.config import Scoring
 from atlas.device import resolve_device
 from atlas.entry import attribution_map, entry_files, render_record, to_uint8
 from atlas.errors import AtlasError
-from atlas.imagestats import image_stats
 from atlas.jobs import Job
 from atlas.judging import judge_images
 from atlas.labels import check_names, class_table, read_labels
@@ -38,7 +37,7 @@ from atlas.objectives import Objective, parse_objective
 from atlas.picture import Picture, Pictures
 from atlas.plan import Plan, PlannedJob, job_key
 from atlas.presets import Preset
-from atlas.record import ImageStats, Timing
+from atlas.record import Timing
 from atlas.render import render
 from atlas.scoring import Judge
 from atlas.seeds import job_seed
@@ -163,8 +162,7 @@ def _render_chunk(plan: Plan, chunk: Sequence[PlannedJob], device: str, scores: 
         failure = None if finite[k] else f"non-finite objective value ({float(result.values[k])})"
         record = render_record(plan, item, seed=item.job.seed, value=float(result.values[k]), timing=timing,
                                judging=judging[k] if finite[k] else None,
-                               image_stats=ImageStats(**image_stats(pixels[k])) if finite[k] else None,
-                               failure=failure)
+                               pixels=pixels[k], failure=failure)
         pictures.append(Picture(Image.fromarray(pixels[k]), attribution_map(result.attributions[k]), record,
                                 names, loaded))
     return pictures

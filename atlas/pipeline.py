@@ -28,13 +28,12 @@ from atlas.concepts.expression import picture_expression
 from atlas.config import Config, JudgeModel, Selection
 from atlas.device import auto_batch_size
 from atlas.entry import entry_files, render_record, stored_pixels
-from atlas.imagestats import image_stats
 from atlas.jobs import Job, Shard, batches
 from atlas.judging import judge_images
 from atlas.metadata import model_info
 from atlas.models import LoadedModel, load_model
 from atlas.plan import Plan, PlannedJob, make_plan
-from atlas.record import ConceptExpression, ImageStats, RenderRecord, Retry, Scores, Timing
+from atlas.record import ConceptExpression, RenderRecord, Retry, Scores, Timing
 from atlas.scoring import Judge
 from atlas.seeds import job_seed
 from atlas.writer import Writer, to_host
@@ -229,7 +228,7 @@ class _Outcome:
     value: float
     files: dict[str, bytes] | None  # None: the value or a gradient went non-finite
     judging: dict[str, Scores] | None  # scale name -> scores (atlas.judging)
-    image_stats: ImageStats | None
+    pixels: np.ndarray | None  # the image as stored
     timing: Timing
     expression: ConceptExpression | None = None  # concept pictures: how strongly they show their concept
 
@@ -283,12 +282,12 @@ def _store_batch(plan: Plan, request: RenderRequest, cache: Cache, batch: _Batch
 
 
 def _outcome(batch: _Batch, k: int, pixels: torch.Tensor, attribution: torch.Tensor) -> _Outcome:
-    """Image k of a batch on the host, with what is computed from its stored pixels (files, statistics)."""
+    """Image k of a batch on the host: its stored pixels and the files made of them."""
     if not batch.finite[k]:
         return _Outcome(batch.attempts[k], batch.values[k], None, None, None, batch.timing)
     stored = pixels.permute(1, 2, 0).numpy()  # (S, S, 3) uint8: the image as stored
     return _Outcome(batch.attempts[k], batch.values[k], entry_files(stored, attribution), batch.judging.get(k),
-                    ImageStats(**image_stats(stored)), batch.timing,
+                    stored, batch.timing,
                     batch.expressions[k] if k < len(batch.expressions) else None)
 
 
@@ -312,7 +311,7 @@ def _record(plan: Plan, request: RenderRequest, outcome: _Outcome) -> RenderReco
         failure = (f"non-finite objective value with seed {job.seed} ({attempt.first_value}) "
                    f"and with retry seed {attempt.seed} ({outcome.value})")
     return render_record(plan, attempt.item, seed=attempt.seed, value=outcome.value,
-                         timing=outcome.timing, judging=outcome.judging, image_stats=outcome.image_stats,
+                         timing=outcome.timing, judging=outcome.judging, pixels=outcome.pixels,
                          retry=retry, failure=failure, expression=outcome.expression)
 
 

@@ -1,7 +1,9 @@
 """The content-addressed store: the table of entry kinds, and the one reader of every kind.
 
 Every kind is registered in `KINDS` by its owner's `Kind` (name, folder, value type, document,
-JSON, the files it needs, its key), and the reader finds a kind by its name there.  It trusts
+JSON, the files it needs, its key), and the reader finds a kind by its name there.  A folder kind
+keeps an entry in `<folder>/<key[:2]>/<key>/`; a file kind keeps a keyed value as the one file
+`<folder>/<key[:2]>/<key>.json` (`file_path`), or as a file its owner names (`read_file`).  It trusts
 nothing on disk: a document or file is a regular file of its own entry folder, never reached
 through a link (atlas.safe_paths); the value parses strictly and names its folder's key; every
 file it needs is listed in its `files` with the size on disk (and, with `verify`, the sha256).
@@ -15,7 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from atlas import record
+from atlas import judgment, matches, record
 from atlas.concepts import formats
 from atlas.kind import Kind
 from atlas.safe_paths import UnsafeName, entry_file
@@ -27,6 +29,8 @@ KINDS: dict[str, Kind] = {kind.name: kind for kind in (
     formats.EXAMPLES_KIND,
     formats.SIMILAR_KIND,
     formats.PART_KIND,
+    judgment.KIND,
+    matches.KIND,
 )}
 
 
@@ -35,12 +39,26 @@ def entry_folder(root: str | Path, kind: str, key: str) -> Path:
     return Path(root) / KINDS[kind].folder / key[:2] / key
 
 
+def file_path(root: str | Path, kind: str, key: str) -> Path:
+    """Where the value `key` of the registered file kind `kind` lives."""
+    return Path(root) / KINDS[kind].folder / key[:2] / f"{key}.json"
+
+
 def inspect(folder: Path, kind_name: str, key: str, *, verify: bool = False) -> tuple[Any, str | None]:
     """Read the entry of a registered folder kind in `folder`: (value, None) when usable; (None, None) when
     it has no document yet (missing or unfinished, not a problem); (value or None, why) when it is not usable."""
     kind = KINDS[kind_name]
     name = kind.document
     assert name is not None, f"{kind.name} entries are single files"
+    value, why = _load(folder, name, kind, key)
+    if value is None:
+        return None, why
+    return value, files_problem(folder, name, value.files, kind.needs(value), verify=verify)
+
+
+def _load(folder: Path, name: str, kind: Kind, key: str | None) -> tuple[Any, str | None]:
+    """The value of `kind` in the file `name` of `folder`, read without following a link: (value, None);
+    (None, None) when there is no such file; (None, why) when it is not a usable one."""
     try:
         raw = entry_file(folder, name).read_bytes()
     except UnsafeName as exc:
@@ -49,10 +67,9 @@ def inspect(folder: Path, kind_name: str, key: str, *, verify: bool = False) -> 
     except OSError as exc:
         return None, f"{name} is unreadable ({exc.strerror or exc})"
     try:
-        value = kind.loads(raw, key)
+        return kind.loads(raw, key), None
     except InvalidRecord as exc:
         return None, str(exc)
-    return value, files_problem(folder, name, value.files, kind.needs(value), verify=verify)
 
 
 def files_problem(folder: Path, document: str, files: Mapping[str, FileInfo], needed: Iterable[str], *,
@@ -77,22 +94,31 @@ def files_problem(folder: Path, document: str, files: Mapping[str, FileInfo], ne
 
 def entries(root: str | Path, kind: str, problems: list[str] | None = None, *,
             verify: bool = False) -> Iterator[Any]:
-    """Every usable entry of a folder kind, in key order; with `problems`, one line (naming the folder)
-    is added there for each entry that is not usable (an unfinished one is not a problem)."""
-    for folder in sorted((Path(root) / KINDS[kind].folder).glob("??/*")):
-        if folder.name.startswith(".") or folder.is_symlink():
+    """Every usable entry of a kind stored by key (a folder kind, or a file kind at `file_path`), in key
+    order; with `problems`, one line (naming the folder or file) is added there for each entry that is not
+    usable (an unfinished one is not a problem)."""
+    folder_kind = KINDS[kind].document is not None
+    for path in sorted((Path(root) / KINDS[kind].folder).glob("??/*" if folder_kind else "??/*.json")):
+        if path.name.startswith(".") or path.is_symlink():
             continue  # a writer's temporary, or a link placed in the cache: not an entry
-        value, why = inspect(folder, kind, folder.name, verify=verify)
+        if folder_kind:
+            value, why = inspect(path, kind, path.name, verify=verify)
+        else:
+            value, why = _load(path.parent, path.name, KINDS[kind], path.stem)
         if why is None and value is not None:
             yield value
         elif why is not None and problems is not None:
-            problems.append(f"{folder}: {why}")
+            problems.append(f"{path}: {why}")
+
+
+def read(root: str | Path, kind: str, key: str) -> Any:
+    """The value `key` of a registered file kind, or None when it is missing or not a valid one (absent:
+    it is computed again)."""
+    path = file_path(root, kind, key)
+    return _load(path.parent, path.name, KINDS[kind], key)[0]
 
 
 def read_file(path: Path, kind: str) -> Any:
-    """The value of a registered file kind stored at `path`, or None when it is missing or not a valid one
-    (absent: it is computed again)."""
-    try:
-        return KINDS[kind].loads(entry_file(path.parent, path.name).read_bytes(), None)
-    except (UnsafeName, OSError, InvalidRecord):
-        return None
+    """The value of a registered file kind stored at `path` (a name its owner gives), or None when it is
+    missing or not a valid one (absent: it is computed again)."""
+    return _load(path.parent, path.name, KINDS[kind], None)[0]

@@ -1,7 +1,9 @@
 """Typed JSON: frozen dataclasses to JSON data and back, checked field by field.
 
 The one codec of every stored format (render records, concept banks, example sets, ...): a new
-field or kind needs no code here.  Also what every stored entry lists of its files (`FileInfo`).
+field or kind needs no code here; a kind whose document carries a header (its format and kind:
+judgments, matches) reads and writes it with `loads`/`dumps`.  Also what every stored entry lists
+of its files (`FileInfo`).
 Stdlib only, so that the site and the record modules stay torch- and numpy-free.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import json
 import math
 import types
 import typing
@@ -93,6 +96,11 @@ def load(tp: Any, value: Any, where: str, strict: bool = False) -> Any:
             elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise InvalidRecord(f"{where} lacks {f.name}")
         return tp(**kwargs)
+    if isinstance(tp, type) and issubclass(tp, tuple) and hasattr(tp, "_fields"):  # a NamedTuple: a row
+        if not isinstance(value, list) or len(value) != len(tp._fields):
+            raise InvalidRecord(f"{where} is not a list of {len(tp._fields)} ({', '.join(tp._fields)})")
+        hints = _hints(tp)
+        return tp(*(load(hints[name], v, f"{where}.{name}", strict) for name, v in zip(tp._fields, value, strict=True)))
     if origin is tuple:
         if not isinstance(value, list) or (args[-1] is not Ellipsis and len(value) != len(args)):
             raise InvalidRecord(f"{where} is not a list of {len(args)}" if args[-1] is not Ellipsis
@@ -112,6 +120,33 @@ def load(tp: Any, value: Any, where: str, strict: bool = False) -> Any:
     if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
         return value
     raise InvalidRecord(f"{where} is {type(value).__name__}, expected {tp.__name__}")
+
+
+def dumps(value: Any, header: Mapping[str, Any]) -> bytes:
+    """A value as its JSON document: `header` (its format and kind) first, then its fields, keys sorted."""
+    return json.dumps({**header, **as_data(value)}, indent=1, sort_keys=True, allow_nan=False).encode()
+
+
+def loads(tp: type, raw: bytes, header: Mapping[str, Any], key: str | None = None) -> Any:
+    """The value of type `tp` that the document `raw` holds, read strictly; InvalidRecord (one line) when the
+    document is not JSON, holds NaN or Infinity, has another `header` (format, kind) or names another key
+    than `key` (the key its place in the store gives it)."""
+    name = header.get("kind", tp.__name__)
+
+    def refuse(text: str) -> None:
+        raise InvalidRecord(f"{text} is not a finite number")
+
+    try:
+        data = json.loads(raw, parse_constant=refuse)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise InvalidRecord(f"{name} is not valid JSON") from None
+    if not isinstance(data, dict) or any(data.get(field) != want for field, want in header.items()):
+        expected = ", ".join(f"{field} {want!r}" for field, want in header.items())
+        raise InvalidRecord(f"not a {name} document of {expected}")
+    value = load(tp, {k: v for k, v in data.items() if k not in header}, name, strict=True)
+    if key is not None and getattr(value, "key", None) != key:
+        raise InvalidRecord(f"{name} names another key than its file's")
+    return value
 
 
 def _check_finite(value: Any, where: str) -> None:

@@ -47,7 +47,7 @@ def test_files_hold_the_image_as_stored_and_the_channel_mean_of_the_attribution(
 def test_record_of_an_image_and_of_a_failure():
     item = PlannedJob(Job(class_logit(3), 0, 11), "a" * 64, None)
     judging = {"small": Scores(1, 0, ()), "large": Scores(2, 0, ()), "whole": Scores(1, 0, ())}
-    ok = render_record(PLAN, item, seed=11, value=2.5, timing=TIMING, judging=judging, image_stats=None)
+    ok = render_record(PLAN, item, seed=11, value=2.5, timing=TIMING, judging=judging, pixels=None)
     assert (ok.status, ok.failure, ok.objective_value, ok.seed, ok.retry) == ("ok", None, 2.5, 11, None)
     assert ok.scores == judging["large"] and ok.precision == "fp32" and ok.preset == SETTINGS.preset.to_dict()
     assert (ok.param, ok.spectrum_sha256, ok.engine_version) == ("maco", "1" * 64, ENGINE_VERSION)
@@ -55,7 +55,7 @@ def test_record_of_an_image_and_of_a_failure():
     assert ok.objective.description.endswith(f" · {imagenet_classes()[3].name}")
     retry = Retry(11, "non-finite objective value (nan)")
     failed = render_record(PLAN, item, seed=12, value=float("nan"), timing=TIMING, judging=None,
-                           image_stats=None, retry=retry, failure="non-finite twice")
+                           pixels=None, retry=retry, failure="non-finite twice")
     assert (failed.status, failed.failure, failed.objective_value, failed.scores) == ("failed", "non-finite twice",
                                                                                       None, None)
     assert failed.retry == retry and failed.seed == 12
@@ -64,7 +64,7 @@ def test_record_of_an_image_and_of_a_failure():
 def test_a_concept_is_recorded_under_its_class_and_layer():
     concept = direction("layer4", torch.ones(8), cosine=True)
     item = PlannedJob(Job(concept, 0, 5, concept_of=7), "b" * 64, None)
-    record = render_record(PLAN, item, seed=5, value=1.0, timing=TIMING, judging=None, image_stats=None)
+    record = render_record(PLAN, item, seed=5, value=1.0, timing=TIMING, judging=None, pixels=None)
     info = record.objective
     assert (info.id, info.kind, info.class_index, info.layer, info.channel) == (concept.id, "concept", 7, "layer4",
                                                                                 None)

@@ -12,6 +12,7 @@ import torch
 from atlas import matches as store
 from atlas.models import from_module
 from atlas.rosetta import Correlator, match, mutual_best, on_grid
+from atlas.store import file_path, read
 from tests.concept_folders import make_folder
 
 LAYERS = ["layer2", "layer4"]
@@ -80,17 +81,17 @@ def test_maps_are_resized_to_one_grid():
 def test_the_stored_result_round_trips_and_hostile_files_are_skipped(tiny_resnet, images, tmp_path):
     result = match(tiny_resnet, tiny_resnet, images, layers_a=["layer4"], layers_b=["layer4"], grid=4)
     path = store.write(tmp_path, result)
-    assert store.read(tmp_path, result.key) == result
-    assert store.loads(store.dumps(result)) == result
+    assert read(tmp_path, "matches", result.key) == result
+    assert store.KIND.loads(store.KIND.dumps(result), result.key) == result
     good = json.loads(path.read_text())
-    bad = store.path_of(tmp_path, "ff" + "0" * 62)
+    bad = file_path(tmp_path, "matches", "ff" + "0" * 62)
     bad.parent.mkdir(parents=True, exist_ok=True)
     for damage, why in ((lambda d: d["matches"].append(["layer4", 96, "layer4", 0, 0.5]), "outside"),
                         (lambda d: d["matches"].append(["layer4", 1, "layer4", 1, "NaN"]), "correlation"),
-                        (lambda d: d["matches"].append(["layer4", 1.0, "layer4", 1, 0.5]), "channel 1.0"),
+                        (lambda d: d["matches"].append(["layer4", 1.0, "layer4", 1, 0.5]), "channel_a is float"),
                         (lambda d: d["matches"].append(["layer9", 1, "layer4", 1, 0.5]), "layer9"),
                         (lambda d: d["matches"].append(["layer4", 1, "layer4", 1, 7.0]), "not in [-1, 1]"),
-                        (lambda d: d.update(models="two"), "pair")):
+                        (lambda d: d.update(models="two"), "models is not a list of 2")):
         data = copy.deepcopy(good)
         damage(data)
         data["key"] = bad.stem
@@ -107,7 +108,7 @@ def test_the_stored_result_round_trips_and_hostile_files_are_skipped(tiny_resnet
     bad.unlink()
     assert store.counterparts(tmp_path, tiny_resnet.name, tiny_resnet.weights_sha256) == {}  # itself: nothing
     copy_side = dataclasses.replace(result.models[1], name="copy")
-    shifted = tuple(dataclasses.replace(m, channel_b=(m.channel_b + 1) % 96) for m in result.matches)
+    shifted = tuple(m._replace(channel_b=(m.channel_b + 1) % 96) for m in result.matches)
     store.write(tmp_path, dataclasses.replace(result, key="ee" + "0" * 62, models=(result.models[0], copy_side),
                                               matches=shifted))
     first = result.matches[0]
@@ -134,8 +135,8 @@ def test_the_command_stores_each_pair_once(images, tmp_path, capsys):
     assert main(line) == 0
     first = capsys.readouterr().out
     assert "mutual matches of 96 x 96 channels on 10 images" in first
-    [path] = (tmp_path / store.FOLDER).glob("*/*.json")
-    value = store.read(tmp_path, path.stem)
+    [path] = (tmp_path / store.KIND.folder).glob("*/*.json")
+    value = read(tmp_path, "matches", path.stem)
     assert value is not None and value.settings["grid"] == 3 and value.models[0].layers == (("layer4", 96),)
     assert main(line) == 0 and "already in the cache" in capsys.readouterr().out
     assert main([*line[:-4], "--layers", "test_resnet:layer9"]) == 1

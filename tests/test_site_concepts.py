@@ -43,7 +43,8 @@ def test_gather_orders_concepts_links_neighbours_and_finds_renders(cache):
     assert [c.status for c in page.concepts] == ["ok"] + ["pending"] * (CONCEPTS - 1)
     assert gathered.classes[1].concepts[0].status == "failed"
     first = page.concepts[0]
-    assert first.render.entry.objective.kind == "concept" and first.render.entry.objective.class_index == 967
+    objective = first.render.entry.record.objective
+    assert objective.kind == "concept" and objective.class_index == 967
     assert [a.page.index for a in first.aligned] == [967, 607, 134, 207, 282]
     assert all(s.page.index == 1 for s in first.similar) and len(first.similar) == 3
     assert first.similar[0].path.startswith("classes/0001.html#concept-")

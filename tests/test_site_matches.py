@@ -13,6 +13,7 @@ from atlas.site.cache_reader import read_cache
 from atlas.site.gather import _same_units, gather
 from atlas.site.roster import link_same_units
 from atlas.site.write import render_site
+from atlas.store import file_path
 from tests.site_support import MODEL, SAMPLE_CACHE, copy_cache
 
 
@@ -33,7 +34,7 @@ def cache(tmp_path_factory):
     cache = copy_cache(tmp_path_factory.mktemp("matches") / "cache")
     weights = json.loads((cache / "models" / f"{MODEL}.json").read_text())["weights_sha256"]
     _stored(cache, weights)
-    hostile = store.path_of(cache, "ab" + "0" * 62)
+    hostile = file_path(cache, "matches", "ab" + "0" * 62)
     hostile.parent.mkdir(parents=True)
     hostile.write_text("[1, NaN]")
     return cache
@@ -55,7 +56,7 @@ def test_a_channel_page_shows_the_same_unit_in_another_model(cache, tmp_path, ca
     assert "not in this atlas" in page  # resnet50 has no pages here: no link
     unmatched = (out / MODEL / "layers" / "conv_head" / "c0101.html").read_text(encoding="utf-8")
     assert "The same unit in other models" not in unmatched
-    hostile = store.path_of(cache, "ab" + "0" * 62)
+    hostile = file_path(cache, "matches", "ab" + "0" * 62)
     lines = [line for line in capsys.readouterr().err.splitlines() if "matches" in line]
     assert lines == [f"atlas build: warning: skipped stored matches {hostile}: NaN is not a finite number"]
 
@@ -99,7 +100,7 @@ def test_a_site_without_matches_and_a_hostile_matches_file(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert not any(p.same_units for p in gather(read_cache(SAMPLE_CACHE)).channels)
-    path = store.path_of(cache, "ab" + "0" * 62)
+    path = file_path(cache, "matches", "ab" + "0" * 62)
     path.parent.mkdir(parents=True)
     path.write_text('{"format": 1, "kind": "matches", "matches": [["conv_head", -1]]}')
     with pytest.warns(UserWarning, match="skipped stored matches"):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from atlas import judgment
+from atlas import judgment, store
 from atlas.cache import Cache
 from atlas.cli import main
 from atlas.config import ModelEntry, load_config
@@ -76,7 +76,7 @@ def test_render_renders_each_model_and_a_second_render_renders_nothing(atlas, ca
 
 
 def test_every_model_judges_the_others_pictures_once_in_its_own_cache_entries(atlas):
-    found = list(judgment.read_all(atlas / "cache"))
+    found = list(store.entries(atlas / "cache", judgment.KIND.name))
     assert sorted((j.generator, j.judge, j.target) for j in found) == [
         ("test_efficientnet", "test_resnet", 1), ("test_efficientnet", "test_resnet", 2),
         ("test_resnet", "test_efficientnet", 1), ("test_resnet", "test_efficientnet", 2)]
@@ -86,7 +86,7 @@ def test_every_model_judges_the_others_pictures_once_in_its_own_cache_entries(at
         assert set(j.scales) == {"small", "large", "whole"} and j.crops == 2
         assert judgment.judgment_key(j.picture, j.judge, j.judge_weights_sha256, crops=2, seed=0,
                                      scales=SCALES) == j.key
-        assert judgment.loads(judgment.path(atlas / "cache", j.key).read_bytes(), j.key) == j
+        assert judgment.KIND.loads(store.file_path(atlas / "cache", "judgment", j.key).read_bytes(), j.key) == j
 
 
 def test_the_compare_page_shows_every_models_picture_judged_by_every_model(atlas):

@@ -22,7 +22,7 @@ def _layers(values: list[str]) -> tuple[tuple[str, str], ...]:
 # and range are atlas.config's, [concepts] for the method's settings); the others are this
 # command's own, with their defaults here.
 FLAGS = (
-    Flag("--config", "settings file", type=Path, note="./atlas.toml", options=(("metavar", "FILE"),)),
+    flags.CONFIG,
     Flag("--images", "one subfolder per class, named by the class: DIR/daisy/..., or by WordNet id as ImageNet's "
          "train/val (DIR/n01440764/...)", key="concepts.images", type=Path, options=(("metavar", "DIR"),)),
     Flag("--classes", 'classes of DIR to explain: "all", "0-99", "n01440764", a class name', key="concepts.classes",
@@ -39,15 +39,11 @@ FLAGS = (
     Flag("--layers", "dataset examples for these channels; no value: none", convert=_layers,
          note="the render layers of the config", options=(("nargs", "*"), ("metavar", "LAYER=SPEC"))),
     Flag("--model", "timm model name", key="model", options=(("metavar", "NAME"),)),
-    Flag("--checkpoint", "load the model's weights from a state dict", key="checkpoint", type=Path,
-         options=(("metavar", "PATH"),)),
-    Flag("--random-weights", "random weights (for tests)", key="random_weights",
-         options=(("action", "store_true"), ("default", None))),
-    Flag("--labels", "class names of the model's head, one a line in class-index order", key="labels", type=Path,
-         note="from the config, else the class folders of --images for a head without names of its own",
-         options=(("metavar", "FILE"),)),
-    Flag("--cache", "cache folder", key="cache", type=Path, options=(("metavar", "DIR"),)),
-    Flag("--device", "auto, cpu, cuda, cuda:N or mps", key="device", options=(("metavar", "D"),)),
+    flags.CHECKPOINT,
+    flags.RANDOM_WEIGHTS,
+    flags.labels_flag("from the config, else the class folders of --images for a head without names of its own"),
+    flags.CACHE,
+    flags.DEVICE,
     Flag("--batch-size", "patches per forward pass", default={"cpu": 32, "gpu": 256}, type=Bounded(1, 65536),
          options=(("metavar", "N"),)),
     Flag("--group", "classes per NMF call", default={"cpu": 1, "gpu": 16}, type=Bounded(1, 1000),

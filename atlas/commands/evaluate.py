@@ -12,7 +12,7 @@ from atlas.flags import Bounded, Flag
 # Every flag of `atlas eval`: a flag with a `key` replaces that key of atlas.toml (the generator's
 # checkpoint and labels, as `atlas render` loaded it); the others are this command's own.
 FLAGS = (
-    Flag("--config", "settings file", type=Path, note="./atlas.toml", options=(("metavar", "FILE"),)),
+    flags.CONFIG,
     Flag("--images", "a folder with one sub-folder of real photos per class, named by the class (DIR/daisy/...) "
          "or by WordNet id (DIR/n07920052/...)", type=Path, note="required",
          options=(("metavar", "DIR"), ("required", True))),

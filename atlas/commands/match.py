@@ -14,7 +14,7 @@ from atlas.flags import Bounded, Flag
 # Every flag of `atlas match`: a flag with a `key` replaces that key of atlas.toml; the others are
 # this command's own, with their defaults here.
 FLAGS = (
-    Flag("--config", "settings file", type=Path, note="./atlas.toml", options=(("metavar", "FILE"),)),
+    flags.CONFIG,
     Flag("--images", "folder of images both models see (subfolders are searched too)", type=Path,
          note="required", options=(("metavar", "DIR"),)),
     Flag("--models", "two or more timm model names; every pair is matched (the config's model keeps its "
@@ -25,10 +25,9 @@ FLAGS = (
          type=Bounded(1, 64), options=(("metavar", "N"),)),
     Flag("--limit", "at most N images of the folder (a deterministic sample)", type=Bounded(1, 10_000_000),
          note="all", options=(("metavar", "N"),)),
-    Flag("--random-weights", "random weights (for tests)", key="random_weights",
-         options=(("action", "store_true"), ("default", None))),
-    Flag("--cache", "cache folder", key="cache", type=Path, options=(("metavar", "DIR"),)),
-    Flag("--device", "auto, cpu, cuda, cuda:N or mps", key="device", options=(("metavar", "D"),)),
+    flags.RANDOM_WEIGHTS,
+    flags.CACHE,
+    flags.DEVICE,
     Flag("--batch-size", "images per forward pass", default={"cpu": 16, "gpu": 128}, type=Bounded(1, 65536),
          options=(("metavar", "N"),)),
     Flag("--force", "compute again even when the cache holds these matches", options=(("action", "store_true"),)),
@@ -58,8 +57,7 @@ def layers_for(model: str, asked: list[str] | None, known: set[str]) -> list[str
 
 def run(args: argparse.Namespace) -> int:
     # These import torch: only now
-    from atlas import matches as store
-    from atlas import rosetta
+    from atlas import matches, rosetta, store
     from atlas.classifier import load_configured_model
     from atlas.device import resolve_device
     from atlas.models import list_layers, load_model
@@ -82,12 +80,13 @@ def run(args: argparse.Namespace) -> int:
         loaded.append(loaded[0])
     for (a, layers_a), (b, layers_b) in itertools.combinations(loaded, 2):
         asked = rosetta.request(a, b, args.images, layers_a=layers_a, layers_b=layers_b, grid=grid, limit=args.limit)
-        if not args.force and store.read(config.cache, asked.key) is not None:
-            print(f"atlas match: {a.name} / {b.name}: already in the cache ({store.path_of(config.cache, asked.key)})")
+        if not args.force and store.read(config.cache, matches.KIND.name, asked.key) is not None:
+            print(f"atlas match: {a.name} / {b.name}: already in the cache "
+                  f"({store.file_path(config.cache, matches.KIND.name, asked.key)})")
             continue
         result = rosetta.match(a, b, args.images, layers_a=layers_a, layers_b=layers_b, grid=grid, batch_size=batch,
                                limit=args.limit, device=device)
-        path = store.write(config.cache, result)
+        path = matches.write(config.cache, result)
         channels = [sum(count for _, count in side.layers) for side in result.models]
         print(f"atlas match: {a.name} / {b.name}: {len(result.matches)} mutual matches of {channels[0]} x "
               f"{channels[1]} channels on {result.images['count']} images "

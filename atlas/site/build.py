@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from atlas import __version__, judgment
+from atlas import __version__, judgment, store
 from atlas.atomic import atomic_write, is_temporary
 from atlas.concepts.store import entry_folder
 from atlas.errors import AtlasError
@@ -99,13 +99,16 @@ def build(cache: Path, out: Path, *, model: str | Sequence[str] | None = None, o
             say(note)
     pairs = [_gathered(contents, bool(png)) for contents in every]
     every = [contents for contents, _ in pairs]
-    roster = Roster([site for _, site in pairs], index_judgments(judgment.read_all(cache)))
+    misjudged: list[str] = []  # a judgment that does not read: skipped like any invalid entry, judged again
+    roster = Roster([site for _, site in pairs], index_judgments(store.entries(cache, judgment.KIND.name, misjudged)))
     for site in roster.sites:
         say(f"{site.model.name}: {len(site.pages)} pages, {len(site.renders)} renders")
     try:
-        return _write(every, roster, out, previous, png, workers, budget, say)
+        report = _write(every, roster, out, previous, png, workers, budget, say)
     except OSError as exc:
         raise _write_error(exc, out) from exc
+    report.problems += misjudged
+    return report
 
 
 def pick_models(cache: Path, model: str | Sequence[str] | None, order: Sequence[str] = ()) -> list[str]:

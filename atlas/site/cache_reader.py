@@ -63,18 +63,6 @@ class Entry:
         return None if self.status == "ok" else self.record.failure or "no reason recorded"
 
     @property
-    def objective(self) -> ObjectiveInfo:
-        return self.record.objective
-
-    @property
-    def seed(self) -> int:
-        return self.record.seed
-
-    @property
-    def seed_index(self) -> int:
-        return self.record.seed_index
-
-    @property
     def finished(self) -> str:
         """ISO time, "" when the record has none."""
         return self.record.timing.finished if self.record.timing else ""

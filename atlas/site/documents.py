@@ -99,10 +99,10 @@ def render_document(render: Render) -> dict[str, Any]:
     media = render.media
     return {
         "key": render.entry.key,
-        "status": render.status,
-        "failure": render.failure,
-        "seed": render.seed,
-        "seed_index": render.entry.seed_index,
+        "status": render.entry.status,
+        "failure": render.entry.failure,
+        "seed": rec.seed,
+        "seed_index": rec.seed_index,
         "objective": as_data(rec.objective),
         "images": None if media is None else {
             "thumb": media.thumb, "thumb_overlay": media.thumb_overlay,
@@ -208,8 +208,8 @@ def manifest_document(site: Site) -> dict[str, Any]:
         "png_downloads": site.with_png,
         "renders": [
             {
-                "key": r.entry.key, "objective": r.entry.objective.id, "status": r.status,
-                "failure": r.failure, "seed": r.seed, "seed_index": r.entry.seed_index,
+                "key": r.entry.key, "objective": r.entry.record.objective.id, "status": r.entry.status,
+                "failure": r.entry.failure, "seed": r.entry.record.seed, "seed_index": r.entry.record.seed_index,
                 "preset": r.entry.record.preset, "param": r.entry.record.param,
                 "spectrum_sha256": r.entry.record.spectrum_sha256,
                 "engine_version": r.entry.record.engine_version,

@@ -57,10 +57,10 @@ def _order(entries: list[Entry]) -> list[Entry]:
     """
     best: dict[int, Entry] = {}
     for e in entries:
-        cur = best.get(e.seed)
+        cur = best.get(e.record.seed)
         if cur is None or (e.status == "ok", e.finished) > (cur.status == "ok", cur.finished):
-            best[e.seed] = e
-    return sorted(best.values(), key=lambda e: (e.seed_index, e.seed))
+            best[e.record.seed] = e
+    return sorted(best.values(), key=lambda e: (e.record.seed_index, e.record.seed))
 
 
 def gather(contents: CacheContents, *, with_png: bool = True, prefix: str = "") -> Site:
@@ -70,7 +70,7 @@ def gather(contents: CacheContents, *, with_png: bool = True, prefix: str = "") 
     by_class: dict[int, list[Entry]] = {}
     by_channel: dict[tuple[str, int], list[Entry]] = {}
     for e in contents.entries:
-        objective = e.objective
+        objective = e.record.objective
         if objective.class_index is not None:
             if not 0 <= objective.class_index < len(model.classes):
                 raise AtlasError(f"entry {e.folder} targets class {objective.class_index}, "
@@ -133,7 +133,7 @@ def gather(contents: CacheContents, *, with_png: bool = True, prefix: str = "") 
     def renders(entries: list[Entry], target: int | None, stem: str) -> list[Render]:
         return [
             Render(e, Media.for_entry(e, with_png) if e.status == "ok" else None, predictions(e, target),
-                   f"{model.name}-{stem}-seed{e.seed}", called(e, target) if e.status == "ok" else None)
+                   f"{model.name}-{stem}-seed{e.record.seed}", called(e, target) if e.status == "ok" else None)
             for e in _order(entries)
         ]
 
@@ -173,7 +173,7 @@ def _concepts(contents: CacheContents, classes: list[ClassPage],
         return
     by_id: dict[str, list[Entry]] = {}
     for e in contents.concept_entries:
-        by_id.setdefault(e.objective.id, []).append(e)
+        by_id.setdefault(e.record.objective.id, []).append(e)
     similar = contents.similar
     for index, bank in sorted(contents.banks.items()):
         if not 0 <= index < len(classes):

@@ -200,18 +200,6 @@ class Render:
         return JudgingTable(scales, rows)
 
     @property
-    def status(self) -> str:
-        return self.entry.status
-
-    @property
-    def failure(self) -> str | None:
-        return self.entry.failure
-
-    @property
-    def seed(self) -> int:
-        return self.entry.seed
-
-    @property
     def parameters(self) -> list[tuple[str, str]]:
         rec = self.entry.record
         timing = rec.timing
