@@ -3,9 +3,10 @@
 `make_cache` writes a synthetic cache of the size of a whole ImageNet atlas's concepts: banks of
 1000 classes x 10 concepts x 10 crops (random 1280-float vectors, as Lite0's `bn2` gives; every crop
 a real, distinct 16 px WebP file), and 256 `conv_head` channels, each a small render with 16 dataset
-examples, each with its source image's thumbnail (another small WebP). `bench_site` builds it in a subprocess (`python -m atlas build`), timing the wall clock and
-reading the child's peak resident memory (ru_maxrss): once as `atlas concepts` leaves the cache,
-with the similar concepts stored, and once without them, so that the build computes them in blocks.
+examples, each with its source image's thumbnail (another small WebP). `bench_site` builds it in a
+subprocess (`python -m atlas build`), timing the wall clock and reading the child's peak resident
+memory (ru_maxrss): once as `atlas concepts` leaves the cache, with the similar concepts stored, and
+once without them, so that the build computes them in blocks.
 """
 
 from __future__ import annotations
