@@ -134,6 +134,10 @@ class Concepts:
     patch: int | None = None  # px on the model's input; None: 64/224 of it
 
 
+# The names atlas.objectives.CLASS_OBJECTIVES maps to objectives, here without torch (the site reads configs)
+CLASS_OBJECTIVE_NAMES = ("logit", "margin", "logprob", "blend")
+
+
 @dataclass(frozen=True)
 class Config:
     source: Path | None = None
@@ -147,6 +151,7 @@ class Config:
     device: str = "auto"
     batch_size: int | None = None  # None: chosen from the device
     param: str = "maco"
+    class_objective: str = "logit"  # what a class picture maximises: a name of atlas.objectives.CLASS_OBJECTIVES
     spectrum: Path | None = None  # a magnitude spectrum .npy (`atlas spectrum`); None: the MACO authors' ImageNet one
     bf16: bool = False  # autocast the model's forward to bfloat16 (GPU speed; changes images, so in the key)
     channels_last: bool = False  # NHWC memory for convolutions (GPU speed; same images)
@@ -217,7 +222,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     top = reader.table(data, "", {
         "model", "classes", "judges", "cache", "site", "device", "batch_size", "param",
         "checkpoint", "random_weights", "preset", "layers", "scoring", "cpu", "bf16", "channels_last", "spectrum",
-        "concepts", "labels", "dataset", "models",
+        "concepts", "labels", "dataset", "models", "class_objective",
     })
     folder = path.parent
     checkpoint = reader.optional_str(top, "checkpoint")
@@ -258,6 +263,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         device=reader.string(top, "device", base.device),
         batch_size=reader.batch_size(top),
         param=reader.choice(top, "param", base.param, ("maco", "fourier")),
+        class_objective=reader.choice(top, "class_objective", base.class_objective, CLASS_OBJECTIVE_NAMES),
         spectrum=(folder / spectrum) if spectrum else None,
         bf16=reader.boolean(top, "bf16", base.bf16),
         channels_last=reader.boolean(top, "channels_last", base.channels_last),

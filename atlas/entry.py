@@ -78,5 +78,6 @@ def objective_info(job: Job, loaded: LoadedModel) -> ObjectiveInfo:
         description = description if name in description else f"{description} · {name}"
     if job.concept_of is not None:
         return ObjectiveInfo(objective.id, "concept", f"{description} · concept", job.concept_of, objective.layer, None)
-    return ObjectiveInfo(objective.id, objective.kind, description, objective.class_index, objective.layer,
-                         objective.channel)
+    # any class objective (the logit, or a form that also pushes the others down) draws its class: a class picture
+    kind = "class" if objective.class_index is not None else objective.kind
+    return ObjectiveInfo(objective.id, kind, description, objective.class_index, objective.layer, objective.channel)

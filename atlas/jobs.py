@@ -71,11 +71,12 @@ def parse_layers_arg(values: Sequence[str]) -> tuple[tuple[str, str], ...]:
 
 
 def build_jobs(classes: Iterable[int], channels: Mapping[str, Sequence[int]], seeds: int,
-               concepts: Sequence[tuple[int, Objective]] = ()) -> list[Job]:
+               concepts: Sequence[tuple[int, Objective]] = (),
+               class_objective: Callable[[int], Objective] = class_logit) -> list[Job]:
     """The canonical job list: classes, then each layer's channels in config order, seeds inner;
     then the concepts (class, direction), each with seed index 0 only: a class has ten of them, so
     one picture each already costs ten class renders, and Lens shows one."""
-    objectives = [class_logit(i) for i in classes]
+    objectives = [class_objective(i) for i in classes]
     objectives += [channel(layer, c) for layer, chans in channels.items() for c in chans]
     jobs = [Job(o, s, job_seed(o.id, s)) for o in objectives for s in range(seeds)]
     return jobs + [Job(o, 0, job_seed(o.id, 0), concept_of=c) for c, o in concepts]

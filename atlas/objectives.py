@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -209,7 +209,10 @@ class Objective:
 
     @property
     def class_index(self) -> int | None:
-        return self.single.index if isinstance(self.single, LOGIT_TERMS) else None
+        """The class this objective draws: one class's logit terms, each with a positive weight (the
+        logit, its log-probability, or a blend of them); None for anything else."""
+        indices = {t.index if isinstance(t, LOGIT_TERMS) and w > 0 else None for w, t in self.terms}
+        return indices.pop() if len(indices) == 1 else None
 
     @property
     def layer(self) -> str | None:
@@ -256,6 +259,21 @@ def class_logprob(index: int) -> Objective:
 
 def class_margin(index: int) -> Objective:
     return Objective([(1.0, ClassMargin(_non_negative(index, "class index")))])
+
+
+def class_blend(index: int) -> Objective:
+    """The logit plus the log-probability: the logit's drive, with a push down on the other classes."""
+    return class_logit(index) + class_logprob(index)
+
+
+# What a class picture can maximise, by the name `class_objective` takes in atlas.toml: the plain
+# logit, or forms that also push the other classes down (docs/benchmarks.md compares them).
+CLASS_OBJECTIVES: dict[str, Callable[[int], Objective]] = {
+    "logit": class_logit,
+    "margin": class_margin,
+    "logprob": class_logprob,
+    "blend": class_blend,
+}
 
 
 def channel(layer: str, c: int) -> Objective:

@@ -16,7 +16,7 @@ from atlas.jobs import Job, Shard, build_jobs, select_shard
 from atlas.kind import content_key
 from atlas.labels import lookup
 from atlas.models import LoadedModel, classifier_weights, find_layer, pre_logits_layer
-from atlas.objectives import Objective
+from atlas.objectives import CLASS_OBJECTIVES, Objective
 from atlas.settings import RenderSettings
 from atlas.specs import parse_channels, parse_classes
 
@@ -44,7 +44,8 @@ def make_plan(config: Config, selection: Selection, shard: Shard, loaded: Loaded
     problems: list[str] = []
     banks: dict[int, ConceptBank] = {}
     jobs = build_jobs(classes, layers, selection.preset.seeds,
-                      concept_targets(config, loaded, classes, problems, banks))
+                      concept_targets(config, loaded, classes, problems, banks),
+                      CLASS_OBJECTIVES[config.class_objective])
     planned = []
     for job in select_shard(jobs, shard):
         key = job_key(settings, loaded, job.objective, job.seed)

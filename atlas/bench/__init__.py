@@ -33,7 +33,6 @@ from atlas.bench.protocol import (
     quality_rows,
 )
 from atlas.bench.runs import (
-    CLASS_OBJECTIVE,
     SPEED_CLASS,
     class_objective,
     horama_workdir,
@@ -62,7 +61,7 @@ from atlas.bench.throughput import (
 )
 
 __all__ = [
-    "CLASS_OBJECTIVE", "CLASS_OBJECTIVES", "CPU_BEFORE", "CROP_COUNTS", "CropRow", "JudgingCost", "judging_cost",
+    "CLASS_OBJECTIVES", "CPU_BEFORE", "CROP_COUNTS", "CropRow", "JudgingCost", "judging_cost",
     "GPU_OPTIONS_BATCH", "HELDOUT_CLASSES", "HELDOUT_SEED",
     "JUDGES", "QUALITY_CLASSES", "SEARCH", "SEARCH_ROUNDS", "SPEED_CLASS", "ConceptBench", "QualityRow", "SiteBench",
     "SpeedRow", "bench_concepts", "bench_site", "class_objective", "cost", "gpu_options", "horama_workdir",

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 
+from atlas import objectives
 from atlas.bench.runs import run_horama, run_ours
 from atlas.bench.search import CPU_BEFORE
 from atlas.imagestats import image_stats
@@ -30,7 +31,7 @@ HELDOUT_SEED = 21
 HELDOUT_CLASSES = tuple(random.Random(HELDOUT_SEED).sample(sorted(set(range(1000)) - set(QUALITY_CLASSES)), 100))
 JUDGES = ("efficientnet_lite1", "efficientnet_lite2")
 # the class objectives compared on the held-out list: what a class picture maximises
-CLASS_OBJECTIVES = ("logit", "margin", "logprob", "blend")
+CLASS_OBJECTIVES = tuple(objectives.CLASS_OBJECTIVES)  # the names the objectives tables compare
 
 
 def quality_classes(count: int, held_out: bool = False) -> tuple[int, ...]:

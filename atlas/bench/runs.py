@@ -18,7 +18,7 @@ from dataclasses import replace
 import torch
 
 from atlas.models import LoadedModel
-from atlas.objectives import Objective, class_logit, class_logprob, class_margin
+from atlas.objectives import CLASS_OBJECTIVES, Objective
 from atlas.presets import Preset, get_preset
 from atlas.render import render
 from atlas.settings import RenderSettings
@@ -111,17 +111,8 @@ def run_lucent(loaded: LoadedModel, preset: Preset, steps: int, device: str, ind
             progress=False, show_image=False, fixed_image_size=loaded.input_size), device)
 
 
-# what a class picture can maximise: the plain logit, or forms that also push the other classes down
-CLASS_OBJECTIVE = {
-    "logit": class_logit,
-    "margin": class_margin,
-    "logprob": class_logprob,
-    "blend": lambda c: class_logit(c) + class_logprob(c),
-}
-
-
 def class_objective(name: str, index: int) -> Objective:
-    return CLASS_OBJECTIVE[name](index)
+    return CLASS_OBJECTIVES[name](index)
 
 
 def run_ours(loaded: LoadedModel, preset: Preset, batch: int, device: str, *, param: str = "maco",

@@ -63,6 +63,15 @@ def _order(entries: list[Entry]) -> list[Entry]:
     return sorted(best.values(), key=lambda e: (e.record.seed_index, e.record.seed))
 
 
+def _one_objective(entries: list[Entry]) -> list[Entry]:
+    """The pictures of one class objective: that of the class's newest picture. A cache can hold a class
+    under several (the plain logit and a blend, after `class_objective` changed); a page shows one."""
+    if len({e.record.objective.id for e in entries}) < 2:
+        return entries
+    newest = max(entries, key=lambda e: (e.status == "ok", e.finished)).record.objective.id
+    return [e for e in entries if e.record.objective.id == newest]
+
+
 def gather(contents: CacheContents, *, with_png: bool = True, prefix: str = "") -> Site:
     """Every page of one model's part of the site as plain data, linked to each other; `prefix`: its
     folder in the site ("efficientnet_lite0/"), before every path but the shared media, crops and 404."""
@@ -138,7 +147,7 @@ def gather(contents: CacheContents, *, with_png: bool = True, prefix: str = "") 
         ]
 
     for page in classes:
-        page.renders = renders(by_class.get(page.index, []), page.index, f"class-{page.number}")
+        page.renders = renders(_one_objective(by_class.get(page.index, [])), page.index, f"class-{page.number}")
         page.related = [Related(classes[i], s) for i, s in model.nearest_classes.get(page.index, ())
                         if 0 <= i < len(classes) and i != page.index][:8]
     _chain(classes)

@@ -570,6 +570,22 @@ class ClassPage(OfClass, UnitPage):
     def label(self) -> str:
         return f"{self.number} {self.name}"
 
+    @property
+    def objective_text(self) -> str:
+        """What the class pictures maximise, in words: "class logit 1", "class 1's logit + log-probability"."""
+        shown = self.renders[0].entry.record.objective if self.renders else None
+        if shown is None:
+            return f"class logit {self.index}"
+        words = [LOGIT_FORMS.get(term.split(":")[0]) if term == f"{term.split(':')[0]}:{self.index}" else None
+                 for term in shown.id.split("+")]
+        if None in words:  # weighted, or another class's term: the record's own words
+            return shown.description
+        return f"class logit {self.index}" if words == ["logit"] else f"class {self.index}'s " + " + ".join(words)
+
+
+# the objective id's prefix of each term read from the logits (atlas.objectives), in words
+LOGIT_FORMS = {"class": "logit", "logprob": "log-probability", "margin": "logit minus the mean of the others"}
+
 
 @dataclass(eq=False)
 class LayerPage(Page):
