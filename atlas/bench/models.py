@@ -22,6 +22,7 @@ from pathlib import Path
 from atlas import judgment, pipeline
 from atlas.config import Config, ModelEntry, Scoring
 from atlas.crossjudge import judge_across
+from atlas.errors import AtlasError
 from atlas.labels import lookup
 from atlas.models import imagenet_classes
 from atlas.site.cache_reader import read_cache
@@ -103,27 +104,34 @@ def subset_classes(config: Config, count: int | None = None) -> tuple[int, ...]:
 
 
 def bench_models(config: Config, classes: Sequence[int], device: str, *, models: Sequence[str] = MODELS,
-                 crops: int | None = None, work: Path | None = None, report: Callable[[str], None] = print,
+                 crops: int | None = None, cache: Path | None = None, report: Callable[[str], None] = print,
                  **preset_overrides: object) -> ModelsBench:
     """Render `classes` at the `[cpu]` preset with `models[0]`, add the others one at a time, and time each
-    step; `crops` and `preset_overrides` replace the config's (for a quick run)."""
+    step; `crops` and `preset_overrides` replace the config's (for a quick run). `cache`: a new folder to
+    render into and keep; by default a temporary one."""
+    if cache is not None:
+        return _bench(config, classes, device, models, crops, Path(cache), report, preset_overrides)
+    with tempfile.TemporaryDirectory(prefix="atlas-models-bench-") as folder:
+        return _bench(config, classes, device, models, crops, Path(folder) / "cache", report, preset_overrides)
+
+
+def _bench(config: Config, classes: Sequence[int], device: str, models: Sequence[str], crops: int | None,
+           cache: Path, report: Callable[[str], None], preset_overrides: dict[str, object]) -> ModelsBench:
     scoring = Scoring(crops if crops is not None else config.scoring.crops_on(device), config.scoring.seed)
     subset = config.cpu
     selection = dataclasses.replace(subset, classes=",".join(map(str, classes)), layers=(), judges=(),
                                     preset=subset.preset.with_overrides(**preset_overrides))
-    with tempfile.TemporaryDirectory(prefix="atlas-models-bench-", dir=work) as folder:
-        cache = Path(folder) / "cache"
-        steps = []
-        for count in range(1, len(models) + 1):
-            atlas = dataclasses.replace(config, cache=cache, scoring=scoring,
-                                        models=tuple(ModelEntry(m) for m in models[:count]))
-            steps.append(_add_model(atlas.model_configs(), selection, device, report))
-            step = steps[-1]
-            report(f"{step.model}: {step.pictures} pictures in {step.render.wall:.1f} s "
-                   f"({step.render.cpu:.1f} CPU s), {step.judgments} judgments in {step.judging.wall:.1f} s "
-                   f"({step.judging.cpu:.1f} CPU s)")
-        found = matrix([gather(read_cache(cache, m)) for m in models], index_judgments(judgment.read_all(cache)))
-    assert found is not None  # several models of one class table
+    steps = []
+    for count in range(1, len(models) + 1):
+        atlas = dataclasses.replace(config, cache=cache, scoring=scoring,
+                                    models=tuple(ModelEntry(m) for m in models[:count]))
+        steps.append(_add_model(atlas.model_configs(), selection, device, report))
+        step = steps[-1]
+        report(f"{step.model}: {step.pictures} pictures in {step.render.wall:.1f} s ({step.render.cpu:.1f} CPU s), "
+               f"{step.judgments} judgments in {step.judging.wall:.1f} s ({step.judging.cpu:.1f} CPU s)")
+    found = matrix([gather(read_cache(cache, m)) for m in models], index_judgments(judgment.read_all(cache)))
+    if found is None:
+        raise AtlasError(f"the models {', '.join(models)} do not share one class table: no matrix to compare them")
     return ModelsBench(tuple(classes), selection.preset.name, scoring.crops, tuple(steps), found)
 
 
