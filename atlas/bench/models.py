@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from atlas import judgment, pipeline
-from atlas.config import Config, ModelEntry, Scoring
+from atlas.config import Config, ModelEntry, Scoring, Selection
 from atlas.crossjudge import judge_across
 from atlas.errors import AtlasError
 from atlas.labels import lookup
@@ -131,11 +131,12 @@ def _bench(config: Config, classes: Sequence[int], device: str, models: Sequence
                f"{step.judgments} judgments in {step.judging.wall:.1f} s ({step.judging.cpu:.1f} CPU s)")
     found = matrix([gather(read_cache(cache, m)) for m in models], index_judgments(judgment.read_all(cache)))
     if found is None:
-        raise AtlasError(f"the models {', '.join(models)} do not share one class table: no matrix to compare them")
+        raise AtlasError(f"no two of the models {', '.join(models)} share a class table: name at least two "
+                         "models of one class table")
     return ModelsBench(tuple(classes), selection.preset.name, scoring.crops, tuple(steps), found)
 
 
-def _add_model(configs: list[Config], selection, device: str, report: Callable[[str], None]) -> ModelStep:
+def _add_model(configs: list[Config], selection: Selection, device: str, report: Callable[[str], None]) -> ModelStep:
     """`atlas render` of an atlas whose last model is new: each model's pipeline run, then the cross-judging."""
     rendered = {}
     started = _now()

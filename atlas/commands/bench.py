@@ -57,7 +57,8 @@ def _machine(device: str) -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    threads = torch.get_num_threads()
+    return f"{cpu}, {threads} thread{'s' if threads != 1 else ''}, torch {torch.__version__}"
 
 
 def _table(header: list[str], rows: list[list[object]]) -> str:
