@@ -35,7 +35,7 @@ def judge_across(configs: Sequence[Config], device: str, report: Callable[[str],
     if len(configs) < 2:
         return 0
     cache = Cache(configs[0].cache)
-    crops, seed = configs[0].scoring.crops, configs[0].scoring.seed
+    crops, seed = configs[0].scoring.crops_on(device), configs[0].scoring.seed  # as the render's own judging
     models = [load_configured_model(c, device=device) for c in configs]
     done = {j.key for j in store.entries(cache.root, judgments.KIND.name)}
     pictures = [r for r in cache.render_records() if isinstance(r, RenderRecord) and r.status == "ok"

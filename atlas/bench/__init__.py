@@ -13,6 +13,8 @@ the same for every implementation. One module per noun:
 - `search`: the configs of the settings search for the `cpu` preset;
 - `concepts`: how long `atlas concepts` takes, and the sample folder it can time;
 - `site`: how long `atlas build` takes, and its peak memory, on a synthetic full-scale concept atlas.
+- `models`: what each further model of an atlas costs on the `[cpu]` subset (its render, the
+  cross-judging it brings) through `atlas render`'s own functions, and the site's generator x judge matrix.
 """
 
 from atlas.bench.concepts import ConceptBench, bench_concepts, sample_folder, time_concepts

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ from atlas.flags import Bounded
 from atlas.presets import STEPS
 
 PARTS = ("speed", "scaling", "split", "quality", "heldout", "objectives-tuning", "objectives", "search", "cost",
-         "judging", "concepts", "site")
+         "judging", "concepts", "site", "models")
 DEFAULT_PARTS = ("speed", "scaling", "split", "quality", "concepts")
 
 
@@ -27,8 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"comma-separated subset of {','.join(PARTS)} (default: {','.join(DEFAULT_PARTS)})")
     parser.add_argument("--device", help="torch device (default: cpu for --part cpu, cuda for --part gpu)")
     parser.add_argument("--classes", type=Bounded(1, 1000), default=50, metavar="N",
-                        help="classes of the tuning list for the quality and search tables (default 50; an integer "
-                             "from 1 to 1000)")
+                        help="classes of the tuning list for the quality and search tables, and the first N classes "
+                             "of atlas.toml's [cpu] subset for the models table (default 50; an integer from 1 to "
+                             "1000)")
     parser.add_argument("--heldout-classes", type=Bounded(1, 100), default=100, metavar="N",
                         help="classes of the held-out list for the heldout and objectives tables (default 100; an "
                              "integer from 1 to 100)")
@@ -69,7 +71,8 @@ def _machine(device: str) -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    threads = torch.get_num_threads()
+    return f"{cpu}, {threads} thread{'s' if threads != 1 else ''}, torch {torch.__version__}"
 
 
 def _table(header: list[str], rows: list[list[object]]) -> str:
@@ -214,6 +217,26 @@ def run(args: argparse.Namespace) -> int:
             print(line)
         print()
 
+    if "models" in parts:
+        from atlas.bench.models import bench_models, subset_classes
+        from atlas.config import load_config
+
+        config = load_config()
+        load = os.getloadavg()  # the machine may be shared: the CPU seconds hold, the wall seconds less so
+        measured = bench_models(config, subset_classes(config, args.classes), device,
+                                report=lambda line: print(f"  {line}", flush=True))
+        results["models"] = measured.to_json() | {"load_average_1min": {"before": load[0],
+                                                                         "after": os.getloadavg()[0]}}
+        print(f"  load average (1 min): {load[0]:.1f} before, {os.getloadavg()[0]:.1f} after, on "
+              f"{os.cpu_count()} cores")
+        print(f"\n## A second model: the class pictures of {len(measured.classes)} classes of the [cpu] subset "
+              f"at the `{measured.preset}` preset, then each further model added, {device} "
+              f"(wall s, and CPU s of this process)\n")
+        print(models_table(measured) + "\n")
+        print("Generator (rows) x judge (columns): mean top-1 rate over the row model's class pictures, "
+              "whole picture / large crops (0.40-0.80), as the site's root index shows it\n")
+        print(matrix_table(measured.matrix) + "\n")
+
     if gpu and "speed" in parts:
         options = bench.gpu_options(lite0, resnet, default, steps, device)
         results["gpu_options"] = options
@@ -283,6 +306,28 @@ def judging_table(cost) -> str:
                   for scale in rates for n in names]
         rows.append(cells)
     return _table(header, rows)
+
+
+def models_table(measured) -> str:
+    """Per model added: what it rendered and in how long, the cross-judging it brought, and the CPU seconds
+    of the step and of the atlas so far as multiples of the first model's."""
+    header = ["model", "pictures", "render wall s", "render CPU s", "CPU s/image", "cross-judging wall s",
+              "cross-judging CPU s", "judgments", "added CPU s", "added / first", "atlas so far / first"]
+    rows = []
+    for i, step in enumerate(measured.steps):
+        rows.append([step.model, step.pictures, step.render.wall, step.render.cpu,
+                     f"{step.render.cpu / max(step.pictures, 1):.2f}", step.judging.wall, step.judging.cpu,
+                     step.judgments, step.total.cpu, f"{measured.multiple(step.total):.2f}x",
+                     f"{measured.multiple(measured.atlas_total(i)):.2f}x"])
+    return _table(header, rows)
+
+
+def matrix_table(matrix) -> str:
+    short = [n.replace("efficientnet_lite", "Lite") for n in matrix.judges]
+    rows = [[row.generator.replace("efficientnet_lite", "Lite"), row.pictures]
+            + [" / ".join("–" if v is None else f"{100 * v:.0f}%" for v in cell) for cell in row.cells]
+            for row in matrix.rows]
+    return _table(["generator", "pictures", *short], rows)
 
 
 def plot_quality(rows: list, classes, path: Path) -> None:
