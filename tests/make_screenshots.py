@@ -38,6 +38,8 @@ def main() -> None:
     parser.add_argument("--both-views", action="store_true",
                         help="also shoot the plain image view (*-plain*.png) beside the default attribution view")
     parser.add_argument("--only-class", action="store_true", help="shoot the class page only (a site of no channels)")
+    parser.add_argument("--models", action="store_true",
+                        help="shoot a several-model site's root index and the compare page of --class instead")
     parser.add_argument("--name", default="class", help="file name of the class page's shots (default class)")
     parser.add_argument("--model", help="the model folder of the site to shoot (default: the test atlas's model)")
     parser.add_argument("--colors", type=int, default=0,
@@ -62,6 +64,10 @@ def main() -> None:
                  ("channel-phone", f"{folder}/layers/{args.channel}.html#examples-title", PHONE)]
         if args.only_class:
             shots = shots[1:3]
+        if args.models:  # a site of several models: its root index of model cards and a compare page
+            shots = [("models-index", "index.html", DESKTOP), ("models-index-phone", "index.html", PHONE),
+                     ("compare", f"compare/{args.cls}.html", DESKTOP),
+                     ("compare-phone", f"compare/{args.cls}.html", PHONE)]
         with sync_playwright() as p:
             browser = launch_chromium(p)
             for scheme in ["light", "dark"] if args.dark else ["light"]:

@@ -114,6 +114,13 @@ def test_each_model_has_its_folder_and_the_root_lists_them(atlas):
     assert "2 models<" in home and home.count('class="model-card"') == 2
     assert home.index('href="test_resnet/index.html"') < home.index('href="test_efficientnet/index.html"')
     assert "2 of 1,000 ImageNet rendered" in home and "Parameters" in home and "whole picture" in home
+    # each card shows some of its model's class pictures, the same classes on every card, each linking to its page
+    for model in MODELS:
+        card = home[home.index(f'<h2><a href="{model}/index.html"'):]
+        start = card.index('class="model-previews"')
+        previews = card[start:card.index("</ul>", start)]
+        assert all(f'href="{model}/classes/{c}.html"' in previews for c in ("0001", "0002"))
+        assert previews.count("<img ") == 2 and 'src="media/' in previews
     index = (site / "data/search-index.js").read_text(encoding="utf-8")
     payload = json.loads(index.strip().removeprefix("window.ATLAS_INDEX = ").removesuffix(";"))
     assert [(m["model"], m["folder"], m["classes"][1]["page"]) for m in payload["models"]] == [

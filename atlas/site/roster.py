@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +44,7 @@ class ModelCard:
     site: Site
     whole_top1: float | None  # mean whole-picture top-1 of the generator on its own class pictures
     large_top1: float | None  # the same on large crops (0.40-0.80)
+    previews: tuple[ClassPage, ...] = ()  # a few of its class pictures, the same classes on every card
 
     @property
     def name(self) -> str:
@@ -54,8 +55,19 @@ class ModelCard:
         return self.name.split("@")[0]
 
     @staticmethod
-    def of(site: Site) -> ModelCard:
-        return ModelCard(site, _generator_rate(site, "whole"), _generator_rate(site, "large"))
+    def of(site: Site, previews: Sequence[int]) -> ModelCard:
+        shown = [site.classes[i] for i in previews if 0 <= i < len(site.classes) and site.classes[i].main]
+        return ModelCard(site, _generator_rate(site, "whole"), _generator_rate(site, "large"),
+                         tuple(shown or [p for p in site.classes if p.main][:PREVIEWS]))
+
+
+PREVIEWS = 6  # class pictures on a model's card: a first look at what it draws
+
+
+def _preview_classes(sites: Sequence[Site]) -> list[int]:
+    """The first classes that every model has a picture of, so that the cards compare like with like."""
+    drawn = [{p.index for p in site.classes if p.main} for site in sites]
+    return sorted(set.intersection(*drawn))[:PREVIEWS] if drawn else []
 
 
 def _generator_rate(site: Site, scale: str) -> float | None:
@@ -121,7 +133,8 @@ class Roster:
 
     @property
     def cards(self) -> list[ModelCard]:
-        return [ModelCard.of(site) for site in self.sites]
+        previews = _preview_classes(self.sites)
+        return [ModelCard.of(site, previews) for site in self.sites]
 
     def _index(self, site: Site) -> dict[tuple[Any, ...], Page]:
         if id(site) not in self._pages:
