@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from atlas import judgment
+from atlas import judgment, store
 from atlas.bench import models as models_bench
 from atlas.cache import Cache
 from atlas.commands import bench as command
@@ -86,7 +86,7 @@ def test_the_matrix_is_the_generators_own_scores_on_the_diagonal_and_the_judgmen
     assert measured.matrix.judges == MODELS
     assert [(r.generator, r.pictures) for r in measured.matrix.rows] == [(m, 2) for m in MODELS]
     records = [r for r in Cache(cache).render_records() if r.status == "ok"]
-    found = list(judgment.read_all(cache))
+    found = list(store.entries(cache, judgment.KIND.name))
     for row in measured.matrix.rows:
         own = [r for r in records if r.model.name == row.generator]
         for j, judge in enumerate(MODELS):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from atlas import judgment, pipeline
+from atlas import judgment, pipeline, store
 from atlas.config import CPU_CROPS, ModelEntry, load_config
 from atlas.crossjudge import judge_across
 from tests.config_support import write_config
@@ -18,6 +18,6 @@ def test_without_scoring_crops_the_judgments_use_the_devices_crops(tmp_path):
     for own in configs:
         pipeline.run(pipeline.RenderRequest(config=own, selection=own.full, device="cpu"), report=lambda _: None)
     assert judge_across(configs, "cpu", report=lambda _: None) == 2
-    found = list(judgment.read_all(config.cache))
+    found = list(store.entries(config.cache, judgment.KIND.name))
     assert sorted(j.judge for j in found) == ["test_efficientnet", "test_resnet"]
     assert {j.crops for j in found} == {CPU_CROPS}

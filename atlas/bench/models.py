@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from atlas import judgment, pipeline
+from atlas import judgment, pipeline, store
 from atlas.config import Config, ModelEntry, Scoring, Selection
 from atlas.crossjudge import judge_across
 from atlas.errors import AtlasError
@@ -129,7 +129,8 @@ def _bench(config: Config, classes: Sequence[int], device: str, models: Sequence
         step = steps[-1]
         report(f"{step.model}: {step.pictures} pictures in {step.render.wall:.1f} s ({step.render.cpu:.1f} CPU s), "
                f"{step.judgments} judgments in {step.judging.wall:.1f} s ({step.judging.cpu:.1f} CPU s)")
-    found = matrix([gather(read_cache(cache, m)) for m in models], index_judgments(judgment.read_all(cache)))
+    judged = index_judgments(store.entries(cache, judgment.KIND.name))
+    found = matrix([gather(read_cache(cache, m)) for m in models], judged)
     if found is None:
         raise AtlasError(f"no two of the models {', '.join(models)} share a class table: name at least two "
                          "models of one class table")

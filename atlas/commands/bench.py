@@ -164,9 +164,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"\n## Quality on the held-out list ({len(held_out)} classes, seed {bench.HELDOUT_SEED}), {device}\n")
         print(quality_table([r for r, _ in measured], held_out[: min(r.classes for r, _ in measured)]) + "\n")
 
-    for part, listed, name in (("objectives-tuning", classes, "tuning list, where the objective is chosen"),
-                               ("objectives", held_out, f"held-out list, seed {bench.HELDOUT_SEED}")):
+    for part, name in (("objectives-tuning", "tuning list, where the objective is chosen"),
+                       ("objectives", f"held-out list, seed {bench.HELDOUT_SEED}")):
         if part in parts:
+            listed = held_out if part == "objectives" else classes
             configs = bench.objective_configs(gpu, args.objectives)
             measured = bench.quality_rows(lite0, judges, configs, listed, device, gpu, on_row=_print_row)
             results[part] = [bench.quality_json(r, p) for r, p in measured]

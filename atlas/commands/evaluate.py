@@ -59,8 +59,8 @@ def run(args: argparse.Namespace) -> int:
     classes = contents.model.classes  # named as `atlas render` named them
     by_class: dict[int, list[Entry]] = {}
     for entry in contents.entries:
-        if entry.status == "ok" and entry.objective.class_index is not None:
-            by_class.setdefault(entry.objective.class_index, []).append(entry)
+        if entry.status == "ok" and entry.record.objective.class_index is not None:
+            by_class.setdefault(entry.record.objective.class_index, []).append(entry)
     if not by_class:
         raise AtlasError(f"no rendered classes of {model_name} in the cache {config.cache}: run `atlas render` first")
     folder = {index: name for name, index in folder_classes(args.images, classes).items()}
