@@ -124,6 +124,22 @@ def test_objectives_are_chosen_on_the_tuning_list_and_reported_on_the_held_out_l
     assert "nope is not a class objective: name some of logit,margin,logprob,blend" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("fields, message", [("crop_mn=0.1", "unknown preset setting 'crop_mn'"),
+                                             ("crop_min=2", "need 0 < crop_min <= crop_max <= 1"),
+                                             ("crop_min=small", "is not FIELD=NUMBER")])
+def test_preset_fields_change_the_objectives_rows_and_bad_ones_stop_before_any_render(fields, message, capsys):
+    parsed = argparse.ArgumentParser()
+    command.add_arguments(parsed)
+    args = parsed.parse_args(["--preset-fields", "crop_min=0.15,crop_max=0.5,crops=6"])
+    assert args.preset_fields == {"crop_min": 0.15, "crop_max": 0.5, "crops": 6}
+    (label, preset, overrides, options, _), = bench.objective_configs(False, ("logit",), args.preset_fields)
+    assert label == "logit · cpu crop_min=0.15 crop_max=0.5 crops=6" and options == {"objective": "logit"}
+    assert get_preset(preset, **overrides).crops == 6 and get_preset(preset, **overrides).crop_min == 0.15
+    with pytest.raises(SystemExit) as stop:
+        parsed.parse_args(["--preset-fields", fields])
+    assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_each_class_objective_renders_its_class(tiny_resnet):
     """The bench renders every compared objective through the engine, one picture per class."""
     preset = get_preset("cpu", canvas=48, steps=2, crops=2)

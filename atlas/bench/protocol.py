@@ -100,13 +100,14 @@ def quality(loaded: LoadedModel, judges: Sequence[LoadedModel], preset: Preset, 
     return QualityRow(config, len(classes), seconds / len(classes), per_class, stats)
 
 
-def objective_configs(gpu: bool, objectives: tuple[str, ...] | None = None
+def objective_configs(gpu: bool, objectives: tuple[str, ...] | None = None, fields: dict | None = None
                       ) -> list[tuple[str, str, dict, dict, int | None]]:
-    """The class objectives (`objectives`, default all of `CLASS_OBJECTIVES`) at the machine's presets, as
-    `quality_configs` rows: the `cpu` preset everywhere, and the `atlas` preset on a GPU (about 220 s an
-    image on 2 CPU cores)."""
+    """The class objectives (`objectives`, default all of `CLASS_OBJECTIVES`) at the machine's presets, with
+    `fields` of the preset changed, as `quality_configs` rows: the `cpu` preset everywhere, and the `atlas`
+    preset on a GPU (about 220 s an image on 2 CPU cores)."""
     presets = ("cpu", "atlas") if gpu else ("cpu",)
-    return [(f"{objective} · {preset}", preset, {}, {"objective": objective}, None)
+    changed = "".join(f" {k}={v}" for k, v in (fields or {}).items())
+    return [(f"{objective} · {preset}{changed}", preset, dict(fields or {}), {"objective": objective}, None)
             for preset in presets for objective in objectives or CLASS_OBJECTIVES]
 
 

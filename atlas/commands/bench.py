@@ -37,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--objectives", type=_objective_names, default=None, metavar="NAMES",
                         help="comma-separated class objectives of the objectives tables (default: all of "
                              "logit,margin,logprob,blend)")
+    parser.add_argument("--preset-fields", type=_preset_fields, default={}, metavar="FIELD=VALUE,...",
+                        help="preset fields the objectives tables change, e.g. crop_min=0.15,crop_max=0.5 (default: "
+                             "the preset as it is)")
     parser.add_argument("--steps", type=Bounded(*STEPS), metavar="N",
                         help="steps per timed call (default 3 on cpu, 20 on gpu)")
     parser.add_argument("--images", type=Path, metavar="DIR",
@@ -56,6 +59,24 @@ def _objective_names(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(f"{','.join(unknown) or 'nothing'} is not a class objective: name some of "
                                          f"{','.join(CLASS_OBJECTIVES)}")
     return names
+
+
+def _preset_fields(text: str) -> dict[str, float]:
+    from atlas.errors import AtlasError
+    from atlas.presets import get_preset
+
+    fields = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, value = item.partition("=")
+        try:
+            fields[name.strip()] = int(value) if value.strip().isdigit() else float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{item!r} is not FIELD=NUMBER, like crop_min=0.15") from None
+    try:
+        get_preset("cpu", **fields)  # unknown fields and values out of range are refused here, not mid-run
+    except AtlasError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return fields
 
 
 def _machine(device: str) -> str:
@@ -168,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
                        ("objectives", f"held-out list, seed {bench.HELDOUT_SEED}")):
         if part in parts:
             listed = held_out if part == "objectives" else classes
-            configs = bench.objective_configs(gpu, args.objectives)
+            configs = bench.objective_configs(gpu, args.objectives, args.preset_fields)
             measured = bench.quality_rows(lite0, judges, configs, listed, device, gpu, on_row=_print_row)
             results[part] = [bench.quality_json(r, p) for r, p in measured]
             print(f"\n## Class objectives on the {name} ({len(listed)} classes), {device}\n")
