@@ -29,7 +29,7 @@ import torch
 
 from atlas.errors import AtlasError
 from atlas.models import as_nchw
-from atlas.record import direction_id
+from atlas.record import CLASS_TERM_FORMS, direction_id
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class ClassLogProb(ClassLogit):
     logit lowers it."""
 
     prefix: ClassVar[str] = "logprob"
-    form: ClassVar[str] = "log-probability"
+    form: ClassVar[str] = CLASS_TERM_FORMS[prefix]
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class ClassMargin(ClassLogit):
     """The logit minus the mean of the other logits: the plain logit, less what every class gains."""
 
     prefix: ClassVar[str] = "margin"
-    form: ClassVar[str] = "logit minus the mean of the others"
+    form: ClassVar[str] = CLASS_TERM_FORMS[prefix]
 
 
 @dataclass(frozen=True)

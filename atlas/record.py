@@ -52,6 +52,23 @@ class ObjectiveInfo:
             raise InvalidRecord("concept objective without class_index and layer")
 
 
+# The terms read from one class's logits, by their id's prefix ("logprob:7"), in words: atlas.objectives
+# names its terms from it, and the torch-free site reads a class picture's objective id with it.
+CLASS_TERM_FORMS = {"class": "logit", "logprob": "log-probability", "margin": "logit minus the mean of the others"}
+
+
+def class_objective_words(objective_id: str, index: int) -> list[str] | None:
+    """The forms of a class objective's terms in order ("class:7+logprob:7" -> ["logit", "log-probability"]);
+    None when a term is weighted, of another class or not read from the logits."""
+    words = []
+    for term in objective_id.split("+"):
+        prefix, _, rest = term.partition(":")
+        if rest != str(index) or prefix not in CLASS_TERM_FORMS:
+            return None
+        words.append(CLASS_TERM_FORMS[prefix])
+    return words
+
+
 def direction_id(layer: str, cosine: bool, digest: str, power: int = 0) -> str:
     """The id of a direction objective, from its vector's digest (the first 12 hex of the sha256 of its
     little-endian float32 bytes): torch-free, so that the site finds a concept's render by its vector.

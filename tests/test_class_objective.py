@@ -48,3 +48,12 @@ def test_class_pictures_follow_the_setting_and_a_page_shows_the_newest_objective
     blend_seed = next(r.seed for r in Cache(tmp_path / "cache").render_records() if r.objective.id != "class:2")
     logit_seed = next(r.seed for r in Cache(tmp_path / "cache").render_records() if r.objective.id == "class:2")
     assert f"seed{blend_seed}" in page and f"seed{logit_seed}" not in page  # one objective's pictures
+
+
+def test_a_class_picture_s_objective_reads_as_words_and_anything_else_keeps_its_own_description():
+    from atlas.record import class_objective_words
+
+    assert class_objective_words(class_blend(7).id, 7) == ["logit", "log-probability"]
+    assert class_objective_words(CLASS_OBJECTIVES["margin"](7).id, 7) == ["logit minus the mean of the others"]
+    for other in ((class_logit(7) * 0.5).id, (class_logit(7) + class_logit(8)).id, class_logit(8).id):
+        assert class_objective_words(other, 7) is None

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from atlas.concepts.formats import Concept, ConceptBank, ExampleSet
 from atlas.matches import Counterpart
 from atlas.model_record import ClassInfo, LayerInfo, ModelInfo
-from atlas.record import ConceptExpression, target_rates
+from atlas.record import ConceptExpression, class_objective_words, target_rates
 from atlas.site.cache_reader import CacheContents, Entry
 
 THUMB_SIDE = 192
@@ -576,15 +576,10 @@ class ClassPage(OfClass, UnitPage):
         shown = self.renders[0].entry.record.objective if self.renders else None
         if shown is None:
             return f"class logit {self.index}"
-        words = [LOGIT_FORMS.get(term.split(":")[0]) if term == f"{term.split(':')[0]}:{self.index}" else None
-                 for term in shown.id.split("+")]
-        if None in words:  # weighted, or another class's term: the record's own words
+        words = class_objective_words(shown.id, self.index)
+        if words is None:  # weighted, or another class's term: the record's own words
             return shown.description
         return f"class logit {self.index}" if words == ["logit"] else f"class {self.index}'s " + " + ".join(words)
-
-
-# the objective id's prefix of each term read from the logits (atlas.objectives), in words
-LOGIT_FORMS = {"class": "logit", "logprob": "log-probability", "margin": "logit minus the mean of the others"}
 
 
 @dataclass(eq=False)
