@@ -34,6 +34,12 @@ class Preset:
     crop_anneal[0] to crop_anneal[1] over the steps (True means xplique's (0.5, 0.05)),
     clamped to [crop_min, crop_max]. `noise` is sigma of the Gaussian + uniform noise
     added to the crops in the model's input space.
+
+    `whole_views` of a step's `crops` show the whole canvas instead of a random crop, so the
+    picture a reader sees is optimised as such, not only through its parts. `crop_softmin` > 0
+    weights each sample's crops by a softmax of their standardised values divided by -crop_softmin
+    (weights not differentiated), so the crops where the objective is weakest pull hardest; 0
+    drives the step by the plain mean over crops.
     """
 
     name: str
@@ -49,6 +55,8 @@ class Preset:
     phase_offset: bool = True
     input_scale: float = 1.0
     lr_end: float = 1.0
+    whole_views: int = 0
+    crop_softmin: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.crop_anneal, list):
@@ -76,6 +84,11 @@ class Preset:
                 f"input_scale must be in (0, 1], a fraction of the model's input side, not {self.input_scale!r}")
         if not 0 < self.lr_end <= 1:
             problems.append(f"lr_end must be in (0, 1], a fraction of lr, not {self.lr_end!r}")
+        most = self.crops if isinstance(self.crops, int) else 0
+        if isinstance(self.whole_views, bool) or not isinstance(self.whole_views, int) or not 0 <= self.whole_views <= most:
+            problems.append(f"whole_views must be an integer from 0 to crops ({self.crops!r}), not {self.whole_views!r}")
+        if not self.crop_softmin >= 0:
+            problems.append(f"crop_softmin must be >= 0 (0: the plain mean over crops), not {self.crop_softmin!r}")
         if self.init not in INITS:
             problems.append(f"init must be one of {', '.join(INITS)}, not {self.init!r}")
         if problems:
@@ -108,8 +121,14 @@ class Preset:
         data = dataclasses.asdict(self)
         if isinstance(self.crop_anneal, tuple):
             data["crop_anneal"] = list(self.crop_anneal)
+        # Left out at their defaults, so the cache keys of presets without them stay what they were.
+        for name in ("whole_views", "crop_softmin"):
+            if data[name] == _DEFAULTS[name]:
+                del data[name]
         return data
 
+
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Preset)}
 
 PRESETS: dict[str, Preset] = {
     # horama 0.3.0's defaults, crop sides as intended ([0.20, 0.25), not the code's [0.25, 0.30)).

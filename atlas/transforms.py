@@ -24,8 +24,9 @@ def crop_boxes(generators: Sequence[torch.Generator], preset: Preset, step: int)
 
     Sides are U[crop_min, crop_max), or annealed N(mean_t, 0.05) clamped to
     [crop_min, crop_max]. Centres are clamped so that every crop lies inside the canvas.
+    n is the preset's crops less its whole views, which need no box.
     """
-    n = preset.crops
+    n = preset.crops - preset.whole_views
     schedule = preset.anneal_schedule
     boxes = []
     for g in generators:
@@ -102,8 +103,16 @@ def add_noise(crops: torch.Tensor, sigma: float, generators: Sequence[torch.Gene
     return crops + noise.view_as(crops)
 
 
+def whole_view(images: torch.Tensor, size: int) -> torch.Tensor:
+    """(K, C, S, S) -> (K, C, size, size): the whole canvas, area-prefiltered (antialiased) as it shrinks."""
+    return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+
+
 class RandomCrops:
-    """Per-step augmentation of K canvases: crops resized to the model input, plus noise."""
+    """Per-step augmentation of K canvases: crops resized to the model input, plus noise.
+
+    Sample k's rows are its random crops, then its whole views (the preset's `whole_views`).
+    """
 
     def __init__(
         self,
@@ -125,7 +134,13 @@ class RandomCrops:
             # pageable copy synchronises its stream), leaving a GPU idle while the host launches.
             steps = range(self.preset.steps)
             self._boxes = torch.stack([crop_boxes(self.geometry, self.preset, s) for s in steps]).to(images.device)
-        boxes = self._boxes[step]
-        pool = pool_factor(images.shape[-1], self.size, nominal_side(self.preset, step))
-        crops = crop_resize(images, boxes, self.size, pool)
+        views = self.preset.whole_views
+        if views < self.preset.crops:
+            pool = pool_factor(images.shape[-1], self.size, nominal_side(self.preset, step))
+            crops = crop_resize(images, self._boxes[step], self.size, pool)
+        if views:
+            k, rest = images.shape[0], (images.shape[1], self.size, self.size)
+            whole = whole_view(images, self.size)[:, None].expand(k, views, *rest)
+            parts = [crops.view(k, -1, *rest), whole] if views < self.preset.crops else [whole]
+            crops = torch.cat(parts, dim=1).reshape(-1, *rest)
         return add_noise(crops, self.preset.noise, self.noise)

@@ -16,6 +16,7 @@ from atlas.transforms import (
     crop_resize,
     nominal_side,
     pool_factor,
+    whole_view,
 )
 
 
@@ -147,3 +148,24 @@ def test_boxes_drawn_up_front_are_the_per_step_draws(images):
         boxes = crop_boxes(sequential, preset, step)
         pool = pool_factor(images.shape[-1], 40, nominal_side(preset, step))
         torch.testing.assert_close(augment(images, step), crop_resize(images, boxes, 40, pool), rtol=0, atol=0)
+
+
+def test_whole_views_follow_each_samples_random_crops(images):
+    """Sample k's rows are its random crops, drawn as a preset with that many crops would draw them,
+    then its whole views: the canvas shrunk with an area prefilter, a view of everything."""
+    mixed = RandomCrops(get_preset("cpu", crops=4, whole_views=1, noise=0.0), 24, generators(0, 1), generators(2, 3))
+    plain = RandomCrops(get_preset("cpu", crops=3, noise=0.0), 24, generators(0, 1), generators(2, 3))
+    out, crops = mixed(images, 0), plain(images, 0)
+    assert out.shape == (8, 3, 24, 24)
+    for k in range(2):
+        torch.testing.assert_close(out[4 * k : 4 * k + 3], crops[3 * k : 3 * k + 3], rtol=0, atol=0)
+        torch.testing.assert_close(out[4 * k + 3], whole_view(images, 24)[k], rtol=0, atol=0)
+    # the prefilter: a whole view of white noise is smooth where a bare resampling aliases
+    noise = torch.rand((1, 3, 256, 256), generator=torch.Generator().manual_seed(0))
+    assert whole_view(noise, 64).std() < 1.2 * F.interpolate(noise, size=(64, 64), mode="area").std()
+
+
+def test_only_whole_views_need_no_boxes(images):
+    augment = RandomCrops(get_preset("cpu", crops=2, whole_views=2, noise=0.0), 16, generators(0), generators(1))
+    out = augment(images[:1], 0)
+    torch.testing.assert_close(out, whole_view(images[:1], 16).expand(2, 3, 16, 16), rtol=0, atol=0)
