@@ -469,20 +469,6 @@ class BatchObjective:
         return total.mean(1) if reduce else total
 
 
-def softmin_over_crops(per_crop: torch.Tensor, temperature: float) -> torch.Tensor:
-    """(K, crops) values -> (K,): each sample's crops weighted towards its weakest.
-
-    Weights are softmax(-z / temperature) of the values standardised within the sample, so the
-    temperature means the same for a logit and a channel's mean; they are not differentiated, so
-    each crop's gradient is its own value's, scaled. A large temperature is the plain mean.
-    """
-    with torch.no_grad():
-        centred = per_crop - per_crop.mean(1, keepdim=True)
-        spread = per_crop.std(1, keepdim=True, unbiased=False).clamp_min(1e-6)
-        weights = torch.softmax(-centred / (spread * temperature), dim=1)
-    return (weights * per_crop).sum(1)
-
-
 class _Group:
     """Terms of one kind on one source (logits or one layer), possibly from many objectives."""
 

@@ -36,10 +36,7 @@ class Preset:
     added to the crops in the model's input space.
 
     `whole_views` of a step's `crops` show the whole canvas instead of a random crop, so the
-    picture a reader sees is optimised as such, not only through its parts. `crop_softmin` > 0
-    weights each sample's crops by a softmax of their standardised values divided by -crop_softmin
-    (weights not differentiated), so the crops where the objective is weakest pull hardest; 0
-    drives the step by the plain mean over crops.
+    picture a reader sees is optimised as such, not only through its parts.
     """
 
     name: str
@@ -56,7 +53,6 @@ class Preset:
     input_scale: float = 1.0
     lr_end: float = 1.0
     whole_views: int = 0
-    crop_softmin: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.crop_anneal, list):
@@ -87,8 +83,6 @@ class Preset:
         most = self.crops if isinstance(self.crops, int) else 0
         if isinstance(self.whole_views, bool) or not isinstance(self.whole_views, int) or not 0 <= self.whole_views <= most:
             problems.append(f"whole_views must be an integer from 0 to crops ({self.crops!r}), not {self.whole_views!r}")
-        if not self.crop_softmin >= 0:
-            problems.append(f"crop_softmin must be >= 0 (0: the plain mean over crops), not {self.crop_softmin!r}")
         if self.init not in INITS:
             problems.append(f"init must be one of {', '.join(INITS)}, not {self.init!r}")
         if problems:
@@ -121,14 +115,11 @@ class Preset:
         data = dataclasses.asdict(self)
         if isinstance(self.crop_anneal, tuple):
             data["crop_anneal"] = list(self.crop_anneal)
-        # Left out at their defaults, so the cache keys of presets without them stay what they were.
-        for name in ("whole_views", "crop_softmin"):
-            if data[name] == _DEFAULTS[name]:
-                del data[name]
+        # Left out at its default, so the cache keys of presets without whole views stay what they were.
+        if data["whole_views"] == 0:
+            del data["whole_views"]
         return data
 
-
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Preset)}
 
 PRESETS: dict[str, Preset] = {
     # horama 0.3.0's defaults, crop sides as intended ([0.20, 0.25), not the code's [0.25, 0.30)).

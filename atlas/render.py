@@ -24,7 +24,7 @@ import torch
 
 from atlas.device import resolve_device
 from atlas.errors import AtlasError
-from atlas.objectives import ActivationCapture, BatchObjective, Objective, softmin_over_crops
+from atlas.objectives import ActivationCapture, BatchObjective, Objective
 from atlas.param import make_param
 from atlas.presets import Preset
 from atlas.seeds import stream_seed
@@ -124,12 +124,10 @@ def render(
                 crops = crops.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast_bf16):
                 activations = capture(crops)
-            per_crop = score(activations, reduce=False)
-            values = per_crop.mean(1)
-            drive = values if preset.crop_softmin == 0 else softmin_over_crops(per_crop, preset.crop_softmin)
+            values = score(activations)
             alive = alive & torch.isfinite(values)
             # a failed sample contributes zero loss; the others are untouched (losses are summed)
-            loss = -torch.where(alive, drive, torch.zeros_like(drive)).sum()
+            loss = -torch.where(alive, values, torch.zeros_like(values)).sum()
             loss.backward()
             alive = alive & torch.isfinite(params.grad).flatten(1).all(1) & torch.isfinite(image.grad).flatten(1).all(1)
             attribution += torch.where(alive.view(k, 1, 1, 1), image.grad.abs(), 0.0)

@@ -247,20 +247,3 @@ def test_every_objective_rises(tiny):
     assert torch.all(gain > 0), dict(zip([o.id for o in objectives], gain.tolist(), strict=True))
     assert hooks_left(tiny.module) == 0
 
-
-def test_softmin_over_crops_pulls_hardest_on_the_weakest_crop():
-    from atlas.objectives import softmin_over_crops
-
-    values = torch.tensor([[1.0, 2.0, 3.0, 10.0], [5.0, 5.0, 5.0, 5.0]], requires_grad=True)
-    drive = softmin_over_crops(values, 0.5)
-    drive.sum().backward()
-    weights = values.grad
-    # weights sum to one; the weakest crop weighs most, the strongest least; equal crops weigh alike
-    torch.testing.assert_close(weights.sum(1), torch.ones(2))
-    assert weights[0, 0] > weights[0, 1] > weights[0, 2] > weights[0, 3]
-    torch.testing.assert_close(weights[1], torch.full((4,), 0.25))
-    assert drive[0] < values[0].mean()
-    # a scale-free temperature: the same weights for values ten times larger; a large one is the mean
-    scaled = softmin_over_crops(10 * values.detach(), 0.5)
-    torch.testing.assert_close(scaled[0], 10 * drive[0].detach())
-    torch.testing.assert_close(softmin_over_crops(values.detach(), 1e6), values.detach().mean(1))
