@@ -100,7 +100,7 @@ def render(
     noise = [torch.Generator(device=device).manual_seed(stream_seed(s, "noise")) for s in seeds]
     image_param = make_param(param, size, magnitude, geometry, device, preset.phase_offset)
     augment = RandomCrops(preset, preset.input_side(loaded.input_size), geometry, noise)
-    score = BatchObjective(objectives, preset.crops)
+    score = BatchObjective(objectives, preset.views)
     mean = torch.tensor(loaded.mean, device=device, dtype=torch.float32).view(1, 3, 1, 1)
     std = torch.tensor(loaded.std, device=device, dtype=torch.float32).view(1, 3, 1, 1)
 

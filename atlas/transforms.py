@@ -24,9 +24,8 @@ def crop_boxes(generators: Sequence[torch.Generator], preset: Preset, step: int)
 
     Sides are U[crop_min, crop_max), or annealed N(mean_t, 0.05) clamped to
     [crop_min, crop_max]. Centres are clamped so that every crop lies inside the canvas.
-    n is the preset's crops less its whole views, which need no box.
     """
-    n = preset.crops - preset.whole_views
+    n = preset.crops
     schedule = preset.anneal_schedule
     boxes = []
     for g in generators:
@@ -134,13 +133,11 @@ class RandomCrops:
             # pageable copy synchronises its stream), leaving a GPU idle while the host launches.
             steps = range(self.preset.steps)
             self._boxes = torch.stack([crop_boxes(self.geometry, self.preset, s) for s in steps]).to(images.device)
+        pool = pool_factor(images.shape[-1], self.size, nominal_side(self.preset, step))
+        crops = crop_resize(images, self._boxes[step], self.size, pool)
         views = self.preset.whole_views
-        if views < self.preset.crops:
-            pool = pool_factor(images.shape[-1], self.size, nominal_side(self.preset, step))
-            crops = crop_resize(images, self._boxes[step], self.size, pool)
         if views:
-            k, rest = images.shape[0], (images.shape[1], self.size, self.size)
+            k, rest = images.shape[0], crops.shape[1:]
             whole = whole_view(images, self.size)[:, None].expand(k, views, *rest)
-            parts = [crops.view(k, -1, *rest), whole] if views < self.preset.crops else [whole]
-            crops = torch.cat(parts, dim=1).reshape(-1, *rest)
+            crops = torch.cat([crops.view(k, -1, *rest), whole], dim=1).reshape(-1, *rest)
         return add_noise(crops, self.preset.noise, self.noise)

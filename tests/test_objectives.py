@@ -240,7 +240,9 @@ def test_every_objective_rises(tiny):
                   direction(layer, torch.linspace(1, -1, width), cosine=True), channel(layer, 1) - 0.5 * class_logit(7),
                   class_logprob(4), class_margin(5)]
     seeds = list(range(len(objectives)))
-    preset = get_preset("cpu", canvas=48, steps=6, crops=2, crop_min=0.6, crop_max=0.9)
+    # random crops only: a whole view changes the noise draws, and on random weights a neuron can
+    # sit dead under one draw and not another
+    preset = get_preset("cpu", canvas=48, steps=6, crops=2, crop_min=0.6, crop_max=0.9, whole_views=0)
     first = render(tiny, objectives, dataclasses.replace(preset, steps=1), seeds).values  # the initial images
     last = render(tiny, objectives, preset, seeds).values
     gain = last - first

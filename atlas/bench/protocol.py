@@ -144,7 +144,7 @@ def quality_rows(loaded: LoadedModel, judges: Sequence[LoadedModel], configs, cl
         n = classes[:limit] if limit else classes
         # 512 crops a step (32 images x 16 crops) took 40 GB of an H100 on Lite0; xplique's 32 crops at
         # 32 images ran out of its 80 GB
-        batch = max(1, min(32, 512 // preset.crops)) if gpu else 2
+        batch = max(1, min(32, 512 // preset.views)) if gpu else 2
         row = quality(loaded, judges, preset, n, device, config=name, batch=batch, **options)
         measured.append((row, preset))
         if on_row is not None:
