@@ -62,7 +62,7 @@ SEARCH_ROUNDS: dict[int, tuple[tuple[str, dict], ...]] = {
          {**_N, "crops": 3, "whole_views": 1, "crop_min": 0.15, "crop_max": 0.5}),
         ("N, 3 crops + 1 whole view, 224 px, 24 steps (96)",
          {**_N, "crops": 3, "whole_views": 1, "input_scale": 1.0, "steps": 24}),
-        ("N, 7 crops + 1 whole view, 96 steps, 224 px (768)",
+        ("N, 7 crops + 1 whole view, 96 steps, 224 px (768) = `cpu-best`",
          {**_N, "crops": 7, "steps": 96, "input_scale": 1.0, "whole_views": 1}),
     ),
 }
