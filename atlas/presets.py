@@ -23,6 +23,7 @@ INITS = ("normal",)
 CANVAS = (16, 4096)
 STEPS = (1, 100_000)
 CROPS = (1, 1024)
+WHOLE_VIEWS = (0, CROPS[1])
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,8 @@ class Preset:
         if isinstance(self.crop_anneal, list):
             object.__setattr__(self, "crop_anneal", tuple(self.crop_anneal))
         problems = []
-        for name, (low, high), unit in (("canvas", CANVAS, " pixels"), ("steps", STEPS, ""), ("crops", CROPS, "")):
+        for name, (low, high), unit in (("canvas", CANVAS, " pixels"), ("steps", STEPS, ""), ("crops", CROPS, ""),
+                                        ("whole_views", WHOLE_VIEWS, "")):
             number = getattr(self, name)
             if isinstance(number, bool) or not isinstance(number, int) or not low <= number <= high:
                 problems.append(f"{name} must be an integer from {low} to {high}{unit}, not {number!r}")
@@ -80,9 +82,6 @@ class Preset:
                 f"input_scale must be in (0, 1], a fraction of the model's input side, not {self.input_scale!r}")
         if not 0 < self.lr_end <= 1:
             problems.append(f"lr_end must be in (0, 1], a fraction of lr, not {self.lr_end!r}")
-        views = self.whole_views
-        if isinstance(views, bool) or not isinstance(views, int) or not 0 <= views <= CROPS[1]:
-            problems.append(f"whole_views must be an integer from 0 to {CROPS[1]}, not {views!r}")
         if self.init not in INITS:
             problems.append(f"init must be one of {', '.join(INITS)}, not {self.init!r}")
         if problems:
