@@ -65,6 +65,18 @@ SEARCH_ROUNDS: dict[int, tuple[tuple[str, dict], ...]] = {
         ("N, 7 crops + 1 whole view, 96 steps, 224 px (768) = `cpu-best`",
          {**_N, "crops": 7, "steps": 96, "input_scale": 1.0, "whole_views": 1}),
     ),
+    # Round 4 prices the held-out goals below round 3's 768: which of steps, crops and the read side
+    # buys small crops that hold the class.
+    4: (
+        ("N, 4 crops + 1 whole view (124) = `cpu`", {**_N, "whole_views": 1}),
+        ("N, 7 crops + 1 whole view, 48 steps, 224 px (384)",
+         {**_N, "crops": 7, "whole_views": 1, "input_scale": 1.0}),
+        ("N, 7 crops + 1 whole view, 96 steps (398)", {**_N, "crops": 7, "whole_views": 1, "steps": 96}),
+        ("N, 5 crops + 1 whole view, 128 steps (398)", {**_N, "crops": 5, "whole_views": 1, "steps": 128}),
+        ("N, 7 crops + 1 whole view, 128 steps (531)", {**_N, "crops": 7, "whole_views": 1, "steps": 128}),
+        ("N, 7 crops + 1 whole view, 96 steps, 224 px (768): round 3's `cpu-best`",
+         {**_N, "crops": 7, "steps": 96, "input_scale": 1.0, "whole_views": 1}),
+    ),
 }
 SEARCH = SEARCH_ROUNDS[max(SEARCH_ROUNDS)]  # what `atlas bench --only search,cost` runs
 
