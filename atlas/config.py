@@ -104,10 +104,12 @@ class Selection:
 
 
 # Crops per scale of the judging protocol (atlas.judging) when `[scoring] crops` is not set: a GPU
-# judges a batch in a fraction of its render; on a CPU 16 crops cost more than the render, and
-# CPU_CROPS is the fewest that keep the rates (docs/benchmarks.md, "How many judging crops").
+# judges a batch in a fraction of its render, so it takes 16; on a CPU 16 cost a quarter to a third
+# of the `cpu` preset's render, and CPU_CROPS, drawn per picture, holds every mean rate of 16 within
+# 2 points of 50 tuning classes at about an eighth of the render (docs/benchmarks.md, "Judging crops
+# drawn per picture").
 GPU_CROPS = 16
-CPU_CROPS = 16
+CPU_CROPS = 8
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ a file kind of atlas.store, read and listed there (`store.entries`, `store.read`
     <cache>/judgments/<key[:2]>/<key>.json
 
 `key` = sha256 of the canonical JSON of the format, the judged render's cache key, the judge's
-name and weights sha256, and the judging settings (crops, seed, the protocol's scales), as
+name and weights sha256, and the judging settings (crops, seed, the protocol's scales and boxes), as
 `judgment_key` builds it.  A file that does not read back as a `Judgment` of its own key is not one.
 """
 
@@ -53,6 +53,7 @@ class Judgment:
     crops: int
     seed: int
     scales: dict[str, ScaleRates]  # "small", "large", "whole" (atlas.judging.SCALES)
+    per_picture_boxes: bool | None = None  # as in atlas.record.Scores: None, the same boxes for every picture
 
     def __post_init__(self) -> None:
         if not all((self.key, self.picture, self.generator, self.judge, self.judge_weights_sha256)):
@@ -63,9 +64,12 @@ class Judgment:
 
 def judgment_key(picture: str, judge: str, judge_weights_sha256: str, *, crops: int, seed: int,
                  scales: Mapping[str, tuple[float, float]]) -> str:
-    """The cache key of `judge`'s judgment of the render `picture` at these judging settings."""
+    """The cache key of `judge`'s judgment of the render `picture` at these judging settings.  The
+    boxes are each picture's own (atlas.scoring), so a judgment made on shared boxes is not found
+    under this key and the picture is judged again."""
     return KIND.key({"picture": picture, "judge": judge, "judge_weights_sha256": judge_weights_sha256,
-                     "crops": crops, "seed": seed, "scales": {name: list(scale) for name, scale in scales.items()}})
+                     "crops": crops, "seed": seed, "scales": {name: list(scale) for name, scale in scales.items()},
+                     "boxes": "per picture"})
 
 
 KIND = Kind(name="judgment", folder="judgments", value=Judgment, document=None,

@@ -132,6 +132,9 @@ class Scores:
     crop_seed: int
     models: tuple[ModelScores, ...]
     crop_scale: tuple[float, float] | None = None
+    # True: each picture's own boxes, from the seed and its pixels (atlas.scoring); None (left out of
+    # the record): the same boxes for every picture, from the seed alone
+    per_picture_boxes: bool | None = None
 
 
 def target_rates(judging: Mapping[str, Scores]) -> dict[str, dict[str, tuple[float | None, float | None]]]:

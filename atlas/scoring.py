@@ -2,12 +2,19 @@
 
 The generating model scores its own images (does the image still excite the class under new
 crops?), and judges, other ImageNet models, measure transferability as in the MACO paper.
-Every model sees the same crops: boxes drawn from a seeded generator that depend only on the
-seed and the canvas, not on which images share a batch.
+
+Each picture gets its own boxes, drawn from the protocol's seed and the picture's 8-bit pixels:
+every model sees the same crops of a picture wherever it is judged (in its render's batch, alone,
+or read back from the cache), and different pictures see different boxes.  With boxes shared by
+every picture, one unlucky draw (small boxes at an edge) moved every picture's rate at once, by
+5-13 points on small crops, and more pictures did not average it out; drawn per picture, the
+error of a few boxes is independent from picture to picture and averages out over a class list
+(docs/benchmarks.md, "Which boxes the judges see").
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,6 +25,11 @@ from atlas.models import LoadedModel
 from atlas.record import ModelScores, Scores, TopClass
 
 TOP = 5
+# Crops a judge reads at once.  A card wants large batches; a CPU reads an EfficientNet-Lite crop 2-3x
+# faster one or two at a time than 32 or 64 at a time (activations that stay in cache): 16-23 ms
+# against 40-60 ms a Lite0 crop on 2 AMD EPYC cores (docs/benchmarks.md, "How many judging crops").
+CUDA_CHUNK = 64
+CPU_CHUNK = 2
 
 
 @dataclass(frozen=True)
@@ -46,6 +58,29 @@ def pixel_boxes(canvas: int, crops: int, seed: int, crop_min: float, crop_max: f
     return boxes
 
 
+def picture_digests(images: torch.Tensor) -> list[bytes]:
+    """sha256 of each (3, S, S) picture's 8-bit pixels, whatever device and memory layout it is in:
+    what its boxes are drawn from."""
+    stored = (images.detach().float() * 255).round().clamp_(0, 255).to(torch.uint8).cpu().contiguous()
+    return [hashlib.sha256(picture.numpy().tobytes()).digest() for picture in stored]
+
+
+def box_seed(seed: int, digest: bytes, crop_min: float, crop_max: float) -> int:
+    """The seed of one picture's boxes at one scale: the scales' draws are independent too."""
+    material = f"{seed}:{crop_min!r}:{crop_max!r}:".encode() + digest
+    return int.from_bytes(hashlib.sha256(material).digest()[:8], "little") >> 1  # torch seeds are < 2**63
+
+
+def picture_crops(images: torch.Tensor, boxes: Sequence[Sequence[tuple[int, int, int]]], size: int) -> torch.Tensor:
+    """(K, 3, S, S) and each picture's n boxes -> (K * n, 3, size, size), image-major."""
+    out = [
+        F.interpolate(images[k : k + 1, :, top : top + s, left : left + s], size=(size, size), mode="bicubic",
+                      antialias=True, align_corners=False)
+        for k, picture_boxes in enumerate(boxes) for top, left, s in picture_boxes
+    ]
+    return torch.cat(out).clamp_(0, 1)
+
+
 def resize_crops(images: torch.Tensor, boxes: Sequence[tuple[int, int, int]], size: int) -> torch.Tensor:
     """(K, 3, S, S) -> (K * n, 3, size, size), image-major."""
     out = [
@@ -68,8 +103,9 @@ def _model_input(crops: torch.Tensor, judge: LoadedModel, value_range: tuple[flo
 
 @torch.no_grad()
 def _probabilities(judge: LoadedModel, crops: torch.Tensor, value_range: tuple[float, float] | None,
-                   chunk: int) -> torch.Tensor:
+                   chunk: int | None) -> torch.Tensor:
     device = next(judge.module.parameters()).device
+    chunk = chunk or (CPU_CHUNK if device.type == "cpu" else CUDA_CHUNK)
     out = []
     for start in range(0, crops.shape[0], chunk):
         x = _model_input(crops[start : start + chunk].to(device), judge, value_range)
@@ -87,17 +123,20 @@ def score_images(
     crop_min: float = 0.2,
     crop_max: float = 0.25,
     value_range: tuple[float, float] | None = None,
-    chunk: int = 64,
+    chunk: int | None = None,  # by the judge's device: CPU_CHUNK or CUDA_CHUNK
+    digests: Sequence[bytes] | None = None,
 ) -> list[Scores]:
     """The record's scores of each image: per model the top-5 of the crop-averaged
-    probabilities, and for class targets how often the target is top-1/top-5."""
+    probabilities, and for class targets how often the target is top-1/top-5.  `digests` are the
+    images' `picture_digests`, where the caller has them already."""
     count, _, canvas, _ = images.shape
-    boxes = pixel_boxes(canvas, crops, seed, crop_min, crop_max)
+    digests = picture_digests(images) if digests is None else digests
+    boxes = [pixel_boxes(canvas, crops, box_seed(seed, d, crop_min, crop_max), crop_min, crop_max) for d in digests]
     per_image: list[list[ModelScores]] = [[] for _ in range(count)]
     for judge in judges:
         size = judge.loaded.input_size
         device = next(judge.loaded.module.parameters()).device  # crops resized where the judge runs
-        probs = _probabilities(judge.loaded, resize_crops(images.float().to(device), boxes, size), value_range, chunk)
+        probs = _probabilities(judge.loaded, picture_crops(images.float().to(device), boxes, size), value_range, chunk)
         probs = probs.view(count, crops, -1)
         mean = probs.mean(dim=1)
         top = mean.topk(min(TOP, mean.shape[1]), dim=1)
@@ -112,4 +151,4 @@ def score_images(
                 target_top5_rate=float((per_crop_top[k] == target).any(dim=1).float().mean()) if hit else None,
                 target_prob=round(float(mean[k, target]), 6) if hit else None,
             ))
-    return [Scores(crops, seed, tuple(models), (crop_min, crop_max)) for models in per_image]
+    return [Scores(crops, seed, tuple(models), (crop_min, crop_max), per_picture_boxes=True) for models in per_image]

@@ -1,4 +1,4 @@
-"""Scores: seeded crops at the optimisation scale, crop-averaged top-5, target hit rates."""
+"""Scores: each picture's seeded crops, crop-averaged top-5, target hit rates."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from atlas.judging import SCALES, judge_images
 from atlas.models import LoadedModel
 from atlas.record import target_rates
-from atlas.scoring import Judge, pixel_boxes, score_images
+from atlas.scoring import Judge, box_seed, picture_digests, pixel_boxes, score_images
 
 
 class MeanColour(torch.nn.Module):
@@ -99,6 +99,45 @@ def test_the_protocol_judges_every_image_at_the_same_three_scales():
     assert rates["whole"]["gen"] == (1.0, 1.0) and rates["whole"]["judge"] == (1.0, 1.0)
     assert rates["small"]["gen"][0] < 0.5 < rates["whole"]["gen"][0]
     assert target_rates(judged[1])["small"]["judge"] == (1.0, 1.0)
-    # the crops depend on the seed and the canvas only, not on what else is in the batch
+    assert all(j[s].per_picture_boxes for j in judged for s in SCALES)
+    # a picture's crops depend on the seed and its pixels only, not on what else is in the batch or where
     alone = judge_images(image[None], judges, [0], crops=8, seed=2)[0]
     assert target_rates(alone) == rates
+    last = judge_images(torch.stack([solid((0, 0, 1), canvas=100), image]), judges, [2, 0], crops=8, seed=2)[1]
+    assert target_rates(last) == rates
+    assert target_rates(judge_images(image[None], judges, [0], crops=8, seed=3)[0]) != rates
+
+
+def _centre_pictures(count: int) -> torch.Tensor:
+    """`count` red pictures with a green centre, each with one pixel of its own (distinct pixels)."""
+    image = solid((1.0, 0.0, 0.0), canvas=100)
+    image[:, 30:70, 30:70] = torch.tensor([0.0, 1.0, 0.0]).view(3, 1, 1)
+    images = image.expand(count, 3, 100, 100).clone()
+    for k in range(count):
+        images[k, 2, k // 100, k % 100] = 1 / 255
+    return images
+
+
+def test_each_picture_has_its_own_boxes_drawn_from_its_stored_pixels():
+    images = _centre_pictures(3)
+    digests = picture_digests(images)
+    assert len(set(digests)) == 3
+    # the same 8-bit pixels, as read back from a PNG or held channels-last on a device, draw the same boxes
+    stored = (images * 255).round().to(torch.uint8).float() / 255
+    assert picture_digests(stored.contiguous(memory_format=torch.channels_last)) == digests
+    seeds = {box_seed(0, d, 0.2, 0.45) for d in digests}
+    assert len(seeds) == 3 and box_seed(0, digests[0], 0.4, 0.8) not in seeds  # each scale its own draw
+    assert len({tuple(pixel_boxes(100, 4, s, 0.2, 0.45)) for s in seeds}) == 3
+
+
+def test_a_few_boxes_per_picture_average_out_over_pictures():
+    """With boxes drawn per picture, the error of a few boxes is independent from picture to picture:
+    the mean rate of 4 crops over 64 pictures lands near the rate of many crops, while every picture's
+    own rate takes few values."""
+    judges = [Judge(colour_model("gen"), "generator")]
+    images = _centre_pictures(64)
+    few = [target_rates(j)["small"]["gen"][0] for j in judge_images(images, judges, [1] * 64, crops=4, seed=0)]
+    many = target_rates(judge_images(images[:1], judges, [1], crops=512, seed=0)[0])["small"]["gen"][0]
+    assert 0.2 < many < 0.95  # the green centre is top-1 in some small crops, not all
+    assert len(set(few)) > 1  # the pictures did not all see the same boxes
+    assert abs(sum(few) / len(few) - many) < 0.1

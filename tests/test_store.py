@@ -80,13 +80,13 @@ def test_a_new_kind_is_read_and_checked_by_the_store_alone(tmp_path, monkeypatch
 def _judgment(picture: str) -> judgment.Judgment:
     key = judgment.judgment_key(picture, "judge", "w" * 64, crops=2, seed=0, scales={"whole": (1.0, 1.0)})
     return judgment.Judgment(key, picture, "generator", "judge", "w" * 64, 3, 2, 0,
-                             {"whole": judgment.ScaleRates(0.5, 1.0, 0.25)})
+                             {"whole": judgment.ScaleRates(0.5, 1.0, 0.25)}, per_picture_boxes=True)
 
 
 def test_keyed_file_kinds_keep_the_keys_and_documents_they_had_before_the_store():
     value = _judgment("p" * 64)
     material = {"picture": "p" * 64, "judge": "judge", "judge_weights_sha256": "w" * 64, "crops": 2, "seed": 0,
-                "scales": {"whole": [1.0, 1.0]}}
+                "scales": {"whole": [1.0, 1.0]}, "boxes": "per picture"}
     assert value.key == content_key({"format": 1, **material})
     side = matches.Side("a", "w", (("l", 4),))
     assert matches.key_of(side, side, "list", {}) == content_key(
@@ -94,8 +94,9 @@ def test_keyed_file_kinds_keep_the_keys_and_documents_they_had_before_the_store(
     written = {"format": 1, "kind": "judgment", "key": value.key, "picture": "p" * 64, "generator": "generator",
                "judge": "judge", "judge_weights_sha256": "w" * 64, "target": 3, "crops": 2, "seed": 0,
                "scales": {"whole": {"top1_rate": 0.5, "top5_rate": 1, "prob": None}}}
-    older = judgment.KIND.loads(json.dumps(written).encode(), value.key)  # a null prob, an integer rate
-    assert older == judgment.Judgment(**{**dataclasses.asdict(value), "scales": {
+    # a null prob, an integer rate, and no per_picture_boxes: judged on boxes shared by every picture
+    older = judgment.KIND.loads(json.dumps(written).encode(), value.key)
+    assert older == judgment.Judgment(**{**dataclasses.asdict(value), "per_picture_boxes": None, "scales": {
         "whole": judgment.ScaleRates(0.5, 1, None)}})
     assert judgment.KIND.loads(judgment.KIND.dumps(value), value.key) == value
 

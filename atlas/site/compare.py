@@ -69,8 +69,10 @@ def comparable(sites: list[Site]) -> list[Site]:
 
 
 def index_judgments(found: Iterable[Judgment]) -> dict[tuple[str, str], Rates]:
-    """(picture key, judge name) -> the judge's rates per scale."""
-    return {(j.picture, j.judge): {name: (r.top1_rate, r.top5_rate) for name, r in j.scales.items()} for j in found}
+    """(picture key, judge name) -> the judge's rates per scale; a judgment on the picture's own boxes
+    over one on boxes shared by every picture (atlas.scoring), where the cache has both."""
+    ordered = sorted(found, key=lambda j: bool(j.per_picture_boxes))
+    return {(j.picture, j.judge): {name: (r.top1_rate, r.top5_rate) for name, r in j.scales.items()} for j in ordered}
 
 
 def rates_of(render: Render, judges: list[str], judged: dict[tuple[str, str], Rates]) -> dict[str, Rates]:
