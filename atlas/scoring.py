@@ -27,7 +27,8 @@ from atlas.record import ModelScores, Scores, TopClass
 TOP = 5
 # Crops a judge reads at once.  A card wants large batches; a CPU reads an EfficientNet-Lite crop 2-3x
 # faster one or two at a time than 32 or 64 at a time (activations that stay in cache): 16-23 ms
-# against 40-60 ms a Lite0 crop on 2 AMD EPYC cores (docs/benchmarks.md, "How many judging crops").
+# against 40-60 ms a Lite0 crop on 2 AMD EPYC cores (docs/benchmarks.md, "Judging crops drawn per
+# picture").
 CUDA_CHUNK = 64
 CPU_CHUNK = 2
 
