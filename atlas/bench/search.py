@@ -62,7 +62,7 @@ SEARCH_ROUNDS: dict[int, tuple[tuple[str, dict], ...]] = {
          {**_N, "crops": 3, "whole_views": 1, "crop_min": 0.15, "crop_max": 0.5}),
         ("N, 3 crops + 1 whole view, 224 px, 24 steps (96)",
          {**_N, "crops": 3, "whole_views": 1, "input_scale": 1.0, "steps": 24}),
-        ("N, 7 crops + 1 whole view, 96 steps, 224 px (768) = `cpu-best`",
+        ("N, 7 crops + 1 whole view, 96 steps, 224 px (768): round 3's `cpu-best`",
          {**_N, "crops": 7, "steps": 96, "input_scale": 1.0, "whole_views": 1}),
     ),
     # Round 4 prices the held-out goals below round 3's 768: which of steps, crops and the read side
@@ -73,7 +73,8 @@ SEARCH_ROUNDS: dict[int, tuple[tuple[str, dict], ...]] = {
          {**_N, "crops": 7, "whole_views": 1, "input_scale": 1.0}),
         ("N, 7 crops + 1 whole view, 96 steps (398)", {**_N, "crops": 7, "whole_views": 1, "steps": 96}),
         ("N, 5 crops + 1 whole view, 128 steps (398)", {**_N, "crops": 5, "whole_views": 1, "steps": 128}),
-        ("N, 7 crops + 1 whole view, 128 steps (531)", {**_N, "crops": 7, "whole_views": 1, "steps": 128}),
+        ("N, 7 crops + 1 whole view, 128 steps (531) = `cpu-best`",
+         {**_N, "crops": 7, "whole_views": 1, "steps": 128}),
         ("N, 7 crops + 1 whole view, 96 steps, 224 px (768): round 3's `cpu-best`",
          {**_N, "crops": 7, "steps": 96, "input_scale": 1.0, "whole_views": 1}),
     ),
