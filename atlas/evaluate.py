@@ -23,7 +23,7 @@ from PIL import Image
 from atlas.errors import AtlasError
 from atlas.image_limits import size_problem
 from atlas.models import LoadedModel, data_transform, pooled_features
-from atlas.scoring import pixel_boxes, resize_crops
+from atlas.scoring import picture_crops, pixel_boxes
 from atlas.spectrum import IMAGE_SUFFIXES
 
 
@@ -73,7 +73,7 @@ def visualization_features(loaded: LoadedModel, images: torch.Tensor, crops: int
                            crop_scale: tuple[float, float]) -> torch.Tensor:
     """Features of random crops of (K, 3, S, S) images in [0, 1]; (K, crops, D)."""
     boxes = pixel_boxes(images.shape[-1], crops, seed, *crop_scale)
-    pixels = resize_crops(images.float().cpu(), boxes, loaded.input_size)
+    pixels = picture_crops(images.float().cpu(), [boxes] * images.shape[0], loaded.input_size)
     mean = torch.tensor(loaded.mean).view(1, 3, 1, 1)
     std = torch.tensor(loaded.std).view(1, 3, 1, 1)
     device = next(loaded.module.parameters()).device

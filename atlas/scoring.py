@@ -82,16 +82,6 @@ def picture_crops(images: torch.Tensor, boxes: Sequence[Sequence[tuple[int, int,
     return torch.cat(out).clamp_(0, 1)
 
 
-def resize_crops(images: torch.Tensor, boxes: Sequence[tuple[int, int, int]], size: int) -> torch.Tensor:
-    """(K, 3, S, S) -> (K * n, 3, size, size), image-major."""
-    out = [
-        F.interpolate(images[:, :, top : top + s, left : left + s], size=(size, size), mode="bicubic",
-                      antialias=True, align_corners=False)
-        for top, left, s in boxes
-    ]
-    return torch.stack(out, dim=1).flatten(0, 1).clamp_(0, 1)
-
-
 def _model_input(crops: torch.Tensor, judge: LoadedModel, value_range: tuple[float, float] | None) -> torch.Tensor:
     """[0, 1] pixels -> what the model reads: the renderer's value range, or the model's mean/std."""
     if value_range is not None:
