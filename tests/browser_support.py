@@ -12,8 +12,10 @@ import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
+
+from atlas.site.serve import SiteServer
 
 CHROMIUM = Path(os.environ.get("ATLAS_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -39,7 +41,7 @@ class _QuietHandler(SimpleHTTPRequestHandler):
 def serve_parent(site: Path) -> Iterator[str]:
     """Serve the PARENT of the site folder, so the site lives under a subpath like a GitHub project
     page; yields the site's URL."""
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(site.parent)))
+    httpd = SiteServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(site.parent)))
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:

@@ -210,6 +210,24 @@ def test_serve_answers_pages_and_404(site):
         make_server(site.parent / "elsewhere", 0)
 
 
+def test_serve_lets_a_client_hang_up_without_a_traceback(site, capsys):
+    server = make_server(site, 0)
+    try:
+        for error in (BrokenPipeError(32, "Broken pipe"), ConnectionResetError(104, "reset by peer")):
+            try:
+                raise error
+            except OSError:
+                server.handle_error(None, ("127.0.0.1", 1))
+        assert capsys.readouterr().err == ""
+        try:
+            raise ValueError("a real fault of the server")
+        except ValueError:
+            server.handle_error(None, ("127.0.0.1", 1))
+        assert "a real fault of the server" in capsys.readouterr().err
+    finally:
+        server.server_close()
+
+
 def test_cli_serve_prints_its_port(site):
     code = (
         "import sys, threading\n"

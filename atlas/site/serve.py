@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -46,6 +47,17 @@ class _SiteHandler(SimpleHTTPRequestHandler):
         pass
 
 
+class SiteServer(ThreadingHTTPServer):
+    """A threading HTTP server that lets a client hang up quietly: a browser that cancels a picture's
+    download (the reader moved on) is no error of the server, and a traceback in the terminal would
+    say it was."""
+
+    def handle_error(self, request, client_address) -> None:  # noqa: ANN001 - socketserver's signature
+        if isinstance(sys.exc_info()[1], ConnectionError):  # broken pipe, reset or aborted by the client
+            return
+        super().handle_error(request, client_address)
+
+
 def make_server(site: Path, port: int = 8000, host: str = "127.0.0.1") -> ThreadingHTTPServer:
     """A server for `site` bound to host:port (port 0: a free one; see `server.server_address`)."""
     site = Path(site)
@@ -53,7 +65,7 @@ def make_server(site: Path, port: int = 8000, host: str = "127.0.0.1") -> Thread
         raise AtlasError(f"{site} holds no built site (no index.html): run `atlas build` first or pass --out DIR")
     handler = functools.partial(_SiteHandler, directory=str(site))
     try:
-        return ThreadingHTTPServer((host, port), handler)
+        return SiteServer((host, port), handler)
     except OSError as exc:
         raise AtlasError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
                          "pick another with --port, or 0 for any free port") from exc
