@@ -175,7 +175,7 @@ class Config:
         default_factory=lambda: Selection(
             classes="1,9,130,207,309,340,388,417,430,511,852,948,954,963,980,985",
             layers=(("blocks.3", "0-3"), ("conv_head", "top:4")),
-            preset=PresetChoice("cpu", 1),
+            preset=PresetChoice("cpu-best", 1),
             judges=("efficientnet_lite1",),
         )
     )

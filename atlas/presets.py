@@ -2,8 +2,8 @@
 
 `horama` and `xplique` reproduce the defaults of the MACO authors' two codes, horama 0.3.0
 (PyTorch) and xplique 2.0.2 (TensorFlow; `docs/benchmarks.md` compares all three); `atlas` is
-our default for a GPU and `cpu` a budget that a 2-core laptop finishes in minutes. No torch
-here: configs and caches read presets too.
+our default for a GPU, `cpu-best` the default on a CPU (a 2-core laptop renders `make atlas`'s
+subset in minutes), and `cpu` a quicker CPU budget. No torch here: configs and caches read presets too.
 """
 
 from __future__ import annotations
@@ -140,12 +140,14 @@ PRESETS: dict[str, Preset] = {
     # after 128). Sides 0.4-0.8 scored the same but drew fewer, coarser objects. 128 steps x 16
     # crops is 5x the budget where those rates level off, for finer detail, at half of 256 steps.
     "atlas": Preset("atlas", canvas=512, steps=128, crops=16, crop_min=0.25, crop_max=0.6, noise=0.05),
-    # A 2-core CPU budget (`make atlas`), chosen by the settings searches of docs/benchmarks.md:
+    # The quick 2-core CPU budget (`make atlas ARGS="--preset cpu"`), chosen by the settings searches of
+    # docs/benchmarks.md:
     # 48 steps of 4 crops of 0.20-0.60 of a 384 px canvas, read at 0.72 of the model's side (160 px
     # for Lite0), plus one view of the whole canvas a step. The crops hold the class at the judges'
     # scales at 2.5x less CPU time than the first `cpu` preset's 64 steps of 0.4-0.8 crops of 256 px
     # at 224 px; the whole view, for 1.2x the time, makes the whole picture read as the class: on 100
-    # held-out classes Lite0 calls 95% of the pictures by their class, against 88% without it.
+    # held-out classes Lite0 calls 95% of the pictures by their class, against 88% without it; small
+    # crops hold it less often (Lite1/Lite2 top-5 61% / 54%).
     "cpu": Preset("cpu", canvas=384, steps=48, crops=4, crop_min=0.2, crop_max=0.6, noise=0.05, input_scale=0.72,
                   whole_views=1),
     # 8 crops and 96 steps, without a whole view: the cheapest settings of search round 2 (50 classes)
@@ -154,7 +156,8 @@ PRESETS: dict[str, Preset] = {
     # EPYC thread).
     "cpu-fine": Preset("cpu-fine", canvas=384, steps=96, crops=8, crop_min=0.2, crop_max=0.6, noise=0.05,
                        input_scale=0.72),
-    # The CPU settings that meet the held-out goals (search rounds 4 and 5, docs/benchmarks.md): 7 crops
+    # The CPU default (`make atlas`): the settings that meet the held-out goals (search rounds 4-6,
+    # docs/benchmarks.md; nothing at 2x the time of `cpu` or less did): 7 crops
     # and a whole view for 128 steps, read at 0.72 of the model's side. On 100 held-out classes, judged
     # on each picture's own boxes, Lite0 calls 99 of the pictures by their class, Lite1/Lite2 large
     # top-5 97% / 96%, small 80% / 78%; 4.0x the CPU time of `cpu`.

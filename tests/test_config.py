@@ -25,7 +25,7 @@ def test_repository_file_matches_the_built_in_defaults():
     assert dataclasses.replace(loaded, source=None, cache=Path("cache"), site=Path("site")) == Config()
     assert loaded.model == "efficientnet_lite0"
     assert loaded.full.judges == ("efficientnet_lite1", "efficientnet_lite2")
-    assert loaded.cpu.preset.name == "cpu"
+    assert loaded.cpu.preset.name == "cpu-best"
 
 
 def test_settings_are_frozen():

@@ -40,7 +40,9 @@ def test_the_cpu_presets_are_the_settings_their_searches_measured():
     # under their search labels (docs/benchmarks.md): what was measured is what ships
     for name, round_, label in (("cpu", 3, "N, 4 crops + 1 whole view (124) = `cpu`"),
                                 ("cpu-fine", 2, "N, 8 crops, 96 steps (398)"),
-                                ("cpu-best", 4, "N, 7 crops + 1 whole view, 128 steps (531) = `cpu-best`")):
+                                ("cpu-best", 4, "N, 7 crops + 1 whole view, 128 steps (531) = `cpu-best`"),
+                                ("cpu", 6, "N, 4 crops + 1 whole view (124) = `cpu`"),
+                                ("cpu-best", 6, "N, 7 crops + 1 whole view, 128 steps (531) = `cpu-best`")):
         searched = dict(SEARCH_ROUNDS[round_])[label]
         assert get_preset("cpu", **(CPU_BEFORE | {"whole_views": 0} | searched)).to_dict() | {"name": name} \
             == PRESETS[name].to_dict()

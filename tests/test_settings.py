@@ -19,7 +19,7 @@ def test_settings_come_from_the_config_and_the_selection_once():
     config = dataclasses.replace(Config(), param="fourier", bf16=True, channels_last=True)
     selection = override(config.cpu, steps=3, canvas=64)
     settings = RenderSettings.from_config(config, selection)
-    assert settings.preset == get_preset("cpu", steps=3, canvas=64)
+    assert settings.preset == get_preset("cpu-best", steps=3, canvas=64)
     assert (settings.param, settings.bf16, settings.channels_last) == ("fourier", True, True)
     assert settings.spectrum_sha256 == DEFAULT_SPECTRUM_SHA256 and settings.spectrum.shape[0] == 3
     assert settings.precision == "bf16 autocast" and RenderSettings.make("cpu").precision == "fp32"

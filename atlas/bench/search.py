@@ -78,6 +78,18 @@ SEARCH_ROUNDS: dict[int, tuple[tuple[str, dict], ...]] = {
         ("N, 7 crops + 1 whole view, 96 steps, 224 px (768): round 3's `cpu-best`",
          {**_N, "crops": 7, "steps": 96, "input_scale": 1.0, "whole_views": 1}),
     ),
+    # Round 6 asks whether anything at no more than 2x the cost of `cpu` meets the held-out goals on the
+    # per-picture judging protocol (nothing did: `cpu-best` became the CPU default).
+    6: (
+        ("N, 4 crops + 1 whole view (124) = `cpu`", {**_N, "whole_views": 1}),
+        ("N, 4 crops + 1 whole view, 96 steps (249)", {**_N, "whole_views": 1, "steps": 96}),
+        ("N, 5 crops + 1 whole view, 80 steps (249)", {**_N, "crops": 5, "whole_views": 1, "steps": 80}),
+        ("N, 6 crops + 1 whole view, 64 steps (232)", {**_N, "crops": 6, "whole_views": 1, "steps": 64}),
+        ("N, 4 crops + 1 whole view, 96 steps, lr cosine to 0.1 (249)",
+         {**_N, "whole_views": 1, "steps": 96, "lr_end": 0.1}),
+        ("N, 7 crops + 1 whole view, 128 steps (531) = `cpu-best`",
+         {**_N, "crops": 7, "whole_views": 1, "steps": 128}),
+    ),
 }
 SEARCH = SEARCH_ROUNDS[max(SEARCH_ROUNDS)]  # what `atlas bench --only search,cost` runs
 
