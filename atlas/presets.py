@@ -141,8 +141,7 @@ PRESETS: dict[str, Preset] = {
     # crops is 5x the budget where those rates level off, for finer detail, at half of 256 steps.
     "atlas": Preset("atlas", canvas=512, steps=128, crops=16, crop_min=0.25, crop_max=0.6, noise=0.05),
     # The quick 2-core CPU budget (`make atlas ARGS="--preset cpu"`), chosen by the settings searches of
-    # docs/benchmarks.md:
-    # 48 steps of 4 crops of 0.20-0.60 of a 384 px canvas, read at 0.72 of the model's side (160 px
+    # docs/benchmarks.md: 48 steps of 4 crops of 0.20-0.60 of a 384 px canvas, read at 0.72 of the model's side (160 px
     # for Lite0), plus one view of the whole canvas a step. The crops hold the class at the judges'
     # scales at 2.5x less CPU time than the first `cpu` preset's 64 steps of 0.4-0.8 crops of 256 px
     # at 224 px; the whole view, for 1.2x the time, makes the whole picture read as the class: on 100

@@ -58,7 +58,7 @@ class SiteServer(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
-def make_server(site: Path, port: int = 8000, host: str = "127.0.0.1") -> ThreadingHTTPServer:
+def make_server(site: Path, port: int = 8000, host: str = "127.0.0.1") -> SiteServer:
     """A server for `site` bound to host:port (port 0: a free one; see `server.server_address`)."""
     site = Path(site)
     if not (site / "index.html").is_file():
