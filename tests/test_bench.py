@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
 import torch
 
 from atlas import bench
-from atlas.bench import protocol, throughput
+from atlas.bench import checkpoints, protocol, throughput
 from atlas.commands import bench as command
 from atlas.presets import get_preset
 
@@ -103,8 +104,8 @@ def test_objectives_are_chosen_on_the_tuning_list_and_reported_on_the_held_out_l
     monkeypatch.setattr(bench, "load_judges", lambda: [])
     seen = []
 
-    def rows(loaded, judges, configs, classes, *a, on_row=None, **kw):
-        seen.append(([c[3]["objective"] for c in configs], classes))
+    def rows(loaded, judges, configs, classes, *a, on_row=None, checkpoints=None, **kw):
+        seen.append(([(c[1], c[3]["objective"]) for c in configs], classes, checkpoints))
         return [(quality_row(c[0], classes=classes), get_preset("cpu")) for c in configs]
 
     monkeypatch.setattr(bench, "quality_rows", rows)
@@ -113,8 +114,14 @@ def test_objectives_are_chosen_on_the_tuning_list_and_reported_on_the_held_out_l
     args = parsed.parse_args(["--only", "objectives-tuning,objectives", "--objectives", "margin,blend",
                               "--classes", "2", "--heldout-classes", "3", "--out", str(tmp_path)])
     assert command.run(args) == 0
-    assert seen == [(["margin", "blend"], bench.QUALITY_CLASSES[:2]),
-                    (["margin", "blend"], bench.HELDOUT_CLASSES[:3])]
+    assert seen == [([("cpu", "margin"), ("cpu", "blend")], bench.QUALITY_CLASSES[:2], None),
+                    ([("cpu", "margin"), ("cpu", "blend")], bench.HELDOUT_CLASSES[:3], None)]
+    seen.clear()
+    args = parsed.parse_args(["--only", "objectives", "--objectives", "logit", "--presets", "atlas,cpu-best",
+                              "--heldout-classes", "3", "--checkpoints", str(tmp_path / "kept"),
+                              "--out", str(tmp_path)])
+    assert command.run(args) == 0
+    assert seen == [([("atlas", "logit"), ("cpu-best", "logit")], bench.HELDOUT_CLASSES[:3], tmp_path / "kept")]
     out = capsys.readouterr().out
     assert "## Class objectives on the tuning list, where the objective is chosen (2 classes)" in out
     assert "## Class objectives on the held-out list, seed 21 (3 classes)" in out
@@ -122,6 +129,9 @@ def test_objectives_are_chosen_on_the_tuning_list_and_reported_on_the_held_out_l
         parsed.parse_args(["--objectives", "logit,nope"])
     assert stop.value.code == 2
     assert "nope is not a class objective: name some of logit,margin,logprob,blend" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        parsed.parse_args(["--presets", "atlas,big"])
+    assert stop.value.code == 2 and "big is not a preset: name some of horama,xplique,atlas" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("fields, message", [("crop_mn=0.1", "unknown preset setting 'crop_mn'"),
@@ -149,10 +159,69 @@ def test_each_class_objective_renders_its_class(tiny_resnet):
     assert bench.class_objective("blend", 7).id == "class:7+logprob:7"
 
 
+def test_a_quality_row_cut_short_resumes_from_its_kept_chunks(tiny_resnet, monkeypatch, tmp_path, capsys):
+    """A row renders each chunk once: run again, it reads the kept pictures back (same figures, same
+    seconds); a changed setting renders again; a kept file that does not read back is rendered and replaced."""
+    preset = get_preset("cpu", canvas=32, steps=2, crops=1)
+    rendered = []
+    real = protocol.run_ours
+    monkeypatch.setattr(protocol, "run_ours", lambda loaded, preset, batch, device, classes, **kw: (
+        rendered.append((preset.steps, list(classes))), real(loaded, preset, batch, device, classes=classes, **kw))[1])
+    first = bench.quality(tiny_resnet, [], preset, [1, 2, 3], "cpu", config="tiny", batch=2, crops=2,
+                          checkpoints=tmp_path)
+    assert rendered == [(2, [1, 2]), (2, [3])] and len(list(tmp_path.glob("*.npz"))) == 2
+    again = bench.quality(tiny_resnet, [], preset, [1, 2, 3], "cpu", config="tiny", batch=2, crops=2,
+                          checkpoints=tmp_path)
+    assert rendered == [(2, [1, 2]), (2, [3])]  # nothing rendered the second time
+    assert again.per_class == first.per_class and again.stats == first.stats
+    assert again.seconds_per_image == first.seconds_per_image
+
+    bench.quality(tiny_resnet, [], replace(preset, steps=3), [1, 2], "cpu", config="tiny", batch=2, crops=2,
+                  checkpoints=tmp_path)
+    assert rendered[-1] == (3, [1, 2]) and len(list(tmp_path.glob("*.npz"))) == 3
+
+    key = checkpoints.chunk_key(tiny_resnet, preset, [3], "cpu", "ours", {})
+    (tmp_path / f"{key}.npz").write_bytes(b"cut short")
+    mended = bench.quality(tiny_resnet, [], preset, [1, 2, 3], "cpu", config="tiny", batch=2, crops=2,
+                           checkpoints=tmp_path)
+    assert rendered[-1] == (2, [3]) and "does not read back" in capsys.readouterr().err
+    assert mended.per_class == first.per_class
+    assert checkpoints.load_chunk(tmp_path, key, 1, 32) is not None
+
+
+def test_kept_chunks_are_read_only_as_what_they_claim(tmp_path, tiny_resnet):
+    preset = get_preset("cpu", canvas=16, steps=1, crops=1)
+    key = checkpoints.chunk_key(tiny_resnet, preset, [5, 6], "cpu", "ours", {"objective": "logit"})
+    assert key != checkpoints.chunk_key(tiny_resnet, preset, [5, 6], "cpu", "ours", {"objective": "blend"})
+    assert key != checkpoints.chunk_key(tiny_resnet, preset, [6, 5], "cpu", "ours", {"objective": "logit"})
+    images = torch.rand(2, 3, 16, 16)
+    checkpoints.save_chunk(tmp_path, key, images, 4.5)
+    pixels, seconds = checkpoints.load_chunk(tmp_path, key, 2, 16)
+    assert seconds == 4.5 and torch.equal(pixels, (images * 255).round() / 255)
+    assert checkpoints.load_chunk(tmp_path, key, 3, 16) is None  # not the pictures asked for
+    assert checkpoints.load_chunk(tmp_path, key, 2, 32) is None
+    assert checkpoints.load_chunk(tmp_path, "0" * 64, 2, 16) is None  # never kept
+
+
+def test_a_chunk_that_is_not_finite_is_not_kept(tiny_resnet, monkeypatch, tmp_path):
+    preset = get_preset("cpu", canvas=16, steps=1, crops=1)
+    monkeypatch.setattr(protocol, "run_ours", lambda *a, classes, **kw: (torch.full((len(classes), 3, 16, 16),
+                                                                                   float("nan")), 1.0))
+    bench.quality(tiny_resnet, [], preset, [1], "cpu", config="broken", batch=1, crops=2, checkpoints=tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_cpu_quality_row_renders_atlas_sized_pictures_one_at_a_time():
+    assert bench.quality_batch(get_preset("cpu"), gpu=False) == 2
+    assert bench.quality_batch(get_preset("cpu-best"), gpu=False) == 2
+    assert bench.quality_batch(get_preset("atlas"), gpu=False) == 1
+    assert bench.quality_batch(get_preset("atlas"), gpu=True) == 512 // get_preset("atlas").views
+
+
 def test_quality_rows_batch_limit_and_each_row_reported(monkeypatch):
     calls, reported = [], []
 
-    def fake(loaded, judges, preset, classes, device, *, config, batch, **options):
+    def fake(loaded, judges, preset, classes, device, *, config, batch, checkpoints, **options):
         calls.append((config, preset.name, list(classes), batch, options))
         return quality_row(config, classes)
 
@@ -213,8 +282,10 @@ def test_the_command_prints_and_writes_what_the_measurements_return(monkeypatch,
     monkeypatch.setattr(bench, "load_judges", lambda: [])
     rows = [quality_row("before: cpu v1"), quality_row("after: cpu", top5=0.9)]
     monkeypatch.setattr(bench, "quality_rows", lambda *a, on_row=None, **kw: [(r, get_preset("cpu")) for r in rows])
-    args = argparse.Namespace(part="cpu", only="split,quality", device=None, classes=2, heldout_classes=3,
-                              steps=None, images=None, out=tmp_path, no_tf32=False)
+    parsed = argparse.ArgumentParser()
+    command.add_arguments(parsed)
+    args = parsed.parse_args(["--only", "split,quality", "--classes", "2", "--heldout-classes", "3",
+                              "--out", str(tmp_path)])
     assert command.run(args) == 0
     out = capsys.readouterr().out
     assert "| model | batch | step ms | image handling ms | image handling share |\n|---|---|---|---|---|\n" \

@@ -9,6 +9,7 @@ the same for every implementation. One module per noun:
 - `throughput`: speed against the references, scaling, where a step goes, render options, cost;
 - `protocol`: quality on the judging protocol, the rows each machine renders, the tuning and held-out
   class lists, the class objectives compared;
+- `checkpoints`: a quality row's rendered chunks, kept so that a row cut short resumes;
 - `judging`: what judging costs at each crop count, and whether its rates hold, on pictures rendered once;
 - `search`: the configs of the settings search for the `cpu` preset;
 - `concepts`: how long `atlas concepts` takes, and the sample folder it can time;
@@ -29,6 +30,7 @@ from atlas.bench.protocol import (
     load_judges,
     objective_configs,
     quality,
+    quality_batch,
     quality_classes,
     quality_configs,
     quality_json,
@@ -67,8 +69,8 @@ __all__ = [
     "GPU_OPTIONS_BATCH", "HELDOUT_CLASSES", "HELDOUT_SEED",
     "JUDGES", "QUALITY_CLASSES", "SEARCH", "SEARCH_ROUNDS", "SPEED_CLASS", "ConceptBench", "QualityRow", "SiteBench",
     "SpeedRow", "bench_concepts", "bench_site", "class_objective", "cost", "gpu_options", "horama_workdir",
-    "load_judges", "machine_preset", "objective_configs", "peak_memory_mb", "quality", "quality_classes",
-    "quality_configs", "quality_json", "quality_rows", "run_horama", "run_lucent", "run_ours", "sample_folder",
-    "scaling", "search_configs", "seconds_per_image", "speed", "speed_preset", "speed_rows", "split_rows",
-    "time_concepts", "time_split", "timed", "value_range",
+    "load_judges", "machine_preset", "objective_configs", "peak_memory_mb", "quality", "quality_batch",
+    "quality_classes", "quality_configs", "quality_json", "quality_rows", "run_horama", "run_lucent", "run_ours",
+    "sample_folder", "scaling", "search_configs", "seconds_per_image", "speed", "speed_preset", "speed_rows",
+    "split_rows", "time_concepts", "time_split", "timed", "value_range",
 ]

@@ -9,10 +9,12 @@ import random
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import torch
 
 from atlas import objectives
+from atlas.bench.checkpoints import chunk_key, load_chunk, save_chunk
 from atlas.bench.runs import run_horama, run_ours
 from atlas.bench.search import CPU_BEFORE
 from atlas.imagestats import image_stats
@@ -74,17 +76,25 @@ class QualityRow:
 
 
 def quality(loaded: LoadedModel, judges: Sequence[LoadedModel], preset: Preset, classes: Sequence[int], device: str,
-            *, config: str, batch: int = 8, crops: int = 16, runner: str = "ours", **options) -> QualityRow:
-    """Render each class once and judge it on the protocol's scales (atlas.judging)."""
+            *, config: str, batch: int = 8, crops: int = 16, runner: str = "ours", checkpoints: Path | None = None,
+            **options) -> QualityRow:
+    """Render each class once and judge it on the protocol's scales (atlas.judging). With `checkpoints`, each
+    rendered chunk is kept there and a chunk kept before is read back instead of rendered (atlas.bench.checkpoints)."""
     images, seconds = [], 0.0
     for start in range(0, len(classes), batch if runner == "ours" else 1):
         chunk = list(classes[start : start + (batch if runner == "ours" else 1)])
-        if runner == "ours":
+        key = chunk_key(loaded, preset, chunk, device, runner, options) if checkpoints is not None else None
+        kept = load_chunk(checkpoints, key, len(chunk), preset.canvas) if key is not None else None
+        if kept is not None:
+            out, s = kept
+        elif runner == "ours":
             out, s = run_ours(loaded, preset, len(chunk), device, classes=chunk, **options)
         else:
             image, s = run_horama(loaded, preset, preset.steps, device, runner, index=chunk[0])
             out = image[None]
-        images.append(out)
+        if kept is None and key is not None and torch.isfinite(out).all():
+            save_chunk(checkpoints, key, out, s)
+        images.append(out.cpu())
         seconds += s
     # judged as stored: rounded to 8 bits, as the pipeline scores what it writes
     stack = (torch.cat(images) * 255).round() / 255
@@ -100,12 +110,12 @@ def quality(loaded: LoadedModel, judges: Sequence[LoadedModel], preset: Preset, 
     return QualityRow(config, len(classes), seconds / len(classes), per_class, stats)
 
 
-def objective_configs(gpu: bool, objectives: tuple[str, ...] | None = None, fields: dict | None = None
-                      ) -> list[tuple[str, str, dict, dict, int | None]]:
-    """The class objectives (`objectives`, default all of `CLASS_OBJECTIVES`) at the machine's presets, with
-    `fields` of the preset changed, as `quality_configs` rows: the `cpu` preset everywhere, and the `atlas`
-    preset on a GPU (about 220 s an image on 2 CPU cores)."""
-    presets = ("cpu", "atlas") if gpu else ("cpu",)
+def objective_configs(gpu: bool, objectives: tuple[str, ...] | None = None, fields: dict | None = None,
+                      presets: tuple[str, ...] | None = None) -> list[tuple[str, str, dict, dict, int | None]]:
+    """The class objectives (`objectives`, default all of `CLASS_OBJECTIVES`) at `presets`, with `fields` of
+    each preset changed, as `quality_configs` rows. `presets` defaults to the machine's: the `cpu` preset
+    everywhere, and the `atlas` preset on a GPU (about 2 minutes an image on one CPU thread)."""
+    presets = presets or (("cpu", "atlas") if gpu else ("cpu",))
     changed = "".join(f" {k}={v}" for k, v in (fields or {}).items())
     return [(f"{objective} · {preset}{changed}", preset, dict(fields or {}), {"objective": objective}, None)
             for preset in presets for objective in objectives or CLASS_OBJECTIVES]
@@ -133,19 +143,29 @@ def quality_configs(gpu: bool) -> list[tuple[str, str, dict, dict, int | None]]:
     ]
 
 
+def quality_batch(preset: Preset, gpu: bool) -> int:
+    """How many pictures a quality row renders together."""
+    if gpu:
+        # 512 crops a step (32 images x 16 crops) took 40 GB of an H100 on Lite0; xplique's 32 crops at
+        # 32 images ran out of its 80 GB
+        return max(1, min(32, 512 // preset.views))
+    # On one AMD EPYC thread two pictures together cost the same per picture as one at the CPU presets
+    # (8 views at 160 px: 29.6 against 32.7 s an image), but up to twice as much at `atlas`'s 17 views
+    # at 224 px (147-264 against 89-142 s an image over a few timed steps).
+    return 2 if preset.views <= 8 else 1
+
+
 def quality_rows(loaded: LoadedModel, judges: Sequence[LoadedModel], configs, classes: Sequence[int], device: str,
                  gpu: bool, on_row: Callable[[QualityRow, Sequence[int]], None] | None = None,
-                 ) -> list[tuple[QualityRow, Preset]]:
+                 checkpoints: Path | None = None) -> list[tuple[QualityRow, Preset]]:
     """`quality` of each of `configs` (as `quality_configs`), with its preset; `on_row(row, classes)` as each
-    row is done: a run may be cut short."""
+    row is done: a run may be cut short, and with `checkpoints` (a folder) it resumes where it stopped."""
     measured = []
     for name, preset_name, overrides, options, limit in configs:
         preset = get_preset(preset_name, **overrides)
         n = classes[:limit] if limit else classes
-        # 512 crops a step (32 images x 16 crops) took 40 GB of an H100 on Lite0; xplique's 32 crops at
-        # 32 images ran out of its 80 GB
-        batch = max(1, min(32, 512 // preset.views)) if gpu else 2
-        row = quality(loaded, judges, preset, n, device, config=name, batch=batch, **options)
+        row = quality(loaded, judges, preset, n, device, config=name, batch=quality_batch(preset, gpu),
+                      checkpoints=checkpoints, **options)
         measured.append((row, preset))
         if on_row is not None:
             on_row(row, n)

@@ -40,6 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset-fields", type=_preset_fields, default={}, metavar="FIELD=VALUE,...",
                         help="preset fields the objectives tables change, e.g. crop_min=0.15,crop_max=0.5 (default: "
                              "the preset as it is)")
+    parser.add_argument("--presets", type=_preset_names, default=None, metavar="NAMES",
+                        help="comma-separated presets of the objectives tables (default: cpu, and atlas with "
+                             "--part gpu)")
+    parser.add_argument("--checkpoints", type=Path, metavar="DIR",
+                        help="keep each rendered chunk of the quality, held-out, objectives and search tables in "
+                             "DIR, so that a run cut short resumes where it stopped (default: none kept)")
     parser.add_argument("--steps", type=Bounded(*STEPS), metavar="N",
                         help="steps per timed call (default 3 on cpu, 20 on gpu)")
     parser.add_argument("--images", type=Path, metavar="DIR",
@@ -58,6 +64,17 @@ def _objective_names(text: str) -> tuple[str, ...]:
     if not names or unknown:
         raise argparse.ArgumentTypeError(f"{','.join(unknown) or 'nothing'} is not a class objective: name some of "
                                          f"{','.join(CLASS_OBJECTIVES)}")
+    return names
+
+
+def _preset_names(text: str) -> tuple[str, ...]:
+    from atlas.presets import PRESETS
+
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    unknown = [n for n in names if n not in PRESETS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"{','.join(unknown) or 'nothing'} is not a preset: name some of "
+                                         f"{','.join(PRESETS)}")
     return names
 
 
@@ -168,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
         held_out = bench.quality_classes(args.heldout_classes, held_out=True)
     if "quality" in parts:
         measured = bench.quality_rows(lite0, judges, bench.quality_configs(gpu), classes, device, gpu,
-                                      on_row=_print_row)
+                                      on_row=_print_row, checkpoints=args.checkpoints)
         results["quality"] = [bench.quality_json(r, p) for r, p in measured]
         rows = [r for r, _ in measured]
         print(f"\n## Quality on the judging protocol ({_protocol()}), tuning list, {device}\n")
@@ -180,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
 
     if "heldout" in parts:
         measured = bench.quality_rows(lite0, judges, bench.quality_configs(gpu), held_out, device, gpu,
-                                      on_row=_print_row)
+                                      on_row=_print_row, checkpoints=args.checkpoints)
         results["heldout"] = [bench.quality_json(r, p) for r, p in measured]
         print(f"\n## Quality on the held-out list ({len(held_out)} classes, seed {bench.HELDOUT_SEED}), {device}\n")
         print(quality_table([r for r, _ in measured], held_out[: min(r.classes for r, _ in measured)]) + "\n")
@@ -189,14 +206,16 @@ def run(args: argparse.Namespace) -> int:
                        ("objectives", f"held-out list, seed {bench.HELDOUT_SEED}")):
         if part in parts:
             listed = held_out if part == "objectives" else classes
-            configs = bench.objective_configs(gpu, args.objectives, args.preset_fields)
-            measured = bench.quality_rows(lite0, judges, configs, listed, device, gpu, on_row=_print_row)
+            configs = bench.objective_configs(gpu, args.objectives, args.preset_fields, args.presets)
+            measured = bench.quality_rows(lite0, judges, configs, listed, device, gpu, on_row=_print_row,
+                                          checkpoints=args.checkpoints)
             results[part] = [bench.quality_json(r, p) for r, p in measured]
             print(f"\n## Class objectives on the {name} ({len(listed)} classes), {device}\n")
             print(quality_table([r for r, _ in measured], listed) + "\n")
 
     if "search" in parts:
-        measured = bench.quality_rows(lite0, judges, bench.search_configs(), classes, device, gpu, on_row=_print_row)
+        measured = bench.quality_rows(lite0, judges, bench.search_configs(), classes, device, gpu, on_row=_print_row,
+                                      checkpoints=args.checkpoints)
         results["search"] = [bench.quality_json(r, p) for r, p in measured]
         print(f"\n## Settings search for the `cpu` preset ({_protocol()}), rendered on {device}\n")
         print(quality_table([r for r, _ in measured], classes) + "\n")
