@@ -189,11 +189,14 @@ def test_a_quality_row_cut_short_resumes_from_its_kept_chunks(tiny_resnet, monke
     assert checkpoints.load_chunk(tmp_path, key, 1, 32) is not None
 
 
-def test_kept_chunks_are_read_only_as_what_they_claim(tmp_path, tiny_resnet):
+def test_kept_chunks_are_read_only_as_what_they_claim(tmp_path, tiny_resnet, monkeypatch):
     preset = get_preset("cpu", canvas=16, steps=1, crops=1)
     key = checkpoints.chunk_key(tiny_resnet, preset, [5, 6], "cpu", "ours", {"objective": "logit"})
     assert key != checkpoints.chunk_key(tiny_resnet, preset, [5, 6], "cpu", "ours", {"objective": "blend"})
     assert key != checkpoints.chunk_key(tiny_resnet, preset, [6, 5], "cpu", "ours", {"objective": "logit"})
+    monkeypatch.setattr(checkpoints, "ENGINE_VERSION", "next")  # another engine draws other pictures
+    assert key != checkpoints.chunk_key(tiny_resnet, preset, [5, 6], "cpu", "ours", {"objective": "logit"})
+    monkeypatch.undo()
     images = torch.rand(2, 3, 16, 16)
     checkpoints.save_chunk(tmp_path, key, images, 4.5)
     pixels, seconds = checkpoints.load_chunk(tmp_path, key, 2, 16)

@@ -3,9 +3,9 @@
 A row at the `atlas` preset on a CPU takes hours (about 2 minutes an image on one thread), longer
 than a session may run. Each chunk of pictures is kept as it was judged: 8-bit RGB, with the seconds
 its render took, in `<folder>/<key>.npz`. The key is the sha256 of everything the chunk's pictures
-depend on (the model's weights, the preset, the classes, the render options, the device), so a
-changed setting renders again and never reads another setting's pictures. A file that does not
-read back as such a chunk is rendered again and replaced.
+depend on (the engine's version, the spectrum, the model's weights, the preset, the classes, the
+render options, the device), so a changed setting renders again and never reads another setting's
+pictures. A file that does not read back as such a chunk is rendered again and replaced.
 """
 
 from __future__ import annotations
@@ -24,15 +24,19 @@ from atlas.atomic import atomic_write
 from atlas.kind import content_key
 from atlas.models import LoadedModel
 from atlas.presets import Preset
+from atlas.settings import ENGINE_VERSION
+from atlas.spectrum import spectrum_sha256
 
 FORMAT = 1  # bumped when the file or what the key covers changes
 
 
 def chunk_key(loaded: LoadedModel, preset: Preset, classes: Sequence[int], device: str, runner: str,
               options: Mapping[str, Any]) -> str:
-    """The key of one chunk: the classes rendered together in one call, with everything else they depend on."""
+    """The key of one chunk: the classes rendered together in one call, with everything else they depend on
+    (`options` are the render's: objective, parameterisation, seed, precision)."""
     return content_key({
-        "format": FORMAT, "model": loaded.name, "weights_sha256": loaded.weights_sha256,
+        "format": FORMAT, "engine_version": ENGINE_VERSION, "spectrum_sha256": spectrum_sha256(None),
+        "model": loaded.name, "weights_sha256": loaded.weights_sha256,
         "preset": preset.to_dict(), "classes": [int(c) for c in classes], "device": torch.device(device).type,
         "runner": runner, "options": dict(options),
     })
