@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from atlas.flags import Bounded
@@ -56,26 +57,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="on a GPU, true fp32 convolutions and matmuls (cuDNN defaults to TF32 on recent cards)")
 
 
-def _objective_names(text: str) -> tuple[str, ...]:
+def _names_of(choices: Callable[[], tuple[str, ...]], what: str) -> Callable[[str], tuple[str, ...]]:
+    """An argparse type: a comma-separated list of some of `choices()` (called when a flag is parsed, so that
+    the command's import stays torch-free), each once, in the order given."""
+    def parse(text: str) -> tuple[str, ...]:
+        allowed = choices()
+        names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+        unknown = [n for n in names if n not in allowed]
+        if not names or unknown:
+            raise argparse.ArgumentTypeError(f"{','.join(unknown) or 'nothing'} is not {what}: name some of "
+                                             f"{','.join(allowed)}")
+        return names
+    return parse
+
+
+def _class_objectives() -> tuple[str, ...]:
     from atlas.bench.protocol import CLASS_OBJECTIVES
 
-    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
-    unknown = [n for n in names if n not in CLASS_OBJECTIVES]
-    if not names or unknown:
-        raise argparse.ArgumentTypeError(f"{','.join(unknown) or 'nothing'} is not a class objective: name some of "
-                                         f"{','.join(CLASS_OBJECTIVES)}")
-    return names
+    return CLASS_OBJECTIVES
 
 
-def _preset_names(text: str) -> tuple[str, ...]:
+def _presets() -> tuple[str, ...]:
     from atlas.presets import PRESETS
 
-    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
-    unknown = [n for n in names if n not in PRESETS]
-    if not names or unknown:
-        raise argparse.ArgumentTypeError(f"{','.join(unknown) or 'nothing'} is not a preset: name some of "
-                                         f"{','.join(PRESETS)}")
-    return names
+    return tuple(PRESETS)
+
+
+_objective_names = _names_of(_class_objectives, "a class objective")
+_preset_names = _names_of(_presets, "a preset")
 
 
 def _preset_fields(text: str) -> dict[str, float]:
