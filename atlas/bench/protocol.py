@@ -150,7 +150,7 @@ def quality_batch(preset: Preset, gpu: bool) -> int:
         # 32 images ran out of its 80 GB
         return max(1, min(32, 512 // preset.views))
     # On one AMD EPYC thread two pictures together cost the same per picture as one at the CPU presets
-    # (8 views at 160 px: 29.6 against 32.7 s an image), but up to twice as much at `atlas`'s 17 views
+    # (8 views at 160 px: 29.6 against 32.7 s an image), but up to twice as much at `atlas`'s 16 views
     # at 224 px (147-264 against 89-142 s an image over a few timed steps).
     return 2 if preset.views <= 8 else 1
 
