@@ -14,6 +14,10 @@ from atlas.errors import AtlasError
 
 CHOICES = "auto, cpu, cuda, cuda:N or mps"
 CPU_BATCH = 2  # `atlas bench` scaling on 2 cores, cpu preset: 276 images/h at batch 2, 233 at 1, 227 at 4, 159 at 8
+# Past this many views a step, one picture at a time is faster on a CPU: at the `atlas` preset (16 views)
+# two AMD EPYC threads took 0.58-0.69 s a step an image at batch 1 against 0.81-0.85 at batch 2, while at
+# 8 views (`cpu-best`) the two batches cost the same
+CPU_BATCH_MAX_VIEWS = 8
 MAX_AUTO_BATCH = 64
 
 
@@ -73,12 +77,17 @@ def native_bf16(device: str | torch.device = "cpu", cpuinfo: str | None = None) 
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def auto_batch_size(device: str, run: Callable[[int], object]) -> int:
-    """CPU: a small fixed batch.  CUDA: measure the peak memory of `run(1)` and `run(2)` (a
-    batch of one and of two samples), and fill 80% of the free memory with what one more sample
-    costs."""
+def cpu_batch(views: int) -> int:
+    """How many pictures a CPU renders together when each reads `views` crops and whole views a step."""
+    return CPU_BATCH if views <= CPU_BATCH_MAX_VIEWS else 1
+
+
+def auto_batch_size(device: str, run: Callable[[int], object], views: int) -> int:
+    """CPU: a small fixed batch for pictures of `views` views a step.  CUDA: measure the peak memory
+    of `run(1)` and `run(2)` (a batch of one and of two samples), and fill 80% of the free memory
+    with what one more sample costs."""
     if not device.startswith("cuda"):
-        return CPU_BATCH
+        return cpu_batch(views)
     peaks = []
     torch.cuda.synchronize(device)
     base = torch.cuda.memory_allocated(device)

@@ -181,7 +181,7 @@ def _auto_batch_size(plan: Plan, request: RenderRequest, todo: Sequence[PlannedJ
     def render(count: int) -> None:
         engine.render(plan.loaded, [sample] * count, probe, list(range(count)), device=request.device)
 
-    return auto_batch_size(request.device, render)
+    return auto_batch_size(request.device, render, plan.settings.preset.views)
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import torch
 
 from atlas.device import CPU_BATCH, MAX_AUTO_BATCH, auto_batch_size, hardware, resolve_device
 from atlas.errors import AtlasError
+from atlas.presets import get_preset
 
 
 def test_device_resolution_without_a_gpu(monkeypatch):
@@ -35,11 +36,14 @@ def test_hardware_names_the_cpu():
     assert "CPU" in hardware("cpu") and torch.__version__ in hardware("cpu")
 
 
-def test_auto_batch_size_is_fixed_on_the_cpu():
+def test_auto_batch_size_on_the_cpu_is_fixed_by_the_views_a_step():
     def run(count: int) -> None:
         raise AssertionError("the CPU batch is not probed")
 
-    assert auto_batch_size("cpu", run) == CPU_BATCH
+    assert CPU_BATCH > 1
+    assert auto_batch_size("cpu", run, get_preset("cpu").views) == CPU_BATCH
+    assert auto_batch_size("cpu", run, get_preset("cpu-best").views) == CPU_BATCH
+    assert auto_batch_size("cpu", run, get_preset("atlas").views) == 1
 
 
 def test_auto_batch_size_fills_80_percent_of_free_cuda_memory_with_what_a_sample_costs(monkeypatch):
@@ -53,11 +57,11 @@ def test_auto_batch_size_fills_80_percent_of_free_cuda_memory_with_what_a_sample
     monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device: memory["allocated"])
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device: memory["peak"])
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (10_000, 80_000))
-    assert auto_batch_size("cuda:0", run) == (0.8 * 10_000 - 300) // 200
+    assert auto_batch_size("cuda:0", run, 16) == (0.8 * 10_000 - 300) // 200
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (10**12, 10**12))
-    assert auto_batch_size("cuda:0", run) == MAX_AUTO_BATCH
+    assert auto_batch_size("cuda:0", run, 16) == MAX_AUTO_BATCH
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (0, 80_000))
-    assert auto_batch_size("cuda:0", run) == 1
+    assert auto_batch_size("cuda:0", run, 16) == 1
 
 
 @pytest.mark.gpu
@@ -65,11 +69,10 @@ def test_auto_batch_size_fills_80_percent_of_free_cuda_memory_with_what_a_sample
 def test_auto_batch_size_of_a_real_render_on_cuda():
     from atlas.models import load_model
     from atlas.objectives import class_logit
-    from atlas.presets import get_preset
     from atlas.render import render
 
     loaded = load_model("test_resnet", random_weights=True, device="cuda")
     preset = get_preset("cpu", canvas=64, steps=2)
     size = auto_batch_size("cuda", lambda count: render(loaded, [class_logit(0)] * count, preset, list(range(count)),
-                                                        device="cuda"))
+                                                        device="cuda"), preset.views)
     assert 1 <= size <= MAX_AUTO_BATCH

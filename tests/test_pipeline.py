@@ -335,7 +335,7 @@ def test_the_batch_size_probe_renders_with_the_batches_settings(tmp_path, monkey
         calls.append((len(objectives), settings, kwargs["device"]))
         return real_render(loaded, objectives, settings, seeds, **kwargs)
 
-    def probe_twice(device, run):
+    def probe_twice(device, run, views):
         run(1)
         run(2)
         return 2

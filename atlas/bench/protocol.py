@@ -17,6 +17,7 @@ from atlas import objectives
 from atlas.bench.checkpoints import chunk_key, load_chunk, save_chunk
 from atlas.bench.runs import run_horama, run_ours
 from atlas.bench.search import CPU_BEFORE
+from atlas.device import cpu_batch
 from atlas.imagestats import image_stats
 from atlas.judging import SCALES, judge_images
 from atlas.models import LoadedModel
@@ -149,10 +150,7 @@ def quality_batch(preset: Preset, gpu: bool) -> int:
         # 512 crops a step (32 images x 16 crops) took 40 GB of an H100 on Lite0; xplique's 32 crops at
         # 32 images ran out of its 80 GB
         return max(1, min(32, 512 // preset.views))
-    # On one AMD EPYC thread two pictures together cost the same per picture as one at the CPU presets
-    # (8 views at 160 px: 29.6 against 32.7 s an image), but up to twice as much at `atlas`'s 16 views
-    # at 224 px (147-264 against 89-142 s an image over a few timed steps).
-    return 2 if preset.views <= 8 else 1
+    return cpu_batch(preset.views)
 
 
 def quality_rows(loaded: LoadedModel, judges: Sequence[LoadedModel], configs, classes: Sequence[int], device: str,
