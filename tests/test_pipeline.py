@@ -335,7 +335,10 @@ def test_the_batch_size_probe_renders_with_the_batches_settings(tmp_path, monkey
         calls.append((len(objectives), settings, kwargs["device"]))
         return real_render(loaded, objectives, settings, seeds, **kwargs)
 
+    probed_views = []
+
     def probe_twice(device, run, views):
+        probed_views.append(views)
         run(1)
         run(2)
         return 2
@@ -350,6 +353,7 @@ def test_the_batch_size_probe_renders_with_the_batches_settings(tmp_path, monkey
     (one, probe1, _), (two, probe2, _), (batch, settings, device) = calls
     assert (one, two, batch, device) == (1, 2, 2, "cpu")
     assert settings.bf16 and settings.channels_last and settings.preset.steps == 2
+    assert probed_views == [settings.preset.views]  # the CPU batch is chosen for the run's own views a step
     assert probe1 == probe2 == settings.with_steps(2)
     assert probe1.bf16 and probe1.channels_last and probe1.spectrum is settings.spectrum
     for record in records(tmp_path / "cache").values():
