@@ -44,8 +44,20 @@ def test_the_cpu_presets_are_the_settings_their_searches_measured():
                                 ("cpu", 6, "N, 4 crops + 1 whole view (124) = `cpu`"),
                                 ("cpu-best", 6, "N, 7 crops + 1 whole view, 128 steps (531) = `cpu-best`")):
         searched = dict(SEARCH_ROUNDS[round_])[label]
-        assert get_preset("cpu", **(CPU_BEFORE | {"whole_views": 0} | searched)).to_dict() | {"name": name} \
+        assert get_preset("cpu", **(CPU_BEFORE | searched)).to_dict() | {"name": name} \
             == PRESETS[name].to_dict()
+
+
+def test_the_first_cpu_preset_names_every_field_so_that_it_stays_what_it_was():
+    """v1, the baseline of every search, is the `cpu` preset with all its fields replaced: a field that
+    today's `cpu` preset sets (a whole view a step) must not leak into it."""
+    from dataclasses import fields
+
+    from atlas.bench import CPU_BEFORE
+
+    assert set(CPU_BEFORE) == {f.name for f in fields(PRESETS["cpu"])} - {"name"}
+    v1 = get_preset("cpu", **CPU_BEFORE)
+    assert (v1.whole_views, v1.phase_offset, v1.canvas, v1.steps, v1.views) == (0, False, 256, 64, 4)
 
 
 def test_lr_decays_by_a_cosine_to_its_end_fraction():
