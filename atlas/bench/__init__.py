@@ -15,7 +15,10 @@ the same for every implementation. One module per noun:
 - `concepts`: how long `atlas concepts` takes, and the sample folder it can time;
 - `site`: how long `atlas build` takes, and its peak memory, on a synthetic full-scale concept atlas.
 - `models`: what each further model of an atlas costs on the `[cpu]` subset (its render, the
-  cross-judging it brings) through `atlas render`'s own functions, and the site's generator x judge matrix.
+  cross-judging it brings) through `atlas render`'s own functions, and the site's generator x judge matrix;
+- `command`: the whole `atlas render` against its engine alone, on the same jobs;
+- `phase`: the reference phase's noise on a card, suspect by suspect;
+- `kernels`: a step under the profiler against horama's, and its arithmetic against the card's peak.
 """
 
 from atlas.bench.concepts import ConceptBench, bench_concepts, sample_folder, time_concepts

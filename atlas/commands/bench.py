@@ -13,14 +13,17 @@ import os
 import platform
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 from atlas.flags import Bounded
 from atlas.presets import STEPS
 
 PARTS = ("speed", "scaling", "split", "quality", "heldout", "objectives-tuning", "objectives", "search", "cost",
-         "judging", "concepts", "site", "models")
+         "judging", "concepts", "site", "models", "command", "phase", "kernels")
 DEFAULT_PARTS = ("speed", "scaling", "split", "quality", "concepts")
+TUNING_CLASSES = 50  # the quality tables' default class count
+PHASE_CLASSES = 8  # the phase table's classes: the first of the tuning list
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,10 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", default=",".join(DEFAULT_PARTS),
                         help=f"comma-separated subset of {','.join(PARTS)} (default: {','.join(DEFAULT_PARTS)})")
     parser.add_argument("--device", help="torch device (default: cpu for --part cpu, cuda for --part gpu)")
-    parser.add_argument("--classes", type=Bounded(1, 1000), default=50, metavar="N",
-                        help="classes of the tuning list for the quality and search tables, and the first N classes "
-                             "of atlas.toml's [cpu] subset for the models table (default 50; an integer from 1 to "
-                             "1000)")
+    parser.add_argument("--classes", type=Bounded(1, 1000), metavar="N",
+                        help="classes of the tuning list for the quality and search tables (default 50), the first N "
+                             "classes of atlas.toml's [cpu] subset for the models table (default 50), and the "
+                             "classes `atlas render` renders in the command table (default 100 with --part gpu, 4 "
+                             "without); an integer from 1 to 1000")
     parser.add_argument("--heldout-classes", type=Bounded(1, 100), default=100, metavar="N",
                         help="classes of the held-out list for the heldout and objectives tables (default 100; an "
                              "integer from 1 to 100)")
@@ -48,7 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="keep each rendered chunk of the quality, held-out, objectives and search tables in "
                              "DIR, so that a run cut short resumes where it stopped (default: none kept)")
     parser.add_argument("--steps", type=Bounded(*STEPS), metavar="N",
-                        help="steps per timed call (default 3 on cpu, 20 on gpu)")
+                        help="steps per timed call (default 3 on cpu, 20 on gpu); for the command and phase "
+                             "tables, the steps of every picture (default: the preset's own)")
     parser.add_argument("--images", type=Path, metavar="DIR",
                         help="ImageNet-layout folder for the concepts part (default: a sample made from "
                              "scikit-image's photos)")
@@ -190,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
 
     if {"quality", "heldout", "objectives-tuning", "objectives", "search", "judging"} & set(parts):
         judges = bench.load_judges()
-        classes = bench.quality_classes(args.classes)
+        classes = bench.quality_classes(TUNING_CLASSES if args.classes is None else args.classes)
         held_out = bench.quality_classes(args.heldout_classes, held_out=True)
     if "quality" in parts:
         measured = bench.quality_rows(lite0, judges, bench.quality_configs(gpu), classes, device, gpu,
@@ -273,7 +278,8 @@ def run(args: argparse.Namespace) -> int:
 
         config = load_config()
         load = os.getloadavg()  # the machine may be shared: the CPU seconds hold, the wall seconds less so
-        measured = bench_models(config, subset_classes(config, args.classes), device,
+        count = TUNING_CLASSES if args.classes is None else args.classes
+        measured = bench_models(config, subset_classes(config, count), device,
                                 report=lambda line: print(f"  {line}", flush=True))
         results["models"] = measured.to_json() | {"load_average_1min": {"before": load[0],
                                                                          "after": os.getloadavg()[0]}}
@@ -286,6 +292,36 @@ def run(args: argparse.Namespace) -> int:
         print("Generator (rows) x judge (columns): mean top-1 rate over the row model's class pictures, "
               "whole picture / large crops (0.40-0.80), as the site's root index shows it\n")
         print(matrix_table(measured.matrix) + "\n")
+
+    if "command" in parts:
+        from atlas.bench.command import bench_command
+
+        count = args.classes if args.classes is not None else (100 if gpu else 4)
+        measured = bench_command(bench.quality_classes(count), device, subset="full" if gpu else "cpu",
+                                 steps=args.steps, report=lambda line: print(f"  {line}", flush=True))
+        results["command"] = measured.to_json()
+        print(f"## The whole `atlas render` against its engine alone: {measured.model}, {measured.images} classes "
+              f"of the tuning list at the `{measured.preset}` preset, the config's judges, {device}\n")
+        print("\n".join(measured.lines()) + "\n")
+
+    if "phase" in parts:
+        from atlas.bench.phase import HEADER, phase_rows
+
+        classes = bench.quality_classes(PHASE_CLASSES)
+        rows = phase_rows(lite0, classes, device, steps=args.steps)
+        results["phase"] = [asdict(r) | {"noisy": r.noisy} for r in rows]
+        print(f"## The reference phase: v1 `cpu` settings on classes {', '.join(map(str, classes))}, {device}\n")
+        print(_table(HEADER, [r.cells() for r in rows]) + "\n")
+
+    if "kernels" in parts:
+        from atlas.bench.kernels import arithmetic, kernels_json, one_picture_profiles
+
+        profiles = one_picture_profiles(lite0, bench.speed_preset(), steps, device)
+        measured = [arithmetic(lite0, default, batch, steps, device) for batch in ((1, 32) if gpu else (1, 2))]
+        results["kernels"] = kernels_json(profiles, measured)
+        same = bench.speed_preset()
+        print(kernels_tables(profiles, measured, f"canvas {same.canvas}, {same.crops} crops of {same.crop_min}-"
+                             f"{same.crop_max}, noise {same.noise}, {steps} steps", default.name, device) + "\n")
 
     if gpu and "speed" in parts:
         options = bench.gpu_options(lite0, resnet, default, steps, device)
@@ -336,6 +372,31 @@ def quality_table(rows: list, classes) -> str:
             cells += [f"{100 * rates[n][1]:.0f}%" for n in names[1:]]
         table.append(cells)
     return _table(header, table)
+
+
+def kernels_tables(profiles, measured, settings: str, preset: str, device: str) -> str:
+    lines = [f"## A step under the profiler: one picture a call at identical settings ({settings}), {device}; "
+             "per step\n",
+             _table(["implementation", "ms (wall)", "device busy ms", "device busy share", "kernels launched",
+                     "syncs", "copies", "aten operators"],
+                    [[p.implementation, f"{p.wall_ms:.1f}", f"{p.device_busy_ms:.1f}",
+                      f"{100 * p.device_busy_share:.0f}%", f"{p.launches:.0f}", f"{p.syncs:.0f}", f"{p.copies:.0f}",
+                      f"{p.operators:.0f}"] for p in profiles]), ""]
+    for p in profiles:
+        lines.append(f"{p.implementation}: most host time: "
+                     + ", ".join(f"{name} {ms:.2f} ms" for name, ms in p.host_top))
+        if p.device_top:
+            lines.append(f"{p.implementation}: most device time: "
+                         + ", ".join(f"{name} {ms:.2f} ms" for name, ms in p.device_top))
+    kinds = list(measured[0].peak or {})
+    lines += ["", f"## Arithmetic of a step of ours at the `{preset}` preset: achieved against the card's peak "
+              f"(dense, NVIDIA's datasheet), {device}\n",
+              _table(["batch", "GFLOP a step", "ms a step", "TFLOP/s"] + [f"share of {k} peak" for k in kinds],
+                     [[a.batch, f"{a.gflop_per_step:.1f}", f"{a.ms_per_step:.1f}", f"{a.tflops:.2f}"]
+                      + [f"{100 * a.shares()[k]:.1f}%" for k in kinds] for a in measured])]
+    if not kinds:
+        lines.append("\n(no peak known for this device: the share is not computed)")
+    return "\n".join(lines)
 
 
 def judging_table(cost) -> str:
