@@ -404,3 +404,14 @@ def test_judging_cost_renders_once_and_judges_the_same_pictures_with_each_crop_c
     table = command.judging_table(cost)
     assert table.splitlines()[0].startswith("| crops | judging CPU s/image | of the render | largest change |")
     assert len(table.splitlines()) == 4 and json.dumps(cost.to_json())
+
+
+def test_the_speed_settings_stay_horamas_whatever_the_atlas_preset_becomes(monkeypatch):
+    from atlas import presets
+
+    monkeypatch.setitem(presets.PRESETS, "atlas", replace(presets.PRESETS["atlas"], whole_views=1, input_scale=0.72,
+                                                          crop_anneal=True))
+    same = bench.speed_preset()
+    assert (same.canvas, same.crops, same.views, same.crop_min, same.crop_max, same.noise) == (512, 8, 8, 0.2, 0.25,
+                                                                                              0.05)
+    assert same.input_side(224) == 224 and same.crop_anneal is False

@@ -31,8 +31,11 @@ class SpeedRow:
 
 
 def speed_preset() -> Preset:
-    """Identical settings for every implementation: horama's crops and noise on a 512 canvas."""
-    return get_preset("atlas", canvas=512, crops=8, crop_min=0.20, crop_max=0.25, noise=0.05)
+    """Identical settings for every implementation: horama's crops and noise on a 512 canvas. Every field
+    that changes what a step computes is named, so that a change to the `atlas` preset (a whole view, a
+    smaller input) never makes our step do more or less than horama's."""
+    return get_preset("atlas", canvas=512, crops=8, crop_min=0.20, crop_max=0.25, noise=0.05, whole_views=0,
+                      input_scale=1.0, crop_anneal=False)
 
 
 def speed(loaded: LoadedModel, preset: Preset, steps: int, device: str, batches: Sequence[int] = (1, 8),

@@ -376,7 +376,7 @@ def quality_table(rows: list, classes) -> str:
 
 def kernels_tables(profiles, measured, settings: str, preset: str, device: str) -> str:
     lines = [f"## A step under the profiler: one picture a call at identical settings ({settings}), {device}; "
-             "per step\n",
+             "per step (the wall times include the profiler's own cost: the speed table has them without it)\n",
              _table(["implementation", "ms (wall)", "device busy ms", "device busy share", "kernels launched",
                      "syncs", "copies", "aten operators"],
                     [[p.implementation, f"{p.wall_ms:.1f}", f"{p.device_busy_ms:.1f}",
