@@ -135,3 +135,22 @@ def test_the_bench_command_prints_the_card_tables(monkeypatch, tmp_path, capsys)
     results = json.loads((tmp_path / "results-cpu.json").read_text())
     assert list(results)[-3:] == ["command", "phase", "kernels"]
     assert results["command"]["full_hours_command"] == pytest.approx((10 + 6 * 40) / 3600)
+
+
+def test_without_horama_the_card_parts_keep_our_rows(monkeypatch, tmp_path, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "horama" else real(name, *a))
+    monkeypatch.setattr("atlas.models.load_model", lambda name, **kw: name)
+    asked = []
+    monkeypatch.setattr(phase, "phase_rows", lambda *a, references=True, **kw: asked.append(references) or [])
+    monkeypatch.setattr(kernels, "one_picture_profiles",
+                        lambda *a, references=True, **kw: asked.append(references) or [])
+    monkeypatch.setattr(kernels, "arithmetic", lambda loaded, preset, batch, steps, device:
+                        kernels.Arithmetic(batch, 1.0, 1.0, 1.0, None))
+    parsed = argparse.ArgumentParser()
+    command.add_arguments(parsed)
+    assert command.run(parsed.parse_args(["--only", "phase,kernels", "--out", str(tmp_path)])) == 0
+    assert asked == [False, False]
+    assert capsys.readouterr().err.count("horama's rows skipped") == 2

@@ -127,6 +127,18 @@ def _machine(device: str) -> str:
     return f"{cpu}, {threads} thread{'s' if threads != 1 else ''}, torch {torch.__version__}"
 
 
+def _has_horama() -> bool:
+    """Whether horama is here for its reference rows; a bare GPU box may lack it, and the rest still runs."""
+    import importlib.util
+    import sys
+
+    if importlib.util.find_spec("horama") is not None:
+        return True
+    print("bench: horama's rows skipped (horama is not installed); install the dev extra to measure them",
+          file=sys.stderr)
+    return False
+
+
 def _table(header: list[str], rows: list[list[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
@@ -308,7 +320,7 @@ def run(args: argparse.Namespace) -> int:
         from atlas.bench.phase import HEADER, phase_rows
 
         classes = bench.quality_classes(PHASE_CLASSES)
-        rows = phase_rows(lite0, classes, device, steps=args.steps)
+        rows = phase_rows(lite0, classes, device, steps=args.steps, references=_has_horama())
         results["phase"] = [asdict(r) | {"noisy": r.noisy} for r in rows]
         print(f"## The reference phase: v1 `cpu` settings on classes {', '.join(map(str, classes))}, {device}\n")
         print(_table(HEADER, [r.cells() for r in rows]) + "\n")
@@ -316,7 +328,7 @@ def run(args: argparse.Namespace) -> int:
     if "kernels" in parts:
         from atlas.bench.kernels import arithmetic, kernels_json, one_picture_profiles
 
-        profiles = one_picture_profiles(lite0, bench.speed_preset(), steps, device)
+        profiles = one_picture_profiles(lite0, bench.speed_preset(), steps, device, references=_has_horama())
         measured = [arithmetic(lite0, default, batch, steps, device) for batch in ((1, 32) if gpu else (1, 2))]
         results["kernels"] = kernels_json(profiles, measured)
         same = bench.speed_preset()
