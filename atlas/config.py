@@ -103,7 +103,7 @@ class Selection:
         return f"classes {self.classes}; channels: {layers}; preset {self.preset.name}"
 
 
-# Crops per scale of the judging protocol (atlas.judging) when `[scoring] crops` is not set: a GPU
+# Crops per scale of the judging protocol (atlas.scoring) when `[scoring] crops` is not set: a GPU
 # judges a batch in a fraction of its render, so it takes 16; on a CPU 16 cost a quarter to a third
 # of the `cpu` preset's render, and CPU_CROPS, drawn per picture, holds every mean rate of 16 within
 # 2 points of 50 tuning classes at about an eighth of the render (docs/benchmarks.md, "Judging crops

@@ -1,7 +1,7 @@
 """`atlas render` with several models, after rendering: every model judges the others' class pictures.
 
 Each model's cached class pictures are judged by every other configured model of the same class
-table (atlas.classifier.same_classes) on the judging protocol (atlas.judging), and each judgment is
+table (atlas.classifier.same_classes) on the judging protocol (atlas.scoring), and each judgment is
 cached as its own small entry (atlas.judgment), so that a later run judges only what is new: a
 picture rendered since, or a model added.  Nothing is rendered here.
 """
@@ -20,10 +20,9 @@ from atlas.atomic import atomic_write
 from atlas.cache import Cache
 from atlas.classifier import load_configured_model, same_classes
 from atlas.config import Config
-from atlas.judging import SCALES, judge_images
 from atlas.models import LoadedModel
 from atlas.record import IMAGE, RenderRecord
-from atlas.scoring import Judge
+from atlas.scoring import SCALES, Judge, judge_images
 
 BATCH = 16
 

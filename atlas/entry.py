@@ -56,7 +56,7 @@ def render_record(plan: Plan, item: PlannedJob, *, seed: int, value: float, timi
         objective_value=value if failure is None else None,
         retry=retry,
         timing=timing,
-        scores=judging["large"] if judging else None,  # "scores" keeps its place: the large scale (atlas.judging)
+        scores=judging["large"] if judging else None,  # "scores" keeps its place: the large scale (atlas.scoring)
         judging=judging,
         image_stats=ImageStats(**image_stats(pixels)) if pixels is not None and failure is None else None,
         expression=expression,

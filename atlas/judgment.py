@@ -2,7 +2,7 @@
 Stdlib only.
 
 In an atlas of several models, every model's class pictures are judged by every other model of
-the same class table, on the judging protocol (atlas.judging: small crops, large crops, the whole
+the same class table, on the judging protocol (atlas.scoring: small crops, large crops, the whole
 picture).  Such a judgment is cached on its own, beside the render it judges, so that adding a
 model renders only its own pictures and judges the others' without rendering them again.  It is
 a file kind of atlas.store, read and listed there (`store.entries`, `store.read`):
@@ -52,7 +52,7 @@ class Judgment:
     target: int  # the class the picture was rendered for
     crops: int
     seed: int
-    scales: dict[str, ScaleRates]  # "small", "large", "whole" (atlas.judging.SCALES)
+    scales: dict[str, ScaleRates]  # "small", "large", "whole" (atlas.scoring.SCALES)
     per_picture_boxes: bool | None = None  # as in atlas.record.Scores: None, the same boxes for every picture
 
     def __post_init__(self) -> None:

@@ -30,7 +30,6 @@ from atlas.device import resolve_device
 from atlas.entry import attribution_map, entry_files, render_record, to_uint8
 from atlas.errors import AtlasError
 from atlas.jobs import Job
-from atlas.judging import judge_images
 from atlas.labels import check_names, class_table, read_labels
 from atlas.models import LoadedModel, from_module, load_model
 from atlas.objectives import Objective, parse_objective
@@ -39,7 +38,7 @@ from atlas.plan import Plan, PlannedJob, job_key
 from atlas.presets import Preset
 from atlas.record import Timing
 from atlas.render import render
-from atlas.scoring import Judge
+from atlas.scoring import Judge, judge_images
 from atlas.seeds import job_seed
 from atlas.settings import RenderSettings
 

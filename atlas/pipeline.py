@@ -29,12 +29,11 @@ from atlas.config import Config, JudgeModel, Selection
 from atlas.device import auto_batch_size
 from atlas.entry import entry_files, render_record, stored_pixels
 from atlas.jobs import Job, Shard, batches
-from atlas.judging import judge_images
 from atlas.metadata import model_info
 from atlas.models import LoadedModel, load_model
 from atlas.plan import Plan, PlannedJob, make_plan
 from atlas.record import ConceptExpression, RenderRecord, Retry, Scores, Timing
-from atlas.scoring import Judge
+from atlas.scoring import Judge, judge_images
 from atlas.seeds import job_seed
 from atlas.writer import Writer, to_host
 
@@ -210,7 +209,7 @@ class _Batch:
     attempts: tuple[_Attempt, ...]
     values: tuple[float, ...]
     finite: tuple[bool, ...]  # False: the value or a gradient went non-finite
-    judging: dict[int, dict[str, Scores]]  # index of a finite image -> scale name -> scores (atlas.judging)
+    judging: dict[int, dict[str, Scores]]  # index of a finite image -> scale name -> scores (atlas.scoring)
     timing: Timing
     host: Callable[[], list[torch.Tensor]]
     expressions: tuple[ConceptExpression | None, ...] = ()  # concept pictures: how strongly they show their concept
@@ -227,7 +226,7 @@ class _Outcome:
     attempt: _Attempt
     value: float
     files: dict[str, bytes] | None  # None: the value or a gradient went non-finite
-    judging: dict[str, Scores] | None  # scale name -> scores (atlas.judging)
+    judging: dict[str, Scores] | None  # scale name -> scores (atlas.scoring)
     pixels: np.ndarray | None  # the image as stored
     timing: Timing
     expression: ConceptExpression | None = None  # concept pictures: how strongly they show their concept
@@ -349,7 +348,7 @@ def _expression(plan: Plan, job: Job, picture: torch.Tensor) -> ConceptExpressio
 def _judge(pixels: torch.Tensor, finite: Sequence[bool], attempts: Sequence[_Attempt], judges: Sequence[Judge],
            crops: int, seed: int) -> tuple[dict[int, dict[str, Scores]], float]:
     """The judging of the batch's finite images (index -> scale -> scores) and the seconds it took an
-    image.  The images are judged as stored, in 8 bits, by one protocol for every preset (atlas.judging),
+    image.  The images are judged as stored, in 8 bits, by one protocol for every preset (atlas.scoring),
     on the device they were rendered on: crops are cut and resized there."""
     good = [k for k in range(len(finite)) if finite[k]]
     if not good:

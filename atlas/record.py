@@ -195,7 +195,7 @@ class RenderRecord:
     retry: Retry | None = None
     timing: Timing | None
     scores: Scores | None  # the judging's large scale, where records before the judging kept their scores
-    judging: dict[str, Scores] | None = None  # scale ("small", "large", "whole") -> scores, atlas.judging
+    judging: dict[str, Scores] | None = None  # scale ("small", "large", "whole") -> scores, atlas.scoring
     image_stats: ImageStats | None = None
     expression: ConceptExpression | None = None  # concept pictures only: does it show its own concept?
     files: dict[str, FileInfo] = field(default_factory=dict)

@@ -1,7 +1,12 @@
-"""Scores of rendered images: each model's top-5 on random crops at the optimisation scale.
+"""The judging protocol: how every picture is scored, the same way for every preset.
 
-The generating model scores its own images (does the image still excite the class under new
-crops?), and judges, other ImageNet models, measure transferability as in the MACO paper.
+Scoring each image at its own optimisation scale flatters presets with large crops (large crops
+are easier to classify) and says nothing about the whole picture, which is what a person sees.
+So every picture is scored by the generator and the judges (other ImageNet models, which measure
+transferability as in the MACO paper) at fixed scales (`SCALES`): on seeded crops of a small scale
+(0.20-0.45 of the side) and a large one (0.40-0.80), and on the whole picture resized to each
+model's input. Each model's record is its top-5 of the crop-averaged probabilities and, for a
+class, how often the class is its top-1 and top-5.
 
 Each picture gets its own boxes, drawn from the protocol's seed and the picture's 8-bit pixels:
 every model sees the same crops of a picture wherever it is judged (in its render's batch, alone,
@@ -25,6 +30,8 @@ from atlas.models import LoadedModel
 from atlas.record import ModelScores, Scores, TopClass
 
 TOP = 5
+# name -> (crop_min, crop_max) as fractions of the side; "whole" is one crop, the full canvas.
+SCALES: dict[str, tuple[float, float]] = {"small": (0.20, 0.45), "large": (0.40, 0.80), "whole": (1.0, 1.0)}
 # Crops a judge reads at once.  A card wants large batches; a CPU reads an EfficientNet-Lite crop 2-3x
 # faster one or two at a time than 32 or 64 at a time (activations that stay in cache): 16-23 ms
 # against 40-60 ms a Lite0 crop on 2 AMD EPYC cores (docs/benchmarks.md, "Judging crops drawn per
@@ -143,3 +150,22 @@ def score_images(
                 target_prob=round(float(mean[k, target]), 6) if hit else None,
             ))
     return [Scores(crops, seed, tuple(models), (crop_min, crop_max), per_picture_boxes=True) for models in per_image]
+
+
+def judge_images(
+    images: torch.Tensor,
+    judges: Sequence[Judge],
+    targets: Sequence[int | None],
+    *,
+    crops: int = 16,
+    seed: int = 0,
+    value_range: tuple[float, float] | None = None,
+) -> list[dict[str, Scores]]:
+    """One {scale: scores} dict per image, at every scale of `SCALES`: the record's "judging"."""
+    digests = picture_digests(images)
+    per_scale = {
+        name: score_images(images, judges, targets, crops=1 if low == 1.0 else crops, seed=seed,
+                           crop_min=low, crop_max=high, value_range=value_range, digests=digests)
+        for name, (low, high) in SCALES.items()
+    }
+    return [{name: per_scale[name][k] for name in SCALES} for k in range(images.shape[0])]

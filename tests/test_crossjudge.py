@@ -14,9 +14,8 @@ from atlas.cache import Cache
 from atlas.classifier import load_configured_model
 from atlas.config import CPU_CROPS, ModelEntry, load_config
 from atlas.crossjudge import judge_across
-from atlas.judging import judge_images
 from atlas.record import IMAGE
-from atlas.scoring import Judge
+from atlas.scoring import Judge, judge_images
 from tests.config_support import TINY_PRESET, write_config
 
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from atlas.judging import SCALES, judge_images
 from atlas.models import LoadedModel
 from atlas.record import target_rates
-from atlas.scoring import Judge, box_seed, picture_digests, pixel_boxes, score_images
+from atlas.scoring import SCALES, Judge, box_seed, judge_images, picture_digests, pixel_boxes, score_images
 
 
 class MeanColour(torch.nn.Module):

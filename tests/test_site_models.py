@@ -14,7 +14,7 @@ from atlas.cache import Cache
 from atlas.cli import main
 from atlas.config import ModelEntry, load_config
 from atlas.errors import AtlasError
-from atlas.judging import SCALES
+from atlas.scoring import SCALES
 from atlas.site.build import MARKER, build
 from tests.browser_support import chromium, open_tab, serve_parent
 from tests.config_support import write_config

@@ -1,6 +1,6 @@
 """What judging costs at each crop count, and whether its rates hold: the same pictures judged again.
 
-Every picture is rendered once; the judging protocol (atlas.judging) then runs on those same
+Every picture is rendered once; the judging protocol (atlas.scoring) then runs on those same
 stored pixels with each crop count, so a difference in rates comes from the crops alone, never
 from other pictures.  Costs are CPU seconds of this process (on a shared machine the wall clock
 swings with the load), with the render's beside them.
@@ -15,11 +15,10 @@ from dataclasses import dataclass, replace
 import torch
 
 from atlas.bench.runs import run_ours
-from atlas.judging import SCALES, judge_images
 from atlas.models import LoadedModel
 from atlas.presets import Preset
 from atlas.record import target_rates
-from atlas.scoring import Judge
+from atlas.scoring import SCALES, Judge, judge_images
 
 CROP_COUNTS = (16, 8, 6, 4, 3, 2)
 

@@ -1,4 +1,4 @@
-"""Quality on the judging protocol (atlas.judging): each config rendered once per class, judged, with its cost.
+"""Quality on the judging protocol (atlas.scoring): each config rendered once per class, judged, with its cost.
 
 Every function measures and returns plain rows; `atlas.commands.bench` prints them.
 """
@@ -19,11 +19,10 @@ from atlas.bench.runs import run_horama, run_ours
 from atlas.bench.search import CPU_BEFORE
 from atlas.device import cpu_batch
 from atlas.imagestats import image_stats
-from atlas.judging import SCALES, judge_images
 from atlas.models import LoadedModel
 from atlas.presets import Preset, get_preset
 from atlas.record import target_rates
-from atlas.scoring import Judge
+from atlas.scoring import SCALES, Judge, judge_images
 
 # 50 classes spread evenly over the 1000 (10, 30, ..., 990): the tuning list, on which settings are chosen.
 QUALITY_CLASSES = tuple(range(10, 1000, 20))
@@ -52,7 +51,7 @@ def load_judges() -> list[LoadedModel]:
 
 @dataclass(frozen=True)
 class QualityRow:
-    """A config's quality on the judging protocol (atlas.judging) and its cost, per class."""
+    """A config's quality on the judging protocol (atlas.scoring) and its cost, per class."""
 
     config: str
     classes: int
@@ -79,7 +78,7 @@ class QualityRow:
 def quality(loaded: LoadedModel, judges: Sequence[LoadedModel], preset: Preset, classes: Sequence[int], device: str,
             *, config: str, batch: int = 8, crops: int = 16, runner: str = "ours", checkpoints: Path | None = None,
             **options) -> QualityRow:
-    """Render each class once and judge it on the protocol's scales (atlas.judging). With `checkpoints`, each
+    """Render each class once and judge it on the protocol's scales (atlas.scoring). With `checkpoints`, each
     rendered chunk is kept there and a chunk kept before is read back instead of rendered (atlas.bench.checkpoints)."""
     images, seconds = [], 0.0
     for start in range(0, len(classes), batch if runner == "ours" else 1):

@@ -353,7 +353,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _protocol() -> str:
-    from atlas.judging import SCALES
+    from atlas.scoring import SCALES
 
     return "; ".join(f"{name} {lo:.2f}-{hi:.2f}" if hi < 1 else f"{name} picture" for name, (lo, hi) in SCALES.items())
 

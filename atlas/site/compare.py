@@ -1,7 +1,7 @@
 """The same class across the atlas's models: one compare page per class, and the model x model matrix.
 
 A compare page (`compare/0001.html`) shows every model's picture of the class side by side, each
-judged by every model of the atlas on the judging protocol (atlas.judging): its generator's own
+judged by every model of the atlas on the judging protocol (atlas.scoring): its generator's own
 reading and the render-time judges from its record, the other models' from their cached judgments
 (atlas.judgment).  The matrix (rows: generator, columns: judge) gives the mean rate over the
 classes each generator rendered, on the whole picture and on large crops.  Only models of the

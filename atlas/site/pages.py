@@ -142,7 +142,7 @@ class Prediction:
 
 @dataclass(frozen=True)
 class ScaleRates:
-    """One model's hold on the class at each scale of the judging protocol (atlas.judging)."""
+    """One model's hold on the class at each scale of the judging protocol (atlas.scoring)."""
 
     model: str
     rates: tuple[tuple[float | None, float | None], ...]  # (top-1, top-5) per scale, in JudgingTable order

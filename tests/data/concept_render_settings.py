@@ -10,7 +10,7 @@ concepts of each bank rendered through the engine with each setting, each concep
 the ones `atlas render --preset cpu` stores, and their rows can be read from its records instead.
 Each picture is measured as `atlas render` stores it: its expression
 (atlas.concepts.expression.concept_shares on the uint8 picture, as the records' `expression`) and
-its class's hold (atlas.judging, the generator's top-1 rate on the large crops, as the cards show).
+its class's hold (atlas.scoring, the generator's top-1 rate on the large crops, as the cards show).
 Prints the table of docs/concepts.md ("Concept pictures that hold their concept") and WORK/table.json.
 """
 
@@ -30,11 +30,10 @@ from atlas.concepts import store
 from atlas.concepts.expression import as_squares, concept_shares
 from atlas.concepts.run import ConceptRequest, run_concepts
 from atlas.entry import to_uint8
-from atlas.judging import judge_images
 from atlas.models import load_model
 from atlas.objectives import direction
 from atlas.render import render
-from atlas.scoring import Judge
+from atlas.scoring import Judge, judge_images
 from atlas.seeds import job_seed
 from atlas.settings import RenderSettings
 
