@@ -19,6 +19,7 @@ import torch
 
 from atlas.bench.runs import run_horama, run_ours
 from atlas.bench.search import CPU_BEFORE
+from atlas.entry import to_uint8
 from atlas.imagestats import image_stats
 from atlas.models import LoadedModel
 from atlas.presets import Preset, get_preset
@@ -70,8 +71,7 @@ def reference_preset(steps: int | None = None, **fields: object) -> Preset:
 
 def _stats(images: Sequence[torch.Tensor]) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Each picture's high-frequency share and corner ratio, measured on it as stored (8 bits)."""
-    stats = [image_stats((image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
-                         .permute(1, 2, 0).cpu().numpy()) for image in images]
+    stats = [image_stats(to_uint8(image)) for image in images]
     return tuple(s["high_frequency_share"] for s in stats), tuple(s["corner_ratio"] for s in stats)
 
 
