@@ -312,8 +312,9 @@ def run(args: argparse.Namespace) -> int:
         measured = bench_command(bench.quality_classes(count), device, subset="full" if gpu else "cpu",
                                  steps=args.steps, report=lambda line: print(f"  {line}", flush=True))
         results["command"] = measured.to_json()
+        which = "of the tuning list" if count <= TUNING_CLASSES else "spread over the 1000"
         print(f"## The whole `atlas render` against its engine alone: {measured.model}, {measured.images} classes "
-              f"of the tuning list at the `{measured.preset}` preset, the config's judges, {device}\n")
+              f"{which} at the `{measured.preset}` preset, the config's judges, {device}\n")
         print("\n".join(measured.lines()) + "\n")
 
     if "phase" in parts:
