@@ -21,7 +21,7 @@ from atlas.presets import STEPS
 
 PARTS = ("speed", "scaling", "split", "quality", "heldout", "objectives-tuning", "objectives", "search", "cost",
          "judging", "concepts", "site", "models", "command", "phase", "kernels")
-DEFAULT_PARTS = ("speed", "scaling", "split", "quality", "concepts")
+DEFAULT_PARTS = ("speed", "scaling", "split", "quality", "concepts", "command")
 TUNING_CLASSES = 50  # the quality tables' default class count
 PHASE_CLASSES = 8  # the phase table's classes: the first of the tuning list
 
