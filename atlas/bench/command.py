@@ -24,6 +24,7 @@ from atlas.bench.runs import timed
 from atlas.cache import Cache
 from atlas.classifier import load_configured_model
 from atlas.config import Config, load_config
+from atlas.errors import AtlasError
 from atlas.jobs import Shard, batches
 from atlas.plan import make_plan
 
@@ -126,7 +127,8 @@ def bench_command(classes: Sequence[int], device: str, *, config: Config | None 
                                report=lambda _line: None, progress=clock)
         finished = time.perf_counter()
         if clock.opened is None or clock.closed is None or summary.rendered != summary.total:
-            raise RuntimeError(f"atlas render did not render every picture: {summary.line()}")
+            raise AtlasError(f"the command table needs every picture rendered, and atlas render made {summary.line()}: "
+                             "rerun it (a non-finite picture is rare) or with other classes")
         records = list(store.entries(cache, record.KIND.name))
         size = max(r.timing.batch_size for r in records)
         report(f"atlas render: {summary.total} pictures at batch {size} in {finished - started:.1f} s, of which "
