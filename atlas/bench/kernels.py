@@ -123,8 +123,7 @@ def step_flops(loaded: LoadedModel, preset: Preset, batch: int, device: str) -> 
 
 
 def arithmetic(loaded: LoadedModel, preset: Preset, batch: int, steps: int, device: str) -> Arithmetic:
-    flops = step_flops(loaded, preset, batch, device)
-    run_ours(loaded, replace(preset, steps=1), batch, device)  # warm-up at this batch
+    flops = step_flops(loaded, preset, batch, device)  # a one-step render at this batch: also the warm-up
     _, seconds = run_ours(loaded, replace(preset, steps=steps), batch, device)
     per_step = seconds / steps
     peak = card_peak(torch.cuda.get_device_name(torch.device(device))) if str(device).startswith("cuda") else None

@@ -329,10 +329,10 @@ def run(args: argparse.Namespace) -> int:
     if "kernels" in parts:
         from atlas.bench.kernels import arithmetic, kernels_json, one_picture_profiles
 
-        profiles = one_picture_profiles(lite0, bench.speed_preset(), steps, device, references=_has_horama())
+        same = bench.speed_preset()
+        profiles = one_picture_profiles(lite0, same, steps, device, references=_has_horama())
         measured = [arithmetic(lite0, default, batch, steps, device) for batch in ((1, 32) if gpu else (1, 2))]
         results["kernels"] = kernels_json(profiles, measured)
-        same = bench.speed_preset()
         print(kernels_tables(profiles, measured, f"canvas {same.canvas}, {same.crops} crops of {same.crop_min}-"
                              f"{same.crop_max}, noise {same.noise}, {steps} steps", default.name, device) + "\n")
 
