@@ -11,6 +11,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+import atlas.param
 from atlas import render as engine
 from atlas.bench import command as command_bench
 from atlas.bench import kernels, phase
@@ -72,13 +73,26 @@ def test_the_projection_pays_the_start_up_once():
 def test_the_phase_rows_render_the_same_seeds_alone_and_together(tiny_resnet):
     rows = phase.phase_rows(tiny_resnet, [1, 2, 3], "cpu", steps=2)
     assert [r.config for r in rows] == ["ours · v1 (reference phase) · 1 a call", "ours · v1 · 3 a call",
+                                        "ours · v1 · 3 a call · picture made on the CPU",
                                         "horama 0.3.0 · v1's settings", "ours · v1 + phase offsets · 3 a call"]
     assert all(r.tf32 is None and len(r.high_frequency) == len(r.corner_ratio) == 3 for r in rows)
     # one picture a call and three a call are the same pictures (a batch equals separate runs)
     assert rows[0].high_frequency == pytest.approx(rows[1].high_frequency, abs=2e-4)
-    assert rows[1].high_frequency != pytest.approx(rows[3].high_frequency, abs=1e-9)  # the offsets change them
+    assert rows[2].high_frequency == rows[1].high_frequency  # on a CPU the host path is the same arithmetic
+    assert rows[1].high_frequency != pytest.approx(rows[4].high_frequency, abs=1e-9)  # the offsets change them
     v1 = phase.reference_preset(2)
     assert (v1.phase_offset, v1.whole_views, v1.canvas, v1.steps) == (False, 0, 256, 2)
+
+
+def test_the_picture_is_made_on_the_host_inside_the_block_only():
+    made = atlas.param.maco_image
+    phase_, magnitude = torch.randn(2, 3, 8, 5, requires_grad=True), torch.rand(3, 8, 5)
+    with phase.picture_on_host():
+        assert atlas.param.maco_image is not made
+        picture = atlas.param.MacoParam(magnitude, [torch.Generator().manual_seed(1)], torch.device("cpu"))()
+        atlas.param.maco_image(phase_, magnitude).sum().backward()
+    assert atlas.param.maco_image is made
+    assert picture.shape == (1, 3, 8, 8) and phase_.grad is not None and phase_.grad.abs().sum() > 0
 
 
 def test_a_phase_row_counts_its_noisy_pictures_and_tf32_is_restored():

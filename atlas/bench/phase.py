@@ -4,8 +4,14 @@ On an H100, pictures made with the reference phase (MACO's, without our random p
 out noisy (high-frequency share 0.39-0.65, against about 0.002 on a CPU) while those with the offsets
 did not. The rows here tell the suspects apart on the same classes and the same card: our engine at
 the first `cpu` preset's settings (v1: the reference phase) one picture a call and K a call, horama
-0.3.0 itself at those settings, and v1 with the offsets as the control; each with TF32 convolutions
-and matmuls on (cuDNN's default on recent cards) and off.
+0.3.0 itself at those settings, v1 with its phase-to-picture path (standardising, inverse FFT,
+colours, sigmoid) computed on the host while crops and model stay on the card, and v1 with the
+offsets as the control; each with TF32 convolutions and matmuls on (cuDNN's default on recent cards)
+and off.
+
+Cleared on a CPU (docs/benchmarks.md): convolutions rounded to TF32 or coarser, noise added to the
+picture's gradient, and an inverse FFT that reads only half of the self-conjugate columns all leave
+v1's pictures clean there.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
+
+import atlas.param
 
 from atlas.bench.runs import run_horama, run_ours
 from atlas.bench.search import CPU_BEFORE
@@ -64,6 +72,24 @@ def tf32(allowed: bool | None) -> Iterator[None]:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
+@contextlib.contextmanager
+def picture_on_host() -> Iterator[None]:
+    """MACO's phase-to-picture path on the CPU inside the block, the crops and the model where they were.
+
+    A diagnostic seam: the engine has no such option, so the bench swaps atlas.param's function and
+    puts it back; autograd carries the gradient across the two devices."""
+    make = atlas.param.maco_image
+
+    def on_host(phase: torch.Tensor, magnitude: torch.Tensor, offset: torch.Tensor | None = None) -> torch.Tensor:
+        return make(phase.cpu(), magnitude.cpu(), None if offset is None else offset.cpu()).to(phase.device)
+
+    atlas.param.maco_image = on_host
+    try:
+        yield
+    finally:
+        atlas.param.maco_image = make
+
+
 def reference_preset(steps: int | None = None, **fields: object) -> Preset:
     """The first `cpu` preset (the reference phase), with `steps` and other `fields` changed."""
     return get_preset("cpu", **{**CPU_BEFORE, **({"steps": steps} if steps is not None else {}), **fields})
@@ -82,14 +108,15 @@ def phase_rows(loaded: LoadedModel, classes: Sequence[int], device: str, *, step
     offsets = replace(v1, phase_offset=True)
     k = len(classes)
 
-    def ours(preset: Preset, batch: int) -> Callable[[], tuple[list[torch.Tensor], float]]:
+    def ours(preset: Preset, batch: int, host_picture: bool = False) -> Callable[[], tuple[list[torch.Tensor], float]]:
         def run() -> tuple[list[torch.Tensor], float]:
             images, total = [], 0.0
-            for start in range(0, k, batch):
-                made, seconds = run_ours(loaded, preset, batch, device, classes=classes[start:start + batch],
-                                         seed=start)
-                images += list(made)
-                total += seconds
+            with picture_on_host() if host_picture else contextlib.nullcontext():
+                for start in range(0, k, batch):
+                    made, seconds = run_ours(loaded, preset, batch, device, classes=classes[start:start + batch],
+                                             seed=start)
+                    images += list(made)
+                    total += seconds
             return images, total
         return run
 
@@ -100,6 +127,7 @@ def phase_rows(loaded: LoadedModel, classes: Sequence[int], device: str, *, step
     configs: list[tuple[str, Callable[[], tuple[list[torch.Tensor], float]]]] = [
         ("ours · v1 (reference phase) · 1 a call", ours(v1, 1)),
         (f"ours · v1 · {k} a call", ours(v1, k)),
+        (f"ours · v1 · {k} a call · picture made on the CPU", ours(v1, k, host_picture=True)),
     ]
     if references:
         configs.append(("horama 0.3.0 · v1's settings", horama))
