@@ -97,6 +97,11 @@ class Selection:
     layers: tuple[tuple[str, str], ...] = ()
     preset: PresetChoice = field(default_factory=PresetChoice)
     judges: tuple[str | JudgeModel, ...] = ()  # model names (their own weights), or checkpoints of a model
+    table: str = ""  # the config table it is read from, "" or "cpu": messages name its keys
+
+    def key(self, name: str) -> str:
+        """How the config file spells this selection's key `name` ("layers" or "cpu.layers")."""
+        return f"{self.table}.{name}" if self.table else name
 
     def describe(self) -> str:
         layers = ", ".join(f"{name} {spec}" for name, spec in self.layers) or "no layers"
@@ -173,10 +178,11 @@ class Config:
     )
     cpu: Selection = field(
         default_factory=lambda: Selection(
-            classes="1,9,130,207,309,340,388,417,430,511,852,948,954,963,980,985",
+            classes="sample",  # atlas.specs: 16 ImageNet classes, or 16 spread over another head
             layers=(("blocks.3", "0-3"), ("conv_head", "top:4")),
             preset=PresetChoice("cpu-best", 1),
             judges=("efficientnet_lite1",),
+            table="cpu",
         )
     )
     scoring: Scoring = field(default_factory=Scoring)
@@ -231,8 +237,11 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     spectrum = reader.optional_str(top, "spectrum")
     labels = reader.optional_str(top, "labels")
     full = reader.selection(top, "", base.full)
+    # judges say which models can score the classes, not how much to render: the file's own hold for
+    # the CPU subset too unless [cpu] names others (a fine-tuned head's `judges = []` is meant everywhere)
+    cpu_base = dataclasses.replace(base.cpu, judges=full.judges) if "judges" in top else base.cpu
     cpu = reader.selection(reader.table(top.get("cpu", {}), "cpu", {"classes", "judges", "preset", "layers"}),
-                           "cpu.", base.cpu)
+                           "cpu.", cpu_base)
     scoring_table = reader.table(top.get("scoring", {}), "scoring", {"crops", "seed"})
     scoring = Scoring(
         crops=None if "crops" not in scoring_table else reader.integer(scoring_table, "crops", 0, "scoring."),
@@ -485,6 +494,7 @@ class _Reader:
             layers=self.layers(table, prefix, default.layers),
             preset=self.preset(table, prefix, default.preset),
             judges=self.judges(table, prefix, default.judges),
+            table=default.table,
         )
 
 
@@ -520,4 +530,5 @@ def override(selection: Selection, *, classes: str | None = None,
         layers=selection.layers if layers is None else layers,
         preset=choice,
         judges=selection.judges if judges is None else judges,
+        table=selection.table,
     )

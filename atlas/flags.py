@@ -55,6 +55,13 @@ class Bounded:
         return value
 
 
+def path(text: str) -> Path:
+    """An argparse type: a file or folder; an empty one is refused rather than read as the working folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path names no file or folder: give one, or leave the flag out")
+    return Path(text)
+
+
 def class_spec(text: str) -> str:
     """An argparse type: a well-formed class spec (atlas.specs; its range needs the model)."""
     if not text.strip():
@@ -115,10 +122,10 @@ class Flag:
 
 
 # The rows several commands' tables share, each written once.
-CONFIG = Flag("--config", "settings file", type=Path, note="./atlas.toml", options=(("metavar", "FILE"),))
-CACHE = Flag("--cache", "cache folder", key="cache", type=Path, options=(("metavar", "DIR"),))
+CONFIG = Flag("--config", "settings file", type=path, note="./atlas.toml", options=(("metavar", "FILE"),))
+CACHE = Flag("--cache", "cache folder", key="cache", type=path, options=(("metavar", "DIR"),))
 DEVICE = Flag("--device", "auto, cpu, cuda, cuda:N or mps", key="device", options=(("metavar", "D"),))
-CHECKPOINT = Flag("--checkpoint", "load the model's weights from a state dict", key="checkpoint", type=Path,
+CHECKPOINT = Flag("--checkpoint", "load the model's weights from a state dict", key="checkpoint", type=path,
                   options=(("metavar", "PATH"),))
 RANDOM_WEIGHTS = Flag("--random-weights", "random initial weights (for tests and demos)", key="random_weights",
                       options=(("action", "store_true"), ("default", None)))
@@ -127,7 +134,7 @@ RANDOM_WEIGHTS = Flag("--random-weights", "random initial weights (for tests and
 def labels_flag(note: str) -> Flag:
     """`--labels`, with where the class names come from when it is not given (`note`)."""
     return Flag("--labels", "class names of the model's head, one a line in class-index order", key="labels",
-                type=Path, note=note, options=(("metavar", "FILE"),))
+                type=path, note=note, options=(("metavar", "FILE"),))
 
 
 def add_flags(parser: argparse.ArgumentParser, flags: Sequence[Flag]) -> None:

@@ -166,7 +166,7 @@ def _load_judges(loaded: LoadedModel, request: RenderRequest, warn: Report) -> l
             refused.append(f"{name} ({judge.num_classes} {judge.dataset + ' ' if judge.dataset else ''}classes)")
     if refused:
         warn(f"judges left out: {', '.join(refused)} cannot judge the {loaded.num_classes} classes of "
-             f"{loaded.name}; rendering without them (set judges = [] to silence this)")
+             f"{loaded.name}; rendering without them (set {request.selection.key('judges')} = [] to silence this)")
     return judges
 
 

@@ -66,7 +66,11 @@ def select_targets(loaded: LoadedModel, selection: Selection) -> tuple[list[int]
         raise AtlasError(f"model {loaded.name} has no classifier: set classes = \"none\"")
     channels: dict[str, list[int]] = {}
     for layer, spec in selection.layers:
-        info = find_layer(loaded, layer)
+        try:
+            info = find_layer(loaded, layer)
+        except AtlasError as exc:
+            raise AtlasError(f"{exc}; choose the layers under [{selection.key('layers')}] in the config "
+                              "or with --layers") from None
         channels[layer] = parse_channels(spec, layer, info.channels, _channel_ranking(loaded, layer))
     return classes, channels
 

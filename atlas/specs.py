@@ -1,7 +1,8 @@
-"""Class and channel specs: "all", "none", "0-99", "1,207,967", WordNet ids, class names, "top:N".
+"""Class and channel specs: "all", "none", "sample", "0-99", "1,207,967", WordNet ids, class names, "top:N".
 
 A part of a class spec that starts with a digit is an index or a range; any other part names a
 class, by WordNet id or by name (case aside), which only the model's class table can resolve.
+"sample" is the CPU subset's default: a few classes of whatever head the model has.
 
 Torch-free, so that a configuration is checked (`check_spec`) before any model is loaded, and
 by `atlas build`, which never imports torch.
@@ -15,6 +16,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from atlas.errors import AtlasError
 
 WNID = re.compile(r"^n\d{8}$")
+
+# "sample" on a head with ImageNet's classes: 16 classes a reader knows at a glance, spread over the
+# hierarchy (fish, birds, a dog, an insect, mammals, objects, food, a landscape, a flower)
+IMAGENET_SAMPLE = (
+    "n01443537", "n01518878", "n02007558", "n02099601", "n02206856", "n02391049", "n02510455", "n02782093",
+    "n02802426", "n03100240", "n04409515", "n07742313", "n07753592", "n07873807", "n09472597", "n11939491",
+)
 
 
 def _ranges(spec: str, what: str, limit: int) -> Iterator[int]:
@@ -35,7 +43,7 @@ def _ranges(spec: str, what: str, limit: int) -> Iterator[int]:
 
 
 def parse_classes(spec: str, num_classes: int, names: Mapping[str, int | Sequence[int]] | None = None) -> list[int]:
-    """Class indices of a spec: "all", "none", ranges and lists, WordNet ids and class names (sorted, unique).
+    """Class indices of a spec: "all", "none", "sample", ranges and lists, WordNet ids and class names (sorted, unique).
 
     `names` maps a lower-case WordNet id or class name to its class (or to every class that carries
     it: such a name is refused, the index is not ambiguous); `atlas.labels.lookup` builds it."""
@@ -44,6 +52,8 @@ def parse_classes(spec: str, num_classes: int, names: Mapping[str, int | Sequenc
         return list(range(num_classes))
     if text in ("none", ""):
         return []
+    if text == "sample":
+        return sample_classes(num_classes, names)
     indices: set[int] = set()
     numeric = []
     for part in text.split(","):
@@ -51,8 +61,7 @@ def parse_classes(spec: str, num_classes: int, names: Mapping[str, int | Sequenc
         if not _is_name(part):
             numeric.append(part)
             continue
-        found = (names or {}).get(part)
-        found = (found,) if isinstance(found, int) else tuple(found or ())
+        found = _indices(names, part)
         if not found:
             what = "a WordNet id" if WNID.match(part) else "a name"
             raise AtlasError(f"unknown class {part!r}: not {what} of this model's classes; give a class index, "
@@ -62,6 +71,22 @@ def parse_classes(spec: str, num_classes: int, names: Mapping[str, int | Sequenc
         indices.add(found[0])
     indices.update(_ranges(",".join(numeric), "class", num_classes))
     return sorted(indices)
+
+
+def sample_classes(num_classes: int, names: Mapping[str, int | Sequence[int]] | None = None) -> list[int]:
+    """IMAGENET_SAMPLE where the head has all of those classes, else as many classes spread evenly
+    over the head (every class of a head with that many or fewer): the middle of each of 16 equal parts."""
+    found = [_indices(names, wnid) for wnid in IMAGENET_SAMPLE]
+    if all(len(indices) == 1 for indices in found):
+        return sorted(indices[0] for indices in found)
+    parts = len(IMAGENET_SAMPLE)
+    return sorted({(2 * i + 1) * num_classes // (2 * parts) for i in range(parts)}) if num_classes else []
+
+
+def _indices(names: Mapping[str, int | Sequence[int]] | None, name: str) -> tuple[int, ...]:
+    """Every class that carries `name` (a lower-case WordNet id or class name)."""
+    found = (names or {}).get(name)
+    return (found,) if isinstance(found, int) else tuple(found or ())
 
 
 def _is_name(part: str) -> bool:
@@ -105,7 +130,7 @@ def check_spec(spec: str, what: str) -> None:
     ranges are checked against the model when the jobs are built.
     """
     text = spec.strip().lower()
-    if text in ("all", "none", ""):
+    if text in ("all", "none", "") or (what == "class" and text == "sample"):
         return
     if what != "class" and text.startswith("top:"):
         if not text[4:].isdigit() or int(text[4:]) < 1:

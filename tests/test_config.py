@@ -69,7 +69,15 @@ classes = "0"
     assert config.full.judges == ()
     assert config.scoring.crops == 4 and config.scoring.seed == 7
     assert config.cpu.classes == "0" and config.cpu.layers == ()
-    assert config.cpu.judges == Config().cpu.judges  # unspecified keys keep their defaults
+    assert config.cpu.judges == ()  # the file's judges hold for the CPU subset unless [cpu] names its own
+    assert (config.cpu.key("layers"), config.full.key("layers")) == ("cpu.layers", "layers")
+
+
+def test_the_cpu_subset_keeps_its_own_judges_and_the_built_in_ones_by_default(tmp_path):
+    own = load_config(write(tmp_path, 'judges = []\n[cpu]\njudges = ["resnet50"]\n'))
+    assert own.full.judges == () and own.cpu.judges == ("resnet50",)
+    assert load_config(write(tmp_path, '[cpu]\nclasses = "0"\n')).cpu.judges == Config().cpu.judges
+    assert Config().cpu.classes == "sample"
 
 
 def test_dotted_layer_names_written_without_quotes_still_work(tmp_path):

@@ -14,6 +14,8 @@ from atlas.jobs import (
     select_shard,
     shard_from_env,
 )
+from atlas.labels import lookup
+from atlas.models import imagenet_classes
 from atlas.specs import check_spec, parse_channels, parse_classes
 
 WNIDS = {"n01440764": 0, "n01443537": 1, "n15075141": 999}
@@ -26,6 +28,20 @@ def test_class_specs():
     assert parse_classes("7, 1,3-4,1", 10) == [1, 3, 4, 7]
     assert parse_classes("n01440764,n15075141,5", 1000, WNIDS) == [0, 5, 999]
     assert parse_classes("N01443537", 1000, WNIDS) == [1]
+
+
+def test_the_sample_is_the_imagenet_sixteen_or_a_spread_of_any_other_head():
+    sixteen = [1, 9, 130, 207, 309, 340, 388, 417, 430, 511, 852, 948, 954, 963, 980, 985]
+    assert parse_classes("sample", 1000, lookup(imagenet_classes())) == sixteen
+    assert parse_classes(" Sample ", 4, {"daisy": 0, "rose": 1}) == [0, 1, 2, 3]  # every class of a small head
+    spread = parse_classes("sample", 100, {})
+    assert len(spread) == 16 and spread[0] == 3 and spread[-1] == 96
+    assert min(b - a for a, b in zip(spread, spread[1:], strict=False)) >= 6
+    assert parse_classes("sample", 1000, {}) == [(2 * i + 1) * 1000 // 32 for i in range(16)]  # no WordNet ids
+    assert parse_classes("sample", 0, {}) == []
+    check_spec("sample", "class")
+    with pytest.raises(AtlasError):
+        check_spec("sample", "channel")
 
 
 def test_class_specs_name_classes_by_their_labels():

@@ -162,3 +162,15 @@ def test_a_labels_file_and_a_dataset_name_the_classes_on_the_site(fitted, tmp_pa
     assert main(["eval", "--config", str(config), "--images", str(fitted.images)]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "'cat', 'cup', 'flower'" in err and "'tabby', 'mug', 'daisy'" in err, err
+
+
+def test_the_readme_config_renders_the_cpu_subset_of_its_own_classes(fitted, tmp_path, capsys):
+    # no [cpu] classes, judges or layers: the subset samples this head's classes, and `judges = []` holds there too
+    config = config_for(fitted, tmp_path, labels=str(fitted.labels), dataset="Kitchen", judges=[])
+    assert main(["render", "--config", str(config), "--cpu-subset", "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "judges left out" not in captured.err and "about 9 minutes" not in captured.out, captured
+    records = list(Cache(tmp_path / "cache").render_records(verify=True))
+    assert sorted(r.objective.class_index for r in records if r.objective.kind == "class") == [0, 1, 2]
+    assert {r.objective.layer for r in records if r.objective.kind == "channel"} == {"blocks.3", "conv_head"}
+    assert all([m.name for m in r.scores.models] == ["efficientnet_lite0"] for r in records if r.scores)

@@ -75,6 +75,16 @@ def test_bad_input_prints_one_line_and_exits_non_zero(tmp_path, capsys, monkeypa
     assert not (tmp_path / "cache").exists()  # a rejected render leaves nothing behind, not even folders
 
 
+def test_a_layer_the_model_lacks_names_the_table_it_came_from(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    config = write_config(tmp_path, "test_resnet", cpu={**CPU, "layers": {"blocks.3": "0-3"}})
+    assert main(["render", "--config", str(config), "--no-progress"]) == 1  # no GPU: the [cpu] subset
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "has no layer 'blocks.3'" in err[0] and "under [cpu.layers] in the config" in err[0], err
+    assert main(["render", "--config", str(config), "--full", "--layers", "blocks.3=0", "--no-progress"]) == 1
+    assert "under [layers] in the config or with --layers" in capsys.readouterr().err
+
+
 def test_unwritable_cache_and_full_disk_are_one_line_errors(tmp_path, capsys, monkeypatch):
     config = cli_config(tmp_path, classes="0-1")
     blocker = tmp_path / "blocker"

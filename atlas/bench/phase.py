@@ -24,7 +24,6 @@ import numpy as np
 import torch
 
 import atlas.param
-
 from atlas.bench.runs import run_horama, run_ours
 from atlas.bench.search import CPU_BEFORE
 from atlas.entry import to_uint8

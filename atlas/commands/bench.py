@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+from atlas import flags
 from atlas.flags import Bounded
 from atlas.presets import STEPS
 
@@ -48,16 +49,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--presets", type=_preset_names, default=None, metavar="NAMES",
                         help="comma-separated presets of the objectives tables (default: cpu, and atlas with "
                              "--part gpu)")
-    parser.add_argument("--checkpoints", type=Path, metavar="DIR",
+    parser.add_argument("--checkpoints", type=flags.path, metavar="DIR",
                         help="keep each rendered chunk of the quality, held-out, objectives and search tables in "
                              "DIR, so that a run cut short resumes where it stopped (default: none kept)")
     parser.add_argument("--steps", type=Bounded(*STEPS), metavar="N",
                         help="steps per timed call (default 3 on cpu, 20 on gpu); for the command and phase "
                              "tables, the steps of every picture (default: the preset's own)")
-    parser.add_argument("--images", type=Path, metavar="DIR",
+    parser.add_argument("--images", type=flags.path, metavar="DIR",
                         help="ImageNet-layout folder for the concepts part (default: a sample made from "
                              "scikit-image's photos)")
-    parser.add_argument("--out", type=Path, default=Path("docs/bench"), help="folder for the JSON results and plot")
+    parser.add_argument("--out", type=flags.path, default=Path("docs/bench"),
+                        help="folder for the JSON results and plot (default docs/bench)")
     parser.add_argument("--no-tf32", action="store_true",
                         help="on a GPU, true fp32 convolutions and matmuls (cuDNN defaults to TF32 on recent cards)")
 

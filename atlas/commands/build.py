@@ -5,17 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from pathlib import Path
 
 from atlas import flags
 from atlas.flags import Bounded, Flag
 
 # Every flag of `atlas build`, with its default (`--cache` and `--out` replace the config's keys).
 FLAGS = (
-    Flag("--config", "settings file for the default folders", type=Path, note="./atlas.toml",
+    Flag("--config", "settings file for the default folders", type=flags.path, note="./atlas.toml",
          options=(("metavar", "FILE"),)),
-    Flag("--cache", "render cache to read", key="cache", type=Path, options=(("metavar", "DIR"),)),
-    Flag("--out", "site folder to write", key="site", type=Path, options=(("metavar", "DIR"),)),
+    Flag("--cache", "render cache to read", key="cache", type=flags.path, options=(("metavar", "DIR"),)),
+    Flag("--out", "site folder to write", key="site", type=flags.path, options=(("metavar", "DIR"),)),
     Flag("--model", "a model to build (repeat for several); each model's pages go in a folder named by it",
          note="every model of the cache, those of the config's models first", options=(("metavar", "NAME"),
                                                                                        ("action", "append"))),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from pathlib import Path
 
 from atlas import flags
 from atlas.config import load_config
@@ -24,7 +23,7 @@ def _layers(values: list[str]) -> tuple[tuple[str, str], ...]:
 FLAGS = (
     flags.CONFIG,
     Flag("--images", "one subfolder per class, named by the class: DIR/daisy/..., or by WordNet id as ImageNet's "
-         "train/val (DIR/n01440764/...)", key="concepts.images", type=Path, options=(("metavar", "DIR"),)),
+         "train/val (DIR/n01440764/...)", key="concepts.images", type=flags.path, options=(("metavar", "DIR"),)),
     Flag("--classes", 'classes of DIR to explain: "all", "0-99", "n01440764", a class name', key="concepts.classes",
          type=class_spec, options=(("metavar", "SPEC"),)),
     Flag("--concepts", "concepts per class", key="concepts.concepts", type=config_range("concepts.concepts"),

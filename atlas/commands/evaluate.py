@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from atlas import flags
 from atlas.flags import Bounded, Flag
@@ -14,20 +13,21 @@ from atlas.flags import Bounded, Flag
 FLAGS = (
     flags.CONFIG,
     Flag("--images", "a folder with one sub-folder of real photos per class, named by the class (DIR/daisy/...) "
-         "or by WordNet id (DIR/n07920052/...)", type=Path, note="required",
+         "or by WordNet id (DIR/n07920052/...)", type=flags.path, note="required",
          options=(("metavar", "DIR"), ("required", True))),
-    Flag("--cache", "the render cache", key="cache", type=Path, options=(("metavar", "DIR"),)),
+    Flag("--cache", "the render cache", key="cache", type=flags.path, options=(("metavar", "DIR"),)),
     Flag("--model", "the generating model, if the cache holds several", note="the cache's",
          options=(("metavar", "NAME"),)),
-    Flag("--checkpoint", "the generating model's weights (a state dict)", key="checkpoint", type=Path,
+    Flag("--checkpoint", "the generating model's weights (a state dict)", key="checkpoint", type=flags.path,
          options=(("metavar", "PATH"),)),
-    Flag("--labels", "class names of the generator's head, one a line", key="labels", type=Path,
+    Flag("--labels", "class names of the generator's head, one a line", key="labels", type=flags.path,
          options=(("metavar", "FILE"),)),
     Flag("--feature-model", "the network whose features FID compares (the paper uses inception_v3, available "
          "when its weights are in your hub cache)", default="efficientnet_lite2", options=(("metavar", "NAME"),)),
     Flag("--feature-checkpoint", "weights file for --feature-model", note="its own", options=(("metavar", "PATH"),)),
     Flag("--crops", "random crops per visualization", default=16, type=Bounded(1, 1024), options=(("metavar", "N"),)),
-    Flag("--out", "write the scores as JSON here", type=Path, note="CACHE/eval.json", options=(("metavar", "FILE"),)),
+    Flag("--out", "write the scores as JSON here", type=flags.path, note="CACHE/eval.json",
+         options=(("metavar", "FILE"),)),
 )
 
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from atlas.flags import path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="a timm model name, or efficientnet_lite0/1/2 (bundled weights)")
     parser.add_argument("--checkpoint", help="weights file (a state dict saved with torch.save)")
     parser.add_argument("--random-weights", action="store_true", help="random weights (for tests)")
-    parser.add_argument("--labels", type=Path, metavar="FILE",
+    parser.add_argument("--labels", type=path, metavar="FILE",
                         help="class names of the head, one a line in class-index order (checked against the head)")
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-from pathlib import Path
 
 from atlas import flags
 from atlas.config import load_config
@@ -15,7 +14,7 @@ from atlas.flags import Bounded, Flag
 # this command's own, with their defaults here.
 FLAGS = (
     flags.CONFIG,
-    Flag("--images", "folder of images both models see (subfolders are searched too)", type=Path,
+    Flag("--images", "folder of images both models see (subfolders are searched too)", type=flags.path,
          note="required", options=(("metavar", "DIR"),)),
     Flag("--models", "two or more timm model names; every pair is matched (the config's model keeps its "
          "checkpoint and labels)", note="required", options=(("nargs", "+"), ("metavar", "NAME"))),

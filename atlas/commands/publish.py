@@ -10,9 +10,9 @@ from atlas.flags import Flag
 
 # Every flag of `atlas publish`, with its default (`--out` replaces the config's `site`).
 FLAGS = (
-    Flag("--config", "settings file for the default folder", type=Path, note="./atlas.toml",
+    Flag("--config", "settings file for the default folder", type=flags.path, note="./atlas.toml",
          options=(("metavar", "FILE"),)),
-    Flag("--out", "the built site", key="site", type=Path, options=(("metavar", "DIR"),)),
+    Flag("--out", "the built site", key="site", type=flags.path, options=(("metavar", "DIR"),)),
     Flag("--remote", "where to push; it must have no uncommitted changes",
          note="the origin of the git repository holding the config file, or the current folder without one",
          options=(("metavar", "URL_OR_PATH"),)),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from atlas import flags
 from atlas.config import Config, load_config, parse_batch_size
@@ -47,7 +46,7 @@ FLAGS = (
     Flag("--batch-size", 'objectives per optimisation call, or "auto" (what fits on the device)', key="batch_size",
          type=config_range("batch_size", ("auto",)), convert=parse_batch_size, note="from the config: auto",
          options=(("metavar", "K"),)),
-    Flag("--spectrum", "magnitude spectrum .npy made by `atlas spectrum`", key="spectrum", type=Path,
+    Flag("--spectrum", "magnitude spectrum .npy made by `atlas spectrum`", key="spectrum", type=flags.path,
          note="from the config: the MACO authors' ImageNet one", options=(("metavar", "FILE"),)),
     Flag("--bf16", "bfloat16 autocast of the model (GPU speed; other images, other cache keys)", key="bf16",
          options=(("action", argparse.BooleanOptionalAction),)),
@@ -83,11 +82,13 @@ def run(args: argparse.Namespace) -> int:
     full_command = full_atlas_command(config)
     if cpu_subset:
         why = "no GPU found" if args.subset is None else "--cpu-subset"
+        subset = flags.merge_selection(config.cpu, args, FLAGS)
+        built_in = subset == Config().cpu and (config.model, config.checkpoint) == (Config().model, None)
+        cost = "" if not built_in else (" (about 9 minutes on 2 cores at the cpu-best preset, 4x the cpu preset's "
+                                        "time, so that the pictures hold their class on small crops too; --preset "
+                                        "cpu takes about 2 min 17 s)")
         print(f"atlas render: {why}: rendering the CPU subset ([cpu] in {config.source or 'the defaults'}): "
-              f"{flags.merge_selection(config.cpu, args, FLAGS).describe()} (the default subset takes about "
-              f"9 minutes on 2 cores at the cpu-best preset, 4x the cpu preset's time, so that the pictures "
-              f"hold their class on small crops too; --preset cpu takes about 2.5 minutes). "
-              f"Full atlas: {full_command}", flush=True)
+              f"{subset.describe()}{cost}. Full atlas: {full_command}", flush=True)
     progress = None if args.no_progress else progress_bar()
     say = lambda line: print(f"atlas render: {line}", flush=True)  # noqa: E731
     warn = lambda line: print(f"atlas render: {line}", file=sys.stderr, flush=True)  # noqa: E731

@@ -11,9 +11,9 @@ from atlas.flags import Bounded, Flag
 
 # Every flag of `atlas serve`, with its default (`--out` replaces the config's `site`).
 FLAGS = (
-    Flag("--config", "settings file for the default folder", type=Path, note="./atlas.toml",
+    Flag("--config", "settings file for the default folder", type=flags.path, note="./atlas.toml",
          options=(("metavar", "FILE"),)),
-    Flag("--out", "the built site", key="site", type=Path, options=(("metavar", "DIR"),)),
+    Flag("--out", "the built site", key="site", type=flags.path, options=(("metavar", "DIR"),)),
     Flag("--port", "port; 0 picks a free one", default=8000, type=Bounded(0, 65535), options=(("metavar", "N"),)),
     Flag("--host", "address to bind (127.0.0.1: this machine only)", default="127.0.0.1"),
 )
