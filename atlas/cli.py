@@ -70,7 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         command = None
     parser = build_parser(command)
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # argparse would name the top-level program; the command's own help lists its flags
+            prog = f"atlas {args.command}" if args.command else "atlas"
+            raise UsageError(f"{prog}: error: unrecognized arguments: {' '.join(extra)} (see `{prog} --help`)")
     except UsageError as exc:  # exit code 2, as argparse's own: the command line itself is wrong
         print(exc, file=sys.stderr)
         return 2

@@ -440,6 +440,8 @@ class _Reader:
                 raise self.fail(f"{prefix}layers.{name}",
                                 f"must be a channel spec like \"all\", \"0-31\" or \"top:64\", got {spec!r}")
             self.spec(spec, f"layer {name} channel", f"{prefix}layers.{name}")
+            if any(name == known for known, _ in layers):  # "blocks.3" and blocks = {3 = ...} name one layer
+                raise self.fail(f"{prefix}layers.{name}", "is written twice: give the layer's channels once")
             layers.append((name, spec))
         return tuple(layers)
 

@@ -98,7 +98,7 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     if len(a) < 2 or len(b) < 2:
-        raise AtlasError("FID needs at least two images on each side; add real images to the class folder")
+        raise AtlasError(f"FID needs at least two samples on each side, got {len(a)} and {len(b)}")
     mu = a.mean(0) - b.mean(0)
     s1 = np.cov(a, rowvar=False)
     s2 = np.cov(b, rowvar=False)
@@ -119,6 +119,11 @@ def score_class(
     crop_scale: tuple[float, float] = (0.2, 0.25),
 ) -> tuple[float, float]:
     """(plausibility, FID) of one class's visualizations against its real photos."""
+    if images.shape[0] * crops < 2:
+        raise AtlasError(f"FID needs at least two crops of the visualizations, got {images.shape[0] * crops}: "
+                         "raise --crops")
+    if len(real_paths) < 2:
+        raise AtlasError(f"FID needs at least two real images, got {len(real_paths)}: add photos to the class folder")
     vis_gen = visualization_features(generator, images, crops, seed, crop_scale).flatten(0, 1)
     real_gen = real_features(generator, real_paths)
     plausibility = float(nearest_cosine_distance(vis_gen, real_gen).mean())

@@ -23,6 +23,7 @@ from typing import Any
 from atlas import specs
 from atlas.config import RANGES, Config, Selection, override
 from atlas.errors import AtlasError
+from atlas.presets import PRESETS
 
 SELECTION = "selection."  # keys of the selection (`[cpu]` or the full atlas) rather than of the config
 
@@ -60,6 +61,13 @@ def path(text: str) -> Path:
     if not text.strip():
         raise argparse.ArgumentTypeError("an empty path names no file or folder: give one, or leave the flag out")
     return Path(text)
+
+
+def preset_name(text: str) -> str:
+    """An argparse type: the name of a preset (atlas.presets), checked before anything loads."""
+    if text not in PRESETS:
+        raise argparse.ArgumentTypeError(f"unknown preset {text!r}: choose one of {', '.join(PRESETS)}")
+    return text
 
 
 def class_spec(text: str) -> str:
@@ -143,7 +151,9 @@ def add_flags(parser: argparse.ArgumentParser, flags: Sequence[Flag]) -> None:
         options = dict(flag.options)
         bounds = f"; {flag.type.describe()}" if isinstance(flag.type, Bounded) else ""
         help_text = flag.help
-        if options.get("action") not in ("store_true", "store_const"):
+        if options.get("required"):
+            help_text = f"{flag.help} (required{bounds})"
+        elif options.get("action") not in ("store_true", "store_const"):
             help_text = f"{flag.help} (default {flag.default_text()}{bounds})"
         if flag.type is not None:
             options["type"] = flag.type

@@ -66,6 +66,9 @@ def parse_layers_arg(values: Sequence[str]) -> tuple[tuple[str, str], ...]:
         name, sep, spec = value.partition("=")
         if not sep or not name.strip() or not spec.strip():
             raise AtlasError(f"bad --layers item {value!r}: write LAYER=SPEC, like blocks.3=0-31 or conv_head=top:64")
+        if any(name.strip() == known for known, _ in layers):
+            raise AtlasError(f"--layers names {name.strip()} twice: give its channels once, joined like "
+                             f"{name.strip()}=0-1,5")
         layers.append((name.strip(), spec.strip()))
     return tuple(layers)
 

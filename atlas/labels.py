@@ -40,7 +40,15 @@ def folder_labels(images: str | os.PathLike) -> tuple[str, ...]:
     except OSError as exc:
         raise AtlasError(f"cannot list image folder {root} ({exc.__class__.__name__}): "
                          "pass --images DIR with one subfolder of images per class") from exc
+    if not names:
+        raise no_class_folder(root)
     return check_names(tuple(names), f"image folder {root}")
+
+
+def no_class_folder(root: Path) -> AtlasError:
+    """The error for an image folder without one subfolder per class, saying how to lay one out."""
+    return AtlasError(f"image folder {root} has no class folder: put each class's images in a subfolder "
+                      f"named by the class ({root}/daisy/..., or {root}/n01440764/... for ImageNet)")
 
 
 def check_names(names: tuple[str, ...], where: str) -> tuple[str, ...]:

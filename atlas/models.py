@@ -205,8 +205,8 @@ def _check_known(architecture: str, name: str) -> None:
 def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     """The state dict in a checkpoint file: plain, wrapped by a trainer, or saved from DataParallel."""
     if not path.is_file():
-        raise AtlasError(
-            f"checkpoint file {path} does not exist: pass --checkpoint with the path of a saved state dict")
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise AtlasError(f"checkpoint {path} {what}: pass --checkpoint with the path of a saved state dict")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds here: pickle, zip, unsupported types
@@ -218,6 +218,11 @@ def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
             break
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise AtlasError(f"checkpoint {path} holds no state dict; save it with torch.save(model.state_dict(), path)")
+    # a diverged run's weights render nothing but failures; say so here, where the cause is
+    broken = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if broken is not None:
+        raise AtlasError(f"checkpoint {path} holds NaN or infinite weights ({broken}): save the weights of a "
+                         "run before its loss diverged")
     return {str(k).removeprefix("module."): v for k, v in state.items()}
 
 

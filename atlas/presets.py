@@ -26,6 +26,14 @@ CROPS = (1, 1024)
 WHOLE_VIEWS = (0, CROPS[1])
 
 
+_REAL_FIELDS = ("crop_min", "crop_max", "noise", "lr", "input_scale", "lr_end")
+
+
+def _finite(value: Any) -> bool:
+    """A real number (true and false are not numbers here) that is neither infinite nor NaN."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 @dataclass(frozen=True)
 class Preset:
     """How to optimise one image.
@@ -64,23 +72,27 @@ class Preset:
             number = getattr(self, name)
             if isinstance(number, bool) or not isinstance(number, int) or not low <= number <= high:
                 problems.append(f"{name} must be an integer from {low} to {high}{unit}, not {number!r}")
-        if not 0 < self.crop_min <= self.crop_max <= 1:
+        # a number that is not finite would reach the cache key's JSON (which refuses it) or the optimiser
+        numbers = {name: _finite(getattr(self, name)) for name in _REAL_FIELDS}
+        problems += [f"{name} must be a finite number, not {getattr(self, name)!r}"
+                     for name, ok in numbers.items() if not ok]
+        if numbers["crop_min"] and numbers["crop_max"] and not 0 < self.crop_min <= self.crop_max <= 1:
             problems.append(f"need 0 < crop_min <= crop_max <= 1, got {self.crop_min!r} and {self.crop_max!r}")
         anneal = self.crop_anneal
         if not isinstance(anneal, bool) and not (
-            isinstance(anneal, tuple) and len(anneal) == 2 and all(0 < float(v) <= 1 for v in anneal)
+            isinstance(anneal, tuple) and len(anneal) == 2 and all(_finite(v) and 0 < v <= 1 for v in anneal)
         ):
             problems.append(f"crop_anneal must be true/false or two fractions (start, end), not {anneal!r}")
-        if self.noise < 0:
+        if numbers["noise"] and self.noise < 0:
             problems.append(f"noise must be >= 0, not {self.noise!r}")
-        if self.lr <= 0:
+        if numbers["lr"] and self.lr <= 0:
             problems.append(f"lr must be > 0, not {self.lr!r}")
         if not isinstance(self.phase_offset, bool):
             problems.append(f"phase_offset must be true or false, not {self.phase_offset!r}")
-        if not 0 < self.input_scale <= 1:
+        if numbers["input_scale"] and not 0 < self.input_scale <= 1:
             problems.append(
                 f"input_scale must be in (0, 1], a fraction of the model's input side, not {self.input_scale!r}")
-        if not 0 < self.lr_end <= 1:
+        if numbers["lr_end"] and not 0 < self.lr_end <= 1:
             problems.append(f"lr_end must be in (0, 1], a fraction of lr, not {self.lr_end!r}")
         if self.init not in INITS:
             problems.append(f"init must be one of {', '.join(INITS)}, not {self.init!r}")

@@ -54,6 +54,7 @@ def parse_classes(spec: str, num_classes: int, names: Mapping[str, int | Sequenc
         return []
     if text == "sample":
         return sample_classes(num_classes, names)
+    _names_something(spec, "class")
     indices: set[int] = set()
     numeric = []
     for part in text.split(","):
@@ -120,7 +121,14 @@ def parse_channels(spec: str, layer: str, channels: int, ranking: Sequence[int] 
         if count > channels:
             raise AtlasError(f"layer {layer}: top:{count} asks for more channels than it has ({channels})")
         return sorted(int(c) for c in ranking[:count])
+    _names_something(spec, f"layer {layer} channel")
     return sorted(set(_ranges(text, f"layer {layer} channel", channels)))
+
+
+def _names_something(spec: str, what: str) -> None:
+    """Refuse a spec of commas and spaces alone: a typo, not a request for nothing (that is "none")."""
+    if not spec.replace(",", "").strip():
+        raise AtlasError(f"{what} spec {spec!r} names nothing: write none, or a spec like 0-99")
 
 
 def check_spec(spec: str, what: str) -> None:
@@ -132,6 +140,7 @@ def check_spec(spec: str, what: str) -> None:
     text = spec.strip().lower()
     if text in ("all", "none", "") or (what == "class" and text == "sample"):
         return
+    _names_something(spec, what)
     if what != "class" and text.startswith("top:"):
         if not text[4:].isdigit() or int(text[4:]) < 1:
             raise AtlasError(f"bad channel spec {spec!r}: use top:N with N >= 1")

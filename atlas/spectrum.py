@@ -58,7 +58,8 @@ def load_spectrum(path: str | Path | None = None) -> np.ndarray:
             raise AtlasError(f"the packaged spectrum {path} is damaged (SHA-256 mismatch): reinstall atlas")
     path = Path(path)
     if not path.is_file():
-        raise AtlasError(f"spectrum file {path} does not exist: create one with `atlas spectrum DIR -o FILE`")
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise AtlasError(f"spectrum file {path} {what}: create one with `atlas spectrum DIR -o FILE`")
     try:
         spectrum = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
@@ -156,7 +157,8 @@ def decorrelated_image(path: Path, size: int) -> np.ndarray:
             problem = size_problem(opened.size)
             image = opened.convert("RGB") if problem is None else None
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
-        raise AtlasError(f"cannot read image {path}: remove it from the folder or convert it") from exc
+        reason = " ".join(str(exc).split())[:100] or exc.__class__.__name__
+        raise AtlasError(f"cannot read image {path} ({reason}): remove it from the folder or convert it") from exc
     if image is None:
         raise AtlasError(f"image {path} is not read: {problem}; remove it from the folder or shrink it")
     scale = size / min(image.size)

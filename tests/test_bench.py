@@ -312,7 +312,7 @@ def test_no_tf32_turns_tf32_off_for_the_run_and_says_so(monkeypatch, tmp_path, c
         {"model": "efficientnet_lite0", "batch": 1, "step_ms": 100.0, "image_ms": 25.0, "image_fraction": 0.25}])
     saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
-    args = argparse.Namespace(part="cpu", only="split", device=None, classes=2, heldout_classes=3, steps=None,
+    args = argparse.Namespace(part="cpu", only=("split",), device=None, classes=2, heldout_classes=3, steps=None,
                               images=None, out=tmp_path, no_tf32=True)
     try:
         assert command.run(args) == 0

@@ -42,7 +42,7 @@ def run(tmp_path_factory):
         patch.chdir(folder)
         patch.setattr(models_bench, "bench_models", kept)
         patch.setattr("atlas.models.load_model", lambda name, **kw: None)  # the other parts' models
-        args = argparse.Namespace(part="cpu", only="models", device="cpu", classes=2, heldout_classes=3,
+        args = argparse.Namespace(part="cpu", only=("models",), device="cpu", classes=2, heldout_classes=3,
                                   steps=None, images=None, out=folder / "out", no_tf32=False)
         with contextlib.redirect_stdout(io.StringIO()) as out:
             assert command.run(args) == 0

@@ -157,6 +157,19 @@ def test_corrupt_images_and_stray_files_are_skipped_and_counted(tmp_path, tiny):
     again = run_concepts(tiny, request_for(tmp_path, example_layers={}), report=lambda line: None)
     assert (again.computed, again.cached, again.empty) == (0, 2, ["n01484850"])
     assert "no readable image in 1 class(es): n01484850" in again.line()
+    assert "(such as n01484850/only.png: not decodable as an image" in again.line()
+
+
+def test_a_folder_without_one_readable_image_is_an_error_not_an_empty_success(tmp_path, tiny, capsys):
+    (tmp_path / "images" / "n01440764").mkdir(parents=True)
+    (tmp_path / "images" / "n01440764" / "a.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    assert main(cli(tmp_path)) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds a readable image (such as n01440764/a.jpg): add JPEG or PNG" in err[0], err
+    (tmp_path / "images" / "n01440764" / "a.jpg").unlink()
+    (tmp_path / "images" / "n01440764").rmdir()
+    assert main(cli(tmp_path)) == 1
+    assert "has no class folder: put each class's images in a subfolder" in capsys.readouterr().err
 
 
 def cli(tmp_path: Path, *extra: str) -> list[str]:

@@ -179,3 +179,19 @@ def test_judging_crops_default_by_device_unless_the_config_sets_them():
     assert Config().scoring.crops is None and GPU_CROPS == 16
     assert Scoring().crops_on("cpu") == CPU_CROPS and Scoring().crops_on("cuda:0") == GPU_CROPS
     assert Scoring(crops=5).crops_on("cpu") == Scoring(crops=5).crops_on("cuda:1") == 5
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[cpu.preset]\nnoise = nan\n", "noise must be a finite number, not nan"),
+    ("[preset]\nlr = inf\n", "lr must be a finite number, not inf"),
+    ("[preset]\ncrop_max = true\n", "crop_max must be a finite number, not True"),
+])
+def test_a_preset_number_that_is_not_finite_is_one_line_at_load(tmp_path, text, message):
+    with pytest.raises(AtlasError, match=message) as caught:
+        load_config(write(tmp_path, text))
+    assert "\n" not in str(caught.value)
+
+
+def test_a_layer_written_twice_in_a_table_is_one_line(tmp_path):
+    with pytest.raises(AtlasError, match="layers.blocks.3.* is written twice"):
+        load_config(write(tmp_path, '[layers]\n"blocks.3" = "0-1"\nblocks = { 3 = "5" }\n'))

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from atlas.cache import Cache, encode_npy, encode_png
@@ -101,3 +102,19 @@ def test_eval_errors_name_the_fix(tmp_path):
     run = subprocess.run([sys.executable, "-m", "atlas", "eval", "--images", str(tmp_path / "real"),
                           "--cache", str(tmp_path / "empty")], capture_output=True, text=True, timeout=120)
     assert run.returncode == 1 and "run `atlas render` first" in run.stderr
+
+
+def test_too_few_samples_for_fid_name_the_side_that_lacks_them(tiny_resnet, tmp_path):
+    from atlas.errors import AtlasError
+    from atlas.evaluate import score_class
+
+    picture = torch.rand(1, 3, 64, 64)
+    photos = [tmp_path / f"{i}.png" for i in range(2)]
+    for path in photos:
+        Image.fromarray(photo("coffee")).save(path)
+    with pytest.raises(AtlasError, match="two crops of the visualizations, got 1: raise --crops"):
+        score_class(tiny_resnet, tiny_resnet, picture, photos, crops=1)
+    with pytest.raises(AtlasError, match="two real images, got 1: add photos to the class folder"):
+        score_class(tiny_resnet, tiny_resnet, picture, photos[:1], crops=4)
+    plausibility, fid = score_class(tiny_resnet, tiny_resnet, picture, photos, crops=2)
+    assert 0 <= plausibility <= 2 and np.isfinite(fid)

@@ -41,11 +41,17 @@ ROOT = Path(__file__).resolve().parents[1]
     (["spectrum", "photos", "-o", "s.npy", "--size", "3"], "argument --size: must be an integer from 16 to 8192"),
     (["eval", "--images", "x", "--crops", "0"], "argument --crops: must be an integer from 1 to 1024"),
     (["bench", "--steps", "0"], "argument --steps: must be an integer from 1 to 100000"),
+    (["render", "--preset", "atals"], "--preset: unknown preset 'atals': choose one of horama, xplique, atlas, cpu"),
+    (["render", "--classes", ","], "argument --classes: class spec ',' names nothing: write none"),
     (["render", "--cache", ""], "argument --cache: an empty path names no file or folder"),
     (["build", "--out", " "], "argument --out: an empty path names no file or folder"),
     (["render", "--spectrum", ""], "argument --spectrum: an empty path"),
     (["layers", "resnet18", "--labels", ""], "argument --labels: an empty path"),
     (["bench", "--out", ""], "argument --out: an empty path"),
+    (["match", "--models", "a", "b"], "the following arguments are required: --images"),
+    (["eval"], "the following arguments are required: --images"),
+    (["build", "--bogus"], "unrecognized arguments: --bogus"),
+    (["bench", "--only", "speed,nosuch"], "argument --only: nosuch is not a benchmark part: name some of speed,"),
 ])
 def test_a_flag_out_of_range_is_one_line_exit_2_naming_the_range(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

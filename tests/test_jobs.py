@@ -30,6 +30,18 @@ def test_class_specs():
     assert parse_classes("N01443537", 1000, WNIDS) == [1]
 
 
+def test_a_spec_of_commas_alone_names_nothing_and_a_layer_given_twice_is_refused():
+    for spec in (",", " , ,"):
+        with pytest.raises(AtlasError, match="names nothing: write none"):
+            parse_classes(spec, 10)
+        with pytest.raises(AtlasError, match="names nothing"):
+            check_spec(spec, "class")
+        with pytest.raises(AtlasError, match="layer4 channel spec .* names nothing"):
+            parse_channels(spec, "layer4", 8)
+    with pytest.raises(AtlasError, match="--layers names blocks.3 twice: give its channels once, joined like"):
+        parse_layers_arg(["blocks.3=0-1", "blocks.3=5"])
+
+
 def test_the_sample_is_the_imagenet_sixteen_or_a_spread_of_any_other_head():
     sixteen = [1, 9, 130, 207, 309, 340, 388, 417, 430, 511, 852, 948, 954, 963, 980, 985]
     assert parse_classes("sample", 1000, lookup(imagenet_classes())) == sixteen

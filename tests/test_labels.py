@@ -59,3 +59,9 @@ def test_folders_match_classes_by_name_or_wordnet_id(tmp_path):
     with pytest.raises(AtlasError, match=r"1 of 3 folders \('crane'\) name no class") as caught:
         folder_classes(tmp_path, classes)
     assert "'n01440764', 'crane', 'Crane', 'daisy'" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_an_image_folder_without_class_folders_says_how_to_lay_one_out(tmp_path):
+    (tmp_path / "loose.jpg").write_bytes(b"")
+    with pytest.raises(AtlasError, match="has no class folder: put each class's images in a subfolder named by"):
+        folder_labels(tmp_path)

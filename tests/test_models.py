@@ -126,6 +126,16 @@ def test_unknown_model_suggests_close_names():
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(AtlasError, match="does not exist"):
         load_model("test_resnet", checkpoint=tmp_path / "missing.pth")
+    with pytest.raises(AtlasError, match="is a folder, not a file: pass --checkpoint"):
+        load_model("test_resnet", checkpoint=tmp_path)
+
+
+def test_a_checkpoint_with_nan_weights_is_refused_naming_the_tensor(tmp_path, tiny_resnet):
+    state = {k: v.clone() for k, v in tiny_resnet.module.state_dict().items()}
+    state["fc.weight"][0, 0] = float("nan")
+    torch.save(state, tmp_path / "diverged.pth")
+    with pytest.raises(AtlasError, match=r"NaN or infinite weights \(fc.weight\): save the weights of a run before"):
+        load_model("test_resnet", checkpoint=tmp_path / "diverged.pth")
 
 
 def test_checkpoint_roundtrip_and_mismatch(tmp_path, tiny_resnet):

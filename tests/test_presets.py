@@ -79,6 +79,12 @@ def test_lr_decays_by_a_cosine_to_its_end_fraction():
     ({"whole_views": 2000}, "whole_views must be an integer from 0 to 1024, not 2000"),
     ({"whole_views": -1}, "whole_views"),
     ({"whole_views": 0.5}, "whole_views"),
+    ({"noise": float("nan")}, "noise must be a finite number, not nan"),
+    ({"lr": float("inf")}, "lr must be a finite number, not inf"),
+    ({"crop_max": True}, "crop_max must be a finite number, not True"),
+    ({"lr": "1"}, "lr must be a finite number, not '1'"),
+    ({"crop_anneal": (0.5, float("nan"))}, "crop_anneal must be true/false or two fractions"),
+    ({"crop_anneal": ("a", 0.1)}, "crop_anneal must be true/false or two fractions"),
 ])
 def test_bad_new_settings_are_explained(overrides, message):
     with pytest.raises(AtlasError, match=message):

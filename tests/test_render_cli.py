@@ -60,7 +60,6 @@ def atlas(*args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess
         (["--layers", "layer2=48"], "layer layer2 channel 48 is out of range"),
         (["--layers", "layer2"], "LAYER=SPEC"),
         (["--shard", "2/2"], "bad shard 2/2"),
-        (["--preset", "fast"], "unknown preset 'fast'"),
         (["--device", "cuda:0"], "no CUDA GPU"),
         (["--config", "/nonexistent/atlas.toml"], "cannot read config"),
         (["--device", "mps"], "no usable Apple GPU (MPS): use --device cpu"),

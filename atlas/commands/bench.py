@@ -29,14 +29,14 @@ PHASE_CLASSES = 8  # the phase table's classes: the first of the tuning list
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--part", choices=("cpu", "gpu"), default="cpu", help="which machine's benchmark (default cpu)")
-    parser.add_argument("--only", default=",".join(DEFAULT_PARTS),
+    parser.add_argument("--only", type=_names_of(lambda: PARTS, "a benchmark part"), default=",".join(DEFAULT_PARTS),
                         help=f"comma-separated subset of {','.join(PARTS)} (default: {','.join(DEFAULT_PARTS)})")
     parser.add_argument("--device", help="torch device (default: cpu for --part cpu, cuda for --part gpu)")
     parser.add_argument("--classes", type=Bounded(1, 1000), metavar="N",
-                        help="classes of the tuning list for the quality and search tables (default 50), the first N "
-                             "classes of atlas.toml's [cpu] subset for the models table (default 50), and the "
-                             "classes `atlas render` renders in the command table (default 100 with --part gpu, 4 "
-                             "without); an integer from 1 to 1000")
+                        help="classes of the tuning list for the quality and search tables (default 50), the "
+                             "first N classes of atlas.toml's [cpu] subset for the models table (default: all of "
+                             "them), and the classes `atlas render` renders in the command table (default 100 with "
+                             "--part gpu, 4 without); an integer from 1 to 1000")
     parser.add_argument("--heldout-classes", type=Bounded(1, 100), default=100, metavar="N",
                         help="classes of the held-out list for the heldout and objectives tables (default 100; an "
                              "integer from 1 to 100)")
@@ -160,10 +160,7 @@ def run(args: argparse.Namespace) -> int:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise AtlasError("no CUDA device here: run `atlas bench --part gpu` on a GPU machine, "
                          "or `make bench` for the CPU part")
-    parts = [p.strip() for p in args.only.split(",") if p.strip()]
-    unknown = sorted(set(parts) - set(PARTS))
-    if unknown:
-        raise AtlasError(f"unknown benchmark part {unknown[0]!r}: choose from {', '.join(PARTS)}")
+    parts = list(args.only)
     steps = args.steps if args.steps is not None else (20 if gpu else 3)
     if args.no_tf32:  # to tell TF32 rounding from the method, e.g. the reference phase's noise on an H100
         torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
@@ -292,8 +289,7 @@ def run(args: argparse.Namespace) -> int:
 
         config = load_config()
         load = os.getloadavg()  # the machine may be shared: the CPU seconds hold, the wall seconds less so
-        count = TUNING_CLASSES if args.classes is None else args.classes
-        measured = bench_models(config, subset_classes(config, count), device,
+        measured = bench_models(config, subset_classes(config, args.classes), device,
                                 report=lambda line: print(f"  {line}", flush=True))
         results["models"] = measured.to_json() | {"load_average_1min": {"before": load[0],
                                                                          "after": os.getloadavg()[0]}}

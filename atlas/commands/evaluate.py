@@ -13,8 +13,7 @@ from atlas.flags import Bounded, Flag
 FLAGS = (
     flags.CONFIG,
     Flag("--images", "a folder with one sub-folder of real photos per class, named by the class (DIR/daisy/...) "
-         "or by WordNet id (DIR/n07920052/...)", type=flags.path, note="required",
-         options=(("metavar", "DIR"), ("required", True))),
+         "or by WordNet id (DIR/n07920052/...)", type=flags.path, options=(("metavar", "DIR"), ("required", True))),
     Flag("--cache", "the render cache", key="cache", type=flags.path, options=(("metavar", "DIR"),)),
     Flag("--model", "the generating model, if the cache holds several", note="the cache's",
          options=(("metavar", "NAME"),)),

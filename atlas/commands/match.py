@@ -15,9 +15,9 @@ from atlas.flags import Bounded, Flag
 FLAGS = (
     flags.CONFIG,
     Flag("--images", "folder of images both models see (subfolders are searched too)", type=flags.path,
-         note="required", options=(("metavar", "DIR"),)),
+         options=(("metavar", "DIR"), ("required", True))),
     Flag("--models", "two or more timm model names; every pair is matched (the config's model keeps its "
-         "checkpoint and labels)", note="required", options=(("nargs", "+"), ("metavar", "NAME"))),
+         "checkpoint and labels)", options=(("nargs", "+"), ("metavar", "NAME"), ("required", True))),
     Flag("--layers", "layers to search, in every model that has them; MODEL:LAYER for one model only",
          note="every layer `atlas layers` lists", options=(("nargs", "+"), ("metavar", "LAYER"))),
     Flag("--grid", "side of the grid every activation map is resized to before correlating", default=7,
@@ -62,9 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from atlas.models import list_layers, load_model
 
     config = flags.merge(load_config(args.config), args, FLAGS)
-    if args.images is None:
-        raise AtlasError("no image folder: pass --images DIR (a folder of photos both models see)")
-    names = args.models or []
+    names = args.models
     if len(names) < 2:
         raise AtlasError("matching needs two models or more: pass --models A B")
     device = resolve_device(config.device)

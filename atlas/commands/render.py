@@ -7,8 +7,8 @@ import sys
 
 from atlas import flags
 from atlas.config import Config, load_config, parse_batch_size
-from atlas.flags import Bounded, Flag, class_spec, config_range
-from atlas.presets import CANVAS, STEPS
+from atlas.flags import Bounded, Flag, class_spec, config_range, preset_name
+from atlas.presets import CANVAS, PRESETS, STEPS
 
 
 def _layers(values: list[str]) -> tuple[tuple[str, str], ...]:
@@ -31,7 +31,7 @@ FLAGS = (
          type=class_spec, options=(("metavar", "SPEC"),)),
     Flag("--layers", 'channels per layer, e.g. blocks.3=0-31 conv_head=top:64; no value (or "none"): none',
          key="selection.layers", convert=_layers, options=(("nargs", "*"), ("metavar", "LAYER=SPEC"))),
-    Flag("--preset", "horama, xplique, atlas, cpu, cpu-fine or cpu-best", key="selection.preset",
+    Flag("--preset", f"one of {', '.join(PRESETS)}", key="selection.preset", type=preset_name,
          options=(("metavar", "NAME"),)),
     Flag("--steps", "optimisation steps (overrides the preset)", key="selection.steps", type=Bounded(*STEPS),
          options=(("metavar", "N"),)),

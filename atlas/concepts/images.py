@@ -27,6 +27,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from atlas.errors import AtlasError
 from atlas.image_limits import size_problem
+from atlas.labels import no_class_folder
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".webp")
 READ_THREADS = min(8, os.cpu_count() or 1)
@@ -142,8 +143,7 @@ def scan(root: str | Path, folders: Mapping[str, int], per_class: int | None = N
         fingerprint = _sha256([[f, s.st_size, s.st_mtime_ns] for f, s in stats])
         result.append(ClassImages(index, folder.name, files, len(names), fingerprint))
     if not result:
-        raise AtlasError(
-            f"no class folders in {root}: it needs one subfolder per class, named by the class (n01440764/, daisy/)")
+        raise no_class_folder(root)
     return ImageFolder(root, tuple(result), not_images)
 
 

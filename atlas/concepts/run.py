@@ -87,6 +87,7 @@ class ConceptSummary:
     cached: int = 0
     images: int = 0
     skipped: int = 0  # unreadable images and files that are not images
+    unreadable: list[str] = field(default_factory=list)  # the first few image files that could not be read
     example_layers: int = 0
     examples_cached: int = 0
     examples_waiting: int = 0  # this shard's part saved, other shards' parts still missing
@@ -101,6 +102,9 @@ class ConceptSummary:
     def line(self) -> str:
         parts = [f"{self.classes} classes ({self.computed} computed, {self.cached} in the cache)",
                  f"{self.images} images read", f"{self.skipped} skipped"]
+        if self.unreadable:
+            parts[-1] += (f" (such as {', '.join(self.unreadable[:3])}: not decodable as an image, "
+                          "or over atlas's size limits)")
         if self.empty:
             parts.append(f"no readable image in {len(self.empty)} class(es): {', '.join(self.empty[:3])}")
         if self.example_layers or self.examples_cached:
@@ -241,6 +245,7 @@ def _compute_group(loaded: LoadedModel, request: ConceptRequest, layer: craft.Fe
         squares = load_squares(request.images, images.files, loaded.input_size)
         summary.images += len(squares.files)
         summary.skipped += len(squares.skipped)
+        summary.unreadable += list(squares.skipped[:3 - len(summary.unreadable)])
         clock = _timed(seconds, "read", clock)
         if bar is not None:
             bar.update(len(images.files))
