@@ -5,6 +5,9 @@ The one owner of crash safety for the cache and the site: `atomic_write` (a file
 parser (`temporary_owner`, `is_temporary`), and the removal of a killed writer's temporaries
 (`clean_stale`).  A temporary is named ".<name>.<host>.<pid>.<8 hex>.tmp": host and pid tell a
 dead writer's leftovers from a live one's, since shards on several nodes share one cache.
+
+Given `within` (the cache), a writer refuses a path that passes through a symbolic link below that
+folder (`refuse_links`): the write would land wherever the link points, outside what atlas owns.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ import shutil
 import socket
 import time
 from pathlib import Path
+
+from atlas.errors import AtlasError
+from atlas.safe_paths import linked_folder
 
 TMP_SUFFIX = ".tmp"
 STALE_AFTER_S = 3600.0  # a temporary this old belongs to no live writer, on any host
@@ -70,10 +76,20 @@ def write_temp(path: Path, data: bytes, *, durable: bool = True) -> Path:
     return tmp
 
 
-def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
+def refuse_links(within: Path, folder: Path) -> None:
+    """Raise AtlasError when a folder below `within` on the way to `folder` (included) is a symbolic link."""
+    link = linked_folder(within, folder)
+    if link is not None:
+        raise AtlasError(f"folder {link} is a symbolic link: atlas writes only inside {within}; "
+                         "replace the link with a real folder")
+
+
+def atomic_write(path: Path, data: bytes, *, durable: bool = True, within: Path | None = None) -> None:
     """Replace `path` with `data` (making its folder): readers see the old file or the new one,
     never a part.  The site passes durable=False, since it is rebuilt from the cache and
-    thousands of fsyncs cost seconds."""
+    thousands of fsyncs cost seconds.  With `within`, `refuse_links(within, path.parent)` first."""
+    if within is not None:
+        refuse_links(within, path.parent)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = write_temp(path, data, durable=durable)
     try:
@@ -85,10 +101,14 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
         fsync_dir(path.parent)
 
 
-def write_folder(folder: Path, files: dict[str, bytes], last: tuple[str, bytes] | None = None) -> None:
+def write_folder(folder: Path, files: dict[str, bytes], last: tuple[str, bytes] | None = None, *,
+                 within: Path | None = None) -> None:
     """Place `files` (and then `last`, written after them: the document that makes the folder an
     entry) as the folder `folder`, whole: written into a temporary folder beside it, fsynced, then
-    renamed into place by `place_folder`.  On an error nothing new is left behind."""
+    renamed into place by `place_folder`.  On an error nothing new is left behind.  With `within`,
+    `refuse_links(within, folder.parent)` first (a link at `folder` itself is replaced, not followed)."""
+    if within is not None:
+        refuse_links(within, folder.parent)
     staging = temp_path(folder)
     try:
         staging.mkdir(parents=True)
@@ -107,7 +127,8 @@ def write_folder(folder: Path, files: dict[str, bytes], last: tuple[str, bytes] 
 
 
 def place_folder(staging: Path, folder: Path) -> None:
-    """Rename the complete folder `staging` to `folder`, setting any folder already there aside.
+    """Rename the complete folder `staging` to `folder`, setting any folder already there aside (or
+    a link or file in its place: the link goes, never what it points to).
 
     A reader in between finds no folder (a write in progress), never a mixed one.  When another
     writer places its folder between our two renames, its folder is just as whole and stays.
@@ -115,7 +136,7 @@ def place_folder(staging: Path, folder: Path) -> None:
     try:
         os.rename(staging, folder)
     except OSError as exc:
-        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
             raise
         aside: Path | None = temp_path(folder)
         try:
@@ -129,8 +150,20 @@ def place_folder(staging: Path, folder: Path) -> None:
                 raise
             shutil.rmtree(staging, ignore_errors=True)  # the other writer's whole folder won
         if aside is not None:
-            shutil.rmtree(aside, ignore_errors=True)
+            _remove(aside)
     fsync_dir(folder.parent)
+
+
+def _remove(path: Path) -> None:
+    """Delete what was set aside: a folder with its files, a link or file by unlinking it (rmtree refuses
+    a link, and what the link points to is the user's)."""
+    try:
+        if path.is_symlink() or not path.is_dir():
+            path.unlink()
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+    except OSError:
+        pass
 
 
 def clean_stale(root: Path, *, max_age_s: float = STALE_AFTER_S, now: float | None = None) -> int:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import errno
 import io
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,7 +122,7 @@ class Cache:
         folder = self.entry_dir(key)
         record = with_files(record, key, files)
         try:
-            atomic.write_folder(folder, dict(files), (RECORD, RENDER_KIND.dumps(record)))
+            atomic.write_folder(folder, dict(files), (RECORD, RENDER_KIND.dumps(record)), within=self.root)
         except OSError as exc:
             raise _write_error(exc, folder) from exc
         return record
@@ -134,8 +134,7 @@ class Cache:
         """`models/<name>.json` of `info.name`, replaced atomically."""
         path = self.model_path(info.name)
         try:
-            self.models.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, model_record.dumps(info))
+            atomic_write(path, model_record.dumps(info), within=self.root)
         except OSError as exc:
             raise _write_error(exc, path) from exc
         return path
@@ -146,6 +145,29 @@ class Cache:
             return model_record.loads(self.model_path(name).read_bytes())
         except (OSError, InvalidModelInfo):
             return None
+
+    def model_for(self, name: str, weights_sha256: str, fix: str) -> ModelInfo | None:
+        """The cache's metadata of the model `name` when it is of these weights; None when the cache has
+        none.  An AtlasError (ending in `fix`) when it holds `name` with other weights: replacing the
+        file would hide every entry of those weights from the site."""
+        existing = self.read_model(name)
+        if existing is not None and existing.weights_sha256 != weights_sha256:
+            raise AtlasError(f"the cache {self.root} holds {name} with other weights: {fix}")
+        return existing
+
+    def renamed_classes(self, name: str, weights_sha256: str, class_names: Sequence[str]) -> str | None:
+        """How the cache's model file of `name` with these weights names the classes otherwise ("class 2 is
+        'rose' there, 'daisy' here"), or None when it names them so or holds no such file."""
+        existing = self.read_model(name)
+        if existing is None or existing.weights_sha256 != weights_sha256:
+            return None
+        theirs, ours = tuple(c.name for c in existing.classes), tuple(class_names)
+        if theirs == ours:
+            return None
+        shared = min(len(theirs), len(ours))
+        i = next((i for i in range(shared) if theirs[i] != ours[i]), shared)
+        return (f"class {i} is {theirs[i]!r} there, {ours[i]!r} here" if i < shared
+                else f"{len(theirs)} classes there, {len(ours)} here")
 
     def keys(self) -> Iterator[str]:
         """Keys of every folder under entries/, valid or not."""

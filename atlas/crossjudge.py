@@ -93,6 +93,7 @@ def _judge_batch(cache: Cache, batch: Sequence[tuple[RenderRecord, str]], genera
                                        judge_weights_sha256=judge.weights_sha256,
                                        target=int(record.objective.class_index), crops=crops, seed=seed,
                                        scales=rates, per_picture_boxes=scales["whole"].per_picture_boxes)
-            atomic_write(store.file_path(cache.root, judgments.KIND.name, key), judgments.KIND.dumps(value))
+            atomic_write(store.file_path(cache.root, judgments.KIND.name, key), judgments.KIND.dumps(value),
+                         within=cache.root)
             made += 1
     return made

@@ -110,7 +110,7 @@ def write(cache: str | Path, value: MatchSet) -> Path:
 
     path = store.file_path(cache, KIND.name, value.key)
     try:
-        atomic_write(path, KIND.dumps(value))
+        atomic_write(path, KIND.dumps(value), within=Path(cache))
     except OSError as exc:
         raise AtlasError(f"cannot write {path}: {exc.strerror or exc}; check the cache folder's permissions") from exc
     return path

@@ -5,9 +5,13 @@ The one owner of that file's format (docs/architecture.md): `atlas.metadata` bui
 and the site reads it without torch. `atlas.models` lists classes and layers as the same
 `ClassInfo` and `LayerInfo`.
 
-Reading is as lenient as the site has always been: the model's name, weights hash and classes
-(listed by index 0..N-1) are required, every other field has a default, so older files read
-the same. A class without a WordNet id has `wnid` "" and is written `null`; `input_size`,
+Reading is as lenient as the site has always been about what is missing: the model's name, weights
+hash and classes (listed by index 0..N-1) are required, every other field has a default, so older
+files read the same. What is there must be possible, since the site builds every page from it: as
+many classes as `num_classes` (none for a model without a classifier), no size below 1 (no count
+below 0), and names that are printable, not blank and not longer than a name can be.
+
+A class without a WordNet id has `wnid` "" and is written `null`; `input_size`,
 `dataset` and `parameters` are left out while None (files written before them read back byte for byte).
 """
 
@@ -21,6 +25,13 @@ from typing import Any
 FORMAT = 1
 
 Ranked = tuple[tuple[int, float], ...]  # (class index, score), best first
+
+# The longest class name (and synonym, WordNet id) read: ImageNet's longest is 30 characters and a
+# labels file allows 200 (atlas.labels), while each name is repeated on many pages (captions, nearest
+# classes, guesses), so a longer one is not a class name but a file that would bloat the whole site.
+MAX_CLASS_NAME = 300
+MAX_SYNONYMS = 32  # ImageNet's classes have at most 10; the class page lists them all
+MAX_MODEL_NAME = 255  # the model's name makes its file and site folder names
 
 
 class InvalidModelInfo(ValueError):
@@ -117,37 +128,75 @@ def _finite(value: Any) -> float:
     return float(value)
 
 
-def _opt_int(value: Any) -> int | None:
-    return None if value is None else int(value)
+def _opt_int(value: Any, field: str = "", least: int | None = None) -> int | None:
+    return None if value is None else _int(value, field, least)
+
+
+def _int(value: Any, field: str, least: int | None = None) -> int:
+    """`value` as an int; with `least`, one below it is refused (a size or count cannot be)."""
+    number = int(value)
+    if least is not None and number < least:
+        raise ValueError(f"{field} is {number}, it must be {least} or more")
+    return number
+
+
+def _text(value: Any, field: str, limit: int) -> str:
+    """A name: not blank, printable, at most `limit` characters."""
+    text = str(value)
+    if not text.strip():
+        raise ValueError(f"{field} is empty")
+    if len(text) > limit or not text.isprintable():
+        shown = repr(text[:40]) + ("..." if len(text) > 40 else "")
+        raise ValueError(f"{field} {shown} is not a printable name of at most {limit} characters")
+    return text
+
+
+def _class(raw: dict[str, Any]) -> ClassInfo:
+    index = int(raw["index"])
+    where = f"class {index}"
+    synonyms = tuple(_text(s, f"{where}'s synonym", MAX_CLASS_NAME) for s in raw.get("synonyms") or ())
+    if len(synonyms) > MAX_SYNONYMS:
+        raise ValueError(f"{where} has {len(synonyms)} synonyms, more than {MAX_SYNONYMS}")
+    wnid = str(raw.get("wnid") or "")
+    return ClassInfo(index, wnid and _text(wnid, f"{where}'s wnid", MAX_CLASS_NAME),
+                     _text(raw["name"], f"{where}'s name", MAX_CLASS_NAME), synonyms)
+
+
+def _dataset(value: Any) -> str:
+    """What the classes are called, "" for nothing; the site's headings carry it, so it is held like a class name."""
+    text = str(value)
+    return text and _text(text, "dataset", MAX_CLASS_NAME)
 
 
 def from_dict(raw: dict[str, Any]) -> ModelInfo:
     """A typed `ModelInfo`; `InvalidModelInfo` when a required field is missing or a value has the wrong shape."""
     try:
-        classes = tuple(
-            ClassInfo(int(c["index"]), str(c.get("wnid") or ""), str(c["name"]),
-                      tuple(str(s) for s in c.get("synonyms") or ()))
-            for c in raw["classes"]
-        )
+        classes = tuple(_class(c) for c in raw["classes"])
         if [c.index for c in classes] != list(range(len(classes))):
             raise ValueError("classes must be listed by index 0..N-1")
+        # Every writer lists each of the head's classes (numbered when unnamed) and a model without a
+        # classifier has 0 of both, so a table of another length is a damaged file, not a choice.
+        num_classes = _int(raw.get("num_classes", len(classes)), "num_classes", 0)
+        if num_classes != len(classes):
+            raise ValueError(f"num_classes is {num_classes} but the file lists {len(classes)} classes")
         return ModelInfo(
-            name=str(raw["name"]),
+            name=_text(raw["name"], "the model's name", MAX_MODEL_NAME),
             weights_sha256=str(raw["weights_sha256"]),
             weights_source=str(raw.get("weights_source", "")),
-            num_classes=int(raw.get("num_classes", len(classes))),
+            num_classes=num_classes,
             classes=classes,
             nearest_classes=_ranked_in(raw.get("nearest_classes", {})),
-            layers=tuple(LayerInfo(str(la["name"]), _opt_int(la.get("channels")), _opt_int(la.get("reduction")))
+            layers=tuple(LayerInfo(str(la["name"]), _opt_int(la.get("channels"), f"layer {la['name']}'s channels", 0),
+                                   _opt_int(la.get("reduction"), f"layer {la['name']}'s reduction", 1))
                          for la in raw.get("layers", [])),
             channel_top_classes={str(layer): _ranked_in(per)
                                  for layer, per in (raw.get("channel_top_classes") or {}).items()},
             hardware=str(raw.get("hardware", "")),
             code_version=str(raw.get("code_version", "")),
             spectrum_sha256=str(raw.get("spectrum_sha256", "")),
-            input_size=_opt_int(raw.get("input_size")),
-            dataset=None if raw.get("dataset") is None else str(raw["dataset"]),
-            parameters=_opt_int(raw.get("parameters")),
+            input_size=_opt_int(raw.get("input_size"), "input_size", 1),
+            dataset=None if raw.get("dataset") is None else _dataset(raw["dataset"]),
+            parameters=_opt_int(raw.get("parameters"), "parameters", 0),
         )
     except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
         raise InvalidModelInfo(str(exc)) from exc

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import math
+import operator
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ from atlas.device import resolve_device
 from atlas.entry import attribution_map, entry_files, render_record, to_uint8
 from atlas.errors import AtlasError
 from atlas.jobs import Job
-from atlas.labels import check_names, class_table, read_labels
+from atlas.labels import check_names, class_table, numbered, read_labels
 from atlas.models import LoadedModel, from_module, load_model
 from atlas.objectives import Objective, parse_objective
 from atlas.picture import Picture, Pictures
@@ -38,6 +40,7 @@ from atlas.plan import Plan, PlannedJob, job_key
 from atlas.presets import Preset
 from atlas.record import Timing
 from atlas.render import render
+from atlas.safe_paths import UnsafeName, plain_name
 from atlas.scoring import Judge, judge_images
 from atlas.seeds import job_seed
 from atlas.settings import RenderSettings
@@ -76,8 +79,9 @@ def visualize(
     overrides as keywords (`steps=32`), a Preset, or whole RenderSettings.  `scores=False` skips
     the judging (the generating model's top-5 on crops of each picture).  `labels`: the class names
     of the model's head in index order (a list, or a file with one a line), for captions and the site."""
+    targets = _targets(objectives)
+    _check_options(name=name, mean=mean, std=std, input_size=input_size)
     loaded = _named(_loaded(model, device, name=name, mean=mean, std=std, input_size=input_size), labels)
-    targets = [parse_objective(o) for o in ([objectives] if isinstance(objectives, (str, Objective)) else objectives)]
     if not targets:
         raise AtlasError("visualize needs at least one objective, e.g. \"class:1\" or \"channel:layer4:0\"")
     if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= 1000:
@@ -97,6 +101,51 @@ def visualize(
         chunk = plan.jobs[start:start + batch_size]
         pictures.extend(_render_chunk(plan, chunk, device, scores, names))
     return pictures
+
+
+def _targets(objectives: Any) -> list[Objective]:
+    if isinstance(objectives, (str, Objective)):
+        return [parse_objective(objectives)]
+    if isinstance(objectives, Iterable):
+        return [parse_objective(o) for o in objectives]
+    # A bare number reads as a class index as easily as a seed count or a channel, so it is not guessed at.
+    number = isinstance(objectives, int) and not isinstance(objectives, bool)
+    hint = f" (for class {objectives}: \"class:{objectives}\")" if number else ""
+    raise AtlasError(f"objectives are an id like \"class:1\" or \"channel:layer4:12\", an atlas.objectives value, "
+                     f"or a list of them, not {type(objectives).__name__} {objectives!r}{hint}")
+
+
+def _check_options(name: Any, mean: Any, std: Any, input_size: Any) -> None:
+    """The model options a user passes, checked before a module is touched: from_module would read
+    input_size=0 as "unset" and let a NaN std through to a failed picture."""
+    if input_size is not None:
+        try:
+            size = None if isinstance(input_size, bool) else operator.index(input_size)
+        except TypeError:
+            size = None
+        if size is None or size < 1:
+            raise AtlasError(f"input_size is the model's input side in pixels, a positive integer; got {input_size!r} "
+                             "(leave it out for the model's own or 224)")
+    for label, values, positive in (("mean", mean, False), ("std", std, True)):
+        if values is None:
+            continue
+        try:
+            numbers = [float(v) for v in values]
+        except (TypeError, ValueError):
+            numbers = []
+        if len(numbers) != 3 or not all(math.isfinite(v) and (v > 0 or not positive) for v in numbers):
+            need = "three finite numbers above 0" if positive else "three finite numbers"
+            raise AtlasError(f"{label} is one value per RGB channel, {need}; got {values!r}")
+    if name is not None:
+        # The name makes the cache's `models/<name>.json`: a folder part would leave models/ and a
+        # leading dot would hide the file from `atlas build`.
+        try:
+            if not isinstance(name, str) or name.startswith("."):
+                raise UnsafeName("")
+            plain_name(name)
+        except UnsafeName:
+            raise AtlasError(f"name= is the model's name in captions and the cache, a plain name like \"my_cnn\" "
+                             f"(no / or \\, no leading dot, at most 255 characters); got {name!r}") from None
 
 
 def _loaded(model: Any, device: str, **options: Any) -> LoadedModel:
@@ -180,10 +229,12 @@ class Atlas:
         pictures = [pictures] if isinstance(pictures, Picture) else list(pictures)
         self.cache.ensure_writable()
         written_models: set[str] = set()
+        same_classes: set[tuple[str, str, tuple[str, ...]]] = set()
         for picture in pictures:
             if not isinstance(picture, Picture):
                 raise AtlasError(f"Atlas.add takes pictures from atlas.visualize, not {type(picture).__name__}")
             self._model(picture, written_models)
+            self._same_classes(picture, same_classes)
         keys = []
         for picture in pictures:
             ok = picture.record.status == "ok"
@@ -192,16 +243,32 @@ class Atlas:
             keys.append(picture.key)
         return keys
 
+    def _same_classes(self, picture: Picture, done: set[tuple[str, str, tuple[str, ...]]]) -> None:
+        """Refuse pictures whose class names are not those the cache's model file gives the same weights.
+        Rewriting the file would rename the classes of every picture of these weights already in the
+        cache (some perhaps from `atlas render --labels`), and keeping it would caption these pictures
+        with names they were not made with; only the user knows which names are right."""
+        loaded = picture.model
+        if loaded is None:
+            return
+        ours = tuple(c.name for c in (loaded.classes or numbered(loaded.num_classes)))
+        if (loaded.name, loaded.weights_sha256, ours) in done:
+            return
+        detail = self.cache.renamed_classes(loaded.name, loaded.weights_sha256, ours)
+        if detail is not None:
+            raise AtlasError(f"the cache {self.cache.root} names the classes of {loaded.name} otherwise "
+                             f"({detail}): pass the labels= its pictures were made with, use another cache "
+                             "folder, or give the model another name=")
+        done.add((loaded.name, loaded.weights_sha256, ours))
+
     def _model(self, picture: Picture, done: set[str]) -> None:
         from atlas.metadata import model_info
 
         loaded = picture.model
         if loaded is None or loaded.weights_sha256 in done:
             return
-        existing = self.cache.read_model(loaded.name)
-        if existing is not None and existing.weights_sha256 != loaded.weights_sha256:
-            raise AtlasError(f"the cache {self.cache.root} holds {loaded.name} with other weights: "
-                             "use another cache folder, or give the model another name=")
+        existing = self.cache.model_for(loaded.name, loaded.weights_sha256,
+                                        "use another cache folder, or give the model another name=")
         if existing is None:
             device = str(next(loaded.module.parameters()).device) if any(True for _ in loaded.module.parameters()) \
                 else "cpu"

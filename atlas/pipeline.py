@@ -29,6 +29,7 @@ from atlas.config import Config, JudgeModel, Selection
 from atlas.device import auto_batch_size
 from atlas.entry import entry_files, render_record, stored_pixels
 from atlas.jobs import Job, Shard, batches
+from atlas.labels import numbered
 from atlas.metadata import model_info
 from atlas.models import LoadedModel, load_model
 from atlas.plan import Plan, PlannedJob, make_plan
@@ -55,7 +56,7 @@ def run(request: RenderRequest, *, report: Report = print, progress: ProgressFac
         report(f"warning: skipped concept bank {problem}")
     todo = _todo(plan, request, summary, report)
     judges = _load_judges(loaded, request, warn or report) if todo else []  # an unknown judge: before any write
-    _write_model_info(cache, plan, request)
+    _write_model_info(cache, plan, request, warn or report)
     report(_plan_line(plan, request, todo, summary))
     if todo:
         size = request.batch_size or _auto_batch_size(plan, request, todo)
@@ -128,12 +129,21 @@ def _todo(plan: Plan, request: RenderRequest, summary: RenderSummary, report: Re
     return todo
 
 
-def _write_model_info(cache: Cache, plan: Plan, request: RenderRequest) -> None:
-    """`models/<name>.json`, unless the cache holds it for these weights already (--force writes it again)."""
+def _write_model_info(cache: Cache, plan: Plan, request: RenderRequest, warn: Report) -> None:
+    """`models/<name>.json`, unless the cache holds it for these weights already (--force writes it again);
+    refused, before anything is rendered, when the cache holds the model with other weights."""
     loaded = plan.loaded
-    existing = cache.read_model(loaded.name)
-    if request.force or existing is None or existing.weights_sha256 != loaded.weights_sha256:
+    existing = cache.model_for(loaded.name, loaded.weights_sha256, "render into another folder with --cache")
+    if request.force or existing is None:
         cache.write_model(model_info(loaded, request.device, plan.settings.spectrum_sha256))
+        return
+    # the pictures already there were captioned with the file's names: they stay, and the user hears why
+    names = [c.name for c in loaded.classes or numbered(loaded.num_classes)]  # as atlas.metadata writes them
+    detail = cache.renamed_classes(loaded.name, loaded.weights_sha256, names)
+    if detail is not None:
+        warn(f"the cache names the classes of {loaded.name} otherwise ({detail}); its names are kept: render "
+             "into another folder with --cache for these names, or add --force to render these pictures again "
+             "under them")
 
 
 def _plan_line(plan: Plan, request: RenderRequest, todo: Sequence[PlannedJob], summary: RenderSummary) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 # What any file system in use takes as one name; longer is not a name atlas wrote.
@@ -81,10 +81,25 @@ def unsafe_destinations(out: Path, paths: Iterable[str]) -> dict[str, str]:
         if not rel or rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
             refused[rel] = f"{rel} is not a plain path inside {root}"
             continue
-        path = root
-        for part in parts:
-            path = path / part
-            if is_link(path):
-                refused[rel] = f"{path} is a symlink; atlas writes nothing through links"
-                break
+        link = _first_link(root, parts, is_link)
+        if link is not None:
+            refused[rel] = f"{link} is a symlink; atlas writes nothing through links"
     return refused
+
+
+def linked_folder(root: Path, folder: Path) -> Path | None:
+    """The first folder from below `root` down to `folder` (included) that is a symbolic link, or None.
+    `root` itself is not looked at: a user may link the whole folder to a bigger disk."""
+    parts = Path(folder).relative_to(root).parts
+    if ".." in parts:
+        raise ValueError(f"{folder} is not a plain path inside {root}")
+    return _first_link(Path(root), parts, Path.is_symlink)
+
+
+def _first_link(root: Path, parts: Iterable[str], is_link: Callable[[Path], bool]) -> Path | None:
+    path = root
+    for part in parts:
+        path = path / part
+        if is_link(path):
+            return path
+    return None

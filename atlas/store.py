@@ -46,10 +46,14 @@ def file_path(root: str | Path, kind: str, key: str) -> Path:
 
 def inspect(folder: Path, kind_name: str, key: str, *, verify: bool = False) -> tuple[Any, str | None]:
     """Read the entry of a registered folder kind in `folder`: (value, None) when usable; (None, None) when
-    it has no document yet (missing or unfinished, not a problem); (value or None, why) when it is not usable."""
+    it has no document yet (missing or unfinished, not a problem); (value or None, why) when it is not usable,
+    a folder that is a link or lies in a linked shard folder included."""
     kind = KINDS[kind_name]
     name = kind.document
     assert name is not None, f"{kind.name} entries are single files"
+    for path, what in ((folder, "entry"), (folder.parent, "shard")):
+        if path.is_symlink():  # its files would be read from wherever it points
+            return None, f"the {what} folder {path.name} is a symbolic link, not a folder of this cache"
     value, why = _load(folder, name, kind, key)
     if value is None:
         return None, why
@@ -98,7 +102,19 @@ def entries(root: str | Path, kind: str, problems: list[str] | None = None, *,
     order; with `problems`, one line (naming the folder or file) is added there for each entry that is not
     usable (an unfinished one is not a problem)."""
     folder_kind = KINDS[kind].document is not None
-    for path in sorted((Path(root) / KINDS[kind].folder).glob("??/*" if folder_kind else "??/*.json")):
+    top = Path(root) / KINDS[kind].folder
+    shards = [top] if top.is_symlink() else sorted(top.glob("??"))
+    for shard in shards:
+        if shard.is_symlink():  # what it points to is not the cache's
+            if problems is not None:
+                problems.append(f"{shard}: a symbolic link, not a folder of this cache; replace it with a real folder")
+            continue
+        yield from _shard_entries(shard, kind, folder_kind, problems, verify)
+
+
+def _shard_entries(shard: Path, kind: str, folder_kind: bool, problems: list[str] | None,
+                   verify: bool) -> Iterator[Any]:
+    for path in sorted(shard.glob("*" if folder_kind else "*.json")):
         if path.name.startswith(".") or path.is_symlink():
             continue  # a writer's temporary, or a link placed in the cache: not an entry
         if folder_kind:

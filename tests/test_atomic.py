@@ -23,3 +23,18 @@ def test_write_folder_places_a_whole_folder_and_leaves_no_temporary(tmp_path):
     atomic.write_folder(folder, {"b.bin": b"2"}, ("doc.json", b"[]"))  # replaces, never merges
     assert sorted(p.name for p in folder.iterdir()) == ["b.bin", "doc.json"]
     assert [p.name for p in Path(tmp_path).rglob("*") if atomic.is_temporary(p.name)] == []
+
+
+def test_a_link_or_file_in_a_folders_place_is_replaced_and_a_links_target_kept(tmp_path):
+    target = tmp_path / "users"
+    target.mkdir()
+    (target / "doc.json").write_bytes(b"the user's")
+    linked, plain = tmp_path / "ab" / "ab01", tmp_path / "ab" / "ab02"
+    linked.parent.mkdir()
+    linked.symlink_to(target, target_is_directory=True)
+    plain.write_bytes(b"not a folder")
+    for folder in (linked, plain):
+        atomic.write_folder(folder, {"a.bin": b"1"}, ("doc.json", b"{}"), within=tmp_path)
+        assert folder.is_dir() and not folder.is_symlink() and (folder / "doc.json").read_bytes() == b"{}"
+    assert [p.name for p in target.iterdir()] == ["doc.json"] and (target / "doc.json").read_bytes() == b"the user's"
+    assert sorted(p.name for p in linked.parent.iterdir()) == ["ab01", "ab02"]  # nothing set aside is left

@@ -4,6 +4,8 @@ required, what defaults, and the module stays torch-free."""
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from atlas import model_record
+from atlas.cli import main
 from atlas.model_record import ClassInfo, InvalidModelInfo, LayerInfo, ModelInfo
 
 SAMPLE = Path(__file__).parent / "data" / "sample_cache" / "models" / "efficientnet_lite0.json"
@@ -68,3 +71,91 @@ def test_the_model_record_module_imports_neither_torch_nor_numpy():
     code = "import sys, atlas.model_record; print([m for m in ('torch', 'numpy', 'PIL') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def _sample_with(**changes) -> dict:
+    raw = json.loads(SAMPLE.read_text(encoding="utf-8"))
+    raw.update(changes)
+    return raw
+
+
+def _long_class_name(raw: dict) -> dict:
+    raw["classes"][0]["name"] = "x" * 100_000
+    return raw
+
+
+def _long_synonym(raw: dict) -> dict:
+    raw["classes"][3]["synonyms"] = ["shark", "y" * 5000]
+    return raw
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda raw: {**raw, "classes": []}, "num_classes is 1000 but the file lists 0 classes"),
+    (lambda raw: {**raw, "num_classes": -5}, "num_classes is -5, it must be 0 or more"),
+    (lambda raw: {**raw, "num_classes": 999}, "num_classes is 999 but the file lists 1000 classes"),
+    (lambda raw: {**raw, "input_size": -5}, "input_size is -5, it must be 1 or more"),
+    (lambda raw: {**raw, "input_size": 0}, "input_size is 0, it must be 1 or more"),
+    (lambda raw: {**raw, "parameters": -1}, "parameters is -1"),
+    (lambda raw: {**raw, "name": ""}, "the model's name is empty"),
+    (lambda raw: {**raw, "name": "   "}, "the model's name is empty"),
+    (lambda raw: {**raw, "name": "m" * 300}, "the model's name 'mmmm"),
+    (lambda raw: {**raw, "dataset": "d" * 1000}, "dataset 'dddd"),
+    (lambda raw: {**raw, "layers": [{"name": "blocks.3", "channels": -1, "reduction": 16}]},
+     "layer blocks.3's channels is -1"),
+    (lambda raw: {**raw, "layers": [{"name": "blocks.3", "channels": 80, "reduction": 0}]},
+     "layer blocks.3's reduction is 0"),
+    (_long_class_name, "class 0's name 'xxxx"),
+    (_long_synonym, "class 3's synonym 'yyyy"),
+    (lambda raw: {**raw, "classes": [{**raw["classes"][0], "name": ""}, *raw["classes"][1:]]},
+     "class 0's name is empty"),
+    (lambda raw: {**raw, "classes": [{**raw["classes"][0], "name": "a\nb"}, *raw["classes"][1:]]},
+     "class 0's name 'a\\nb' is not a printable name"),
+])
+def test_a_model_file_with_impossible_sizes_or_names_is_refused_in_one_line(change, message):
+    raw = change(_sample_with())
+    with pytest.raises(InvalidModelInfo, match=re.escape(message)) as caught:
+        model_record.loads(json.dumps(raw))
+    assert "\n" not in str(caught.value) and len(str(caught.value)) < 300
+
+
+def test_a_model_without_a_classifier_has_no_classes_and_reads_back():
+    headless = ModelInfo("features", "0" * 64, "in-memory Sequential", 0, (), {}, (LayerInfo("2", 16, 2),), {},
+                         "cpu", "atlas", "1" * 64, input_size=32, parameters=0)
+    assert model_record.loads(model_record.dumps(headless)) == headless
+    legacy = {"name": "features", "weights_sha256": "0" * 64, "classes": []}  # no num_classes: as many as listed
+    assert model_record.from_dict(legacy).num_classes == 0
+    longest = _sample_with()
+    longest["classes"][0]["name"] = "z" * model_record.MAX_CLASS_NAME  # a long but real name still reads
+    assert model_record.from_dict(longest).classes[0].name == longest["classes"][0]["name"]
+
+
+def _cache_with_model(tmp_path: Path, **changes) -> Path:
+    cache = tmp_path / "cache"
+    shutil.copytree(SAMPLE.parents[1], cache)
+    (cache / "models" / SAMPLE.name).write_text(json.dumps(_sample_with(**changes)), encoding="utf-8")
+    return cache
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"classes": []}, "num_classes is 1000 but the file lists 0 classes"),
+    ({"name": ""}, "the model's name is empty"),
+    ({"input_size": -5}, "input_size is -5"),
+])
+def test_atlas_build_names_a_bad_model_file_in_one_line(tmp_path, capsys, changes, message):
+    cache = _cache_with_model(tmp_path, **changes)
+    before = (cache / "models" / SAMPLE.name).read_bytes()
+    assert main(["build", "--cache", str(cache), "--out", str(tmp_path / "site")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("atlas build: error: cannot read") and message in err and "\n" not in err
+    assert "re-run `atlas render`" in err and "Traceback" not in err
+    assert (cache / "models" / SAMPLE.name).read_bytes() == before  # the user's file is left as it was
+
+
+def test_a_cache_of_a_model_without_a_classifier_builds_its_channels(tmp_path):
+    cache = _cache_with_model(tmp_path, classes=[], num_classes=0, nearest_classes={}, channel_top_classes={})
+    out = tmp_path / "site"
+    assert main(["build", "--cache", str(cache), "--out", str(out)]) == 0
+    home = (out / "efficientnet_lite0" / "index.html").read_text(encoding="utf-8")
+    assert "start at" not in home and "data/search-index.js" in home  # no first class to start at
+    assert "Class pages are named" not in (out / "404.html").read_text(encoding="utf-8")
+    assert list(out.glob("efficientnet_lite0/layers/*/c*.html")) and not list(out.glob("*/classes/*.html"))

@@ -190,3 +190,52 @@ def test_import_atlas_stays_torch_free_until_the_library_is_used():
             "assert 'torch' in sys.modules\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(("objectives", "message"), [
+    (5, "not int 5 (for class 5: \"class:5\")"),
+    (2.5, "not float 2.5"),
+    (None, "not NoneType None"),
+])
+def test_an_objective_that_is_no_id_value_or_list_is_a_one_line_error(objectives, message):
+    with pytest.raises(AtlasError, match=re.escape(message)) as caught:
+        atlas.visualize(small_cnn(), objectives, input_size=32, **TINY)
+    assert "objectives are an id like \"class:1\"" in str(caught.value)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"input_size": 0}, "input_size is the model's input side in pixels, a positive integer; got 0"),
+    ({"input_size": -32}, "a positive integer; got -32"),
+    ({"input_size": 32.5}, "a positive integer; got 32.5"),
+    ({"std": (float("nan"),) * 3}, "std is one value per RGB channel, three finite numbers above 0"),
+    ({"std": (0.2, 0.0, 0.2)}, "three finite numbers above 0"),
+    ({"std": (0.2, 0.2)}, "three finite numbers above 0"),
+    ({"mean": (0.5, float("inf"), 0.5)}, "mean is one value per RGB channel, three finite numbers;"),
+    ({"name": "../../evil"}, "name= is the model's name in captions and the cache, a plain name"),
+    ({"name": ".hidden"}, "got '.hidden'"),
+    ({"name": "a\\b"}, "no / or \\, no leading dot"),
+    ({"name": ""}, "got ''"),
+])
+def test_model_options_that_cannot_be_a_model_are_refused_before_rendering(tmp_path, monkeypatch, options, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(AtlasError, match=re.escape(message)):
+        atlas.visualize(small_cnn(), "class:1", **{"input_size": 32, **options}, **TINY)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_adding_pictures_under_other_class_names_leaves_the_cache_as_it_was(tmp_path):
+    net = small_cnn(classes=3)
+    book = atlas.Atlas(tmp_path / "cache")
+    book.add(atlas.visualize(net, "class:2", labels=["apple", "pear", "plum"], input_size=32, name="fruit", **TINY))
+    model_file = Cache(tmp_path / "cache").model_path("fruit")
+    before, keys = model_file.read_bytes(), sorted(Cache(tmp_path / "cache").keys())
+    renamed = atlas.visualize(net, "class:1", labels=["apple", "cherry", "plum"], input_size=32, name="fruit", **TINY)
+    with pytest.raises(AtlasError, match=re.escape("names the classes of fruit otherwise (class 1 is 'pear' there, "
+                                                   "'cherry' here): pass the labels= its pictures were made with")):
+        book.add(renamed)
+    unnamed = atlas.visualize(net, "class:1", input_size=32, name="fruit", **TINY)
+    with pytest.raises(AtlasError, match=re.escape("class 0 is 'apple' there, 'class 0' here")):
+        book.add(unnamed)
+    assert model_file.read_bytes() == before and sorted(Cache(tmp_path / "cache").keys()) == keys
+    same = atlas.visualize(net, "class:1", labels=["apple", "pear", "plum"], input_size=32, name="fruit", **TINY)
+    assert book.add(same) == [same[0].key] and len(list(Cache(tmp_path / "cache").keys())) == 2

@@ -174,3 +174,17 @@ def test_the_readme_config_renders_the_cpu_subset_of_its_own_classes(fitted, tmp
     assert sorted(r.objective.class_index for r in records if r.objective.kind == "class") == [0, 1, 2]
     assert {r.objective.layer for r in records if r.objective.kind == "channel"} == {"blocks.3", "conv_head"}
     assert all([m.name for m in r.scores.models] == ["efficientnet_lite0"] for r in records if r.scores)
+
+
+def test_other_labels_for_the_same_weights_keep_the_cache_names_and_say_so(fitted, tmp_path, capsys):
+    config = config_for(fitted, tmp_path, labels="labels.txt", judges=[])
+    (tmp_path / "labels.txt").write_text("tabby\nmug\ndaisy\n")
+    assert main(["render", "--config", str(config), "--full", "--no-progress", "--classes", "0"]) == 0
+    model_file = tmp_path / "cache" / "models" / "efficientnet_lite0.json"
+    before = model_file.read_bytes()
+    (tmp_path / "labels.txt").write_text("cat\nmug\ndaisy\n")
+    capsys.readouterr()
+    assert main(["render", "--config", str(config), "--full", "--no-progress", "--classes", "1"]) == 0
+    warning = [line for line in capsys.readouterr().err.splitlines() if "otherwise" in line]
+    assert len(warning) == 1 and "class 0 is 'tabby' there, 'cat' here); its names are kept" in warning[0], warning
+    assert model_file.read_bytes() == before

@@ -41,7 +41,7 @@ import numpy as np
 from PIL import Image
 
 from atlas import store
-from atlas.atomic import atomic_write
+from atlas.atomic import atomic_write, refuse_links
 from atlas.cache import safe_name
 from atlas.concepts.formats import (
     BANK,
@@ -111,10 +111,10 @@ def _folder(root: Path, kind: Kind, key: str) -> Path:
     return store.entry_folder(root, kind.name, key)
 
 
-def _write(folder: Path, name: str, value: Any, crops: Mapping[str, bytes]) -> Path:
+def _write(root: Path, folder: Path, name: str, value: Any, crops: Mapping[str, bytes]) -> Path:
     value = dataclasses.replace(value, files={crop: FileInfo.of(data) for crop, data in sorted(crops.items())})
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        refuse_links(root, folder)  # before a crop already there is taken for one of this entry
         for crop, data in crops.items():
             if not (folder / crop).is_file():
                 atomic_write(folder / crop, data)
@@ -125,10 +125,18 @@ def _write(folder: Path, name: str, value: Any, crops: Mapping[str, bytes]) -> P
     return folder / name
 
 
+def _pass_folder(root: str | Path) -> Path:
+    """`<cache>/examples-pass`, refused when it is a link: checkpoints are written, and parts read and
+    deleted, there."""
+    folder = Path(root) / "examples-pass"
+    refuse_links(Path(root), folder)
+    return folder
+
+
 def examples_checkpoint(root: str | Path, keys: Iterable[str]) -> Path:
     """Where an unfinished dataset-example pass for these example sets keeps its running state.
     The keys cover the model, the images and the settings, so a checkpoint only resumes its own pass."""
-    return Path(root) / "examples-pass" / f"{PART_KIND.key({'example sets': sorted(keys)})}.pt"
+    return _pass_folder(root) / f"{PART_KIND.key({'example sets': sorted(keys)})}.pt"
 
 
 def _read(folder: Path, kind: Kind, key: str) -> Any:
@@ -138,7 +146,7 @@ def _read(folder: Path, kind: Kind, key: str) -> Any:
 
 def write_bank(root: str | Path, bank: ConceptBank, crops: Mapping[str, bytes]) -> Path:
     """Store a class's bank and its crops (name -> WebP bytes), the JSON last."""
-    return _write(_folder(Path(root), BANK_KIND, bank.key), BANK, bank, crops)
+    return _write(Path(root), _folder(Path(root), BANK_KIND, bank.key), BANK, bank, crops)
 
 
 def read_bank(root: str | Path, key: str) -> ConceptBank | None:
@@ -147,7 +155,7 @@ def read_bank(root: str | Path, key: str) -> ConceptBank | None:
 
 
 def write_examples(root: str | Path, examples: ExampleSet, crops: Mapping[str, bytes]) -> Path:
-    return _write(_folder(Path(root), EXAMPLES_KIND, examples.key), EXAMPLES, examples, crops)
+    return _write(Path(root), _folder(Path(root), EXAMPLES_KIND, examples.key), EXAMPLES, examples, crops)
 
 
 def read_examples(root: str | Path, key: str) -> ExampleSet | None:
@@ -205,10 +213,9 @@ def _newest(values: Iterable[_V], model: str, weights_sha256: str, slot: Callabl
 
 
 # --- similar concepts and the parts of a sharded example pass --------------------------------------
-def _write_value(path: Path, value: SimilarSet | ExamplePart) -> Path:
+def _write_value(root: str | Path, path: Path, value: SimilarSet | ExamplePart) -> Path:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, dumps_value(value))
+        atomic_write(path, dumps_value(value), within=Path(root))
     except OSError as exc:
         raise AtlasError(f"cannot write {path}: {exc.strerror or exc}; "
                          "check the cache folder or pick another with --cache") from exc
@@ -221,7 +228,7 @@ def similar_path(root: str | Path, model: str, weights_sha256: str) -> Path:
 
 
 def write_similar(root: str | Path, value: SimilarSet) -> Path:
-    return _write_value(similar_path(root, value.model, value.weights_sha256), value)
+    return _write_value(root, similar_path(root, value.model, value.weights_sha256), value)
 
 
 def read_similar(root: str | Path, model: str, weights_sha256: str) -> SimilarSet | None:
@@ -243,22 +250,22 @@ def shard_checkpoint(root: str | Path, keys: Iterable[str], shard: int, count: i
     """Where shard `shard` of `count` keeps its unfinished pass (`examples_checkpoint` for one process)."""
     if count == 1:
         return examples_checkpoint(root, keys)
-    return Path(root) / "examples-pass" / f"{pass_key(keys, count, chunk)}.{shard}.pt"
+    return _pass_folder(root) / f"{pass_key(keys, count, chunk)}.{shard}.pt"
 
 
 def part_path(root: str | Path, part: ExamplePart) -> Path:
-    return Path(root) / "examples-pass" / f"{pass_key(part.sets, part.count, part.chunk)}.{part.shard}.json"
+    return _pass_folder(root) / f"{pass_key(part.sets, part.count, part.chunk)}.{part.shard}.json"
 
 
 def write_part(root: str | Path, part: ExamplePart) -> Path:
-    return _write_value(part_path(root, part), part)
+    return _write_value(root, part_path(root, part), part)
 
 
 def read_parts(root: str | Path, keys: Iterable[str]) -> list[ExamplePart]:
     """Every readable part of a pass making these example sets, whatever its split, in (count, chunk, shard) order."""
     sets = tuple(sorted(keys))
     found = []
-    for path in sorted((Path(root) / "examples-pass").glob("*.json")):
+    for path in sorted(_pass_folder(root).glob("*.json")):
         part = store.read_file(path, PART_KIND.name)
         if part is not None and part.sets == sets and path == part_path(root, part):
             found.append(part)
@@ -268,5 +275,5 @@ def read_parts(root: str | Path, keys: Iterable[str]) -> list[ExamplePart]:
 def remove_pass(root: str | Path, part: ExamplePart) -> None:
     """Delete a merged pass's parts and checkpoints (another finisher may have deleted them first)."""
     stem = pass_key(part.sets, part.count, part.chunk)
-    for path in (Path(root) / "examples-pass").glob(f"{stem}.*"):
+    for path in _pass_folder(root).glob(f"{stem}.*"):
         path.unlink(missing_ok=True)
