@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -202,7 +203,11 @@ def test_serve_answers_pages_and_404(site):
             assert r.headers["Content-Type"] == "image/webp"
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(base + f"{MODEL}/classes/9999.html", timeout=10)
-        assert err.value.code == 404 and "Page not found" in err.value.read().decode()
+        page = err.value.read().decode()
+        assert err.value.code == 404 and "Page not found" in page
+        # a missing page two folders deep: its links and styles still resolve from the site's root
+        assert f'href="/{MODEL}/classes/0000.html"' in page and 'href="/static/' in page, page[:2000]
+        assert not re.search(r'\s(?:href|src)="(?!/|#|[a-z]+:)', page)
     finally:
         server.shutdown()
         server.server_close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import sys
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -10,6 +11,16 @@ from pathlib import Path
 from atlas.errors import AtlasError
 
 MAX_PATH = 4096  # longer request paths are no site path (the site's own are under 100 characters)
+
+
+# A relative URL of an href or src attribute: not absolute, not rooted, not a fragment
+_RELATIVE = re.compile(rb'(\s(?:href|src)=")(?![a-zA-Z][a-zA-Z0-9+.-]*:|/|#)')
+
+
+def rooted(page: bytes) -> bytes:
+    """The root's 404.html with its relative links made rooted: it answers a missing path at any depth
+    (classes/9999.html), where the browser would resolve them against that path's folder."""
+    return _RELATIVE.sub(rb"\1/", page)
 
 
 class _SiteHandler(SimpleHTTPRequestHandler):
@@ -35,7 +46,7 @@ class _SiteHandler(SimpleHTTPRequestHandler):
         if code != 404 or not page.is_file():
             super().send_error(code, message, explain)
             return
-        body = page.read_bytes()
+        body = rooted(page.read_bytes())
         self.send_response(404)
         self.send_header("Content-Type", "text/html; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
