@@ -149,11 +149,17 @@ def _check_options(name: Any, mean: Any, std: Any, input_size: Any) -> None:
 
 
 def _loaded(model: Any, device: str, **options: Any) -> LoadedModel:
+    given = {k: (tuple(v) if k in ("mean", "std") else v) for k, v in options.items() if v is not None}
+    if isinstance(model, (LoadedModel, str)) and given:
+        # a timm model or a loaded one brings its own name, normalisation and input side: a silent
+        # override would render with settings other than those the user believes
+        what = "a loaded model" if isinstance(model, LoadedModel) else f"the timm model {model!r}"
+        raise AtlasError(f"{', '.join(f'{k}=' for k in given)} describe a torch module, but {what} brings its "
+                         "own: leave them out (or pass the module itself)")
     if isinstance(model, LoadedModel):
         return model
     if isinstance(model, str):
         return load_model(model, device=resolve_device(device))
-    given = {k: (tuple(v) if k in ("mean", "std") else v) for k, v in options.items() if v is not None}
     return from_module(model, device=resolve_device(device), **given)
 
 

@@ -239,3 +239,9 @@ def test_adding_pictures_under_other_class_names_leaves_the_cache_as_it_was(tmp_
     assert model_file.read_bytes() == before and sorted(Cache(tmp_path / "cache").keys()) == keys
     same = atlas.visualize(net, "class:1", labels=["apple", "pear", "plum"], input_size=32, name="fruit", **TINY)
     assert book.add(same) == [same[0].key] and len(list(Cache(tmp_path / "cache").keys())) == 2
+
+
+def test_module_options_with_a_named_or_loaded_model_are_refused_not_ignored(tiny_resnet):
+    for model in ("test_resnet", tiny_resnet):
+        with pytest.raises(AtlasError, match=r"name=, input_size= describe a torch module, but .* brings its own"):
+            atlas.visualize(model, "class:1", input_size=64, name="mine", steps=1)
