@@ -105,7 +105,10 @@ class Selection:
 
     def describe(self) -> str:
         layers = ", ".join(f"{name} {spec}" for name, spec in self.layers) or "no layers"
-        return f"classes {self.classes}; channels: {layers}; preset {self.preset.name}"
+        classes = self.classes
+        if classes.strip().lower() == "sample":
+            classes = f"sample ({len(specs.IMAGENET_SAMPLE)} of the model's classes)"
+        return f"classes {classes}; channels: {layers}; preset {self.preset.name}"
 
 
 # Crops per scale of the judging protocol (atlas.scoring) when `[scoring] crops` is not set: a GPU
