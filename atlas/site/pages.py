@@ -11,7 +11,7 @@ import functools
 import hashlib
 import json
 import posixpath
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -150,7 +150,7 @@ class ScaleRates:
 
 @dataclass(frozen=True)
 class JudgingTable:
-    scales: tuple[str, ...]  # column headings: "crops 0.20-0.45", ..., "whole picture"
+    scales: tuple[str, ...]  # column headings: "small crops (20-45% of the side)", ..., "whole picture"
     rows: tuple[ScaleRates, ...]
 
 
@@ -185,6 +185,25 @@ class Render:
         return scores.crops if scores else None
 
     @property
+    def _scores_scale(self) -> tuple[str, tuple[float, float] | None]:
+        """The judging scale the top-5 lists were read on (by name, "random" where the record has
+        no judging at that scale) and its crop sides."""
+        record = self.entry.record
+        scale = record.scores.crop_scale if record.scores else None
+        name = next((n for n, s in (record.judging or {}).items() if scale and s.crop_scale == scale), "random")
+        return name, scale
+
+    @property
+    def crops_words(self) -> str:
+        """"large crops (40-80% of the side)"."""
+        return scale_words(*self._scores_scale)
+
+    @property
+    def crops_name(self) -> str:
+        """"large crops", as short as a concept card needs it."""
+        return scale_words(self._scores_scale[0], None)
+
+    @property
     def judging(self) -> JudgingTable | None:
         """The record's judging as a table, for class targets (a channel has no class to hold)."""
         judging = self.entry.record.judging
@@ -194,7 +213,7 @@ class Render:
         first = next(iter(judging.values()))
         if all(m.target_top1_rate is None for m in first.models):
             return None
-        scales = tuple(_scale_heading(name, scores.crop_scale) for name, scores in judging.items())
+        scales = tuple(scale_words(name, scores.crop_scale) for name, scores in judging.items())
         rows = tuple(ScaleRates(m.name, tuple(rates[scale].get(m.name, (None, None)) for scale in judging))
                      for m in first.models)
         return JudgingTable(scales, rows)
@@ -221,12 +240,26 @@ class Render:
         return rows
 
 
-def _scale_heading(name: str, scale: tuple[float, float] | None) -> str:
+def scale_words(name: str, scale: tuple[float, float] | None) -> str:
+    """A scale of the judging protocol (atlas.scoring) as every page names it, from the record's own
+    crop scale: "small crops (20-45% of the side)", "large crops (...)", "whole picture"."""
+    if name == "whole" or (scale is not None and scale[0] == scale[1] == 1.0):
+        return "whole picture"
     if scale is None:
-        return name
+        return f"{name} crops"
     low, high = scale
-    # a non-breaking hyphen: on a phone the heading wraps after "crops", not inside the range
-    return "whole picture" if low == high == 1.0 else f"crops {low:.2f}\u2011{high:.2f}"
+    # a non-breaking hyphen: a narrow column wraps between the words, not inside the range
+    return f"{name} crops ({100 * low:.0f}\u2011{100 * high:.0f}% of the side)"
+
+
+def judging_words(renders: Iterable[Render]) -> dict[str, str]:
+    """Each judging scale's words, from the first of `renders` whose record has that scale."""
+    found: dict[str, tuple[float, float] | None] = {}
+    for render in renders:
+        for name, scores in (render.entry.record.judging or {}).items():
+            if found.get(name) is None:
+                found[name] = scores.crop_scale
+    return {name: scale_words(name, scale) for name, scale in found.items()}
 
 
 def _text(value: Any) -> str:
@@ -740,6 +773,22 @@ class Site:
     @property
     def has_concepts(self) -> bool:
         return any(p.concepts for p in self.classes)
+
+    @property
+    def called_classes(self) -> int:
+        """Class pictures that their own generator reads as another class: the index marks their tiles."""
+        return sum(1 for p in self.classes if p.main is not None and p.main.called is not None)
+
+    @functools.cached_property
+    def searches_channels(self) -> bool:
+        """Whether the search box finds channels: it covers every model of the atlas."""
+        sites = self.roster.sites if self.roster is not None else [self]
+        return any(layer.channels for site in sites for layer in site.layers)
+
+    @functools.cached_property
+    def scale_words(self) -> dict[str, str]:
+        """The judging scales by name ("small", "large", "whole"), in the words every page uses."""
+        return judging_words(self.renders)
 
     @property
     def presets(self) -> list[dict[str, Any]]:

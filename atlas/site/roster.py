@@ -43,12 +43,17 @@ class ModelCard:
 
     site: Site
     whole_top1: float | None  # mean whole-picture top-1 of the generator on its own class pictures
-    large_top1: float | None  # the same on large crops (0.40-0.80)
+    large_top1: float | None  # the same on large crops
     previews: tuple[ClassPage, ...] = ()  # a few of its class pictures, the same classes on every card
 
     @property
     def name(self) -> str:
         return self.site.model.name
+
+    @property
+    def large(self) -> str:
+        """The large scale in words: "large crops (40-80% of the side)"."""
+        return self.site.scale_words.get("large", "large crops")
 
     @property
     def architecture(self) -> str:
