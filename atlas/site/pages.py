@@ -96,6 +96,9 @@ class Media:
         return names + ((self.png,) if self.png else ())
 
 
+EVERY_MODEL = ("models.html", "compare.html")  # the templates of the root's pages about every model
+
+
 @dataclass(eq=False)
 class Page:
     path: str  # output path relative to the site root, e.g. "classes/0607.html"
@@ -104,7 +107,10 @@ class Page:
 
     @property
     def section(self) -> str:
-        """Which section of its model's part of the site the page belongs to, for the navigation bar."""
+        """Which section of its model's part of the site the page belongs to, for the navigation bar;
+        "models" for the root's pages about every model, which belong to no one model's sections."""
+        if self.template in EVERY_MODEL:
+            return "models"
         if "/layers/" in f"/{self.path}":
             return "layers"
         return "about" if posixpath.basename(self.path) == "about.html" else "classes"
