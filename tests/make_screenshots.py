@@ -1,5 +1,5 @@
 """Screenshots of a built site for docs/screenshots/: the index, a class page with concepts and a
-channel page with dataset examples, at 1280x900 and (class and channel pages) 375x800.
+channel page with dataset examples, at 1280x900 and 375x800.
 
     .venv/bin/python tests/make_screenshots.py [SITE] [--class 0967] [--channel conv_head/c0042] [--dark]
 
@@ -61,7 +61,8 @@ def main() -> None:
                  (f"{args.name}-phone", f"{folder}/classes/{args.cls}.html", PHONE),
                  ("channel", f"{folder}/layers/{args.channel}.html", DESKTOP),
                  # on a phone the examples come under the picture: the shot starts at them
-                 ("channel-phone", f"{folder}/layers/{args.channel}.html#examples-title", PHONE)]
+                 ("channel-phone", f"{folder}/layers/{args.channel}.html#examples-title", PHONE),
+                 ("index-phone", f"{folder}/index.html", PHONE)]
         if args.only_class:
             shots = shots[1:3]
         if args.models:  # a site of several models: its root index of model cards and a compare page

@@ -191,6 +191,23 @@ def test_no_page_scrolls_sideways_on_a_phone(browser, site):
     context.close()
 
 
+def test_a_phone_reaches_the_class_grid_on_its_first_screen(browser, site):
+    context = browser.new_context(viewport={"width": 375, "height": 800})
+    page = context.new_page()
+    page.goto(site.as_uri() + f"/{MODEL}/index.html")
+    page.wait_for_selector("#grid .tile:not(.pending)")
+    tile = page.locator("#grid .tile:visible").first.bounding_box()
+    card = page.locator(".hero .card").bounding_box()
+    assert tile is not None and tile["y"] + tile["height"] <= 800, tile
+    assert card is not None and card["y"] > tile["y"]  # the model card follows the grid on a phone
+    assert not page.locator(".lede .more").is_visible()
+    page.set_viewport_size({"width": 1280, "height": 900})
+    assert page.locator(".lede .more").is_visible()  # the whole lede, and the card beside it, on a desktop
+    card = page.locator(".hero .card").bounding_box()
+    assert card is not None and card["y"] < page.locator("#grid").bounding_box()["y"]
+    context.close()
+
+
 def test_hostile_label_renders_as_text(browser, tmp_path):
     evil = "Evil \"'<>&</script><img src=x onerror=alert(1)> name"
     cache = copy_cache(tmp_path / "cache")
