@@ -32,6 +32,7 @@ from atlas.errors import AtlasError
 from atlas.model_record import InvalidModelInfo, ModelInfo
 from atlas.record import ATTRIBUTION, IMAGE, RECORD, Record, with_files
 from atlas.record import KIND as RENDER_KIND
+from atlas.safe_paths import UnsafeName, read_cache_file
 
 ENTRY_FILES = (IMAGE, ATTRIBUTION)
 
@@ -142,8 +143,8 @@ class Cache:
     def read_model(self, name: str) -> ModelInfo | None:
         """The model's metadata; None when it is missing or unreadable (the pipeline writes it again)."""
         try:
-            return model_record.loads(self.model_path(name).read_bytes())
-        except (OSError, InvalidModelInfo):
+            return model_record.loads(read_cache_file(self.root, self.model_path(name)))
+        except (OSError, InvalidModelInfo, UnsafeName):
             return None
 
     def model_for(self, name: str, weights_sha256: str, fix: str) -> ModelInfo | None:

@@ -87,6 +87,15 @@ def unsafe_destinations(out: Path, paths: Iterable[str]) -> dict[str, str]:
     return refused
 
 
+def read_cache_file(root: Path, path: Path) -> bytes:
+    """The bytes of `path`, a file of the cache `root`, read as `read_entry_file` does; UnsafeName when a
+    folder on the way below `root` is a link too (what it points to is not the cache's)."""
+    link = linked_folder(root, Path(path).parent)
+    if link is not None:
+        raise UnsafeName(f"{link} is a symbolic link, not a folder of the cache")
+    return read_entry_file(Path(path).parent, Path(path).name)
+
+
 def linked_folder(root: Path, folder: Path) -> Path | None:
     """The first folder from below `root` down to `folder` (included) that is a symbolic link, or None.
     `root` itself is not looked at: a user may link the whole folder to a bigger disk."""

@@ -158,3 +158,17 @@ def test_a_render_with_other_weights_under_the_same_name_is_refused_before_rende
                                         checkpoint=str(tmp_path / "other.pth")))
     assert f"holds {MODEL} with other weights" in err and "--cache" in err, err
     assert tree(cache) == before  # no picture rendered, the model file kept
+
+
+def test_a_model_file_reached_through_a_link_is_not_read(cache, tmp_path, capsys):
+    models = cache / "models"
+    link_instead(models, tmp_path / "outside")  # the valid model file now lies outside, behind the link
+    assert Cache(cache).read_model(MODEL) is None
+    err = one_line_error(capsys, main(["build", "--cache", str(cache), "--out", str(tmp_path / "site")]))
+    assert f"{models} is a symbolic link, not a folder of the cache" in err, err
+    models.unlink()
+    models.mkdir()
+    (models / f"{MODEL}.json").symlink_to(tmp_path / "outside" / f"{MODEL}.json")  # the file itself a link
+    assert Cache(cache).read_model(MODEL) is None
+    err = one_line_error(capsys, main(["build", "--cache", str(cache), "--out", str(tmp_path / "site2")]))
+    assert "is a symbolic link, not a file of the entry" in err, err

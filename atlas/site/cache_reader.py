@@ -27,6 +27,7 @@ from atlas.concepts.formats import ConceptBank, Crop, ExampleSet
 from atlas.errors import AtlasError
 from atlas.model_record import InvalidModelInfo, ModelInfo, loads
 from atlas.record import ATTRIBUTION, IMAGE, ObjectiveInfo, RenderRecord
+from atlas.safe_paths import UnsafeName, read_cache_file
 
 # The largest picture side the site decodes: far above any canvas atlas renders (512 by default),
 # so a PNG header claiming more is not a render, and decoding it could take gigabytes.
@@ -215,8 +216,8 @@ def _pick_model(cache: Path, model: str | None) -> Path:
 def read_model(path: Path) -> ModelInfo:
     """`models/<name>.json`, read by its owner `atlas.model_record`, checked enough that every page can rely on it."""
     try:
-        return loads(path.read_bytes())
-    except (OSError, InvalidModelInfo) as exc:
+        return loads(read_cache_file(path.parent.parent, path))  # <cache>/models/<name>.json
+    except (OSError, InvalidModelInfo, UnsafeName) as exc:
         raise AtlasError(f"cannot read {path} ({exc}): re-run `atlas render` to rewrite the model metadata") from exc
 
 
