@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import errno
 import io
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,20 +155,6 @@ class Cache:
         if existing is not None and existing.weights_sha256 != weights_sha256:
             raise AtlasError(f"the cache {self.root} holds {name} with other weights: {fix}")
         return existing
-
-    def renamed_classes(self, name: str, weights_sha256: str, class_names: Sequence[str]) -> str | None:
-        """How the cache's model file of `name` with these weights names the classes otherwise ("class 2 is
-        'rose' there, 'daisy' here"), or None when it names them so or holds no such file."""
-        existing = self.read_model(name)
-        if existing is None or existing.weights_sha256 != weights_sha256:
-            return None
-        theirs, ours = tuple(c.name for c in existing.classes), tuple(class_names)
-        if theirs == ours:
-            return None
-        shared = min(len(theirs), len(ours))
-        i = next((i for i in range(shared) if theirs[i] != ours[i]), shared)
-        return (f"class {i} is {theirs[i]!r} there, {ours[i]!r} here" if i < shared
-                else f"{len(theirs)} classes there, {len(ours)} here")
 
     def keys(self) -> Iterator[str]:
         """Keys of every folder under entries/, valid or not."""

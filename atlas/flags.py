@@ -23,7 +23,7 @@ from typing import Any
 from atlas import specs
 from atlas.config import RANGES, Config, Selection, override
 from atlas.errors import AtlasError
-from atlas.presets import PRESETS
+from atlas.presets import get_preset
 
 SELECTION = "selection."  # keys of the selection (`[cpu]` or the full atlas) rather than of the config
 
@@ -65,8 +65,10 @@ def path(text: str) -> Path:
 
 def preset_name(text: str) -> str:
     """An argparse type: the name of a preset (atlas.presets), checked before anything loads."""
-    if text not in PRESETS:
-        raise argparse.ArgumentTypeError(f"unknown preset {text!r}: choose one of {', '.join(PRESETS)}")
+    try:
+        get_preset(text)
+    except AtlasError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return text
 
 

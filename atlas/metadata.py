@@ -13,7 +13,7 @@ import torch
 from atlas import __version__
 from atlas.device import hardware
 from atlas.labels import numbered
-from atlas.model_record import ModelInfo, Ranked
+from atlas.model_record import ClassInfo, ModelInfo, Ranked
 from atlas.models import LoadedModel, classifier_weights, list_layers, pre_logits_layer
 
 NEAREST = 8  # nearest classes per class, and top classes per channel of the last layer
@@ -37,8 +37,13 @@ def _top(scores: torch.Tensor, count: int) -> dict[int, Ranked]:
             for i in range(scores.shape[0])}
 
 
+def listed_classes(loaded: LoadedModel) -> tuple[ClassInfo, ...]:
+    """The classes the model file lists for `loaded`: its own, numbered when its head has no names."""
+    return tuple(loaded.classes or numbered(loaded.num_classes))
+
+
 def model_info(loaded: LoadedModel, device: str, spectrum_sha256: str) -> ModelInfo:
-    classes = loaded.classes or numbered(loaded.num_classes)
+    classes = listed_classes(loaded)
     weights = classifier_weights(loaded)
     nearest: dict[int, Ranked] = {}
     channel_top: dict[str, dict[int, Ranked]] = {}

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,6 +167,17 @@ def _dataset(value: Any) -> str:
     """What the classes are called, "" for nothing; the site's headings carry it, so it is held like a class name."""
     text = str(value)
     return text and _text(text, "dataset", MAX_CLASS_NAME)
+
+
+def renamed_classes(info: ModelInfo, names: Sequence[str]) -> str | None:
+    """How `info` names the classes otherwise than `names` ("class 2 is 'rose' there, 'daisy' here"), or None."""
+    theirs, ours = tuple(c.name for c in info.classes), tuple(names)
+    if theirs == ours:
+        return None
+    shared = min(len(theirs), len(ours))
+    i = next((i for i in range(shared) if theirs[i] != ours[i]), shared)
+    return (f"class {i} is {theirs[i]!r} there, {ours[i]!r} here" if i < shared
+            else f"{len(theirs)} classes there, {len(ours)} here")
 
 
 def from_dict(raw: dict[str, Any]) -> ModelInfo:

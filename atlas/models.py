@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import math
+import operator
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -27,6 +28,7 @@ from atlas import labels as class_labels  # noqa: E402
 from atlas import lite_weights  # noqa: E402
 from atlas.errors import AtlasError  # noqa: E402
 from atlas.model_record import ClassInfo, LayerInfo  # noqa: E402  (the types of models/<name>.json)
+from atlas.safe_paths import UnsafeName, plain_name  # noqa: E402
 
 DEFAULT_MODEL = "efficientnet_lite0"
 RANDOM_WEIGHTS_SEED = 0
@@ -125,16 +127,14 @@ def from_module(module: torch.nn.Module, *, name: str | None = None, mean: tuple
         return module
     if not isinstance(module, torch.nn.Module):
         raise AtlasError(f"expected a torch.nn.Module or a timm model name, got {type(module).__name__}")
+    _check_options(name, mean, std, input_size)  # before the module is touched
     module.eval().requires_grad_(False).to(device)
     config: dict = {}
     if hasattr(module, "pretrained_cfg") or hasattr(module, "default_cfg"):  # a timm model
         config = timm.data.resolve_model_data_config(module)
-    mean = tuple(float(v) for v in (mean or config.get("mean") or IMAGENET_MEAN))
-    std = tuple(float(v) for v in (std or config.get("std") or IMAGENET_STD))
-    size = int(input_size or (config["input_size"][-1] if config else IMAGENET_INPUT))
-    if len(mean) != 3 or len(std) != 3 or min(std) <= 0 or size < 8:
-        raise AtlasError(f"mean and std need three values (std > 0) and the input size 8 px or more; "
-                         f"got mean={mean}, std={std}, input_size={size}")
+    mean = tuple(float(v) for v in (mean if mean is not None else config.get("mean") or IMAGENET_MEAN))
+    std = tuple(float(v) for v in (std if std is not None else config.get("std") or IMAGENET_STD))
+    size = int(input_size if input_size is not None else (config["input_size"][-1] if config else IMAGENET_INPUT))
     if num_classes is None:
         num_classes = _output_classes(module, size)
     cfg = getattr(module, "pretrained_cfg", None)
@@ -142,6 +142,42 @@ def from_module(module: torch.nn.Module, *, name: str | None = None, mean: tuple
     classes = model_classes(module, int(num_classes), None, "")
     return LoadedModel(label, module, mean, std, size, int(num_classes), state_dict_sha256(module),
                        f"in-memory {type(module).__name__}", classes, imagenet_dataset(classes, None))
+
+
+MIN_INPUT = 8  # the smallest input side a module is asked to read
+
+
+def _check_options(name: object, mean: object, std: object, input_size: object) -> None:
+    """The options a user gives a module: read as "unset", input_size=0 would become 224, and a NaN
+    std would render nothing but failed pictures."""
+    if input_size is not None:
+        try:
+            size = None if isinstance(input_size, bool) else operator.index(input_size)
+        except TypeError:
+            size = None
+        if size is None or size < MIN_INPUT:
+            raise AtlasError(f"input_size is the model's input side in pixels, an integer of {MIN_INPUT} or more; "
+                             f"got {input_size!r} (leave it out for the model's own or 224)")
+    for label, values, positive in (("mean", mean, False), ("std", std, True)):
+        if values is None:
+            continue
+        try:
+            numbers = [float(v) for v in values]  # type: ignore[union-attr]
+        except (TypeError, ValueError):
+            numbers = []
+        if len(numbers) != 3 or not all(math.isfinite(v) and (v > 0 or not positive) for v in numbers):
+            need = "three finite numbers above 0" if positive else "three finite numbers"
+            raise AtlasError(f"{label} is one value per RGB channel, {need}; got {values!r}")
+    if name is not None:
+        # The name makes the cache's `models/<name>.json`: a folder part would leave models/ and a
+        # leading dot would hide the file from `atlas build`.
+        try:
+            if not isinstance(name, str) or name.startswith("."):
+                raise UnsafeName("")
+            plain_name(name)
+        except UnsafeName:
+            raise AtlasError(f"name= is the model's name in captions and the cache, a plain name like \"my_cnn\" "
+                             f"(no / or \\, no leading dot, at most 255 characters); got {name!r}") from None
 
 
 def _output_classes(module: torch.nn.Module, size: int) -> int:

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import math
-import operator
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,7 +30,8 @@ from atlas.device import resolve_device
 from atlas.entry import attribution_map, entry_files, render_record, to_uint8
 from atlas.errors import AtlasError
 from atlas.jobs import Job
-from atlas.labels import check_names, class_table, numbered, read_labels
+from atlas.labels import check_names, class_table, read_labels
+from atlas.model_record import renamed_classes
 from atlas.models import LoadedModel, from_module, load_model
 from atlas.objectives import Objective, parse_objective
 from atlas.picture import Picture, Pictures
@@ -40,7 +39,6 @@ from atlas.plan import Plan, PlannedJob, job_key
 from atlas.presets import Preset
 from atlas.record import Timing
 from atlas.render import render
-from atlas.safe_paths import UnsafeName, plain_name
 from atlas.scoring import Judge, judge_images
 from atlas.seeds import job_seed
 from atlas.settings import RenderSettings
@@ -80,7 +78,6 @@ def visualize(
     the judging (the generating model's top-5 on crops of each picture).  `labels`: the class names
     of the model's head in index order (a list, or a file with one a line), for captions and the site."""
     targets = _targets(objectives)
-    _check_options(name=name, mean=mean, std=std, input_size=input_size)
     loaded = _named(_loaded(model, device, name=name, mean=mean, std=std, input_size=input_size), labels)
     if not targets:
         raise AtlasError("visualize needs at least one objective, e.g. \"class:1\" or \"channel:layer4:0\"")
@@ -113,39 +110,6 @@ def _targets(objectives: Any) -> list[Objective]:
     hint = f" (for class {objectives}: \"class:{objectives}\")" if number else ""
     raise AtlasError(f"objectives are an id like \"class:1\" or \"channel:layer4:12\", an atlas.objectives value, "
                      f"or a list of them, not {type(objectives).__name__} {objectives!r}{hint}")
-
-
-def _check_options(name: Any, mean: Any, std: Any, input_size: Any) -> None:
-    """The model options a user passes, checked before a module is touched: from_module would read
-    input_size=0 as "unset" and let a NaN std through to a failed picture."""
-    if input_size is not None:
-        try:
-            size = None if isinstance(input_size, bool) else operator.index(input_size)
-        except TypeError:
-            size = None
-        if size is None or size < 1:
-            raise AtlasError(f"input_size is the model's input side in pixels, a positive integer; got {input_size!r} "
-                             "(leave it out for the model's own or 224)")
-    for label, values, positive in (("mean", mean, False), ("std", std, True)):
-        if values is None:
-            continue
-        try:
-            numbers = [float(v) for v in values]
-        except (TypeError, ValueError):
-            numbers = []
-        if len(numbers) != 3 or not all(math.isfinite(v) and (v > 0 or not positive) for v in numbers):
-            need = "three finite numbers above 0" if positive else "three finite numbers"
-            raise AtlasError(f"{label} is one value per RGB channel, {need}; got {values!r}")
-    if name is not None:
-        # The name makes the cache's `models/<name>.json`: a folder part would leave models/ and a
-        # leading dot would hide the file from `atlas build`.
-        try:
-            if not isinstance(name, str) or name.startswith("."):
-                raise UnsafeName("")
-            plain_name(name)
-        except UnsafeName:
-            raise AtlasError(f"name= is the model's name in captions and the cache, a plain name like \"my_cnn\" "
-                             f"(no / or \\, no leading dot, at most 255 characters); got {name!r}") from None
 
 
 def _loaded(model: Any, device: str, **options: Any) -> LoadedModel:
@@ -234,13 +198,11 @@ class Atlas:
         lacks it for these weights); returns the keys.  A failed picture is stored as a failure."""
         pictures = [pictures] if isinstance(pictures, Picture) else list(pictures)
         self.cache.ensure_writable()
-        written_models: set[str] = set()
-        same_classes: set[tuple[str, str, tuple[str, ...]]] = set()
+        models: set[tuple[str, str, tuple[str, ...]]] = set()
         for picture in pictures:
             if not isinstance(picture, Picture):
                 raise AtlasError(f"Atlas.add takes pictures from atlas.visualize, not {type(picture).__name__}")
-            self._model(picture, written_models)
-            self._same_classes(picture, same_classes)
+            self._model(picture, models)
         keys = []
         for picture in pictures:
             ok = picture.record.status == "ok"
@@ -249,29 +211,19 @@ class Atlas:
             keys.append(picture.key)
         return keys
 
-    def _same_classes(self, picture: Picture, done: set[tuple[str, str, tuple[str, ...]]]) -> None:
-        """Refuse pictures whose class names are not those the cache's model file gives the same weights.
-        Rewriting the file would rename the classes of every picture of these weights already in the
-        cache (some perhaps from `atlas render --labels`), and keeping it would caption these pictures
-        with names they were not made with; only the user knows which names are right."""
+    def _model(self, picture: Picture, done: set[tuple[str, str, tuple[str, ...]]]) -> None:
+        """The cache's model file for the picture's model: written when the cache has none, refused when it
+        holds the name with other weights or names these weights' classes otherwise. Rewriting it would
+        rename the classes of every picture of these weights already in the cache (some perhaps from
+        `atlas render --labels`), and keeping it would caption these pictures with names they were not
+        made with; only the user knows which names are right."""
+        from atlas.metadata import listed_classes, model_info
+
         loaded = picture.model
         if loaded is None:
             return
-        ours = tuple(c.name for c in (loaded.classes or numbered(loaded.num_classes)))
-        if (loaded.name, loaded.weights_sha256, ours) in done:
-            return
-        detail = self.cache.renamed_classes(loaded.name, loaded.weights_sha256, ours)
-        if detail is not None:
-            raise AtlasError(f"the cache {self.cache.root} names the classes of {loaded.name} otherwise "
-                             f"({detail}): pass the labels= its pictures were made with, use another cache "
-                             "folder, or give the model another name=")
-        done.add((loaded.name, loaded.weights_sha256, ours))
-
-    def _model(self, picture: Picture, done: set[str]) -> None:
-        from atlas.metadata import model_info
-
-        loaded = picture.model
-        if loaded is None or loaded.weights_sha256 in done:
+        names = tuple(c.name for c in listed_classes(loaded))
+        if (loaded.name, loaded.weights_sha256, names) in done:
             return
         existing = self.cache.model_for(loaded.name, loaded.weights_sha256,
                                         "use another cache folder, or give the model another name=")
@@ -279,7 +231,11 @@ class Atlas:
             device = str(next(loaded.module.parameters()).device) if any(True for _ in loaded.module.parameters()) \
                 else "cpu"
             self.cache.write_model(model_info(loaded, device, picture.record.spectrum_sha256))
-        done.add(loaded.weights_sha256)
+        elif (detail := renamed_classes(existing, names)) is not None:
+            raise AtlasError(f"the cache {self.cache.root} names the classes of {loaded.name} otherwise "
+                             f"({detail}): pass the labels= its pictures were made with, use another cache "
+                             "folder, or give the model another name=")
+        done.add((loaded.name, loaded.weights_sha256, names))
 
     def build(self, out: str | Path, **options: Any):
         """The static site of this cache in `out` (atlas.site.build.build; `atlas build` does the same)."""

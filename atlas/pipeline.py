@@ -29,8 +29,8 @@ from atlas.config import Config, JudgeModel, Selection
 from atlas.device import auto_batch_size
 from atlas.entry import entry_files, render_record, stored_pixels
 from atlas.jobs import Job, Shard, batches
-from atlas.labels import numbered
-from atlas.metadata import model_info
+from atlas.metadata import listed_classes, model_info
+from atlas.model_record import renamed_classes
 from atlas.models import LoadedModel, load_model
 from atlas.plan import Plan, PlannedJob, make_plan
 from atlas.record import ConceptExpression, RenderRecord, Retry, Scores, Timing
@@ -138,8 +138,7 @@ def _write_model_info(cache: Cache, plan: Plan, request: RenderRequest, warn: Re
         cache.write_model(model_info(loaded, request.device, plan.settings.spectrum_sha256))
         return
     # the pictures already there were captioned with the file's names: they stay, and the user hears why
-    names = [c.name for c in loaded.classes or numbered(loaded.num_classes)]  # as atlas.metadata writes them
-    detail = cache.renamed_classes(loaded.name, loaded.weights_sha256, names)
+    detail = renamed_classes(existing, [c.name for c in listed_classes(loaded)])
     if detail is not None:
         warn(f"the cache names the classes of {loaded.name} otherwise ({detail}); its names are kept: render "
              "into another folder with --cache for these names, or add --force to render these pictures again "

@@ -204,9 +204,10 @@ def test_an_objective_that_is_no_id_value_or_list_is_a_one_line_error(objectives
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    ({"input_size": 0}, "input_size is the model's input side in pixels, a positive integer; got 0"),
-    ({"input_size": -32}, "a positive integer; got -32"),
-    ({"input_size": 32.5}, "a positive integer; got 32.5"),
+    ({"input_size": 0}, "input_size is the model's input side in pixels, an integer of 8 or more; got 0"),
+    ({"input_size": -32}, "an integer of 8 or more; got -32"),
+    ({"input_size": 4}, "an integer of 8 or more; got 4"),
+    ({"input_size": 32.5}, "an integer of 8 or more; got 32.5"),
     ({"std": (float("nan"),) * 3}, "std is one value per RGB channel, three finite numbers above 0"),
     ({"std": (0.2, 0.0, 0.2)}, "three finite numbers above 0"),
     ({"std": (0.2, 0.2)}, "three finite numbers above 0"),
