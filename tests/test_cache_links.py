@@ -3,20 +3,29 @@ a link at an entry's own place is replaced by the entry.  And a cache keeps one 
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from atlas import store
+from atlas import atomic, judgment, store
 from atlas.cache import Cache
 from atlas.cli import main
+from atlas.concepts import example_pass, similar
 from atlas.concepts import store as concepts
+from atlas.concepts.images import scan
+from atlas.concepts.run import folder_index
 from atlas.errors import AtlasError
 from atlas.models import load_model
+from atlas.site.cache_reader import list_models, read_cache
+from tests.concept_folders import make_folder
 from tests.config_support import write_config
+from tests.test_concepts_similar import banks as similar_banks
 from tests.test_concepts_store import make_bank
+from tests.test_store import _judgment
 
 MODEL = "test_resnet"
 
@@ -113,7 +122,7 @@ def test_entries_through_a_linked_shard_are_not_read_and_each_is_a_problem_line(
     assert list(store.entries(cache, "render", problems)) == []
     assert problems == [f"{folder.parent}: a symbolic link, not a folder of this cache; replace it with a real folder"]
     state = Cache(cache).check(folder.name)
-    assert state.status == "corrupt" and "shard folder" in state.reason and "symbolic link" in state.reason
+    assert state.status == "corrupt" and f"{folder.parent} is a symbolic link" in state.reason
 
 
 def test_a_linked_concepts_shard_is_refused(tmp_path):
@@ -172,3 +181,114 @@ def test_a_model_file_reached_through_a_link_is_not_read(cache, tmp_path, capsys
     assert Cache(cache).read_model(MODEL) is None
     err = one_line_error(capsys, main(["build", "--cache", str(cache), "--out", str(tmp_path / "site2")]))
     assert "is a symbolic link, not a file of the entry" in err, err
+
+
+def test_a_linked_entries_folder_is_not_read(cache, tmp_path):
+    key = entry(cache).name
+    outside = tmp_path / "outside"
+    link_instead(cache / "entries", outside)  # the whole render, valid, now lies behind the link
+    before = tree(outside)
+    state = Cache(cache).check(key)
+    assert state.status == "corrupt" and f"{cache / 'entries'} is a symbolic link" in state.reason
+    contents = read_cache(cache)
+    assert contents.entries == () and len(contents.problems) == 1 and "symbolic link" in contents.problems[0]
+    assert tree(outside) == before
+
+
+def test_a_bank_in_a_linked_concepts_folder_is_not_read(tmp_path):
+    bank, crops = make_bank()
+    outside = tmp_path / "outside"
+    concepts.write_bank(outside, bank, crops)  # a valid bank of the same key, outside the cache
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "concepts").symlink_to(outside / "concepts", target_is_directory=True)
+    before = tree(outside)
+    assert concepts.read_bank(tmp_path / "cache", bank.key) is None
+    assert tree(outside) == before
+
+
+def test_an_entry_outside_the_shard_of_its_key_is_not_read(tmp_path):
+    """Its files are looked for in its key's shard, which may be a link."""
+    bank, crops = make_bank()
+    root, outside = tmp_path / "cache", tmp_path / "outside"
+    folder = concepts.write_bank(root, bank, crops).parent
+    shutil.copytree(folder, root / "concepts" / "zz" / bank.key)  # a real folder, in another shard
+    link_instead(folder.parent, outside)  # the crops the site would copy now lie behind the link
+    before = tree(outside)
+    problems: list[str] = []
+    assert list(concepts.banks(root, problems)) == []
+    assert problems == [f"{folder.parent}: a symbolic link, not a folder of this cache; replace it with a real folder"]
+    assert tree(outside) == before
+
+
+def test_a_judgment_in_a_linked_folder_is_not_read(tmp_path):
+    good = _judgment("a" * 64)
+    outside = tmp_path / "outside"
+    atomic.atomic_write(store.file_path(outside, "judgment", good.key), judgment.KIND.dumps(good))
+    root = tmp_path / "cache"
+    root.mkdir()
+    folder = store.file_path(root, "judgment", good.key).parents[1]
+    folder.symlink_to(outside / folder.name, target_is_directory=True)
+    assert store.read(root, "judgment", good.key) is None
+    folder.unlink()
+    folder.mkdir()
+    (folder / good.key[:2]).symlink_to(outside / folder.name / good.key[:2], target_is_directory=True)  # its shard
+    assert store.read(root, "judgment", good.key) is None
+    assert store.read(outside, "judgment", good.key) == good  # what is behind the link was valid
+
+
+def test_similar_concepts_in_a_linked_folder_are_not_read_nor_written(tmp_path):
+    found = similar_banks(classes=3, concepts=2)
+    stored = similar.to_stored(found.values(), "m", "w")
+    planted = dataclasses.replace(stored, concepts=stored.concepts[:1])  # the right key, other links
+    outside, root = tmp_path / "outside", tmp_path / "cache"
+    concepts.write_similar(outside, planted)
+    root.mkdir()
+    (root / "similar").symlink_to(outside / "similar", target_is_directory=True)
+    before = tree(outside)
+    assert concepts.read_similar(outside, "m", "w") == planted  # a plausible file
+    assert concepts.read_similar(root, "m", "w") is None
+    links, note = similar.current(root, found, "m", "w")
+    assert links == similar.similar_concepts(found.values())  # computed, not the planted ones
+    assert f"{root / 'similar'} is a symbolic link" in note and "\n" not in note, note
+    with pytest.raises(AtlasError, match="replace the link with a real folder") as err:
+        similar.update(root, found, "m", "w")
+    assert "\n" not in str(err.value)
+    assert tree(outside) == before
+    (root / "similar").unlink()
+    disk = tmp_path / "disk"
+    root.rename(disk)
+    root.symlink_to(disk, target_is_directory=True)  # the cache root itself may be a link
+    assert similar.update(root, found, "m", "w") and concepts.read_similar(root, "m", "w").concepts == stored.concepts
+
+
+def test_a_checkpoint_that_is_a_link_is_not_resumed_and_its_target_is_kept(tmp_path, monkeypatch):
+    tiny = load_model("test_efficientnet", random_weights=True)
+    make_folder(tmp_path / "images", {"n01440764": 2, "n01443537": 2}, tiny.input_size)
+    folder = scan(tmp_path / "images", folder_index(tiny, tmp_path / "images"))
+    layers = {"blocks.3": [0]}
+    outside = tmp_path / "outside" / "state.pt"
+    example_pass.stream_examples(tiny, folder, layers, 2, batch_size=2, checkpoint=outside, checkpoint_seconds=0)
+    before = outside.read_bytes()  # a finished pass: resuming it reads no image
+    checkpoint = tmp_path / "cache" / "examples-pass" / "state.pt"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.symlink_to(outside)
+    read: list[str] = []
+    real_load = example_pass.load_squares
+    monkeypatch.setattr(example_pass, "load_squares",
+                        lambda root, files, side: (read.extend(files), real_load(root, files, side))[1])
+    example_pass.stream_examples(tiny, folder, layers, 2, batch_size=2, checkpoint=checkpoint, checkpoint_seconds=0)
+    assert read == [f for c in folder.classes for f in c.files]  # the pass ran from its first image
+    assert outside.read_bytes() == before and not checkpoint.is_symlink()
+
+
+def test_a_model_file_reached_through_a_link_does_not_name_a_model(cache, tmp_path):
+    models = cache / "models"
+    outside = tmp_path / "outside"
+    link_instead(models, outside)
+    path = outside / f"{MODEL}.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "name": "planted"}))
+    assert list(list_models(cache)) == [MODEL]
+    models.unlink()
+    models.mkdir()
+    (models / path.name).symlink_to(path)  # the file itself a link
+    assert list(list_models(cache)) == [MODEL]

@@ -42,6 +42,7 @@ from atlas.errors import AtlasError
 from atlas.jobs import Shard, select_shard
 from atlas.models import LoadedModel
 from atlas.objectives import ActivationCapture
+from atlas.safe_paths import read_entry_file
 
 Progress = Callable[..., Any]
 
@@ -206,9 +207,10 @@ def _save_pass(path: Path, done: int, trackers: Mapping[str, RunningTopK], grids
 
 def _read_pass(path: Path, trackers: Mapping[str, RunningTopK]):
     """(classes done, grids, images read, skipped) of a saved pass, its trackers restored; None when there is
-    none or it does not fit (a damaged file costs only the restart of the pass)."""
+    none or it does not fit (a damaged file costs only the restart of the pass). A checkpoint that is a link is
+    none: its folder is checked when the path is made (`shard_checkpoint`), the file here."""
     try:
-        state = torch.load(path, weights_only=True)
+        state = torch.load(io.BytesIO(read_entry_file(path.parent, path.name)), weights_only=True)
         if set(state["trackers"]) != set(trackers):
             return None
         restored = {}

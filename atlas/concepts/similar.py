@@ -138,6 +138,6 @@ def current(root: str | Path, banks: Mapping[int, ConceptBank], model: str, weig
     why = f"similar concepts of {len(banks)} banks computed: the cache's copy is missing or from other banks"
     try:
         store.write_similar(root, value)
-    except AtlasError:  # a read-only cache: the site still gets them, and the next build computes them again
-        return from_stored(value), f"{why}, and the cache is not writable (`atlas concepts --merge` stores them)"
+    except AtlasError as exc:  # read-only, or a linked folder: the site still gets them, the next build computes
+        return from_stored(value), f"{why}, and the cache is not writable ({exc})"
     return from_stored(value), f"{why}; stored for the next build"

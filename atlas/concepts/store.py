@@ -233,7 +233,7 @@ def write_similar(root: str | Path, value: SimilarSet) -> Path:
 
 def read_similar(root: str | Path, model: str, weights_sha256: str) -> SimilarSet | None:
     """The stored similar concepts of this model's weights, or None; the caller compares its key."""
-    value = store.read_file(similar_path(root, model, weights_sha256), SIMILAR_KIND.name)
+    value = store.read_file(root, similar_path(root, model, weights_sha256), SIMILAR_KIND.name)
     return value if value is not None and (value.model, value.weights_sha256) == (model, weights_sha256) else None
 
 
@@ -266,7 +266,7 @@ def read_parts(root: str | Path, keys: Iterable[str]) -> list[ExamplePart]:
     sets = tuple(sorted(keys))
     found = []
     for path in sorted(_pass_folder(root).glob("*.json")):
-        part = store.read_file(path, PART_KIND.name)
+        part = store.read_file(root, path, PART_KIND.name)
         if part is not None and part.sets == sets and path == part_path(root, part):
             found.append(part)
     return sorted(found, key=lambda p: (p.count, p.chunk, p.shard))

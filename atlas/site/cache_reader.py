@@ -120,8 +120,8 @@ def list_models(cache: Path) -> dict[str, Path]:
     found = {}
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
-            name = str(json.loads(path.read_text(encoding="utf-8"))["name"])
-        except (OSError, ValueError, KeyError, TypeError):
+            name = str(json.loads(read_cache_file(Path(cache), path))["name"])
+        except (OSError, ValueError, KeyError, TypeError):  # UnsafeName too: a link names no model
             name = path.stem  # read_model says what is wrong with it, if it is picked
         found[name] = path
     return found
