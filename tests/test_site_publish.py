@@ -17,9 +17,9 @@ import yaml
 
 from atlas.cli import main
 from atlas.errors import AtlasError
-from atlas.site.check import DEFAULT_BUDGET, Budget
+from atlas.site.check import DEFAULT_BUDGET, Budget, inspect_site
 from atlas.site.publish import publish
-from atlas.site.serve import make_server
+from atlas.site.serve import make_server, rooted
 from tests.site_support import MODEL, sample_site
 
 REPO = Path(__file__).resolve().parents[1]
@@ -188,6 +188,147 @@ def test_cli_publish_takes_the_remote_from_the_configs_repository(site, tmp_path
     assert len(commits(origin, "gh-pages")) == 1
 
 
+# A relative href or src: what a 404 page answering at any depth must not hold.
+RELATIVE_LINK = re.compile(r'\s(?:href|src)="(?!/|#|[a-z]+:)')
+
+
+def on_github(monkeypatch, tmp_path: Path, url: str) -> Path:
+    """A local bare repository that git reaches for the GitHub address `url` (url.<base>.insteadOf)."""
+    bare = tmp_path / "github.git"
+    git("init", "--quiet", "--bare", str(bare))
+    monkeypatch.setenv("GIT_CONFIG_COUNT", "1")
+    monkeypatch.setenv("GIT_CONFIG_KEY_0", f"url.{bare}.insteadOf")
+    monkeypatch.setenv("GIT_CONFIG_VALUE_0", url)
+    return bare
+
+
+def published_404(remote: Path, branch: str = "gh-pages") -> bytes:
+    return subprocess.run(["git", "--git-dir", str(remote), "show", f"{branch}:404.html"],
+                          check=True, capture_output=True).stdout
+
+
+@pytest.mark.parametrize("url", ["https://github.com/owner/atlas-demo.git", "git@github.com:owner/atlas-demo.git",
+                                 "ssh://git@github.com/owner/atlas-demo", "https://GitHub.com/owner/atlas-demo/"])
+def test_publish_roots_the_404_page_at_a_project_sites_path(site, tmp_path, project, monkeypatch, url):
+    """GitHub Pages answers /atlas-demo/a/b/missing.html with 404.html as it is: its links must not
+    depend on that depth. The site folder itself stays as built, relocatable."""
+    work, _ = project
+    remote = on_github(monkeypatch, tmp_path, url)
+    before = (site / "404.html").read_bytes()
+    done = publish(site, url, project=work)
+    assert done.base_path == "/atlas-demo/"
+    page = published_404(remote)
+    assert page == rooted(before, "/atlas-demo/") != before
+    text = page.decode()
+    assert 'href="/atlas-demo/static/atlas.css"' in text and 'src="/atlas-demo/static/atlas.js"' in text
+    assert f'href="/atlas-demo/{MODEL}/classes/0000.html"' in text and 'data-root="/atlas-demo/"' in text
+    assert not RELATIVE_LINK.search(text)
+    assert (site / "404.html").read_bytes() == before and inspect_site(site).problems == []
+    index = git("--git-dir", str(remote), "show", "gh-pages:index.html")
+    assert index == (site / "index.html").read_text(encoding="utf-8").rstrip("\n")  # only 404.html differs
+
+
+@pytest.mark.parametrize("where", ["OWNER.github.io", "CNAME"])
+def test_publish_roots_the_404_page_at_the_top_of_a_user_site_or_custom_domain(site, tmp_path, project,
+                                                                                monkeypatch, where):
+    work, _ = project
+    if where == "CNAME":  # a custom domain serves even a project repository at its top
+        site = _copy(site, tmp_path / "site")
+        (site / "CNAME").write_text("atlas.example.org\n", encoding="utf-8")
+        url = "https://github.com/owner/atlas-demo.git"
+    else:
+        url = "https://github.com/Owner/owner.GitHub.io.git"
+    remote = on_github(monkeypatch, tmp_path, url)
+    before = (site / "404.html").read_bytes()
+    assert publish(site, url, project=work).base_path == "/"
+    assert published_404(remote) == rooted(before, "/")
+    assert f'href="/{MODEL}/classes/0000.html"' in published_404(remote).decode()
+    assert (site / "404.html").read_bytes() == before
+
+
+def test_the_base_path_flag_wins_over_the_remote(site, tmp_path, project, monkeypatch, capsys):
+    work, _ = project
+    url = "https://github.com/owner/atlas-demo.git"
+    remote = on_github(monkeypatch, tmp_path, url)
+    assert main(["publish", "--out", str(site), "--remote", url, "--base-path", "/docs/atlas/"]) == 0
+    assert "404.html links rooted at /docs/atlas/" in capsys.readouterr().out
+    assert 'href="/docs/atlas/static/atlas.css"' in published_404(remote).decode()
+    elsewhere = tmp_path / "elsewhere.git"  # not on GitHub: only the flag tells the address
+    git("init", "--quiet", "--bare", str(elsewhere))
+    assert publish(site, str(elsewhere), project=work, base_path="/").base_path == "/"
+    assert published_404(elsewhere) == rooted((site / "404.html").read_bytes(), "/")
+
+
+def test_publish_off_github_pushes_the_404_page_as_built_and_says_so(site, tmp_path, capsys):
+    remote = tmp_path / "pages.git"
+    git("init", "--quiet", "--bare", str(remote))
+    assert main(["publish", "--out", str(site), "--remote", str(remote)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert published_404(remote) == (site / "404.html").read_bytes()
+    said = [line for line in out if "404.html" in line]
+    assert len(said) == 1 and "not on GitHub" in said[0] and "--base-path" in said[0], out
+
+
+@pytest.mark.parametrize("bad", ["docs/", "/docs", "", "/a//b/", "/../", "/a b/", "/caf\u00e9/", "/a?b/",
+                                 "https://owner.github.io/repo/"])
+def test_a_bad_base_path_is_a_one_line_error_and_pushes_nothing(site, tmp_path, project, bad, capsys):
+    work, _ = project
+    remote = tmp_path / "pages.git"
+    git("init", "--quiet", "--bare", str(remote))
+    with pytest.raises(AtlasError, match="--base-path .* starting and ending with '/'") as err:
+        publish(site, str(remote), project=work, base_path=bad)
+    assert "\n" not in str(err.value)
+    assert main(["publish", "--out", str(site), "--remote", str(remote), "--base-path", bad]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "/REPO/" in lines[0], lines
+    assert git("--git-dir", str(remote), "for-each-ref") == ""
+
+
+def _missing_page(browser, base: str, body: bytes):  # noqa: ANN001, ANN202 - Playwright objects
+    """A tab on a missing page two folders below `base`, answered with `body` as GitHub Pages would."""
+    from tests.browser_support import open_tab
+
+    tab = open_tab(browser, base)
+    tab.page.route("**/classes/9999.html",
+                   lambda route: route.fulfill(status=404, body=body, content_type="text/html"))
+    tab.goto(f"{MODEL}/classes/9999.html")
+    return tab
+
+
+@pytest.mark.browser
+def test_the_published_404_page_is_styled_two_folders_down_a_project_site(site, tmp_path, project, monkeypatch,
+                                                                         browser):
+    """The published tree served under /atlas-demo/, a missing page two folders down answered with the
+    published 404.html as it is, as GitHub Pages does: its styles, scripts and search all resolve."""
+    from tests.browser_support import serve_parent
+
+    work, _ = project
+    url = "https://github.com/owner/atlas-demo.git"
+    remote = on_github(monkeypatch, tmp_path, url)
+    publish(site, url, project=work)
+    tree = tmp_path / "pages" / "atlas-demo"
+    tree.mkdir(parents=True)
+    archive = subprocess.run(["git", "--git-dir", str(remote), "archive", "gh-pages"], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    position = "getComputedStyle(document.querySelector('.skip')).position"  # absolute in atlas.css
+    with serve_parent(tree) as base:
+        as_built = _missing_page(browser, base, (site / "404.html").read_bytes())
+        assert as_built.page.evaluate(position) == "static"  # unstyled there: the reason for all this
+        as_built.page.context.close()
+        tab = _missing_page(browser, base, (tree / "404.html").read_bytes())
+        page = tab.page
+        assert page.evaluate(position) == "absolute" and tab.failed == {}
+        assert len(tab.errors) == 1 and "404" in tab.errors[0], tab.errors  # the missing page itself, nothing else
+        tab.errors.clear()
+        page.keyboard.press("/")
+        page.keyboard.type("tench")
+        page.keyboard.press("Enter")
+        page.wait_for_url(base + f"{MODEL}/classes/0000.html")
+        tab.assert_clean()
+        page.context.close()
+
+
 def test_serve_answers_pages_and_404(site):
     server = make_server(site, 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -207,6 +348,7 @@ def test_serve_answers_pages_and_404(site):
         assert err.value.code == 404 and "Page not found" in page
         # a missing page two folders deep: its links and styles still resolve from the site's root
         assert f'href="/{MODEL}/classes/0000.html"' in page and 'href="/static/' in page, page[:2000]
+        assert 'data-root="/"' in page  # the search's links too
         assert not re.search(r'\s(?:href|src)="(?!/|#|[a-z]+:)', page)
     finally:
         server.shutdown()
@@ -282,3 +424,17 @@ def test_pages_workflow_deploys_with_the_official_actions():
     runs = "\n".join(s.get("run", "") for s in steps)
     assert "atlas build" in runs and "torch" not in runs.replace("no torch", "")
     assert workflow["jobs"]["deploy"]["environment"]["name"] == "github-pages"
+
+
+@pytest.mark.parametrize(("base_path", "prefix"), [("/atlas-demo", "/atlas-demo/"), ("", "/")])
+def test_pages_workflow_roots_the_404_page_of_the_site_it_builds(site, tmp_path, base_path, prefix):
+    """The workflow's step runs as written, with configure-pages' base_path ("/REPO", or "" at a host's top)."""
+    workflow = yaml.safe_load((REPO / ".github/workflows/pages.yml").read_text(encoding="utf-8"))
+    step = next(s for s in workflow["jobs"]["build"]["steps"] if "404" in s.get("name", ""))
+    assert step["if"] == "steps.cache.outputs.found == 'true'"  # a published gh-pages branch is rooted already
+    built = tmp_path / "_site"
+    shutil.copytree(site, built)
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "BASE_PATH": base_path, "PYTHONPATH": str(REPO)}
+    subprocess.run(["bash", "-c", step["run"]], cwd=tmp_path, env=env, check=True)
+    assert (built / "404.html").read_bytes() == rooted((site / "404.html").read_bytes(), prefix)
+    assert f'href="{prefix}static/'.encode() in (built / "404.html").read_bytes()

@@ -18,6 +18,9 @@ FLAGS = (
          options=(("metavar", "URL_OR_PATH"),)),
     Flag("--branch", "branch to replace", default="gh-pages"),
     Flag("--message", "commit message", note="one naming the project commit"),
+    Flag("--base-path", "the address path the site is served under, which its 404 page roots its links at",
+         note="from the remote: /REPO/ on GitHub, / for OWNER.github.io or a site with a CNAME file",
+         options=(("metavar", "PATH"),)),
     Flag("--force", "replace the branch even when its last commit was not made by `atlas publish`",
          options=(("action", "store_true"),)),
 )
@@ -35,7 +38,12 @@ def run(args: argparse.Namespace) -> int:
     site = config.site
     project = config.source.parent if config.source is not None else Path(".")
     done = publish(site, args.remote, branch=flags.value(args, FLAGS, "--branch"), project=project,
-                   message=args.message, force=args.force)
+                   message=args.message, force=args.force, base_path=args.base_path)
     print(f"atlas publish: pushed {done.files} files from {site} to {done.remote} branch {done.branch} "
           f"as the single commit {done.commit[:12]}")
+    if done.base_path is None:
+        print(f"atlas publish: 404.html pushed as built, since {done.remote} is not on GitHub: a missing page "
+              "below the top folder shows it unstyled; pass --base-path /PATH/ to root its links")
+    else:
+        print(f"atlas publish: 404.html links rooted at {done.base_path} (--base-path to change it)")
     return 0

@@ -10,23 +10,34 @@ size budget), and a branch is replaced only when its tip is an earlier atlas pub
 (it carries the `Atlas-Publish:` trailer) or `force` is given: `--branch main` must never wipe
 a project's history. The push itself leases the tip it checked, so a branch that moves in
 between is not overwritten either.
+
+A host answers a missing path with the root's 404.html as it is, so at /REPO/a/b/missing.html its
+relative links would resolve against /REPO/a/b/. The published 404.html has them rooted at the site's
+address path instead, which the remote tells (a GitHub project site lives at /REPO/, OWNER.github.io
+and a custom domain at /) or `base_path` gives. Only the commit holds that page: the site folder
+stays as built, relocatable and checked.
 """
 
 from __future__ import annotations
 
+import re
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from atlas import __version__
 from atlas.errors import AtlasError
 from atlas.site.build import MARKER, read_marker
 from atlas.site.check import DEFAULT_BUDGET, Budget, inspect_site
+from atlas.site.serve import rooted
 
 TRAILER = "Atlas-Publish"
 # What `atlas publish` wrote before it added the trailer: a parentless commit with this subject.
 LEGACY_SUBJECT = "Publish atlas site"
+# An address path: "/" or "/a/b/", of segments of URL characters that need no escaping, none "." or "..".
+BASE_PATH = re.compile(r"/(?:(?!\.\.?/)[A-Za-z0-9._~-]+/)*")
 
 
 @dataclass(frozen=True)
@@ -36,21 +47,23 @@ class Published:
     commit: str
     files: int
     source: str  # the project commit the site was built from, "" when unknown
+    base_path: str | None  # where the published 404.html roots its links; None: pushed as built
 
 
-def _git(*args: str, cwd: Path | None = None, env_dir: Path | None = None) -> str:
+def _git(*args: str, cwd: Path | None = None, env_dir: Path | None = None, stdin: bytes | None = None) -> str:
     cmd = ["git", "-c", "core.autocrlf=false", "-c", "commit.gpgsign=false", "-c", "init.defaultBranch=main"]
     if env_dir is not None:
         cmd += [f"--git-dir={env_dir}"]
     try:
-        done = subprocess.run([*cmd, *args], cwd=cwd, capture_output=True, text=True, check=False)
+        done = subprocess.run([*cmd, *args], cwd=cwd, input=stdin, capture_output=True, check=False)
     except FileNotFoundError as exc:
         raise AtlasError("git is not installed: install git to publish") from exc
+    out, err = (stream.decode("utf-8", "replace") for stream in (done.stdout, done.stderr))
     if done.returncode != 0:
         # All of git's lines (a rejected push explains itself over several), on one line.
-        detail = " | ".join(line.strip() for line in (done.stderr or done.stdout).splitlines() if line.strip())
+        detail = " | ".join(line.strip() for line in (err or out).splitlines() if line.strip())
         raise AtlasError(f"git {args[0]} failed: {detail or 'exit ' + str(done.returncode)}")
-    return done.stdout.strip()
+    return out.strip()
 
 
 def _identity(project: Path) -> list[str]:
@@ -94,6 +107,33 @@ def check_branch(branch: str) -> str:
     return branch
 
 
+def check_base_path(path: str) -> str:
+    """`path` when it is a site's address path such as /REPO/; raises AtlasError otherwise."""
+    if not BASE_PATH.fullmatch(path):
+        raise AtlasError(f"--base-path {path!r} is not an address path: give the path the site is served "
+                         "under, starting and ending with '/' and made of letters, digits and -._~ "
+                         "(/REPO/ for https://OWNER.github.io/REPO/, / for a custom domain)")
+    return path
+
+
+def pages_base_path(remote: str, site: Path) -> str | None:
+    """Where GitHub Pages serves `site` pushed to `remote`: / for a custom domain (a CNAME file) or a
+    user or organisation site (OWNER/OWNER.github.io), /REPO/ for a project site; None off GitHub."""
+    if (site / "CNAME").is_file():
+        return "/"
+    if "://" in remote:
+        parts = urlsplit(remote)
+        host, path = parts.hostname or "", parts.path
+    else:  # scp-like: [user@]host:path, as git reads a colon before any slash
+        host, colon, path = remote.partition(":")
+        host = host.rpartition("@")[2] if colon and "/" not in host else ""
+    names = path.strip("/").removesuffix(".git").split("/")
+    if host.lower() != "github.com" or len(names) != 2 or not BASE_PATH.fullmatch(f"/{names[1]}/"):
+        return None
+    owner, repo = names
+    return "/" if repo.lower() == f"{owner.lower()}.github.io" else f"/{repo}/"
+
+
 def _check_remote(remote: str) -> str:
     if remote.startswith("-"):
         raise AtlasError(f"--remote {remote!r} starts with '-': give a URL or a path (./{remote} for a folder)")
@@ -130,11 +170,16 @@ def _check_clean(project: Path) -> str:
 
 
 def publish(site: Path, remote: str | None = None, *, branch: str = "gh-pages", project: Path = Path("."),
-            message: str | None = None, force: bool = False, budget: Budget = DEFAULT_BUDGET) -> Published:
+            message: str | None = None, force: bool = False, budget: Budget = DEFAULT_BUDGET,
+            base_path: str | None = None) -> Published:
     """Push the site in `site` to `remote` (default: the origin of the git repository holding
-    `project`) as the only commit on `branch`, after checking the site and the branch's tip."""
+    `project`) as the only commit on `branch`, after checking the site and the branch's tip.
+    `base_path`: the site's address path, which its 404 page roots its links at (default: from the
+    remote; off GitHub, the page is pushed as built)."""
     site = Path(site)
     check_branch(branch)
+    if base_path is not None:
+        check_base_path(base_path)
     _check_site(site, budget)
     if remote is None or remote == "origin":
         remote_url = _check_remote(_origin(project))
@@ -146,6 +191,8 @@ def publish(site: Path, remote: str | None = None, *, branch: str = "gh-pages", 
             source = _head(project) or ""
         except AtlasError:
             source = ""
+    if base_path is None:
+        base_path = pages_base_path(remote_url, site)
     with tempfile.TemporaryDirectory(prefix="atlas-publish-") as tmp:
         git_dir = Path(tmp) / "repo.git"
         _git("init", "--quiet", "--bare", str(git_dir))
@@ -155,8 +202,10 @@ def publish(site: Path, remote: str | None = None, *, branch: str = "gh-pages", 
         work = ["--work-tree", str(site.resolve())]
         _git(*work, "add", "--all", "--force", ".", env_dir=git_dir)
         if not (site / ".nojekyll").exists():  # GitHub Pages must not run Jekyll on the site
-            empty = _git("hash-object", "-w", "--stdin", env_dir=git_dir)
-            _git("update-index", "--add", "--cacheinfo", f"100644,{empty},.nojekyll", env_dir=git_dir)
+            _stage(git_dir, ".nojekyll", b"")
+        missing = site / "404.html"
+        if base_path is not None and missing.is_file():
+            _stage(git_dir, missing.name, rooted(missing.read_bytes(), base_path))
         files = len(_git("ls-files", env_dir=git_dir).splitlines())
         text = message or f"{LEGACY_SUBJECT}{' built from ' + source[:12] if source else ''}"
         text = f"{text.rstrip()}\n\n{TRAILER}: atlas {__version__}\n"
@@ -165,7 +214,13 @@ def publish(site: Path, remote: str | None = None, *, branch: str = "gh-pages", 
         commit = _git(*identity, "commit-tree", tree, "-m", text, env_dir=git_dir)
         lease = f"--force-with-lease=refs/heads/{branch}:{tip}"  # empty tip: the branch must still not exist
         _git("push", "--quiet", lease, "--", remote_url, f"{commit}:refs/heads/{branch}", env_dir=git_dir)
-    return Published(remote_url, branch, commit, files, source)
+    return Published(remote_url, branch, commit, files, source, base_path)
+
+
+def _stage(git_dir: Path, name: str, data: bytes) -> None:
+    """Put `data` in the index as the file `name`, leaving the work tree (the site) as it is."""
+    blob = _git("hash-object", "-w", "--stdin", env_dir=git_dir, stdin=data)
+    _git("update-index", "--add", "--cacheinfo", f"100644,{blob},{name}", env_dir=git_dir)
 
 
 def _check_site(site: Path, budget: Budget) -> None:

@@ -13,14 +13,17 @@ from atlas.errors import AtlasError
 MAX_PATH = 4096  # longer request paths are no site path (the site's own are under 100 characters)
 
 
-# A relative URL of an href or src attribute: not absolute, not rooted, not a fragment
-_RELATIVE = re.compile(rb'(\s(?:href|src)=")(?![a-zA-Z][a-zA-Z0-9+.-]*:|/|#)')
+# A relative URL of an href or src attribute, or the root the script puts before the search's links
+# (data-root): not absolute, not rooted, not a fragment
+_RELATIVE = re.compile(rb'(\s(?:href|src|data-root)=")(?![a-zA-Z][a-zA-Z0-9+.-]*:|/|#)')
 
 
-def rooted(page: bytes) -> bytes:
-    """The root's 404.html with its relative links made rooted: it answers a missing path at any depth
-    (classes/9999.html), where the browser would resolve them against that path's folder."""
-    return _RELATIVE.sub(rb"\1/", page)
+def rooted(page: bytes, prefix: str) -> bytes:
+    """The root's 404.html with its relative links rooted at `prefix`, the site's address path ("/" at a
+    host's root, "/REPO/" for a GitHub project site): it answers a missing path at any depth
+    (classes/9999.html), where the browser would resolve relative links against that path's folder."""
+    start = prefix.encode()
+    return _RELATIVE.sub(lambda found: found.group(1) + start, page)
 
 
 class _SiteHandler(SimpleHTTPRequestHandler):
@@ -46,7 +49,7 @@ class _SiteHandler(SimpleHTTPRequestHandler):
         if code != 404 or not page.is_file():
             super().send_error(code, message, explain)
             return
-        body = rooted(page.read_bytes())
+        body = rooted(page.read_bytes(), "/")  # served at the host's root
         self.send_response(404)
         self.send_header("Content-Type", "text/html; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
