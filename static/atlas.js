@@ -40,9 +40,8 @@
     m.classes.forEach(function (c) {
       units.push({
         kind: "class", scope: folder + "classes", model: m.model, folder: folder, index: c.index, num: pad(c.index),
-        name: c.name, synonyms: c.synonyms, wnid: c.wnid, page: c.page, status: c.status,
-        thumb: c.thumb, thumbOverlay: c.thumb_overlay, size: c.thumb_size,
-        alt: "Class " + pad(c.index) + " " + c.name, called: c.called || null,
+        name: c.name, label: pad(c.index) + " " + c.name, synonyms: c.synonyms, wnid: c.wnid, page: c.page,
+        status: c.status, thumb: c.thumb, thumbOverlay: c.thumb_overlay, size: c.thumb_size, called: c.called || null,
         concept: c.concept_thumb ? { thumb: c.concept_thumb, thumbOverlay: c.concept_thumb_overlay, size: c.concept_thumb_size } : null
       });
     });
@@ -50,8 +49,9 @@
       layer.channels.forEach(function (ch) {
         units.push({
           kind: "channel", scope: folder + "layer:" + layer.slug, model: m.model, folder: folder, layer: layer.name,
-          channel: ch.channel, num: "c" + pad(ch.channel), name: ch.label, synonyms: [], wnid: "", page: ch.page,
-          status: ch.status, thumb: ch.thumb, thumbOverlay: ch.thumb_overlay, size: ch.thumb_size, alt: ch.label,
+          // a channel is named in words ("conv_head · channel 42"): no number column of its own
+          channel: ch.channel, num: "", name: ch.label, label: ch.label, synonyms: [], wnid: "", page: ch.page,
+          status: ch.status, thumb: ch.thumb, thumbOverlay: ch.thumb_overlay, size: ch.thumb_size,
           example: ch.example || null
         });
       });
@@ -80,8 +80,7 @@
     var stage = document.getElementById("stage");
     if (stage) {
       stage.querySelectorAll("img").forEach(function (img) {
-        var mine = Number(img.getAttribute("data-seed")) === seed;
-        img.hidden = !(mine && img.classList.contains(view));
+        img.hidden = Number(img.getAttribute("data-seed")) !== seed;
       });
     }
     document.querySelectorAll(".seed-panel").forEach(function (p) {
@@ -121,15 +120,14 @@
   function tile(u) {
     var a = el("a", "tile " + u.status);
     a.href = root + u.page;
-    a.title = u.num + " " + u.name;
+    a.title = u.label;
     if (by === "concept" && u.concept) {
       u = { kind: u.kind, num: u.num, name: u.name, channel: u.channel, status: u.status,
-            thumb: u.concept.thumb, thumbOverlay: u.concept.thumbOverlay, size: u.concept.size,
-            alt: u.alt + ", its top concept" };
+            thumb: u.concept.thumb, thumbOverlay: u.concept.thumbOverlay, size: u.concept.size };
     }
     if (u.kind === "channel" && layerBy === "example" && u.example) {
       u = { kind: u.kind, num: u.num, name: u.name, channel: u.channel, status: u.status,
-            thumb: u.example, thumbOverlay: u.example, size: null, alt: u.alt + ", its top dataset example" };
+            thumb: u.example, thumbOverlay: u.example, size: null };
     }
     if (u.thumb) {
       var img = el("img");
@@ -137,7 +135,7 @@
       img.decoding = "async";
       img.width = u.size ? u.size[0] : 192;
       img.height = u.size ? u.size[1] : 192;
-      img.alt = u.alt;
+      img.alt = "";  // the caption under it names the tile
       img.setAttribute("data-plain", root + u.thumb);
       img.setAttribute("data-overlay", root + u.thumbOverlay);
       img.src = root + (view === "overlay" ? u.thumbOverlay : u.thumb);
@@ -153,7 +151,7 @@
       a.appendChild(mark);
     }
     var cap = el("span", "cap");
-    cap.appendChild(el("span", "n", u.kind === "class" ? u.num : "c" + u.channel));
+    if (u.kind === "class") cap.appendChild(el("span", "n", u.num));
     cap.appendChild(el("span", "name", u.kind === "class" ? u.name : "channel " + u.channel));
     a.appendChild(cap);
     return a;
@@ -326,8 +324,8 @@
       } else {
         a.appendChild(el("span", "ph"));
       }
-      a.appendChild(el("span", "r-num", m.u.num));
-      var label = el("span", "r-name", m.u.kind === "class" ? m.u.name : m.u.name);
+      if (m.u.num) a.appendChild(el("span", "r-num", m.u.num));
+      var label = el("span", "r-name", m.u.name);
       var why = several ? m.u.model + (m.why ? " · " + m.why : "") : m.why;
       if (why) label.appendChild(el("span", "r-why", why));
       a.appendChild(label);
@@ -362,12 +360,13 @@
   document.querySelectorAll(".c-crops[data-crops]").forEach(function (strip) {
     var base = strip.closest("[data-crops-base]").getAttribute("data-crops-base");
     var names = strip.getAttribute("data-crops").split(" ");
+    var concept = strip.closest("li.concept").id.replace("concept-", "");
     var frag = document.createDocumentFragment();
     names.forEach(function (name, i) {
       var img = el("img");
       img.loading = "lazy";
       img.decoding = "async";
-      img.alt = "Crop " + (i + 1) + " of " + names.length + " of concept " + strip.getAttribute("data-concept");
+      img.alt = "Crop " + (i + 1) + " of " + names.length + " of concept " + concept;
       img.src = base + name + ".webp";
       frag.appendChild(img);
     });
@@ -376,24 +375,38 @@
 
   /* ---------- a concept in a modal dialog: its picture, what it is, all its crops large ---------- */
   // Opens from the concept's picture (which without script simply links the full render) or its
-  // crops button; Escape closes it and focus goes back to what opened it.
-  var crops = document.getElementById("crops");
+  // crops button; Escape closes it and focus goes back to what opened it. Like the help, it exists
+  // only with script, so the script draws it.
+  var crops = null;
   var cropsOpener = null;
-  if (crops) {
-    var cropGrid = crops.querySelector(".crop-grid");
+  if (document.querySelector("li.concept")) {
+    crops = el("dialog", "crops");
+    crops.id = "crops";
+    crops.setAttribute("aria-labelledby", "crops-title");
+    var cropsHead = el("div", "crops-head");
+    var cropsTitle = el("h2", null, "Crops");
+    cropsTitle.id = "crops-title";
+    var cropsClose = el("button", "btn", "Close");
+    cropsClose.type = "button";
+    cropsClose.id = "crops-close";
+    cropsHead.append(cropsTitle, cropsClose);
+    var cropsBody = el("div", "crops-body");
+    var cropGrid = el("div", "crop-grid");
+    cropsBody.appendChild(cropGrid);
+    crops.append(cropsHead, cropsBody);
+    body.appendChild(crops);
     var cropPic = el("img", "crops-pic");
     var openConcept = function (card, opener) {
       var head = card.querySelector("h3");
       var share = head.querySelector(".share");
       var name = document.querySelector("h1");
-      crops.querySelector("h2").textContent = head.firstChild.textContent.trim() + " of " + name.textContent.trim()
+      cropsTitle.textContent = head.firstChild.textContent.trim() + " of " + name.textContent.trim()
         + (share ? " · " + share.textContent : "");
       var pic = card.querySelector(".c-pic");
-      var body = crops.querySelector(".crops-body");
-      body.classList.toggle("no-pic", !pic);
+      cropsBody.classList.toggle("no-pic", !pic);
       if (!pic) cropPic.remove();
       if (pic) {
-        body.insertBefore(cropPic, cropGrid);
+        cropsBody.insertBefore(cropPic, cropGrid);
         // the overlay's name beside the picture's, as atlas.site.pages.Media names them
         cropPic.setAttribute("data-plain", pic.getAttribute("href"));
         cropPic.setAttribute("data-overlay", pic.getAttribute("href").replace(/detail\.webp$/, "detail-overlay.webp"));
@@ -410,7 +423,7 @@
       });
       cropsOpener = opener;
       crops.showModal();
-      document.getElementById("crops-close").focus();
+      cropsClose.focus();
     };
     document.querySelectorAll("li.concept").forEach(function (card) {
       var pic = card.querySelector(".c-pic");
@@ -418,17 +431,59 @@
       var button = card.querySelector("button.crops-open");
       if (button) button.addEventListener("click", function () { openConcept(card, button); });
     });
-    document.getElementById("crops-close").addEventListener("click", function () { crops.close(); });
+    cropsClose.addEventListener("click", function () { crops.close(); });
     crops.addEventListener("close", function () { if (cropsOpener) cropsOpener.focus(); });
   }
 
   /* ---------- help and keyboard shortcuts ---------- */
-  var help = document.getElementById("help");
-  function openHelp() { if (help && !help.open) help.showModal(); }
+  // The help dialog opens only with script, so the script draws it rather than every page carrying it.
+  // Its switch turns the single-key shortcuts off (WCAG 2.1.4): a speech-input user's words are keys.
+  var KEYS = [
+    ["/", "Search by name, synonym, WordNet id or index"],
+    ["\u2191 \u2193 Enter", "Pick a search result"],
+    ["\u2190 \u2192 or k j", "Previous / next rendered page"],
+    ["r", "A random rendered page"],
+    ["t", "Toggle image / attribution overlay"],
+    ["?", "This help"]
+  ];
+  var keysOn = recall("keys") !== "off";
+  var help = (function () {
+    var dialog = el("dialog", "help");
+    dialog.id = "help";
+    dialog.setAttribute("aria-labelledby", "help-title");
+    var title = el("h2", null, "Keyboard shortcuts");
+    title.id = "help-title";
+    var list = el("dl", "keys");
+    KEYS.forEach(function (k) {
+      var dt = el("dt");
+      k[0].split(" ").forEach(function (key, i) {
+        if (i) dt.appendChild(document.createTextNode(" "));
+        dt.appendChild(key === "or" ? document.createTextNode("or") : el("kbd", null, key));
+      });
+      var row = el("div");
+      row.appendChild(dt);
+      row.appendChild(el("dd", null, k[1]));
+      list.appendChild(row);
+    });
+    var label = el("label", "check");
+    var box = el("input");
+    box.type = "checkbox";
+    box.id = "keys-on";
+    box.checked = keysOn;
+    box.addEventListener("change", function () { keysOn = box.checked; remember("keys", keysOn ? "on" : "off"); });
+    label.appendChild(box);
+    label.appendChild(document.createTextNode(" Use these shortcuts"));
+    var close = el("button", "btn", "Close");
+    close.type = "button";
+    close.id = "help-close";
+    close.addEventListener("click", function () { dialog.close(); });
+    [title, list, label, close].forEach(function (node) { dialog.appendChild(node); });
+    body.appendChild(dialog);
+    return dialog;
+  })();
+  function openHelp() { if (!help.open) help.showModal(); }
   var helpOpen = document.getElementById("help-open");
-  var helpClose = document.getElementById("help-close");
   if (helpOpen) helpOpen.addEventListener("click", openHelp);
-  if (helpClose) helpClose.addEventListener("click", function () { help.close(); });
 
   function follow(rel) {
     var link = document.querySelector("a[rel=" + rel + "]");
@@ -445,7 +500,7 @@
 
   document.addEventListener("keydown", function (e) {
     if (e.ctrlKey || e.metaKey || e.altKey || e.defaultPrevented) return;
-    if (typing(e.target) || (help && help.open) || (crops && crops.open)) return;
+    if (!keysOn || typing(e.target) || help.open || (crops && crops.open)) return;
     switch (e.key) {
       case "/": e.preventDefault(); input.focus(); input.select(); break;
       case "ArrowLeft": case "k": follow("prev"); break;

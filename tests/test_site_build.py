@@ -39,7 +39,8 @@ MODEL_PAGES = {
     "classes/0607.html": ["<span class=\"num\">0607</span> jack-o&#39;-lantern</h1>", "n03590841",
                           'rel="prev" href="0207.html"', 'rel="next" href="0739.html"', "What the models see",
                           "Full PNG", 'href="../data/classes/0607.json"', "Nearest classes", 'data-view="overlay"',
-                          'class="overlay"', 'class="judging"', "small crops (20\u201145% of the side)",
+                          'detail-overlay.webp" data-plain="', 'class="judging"',
+                          "small crops (20\u201145% of the side)",
                           "large crops (40\u201180% of the side)", "<th>top-1 / top-5</th>",
                           "on 16 large crops (40\u201180% of the side) of the picture",
                           "mean probability over the crops", "whole picture", "Does it hold its class at every scale?",
@@ -110,9 +111,17 @@ def test_golden_pages(site, page):
     for snippet in GOLDEN_PAGES[page]:
         assert snippet in html, f"{page} lacks {snippet!r}"
     assert html.startswith("<!doctype html>")
-    csp = "default-src &#39;none&#39;; script-src &#39;self&#39;"
+    csp = "default-src 'none'; script-src 'self'"
     assert f'<meta http-equiv="Content-Security-Policy" content="{csp}' in html
     assert (site / page).stat().st_size <= MAX_PAGE_BYTES
+
+
+def test_a_channel_is_called_channel_n_wherever_its_page_shows_it(site):
+    html = (site / MODEL / "layers/conv_head/c0042.html").read_text(encoding="utf-8")
+    assert "<title>conv_head · channel 42 ·" in html and "<span>channel 42</span>\n</nav>" in html
+    assert 'aria-label="Next: conv_head · channel 101">channel 101 <span aria-hidden="true">→</span></a>' in html
+    # only its file names (links, downloads) keep the zero-padded c0042: no text the reader sees does
+    assert 'href="c0101.html"' in html and not re.search(r"\bc\d{4}\b", re.sub(r"<[^>]*>", " ", html))
 
 
 def test_every_image_tag_has_alt_width_and_height(site):

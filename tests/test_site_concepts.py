@@ -69,7 +69,8 @@ def test_class_page_shows_concepts_within_budget_and_links_resolve(cache, site):
     assert html.count("not rendered yet") == CONCEPTS - 1
     # the rendered concept opens its dialog from the picture, the others from a button
     assert html.count('class="c-pic"') == 1 and html.count('class="linkish crops-open"') == CONCEPTS - 1
-    assert 'aria-label="Show the 10 crops of concept 2"' in html
+    # its name starts with the words it shows (WCAG 2.5.3), then says whose crops they are
+    assert '>all 10 crops, larger</button>' in html and 'aria-label="all 10 crops, larger, of concept 2"' in html
     assert re.search(r'href="0001\.html#concept-\d+">[^<]+ #\d+</a>', html)
     # the sample cache renders few classes: a link to a pending page says so
     assert '<a href="0607.html">jack-o&#39;-lantern</a>' in html

@@ -20,8 +20,8 @@ from atlas.errors import AtlasError
 from atlas.site.documents import SEARCH_INDEX_GLOBAL, SEARCH_INDEX_PATH
 from atlas.site.pages import CROP_EXT
 
-# A class page with a full bank of 10 rendered concepts is 24 KB with one seed and adds about
-# 4 KB a seed (31.7 KB with 3, 35.7 KB with 4; about 6 KB gzipped, as GitHub Pages serves it).
+# A class page with a full bank of 10 rendered concepts is 26.6 KB with one seed and adds about
+# 3.3 KB a seed (33.2 KB with 3, 36.4 KB with 4; about 6 KB gzipped, as GitHub Pages serves it).
 MAX_PAGE_BYTES = 40 * 1024
 MAX_SITE_BYTES = 300 * 1024 * 1024
 MAX_FILE_BYTES = 50 * 1024 * 1024
@@ -120,7 +120,7 @@ def inspect_site(site: Path, budget: Budget = DEFAULT_BUDGET) -> SiteReport:
             if size > budget.page_bytes:
                 report.problems.append(f"{rel} is {size / 1024:.1f} KB, "
                                        f"over the {budget.page_bytes / 1024:.0f} KB limit per page "
-                                       "(each extra seed adds about 4 KB: render fewer seeds per objective)")
+                                       "(each extra seed adds about 3.3 KB: render fewer seeds per objective)")
             for link in page_links(path.read_text(encoding="utf-8")):
                 report.links += 1
                 problem = _resolve(files, rel, link)

@@ -156,7 +156,7 @@ def gather(contents: CacheContents, *, with_png: bool = True, prefix: str = "") 
     for layer in layers:
         top = model.channel_top_classes.get(layer.name, {})
         for page in layer.channels:
-            page.renders = renders(by_channel[(layer.name, page.channel)], None, f"{layer.slug}-{page.number}")
+            page.renders = renders(by_channel[(layer.name, page.channel)], None, f"{layer.slug}-c{page.channel:04d}")
             page.related = [Related(classes[i], s) for i, s in top.get(page.channel, ()) if 0 <= i < len(classes)][:8]
         _chain(layer.channels)
     _same_units(contents, layers)

@@ -316,6 +316,15 @@ class UnitPage(Page):
         return [row for row in render.parameters if row not in shared]
 
     @property
+    def judging_scales(self) -> tuple[str, ...] | None:
+        """The scales of the judging table when every rendered seed has one on the same scales: the
+        seeds then share its head, each its own body (a page of four seeds says the head once)."""
+        tables = [r.judging for r in self.ok_renders]
+        if not tables or any(t is None or t.scales != tables[0].scales for t in tables):
+            return None
+        return tables[0].scales
+
+    @property
     def status(self) -> str:
         if self.ok_renders:
             return "ok"
@@ -669,7 +678,8 @@ class ChannelPage(UnitPage):
 
     @property
     def number(self) -> str:
-        return f"c{self.channel:04d}"
+        """What the reader sees it called where its layer is known: "channel 101" (its files are c0101.*)."""
+        return f"channel {self.channel}"
 
     @property
     def label(self) -> str:
