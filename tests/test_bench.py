@@ -231,10 +231,10 @@ def test_quality_rows_batch_limit_and_each_row_reported(monkeypatch):
     monkeypatch.setattr(protocol, "quality", fake)
     measured = bench.quality_rows(None, [], bench.quality_configs(gpu=True), list(range(20)), "cuda", gpu=True,
                                   on_row=lambda row, n: reported.append((row.config, len(n))))
-    atlas_crops, xplique_crops = get_preset("atlas").crops, get_preset("xplique").crops
+    atlas_views, xplique_views = get_preset("atlas").views, get_preset("xplique").views
     assert [(c[0], len(c[2]), c[3]) for c in calls] == [
-        ("maco · atlas", 20, min(32, 512 // atlas_crops)), ("fourier · atlas", 20, min(32, 512 // atlas_crops)),
-        ("maco · xplique", 16, min(32, 512 // xplique_crops))]
+        ("maco · atlas", 20, min(32, 512 // atlas_views)), ("fourier · atlas", 20, min(32, 512 // atlas_views)),
+        ("maco · xplique", 16, min(32, 512 // xplique_views))]
     assert calls[1][4] == {"param": "fourier"}
     assert reported == [("maco · atlas", 20), ("fourier · atlas", 20), ("maco · xplique", 16)]
     row, preset = measured[2]
