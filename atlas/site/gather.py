@@ -112,9 +112,10 @@ def gather(contents: CacheContents, *, with_png: bool = True, prefix: str = "") 
     layer_by_name = {la.name: la for la in layers}
     for (layer_name, channel), _ in sorted(by_channel.items()):
         layer = layer_by_name[layer_name]
-        page = ChannelPage(path=f"{prefix}layers/{layer.slug}/c{channel:04d}.html",
+        stem = f"c{channel:04d}"  # the page's files, its data and its downloads are named by it
+        page = ChannelPage(path=f"{prefix}layers/{layer.slug}/{stem}.html",
                            title=f"{layer_name} · channel {channel}", template="unit.html",
-                           data_path=f"{prefix}data/layers/{layer.slug}/c{channel:04d}.json",
+                           data_path=f"{prefix}data/layers/{layer.slug}/{stem}.json",
                            layer=layer, channel=channel)
         layer.channels.append(page)
 
@@ -156,7 +157,7 @@ def gather(contents: CacheContents, *, with_png: bool = True, prefix: str = "") 
     for layer in layers:
         top = model.channel_top_classes.get(layer.name, {})
         for page in layer.channels:
-            page.renders = renders(by_channel[(layer.name, page.channel)], None, f"{layer.slug}-c{page.channel:04d}")
+            page.renders = renders(by_channel[(layer.name, page.channel)], None, f"{layer.slug}-{page.stem}")
             page.related = [Related(classes[i], s) for i, s in top.get(page.channel, ()) if 0 <= i < len(classes)][:8]
         _chain(layer.channels)
     _same_units(contents, layers)

@@ -682,6 +682,11 @@ class ChannelPage(UnitPage):
         return f"channel {self.channel}"
 
     @property
+    def stem(self) -> str:
+        """The name of its files (c0101.html, c0101.json, the downloads' layer-c0101-seed0.png)."""
+        return Path(self.path).stem
+
+    @property
     def label(self) -> str:
         assert self.layer is not None
         return f"{self.layer.name} · channel {self.channel}"
