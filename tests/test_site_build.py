@@ -183,6 +183,9 @@ def test_png_download_is_the_cache_image(site):
     render = doc["renders"][0]
     png = (site / render["images"]["png"]).read_bytes()
     assert hashlib.sha256(png).hexdigest() == render["files"]["image.png"]["sha256"]
+    # saved under a name that says model, unit and seed, as the page's files are named
+    assert f'download="{MODEL}-class-0607-seed0.png"' in (site / MODEL / "classes/0607.html").read_text()
+    assert f'download="{MODEL}-conv_head-c0042-seed0.png"' in (site / MODEL / "layers/conv_head/c0042.html").read_text()
 
 
 def test_hostile_label_is_text_everywhere(tmp_path):
