@@ -18,6 +18,7 @@ files (sizes, sha256) marks the entry corrupt: the pipeline renders it again, th
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from atlas.errors import AtlasError
 from atlas.model_record import InvalidModelInfo, ModelInfo
 from atlas.record import ATTRIBUTION, IMAGE, RECORD, Record, with_files
 from atlas.record import KIND as RENDER_KIND
-from atlas.safe_paths import UnsafeName, read_cache_file
+from atlas.safe_paths import UnsafeName, read_cache_file, read_entry_file
 
 ENTRY_FILES = (IMAGE, ATTRIBUTION)
 
@@ -55,6 +56,31 @@ def encode_npy(array: np.ndarray) -> bytes:
 def safe_name(name: str) -> str:
     """A model name usable as a file name ("hf-hub:timm/x" -> "hf-hub_timm_x")."""
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+
+
+def entry_bytes(folder: Path, name: str, sha256: str | None) -> bytes:
+    """The bytes of the entry file `folder / name`, read without following a link and equal to the sha256
+    its record lists (so a file changed or swapped since the record was checked is refused); AtlasError
+    naming the fix otherwise."""
+    try:
+        data = read_entry_file(folder, name)
+    except UnsafeName as exc:
+        raise AtlasError(f"cache entry {folder}: {exc}; delete the entry and re-render it") from None
+    if sha256 is None or hashlib.sha256(data).hexdigest() != sha256:
+        raise AtlasError(f"{Path(folder) / name} does not match the sha256 in its record: "
+                         "delete the entry and re-render it")
+    return data
+
+
+def entry_pixels(folder: Path, sha256: str | None) -> np.ndarray:
+    """An entry's picture as stored, (H, W, 3) uint8, read as `entry_bytes` does."""
+    data = entry_bytes(folder, IMAGE, sha256)
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return np.asarray(image.convert("RGB"))
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise AtlasError(f"cache entry {folder}: cannot read its picture ({exc}); "
+                         "delete the entry and re-render it") from exc
 
 
 @dataclass(frozen=True)

@@ -12,14 +12,14 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 
 from atlas import judgment as judgments
 from atlas import store
 from atlas.atomic import atomic_write
-from atlas.cache import Cache
+from atlas.cache import Cache, entry_pixels
 from atlas.classifier import load_configured_model, same_classes
 from atlas.config import Config
+from atlas.errors import AtlasError
 from atlas.models import LoadedModel
 from atlas.record import IMAGE, RenderRecord
 from atlas.scoring import SCALES, Judge, judge_images
@@ -72,9 +72,8 @@ def _judge_batch(cache: Cache, batch: Sequence[tuple[RenderRecord, str]], genera
     by_size: dict[tuple[int, int], list[tuple[RenderRecord, str, np.ndarray]]] = {}
     for record, key in batch:
         try:
-            with Image.open(cache.entry_dir(record.key) / IMAGE) as image:
-                pixels = np.asarray(image.convert("RGB"))
-        except OSError:
+            pixels = entry_pixels(cache.entry_dir(record.key), record.files[IMAGE].sha256)
+        except (AtlasError, KeyError):
             continue  # an entry rewritten or removed meanwhile: judged on the next run
         by_size.setdefault(pixels.shape[:2], []).append((record, key, pixels))
     made = 0

@@ -8,11 +8,12 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from atlas import atomic, judgment, store
-from atlas.cache import Cache
+from atlas.cache import Cache, encode_png, entry_pixels
 from atlas.cli import main
 from atlas.concepts import example_pass, similar
 from atlas.concepts import store as concepts
@@ -20,6 +21,7 @@ from atlas.concepts.images import scan
 from atlas.concepts.run import folder_index
 from atlas.errors import AtlasError
 from atlas.models import load_model
+from atlas.record import IMAGE
 from atlas.site.cache_reader import list_models, read_cache
 from tests.concept_folders import make_folder
 from tests.config_support import write_config
@@ -292,3 +294,24 @@ def test_a_model_file_reached_through_a_link_does_not_name_a_model(cache, tmp_pa
     models.mkdir()
     (models / path.name).symlink_to(path)  # the file itself a link
     assert list(list_models(cache)) == [MODEL]
+
+
+def test_an_entry_picture_is_read_only_as_its_record_lists_it(cache, tmp_path):
+    """Every reader of a cached picture (the site, cross-judging, `atlas eval`) gets the bytes its record's
+    sha256 names, read without following a link: a picture swapped for a link, or rewritten, is refused."""
+    folder = entry(cache)
+    (record,) = [r for r in Cache(cache).render_records() if r.status == "ok"]
+    sha256 = record.files[IMAGE].sha256
+    pixels = entry_pixels(folder, sha256)
+    assert pixels.dtype == np.uint8 and pixels.shape[2] == 3 and pixels.shape[0] == record.preset["canvas"]
+
+    original = (folder / IMAGE).read_bytes()
+    link_instead(folder / IMAGE, tmp_path / "elsewhere.png")
+    with pytest.raises(AtlasError, match="symbolic link.*re-render"):
+        entry_pixels(folder, sha256)
+    assert (tmp_path / "elsewhere.png").read_bytes() == original  # the link's target is kept
+
+    (folder / IMAGE).unlink()
+    (folder / IMAGE).write_bytes(encode_png(np.zeros_like(pixels)))
+    with pytest.raises(AtlasError, match="does not match the sha256.*re-render"):
+        entry_pixels(folder, sha256)

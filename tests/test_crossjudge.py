@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from atlas import judgment, pipeline, store
-from atlas.cache import Cache
+from atlas.cache import Cache, encode_png
 from atlas.classifier import load_configured_model
 from atlas.config import CPU_CROPS, ModelEntry, load_config
 from atlas.crossjudge import judge_across
@@ -54,3 +54,21 @@ def test_a_cached_picture_read_back_alone_is_judged_on_the_boxes_its_batch_judge
             mine, theirs = scores.models[0], alone[scale].models[0]
             assert theirs.target_prob == pytest.approx(mine.target_prob, abs=1e-4)
             assert [t.prob for t in theirs.top5] == pytest.approx([t.prob for t in mine.top5], abs=1e-4)
+
+
+def test_a_picture_changed_since_its_record_is_not_judged(tmp_path):
+    """A judgment scores the picture its record names: one whose file was rewritten since is left for the
+    render to redo, not judged on the other pixels."""
+    config = load_config(write_config(tmp_path, "test_resnet", classes="1", batch_size=1))
+    config = dataclasses.replace(config, models=(ModelEntry("test_resnet"), ModelEntry("test_efficientnet")))
+    configs = config.model_configs()
+    for own in configs:
+        pipeline.run(pipeline.RenderRequest(config=own, selection=own.full, device="cpu"), report=lambda _: None)
+    cache = Cache(config.cache)
+    (changed,) = [r for r in cache.render_records() if r.status == "ok" and r.model.name == "test_resnet"]
+    path = cache.entry_dir(changed.key) / IMAGE
+    with Image.open(path) as image:
+        path.write_bytes(encode_png(255 - np.asarray(image.convert("RGB"))))
+    assert judge_across(configs, "cpu", report=lambda _: None) == 1
+    (found,) = store.entries(config.cache, judgment.KIND.name)
+    assert found.judge == "test_resnet" and found.generator == "test_efficientnet"

@@ -39,8 +39,8 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
     import torch
-    from PIL import Image
 
+    from atlas.cache import entry_pixels
     from atlas.classifier import load_configured_model
     from atlas.config import load_config
     from atlas.errors import AtlasError
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'class':>5}  {'wnid':<10}  {'real':>4}  {'vis':>3}  {'plausibility':>12}  {'FID':>9}  name")
     for index, entries in todo.items():
         real = real_image_paths(args.images / folder[index])
-        pixels = [np.asarray(Image.open(e.image_path).convert("RGB")) for e in entries]
+        pixels = [entry_pixels(e.folder, e.image_sha256) for e in entries]
         images = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).float() / 255.0
         scores = entries[0].record.scores
         scale = scores.crop_scale if scores and scores.crop_scale else (0.2, 0.25)

@@ -78,14 +78,6 @@ class Entry:
         info = self.record.files.get(ATTRIBUTION)
         return info.sha256 if info else None
 
-    @property
-    def image_path(self) -> Path:
-        return self.folder / IMAGE
-
-    @property
-    def attribution_path(self) -> Path:
-        return self.folder / ATTRIBUTION
-
 
 @dataclass(frozen=True)
 class CacheContents:

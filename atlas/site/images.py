@@ -19,8 +19,10 @@ import numpy as np
 from PIL import Image
 
 from atlas.atomic import atomic_write
+from atlas.cache import entry_bytes
 from atlas.display import overlay_rgba
 from atlas.errors import AtlasError
+from atlas.record import ATTRIBUTION, IMAGE
 from atlas.safe_paths import UnsafeName, read_entry_file
 from atlas.site.cache_reader import Entry
 from atlas.site.pages import Media, Render
@@ -155,13 +157,13 @@ def _derive_or_note(render: Render, out: Path, failed: dict[Path, str] | None) -
 
 def derive(entry: Entry, media: Media, out: Path) -> list[str]:
     """Write `media`'s missing files for `entry`; returns the site paths written."""
-    image_bytes = _verified(entry.image_path, entry.image_sha256)
+    image_bytes = entry_bytes(entry.folder, IMAGE, entry.image_sha256)
     webps = (media.thumb, media.thumb_overlay, media.detail, media.detail_overlay)
     if all((out / f).is_file() for f in webps):  # only the PNG download is new
         assert media.png is not None
         atomic_write(out / media.png, image_bytes, durable=False)
         return [media.png]
-    attribution_bytes = _verified(entry.attribution_path, entry.attribution_sha256)
+    attribution_bytes = entry_bytes(entry.folder, ATTRIBUTION, entry.attribution_sha256)
     try:
         with Image.open(io.BytesIO(image_bytes)) as im:
             rgb = np.asarray(im.convert("RGB"))
@@ -186,16 +188,6 @@ def derive(entry: Entry, media: Media, out: Path) -> list[str]:
     for path in sorted(files):
         atomic_write(out / path, files[path], durable=False)
     return sorted(files)
-
-
-def _verified(path: Path, sha256: str | None) -> bytes:
-    try:
-        data = read_entry_file(path.parent, path.name)
-    except UnsafeName as exc:
-        raise AtlasError(f"cache entry {path.parent}: {exc}; delete the entry and re-render it") from None
-    if hashlib.sha256(data).hexdigest() != sha256:
-        raise AtlasError(f"{path} does not match the sha256 in its record: delete the entry and re-render it")
-    return data
 
 
 def _webp(image: Image.Image, size: tuple[int, int], quality: int) -> bytes:
