@@ -250,7 +250,8 @@ def test_pictures_have_alt_text_unless_their_link_or_button_names_them(browser, 
 
 
 # Every link, button, field and disclosure in the accessibility tree (Chromium's own computation).
-NAMED = {"link", "button", "textbox", "searchbox", "combobox", "checkbox", "DisclosureTriangle", "dialog"}
+NAMED = {"link", "button", "textbox", "searchbox", "combobox", "checkbox", "DisclosureTriangle", "dialog", "table",
+         "meter"}
 
 
 @pytest.mark.parametrize("rel", PAGES + MORE)
