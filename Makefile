@@ -32,12 +32,15 @@ atlas: setup
 	@$(BIN)/python -c 'import torch; torch.cuda.is_available() or print("\nThis machine has no GPU, so that was the CPU subset. The full atlas: $(BIN)/atlas render --full && $(BIN)/atlas build")'
 	@echo "Open site/index.html, or run: make serve"
 
-# Lint first: a style failure fails `make test`, and so CI (.ci/run).
+# Lint first: a style failure fails `make test`, and so CI (.ci/run). One worker a core, each test file
+# on one worker (its module fixtures are built once); TEST_WORKERS=0 runs in this process, for a debugger.
+TEST_WORKERS ?= auto
+PARALLEL = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 test: lint browser
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q $(PARALLEL) $(PYTEST_ARGS)
 
 test-fast: lint
-	$(BIN)/python -m pytest -q -m "not slow and not browser" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q $(PARALLEL) -m "not slow and not browser" $(PYTEST_ARGS)
 
 bench: setup
 	$(BIN)/atlas bench $(or $(ARGS),--classes 3)

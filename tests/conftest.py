@@ -7,8 +7,10 @@ import os
 import pytest
 import torch
 
-# Tests share two cores with the rest of the machine; determinism matters more than speed here.
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Tests share two cores with the rest of the machine; determinism matters more than speed here. Under
+# pytest-xdist the workers share them: one thread each, as more only wait on each other.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1) // _WORKERS))
 
 
 @pytest.fixture(scope="session")
