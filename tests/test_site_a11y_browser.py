@@ -369,3 +369,26 @@ def test_single_key_shortcuts_can_be_turned_off(browser, site):
     assert _pressed(page, "[data-view]") == ["true", "false"]
     tab.assert_clean()
     tab.page.context.close()
+
+
+@pytest.mark.parametrize("rel", PAGES + MORE)
+def test_without_javascript_no_control_is_left_doing_nothing(browser, site, rel):
+    """Search, shortcuts, the toggles, sorting and random are the script's: without it they are hidden
+    (static/nojs.css, linked inside <noscript>), while links, the menu and the pictures stay."""
+    tab = _open(browser, site, rel, java_script_enabled=False)
+    page = tab.page
+    shown = page.evaluate("""() => [...document.querySelectorAll('button, input, select, textarea')]
+      .filter(e => e.getClientRects().length > 0).map(e => e.outerHTML.slice(0, 80))""")
+    assert shown == []
+    assert any(r.endswith("/static/nojs.css") for r in tab.requests) and tab.failed == {}
+    assert page.locator("main a[href]").count() > 0
+    if rel == CLASS:  # the crops of a concept are drawn by script: the page says so
+        assert "turn it on to see them" in page.inner_text("main")
+    tab.page.context.close()
+
+    tab = _open(browser, site, rel)  # with script: every control, no note, and the style sheet never loads
+    assert tab.page.locator("#help-open").is_visible() and tab.page.locator("#q").is_visible()
+    assert "turn it on to see them" not in tab.page.inner_text("main")
+    assert not any(r.endswith("nojs.css") for r in tab.requests)
+    tab.assert_clean()
+    tab.page.context.close()

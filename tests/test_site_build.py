@@ -96,7 +96,7 @@ def test_sample_site_has_exactly_the_expected_files(site):
     own |= {f"data/layers/{layer}/c{c:04d}.json" for layer, c in CHANNELS}
     expected = {f"{MODEL}/{f}" for f in own} | {"index.html", "404.html", ".nojekyll", ".atlas-site.json",
                                                   "data/search-index.js", "static/atlas.css", "static/atlas.js",
-                                                  "static/favicon.svg"}
+                                                  "static/nojs.css", "static/favicon.svg"}
     assert rest == expected
     folders = {f.split("/")[1] for f in media}
     assert len(folders) == OK_RENDERS

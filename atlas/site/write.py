@@ -31,7 +31,7 @@ from atlas.site.roster import Roster
 
 Built = Site | Roster  # one model's site, or the atlas of every model (each in its folder)
 
-STATIC_FILES = ("atlas.css", "atlas.js", "favicon.svg")
+STATIC_FILES = ("atlas.css", "atlas.js", "nojs.css", "favicon.svg")
 # Pages load nothing from elsewhere; 'self' covers file:// pages too (tested in Chromium). Every fetch
 # directive left out (connect-src, font-src, ...) falls back to default-src; base-uri and form-action do
 # not. A constant of our own, so it goes into the page as it is, not with every quote escaped.
@@ -118,6 +118,7 @@ def _makers(built: Built, env: jinja2.Environment | None) -> dict[str, Callable[
 
 ASSETS = {
     "css": "static/atlas.css",
+    "nojs_css": "static/nojs.css",
     "js": "static/atlas.js",
     "favicon": "static/favicon.svg",
     "index": SEARCH_INDEX_PATH,
