@@ -138,7 +138,7 @@ def test_an_example_set_of_the_previous_format_still_shows_its_crops_with_a_sket
 
 
 def test_a_source_thumbnail_keeps_its_box_inside_the_image():
-    from atlas.site.pages import SourceThumbnail
+    from atlas.site.concept_views import SourceThumbnail
 
     shown = SourceThumbnail.of("crops/a.webp", Path("a.webp"), (250, 0, 375, 375), (500, 375))
     assert shown.size == (64, 48) and shown.box == (50.0, 0.0, 25.0, 100.0)
@@ -263,7 +263,7 @@ def test_the_share_rows_and_the_rest_add_up_to_the_logit(site):
 def test_shares_of_a_negative_logit_are_drawn_negative_and_said_in_words(cache, tmp_path):
     import dataclasses
 
-    from atlas.site.pages import ShareTable, percent, signed
+    from atlas.site.concept_views import ShareTable, percent, signed
 
     assert signed(-0.001) == "0.00" and percent(-0.004) == "0%" and signed(-1.5) == "\u22121.50"
     bank = gather(read_cache(cache)).classes[967].bank

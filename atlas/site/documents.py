@@ -10,7 +10,8 @@ import json
 from typing import Any
 
 from atlas import __version__
-from atlas.site.pages import ChannelPage, ClassPage, CropImage, Render, Site, UnitPage
+from atlas.site.concept_views import CropImage
+from atlas.site.pages import ChannelPage, ClassPage, Render, Site, UnitPage
 from atlas.typed_json import as_data
 
 SITE_FORMAT = 1

@@ -18,15 +18,11 @@ from atlas.errors import AtlasError
 from atlas.matches import counterparts
 from atlas.model_record import LayerInfo
 from atlas.site.cache_reader import BadEntry, CacheContents, Entry, image_size
+from atlas.site.concept_views import CROPS, ConceptLink, ConceptView, CropImage, Example, SourceThumbnail
 from atlas.site.pages import (
-    CROPS,
     Called,
     ChannelPage,
     ClassPage,
-    ConceptLink,
-    ConceptView,
-    CropImage,
-    Example,
     Guess,
     LayerPage,
     Media,
@@ -36,7 +32,6 @@ from atlas.site.pages import (
     Render,
     SameUnit,
     Site,
-    SourceThumbnail,
     Summary,
 )
 
