@@ -4,6 +4,7 @@ The library, for notebooks (README, "From a notebook"):
 
     atlas.visualize(model, ["class:1", "channel:layer4:12"], preset="cpu", seeds=2) -> Pictures
     atlas.Atlas(cache_folder).add(pictures)        # cache entries that `atlas build` shows
+    atlas.Atlas(cache_folder).concepts(model, dir) -> each class's concepts, which visualize renders
     atlas.objectives.channel("layer4", 12) + ...   # objective values, their algebra
     atlas.RenderSettings.make("atlas", steps=64)   # the settings of a render, as one value
 

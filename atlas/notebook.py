@@ -5,6 +5,8 @@ pictures as cache entries that `atlas build` turns into a site.
     pictures = atlas.visualize(model, ["class:1", "channel:layer4:12"], preset="cpu", seeds=2)
     pictures                                  # one row of pictures in Jupyter
     atlas.Atlas("cache").add(pictures)        # then: atlas build --cache cache
+    explained = atlas.Atlas("cache").concepts(model, "photos")   # each class's concepts (CRAFT)
+    atlas.Atlas("cache").add(atlas.visualize(model, explained))  # their pictures, on the class pages
 
 `visualize` runs the engine entry `atlas render` runs (atlas.render.render with one
 `RenderSettings`), seeds each picture as `atlas render` does, scores it by the judging
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +27,15 @@ import torch
 from PIL import Image
 
 from atlas.cache import Cache
-from atlas.config import Scoring
+from atlas.concepts.explained import ClassConcepts, ExplainedConcept, Explanations
+from atlas.concepts.expression import picture_expression
+from atlas.concepts.formats import ConceptBank
+from atlas.config import RANGES, Concepts, Scoring
 from atlas.device import resolve_device
 from atlas.entry import attribution_map, entry_files, render_record, to_uint8
 from atlas.errors import AtlasError
 from atlas.jobs import Job
-from atlas.labels import check_names, class_table, read_labels
+from atlas.labels import check_names, class_table, folder_labels, numbered, read_labels
 from atlas.model_record import renamed_classes
 from atlas.models import LoadedModel, from_module, load_model
 from atlas.objectives import Objective, parse_objective
@@ -79,6 +84,7 @@ def visualize(
     of the model's head in index order (a list, or a file with one a line), for captions and the site."""
     targets = _targets(objectives)
     loaded = _named(_loaded(model, device, name=name, mean=mean, std=std, input_size=input_size), labels)
+    banks = {bank.class_index: bank for _, bank in targets if bank is not None}
     if not targets:
         raise AtlasError("visualize needs at least one objective, e.g. \"class:1\" or \"channel:layer4:0\"")
     if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= 1000:
@@ -88,10 +94,11 @@ def visualize(
     settings = _settings(preset, preset_overrides, spectrum=spectrum, param=param, bf16=bf16,
                          channels_last=channels_last)
     device = resolve_device(device)
-    jobs = [Job(o, i, job_seed(o.id, i)) for o in targets for i in range(seeds)]
-    _check_targets(loaded, targets)
+    jobs = [Job(o, i, job_seed(o.id, i), concept_of=None if bank is None else bank.class_index)
+            for o, bank in targets for i in range(seeds)]
+    _check_targets(loaded, [o for o, _ in targets])
     plan = Plan(loaded, settings, [PlannedJob(job, job_key(settings, loaded, job.objective, job.seed), None)
-                                   for job in jobs], len(jobs))
+                                   for job in jobs], len(jobs), banks=banks)
     names = tuple(c.name for c in loaded.classes)
     pictures = Pictures()
     for start in range(0, len(plan.jobs), batch_size):
@@ -100,16 +107,32 @@ def visualize(
     return pictures
 
 
-def _targets(objectives: Any) -> list[Objective]:
+def _targets(objectives: Any) -> list[tuple[Objective, ConceptBank | None]]:
+    """Each objective, with the concept bank it comes from when it is a concept of `Atlas.concepts` (its
+    picture is then a concept picture of that class, as `atlas render` makes it)."""
+    if isinstance(objectives, ExplainedConcept):
+        return [(objectives.objective, objectives.bank)]
+    if isinstance(objectives, ClassConcepts):
+        return [(c.objective, c.bank) for c in objectives.concepts]
     if isinstance(objectives, (str, Objective)):
-        return [parse_objective(objectives)]
+        return [(parse_objective(objectives), None)]
     if isinstance(objectives, Iterable):
-        return [parse_objective(o) for o in objectives]
+        return [target for o in objectives for target in
+                (_targets(o) if isinstance(o, (ExplainedConcept, ClassConcepts)) else [(parse_objective(o), None)])]
     # A bare number reads as a class index as easily as a seed count or a channel, so it is not guessed at.
     number = isinstance(objectives, int) and not isinstance(objectives, bool)
     hint = f" (for class {objectives}: \"class:{objectives}\")" if number else ""
     raise AtlasError(f"objectives are an id like \"class:1\" or \"channel:layer4:12\", an atlas.objectives value, "
                      f"or a list of them, not {type(objectives).__name__} {objectives!r}{hint}")
+
+
+def _class_spec(classes: str | int | Iterable[str | int]) -> str:
+    """A `--classes` spec from a spec, one class (index or name) or a list of them."""
+    if isinstance(classes, bool):
+        raise AtlasError(f"classes are a spec like \"daisy,3\", an index, a name or a list of them, not {classes!r}")
+    if isinstance(classes, (str, int)):
+        return str(classes)
+    return ",".join(_class_spec(c) for c in classes)
 
 
 def _loaded(model: Any, device: str, **options: Any) -> LoadedModel:
@@ -178,9 +201,12 @@ def _render_chunk(plan: Plan, chunk: Sequence[PlannedJob], device: str, scores: 
     pictures = []
     for k, item in enumerate(chunk):
         failure = None if finite[k] else f"non-finite objective value ({float(result.values[k])})"
+        bank = plan.banks.get(item.job.concept_of) if item.job.concept_of is not None else None
+        expression = picture_expression(loaded, bank, item.job.objective, pixels[k]) \
+            if bank is not None and finite[k] else None
         record = render_record(plan, item, seed=item.job.seed, value=float(result.values[k]), timing=timing,
                                judging=judging[k] if finite[k] else None,
-                               pixels=pixels[k], failure=failure)
+                               pixels=pixels[k], failure=failure, expression=expression)
         pictures.append(Picture(Image.fromarray(pixels[k]), attribution_map(result.attributions[k]), record,
                                 names, loaded))
     return pictures
@@ -236,6 +262,65 @@ class Atlas:
                              f"({detail}): pass the labels= its pictures were made with, use another cache "
                              "folder, or give the model another name=")
         done.add((loaded.name, loaded.weights_sha256, names))
+
+    def concepts(
+        self,
+        model: torch.nn.Module | LoadedModel | str,
+        images: str | Path,
+        *,
+        classes: str | int | Iterable[str | int] | None = None,
+        concepts: int = Concepts.concepts,
+        images_per_class: int = Concepts.images_per_class,
+        layer: str | None = None,
+        patch: int | None = None,
+        device: str = "auto",
+        labels: str | Path | Sequence[str] | None = None,
+        name: str | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        input_size: int | None = None,
+        report: Callable[[str], None] | None = print,
+    ) -> Explanations:
+        """Each class's concepts (CRAFT) from `images`, a folder with one subfolder of photos per class
+        named by the class (or its WordNet id), stored in this cache as `atlas concepts` stores them: a
+        bank already there for these images and settings is read, not computed again.
+
+        `model`, `name`, `mean`, `std`, `input_size`, `labels`, `device`: as for `atlas.visualize`.
+        `classes`: a spec as `--classes` takes it ("daisy,3", "0-9"), a class index or name, or a list of
+        them; None: every class folder. `concepts`, `images_per_class`, `layer`, `patch`: as the
+        flags of `atlas concepts`, checked as they are. A head without class names of its own is named by
+        the sorted class folders, as `atlas concepts` names it. Returns one `ClassConcepts` per class, in
+        class order; pass them to `atlas.visualize` for their concepts' pictures, and `add` those."""
+        from atlas.concepts.run import ConceptRequest, folder_index, run_concepts
+        from atlas.concepts.store import read_bank
+        from atlas.labels import lookup
+        from atlas.specs import parse_classes
+
+        for key, value in (("concepts", concepts), ("images_per_class", images_per_class), ("patch", patch)):
+            low, high = RANGES[f"concepts.{key}"]
+            if not (value is None and key == "patch") and (isinstance(value, bool) or not isinstance(value, int)
+                                                           or not low <= value <= high):
+                raise AtlasError(f"{key} is an integer from {low} to {high}, not {value!r}")
+        loaded = _named(_loaded(model, device, name=name, mean=mean, std=std, input_size=input_size), labels)
+        folder = Path(images)
+        if labels is None and loaded.num_classes and loaded.classes == numbered(loaded.num_classes):
+            loaded = _named(loaded, folder_labels(folder))  # as atlas.classifier names such a head
+        present = set(folder_index(loaded, folder).values())
+        wanted = None if classes is None else parse_classes(_class_spec(classes), loaded.num_classes,
+                                                              lookup(loaded.classes))
+        self.cache.ensure_writable()
+        on_gpu = resolve_device(device).startswith("cuda")  # the batches `atlas concepts` picks there
+        request = ConceptRequest(images=folder, cache=self.cache.root, classes=wanted, concepts=concepts,
+                                 layer=layer, per_class=images_per_class, patch=patch,
+                                 batch_size=256 if on_gpu else 32, group=16 if on_gpu else 1)
+        summary = run_concepts(loaded, request, report=report or (lambda _line: None))
+        names = {c.index: c.name for c in loaded.classes}
+        explained = []
+        for index, key in sorted(summary.banks.items()):
+            bank = read_bank(self.cache.root, key)
+            if bank is not None and index in present:
+                explained.append(ClassConcepts(self.cache.root, bank, names.get(index, f"class {index}")))
+        return Explanations(explained)
 
     def build(self, out: str | Path, **options: Any):
         """The static site of this cache in `out` (atlas.site.build.build; `atlas build` does the same)."""

@@ -94,6 +94,7 @@ class ConceptSummary:
     empty: list[str] = field(default_factory=list)  # classes without a readable image: no bank
     seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
+    banks: dict[int, str] = field(default_factory=dict)  # class -> the key of its bank for this request
 
     def per_class(self) -> dict[str, float]:
         """Seconds per computed class, per phase."""
@@ -178,6 +179,7 @@ def run_concepts(loaded: LoadedModel, request: ConceptRequest, *, report: Callab
     todo = []
     for images in mine:
         key = bank_key(loaded, layer.name, images, setting)
+        summary.banks[images.index] = key
         if read_bank(request.cache, key) is None:
             todo.append((images, key))
         else:

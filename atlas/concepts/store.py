@@ -64,6 +64,7 @@ from atlas.concepts.formats import (
 from atlas.errors import AtlasError
 from atlas.kind import Kind
 from atlas.record import direction_id
+from atlas.safe_paths import UnsafeName, read_entry_file
 
 FORMAT = CONCEPTS_FORMAT
 WEBP_QUALITY = 80
@@ -277,3 +278,15 @@ def remove_pass(root: str | Path, part: ExamplePart) -> None:
     stem = pass_key(part.sets, part.count, part.chunk)
     for path in _pass_folder(root).glob(f"{stem}.*"):
         path.unlink(missing_ok=True)
+
+
+def verified_crop(source: Path, sha256: str | None) -> bytes:
+    """The bytes of the crop file `source`, read without following a link and equal to `sha256` (its bank's
+    or example set's listing); AtlasError naming the fix otherwise."""
+    try:
+        data = read_entry_file(source.parent, source.name)
+    except UnsafeName as exc:
+        raise AtlasError(f"crop {exc}: run `atlas concepts` again to rewrite it") from None
+    if sha256 is None or hashlib.sha256(data).hexdigest() != sha256:
+        raise AtlasError(f"crop {source.name} does not match its sha256: run `atlas concepts` again to rewrite it")
+    return data

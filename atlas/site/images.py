@@ -20,6 +20,7 @@ from PIL import Image
 
 from atlas.atomic import atomic_write
 from atlas.cache import entry_bytes
+from atlas.concepts.store import verified_crop
 from atlas.display import overlay_rgba
 from atlas.errors import AtlasError
 from atlas.record import ATTRIBUTION, IMAGE
@@ -70,7 +71,7 @@ def copy_crops(crops: dict[str, Path], out: Path, sha256: Mapping[Path, str],
     written = []
     for folder, items in todo.items():
         try:
-            data = {rel: _verified_crop(source, sha256.get(source)) for rel, source in items}
+            data = {rel: verified_crop(source, sha256.get(source)) for rel, source in items}
         except AtlasError as exc:
             if failed is None:
                 raise
@@ -130,16 +131,6 @@ def _in_site(out: Path, paths: Iterable[str]) -> set[str]:
         with os.scandir(out / folder) as listing:
             present |= {posixpath.join(folder, e.name) for e in listing if e.is_file(follow_symlinks=False)}
     return present
-
-
-def _verified_crop(source: Path, sha256: str | None) -> bytes:
-    try:
-        data = read_entry_file(source.parent, source.name)
-    except UnsafeName as exc:
-        raise AtlasError(f"crop {exc}: run `atlas concepts` again to rewrite it") from None
-    if sha256 is None or hashlib.sha256(data).hexdigest() != sha256:
-        raise AtlasError(f"crop {source.name} does not match its sha256: run `atlas concepts` again to rewrite it")
-    return data
 
 
 def _derive_or_note(render: Render, out: Path, failed: dict[Path, str] | None) -> list[str]:

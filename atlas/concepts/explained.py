@@ -1,0 +1,138 @@
+"""A class's concepts as a notebook shows them: `atlas.Atlas(cache).concepts(...)` returns them.
+
+Each `ClassConcepts` is one class's current concept bank in the cache (what `atlas render` turns
+into concept pictures and `atlas build` into the class page), with its concepts most important
+first: their share of the class logit, their crops as PIL images (read from the cache, checked
+against their sha256) and the objective whose MACO picture shows them. Jupyter shows a class as a
+table of its concepts and their top crops, and a list of classes one after another. Torch-free.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from atlas.concepts.formats import Concept, ConceptBank
+from atlas.concepts.store import VISUALIZATION_COSINE, crop_path, verified_crop
+
+SHOWN_CROPS = 5  # crops a concept's row shows in Jupyter; `crops` gives every one
+
+
+@dataclass(frozen=True)
+class ExplainedConcept:
+    """One concept of a class: `rank` 1 is the most important."""
+
+    cache: Path = field(repr=False)
+    bank: ConceptBank = field(repr=False)
+    position: int  # in the bank, 0 first
+
+    @property
+    def concept(self) -> Concept:
+        return self.bank.concepts[self.position]
+
+    @property
+    def rank(self) -> int:
+        return self.position + 1
+
+    @property
+    def class_index(self) -> int:
+        return self.bank.class_index
+
+    @property
+    def share(self) -> float:
+        """Its mean contribution to the class logit over the bank's images, as a fraction of that logit."""
+        return self.concept.share
+
+    @property
+    def importance(self) -> float:
+        """Its mean contribution to the class logit, in logit units."""
+        return self.concept.importance
+
+    @property
+    def crops(self) -> list[Image.Image]:
+        """The image patches that express it most, most first (128 px WebP, as the cache keeps them)."""
+        return [Image.open(io.BytesIO(self._crop_bytes(i))) for i in range(len(self.concept.crops))]
+
+    @property
+    def objective(self):  # noqa: ANN201 - an atlas.objectives.Objective; imported late to stay torch-free
+        """The direction whose MACO picture shows it, as `atlas render` renders it (the same cache key)."""
+        from atlas.concepts.craft import concept_objective
+
+        return concept_objective(self.bank.layer, self.concept.values, cosine=VISUALIZATION_COSINE)
+
+    def _crop_bytes(self, i: int) -> bytes:
+        crop = self.concept.crops[i]
+        info = self.bank.files.get(crop.image)
+        return verified_crop(crop_path(self.cache, self.bank, crop), info.sha256 if info else None)
+
+    def __repr__(self) -> str:
+        return f"ExplainedConcept(class {self.class_index}, concept {self.rank}, share {100 * self.share:.0f}%)"
+
+
+@dataclass(frozen=True)
+class ClassConcepts:
+    """One class's concepts: `concepts` most important first; `logit` is their sum with `rest`."""
+
+    cache: Path = field(repr=False)
+    bank: ConceptBank = field(repr=False)
+    name: str
+
+    @property
+    def index(self) -> int:
+        return self.bank.class_index
+
+    @property
+    def layer(self) -> str:
+        return self.bank.layer
+
+    @property
+    def logit(self) -> float:
+        """The class logit, mean over the bank's images."""
+        return self.bank.logit
+
+    @property
+    def rest(self) -> float:
+        """What the concepts leave of the logit: the bias and what they do not reconstruct, in logit units."""
+        return self.bank.residual + self.bank.rest
+
+    @property
+    def concepts(self) -> list[ExplainedConcept]:
+        return [ExplainedConcept(self.cache, self.bank, i) for i in range(len(self.bank.concepts))]
+
+    def __len__(self) -> int:
+        return len(self.bank.concepts)
+
+    def __repr__(self) -> str:
+        shares = ", ".join(f"{100 * c.share:.0f}%" for c in self.bank.concepts)
+        return f"ClassConcepts({self.index} {self.name!r}, {len(self)} concepts at {self.layer}: {shares})"
+
+    def _repr_html_(self) -> str:
+        rows = []
+        for concept in self.concepts:
+            shown = len(concept.concept.crops[:SHOWN_CROPS])
+            crops = "".join(f'<img src="data:image/webp;base64,{base64.b64encode(concept._crop_bytes(i)).decode()}" '
+                            f'width="64" height="64" alt="crop {i + 1}" style="margin-right:2px">'
+                            for i in range(shown))
+            rows.append(f"<tr><td>concept {concept.rank}</td><td>{100 * concept.share:.0f}%</td>"
+                        f"<td>{concept.importance:+.2f}</td><td>{crops}</td></tr>")
+        head = (f"<b>{self.index} {html.escape(self.name)}</b>: {len(self)} concepts at layer "
+                f"<code>{html.escape(self.layer)}</code>, {self.bank.images} images, logit {self.logit:+.2f} "
+                f"(rest {self.rest:+.2f})")
+        return (f"<div>{head}<table><tr><th>concept</th><th>share</th><th>logit</th><th>top crops</th></tr>"
+                f"{''.join(rows)}</table></div>")
+
+
+class Explanations(list):
+    """The classes `Atlas.concepts` explained, in class order; Jupyter shows each in turn."""
+
+    def __init__(self, classes: Sequence[ClassConcepts] = ()) -> None:
+        super().__init__(classes)
+
+    def _repr_html_(self) -> str:
+        return "".join(c._repr_html_() for c in self)

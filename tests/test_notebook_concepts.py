@@ -1,0 +1,113 @@
+"""A class's concepts from a notebook: `Atlas.concepts` stores the banks `atlas concepts` stores, and
+`visualize` of them makes the concept pictures `atlas render` makes, so the site shows them alike;
+a tiny random model on the CPU, on image folders of two scikit-image photos."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import atlas
+from atlas.cli import main
+from atlas.concepts.store import CROP_SIDE, current_banks
+from atlas.config import load_config
+from atlas.errors import AtlasError
+from atlas.models import load_model
+from atlas.settings import RenderSettings
+from tests.concept_folders import make_folder, one_thread  # noqa: F401 - a fixture
+from tests.config_support import TINY_PRESET, write_config
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+CPU = {"classes": "0-1", "judges": [], "preset": TINY_PRESET, "layers": {}}
+FOLDERS = {"n01440764": 3, "n01443537": 3}  # tench and goldfish
+
+
+def test_notebook_concepts_and_their_pictures_are_what_the_commands_make(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = load_config(write_config(tmp_path, "test_efficientnet", device="cpu", judges=None, preset=None,
+                                      layers=None, cpu=CPU))
+    make_folder(tmp_path / "images", FOLDERS, side=160)
+    model = load_model("test_efficientnet", random_weights=True)
+    book = atlas.Atlas(tmp_path / "cache")
+    lines: list[str] = []
+    explained = book.concepts(model, tmp_path / "images", classes="tench,1", concepts=2, patch=64,
+                              device="cpu", report=lines.append)
+    assert "2 to compute" in lines[0]
+    assert [(c.index, c.name, len(c)) for c in explained] == [(0, "tench", 2), (1, "goldfish", 2)]
+    banks = current_banks(tmp_path / "cache", model.name, model.weights_sha256)
+    for explanation in explained:
+        bank = banks[explanation.index]
+        assert explanation.bank == bank and explanation.layer == bank.layer
+        # the concepts and the rest add up to the class logit, most important first
+        importances = [c.importance for c in explanation.concepts]
+        assert importances == sorted(importances, reverse=True)
+        assert sum(importances) + explanation.rest == pytest.approx(explanation.logit, abs=1e-3)
+        crops = explanation.concepts[0].crops
+        assert len(crops) == len(bank.concepts[0].crops) and crops[0].size == (CROP_SIDE, CROP_SIDE)
+    html = explained._repr_html_()
+    assert html.count("<tr>") == 2 * 3 and "data:image/webp;base64," in html and "tench" in html
+    # `atlas concepts` with the same settings finds every bank made here
+    assert main(["concepts", "--images", "images", "--concepts", "2", "--patch", "64", "--no-progress"]) == 0
+    assert "0 to compute, 2 in the cache" in capsys.readouterr().out
+
+    # each concept's picture, as `atlas render` makes it: the command then has no concept left to render
+    settings = RenderSettings.from_config(config, config.cpu)
+    pictures = atlas.visualize(model, explained, preset=settings, device="cpu")
+    assert [(p.record.objective.kind, p.record.objective.class_index) for p in pictures] == \
+        [("concept", 0), ("concept", 0), ("concept", 1), ("concept", 1)]
+    assert all(p.record.expression is not None and p.record.expression.concepts == 2 for p in pictures)
+    book.add(pictures)
+    assert main(["render", "--cpu-subset", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "6 objectives (4 of them concepts, from `atlas concepts`): 2 to render" in out, out
+    assert main(["build", "--out", "site"]) == 0
+    site = tmp_path / "site" / "test_efficientnet"
+    doc = json.loads((site / "data" / "classes" / "0001.json").read_text())
+    assert [c["render"]["key"] for c in doc["concepts"]["concepts"]] == [p.key for p in pictures[2:]]
+    html = (site / "classes" / "0001.html").read_text()
+    assert html.count("MACO visualization of concept") == 2 and "not rendered yet" not in html
+    key = pictures[2].key
+    stored = np.asarray(Image.open(tmp_path / "cache" / "entries" / key[:2] / key / "image.png"))
+    assert np.array_equal(stored, np.asarray(pictures[2].image))
+
+
+def test_one_concept_or_one_class_is_an_objective_and_bad_settings_are_refused(tmp_path):
+    make_folder(tmp_path / "images", {"n01440764": 2}, side=96)
+    model = load_model("test_efficientnet", random_weights=True)
+    book = atlas.Atlas(tmp_path / "cache")
+    for bad, message in (({"concepts": 0}, "concepts is an integer from 1 to 100, not 0"),
+                         ({"images_per_class": True}, "images_per_class is an integer"),
+                         ({"patch": 4}, "patch is an integer from 8"),
+                         ({"classes": "n99999999"}, "n99999999")):
+        with pytest.raises(AtlasError, match=message):
+            book.concepts(model, tmp_path / "images", device="cpu", report=None, **bad)
+    assert not (tmp_path / "cache").exists()  # refused before anything was written
+    (explained,) = book.concepts(model, tmp_path / "images", concepts=2, patch=48, device="cpu", report=None)
+    first = explained.concepts[0]
+    assert repr(first).startswith("ExplainedConcept(class 0, concept 1, share ")
+    one = atlas.visualize(model, first, preset="cpu", canvas=32, steps=2, crops=1, device="cpu", scores=False)
+    assert len(one) == 1 and one[0].record.objective.id == first.objective.id
+    mixed = atlas.visualize(model, [explained, "class:0"], preset="cpu", canvas=32, steps=2, crops=1,
+                            device="cpu", scores=False)
+    assert [p.record.objective.kind for p in mixed] == ["concept", "concept", "class"]
+
+
+def test_the_readme_concepts_example_runs_as_written(tmp_path, monkeypatch):
+    from tests.test_notebook import ROOT
+
+    monkeypatch.chdir(tmp_path)
+    make_folder(tmp_path / "photos", {"tench": 3, "goldfish": 3}, side=96)
+    section = (ROOT / "README.md").read_text(encoding="utf-8").split("## From a notebook", 1)[1].split("\n## ", 1)[0]
+    pictures_block, concepts_block = re.findall(r"```python\n(.*?)```", section, flags=re.S)[:2]
+    namespace: dict = {}
+    exec(compile(pictures_block, "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    exec(compile(concepts_block, "README.md", "exec"), namespace)  # noqa: S102
+    assert [(c.name, len(c)) for c in namespace["explained"]] == [("tench", 3), ("goldfish", 3)]
+    assert Image.open(tmp_path / "concept.png").size == (CROP_SIDE, CROP_SIDE)
+    html = (tmp_path / "notebook-site" / "test_resnet" / "classes" / "0001.html").read_text()
+    assert html.count("MACO visualization of concept") == 3
