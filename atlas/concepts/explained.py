@@ -124,8 +124,8 @@ class ClassConcepts:
         head = (f"<b>{self.index} {html.escape(self.name)}</b>: {len(self)} concepts at layer "
                 f"<code>{html.escape(self.layer)}</code>, {self.bank.images} images, logit {self.logit:+.2f} "
                 f"(rest {self.rest:+.2f})")
-        return (f"<div>{head}<table><tr><th>concept</th><th>share</th><th>logit</th><th>top crops</th></tr>"
-                f"{''.join(rows)}</table></div>")
+        return (f'<div style="margin-bottom:1em">{head}<table><tr><th>concept</th><th>share of the logit</th>'
+                f"<th>in logit units</th><th>the patches that show it most</th></tr>{''.join(rows)}</table></div>")
 
 
 class Explanations(list):
