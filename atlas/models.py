@@ -401,12 +401,22 @@ def find_layer(loaded: LoadedModel, layer: str) -> LayerInfo:
     return _layer_info(loaded, layer, _measure(loaded, [layer])[layer])
 
 
+def classifier_head(loaded: LoadedModel) -> torch.nn.Linear | None:
+    """The final linear classifier: timm's `get_classifier()`, or in another module the last `nn.Linear`
+    that gives the model's classes (a torchvision ResNet's `fc`, a plain CNN's last layer)."""
+    module = loaded.module
+    if hasattr(module, "get_classifier"):
+        head = module.get_classifier()
+        return head if isinstance(head, torch.nn.Linear) else None
+    linears = [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
+    last = linears[-1] if linears else None
+    return last if last is not None and loaded.num_classes and last.out_features == loaded.num_classes else None
+
+
 def classifier_weights(loaded: LoadedModel) -> torch.Tensor | None:
     """(num_classes, features) weight of the final linear classifier, if the model has one."""
-    head = loaded.module.get_classifier() if hasattr(loaded.module, "get_classifier") else None
-    if isinstance(head, torch.nn.Linear):
-        return head.weight.detach().float().cpu()
-    return None
+    head = classifier_head(loaded)
+    return head.weight.detach().float().cpu() if head is not None else None
 
 
 def pre_logits_layer(loaded: LoadedModel) -> str | None:

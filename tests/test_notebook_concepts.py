@@ -9,6 +9,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import atlas
@@ -20,6 +21,7 @@ from atlas.models import load_model
 from atlas.settings import RenderSettings
 from tests.concept_folders import make_folder, one_thread  # noqa: F401 - a fixture
 from tests.config_support import TINY_PRESET, write_config
+from tests.test_notebook import small_cnn
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -111,3 +113,23 @@ def test_the_readme_concepts_example_runs_as_written(tmp_path, monkeypatch):
     assert Image.open(tmp_path / "concept.png").size == (CROP_SIDE, CROP_SIDE)
     html = (tmp_path / "notebook-site" / "test_resnet" / "classes" / "0001.html").read_text()
     assert html.count("MACO visualization of concept") == 3
+
+
+def test_a_plain_torch_classifier_is_explained_at_the_map_its_head_pools(tmp_path):
+    make_folder(tmp_path / "photos", {"cats": 3, "cups": 3}, side=64)
+    book = atlas.Atlas(tmp_path / "cache")
+    explained = book.concepts(small_cnn(2), tmp_path / "photos", concepts=2, input_size=32, name="mycnn",
+                              device="cpu", report=None)
+    # the last ReLU's map, which the head averages (not the pooling's 1x1 output): exact shares
+    assert [(c.name, c.layer, c.bank.exact) for c in explained] == [("cats", "3", True), ("cups", "3", True)]
+    for c in explained:
+        assert sum(x.importance for x in c.concepts) + c.rest == pytest.approx(c.logit, abs=1e-4)
+        assert len(c.bank.concepts[0].aligned) == 2  # the classes its head's weights point it to
+    torch.manual_seed(0)
+    flat = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=4), torch.nn.ReLU(), torch.nn.Flatten(),
+                               torch.nn.Linear(4 * 8 * 8, 2))  # no average pooling: which map is not known
+    with pytest.raises(AtlasError, match="layer= in a notebook"):
+        book.concepts(flat, tmp_path / "photos", input_size=32, name="flat", device="cpu", report=None)
+    named = book.concepts(flat, tmp_path / "photos", concepts=2, layer="1", input_size=32, name="flat",
+                          device="cpu", report=None)
+    assert [(c.layer, c.bank.exact) for c in named] == [("1", False), ("1", False)]

@@ -26,8 +26,10 @@ import torch
 from atlas.concepts.nmf import nmf_transform
 from atlas.concepts.patches import cut_patches, patch_grid
 from atlas.errors import AtlasError
-from atlas.models import LoadedModel
+from atlas.models import LoadedModel, classifier_head
 from atlas.objectives import ActivationCapture, Objective, direction
+
+PASS_LAYER = "pass the layer of the concepts (--layer NAME, or layer= in a notebook; `atlas layers` lists them)"
 
 
 @dataclass(frozen=True)
@@ -64,8 +66,7 @@ def feature_layer(loaded: LoadedModel) -> FeatureLayer:
     """The module whose output the head pools (timm's `forward_features` output), found by one forward pass."""
     module = loaded.module
     if not (hasattr(module, "forward_features") and hasattr(module, "forward_head")):
-        raise AtlasError(
-            f"model {loaded.name!r} has no forward_features: pass --layer NAME (`atlas layers` lists them)")
+        return _pooled_layer(loaded)
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(2, 3, loaded.input_size, loaded.input_size, generator=generator).to(_device(loaded))
     returned: dict[int, tuple[str, object]] = {}  # id of an output -> (the outermost module returning it, the output)
@@ -83,15 +84,52 @@ def feature_layer(loaded: LoadedModel) -> FeatureLayer:
             handle.remove()
     found = returned.get(id(features))
     if found is None or not isinstance(features, torch.Tensor) or features.ndim != 4:
-        raise AtlasError(
-            f"cannot find the feature map of {loaded.name!r}: pass --layer NAME (`atlas layers` lists them)")
-    head = module.get_classifier() if hasattr(module, "get_classifier") else None
-    exact = False
-    if isinstance(head, torch.nn.Linear):
-        logits = module.forward_head(features)
-        pooled = head(features.mean(dim=(2, 3)))
-        exact = bool(torch.allclose(logits, pooled, rtol=1e-4, atol=1e-4 * float(logits.abs().max().clamp_min(1))))
+        raise AtlasError(f"cannot find the feature map of {loaded.name!r}: {PASS_LAYER}")
+    head = classifier_head(loaded)
+    exact = head is not None and _pools_into(head, features, module.forward_head(features))
     return FeatureLayer(found[0], exact)
+
+
+def _pools_into(head: torch.nn.Linear, features: torch.Tensor, logits: torch.Tensor) -> bool:
+    """Whether the logits are `head` of the features' mean over positions: the head is average pooling
+    then a linear map, and importance at the features is an exact share of the logit."""
+    pooled = head(features.mean(dim=(2, 3)))
+    return bool(torch.allclose(logits, pooled, rtol=1e-4, atol=1e-4 * float(logits.abs().max().clamp_min(1))))
+
+
+@torch.no_grad()
+def _pooled_layer(loaded: LoadedModel) -> FeatureLayer:
+    """In a module without timm's split (a torchvision or plain torch classifier): the last (B, C, H, W)
+    output whose mean over positions, through the final linear classifier, gives the model's logits,
+    found by one forward pass; the head is then average pooling and a linear map, so importance is exact."""
+    head = classifier_head(loaded)
+    if head is None:
+        raise AtlasError(f"model {loaded.name!r} has no final linear classifier of its classes: {PASS_LAYER}")
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, loaded.input_size, loaded.input_size, generator=generator).to(_device(loaded))
+    returned: dict[int, tuple[str, torch.Tensor]] = {}  # as in feature_layer: the outermost module returning it
+    order: list[int] = []
+
+    def hook(name: str):
+        def record(_module, _inputs, output) -> None:
+            if isinstance(output, torch.Tensor) and output.ndim == 4 and output.shape[1] == head.in_features:
+                if id(output) not in returned:
+                    order.append(id(output))
+                returned[id(output)] = (name, output)
+        return record
+
+    handles = [sub.register_forward_hook(hook(name)) for name, sub in loaded.module.named_modules() if name]
+    try:
+        logits = loaded.module(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    # a map of one position is the pooling's own output (AdaptiveAvgPool2d(1)): the map before it is the one
+    maps = [returned[key] for key in reversed(order)]
+    for name, output in sorted(maps, key=lambda m: m[1].shape[2] * m[1].shape[3] == 1):
+        if _pools_into(head, output, logits):
+            return FeatureLayer(name, exact=True)
+    raise AtlasError(f"cannot find the map that the classifier of {loaded.name!r} average-pools: {PASS_LAYER}")
 
 
 @torch.no_grad()

@@ -135,11 +135,14 @@ def _patch(loaded: LoadedModel, patch: int | None) -> int:
 
 
 def _layer(loaded: LoadedModel, layer: str | None) -> craft.FeatureLayer:
-    default = craft.feature_layer(loaded)
-    if layer is None or layer == default.name:
-        return default
+    if layer is None:
+        return craft.feature_layer(loaded)
     find_layer(loaded, layer)  # a clear error for a name the model lacks
-    return craft.FeatureLayer(layer, exact=False)
+    try:
+        default = craft.feature_layer(loaded)
+    except AtlasError:  # no pooled map of its own to compare with: the named layer, estimated
+        default = None
+    return default if default is not None and default.name == layer else craft.FeatureLayer(layer, exact=False)
 
 
 def settings(request: ConceptRequest, loaded: LoadedModel) -> dict[str, Any]:
