@@ -113,19 +113,23 @@ class ClassConcepts:
         return f"ClassConcepts({self.index} {self.name!r}, {len(self)} concepts at {self.layer}: {shares})"
 
     def _repr_html_(self) -> str:
+        right = ' style="text-align:right;padding-right:1em"'
         rows = []
         for concept in self.concepts:
             shown = len(concept.concept.crops[:SHOWN_CROPS])
             crops = "".join(f'<img src="data:image/webp;base64,{base64.b64encode(concept._crop_bytes(i)).decode()}" '
                             f'width="64" height="64" alt="crop {i + 1}" style="margin-right:2px">'
                             for i in range(shown))
-            rows.append(f"<tr><td>concept {concept.rank}</td><td>{100 * concept.share:.0f}%</td>"
-                        f"<td>{concept.importance:+.2f}</td><td>{crops}</td></tr>")
+            rows.append(f'<tr><td style="text-align:left">concept {concept.rank}</td><td{right}>'
+                        f"{100 * concept.share:.0f}%</td><td{right}>{concept.importance:+.2f}</td>"
+                        f'<td style="text-align:left">{crops}</td></tr>')
         head = (f"<b>{self.index} {html.escape(self.name)}</b>: {len(self)} concepts at layer "
-                f"<code>{html.escape(self.layer)}</code>, {self.bank.images} images, logit {self.logit:+.2f} "
-                f"(rest {self.rest:+.2f})")
-        return (f'<div style="margin-bottom:1em">{head}<table><tr><th>concept</th><th>share of the logit</th>'
-                f"<th>in logit units</th><th>the patches that show it most</th></tr>{''.join(rows)}</table></div>")
+                f"<code>{html.escape(self.layer)}</code> from {self.bank.images} images; class logit "
+                f"{self.logit:+.2f} = the concepts {self.logit - self.rest:+.2f} + the rest (bias, unexplained) "
+                f"{self.rest:+.2f}")
+        return (f'<div style="margin-bottom:1em">{head}<table><tr><th style="text-align:left">concept</th>'
+                f"<th{right}>share of the logit</th><th{right}>in logit units</th>"
+                f'<th style="text-align:left">the patches that show it most</th></tr>{"".join(rows)}</table></div>')
 
 
 class Explanations(list):
