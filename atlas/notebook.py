@@ -85,6 +85,12 @@ def visualize(
     targets = _targets(objectives)
     loaded = _named(_loaded(model, device, name=name, mean=mean, std=std, input_size=input_size), labels)
     banks = {bank.class_index: bank for _, bank in targets if bank is not None}
+    mine = (loaded.name, loaded.weights_sha256)
+    other = next((b for b in banks.values() if (b.model, b.weights_sha256) != mine), None)
+    if other is not None:  # a direction in another model's layer: its picture would show nothing of it
+        raise AtlasError(f"the concepts of class {other.class_index} are {other.model}'s (weights "
+                         f"{other.weights_sha256[:12]}), not {loaded.name}'s: visualize them with the model "
+                         "that made them")
     if not targets:
         raise AtlasError("visualize needs at least one objective, e.g. \"class:1\" or \"channel:layer4:0\"")
     if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= 1000:

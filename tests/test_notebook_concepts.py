@@ -97,6 +97,8 @@ def test_one_concept_or_one_class_is_an_objective_and_bad_settings_are_refused(t
     mixed = atlas.visualize(model, [explained, "class:0"], preset="cpu", canvas=32, steps=2, crops=1,
                             device="cpu", scores=False)
     assert [p.record.objective.kind for p in mixed] == ["concept", "concept", "class"]
+    with pytest.raises(AtlasError, match="are test_efficientnet's .* not test_resnet's"):
+        atlas.visualize(load_model("test_resnet", random_weights=True), explained, preset="cpu", device="cpu")
 
 
 def test_the_readme_concepts_example_runs_as_written(tmp_path, monkeypatch):
