@@ -311,7 +311,7 @@ class Atlas:
         folder = Path(images)
         if labels is None and loaded.num_classes and loaded.classes == numbered(loaded.num_classes):
             loaded = _named(loaded, folder_labels(folder))  # as atlas.classifier names such a head
-        present = set(folder_index(loaded, folder).values())
+        folder_index(loaded, folder)  # its folders name the model's classes: checked before the cache is touched
         wanted = None if classes is None else parse_classes(_class_spec(classes), loaded.num_classes,
                                                               lookup(loaded.classes))
         self.cache.ensure_writable()
@@ -324,7 +324,7 @@ class Atlas:
         explained = []
         for index, key in sorted(summary.banks.items()):
             bank = read_bank(self.cache.root, key)
-            if bank is not None and index in present:
+            if bank is not None:
                 explained.append(ClassConcepts(self.cache.root, bank, names.get(index, f"class {index}")))
         return Explanations(explained)
 
