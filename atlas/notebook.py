@@ -141,6 +141,17 @@ def _class_spec(classes: str | int | Iterable[str | int]) -> str:
     return ",".join(_class_spec(c) for c in classes)
 
 
+def _channel_spec(spec: str | Iterable[int]) -> str:
+    """A `--layers` channel spec from a spec ("0-3", "top:8") or a list of channel indices."""
+    if isinstance(spec, str):
+        return spec
+    channels = list(spec) if isinstance(spec, Iterable) else [spec]
+    if not channels or not all(isinstance(c, int) and not isinstance(c, bool) for c in channels):
+        raise AtlasError(f"a layer's channels are a spec like \"0-3\" or \"top:8\", or a list of indices, "
+                         f"not {spec!r}")
+    return ",".join(str(c) for c in channels)
+
+
 def _loaded(model: Any, device: str, **options: Any) -> LoadedModel:
     given = {k: (tuple(v) if k in ("mean", "std") else v) for k, v in options.items() if v is not None}
     if isinstance(model, (LoadedModel, str)) and given:
@@ -279,6 +290,7 @@ class Atlas:
         images_per_class: int = Concepts.images_per_class,
         layer: str | None = None,
         patch: int | None = None,
+        layers: dict[str, str | Iterable[int]] | None = None,
         device: str = "auto",
         labels: str | Path | Sequence[str] | None = None,
         name: str | None = None,
@@ -295,11 +307,15 @@ class Atlas:
         `classes`: a spec as `--classes` takes it ("daisy,3", "0-9"), a class index or name, or a list of
         them; None: every class folder. `concepts`, `images_per_class`, `layer`, `patch`: as the
         flags of `atlas concepts`, checked as they are. A head without class names of its own is named by
-        the sorted class folders, as `atlas concepts` names it. Returns one `ClassConcepts` per class, in
-        class order; pass them to `atlas.visualize` for their concepts' pictures, and `add` those."""
+        the sorted class folders, as `atlas concepts` names it. `layers` ({"blocks.3": "0-3", "conv_head":
+        [1, 5]}, channel specs as `--layers` takes them) also stores those channels' dataset examples, which
+        channel pages show. Returns one `ClassConcepts` per class, in class order; pass them to
+        `atlas.visualize` for their concepts' pictures, and `add` those."""
         from atlas.concepts.run import ConceptRequest, folder_index, run_concepts
         from atlas.concepts.store import read_bank
+        from atlas.config import Selection
         from atlas.labels import lookup
+        from atlas.plan import select_targets
         from atlas.specs import parse_classes
 
         for key, value in (("concepts", concepts), ("images_per_class", images_per_class), ("patch", patch)):
@@ -314,10 +330,13 @@ class Atlas:
         folder_index(loaded, folder)  # its folders name the model's classes: checked before the cache is touched
         wanted = None if classes is None else parse_classes(_class_spec(classes), loaded.num_classes,
                                                               lookup(loaded.classes))
+        specs = tuple((str(name), _channel_spec(spec)) for name, spec in (layers or {}).items())
+        _, channels = select_targets(loaded, Selection(classes="none", layers=specs))
         self.cache.ensure_writable()
         on_gpu = resolve_device(device).startswith("cuda")  # the batches `atlas concepts` picks there
         request = ConceptRequest(images=folder, cache=self.cache.root, classes=wanted, concepts=concepts,
                                  layer=layer, per_class=images_per_class, patch=patch,
+                                 example_layers={name: c for name, c in channels.items() if c},
                                  batch_size=256 if on_gpu else 32, group=16 if on_gpu else 1)
         summary = run_concepts(loaded, request, report=report or (lambda _line: None))
         names = {c.index: c.name for c in loaded.classes}

@@ -85,11 +85,20 @@ def test_one_concept_or_one_class_is_an_objective_and_bad_settings_are_refused(t
     for bad, message in (({"concepts": 0}, "concepts is an integer from 1 to 100, not 0"),
                          ({"images_per_class": True}, "images_per_class is an integer"),
                          ({"patch": 4}, "patch is an integer from 8"),
-                         ({"classes": "n99999999"}, "n99999999")):
+                         ({"classes": "n99999999"}, "n99999999"),
+                         ({"layers": {"blocks.3": [0.5]}}, "a list of indices, not \\[0.5\\]"),
+                         ({"layers": {"nope": "0"}}, "nope")):
         with pytest.raises(AtlasError, match=message):
             book.concepts(model, tmp_path / "images", device="cpu", report=None, **bad)
     assert not (tmp_path / "cache").exists()  # refused before anything was written
-    (explained,) = book.concepts(model, tmp_path / "images", concepts=2, patch=48, device="cpu", report=None)
+    (explained,) = book.concepts(model, tmp_path / "images", concepts=2, patch=48, layers={"blocks.3": [0, 2]},
+                                 device="cpu", report=None)
+    # the channels' dataset examples, which their pages show once their pictures are in the cache
+    book.add(atlas.visualize(model, ["class:0", "channel:blocks.3:2"], preset="cpu", canvas=32, steps=2, crops=1,
+                             device="cpu", scores=False))
+    book.build(tmp_path / "site")
+    page = (tmp_path / "site" / model.name / "layers" / "blocks.3" / "c0002.html").read_text()
+    assert "Dataset examples" in page and page.count('alt="Example ') == 2  # one per image
     first = explained.concepts[0]
     assert repr(first).startswith("ExplainedConcept(class 0, concept 1, share ")
     one = atlas.visualize(model, first, preset="cpu", canvas=32, steps=2, crops=1, device="cpu", scores=False)
