@@ -12,7 +12,7 @@ from atlas.concepts.formats import Concept
 from atlas.concepts.nmf import nmf
 from atlas.concepts.patches import cut_patches, patch_grid
 from atlas.concepts.store import encode_vector
-from atlas.models import load_model
+from atlas.models import from_module, load_model
 from atlas.objectives import capture
 from tests.concept_folders import one_thread  # noqa: F401 - a fixture
 
@@ -32,6 +32,25 @@ def images(loaded, count: int, seed: int = 0) -> torch.Tensor:
 def test_feature_layer_is_the_map_the_head_pools(tiny_efficientnet, tiny_resnet):
     assert craft.feature_layer(tiny_efficientnet) == craft.FeatureLayer("bn2", exact=True)
     assert craft.feature_layer(tiny_resnet) == craft.FeatureLayer("layer4", exact=True)
+
+
+class TorchvisionStyle(torch.nn.Module):
+    """A ResNet as torchvision writes one: its own forward, no forward_features, pooling done in forward."""
+
+    def __init__(self, resnet: torch.nn.Module) -> None:
+        super().__init__()
+        self.m = resnet
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.m
+        x = m.maxpool(m.act1(m.bn1(m.conv1(x))))
+        x = m.layer4(m.layer3(m.layer2(m.layer1(x))))
+        return m.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def test_without_timms_split_the_feature_layer_is_the_map_the_last_linear_averages(tiny_resnet):
+    plain = from_module(TorchvisionStyle(tiny_resnet.module), name="tv", input_size=64)
+    assert craft.feature_layer(plain) == craft.FeatureLayer("m.layer4", exact=True)
 
 
 def test_patch_grid_uses_a_stride_of_0_8_of_the_side():
