@@ -14,6 +14,7 @@ from PIL import Image
 
 import atlas
 from atlas.cli import main
+from atlas.concepts.explained import Explanations
 from atlas.concepts.store import CROP_SIDE, current_banks
 from atlas.config import load_config
 from atlas.errors import AtlasError
@@ -53,6 +54,8 @@ def test_notebook_concepts_and_their_pictures_are_what_the_commands_make(tmp_pat
         assert len(crops) == len(bank.concepts[0].crops) and crops[0].size == (CROP_SIDE, CROP_SIDE)
     html = explained._repr_html_()
     assert html.count("<tr>") == 2 * 3 and "data:image/webp;base64," in html and "tench" in html
+    many = Explanations(list(explained) * 6)  # a notebook shows the first ten classes, and says how many more
+    assert many._repr_html_().count("<table>") == 10 and "and 2 more classes" in many._repr_html_()
     # `atlas concepts` with the same settings finds every bank made here
     assert main(["concepts", "--images", "images", "--concepts", "2", "--patch", "64", "--no-progress"]) == 0
     assert "0 to compute, 2 in the cache" in capsys.readouterr().out

@@ -132,11 +132,18 @@ class ClassConcepts:
                 f'<th style="text-align:left">the patches that show it most</th></tr>{"".join(rows)}</table></div>')
 
 
+SHOWN_CLASSES = 10  # 1000 classes of 10 concepts of 5 inline crops would be hundreds of MB of HTML
+
+
 class Explanations(list):
-    """The classes `Atlas.concepts` explained, in class order; Jupyter shows each in turn."""
+    """The classes `Atlas.concepts` explained, in class order; Jupyter shows the first few in turn."""
 
     def __init__(self, classes: Sequence[ClassConcepts] = ()) -> None:
         super().__init__(classes)
 
     def _repr_html_(self) -> str:
-        return "".join(c._repr_html_() for c in self)
+        shown = "".join(c._repr_html_() for c in self[:SHOWN_CLASSES])
+        more = len(self) - SHOWN_CLASSES
+        if more > 0:
+            shown += f"<p>... and {more} more classes: <code>explained[i]</code> shows the i-th.</p>"
+        return shown
