@@ -1,8 +1,8 @@
 """A class's concepts as a notebook shows them: `atlas.Atlas(cache).concepts(...)` returns them.
 
-Each `ClassConcepts` is one class's current concept bank in the cache (what `atlas render` turns
-into concept pictures and `atlas build` into the class page), with its concepts most important
-first: their share of the class logit, their crops as PIL images (read from the cache, checked
+Each `ClassConcepts` is the concept bank of one class that the call computed or found in the cache
+(what `atlas render` turns into concept pictures and `atlas build` into the class page), with its
+concepts most important first: their share of the class logit, their crops as PIL images (read from the cache, checked
 against their sha256) and the objective whose MACO picture shows them. Jupyter shows a class as a
 table of its concepts and their top crops, and a list of classes one after another. Torch-free.
 """
@@ -15,11 +15,15 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
 from atlas.concepts.formats import Concept, ConceptBank
 from atlas.concepts.store import VISUALIZATION_COSINE, crop_path, verified_crop
+
+if TYPE_CHECKING:
+    from atlas.objectives import Objective
 
 SHOWN_CROPS = 5  # crops a concept's row shows in Jupyter; `crops` gives every one
 
@@ -60,9 +64,9 @@ class ExplainedConcept:
         return [Image.open(io.BytesIO(self._crop_bytes(i))) for i in range(len(self.concept.crops))]
 
     @property
-    def objective(self):  # noqa: ANN201 - an atlas.objectives.Objective; imported late to stay torch-free
+    def objective(self) -> Objective:
         """The direction whose MACO picture shows it, as `atlas render` renders it (the same cache key)."""
-        from atlas.concepts.craft import concept_objective
+        from atlas.concepts.craft import concept_objective  # here: the module stays torch-free
 
         return concept_objective(self.bank.layer, self.concept.values, cosine=VISUALIZATION_COSINE)
 
