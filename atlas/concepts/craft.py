@@ -18,7 +18,9 @@ layers h is non-linear and the remainder (logit minus shares and residual) is ke
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -67,27 +69,35 @@ def feature_layer(loaded: LoadedModel) -> FeatureLayer:
     module = loaded.module
     if not (hasattr(module, "forward_features") and hasattr(module, "forward_head")):
         return _pooled_layer(loaded)
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(2, 3, loaded.input_size, loaded.input_size, generator=generator).to(_device(loaded))
-    returned: dict[int, tuple[str, object]] = {}  # id of an output -> (the outermost module returning it, the output)
-
-    def hook(name: str):
-        def record(_module, _inputs, output) -> None:
-            returned[id(output)] = (name, output)  # holding the output keeps its id from being reused
-        return record
-
-    handles = [sub.register_forward_hook(hook(name)) for name, sub in module.named_modules() if name]
-    try:
-        features = module.forward_features(x)
-    finally:
-        for handle in handles:
-            handle.remove()
+    features, returned = _outputs(loaded, module.forward_features)
     found = returned.get(id(features))
     if found is None or not isinstance(features, torch.Tensor) or features.ndim != 4:
         raise AtlasError(f"cannot find the feature map of {loaded.name!r}: {PASS_LAYER}")
     head = classifier_head(loaded)
     exact = head is not None and _pools_into(head, features, module.forward_head(features))
     return FeatureLayer(found[0], exact)
+
+
+def _outputs(loaded: LoadedModel, forward: Callable[[torch.Tensor], Any]) -> tuple[Any, dict[int, tuple[str, Any]]]:
+    """`forward` of a fixed random batch, and each output of a module on the way: its id -> (the outermost
+    module returning it, the output), in the order they were first returned. Holding the outputs keeps
+    their ids from being reused."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, loaded.input_size, loaded.input_size, generator=generator).to(_device(loaded))
+    returned: dict[int, tuple[str, Any]] = {}
+
+    def hook(name: str):
+        def record(_module, _inputs, output) -> None:
+            returned[id(output)] = (name, output)  # an outer module returning it again renames it
+        return record
+
+    handles = [sub.register_forward_hook(hook(name)) for name, sub in loaded.module.named_modules() if name]
+    try:
+        result = forward(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return result, returned
 
 
 def _pools_into(head: torch.nn.Linear, features: torch.Tensor, logits: torch.Tensor) -> bool:
@@ -105,27 +115,10 @@ def _pooled_layer(loaded: LoadedModel) -> FeatureLayer:
     head = classifier_head(loaded)
     if head is None:
         raise AtlasError(f"model {loaded.name!r} has no final linear classifier of its classes: {PASS_LAYER}")
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(2, 3, loaded.input_size, loaded.input_size, generator=generator).to(_device(loaded))
-    returned: dict[int, tuple[str, torch.Tensor]] = {}  # as in feature_layer: the outermost module returning it
-    order: list[int] = []
-
-    def hook(name: str):
-        def record(_module, _inputs, output) -> None:
-            if isinstance(output, torch.Tensor) and output.ndim == 4 and output.shape[1] == head.in_features:
-                if id(output) not in returned:
-                    order.append(id(output))
-                returned[id(output)] = (name, output)
-        return record
-
-    handles = [sub.register_forward_hook(hook(name)) for name, sub in loaded.module.named_modules() if name]
-    try:
-        logits = loaded.module(x)
-    finally:
-        for handle in handles:
-            handle.remove()
+    logits, returned = _outputs(loaded, loaded.module)
+    maps = [(name, out) for name, out in reversed(returned.values())
+            if isinstance(out, torch.Tensor) and out.ndim == 4 and out.shape[1] == head.in_features]
     # a map of one position is the pooling's own output (AdaptiveAvgPool2d(1)): the map before it is the one
-    maps = [returned[key] for key in reversed(order)]
     for name, output in sorted(maps, key=lambda m: m[1].shape[2] * m[1].shape[3] == 1):
         if _pools_into(head, output, logits):
             return FeatureLayer(name, exact=True)
