@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 
 from atlas.cache import Cache
-from atlas.concepts.explained import ClassConcepts, ExplainedConcept, Explanations
+from atlas.concepts.explained import ClassConcepts, ExplainedChannel, ExplainedConcept, Explanations, LayerExamples
 from atlas.concepts.expression import picture_expression
 from atlas.concepts.formats import ConceptBank
 from atlas.config import RANGES, Concepts, Scoring
@@ -309,10 +309,11 @@ class Atlas:
         flags of `atlas concepts`, checked as they are. A head without class names of its own is named by
         the sorted class folders, as `atlas concepts` names it. `layers` ({"blocks.3": "0-3", "conv_head":
         [1, 5]}, channel specs as `--layers` takes them) also stores those channels' dataset examples, which
-        channel pages show. Returns one `ClassConcepts` per class, in class order; pass them to
-        `atlas.visualize` for their concepts' pictures, and `add` those."""
+        channel pages show, and returns them in `.examples` (layer -> each channel's `ExplainedChannel`).
+        Returns one `ClassConcepts` per class, in class order; pass them to `atlas.visualize` for their
+        concepts' pictures, and `add` those."""
         from atlas.concepts.run import ConceptRequest, folder_index, run_concepts
-        from atlas.concepts.store import read_bank
+        from atlas.concepts.store import read_bank, read_examples
         from atlas.config import Selection
         from atlas.labels import lookup
         from atlas.plan import select_targets
@@ -345,7 +346,13 @@ class Atlas:
             bank = read_bank(self.cache.root, key)
             if bank is not None:
                 explained.append(ClassConcepts(self.cache.root, bank, names.get(index, f"class {index}")))
-        return Explanations(explained)
+        examples = {}
+        for layer, key in summary.examples.items():
+            found = read_examples(self.cache.root, key)
+            if found is not None:
+                examples[layer] = LayerExamples(ExplainedChannel(self.cache.root, found, i, names)
+                                                for i in range(len(found.channels)))
+        return Explanations(explained, examples)
 
     def build(self, out: str | Path, **options: Any):
         """The static site of this cache in `out` (atlas.site.build.build; `atlas build` does the same)."""

@@ -94,8 +94,27 @@ def test_one_concept_or_one_class_is_an_objective_and_bad_settings_are_refused(t
         with pytest.raises(AtlasError, match=message):
             book.concepts(model, tmp_path / "images", device="cpu", report=None, **bad)
     assert not (tmp_path / "cache").exists()  # refused before anything was written
-    (explained,) = book.concepts(model, tmp_path / "images", concepts=2, patch=48, layers={"blocks.3": [0, 2]},
-                                 device="cpu", report=None)
+    found = book.concepts(model, tmp_path / "images", concepts=2, patch=48, layers={"blocks.3": [0, 2]},
+                          device="cpu", report=None)
+    (explained,) = found
+    # the channels' dataset examples as the notebook shows them: every image's peak region, highest first
+    layer = found.examples["blocks.3"]
+    assert [c.channel for c in layer] == [0, 2] and list(found.examples) == ["blocks.3"]
+    two = layer.channel(2)
+    assert repr(two) == "ExplainedChannel(blocks.3 channel 2, 2 examples)"
+    assert two.activations == sorted(two.activations, reverse=True) and two.classes == [0, 0]
+    photos = sorted(p.relative_to(tmp_path / "images").as_posix() for p in (tmp_path / "images").rglob("*.*"))
+    assert sorted(two.files) == photos
+    assert [crop.size for crop in two.crops] == [(CROP_SIDE, CROP_SIDE)] * 2
+    shown = two._repr_html_()
+    assert shown.count("data:image/webp;base64,") == 2 and shown.count(">tench</td>") == 2
+    assert f"{two.activations[0]:.2f}" in shown
+    with pytest.raises(KeyError, match="channel 1 has no dataset examples here: these are channels 0, 2"):
+        layer.channel(1)
+    assert "explained.examples[layer]" in found._repr_html_()
+    again = book.concepts(model, tmp_path / "images", concepts=2, patch=48, layers={"blocks.3": [0, 2]},
+                          device="cpu", report=None)  # read from the cache, not computed again
+    assert again.examples["blocks.3"].channel(2).activations == two.activations
     # the channels' dataset examples, which their pages show once their pictures are in the cache
     book.add(atlas.visualize(model, ["class:0", "channel:blocks.3:2"], preset="cpu", canvas=32, steps=2, crops=1,
                              device="cpu", scores=False))

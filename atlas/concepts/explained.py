@@ -1,10 +1,13 @@
-"""A class's concepts as a notebook shows them: `atlas.Atlas(cache).concepts(...)` returns them.
+"""A class's concepts and a channel's dataset examples as a notebook shows them:
+`atlas.Atlas(cache).concepts(...)` returns them.
 
 Each `ClassConcepts` is the concept bank of one class that the call computed or found in the cache
 (what `atlas render` turns into concept pictures and `atlas build` into the class page), with its
 concepts most important first: their share of the class logit, their crops as PIL images (read from the cache, checked
 against their sha256) and the objective whose MACO picture shows them. Jupyter shows a class as a
-table of its concepts and their top crops, and a list of classes one after another. Torch-free.
+table of its concepts and their top crops, and a list of classes one after another. Each
+`ExplainedChannel` is one channel's dataset examples (what its channel page shows): the image regions
+that activate it most, with their activations and source classes. Torch-free.
 """
 
 from __future__ import annotations
@@ -15,17 +18,28 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from atlas.concepts.formats import Concept, ConceptBank
+from atlas.concepts.formats import ChannelExamples, Concept, ConceptBank, Crop, ExampleSet
 from atlas.concepts.store import VISUALIZATION_COSINE, crop_path, verified_crop
 
 if TYPE_CHECKING:
     from atlas.objectives import Objective
 
 SHOWN_CROPS = 5  # crops a concept's row shows in Jupyter; `crops` gives every one
+SHOWN_EXAMPLES = 8  # examples a channel's row shows in Jupyter; `crops` gives every one
+
+
+def _crop_bytes(cache: Path, value: ConceptBank | ExampleSet, crop: Crop) -> bytes:
+    info = value.files.get(crop.image)
+    return verified_crop(crop_path(cache, value, crop), info.sha256 if info else None)
+
+
+def _inline(data: bytes, alt: str) -> str:
+    return (f'<img src="data:image/webp;base64,{base64.b64encode(data).decode()}" width="64" height="64" '
+            f'alt="{html.escape(alt)}" style="margin-right:2px">')
 
 
 @dataclass(frozen=True)
@@ -71,9 +85,7 @@ class ExplainedConcept:
         return concept_objective(self.bank.layer, self.concept.values, cosine=VISUALIZATION_COSINE)
 
     def _crop_bytes(self, i: int) -> bytes:
-        crop = self.concept.crops[i]
-        info = self.bank.files.get(crop.image)
-        return verified_crop(crop_path(self.cache, self.bank, crop), info.sha256 if info else None)
+        return _crop_bytes(self.cache, self.bank, self.concept.crops[i])
 
     def __repr__(self) -> str:
         return f"ExplainedConcept(class {self.class_index}, concept {self.rank}, share {100 * self.share:.0f}%)"
@@ -121,9 +133,7 @@ class ClassConcepts:
         rows = []
         for concept in self.concepts:
             shown = len(concept.concept.crops[:SHOWN_CROPS])
-            crops = "".join(f'<img src="data:image/webp;base64,{base64.b64encode(concept._crop_bytes(i)).decode()}" '
-                            f'width="64" height="64" alt="crop {i + 1}" style="margin-right:2px">'
-                            for i in range(shown))
+            crops = "".join(_inline(concept._crop_bytes(i), f"crop {i + 1}") for i in range(shown))
             rows.append(f'<tr><td style="text-align:left">concept {concept.rank}</td><td{right}>'
                         f"{100 * concept.share:.0f}%</td><td{right}>{concept.importance:+.2f}</td>"
                         f'<td style="text-align:left">{crops}</td></tr>')
@@ -137,17 +147,118 @@ class ClassConcepts:
 
 
 SHOWN_CLASSES = 10  # 1000 classes of 10 concepts of 5 inline crops would be hundreds of MB of HTML
+SHOWN_CHANNELS = 10  # likewise a layer's hundreds of channels
+
+
+@dataclass(frozen=True)
+class ExplainedChannel:
+    """One channel's dataset examples: the image regions of the folder that activate it most, highest
+    first, one a source image. `class_names` names the source classes (the model's names)."""
+
+    cache: Path = field(repr=False)
+    examples: ExampleSet = field(repr=False)
+    position: int  # in the example set, 0 first
+    class_names: dict[int, str] = field(repr=False, default_factory=dict)
+
+    @property
+    def _channel(self) -> ChannelExamples:
+        return self.examples.channels[self.position]
+
+    @property
+    def layer(self) -> str:
+        return self.examples.layer
+
+    @property
+    def channel(self) -> int:
+        return self._channel.channel
+
+    @property
+    def activations(self) -> list[float]:
+        """Each example's activation: the peak of the channel's map on its source image."""
+        return [crop.value for crop in self._channel.examples]
+
+    @property
+    def files(self) -> list[str]:
+        """Each example's source image, relative to the image folder."""
+        return [crop.file for crop in self._channel.examples]
+
+    @property
+    def classes(self) -> list[int]:
+        """Each example's source class (the folder it was read from)."""
+        return list(self._channel.classes)
+
+    @property
+    def crops(self) -> list[Image.Image]:
+        """The regions themselves, as the cache keeps them (128 px WebP), highest activation first."""
+        return [Image.open(io.BytesIO(self._crop_bytes(i))) for i in range(len(self._channel.examples))]
+
+    def _crop_bytes(self, i: int) -> bytes:
+        return _crop_bytes(self.cache, self.examples, self._channel.examples[i])
+
+    def _class_name(self, index: int) -> str:
+        return self.class_names.get(index, f"class {index}")
+
+    def __len__(self) -> int:
+        return len(self._channel.examples)
+
+    def __repr__(self) -> str:
+        return f"ExplainedChannel({self.layer} channel {self.channel}, {len(self)} examples)"
+
+    def _repr_html_(self) -> str:
+        cells = []
+        shown = self._channel.examples[:SHOWN_EXAMPLES]
+        for i, (crop, source) in enumerate(zip(shown, self.classes[: len(shown)], strict=True)):
+            name = html.escape(self._class_name(source))
+            cells.append(f'<td style="text-align:center;font-size:smaller">'
+                         f"{_inline(self._crop_bytes(i), f'example {i + 1}: {self._class_name(source)}')}"
+                         f"<br>{crop.value:.2f}<br>{name}</td>")
+        first = f"; the first {len(shown)} here, <code>crops</code> has all" if len(shown) < len(self) else ""
+        head = (f"<b><code>{html.escape(self.layer)}</code> channel {self.channel}</b>: the {len(self)} image "
+                f"regions that activate it most, one an image, of {self.examples.images} images{first} (below "
+                "each, its activation and the class of its image)")
+        return f'<div style="margin-bottom:1em">{head}<table><tr>{"".join(cells)}</tr></table></div>'
+
+
+class LayerExamples(list):
+    """The dataset examples of a layer's channels, in channel order; Jupyter shows the first few."""
+
+    def __init__(self, channels: Sequence[ExplainedChannel] = ()) -> None:
+        super().__init__(channels)
+
+    def channel(self, channel: int) -> ExplainedChannel:
+        """The examples of `channel` (its number in the layer, not its place in this list)."""
+        for shown in self:
+            if shown.channel == channel:
+                return shown
+        raise KeyError(f"channel {channel} has no dataset examples here: these are channels "
+                       f"{', '.join(str(c.channel) for c in self)}")
+
+    def _repr_html_(self) -> str:
+        return _first(self, SHOWN_CHANNELS, "channels", "<code>examples.channel(c)</code> shows channel c")
+
+
+def _first(values: Sequence[Any], count: int, what: str, how: str) -> str:
+    """The first `count` of `values` as Jupyter shows each, and how many more there are and `how` to see one."""
+    shown = "".join(v._repr_html_() for v in values[:count])
+    more = len(values) - count
+    if more > 0:
+        shown += f"<p>... and {more} more {what}: {how}.</p>"
+    return shown
 
 
 class Explanations(list):
-    """The classes `Atlas.concepts` explained, in class order; Jupyter shows the first few in turn."""
+    """The classes `Atlas.concepts` explained, in class order; Jupyter shows the first few in turn.
+    `examples` holds the dataset examples asked for (`layers=`): layer -> `LayerExamples`."""
 
-    def __init__(self, classes: Sequence[ClassConcepts] = ()) -> None:
+    def __init__(self, classes: Sequence[ClassConcepts] = (),
+                 examples: dict[str, LayerExamples] | None = None) -> None:
         super().__init__(classes)
+        self.examples = dict(examples or {})
 
     def _repr_html_(self) -> str:
-        shown = "".join(c._repr_html_() for c in self[:SHOWN_CLASSES])
-        more = len(self) - SHOWN_CLASSES
-        if more > 0:
-            shown += f"<p>... and {more} more classes: <code>explained[i]</code> shows the i-th.</p>"
+        shown = _first(self, SHOWN_CLASSES, "classes", "<code>explained[i]</code> shows the i-th")
+        if self.examples:
+            layers = ", ".join(f"<code>{html.escape(layer)}</code> ({len(channels)} channels)"
+                               for layer, channels in self.examples.items())
+            shown += f"<p>Dataset examples of {layers}: <code>explained.examples[layer]</code> shows them.</p>"
         return shown

@@ -95,6 +95,7 @@ class ConceptSummary:
     seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
     banks: dict[int, str] = field(default_factory=dict)  # class -> the key of its bank for this request
+    examples: dict[str, str] = field(default_factory=dict)  # layer -> the key of its dataset examples, once stored
 
     def per_class(self) -> dict[str, float]:
         """Seconds per computed class, per phase."""
@@ -347,6 +348,7 @@ def _run_examples(loaded: LoadedModel, request: ConceptRequest, folder: ImageFol
             pending[layer] = (list(channels), key)
         else:
             summary.examples_cached += 1
+            summary.examples[layer] = key
     if not pending:
         return
     keys = [key for _, key in pending.values()]
@@ -364,6 +366,7 @@ def _run_examples(loaded: LoadedModel, request: ConceptRequest, folder: ImageFol
             if parts is None:
                 if all(read_examples(request.cache, key) is not None for key in keys):
                     summary.examples_cached += len(keys)  # merged by a shard that finished at the same time
+                    summary.examples.update((layer, key) for layer, (_, key) in pending.items())
                 else:
                     summary.examples_waiting += len(keys)
                     report(f"shard {shard}: dataset examples saved as its part; the last shard to finish merges "
@@ -376,6 +379,7 @@ def _run_examples(loaded: LoadedModel, request: ConceptRequest, folder: ImageFol
                                                  grids.get(layer, (1, 1)), read, skipped)  # no grid: no image
         write_examples(request.cache, dataclasses.replace(result, seconds=seconds, created=_now()), crops)
         summary.example_layers += 1
+        summary.examples[layer] = key
     if parts[0].count > 1:
         report(f"dataset examples: merged the parts of {parts[0].count} shards")
         remove_pass(request.cache, parts[0])
