@@ -68,7 +68,7 @@ class ModelInfo:
     channel_top_classes: dict[str, dict[int, Ranked]]  # layer -> channel -> classes it supports most
     hardware: str
     code_version: str
-    spectrum_sha256: str
+    spectrum_sha256: str  # the renders' spectrum; empty when `atlas concepts` wrote the file, before any render
     input_size: int | None = None
     dataset: str | None = None  # what the classes are called ("ImageNet"); None: unnamed, or a file before the field
     parameters: int | None = None  # the model's parameter count, for the atlas's model cards; None in older files

@@ -255,7 +255,8 @@ class Atlas:
         return keys
 
     def _model(self, picture: Picture, done: set[tuple[str, str, tuple[str, ...]]]) -> None:
-        """The cache's model file for the picture's model: written when the cache has none, refused when it
+        """The cache's model file for the picture's model: written when the cache has none (or the one
+        `atlas concepts` writes before any picture, which names no spectrum), refused when it
         holds the name with other weights or names these weights' classes otherwise. Rewriting it would
         rename the classes of every picture of these weights already in the cache (some perhaps from
         `atlas render --labels`), and keeping it would caption these pictures with names they were not
@@ -270,7 +271,7 @@ class Atlas:
             return
         existing = self.cache.model_for(loaded.name, loaded.weights_sha256,
                                         "use another cache folder, or give the model another name=")
-        if existing is None:
+        if existing is None or not existing.spectrum_sha256:  # none, or `concepts` wrote it: no picture yet
             device = str(next(loaded.module.parameters()).device) if any(True for _ in loaded.module.parameters()) \
                 else "cpu"
             self.cache.write_model(model_info(loaded, device, picture.record.spectrum_sha256))

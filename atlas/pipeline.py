@@ -130,11 +130,12 @@ def _todo(plan: Plan, request: RenderRequest, summary: RenderSummary, report: Re
 
 
 def _write_model_info(cache: Cache, plan: Plan, request: RenderRequest, warn: Report) -> None:
-    """`models/<name>.json`, unless the cache holds it for these weights already (--force writes it again);
-    refused, before anything is rendered, when the cache holds the model with other weights."""
+    """`models/<name>.json`, unless the cache holds it for these weights already (--force writes it again;
+    a file `atlas concepts` wrote, naming no spectrum, is written again with the renders' own); refused,
+    before anything is rendered, when the cache holds the model with other weights."""
     loaded = plan.loaded
     existing = cache.model_for(loaded.name, loaded.weights_sha256, "render into another folder with --cache")
-    if request.force or existing is None:
+    if request.force or existing is None or not existing.spectrum_sha256:
         cache.write_model(model_info(loaded, request.device, plan.settings.spectrum_sha256))
         return
     # the pictures already there were captioned with the file's names: they stay, and the user hears why

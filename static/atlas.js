@@ -42,7 +42,8 @@
         kind: "class", scope: folder + "classes", model: m.model, folder: folder, index: c.index, num: pad(c.index),
         name: c.name, label: pad(c.index) + " " + c.name, synonyms: c.synonyms, wnid: c.wnid, page: c.page,
         status: c.status, thumb: c.thumb, thumbOverlay: c.thumb_overlay, size: c.thumb_size, called: c.called || null,
-        concept: c.concept_thumb ? { thumb: c.concept_thumb, thumbOverlay: c.concept_thumb_overlay, size: c.concept_thumb_size } : null
+        concept: c.concept_thumb ? { thumb: c.concept_thumb, thumbOverlay: c.concept_thumb_overlay, size: c.concept_thumb_size } : null,
+        crop: c.concept_crop ? INDEX.crops_base + c.concept_crop + ".webp" : null
       });
     });
     m.layers.forEach(function (layer) {
@@ -113,22 +114,47 @@
 
   /* ---------- grids drawn from the index: small pages even with 1000 tiles ---------- */
   // Classes by their logit's picture (the default) or by their most important concept's.
-  var by = recall("by") === "concept" ? "concept" : "logit";
+  // Until the reader chooses, an atlas with concepts but no class picture yet opens on its concepts (the
+  // toggle's data-default), and a layer with dataset examples but no picture on its examples.
+  function initial(key, value, other) {
+    var saved = recall(key);
+    if (saved !== null) return saved === value ? value : other;
+    var toggle = document.querySelector('[data-toggle="' + key + '"]');
+    return toggle && toggle.getAttribute("data-default") === value ? value : other;
+  }
+  var by = initial("by", "concept", "logit");
   // Channels by their picture (the default) or by their top dataset example, as Microscope shows them.
-  var layerBy = recall("layer-by") === "example" ? "example" : "picture";
+  var layerBy = initial("layer-by", "example", "picture");
 
-  function tile(u) {
-    var a = el("a", "tile " + u.status);
-    a.href = root + u.page;
-    a.title = u.label;
-    if (by === "concept" && u.concept) {
-      u = { kind: u.kind, num: u.num, name: u.name, channel: u.channel, status: u.status,
-            thumb: u.concept.thumb, thumbOverlay: u.concept.thumbOverlay, size: u.concept.size };
+  // A patch of a photo (a concept's top crop, a channel's top dataset example) stands in for a picture
+  // that is not rendered yet: such a tile is shown even with "Hide pending". Among the concepts'
+  // pictures it is marked as a photo; the examples' view is all photos.
+  function shownAs(u) {
+    var same = { kind: u.kind, num: u.num, name: u.name, channel: u.channel, status: u.status, called: u.called,
+                 label: u.label, thumb: u.thumb, thumbOverlay: u.thumbOverlay, size: u.size };
+    if (by === "concept" && (u.concept || u.crop)) {
+      same.called = null;  // the mark is about the class picture
+      if (!u.concept) return photo(same, u.crop, true, "the photo patch that shows its most important concept most; the concept's picture is not rendered yet");
+      same.thumb = u.concept.thumb; same.thumbOverlay = u.concept.thumbOverlay; same.size = u.concept.size;
     }
     if (u.kind === "channel" && layerBy === "example" && u.example) {
-      u = { kind: u.kind, num: u.num, name: u.name, channel: u.channel, status: u.status,
-            thumb: u.example, thumbOverlay: u.example, size: null };
+      if (u.status !== "ok") return photo(same, u.example, false, "its top dataset example; its picture is not rendered yet");
+      same.thumb = u.example; same.thumbOverlay = u.example; same.size = null;
     }
+    return same;
+  }
+
+  function photo(u, path, marked, what) {
+    u.thumb = path; u.thumbOverlay = path; u.size = null;
+    u.status = "patch"; u.photo = marked; u.label = u.label + ": " + what;
+    return u;
+  }
+
+  function tile(unit) {
+    var u = shownAs(unit);
+    var a = el("a", "tile " + u.status);
+    a.href = root + unit.page;
+    a.title = u.label;
     if (u.thumb) {
       var img = el("img");
       img.loading = "lazy";
@@ -143,6 +169,7 @@
     } else {
       a.appendChild(el("span", "ph " + u.status, u.status));
     }
+    if (u.photo) a.appendChild(el("span", "photo-mark", "photo"));
     if (u.called) {
       var mark = el("span", "called-mark", "!");
       mark.setAttribute("role", "img");

@@ -6,7 +6,8 @@ channel page with dataset examples, at 1280x900 and 375x800.
 Without SITE it builds the committed sample cache, with the test concept banks and dataset
 examples of tests/concept_site_support.py, into a temporary folder first. With SITE (a built
 atlas, e.g. of a real cache) `--only-class --name class-real --colors 256` shoots its class page
-alone as class-real*.png, each reduced to a 256-colour palette (the README's real screenshots). Uses Debian's Chromium
+alone as class-real*.png, each reduced to a 256-colour palette (the README's real screenshots), and
+`--concepts-first` the index of a site built from `atlas concepts` alone. Uses Debian's Chromium
 through Playwright (never a downloaded browser).
 """
 
@@ -40,6 +41,8 @@ def main() -> None:
     parser.add_argument("--only-class", action="store_true", help="shoot the class page only (a site of no channels)")
     parser.add_argument("--models", action="store_true",
                         help="shoot a several-model site's root index and the compare page of --class instead")
+    parser.add_argument("--concepts-first", action="store_true",
+                        help="shoot the index of a site of concepts alone (no render yet) as concepts-first*.png")
     parser.add_argument("--name", default="class", help="file name of the class page's shots (default class)")
     parser.add_argument("--model", help="the model folder of the site to shoot (default: the test atlas's model)")
     parser.add_argument("--colors", type=int, default=0,
@@ -65,6 +68,9 @@ def main() -> None:
                  ("index-phone", f"{folder}/index.html", PHONE)]
         if args.only_class:
             shots = shots[1:3]
+        if args.concepts_first:
+            shots = [("concepts-first", f"{folder}/index.html", DESKTOP),
+                     ("concepts-first-phone", f"{folder}/index.html", PHONE)]
         if args.models:  # a site of several models: its root index of model cards and a compare page
             shots = [("models-index", "index.html", DESKTOP), ("models-index-phone", "index.html", PHONE),
                      ("compare", f"compare/{args.cls}.html", DESKTOP),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -188,6 +189,35 @@ def test_cli_summary_line_and_one_line_errors(tmp_path, tiny, capsys):
     assert main(cli(tmp_path)) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "holiday photos" in err and "WordNet id" in err
+
+
+def test_a_cache_of_concepts_alone_builds_and_the_first_render_names_its_spectrum(tmp_path, tiny, capsys):
+    from tests.config_support import write_config
+
+    make_folder(tmp_path / "images", CLASSES, tiny.input_size)
+    assert main(cli(tmp_path, "--layers", "blocks.3=0-1")) == 0
+    model_file = tmp_path / "cache" / "models" / "test_efficientnet.json"
+    written = json.loads(model_file.read_text())
+    assert written["weights_sha256"] == tiny.weights_sha256 and written["spectrum_sha256"] == ""
+    assert main(["build", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "site")]) == 0
+    site = tmp_path / "site" / "test_efficientnet"
+    page = (site / "classes" / "0000.html").read_text()
+    assert "Not rendered yet" in page and 'id="concept-2"' in page
+    assert "Dataset examples" in (site / "layers" / "blocks.3" / "c0001.html").read_text()
+    # the first render writes the file again, naming its spectrum
+    config = write_config(tmp_path, "test_efficientnet")
+    assert main(["render", "--config", str(config), "--full", "--classes", "0", "--no-progress"]) == 0
+    rendered = json.loads(model_file.read_text())
+    assert rendered["spectrum_sha256"] and {k: v for k, v in rendered.items() if k != "spectrum_sha256"} == \
+        {k: v for k, v in written.items() if k != "spectrum_sha256"}
+    # a cache that holds the name with other weights is refused before anything is computed
+    model_file.write_text(json.dumps(rendered | {"weights_sha256": "0" * 64}))
+    banks = bank_files(tmp_path / "cache")
+    capsys.readouterr()
+    assert main(cli(tmp_path, "--concepts", "3")) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "holds test_efficientnet with other weights" in err and "--cache" in err
+    assert bank_files(tmp_path / "cache") == banks
 
 
 @pytest.mark.slow

@@ -41,6 +41,8 @@ def test_notebook_concepts_and_their_pictures_are_what_the_commands_make(tmp_pat
     explained = book.concepts(model, tmp_path / "images", classes="tench,1", concepts=2, patch=64,
                               device="cpu", report=lines.append)
     assert "2 to compute" in lines[0]
+    model_file = tmp_path / "cache" / "models" / f"{model.name}.json"
+    assert json.loads(model_file.read_text())["spectrum_sha256"] == ""  # `build` can show the concepts already
     assert [(c.index, c.name, len(c)) for c in explained] == [(0, "tench", 2), (1, "goldfish", 2)]
     banks = current_banks(tmp_path / "cache", model.name, model.weights_sha256)
     for explanation in explained:
@@ -67,6 +69,7 @@ def test_notebook_concepts_and_their_pictures_are_what_the_commands_make(tmp_pat
         [("concept", 0), ("concept", 0), ("concept", 1), ("concept", 1)]
     assert all(p.record.expression is not None and p.record.expression.concepts == 2 for p in pictures)
     book.add(pictures)
+    assert json.loads(model_file.read_text())["spectrum_sha256"] == pictures[0].record.spectrum_sha256
     assert main(["render", "--cpu-subset", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "6 objectives (4 of them concepts, from `atlas concepts`): 2 to render" in out, out

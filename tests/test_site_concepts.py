@@ -155,6 +155,37 @@ def test_index_offers_the_top_concept_view(site):
     assert "concept_thumb" not in by_index[1] and "concept_thumb" not in by_index[607]
 
 
+def test_concepts_and_examples_alone_make_a_site_before_any_picture(cache, site, tmp_path):
+    """No render yet (`atlas concepts` alone): the classes show their concepts' top crops in the index,
+    which opens on them, and the example channels have pages with their examples."""
+    alone = tmp_path / "cache"
+    shutil.copytree(cache, alone)
+    shutil.rmtree(alone / "entries")
+    out = tmp_path / "site"
+    build(alone, out)
+    index = json.loads((out / MODEL / "data" / "index.json").read_text())
+    crops = {c["index"]: c["concept_crop"] for c in index["classes"] if "concept_crop" in c}
+    assert sorted(crops) == [1, 967] and not any("concept_thumb" in c for c in index["classes"])
+    assert all((out / "crops" / f"{name}.webp").is_file() for name in crops.values())
+    assert '"crops_base":"crops/"' in (out / "data" / "search-index.js").read_text()
+    home = (out / MODEL / "index.html").read_text()
+    assert 'data-toggle="by" data-default="concept"' in home
+    assert "0 rendered · 0 failed · 1,000 pending · 2 with concepts" in home
+    assert "0 in 0 layers · 2 with dataset examples" in home and "2 with examples</span>" in home
+    layer = (out / MODEL / "layers" / "conv_head" / "index.html").read_text()
+    assert 'data-toggle="layer-by" data-default="example"' in layer
+    assert "0 channels rendered of 1,280, 2 with dataset examples" in layer
+    channels = {ch["channel"]: ch for la in index["layers"] for ch in la["channels"]}
+    assert sorted(channels) == [42, 101] and all(ch["status"] == "pending" for ch in channels.values())
+    page = (out / MODEL / "layers" / "conv_head" / "c0042.html").read_text()
+    assert "Not rendered yet" in page and page.count('alt="Example ') == EXAMPLES
+    manifest = json.loads((out / MODEL / "data" / "manifest.json").read_text())
+    assert manifest["counts"]["classes_with_concepts"] == 2 and manifest["counts"]["classes_rendered"] == 0
+    # with pictures, the views open on them
+    assert 'data-toggle="by">' in (site / MODEL / "index.html").read_text()
+    assert 'data-toggle="layer-by">' in (site / MODEL / "layers" / "conv_head" / "index.html").read_text()
+
+
 def test_a_site_without_concepts_is_the_site_of_before(cache, site, tmp_path, tmp_path_factory):
     """Dropping the banks and examples: the rebuild removes the crops and gives the plain sample site."""
     plain = sample_site(tmp_path_factory)

@@ -252,3 +252,52 @@ def test_a_picture_the_generator_calls_another_class_says_so(tab):
     note.locator("a").click()
     page.wait_for_url("**/classes/0282.html")
     tab.assert_clean()
+
+
+@pytest.fixture(scope="module")
+def concepts_alone(tmp_path_factory) -> Path:
+    """The concept site's cache before any render: banks and dataset examples only."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("concepts-alone")
+    cache = concept_cache(root / "cache")
+    shutil.rmtree(cache / "entries")
+    build(cache, root / "site")
+    return root / "site"
+
+
+def test_before_any_picture_the_index_and_layers_open_on_photo_patches(browser, concepts_alone):
+    from tests.browser_support import open_tab
+
+    tab = open_tab(browser, concepts_alone.as_uri() + "/")
+    page = tab.page
+    tab.goto(f"{MODEL}/index.html")
+    # no choice saved yet: the classes by their top concept, pending classes hidden, the two banks' crops shown
+    assert page.is_checked("#hide-pending")
+    assert page.get_attribute("button[data-by=concept]", "aria-pressed") == "true"
+    tiles = page.locator("#grid a.tile:visible")
+    assert tiles.count() == 2
+    assert [tiles.nth(i).locator(".cap").inner_text().split() for i in range(2)] == [
+        ["0001", "goldfish"], ["0967", "espresso"]]
+    assert all(tiles.nth(i).locator(".photo-mark").inner_text() == "photo" for i in range(2))
+    assert "not rendered yet" in tiles.first.get_attribute("title")
+    srcs = [tiles.nth(i).locator("img").get_attribute("src") for i in range(2)]
+    assert all("/crops/" in s and s.endswith(".webp") for s in srcs)
+    loaded = [i for i in tab.images() if "/crops/" in i["src"]]
+    assert len(loaded) == 2 and all(i["natural"] > 0 for i in loaded)
+    # the class picture view has nothing to show but pending tiles, which "Hide pending" hides
+    page.click("button[data-by=logit]")
+    assert page.locator("#grid a.tile:visible").count() == 0
+    page.uncheck("#hide-pending")
+    assert page.locator("#grid a.tile:visible").count() == 1000
+    page.click("button[data-by=concept]")
+    tab.goto(f"{MODEL}/layers/conv_head/index.html")
+    assert page.get_attribute("button[data-layer-by=example]", "aria-pressed") == "true"
+    channels = page.locator("#grid a.tile img")
+    assert channels.count() == 2 and all("/crops/" in channels.nth(i).get_attribute("src") for i in range(2))
+    assert page.locator("#grid a.tile .photo-mark").count() == 0  # the examples' view is all photos
+    channels.first.click()
+    page.wait_for_url("**/layers/conv_head/c0042.html")
+    assert page.locator(".example-list img").count() >= EXAMPLES
+    tab.assert_clean()
+    page.context.close()

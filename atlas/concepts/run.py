@@ -167,11 +167,25 @@ def examples_key(loaded: LoadedModel, folder: ImageFolder, layer: str, channels:
                               "settings": dict(setting)})
 
 
+def _model_file(loaded: LoadedModel, cache: Cache) -> None:
+    """The cache's `models/<name>.json`, written when it has none, so that `atlas build` shows the concepts
+    and dataset examples before any picture is rendered. No picture made it, so it names no spectrum: the
+    first render writes it again with its own. A cache holding the name with other weights is refused,
+    as `atlas render` refuses it: its site would never show these banks."""
+    from atlas.metadata import model_info  # the model's layers and class neighbours: only when written
+
+    if cache.model_for(loaded.name, loaded.weights_sha256, "compute the concepts into another cache folder "
+                       "(--cache), or give the model another name") is None:
+        device = next((str(p.device) for p in loaded.module.parameters()), "cpu")
+        cache.write_model(model_info(loaded, device, ""))
+
+
 def run_concepts(loaded: LoadedModel, request: ConceptRequest, *, report: Callable[[str], None] = print,
                  progress: Progress | None = None) -> ConceptSummary:
     """Compute every missing concept bank (and dataset examples) of the request; returns the summary."""
     started = time.perf_counter()
     folder = scan(request.images, folder_index(loaded, request.images), request.per_class, request.classes)
+    _model_file(loaded, Cache(request.cache))
     removed = Cache(request.cache).clean_stale()
     if removed:
         report(f"removed {removed} temporary file(s) left by an interrupted run")

@@ -199,7 +199,7 @@ def _pick_model(cache: Path, model: str | None) -> Path:
         raise AtlasError(
             f"the cache {cache} has no metadata for model {model!r} (found: {listed}); pick one with --model")
     if not models:
-        raise AtlasError(f"{cache} holds no models/*.json: run `atlas render` into it first")
+        raise AtlasError(f"{cache} holds no models/*.json: run `atlas render` or `atlas concepts` into it first")
     if len(models) > 1:
         raise AtlasError(f"{cache} holds several models ({', '.join(models)}): pick one with --model NAME")
     return next(iter(models.values()))

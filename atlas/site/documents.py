@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from atlas import __version__
-from atlas.site.concept_views import CropImage
+from atlas.site.concept_views import CROPS, CropImage
 from atlas.site.pages import ChannelPage, ClassPage, Render, Site, UnitPage
 from atlas.typed_json import as_data
 
@@ -45,13 +45,17 @@ def _tile(page: UnitPage) -> dict[str, Any]:
 
 
 def _concept_tile(page: ClassPage) -> dict[str, Any]:
-    """The picture of the class's top concept, for the index's "by top concept" view; nothing when
-    it has none, so that an atlas without concepts keeps its index as it was."""
-    top = page.top_concept
-    if top is None or top.media is None:
+    """The class's top concept for the index's "by top concept" view: its picture when rendered, and the
+    name of its top crop (a patch of a photo, under `crops/`), which the index shows until then; nothing
+    when the class has no concepts, so that an atlas without concepts keeps its index as it was."""
+    if not page.concepts:
         return {}
-    return {"concept_thumb": top.media.thumb, "concept_thumb_overlay": top.media.thumb_overlay,
-            "concept_thumb_size": list(top.media.thumb_size)}
+    first = page.concepts[0]
+    tile: dict[str, Any] = {"concept_crop": first.crops[0].name} if first.crops else {}
+    if first.media is not None:
+        tile |= {"concept_thumb": first.media.thumb, "concept_thumb_overlay": first.media.thumb_overlay,
+                 "concept_thumb_size": list(first.media.thumb_size)}
+    return tile
 
 
 def _called(page: ClassPage) -> dict[str, Any]:
@@ -87,7 +91,7 @@ def index_document(site: Site) -> dict[str, Any]:
 def atlas_index(sites: list[Site]) -> dict[str, Any]:
     """The search index: every model's index document, named by the model, with its folder and home page
     (the default model first), so that search finds a class in every model of the atlas."""
-    return {"format": SITE_FORMAT,
+    return {"format": SITE_FORMAT, "crops_base": f"{CROPS}/",
             "models": [{**index_document(site), "folder": site.prefix, "home": site.home.path} for site in sites]}
 
 
@@ -202,6 +206,7 @@ def manifest_document(site: Site) -> dict[str, Any]:
         "updated": s.updated,
         "counts": {
             "classes": s.classes, "classes_rendered": s.classes_rendered, "classes_failed": s.classes_failed,
+            "classes_with_concepts": s.classes_explained,
             "channels_rendered": s.channels_rendered, "channels_failed": s.channels_failed,
             "renders": s.renders, "extra_seeds": s.extra_seeds, "render_seconds": s.render_seconds,
         },

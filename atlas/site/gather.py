@@ -82,6 +82,9 @@ def gather(contents: CacheContents, *, with_png: bool = True, prefix: str = "") 
             by_class.setdefault(objective.class_index, []).append(e)
         elif objective.layer is not None and objective.channel is not None:
             by_channel.setdefault((objective.layer, objective.channel), []).append(e)
+    for layer_name, found in contents.examples.items():  # a channel with dataset examples has a page before its picture
+        for channel in found.channels:
+            by_channel.setdefault((layer_name, channel.channel), [])
 
     classes = [
         ClassPage(path=f"{prefix}classes/{c.index:04d}.html", title=f"{c.index:04d} {c.name}", template="unit.html",
@@ -283,9 +286,10 @@ def _summarize(contents: CacheContents, classes: list[ClassPage], layers: list[L
         classes=len(classes),
         classes_rendered=sum(p.status == "ok" for p in classes),
         classes_failed=sum(p.status == "failed" for p in classes),
+        classes_explained=sum(1 for p in classes if p.concepts),
         channels_rendered=sum(c.status == "ok" for la in layers for c in la.channels),
         channels_failed=sum(c.status == "failed" for la in layers for c in la.channels),
-        layers_with_channels=sum(1 for la in layers if la.channels),
+        layers_with_channels=sum(1 for la in layers if any(c.renders for c in la.channels)),
         renders=len(shown),
         extra_seeds=sum(max(0, len(p.ok_renders) - 1) for p in [*classes, *(c for la in layers for c in la.channels)]),
         updated=finished[-1] if finished else "",

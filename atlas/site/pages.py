@@ -409,6 +409,10 @@ class LayerPage(Page):
         return any(c.examples for c in self.channels)
 
     @property
+    def with_examples(self) -> int:
+        return sum(1 for c in self.channels if c.examples)
+
+    @property
     def samples(self) -> list[ChannelPage]:
         return [c for c in self.channels if c.status == "ok"][:6]
 
@@ -455,6 +459,7 @@ class Summary:
     classes: int
     classes_rendered: int
     classes_failed: int
+    classes_explained: int  # classes with concepts, rendered or not
     channels_rendered: int
     channels_failed: int
     layers_with_channels: int
