@@ -49,7 +49,7 @@ def test_gather_orders_concepts_links_neighbours_and_finds_renders(cache):
     assert all(s.page.index == 1 for s in first.similar) and len(first.similar) == 3
     assert first.similar[0].path.startswith("classes/0001.html#concept-")
     assert len(first.crops) == CROPS and all(c.path.startswith("crops/") for c in first.crops)
-    assert page.top_concept is first and gathered.classes[1].top_concept is None
+    assert first.media is not None and gathered.classes[1].concepts[0].media is None
     assert gathered.classes[0].concepts == []
     channel = next(c for c in gathered.channels if (c.layer.name, c.channel) == ("conv_head", 42))
     assert [e.crop.value for e in channel.examples] == [float(EXAMPLES - j) for j in range(EXAMPLES)]

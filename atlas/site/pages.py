@@ -368,11 +368,6 @@ class ClassPage(OfClass, UnitPage):
         return ShareTable.of(self.bank) if self.bank is not None and self.concepts else None
 
     @property
-    def top_concept(self) -> ConceptView | None:
-        """The most important concept, when its picture is rendered (the index can show it)."""
-        return self.concepts[0] if self.concepts and self.concepts[0].media is not None else None
-
-    @property
     def label(self) -> str:
         return f"{self.number} {self.name}"
 
