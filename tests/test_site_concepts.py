@@ -153,6 +153,9 @@ def test_index_offers_the_top_concept_view(site):
     by_index = {c["index"]: c for c in index["classes"]}
     assert (site / by_index[967]["concept_thumb"]).is_file()
     assert "concept_thumb" not in by_index[1] and "concept_thumb" not in by_index[607]
+    # until its picture exists, a concept stands in by its top crop's name; no class without concepts lists one
+    assert "concept_crop" not in by_index[967] and (site / "crops" / f"{by_index[1]['concept_crop']}.webp").is_file()
+    assert sum("concept_crop" in c for c in index["classes"]) == 1
 
 
 def test_concepts_and_examples_alone_make_a_site_before_any_picture(cache, site, tmp_path):

@@ -45,17 +45,17 @@ def _tile(page: UnitPage) -> dict[str, Any]:
 
 
 def _concept_tile(page: ClassPage) -> dict[str, Any]:
-    """The class's top concept for the index's "by top concept" view: its picture when rendered, and the
-    name of its top crop (a patch of a photo, under `crops/`), which the index shows until then; nothing
-    when the class has no concepts, so that an atlas without concepts keeps its index as it was."""
+    """The class's top concept for the index's "by top concept" view: its picture when rendered, else the
+    name of its top crop (a patch of a photo, under `crops_base`); nothing when the class has no
+    concepts, so that an atlas without concepts keeps its index as it was. (The index is loaded by every
+    page: a full atlas's thousand crop names stay out of it once the pictures exist.)"""
     if not page.concepts:
         return {}
     first = page.concepts[0]
-    tile: dict[str, Any] = {"concept_crop": first.crops[0].name} if first.crops else {}
     if first.media is not None:
-        tile |= {"concept_thumb": first.media.thumb, "concept_thumb_overlay": first.media.thumb_overlay,
-                 "concept_thumb_size": list(first.media.thumb_size)}
-    return tile
+        return {"concept_thumb": first.media.thumb, "concept_thumb_overlay": first.media.thumb_overlay,
+                "concept_thumb_size": list(first.media.thumb_size)}
+    return {"concept_crop": first.crops[0].name} if first.crops else {}
 
 
 def _called(page: ClassPage) -> dict[str, Any]:
