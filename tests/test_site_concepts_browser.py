@@ -290,6 +290,9 @@ def test_before_any_picture_the_index_and_layers_open_on_photo_patches(browser, 
     assert page.locator("#grid a.tile:visible").count() == 0
     page.uncheck("#hide-pending")
     assert page.locator("#grid a.tile:visible").count() == 1000
+    tab.goto(f"{MODEL}/index.html")  # the reader's choice is kept over the site's default
+    assert page.get_attribute("button[data-by=logit]", "aria-pressed") == "true"
+    assert page.locator("#grid a.tile:visible").count() == 1000
     page.click("button[data-by=concept]")
     tab.goto(f"{MODEL}/layers/conv_head/index.html")
     assert page.get_attribute("button[data-layer-by=example]", "aria-pressed") == "true"
