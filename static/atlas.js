@@ -43,7 +43,7 @@
         name: c.name, label: pad(c.index) + " " + c.name, synonyms: c.synonyms, wnid: c.wnid, page: c.page,
         status: c.status, thumb: c.thumb, thumbOverlay: c.thumb_overlay, size: c.thumb_size, called: c.called || null,
         concept: c.concept_thumb ? { thumb: c.concept_thumb, thumbOverlay: c.concept_thumb_overlay, size: c.concept_thumb_size } : null,
-        crop: c.concept_crop ? INDEX.crops_base + c.concept_crop + ".webp" : null
+        crop: c.concept_crop || null
       });
     });
     m.layers.forEach(function (layer) {

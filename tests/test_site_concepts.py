@@ -154,7 +154,7 @@ def test_index_offers_the_top_concept_view(site):
     assert (site / by_index[967]["concept_thumb"]).is_file()
     assert "concept_thumb" not in by_index[1] and "concept_thumb" not in by_index[607]
     # until its picture exists, a concept stands in by its top crop's name; no class without concepts lists one
-    assert "concept_crop" not in by_index[967] and (site / "crops" / f"{by_index[1]['concept_crop']}.webp").is_file()
+    assert "concept_crop" not in by_index[967] and (site / by_index[1]["concept_crop"]).is_file()
     assert sum("concept_crop" in c for c in index["classes"]) == 1
 
 
@@ -169,8 +169,7 @@ def test_concepts_and_examples_alone_make_a_site_before_any_picture(cache, site,
     index = json.loads((out / MODEL / "data" / "index.json").read_text())
     crops = {c["index"]: c["concept_crop"] for c in index["classes"] if "concept_crop" in c}
     assert sorted(crops) == [1, 967] and not any("concept_thumb" in c for c in index["classes"])
-    assert all((out / "crops" / f"{name}.webp").is_file() for name in crops.values())
-    assert '"crops_base":"crops/"' in (out / "data" / "search-index.js").read_text()
+    assert all(path.startswith("crops/") and (out / path).is_file() for path in crops.values())
     home = (out / MODEL / "index.html").read_text()
     assert 'data-toggle="by" data-default="concept"' in home
     assert "0 rendered · 0 failed · 1,000 pending · 2 with concepts" in home

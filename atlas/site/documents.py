@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from atlas import __version__
-from atlas.site.concept_views import CROPS, CropImage
+from atlas.site.concept_views import CropImage
 from atlas.site.pages import ChannelPage, ClassPage, Render, Site, UnitPage
 from atlas.typed_json import as_data
 
@@ -45,17 +45,17 @@ def _tile(page: UnitPage) -> dict[str, Any]:
 
 
 def _concept_tile(page: ClassPage) -> dict[str, Any]:
-    """The class's top concept for the index's "by top concept" view: its picture when rendered, else the
-    name of its top crop (a patch of a photo, under `crops_base`); nothing when the class has no
-    concepts, so that an atlas without concepts keeps its index as it was. (The index is loaded by every
-    page: a full atlas's thousand crop names stay out of it once the pictures exist.)"""
+    """The class's top concept for the index's "by top concept" view: its picture when rendered, else its
+    top crop (a patch of a photo), as a channel lists its top example; nothing when the class has no
+    concepts, so that an atlas without concepts keeps its index as it was. (Every page loads the index:
+    a full atlas's thousand crop paths stay out of it once the pictures exist.)"""
     if not page.concepts:
         return {}
     first = page.concepts[0]
     if first.media is not None:
         return {"concept_thumb": first.media.thumb, "concept_thumb_overlay": first.media.thumb_overlay,
                 "concept_thumb_size": list(first.media.thumb_size)}
-    return {"concept_crop": first.crops[0].name} if first.crops else {}
+    return {"concept_crop": first.crops[0].path} if first.crops else {}
 
 
 def _called(page: ClassPage) -> dict[str, Any]:
@@ -91,7 +91,7 @@ def index_document(site: Site) -> dict[str, Any]:
 def atlas_index(sites: list[Site]) -> dict[str, Any]:
     """The search index: every model's index document, named by the model, with its folder and home page
     (the default model first), so that search finds a class in every model of the atlas."""
-    return {"format": SITE_FORMAT, "crops_base": f"{CROPS}/",
+    return {"format": SITE_FORMAT,
             "models": [{**index_document(site), "folder": site.prefix, "home": site.home.path} for site in sites]}
 
 
