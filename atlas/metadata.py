@@ -42,6 +42,11 @@ def listed_classes(loaded: LoadedModel) -> tuple[ClassInfo, ...]:
     return tuple(loaded.classes or numbered(loaded.num_classes))
 
 
+def parameter_device(loaded: LoadedModel) -> str:
+    """Where the model's parameters are (what its model file names as hardware); cpu for a module without any."""
+    return next((str(p.device) for p in loaded.module.parameters()), "cpu")
+
+
 def model_info(loaded: LoadedModel, device: str, spectrum_sha256: str) -> ModelInfo:
     classes = listed_classes(loaded)
     weights = classifier_weights(loaded)

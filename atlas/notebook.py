@@ -255,13 +255,13 @@ class Atlas:
         return keys
 
     def _model(self, picture: Picture, done: set[tuple[str, str, tuple[str, ...]]]) -> None:
-        """The cache's model file for the picture's model: written when the cache has none (or the one
+        """The cache's model file for the picture's model: written when the cache has none (or has the one
         `atlas concepts` writes before any picture, which names no spectrum), refused when it
         holds the name with other weights or names these weights' classes otherwise. Rewriting it would
         rename the classes of every picture of these weights already in the cache (some perhaps from
         `atlas render --labels`), and keeping it would caption these pictures with names they were not
         made with; only the user knows which names are right."""
-        from atlas.metadata import listed_classes, model_info
+        from atlas.metadata import listed_classes, model_info, parameter_device
 
         loaded = picture.model
         if loaded is None:
@@ -271,14 +271,13 @@ class Atlas:
             return
         existing = self.cache.model_for(loaded.name, loaded.weights_sha256,
                                         "use another cache folder, or give the model another name=")
-        if existing is None or not existing.spectrum_sha256:  # none, or `concepts` wrote it: no picture yet
-            device = str(next(loaded.module.parameters()).device) if any(True for _ in loaded.module.parameters()) \
-                else "cpu"
-            self.cache.write_model(model_info(loaded, device, picture.record.spectrum_sha256))
-        elif (detail := renamed_classes(existing, names)) is not None:
+        detail = renamed_classes(existing, names) if existing is not None else None
+        if detail is not None:
             raise AtlasError(f"the cache {self.cache.root} names the classes of {loaded.name} otherwise "
                              f"({detail}): pass the labels= its pictures were made with, use another cache "
                              "folder, or give the model another name=")
+        if existing is None or not existing.spectrum_sha256:  # none, or `atlas concepts` wrote it: no picture yet
+            self.cache.write_model(model_info(loaded, parameter_device(loaded), picture.record.spectrum_sha256))
         done.add((loaded.name, loaded.weights_sha256, names))
 
     def concepts(

@@ -131,16 +131,19 @@ def _todo(plan: Plan, request: RenderRequest, summary: RenderSummary, report: Re
 
 def _write_model_info(cache: Cache, plan: Plan, request: RenderRequest, warn: Report) -> None:
     """`models/<name>.json`, unless the cache holds it for these weights already (--force writes it again;
-    a file `atlas concepts` wrote, naming no spectrum, is written again with the renders' own); refused,
-    before anything is rendered, when the cache holds the model with other weights."""
+    a file `atlas concepts` wrote, naming no spectrum, is written again with the renders' own when it names
+    the classes alike); refused, before anything is rendered, when the cache holds the model with other weights."""
     loaded = plan.loaded
     existing = cache.model_for(loaded.name, loaded.weights_sha256, "render into another folder with --cache")
-    if request.force or existing is None or not existing.spectrum_sha256:
+    if request.force or existing is None:
         cache.write_model(model_info(loaded, request.device, plan.settings.spectrum_sha256))
         return
-    # the pictures already there were captioned with the file's names: they stay, and the user hears why
+    # the pages already there (pictures, or concepts) name the classes as the file does: they stay, and the
+    # user hears why
     detail = renamed_classes(existing, [c.name for c in listed_classes(loaded)])
-    if detail is not None:
+    if detail is None and not existing.spectrum_sha256:
+        cache.write_model(model_info(loaded, request.device, plan.settings.spectrum_sha256))
+    elif detail is not None:
         warn(f"the cache names the classes of {loaded.name} otherwise ({detail}); its names are kept: render "
              "into another folder with --cache for these names, or add --force to render these pictures again "
              "under them")

@@ -134,11 +134,13 @@
                  label: u.label, thumb: u.thumb, thumbOverlay: u.thumbOverlay, size: u.size };
     if (by === "concept" && (u.concept || u.crop)) {
       same.called = null;  // the mark is about the class picture
-      if (!u.concept) return photo(same, u.crop, true, "the photo patch that shows its most important concept most; the concept's picture is not rendered yet");
+      if (!u.concept) return photo(same, u.crop, true, "the photo patch that shows its most important concept most; the concept has no picture yet");
+      // the concept's picture is shown, whatever became of the class's own
       same.thumb = u.concept.thumb; same.thumbOverlay = u.concept.thumbOverlay; same.size = u.concept.size;
+      same.status = "ok";
     }
     if (u.kind === "channel" && layerBy === "example" && u.example) {
-      if (u.status !== "ok") return photo(same, u.example, false, "its top dataset example; its picture is not rendered yet");
+      if (u.status !== "ok") return photo(same, u.example, false, "its top dataset example; the channel has no picture yet");
       same.thumb = u.example; same.thumbOverlay = u.example; same.size = null;
     }
     return same;

@@ -195,8 +195,10 @@ def test_a_cache_of_concepts_alone_builds_and_the_first_render_names_its_spectru
     from tests.config_support import write_config
 
     make_folder(tmp_path / "images", CLASSES, tiny.input_size)
-    assert main(cli(tmp_path, "--layers", "blocks.3=0-1")) == 0
     model_file = tmp_path / "cache" / "models" / "test_efficientnet.json"
+    assert main(cli(tmp_path, "--layer", "nope")) == 1  # a refused run leaves no model file to build from
+    assert "nope" in capsys.readouterr().err and not model_file.exists()
+    assert main(cli(tmp_path, "--layers", "blocks.3=0-1")) == 0
     written = json.loads(model_file.read_text())
     assert written["weights_sha256"] == tiny.weights_sha256 and written["spectrum_sha256"] == ""
     assert main(["build", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "site")]) == 0

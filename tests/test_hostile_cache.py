@@ -407,6 +407,19 @@ def test_an_example_crop_that_is_no_image_or_lacks_its_class_skips_its_set(proje
     assert any("source classes" in p for p in read_cache(cache).problems)
 
 
+@pytest.mark.parametrize("channel", [-3, 99999])
+def test_an_example_set_of_a_channel_the_layer_lacks_is_skipped_not_given_a_page(project, channel):
+    cache, out = project / "cache", project / "site"
+    path = examples_json(cache)
+    rewrite(path, lambda d: d["channels"][0].update(channel=channel))
+    report = build(cache, out)
+    assert len(report.problems) == 1 and str(path.parent) in report.problems[0]
+    assert f"channel {channel} is outside layer conv_head's channels" in report.problems[0]
+    assert not list((out / MODEL / "layers" / "conv_head").glob("c-*.html"))
+    assert not (out / MODEL / "layers" / "conv_head" / "c99999.html").exists()
+    assert "Dataset examples" not in (out / MODEL / "layers" / "conv_head" / "c0042.html").read_text()
+
+
 def test_a_bad_source_thumbnail_is_reported_and_its_example_shown_without_it(project):
     import hashlib
 

@@ -118,7 +118,12 @@ def test_one_concept_or_one_class_is_an_objective_and_bad_settings_are_refused(t
     again = book.concepts(model, tmp_path / "images", concepts=2, patch=48, layers={"blocks.3": [0, 2]},
                           device="cpu", report=None)  # read from the cache, not computed again
     assert again.examples["blocks.3"].channel(2).activations == two.activations
-    # the channels' dataset examples, which their pages show once their pictures are in the cache
+    # the model file `concepts` wrote names the classes its pages show: pictures under other names are refused
+    renamed = atlas.visualize(model, "class:0", labels=[f"c{i}" for i in range(1000)], preset="cpu", canvas=32,
+                              steps=2, crops=1, device="cpu", scores=False)
+    with pytest.raises(AtlasError, match="names the classes of test_efficientnet otherwise"):
+        book.add(renamed)
+    # the channels' dataset examples on their pages, beside a picture once one is in the cache
     book.add(atlas.visualize(model, ["class:0", "channel:blocks.3:2"], preset="cpu", canvas=32, steps=2, crops=1,
                              device="cpu", scores=False))
     book.build(tmp_path / "site")

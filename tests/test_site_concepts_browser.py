@@ -280,7 +280,7 @@ def test_before_any_picture_the_index_and_layers_open_on_photo_patches(browser, 
     assert [tiles.nth(i).locator(".cap").inner_text().split() for i in range(2)] == [
         ["0001", "goldfish"], ["0967", "espresso"]]
     assert all(tiles.nth(i).locator(".photo-mark").inner_text() == "photo" for i in range(2))
-    assert "not rendered yet" in tiles.first.get_attribute("title")
+    assert "has no picture yet" in tiles.first.get_attribute("title")
     srcs = [tiles.nth(i).locator("img").get_attribute("src") for i in range(2)]
     assert all("/crops/" in s and s.endswith(".webp") for s in srcs)
     loaded = [i for i in tab.images() if "/crops/" in i["src"]]
@@ -302,5 +302,39 @@ def test_before_any_picture_the_index_and_layers_open_on_photo_patches(browser, 
     channels.first.click()
     page.wait_for_url("**/layers/conv_head/c0042.html")
     assert page.locator(".example-list img").count() >= EXAMPLES
+    tab.assert_clean()
+    page.context.close()
+
+
+@pytest.fixture(scope="module")
+def concept_pictures_alone(tmp_path_factory) -> Path:
+    """The concept site's cache with its concept pictures but no class or channel picture (the notebook's
+    `add(visualize(model, explained))`): class 967's top concept rendered, class 1's failed."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("concept-pictures-alone")
+    cache = concept_cache(root / "cache")
+    for folder, data in list(records(cache)):
+        if data["objective"]["kind"] != "concept":
+            shutil.rmtree(folder)
+    build(cache, root / "site")
+    return root / "site"
+
+
+def test_concept_pictures_without_class_pictures_open_the_index_on_them(browser, concept_pictures_alone):
+    from tests.browser_support import open_tab
+
+    tab = open_tab(browser, concept_pictures_alone.as_uri() + "/")
+    page = tab.page
+    tab.goto(f"{MODEL}/index.html")
+    assert page.get_attribute("button[data-by=concept]", "aria-pressed") == "true" and page.is_checked("#hide-pending")
+    tiles = page.locator("#grid a.tile:visible")
+    assert tiles.count() == 2
+    goldfish, espresso = tiles.nth(0), tiles.nth(1)
+    assert espresso.locator(".cap").inner_text().split() == ["0967", "espresso"]
+    assert "/media/" in espresso.locator("img").get_attribute("src") and espresso.locator(".photo-mark").count() == 0
+    assert "/crops/" in goldfish.locator("img").get_attribute("src")  # its concept's render failed
+    assert goldfish.locator(".photo-mark").count() == 1 and "has no picture yet" in goldfish.get_attribute("title")
+    assert all(i["natural"] > 0 for i in tab.images())
     tab.assert_clean()
     page.context.close()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import html
 import io
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -222,7 +222,7 @@ class ExplainedChannel:
 class LayerExamples(list):
     """The dataset examples of a layer's channels, in channel order; Jupyter shows the first few."""
 
-    def __init__(self, channels: Sequence[ExplainedChannel] = ()) -> None:
+    def __init__(self, channels: Iterable[ExplainedChannel] = ()) -> None:
         super().__init__(channels)
 
     def channel(self, channel: int) -> ExplainedChannel:

@@ -167,17 +167,16 @@ def examples_key(loaded: LoadedModel, folder: ImageFolder, layer: str, channels:
                               "settings": dict(setting)})
 
 
-def _model_file(loaded: LoadedModel, cache: Cache) -> None:
-    """The cache's `models/<name>.json`, written when it has none, so that `atlas build` shows the concepts
-    and dataset examples before any picture is rendered. No picture made it, so it names no spectrum: the
-    first render writes it again with its own. A cache holding the name with other weights is refused,
-    as `atlas render` refuses it: its site would never show these banks."""
-    from atlas.metadata import model_info  # the model's layers and class neighbours: only when written
+MODEL_FILE_FIX = "compute the concepts into another cache folder (--cache), or give the model another name"
 
-    if cache.model_for(loaded.name, loaded.weights_sha256, "compute the concepts into another cache folder "
-                       "(--cache), or give the model another name") is None:
-        device = next((str(p.device) for p in loaded.module.parameters()), "cpu")
-        cache.write_model(model_info(loaded, device, ""))
+
+def _write_model_file(loaded: LoadedModel, cache: Cache) -> None:
+    """The cache's `models/<name>.json`, for a cache that had none once this run has stored something, so that
+    `atlas build` shows the concepts and dataset examples before any picture is rendered. No picture made
+    it, so it names no spectrum: the first render writes it again with its own."""
+    from atlas.metadata import model_info, parameter_device  # the layers and class neighbours: only when written
+
+    cache.write_model(model_info(loaded, parameter_device(loaded), ""))
 
 
 def run_concepts(loaded: LoadedModel, request: ConceptRequest, *, report: Callable[[str], None] = print,
@@ -185,8 +184,10 @@ def run_concepts(loaded: LoadedModel, request: ConceptRequest, *, report: Callab
     """Compute every missing concept bank (and dataset examples) of the request; returns the summary."""
     started = time.perf_counter()
     folder = scan(request.images, folder_index(loaded, request.images), request.per_class, request.classes)
-    _model_file(loaded, Cache(request.cache))
-    removed = Cache(request.cache).clean_stale()
+    cache = Cache(request.cache)
+    # refused before anything is computed, as `atlas render` refuses it: the site would never show these banks
+    has_model_file = cache.model_for(loaded.name, loaded.weights_sha256, MODEL_FILE_FIX) is not None
+    removed = cache.clean_stale()
     if removed:
         report(f"removed {removed} temporary file(s) left by an interrupted run")
     layer = _layer(loaded, request.layer)
@@ -226,6 +227,8 @@ def run_concepts(loaded: LoadedModel, request: ConceptRequest, *, report: Callab
     if request.example_layers:
         _run_examples(loaded, request, folder, summary, report, progress)
     banks = current_banks(request.cache, loaded.name, loaded.weights_sha256)
+    if not has_model_file and (banks or summary.examples):
+        _write_model_file(loaded, cache)
     if banks and similar.update(request.cache, banks, loaded.name, loaded.weights_sha256):
         report(f"similar concepts of {len(banks)} banks stored")
     summary.seconds = time.perf_counter() - started

@@ -165,6 +165,11 @@ def read_cache(cache: Path, model: str | None = None) -> CacheContents:
         if why:
             found.append(f"{concept_store.entry_folder(cache, bank)}: {why}")
             del banks[bank.class_index]
+    for layer, example_set in list(examples.items()):  # its channels get pages: each must be one of the layer's
+        why = _examples_problem(example_set, info)
+        if why:
+            found.append(f"{concept_store.entry_folder(cache, example_set)}: {why}")
+            del examples[layer]
     if found:
         skipped["invalid"] += len(found)
         problems += found
@@ -181,6 +186,13 @@ def _check_objective(objective: ObjectiveInfo, info: ModelInfo) -> None:
         channels = next((la.channels for la in info.layers if la.name == objective.layer), None)
         if objective.channel < 0 or (channels is not None and objective.channel >= channels):
             raise ValueError(f"channel {objective.channel} is outside layer {objective.layer}'s channels")
+
+
+def _examples_problem(examples: ExampleSet, info: ModelInfo) -> str | None:
+    channels = next((la.channels for la in info.layers if la.name == examples.layer), None)
+    wrong = next((c.channel for c in examples.channels
+                  if c.channel < 0 or (channels is not None and c.channel >= channels)), None)
+    return None if wrong is None else f"channel {wrong} is outside layer {examples.layer}'s channels"
 
 
 def _bank_problem(bank: ConceptBank, info: ModelInfo) -> str | None:

@@ -47,7 +47,7 @@ def _tile(page: UnitPage) -> dict[str, Any]:
 def _concept_tile(page: ClassPage) -> dict[str, Any]:
     """The class's top concept for the index's "by top concept" view: its picture when rendered, else its
     top crop (a patch of a photo), as a channel lists its top example; nothing when the class has no
-    concepts, so that an atlas without concepts keeps its index as it was. (Every page loads the index:
+    concepts, so that an atlas without concepts adds nothing to its index. (Every page loads the index:
     a full atlas's thousand crop paths stay out of it once the pictures exist.)"""
     if not page.concepts:
         return {}

@@ -400,10 +400,6 @@ class LayerPage(Page):
         return sum(1 for c in self.channels if c.status == "ok")
 
     @property
-    def has_examples(self) -> bool:
-        return any(c.examples for c in self.channels)
-
-    @property
     def with_examples(self) -> int:
         return sum(1 for c in self.channels if c.examples)
 
