@@ -254,16 +254,22 @@ def test_a_picture_the_generator_calls_another_class_says_so(tab):
     tab.assert_clean()
 
 
-@pytest.fixture(scope="module")
-def concepts_alone(tmp_path_factory) -> Path:
-    """The concept site's cache before any render: banks and dataset examples only."""
+def _site_keeping(root: Path, kinds: tuple[str, ...]) -> Path:
+    """The concept site built from its cache less every render whose objective is not of `kinds`."""
     import shutil
 
-    root = tmp_path_factory.mktemp("concepts-alone")
     cache = concept_cache(root / "cache")
-    shutil.rmtree(cache / "entries")
+    for folder, data in list(records(cache)):
+        if data["objective"]["kind"] not in kinds:
+            shutil.rmtree(folder)
     build(cache, root / "site")
     return root / "site"
+
+
+@pytest.fixture(scope="module")
+def concepts_alone(tmp_path_factory) -> Path:
+    """Before any render: banks and dataset examples only."""
+    return _site_keeping(tmp_path_factory.mktemp("concepts-alone"), ())
 
 
 def test_before_any_picture_the_index_and_layers_open_on_photo_patches(browser, concepts_alone):
@@ -308,17 +314,9 @@ def test_before_any_picture_the_index_and_layers_open_on_photo_patches(browser, 
 
 @pytest.fixture(scope="module")
 def concept_pictures_alone(tmp_path_factory) -> Path:
-    """The concept site's cache with its concept pictures but no class or channel picture (the notebook's
-    `add(visualize(model, explained))`): class 967's top concept rendered, class 1's failed."""
-    import shutil
-
-    root = tmp_path_factory.mktemp("concept-pictures-alone")
-    cache = concept_cache(root / "cache")
-    for folder, data in list(records(cache)):
-        if data["objective"]["kind"] != "concept":
-            shutil.rmtree(folder)
-    build(cache, root / "site")
-    return root / "site"
+    """Concept pictures but no class or channel picture (the notebook's `add(visualize(model, explained))`):
+    class 967's top concept rendered, class 1's failed."""
+    return _site_keeping(tmp_path_factory.mktemp("concept-pictures-alone"), ("concept",))
 
 
 def test_concept_pictures_without_class_pictures_open_the_index_on_them(browser, concept_pictures_alone):
