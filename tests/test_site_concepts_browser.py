@@ -336,3 +336,13 @@ def test_concept_pictures_without_class_pictures_open_the_index_on_them(browser,
     assert all(i["natural"] > 0 for i in tab.images())
     tab.assert_clean()
     page.context.close()
+
+
+def test_on_a_phone_a_class_without_its_picture_reaches_its_concepts_on_the_first_screen(browser, concepts_alone):
+    context = browser.new_context(viewport={"width": 375, "height": 800})
+    page = context.new_page()
+    page.goto((concepts_alone / MODEL / "classes" / "0967.html").as_uri())
+    stage = page.locator("#stage").bounding_box()
+    assert stage["height"] < 200  # the placeholder says it in a line or two, not in a 347 px square
+    assert page.evaluate("document.querySelector('.concepts').getBoundingClientRect().top") < 800
+    context.close()
