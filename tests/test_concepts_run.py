@@ -184,6 +184,7 @@ def test_cli_summary_line_and_one_line_errors(tmp_path, tiny, capsys):
     assert main(cli(tmp_path, "--layers", "blocks.3=0-1")) == 0
     out = capsys.readouterr().out
     assert "atlas concepts: done: 2 classes (2 computed, 0 in the cache); 5 images read; 0 skipped" in out
+    assert out.rstrip().endswith("(`atlas build` shows them now, `atlas render` draws their concepts' pictures)")
     assert "dataset examples of 1 layer(s)" in out
     (tmp_path / "images" / "holiday photos").mkdir()
     assert main(cli(tmp_path)) == 1

@@ -104,5 +104,6 @@ def run(args: argparse.Namespace) -> int:
         such = f" (such as {', '.join(summary.unreadable)})" if summary.unreadable else ""
         raise AtlasError(f"no class folder of {request.images} holds a readable image{such}: add JPEG or PNG "
                          "photos to each class's subfolder")
-    print(f"atlas concepts: done: {summary.line()}; cache {request.cache}", flush=True)
+    print(f"atlas concepts: done: {summary.line()}; cache {request.cache} (`atlas build` shows them now, "
+          "`atlas render` draws their concepts' pictures)", flush=True)
     return 0
