@@ -101,6 +101,23 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True, within: Path 
         fsync_dir(path.parent)
 
 
+def atomic_create(path: Path, data: bytes, *, within: Path | None = None) -> bool:
+    """Write `path` whole unless it exists (then leave it and return False): of several processes creating
+    it at once, one wins and the others keep what it wrote."""
+    if within is not None:
+        refuse_links(within, path.parent)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = write_temp(path, data)
+    try:
+        os.link(tmp, path)  # fails on an existing path, unlike a rename
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(path.parent)
+    return True
+
+
 def write_folder(folder: Path, files: dict[str, bytes], last: tuple[str, bytes] | None = None, *,
                  within: Path | None = None) -> None:
     """Place `files` (and then `last`, written after them: the document that makes the folder an

@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from atlas import atomic, model_record, store
-from atlas.atomic import STALE_AFTER_S, atomic_write, remove_if_empty
+from atlas.atomic import STALE_AFTER_S, atomic_create, atomic_write, remove_if_empty
 from atlas.errors import AtlasError
 from atlas.model_record import InvalidModelInfo, ModelInfo
 from atlas.record import ATTRIBUTION, IMAGE, RECORD, Record, with_files
@@ -165,6 +165,15 @@ class Cache:
         except OSError as exc:
             raise _write_error(exc, path) from exc
         return path
+
+    def create_model(self, info: ModelInfo) -> bool:
+        """`models/<name>.json` of `info.name` unless the cache has one (then False: whoever wrote it first
+        keeps it)."""
+        path = self.model_path(info.name)
+        try:
+            return atomic_create(path, model_record.dumps(info), within=self.root)
+        except OSError as exc:
+            raise _write_error(exc, path) from exc
 
     def read_model(self, name: str) -> ModelInfo | None:
         """The model's metadata; None when it is missing or unreadable (the pipeline writes it again)."""

@@ -25,6 +25,14 @@ def test_write_folder_places_a_whole_folder_and_leaves_no_temporary(tmp_path):
     assert [p.name for p in Path(tmp_path).rglob("*") if atomic.is_temporary(p.name)] == []
 
 
+def test_create_writes_a_file_once_and_keeps_whatever_was_there_first(tmp_path):
+    path = tmp_path / "models" / "m.json"
+    assert atomic.atomic_create(path, b"first")
+    assert not atomic.atomic_create(path, b"second")
+    assert path.read_bytes() == b"first"
+    assert [p.name for p in tmp_path.rglob("*") if atomic.is_temporary(p.name)] == []
+
+
 def test_a_link_or_file_in_a_folders_place_is_replaced_and_a_links_target_kept(tmp_path):
     target = tmp_path / "users"
     target.mkdir()

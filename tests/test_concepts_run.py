@@ -211,6 +211,8 @@ def test_a_cache_of_concepts_alone_builds_and_the_first_render_names_its_spectru
     config = write_config(tmp_path, "test_efficientnet")
     assert main(["render", "--config", str(config), "--full", "--classes", "0", "--no-progress"]) == 0
     rendered = json.loads(model_file.read_text())
+    # a later concepts run leaves the render's file as it is
+    assert main(cli(tmp_path, "--layers", "blocks.3=0-1")) == 0 and json.loads(model_file.read_text()) == rendered
     assert rendered["spectrum_sha256"] and {k: v for k, v in rendered.items() if k != "spectrum_sha256"} == \
         {k: v for k, v in written.items() if k != "spectrum_sha256"}
     # a cache that holds the name with other weights is refused before anything is computed

@@ -170,13 +170,14 @@ def examples_key(loaded: LoadedModel, folder: ImageFolder, layer: str, channels:
 MODEL_FILE_FIX = "compute the concepts into another cache folder (--cache), or give the model another name"
 
 
-def _write_model_file(loaded: LoadedModel, cache: Cache) -> None:
+def _create_model_file(loaded: LoadedModel, cache: Cache) -> None:
     """The cache's `models/<name>.json`, for a cache that had none once this run has stored something, so that
     `atlas build` shows the concepts and dataset examples before any picture is rendered. No picture made
-    it, so it names no spectrum: the first render writes it again with its own."""
+    it, so it names no spectrum: the first render writes it again with its own. Created only where none is
+    by then: a render or another shard that wrote one meanwhile keeps its own."""
     from atlas.metadata import model_info, parameter_device  # the layers and class neighbours: only when written
 
-    cache.write_model(model_info(loaded, parameter_device(loaded), ""))
+    cache.create_model(model_info(loaded, parameter_device(loaded), ""))
 
 
 def run_concepts(loaded: LoadedModel, request: ConceptRequest, *, report: Callable[[str], None] = print,
@@ -228,7 +229,7 @@ def run_concepts(loaded: LoadedModel, request: ConceptRequest, *, report: Callab
         _run_examples(loaded, request, folder, summary, report, progress)
     banks = current_banks(request.cache, loaded.name, loaded.weights_sha256)
     if not has_model_file and (banks or summary.examples):
-        _write_model_file(loaded, cache)
+        _create_model_file(loaded, cache)
     if banks and similar.update(request.cache, banks, loaded.name, loaded.weights_sha256):
         report(f"similar concepts of {len(banks)} banks stored")
     summary.seconds = time.perf_counter() - started
