@@ -105,6 +105,30 @@ def test_the_merge_is_idempotent_and_waits_for_every_part(tmp_path, tiny, monkey
     assert timeless(second) == timeless(first)
 
 
+def test_a_merge_killed_between_two_layers_finishes_from_the_same_parts(tmp_path, tiny, monkeypatch):
+    make_folder(tmp_path / "images", COUNTS, tiny.input_size)
+    quick = dict(example_layers={"blocks.3": [0, 1], "blocks.4": [2, 3]}, classes=[0])
+    run_concepts(tiny, request_for(tmp_path, "one", **quick), report=lambda line: None)
+    real_write = concepts_run.write_examples
+
+    def killed_after_one(root, examples, crops):
+        if list(store.example_sets(root)):
+            raise KeyboardInterrupt  # a time limit in the middle of the merge
+        return real_write(root, examples, crops)
+
+    run_concepts(tiny, request_for(tmp_path, "two", shard=Shard(0, 2), **quick), report=lambda line: None)
+    monkeypatch.setattr(concepts_run, "write_examples", killed_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        run_concepts(tiny, request_for(tmp_path, "two", shard=Shard(1, 2), **quick), report=lambda line: None)
+    assert len(list(store.example_sets(tmp_path / "two"))) == 1
+    monkeypatch.setattr(concepts_run, "write_examples", real_write)
+    said: list[str] = []
+    merged = run_concepts(tiny, request_for(tmp_path, "two", merge=True, **quick), report=said.append)
+    assert (merged.example_layers, merged.examples_cached) == (1, 1) and not any("one pass" in s for s in said)
+    assert contents(tmp_path / "two", tiny)[1] == contents(tmp_path / "one", tiny)[1]
+    assert not list((tmp_path / "two" / "examples-pass").iterdir())
+
+
 def test_more_shards_than_chunks_leave_some_shards_without_images_and_still_merge(tmp_path, tiny):
     make_folder(tmp_path / "images", COUNTS, tiny.input_size)
     quick = dict(example_layers={"blocks.3": [0, 1]}, classes=[0])

@@ -359,18 +359,21 @@ def _run_examples(loaded: LoadedModel, request: ConceptRequest, folder: ImageFol
                   report: Callable[[str], None], progress: Progress | None) -> None:
     setting = {"version": VERSION, "per_class": request.per_class, "examples": request.examples,
                "region": _patch(loaded, request.patch), "input": loaded.input_size, "crop_side": CROP_SIDE}
+    requested = {layer: (list(channels), examples_key(loaded, folder, layer, channels, setting))
+                 for layer, channels in request.example_layers.items()}
     pending = {}
-    for layer, channels in request.example_layers.items():
-        key = examples_key(loaded, folder, layer, channels, setting)
+    for layer, (channels, key) in requested.items():
         if read_examples(request.cache, key) is None:
-            pending[layer] = (list(channels), key)
+            pending[layer] = (channels, key)
         else:
             summary.examples_cached += 1
             summary.examples[layer] = key
     if not pending:
         return
-    keys = [key for _, key in pending.values()]
-    layers = {layer: channels for layer, (channels, _) in pending.items()}
+    # The pass and its parts are the whole request's, written layers included: a merge cut short between two
+    # layers finishes from the same parts, and only the layers still missing are written.
+    keys = [key for _, key in requested.values()]
+    layers = {layer: channels for layer, (channels, _) in requested.items()}
     shard, chunk = request.shard, max(1, request.batch_size)
     if request.merge:
         parts = example_pass.complete_parts(request.cache, keys)
@@ -382,11 +385,11 @@ def _run_examples(loaded: LoadedModel, request: ConceptRequest, folder: ImageFol
         if shard.count > 1:
             parts = example_pass.complete_parts(request.cache, keys, shard.count, chunk)
             if parts is None:
-                if all(read_examples(request.cache, key) is not None for key in keys):
-                    summary.examples_cached += len(keys)  # merged by a shard that finished at the same time
+                if all(read_examples(request.cache, key) is not None for _, key in pending.values()):
+                    summary.examples_cached += len(pending)  # merged by a shard that finished at the same time
                     summary.examples.update((layer, key) for layer, (_, key) in pending.items())
                 else:
-                    summary.examples_waiting += len(keys)
+                    summary.examples_waiting += len(pending)
                     report(f"shard {shard}: dataset examples saved as its part; the last shard to finish merges "
                            "the parts (or run `atlas concepts --merge` once all have finished)")
                 return
