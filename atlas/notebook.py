@@ -83,7 +83,8 @@ def visualize(
     the judging (the generating model's top-5 on crops of each picture).  `labels`: the class names
     of the model's head in index order (a list, or a file with one a line), for captions and the site."""
     targets = _targets(objectives)
-    loaded = _named(_loaded(model, device, name=name, mean=mean, std=std, input_size=input_size), labels)
+    loaded = _loaded(model, device, name=name, mean=mean, std=std, input_size=input_size)
+    loaded = _named(loaded, labels if labels is not None else _concepts_names(objectives, loaded))
     banks = {bank.class_index: bank for _, bank in targets if bank is not None}
     mine = (loaded.name, loaded.weights_sha256)
     other = next((b for b in banks.values() if (b.model, b.weights_sha256) != mine), None)
@@ -130,6 +131,18 @@ def _targets(objectives: Any) -> list[tuple[Objective, ConceptBank | None]]:
     hint = f" (for class {objectives}: \"class:{objectives}\")" if number else ""
     raise AtlasError(f"objectives are an id like \"class:1\" or \"channel:layer4:12\", an atlas.objectives value, "
                      f"or a list of them, not {type(objectives).__name__} {objectives!r}{hint}")
+
+
+def _concepts_names(objectives: Any, loaded: LoadedModel) -> tuple[str, ...] | None:
+    """The class names `Atlas.concepts` gave a head without names of its own (its image folders'), taken
+    from the concepts among `objectives`: their pictures are captioned, and stored, under the names their
+    class pages already show. None when the head has names or no concept brings any."""
+    if not loaded.num_classes or loaded.classes != numbered(loaded.num_classes):
+        return None
+    found = [objectives] if isinstance(objectives, (ExplainedConcept, ClassConcepts)) else \
+        [o for o in objectives if isinstance(o, (ExplainedConcept, ClassConcepts))] \
+        if isinstance(objectives, Iterable) and not isinstance(objectives, str) else []
+    return next((o.classes for o in found if len(o.classes) == loaded.num_classes), None)
 
 
 def _class_spec(classes: str | int | Iterable[str | int]) -> str:
@@ -329,8 +342,10 @@ class Atlas:
         if labels is None and loaded.num_classes and loaded.classes == numbered(loaded.num_classes):
             loaded = _named(loaded, folder_labels(folder))  # as atlas.classifier names such a head
         folder_index(loaded, folder)  # its folders name the model's classes: checked before the cache is touched
-        wanted = None if classes is None else parse_classes(_class_spec(classes), loaded.num_classes,
-                                                              lookup(loaded.classes))
+        every = classes is None or (isinstance(classes, str) and classes.strip().lower() == "all")
+        wanted = None if every else parse_classes(_class_spec(classes), loaded.num_classes, lookup(loaded.classes))
+        if wanted == []:
+            raise AtlasError("classes names no class: leave it out (or \"all\") for every class folder")
         specs = tuple((str(name), _channel_spec(spec)) for name, spec in (layers or {}).items())
         _, channels = select_targets(loaded, Selection(classes="none", layers=specs))
         self.cache.ensure_writable()
@@ -340,12 +355,15 @@ class Atlas:
                                  example_layers={name: c for name, c in channels.items() if c},
                                  batch_size=256 if on_gpu else 32, group=16 if on_gpu else 1)
         summary = run_concepts(loaded, request, report=report or (lambda _line: None))
+        if (problem := summary.nothing_read(folder)) is not None:
+            raise AtlasError(problem)
         names = {c.index: c.name for c in loaded.classes}
+        table = tuple(c.name for c in loaded.classes)
         explained = []
         for index, key in sorted(summary.banks.items()):
             bank = read_bank(self.cache.root, key)
             if bank is not None:
-                explained.append(ClassConcepts(self.cache.root, bank, names.get(index, f"class {index}")))
+                explained.append(ClassConcepts(self.cache.root, bank, names.get(index, f"class {index}"), table))
         examples = {}
         for layer, key in summary.examples.items():
             found = read_examples(self.cache.root, key)

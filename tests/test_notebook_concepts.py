@@ -93,12 +93,18 @@ def test_one_concept_or_one_class_is_an_objective_and_bad_settings_are_refused(t
                          ({"patch": 4}, "patch is an integer from 8"),
                          ({"classes": "n99999999"}, "n99999999"),
                          ({"layers": {"blocks.3": [0.5]}}, "a list of indices, not \\[0.5\\]"),
-                         ({"layers": {"nope": "0"}}, "nope")):
+                         ({"layers": {"nope": "0"}}, "nope"),
+                         ({"classes": []}, "classes names no class")):
         with pytest.raises(AtlasError, match=message):
             book.concepts(model, tmp_path / "images", device="cpu", report=None, **bad)
     assert not (tmp_path / "cache").exists()  # refused before anything was written
+    (tmp_path / "junk" / "n01440764").mkdir(parents=True)
+    (tmp_path / "junk" / "n01440764" / "x.jpg").write_bytes(b"not a photo")
+    with pytest.raises(AtlasError, match="no class folder of .*junk holds a readable image .such as"):
+        book.concepts(model, tmp_path / "junk", device="cpu", report=None)
+    assert not (tmp_path / "cache" / "models").exists()
     found = book.concepts(model, tmp_path / "images", concepts=2, patch=48, layers={"blocks.3": [0, 2]},
-                          device="cpu", report=None)
+                          classes="all", device="cpu", report=None)  # "all" as --classes means it: every folder
     (explained,) = found
     # the channels' dataset examples as the notebook shows them: every image's peak region, highest first
     layer = found.examples["blocks.3"]
@@ -159,13 +165,23 @@ def test_the_readme_concepts_example_runs_as_written(tmp_path, monkeypatch):
 def test_a_plain_torch_classifier_is_explained_at_the_map_its_head_pools(tmp_path):
     make_folder(tmp_path / "photos", {"cats": 3, "cups": 3}, side=64)
     book = atlas.Atlas(tmp_path / "cache")
-    explained = book.concepts(small_cnn(2), tmp_path / "photos", concepts=2, input_size=32, name="mycnn",
+    net = small_cnn(2)
+    explained = book.concepts(net, tmp_path / "photos", concepts=2, input_size=32, name="mycnn",
                               device="cpu", report=None)
     # the last ReLU's map, which the head averages (not the pooling's 1x1 output): exact shares
     assert [(c.name, c.layer, c.bank.exact) for c in explained] == [("cats", "3", True), ("cups", "3", True)]
     for c in explained:
         assert sum(x.importance for x in c.concepts) + c.rest == pytest.approx(c.logit, abs=1e-4)
         assert len(c.bank.concepts[0].aligned) == 2  # the classes its head's weights point it to
+    # its concepts' pictures (and a class picture beside them) take the folder names the concepts gave its head
+    pictures = atlas.visualize(net, [explained[0], "class:1"], input_size=32, name="mycnn", preset="cpu",
+                               canvas=32, steps=2, crops=1, device="cpu", scores=False)
+    assert [p.record.objective.class_index for p in pictures] == [0, 0, 1]
+    assert pictures[2].class_names == ("cats", "cups")
+    book.add(pictures)
+    book.build(tmp_path / "site")
+    assert "<h1><span class=\"num\">0001</span> cups</h1>" in (tmp_path / "site" / "mycnn" / "classes" /
+                                                              "0001.html").read_text()
     torch.manual_seed(0)
     flat = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=4), torch.nn.ReLU(), torch.nn.Flatten(),
                                torch.nn.Linear(4 * 8 * 8, 2))  # no average pooling: which map is not known

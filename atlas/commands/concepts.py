@@ -100,10 +100,8 @@ def run(args: argparse.Namespace) -> int:
     )
     summary = run_concepts(loaded, request, report=lambda line: print(f"atlas concepts: {line}", flush=True),
                            progress=None if args.no_progress else progress_bar())
-    if summary.classes and len(summary.empty) == summary.classes:  # nothing to explain any class with
-        such = f" (such as {', '.join(summary.unreadable)})" if summary.unreadable else ""
-        raise AtlasError(f"no class folder of {request.images} holds a readable image{such}: add JPEG or PNG "
-                         "photos to each class's subfolder")
+    if (problem := summary.nothing_read(request.images)) is not None:
+        raise AtlasError(problem)
     print(f"atlas concepts: done: {summary.line()}; cache {request.cache} (`atlas build` shows them now, "
           "`atlas render` draws their concepts' pictures)", flush=True)
     return 0

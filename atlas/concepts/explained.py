@@ -49,6 +49,7 @@ class ExplainedConcept:
     cache: Path = field(repr=False)
     bank: ConceptBank = field(repr=False)
     position: int  # in the bank, 0 first
+    classes: tuple[str, ...] = field(default=(), repr=False)  # the head's class names as the concepts named them
 
     @property
     def concept(self) -> Concept:
@@ -98,6 +99,7 @@ class ClassConcepts:
     cache: Path = field(repr=False)
     bank: ConceptBank = field(repr=False)
     name: str
+    classes: tuple[str, ...] = field(default=(), repr=False)  # the head's class names as the concepts named them
 
     @property
     def index(self) -> int:
@@ -119,7 +121,7 @@ class ClassConcepts:
 
     @property
     def concepts(self) -> list[ExplainedConcept]:
-        return [ExplainedConcept(self.cache, self.bank, i) for i in range(len(self.bank.concepts))]
+        return [ExplainedConcept(self.cache, self.bank, i, self.classes) for i in range(len(self.bank.concepts))]
 
     def __len__(self) -> int:
         return len(self.bank.concepts)

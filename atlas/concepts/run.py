@@ -101,6 +101,14 @@ class ConceptSummary:
         """Seconds per computed class, per phase."""
         return {name: value / max(1, self.computed) for name, value in self.phases.items()}
 
+    def nothing_read(self, images: Path) -> str | None:
+        """Why the run explained nothing, when no class folder held a readable image; None otherwise."""
+        if not self.classes or len(self.empty) < self.classes:
+            return None
+        such = f" (such as {', '.join(self.unreadable)})" if self.unreadable else ""
+        return (f"no class folder of {images} holds a readable image{such}: add JPEG or PNG photos to each "
+                "class's subfolder")
+
     def line(self) -> str:
         parts = [f"{self.classes} classes ({self.computed} computed, {self.cached} in the cache)",
                  f"{self.images} images read", f"{self.skipped} skipped"]
