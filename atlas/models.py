@@ -128,6 +128,8 @@ def from_module(module: torch.nn.Module, *, name: str | None = None, mean: tuple
     if not isinstance(module, torch.nn.Module):
         raise AtlasError(f"expected a torch.nn.Module or a timm model name, got {type(module).__name__}")
     _check_options(name, mean, std, input_size)  # before the module is touched
+    if next(module.parameters(), None) is None:  # nothing trained to visualize, and no weights to key its cache by
+        raise AtlasError(f"the {type(module).__name__} has no parameters: atlas visualizes a network with weights")
     module.eval().requires_grad_(False).to(device)
     config: dict = {}
     if hasattr(module, "pretrained_cfg") or hasattr(module, "default_cfg"):  # a timm model

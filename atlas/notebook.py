@@ -166,7 +166,7 @@ def _channel_spec(spec: str | Iterable[int]) -> str:
 
 
 def _loaded(model: Any, device: str, **options: Any) -> LoadedModel:
-    given = {k: (tuple(v) if k in ("mean", "std") else v) for k, v in options.items() if v is not None}
+    given = {k: v for k, v in options.items() if v is not None}  # checked by from_module, whatever their type
     if isinstance(model, (LoadedModel, str)) and given:
         # a timm model or a loaded one brings its own name, normalisation and input side: a silent
         # override would render with settings other than those the user believes
@@ -251,7 +251,8 @@ class Atlas:
 
     def add(self, pictures: Picture | Iterable[Picture]) -> list[str]:
         """Write each picture as a cache entry (and its model's `models/<name>.json` when the cache
-        lacks it for these weights); returns the keys.  A failed picture is stored as a failure."""
+        lacks it for these weights); returns the keys.  A failed picture is stored as a failure, unless
+        the cache holds a finished picture under its key, which it keeps."""
         pictures = [pictures] if isinstance(pictures, Picture) else list(pictures)
         self.cache.ensure_writable()
         models: set[tuple[str, str, tuple[str, ...]]] = set()
@@ -262,9 +263,11 @@ class Atlas:
         keys = []
         for picture in pictures:
             ok = picture.record.status == "ok"
+            keys.append(picture.key)
+            if not ok and self.cache.check(picture.key).status == "ok":
+                continue  # a failed try never replaces the picture these settings made before
             files = entry_files(np.asarray(picture.image), torch.from_numpy(picture.attribution)[None]) if ok else {}
             self.cache.write_entry(picture.key, files, picture.record)
-            keys.append(picture.key)
         return keys
 
     def _model(self, picture: Picture, done: set[tuple[str, str, tuple[str, ...]]]) -> None:

@@ -19,6 +19,7 @@ so "channel c" means the same in every family.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -136,6 +137,8 @@ class Objective:
     def __init__(self, terms: Iterable[tuple[float, Term]]):
         merged: dict[str, tuple[float, Term]] = {}
         for weight, term in terms:
+            if not math.isfinite(float(weight)):  # its pictures would all fail, cached under an id that does not parse
+                raise AtlasError(f"the weight of {term.id} is {weight}: an objective's weights are finite numbers")
             previous = merged.get(term.id, (0.0, term))[0]
             merged[term.id] = (previous + float(weight), term)
         # sorted by id: a + b and b + a are the same objective with the same cache key
@@ -166,6 +169,8 @@ class Objective:
     def __truediv__(self, divisor: object) -> Objective:
         if not isinstance(divisor, (int, float)) or isinstance(divisor, bool):
             return NotImplemented
+        if divisor == 0:
+            raise AtlasError("an objective divided by 0 has no finite weights: divide by another number")
         return self * (1.0 / divisor)
 
     def __neg__(self) -> Objective:

@@ -101,6 +101,33 @@ def test_bad_objectives_are_one_line_errors(objective, message):
         atlas.visualize(small_cnn(), objective, input_size=32, **TINY)
 
 
+def test_weights_that_are_not_finite_and_modules_without_parameters_are_refused():
+    with pytest.raises(AtlasError, match=re.escape("the weight of channel:2:1 is nan: an objective's weights are "
+                                                   "finite numbers")):
+        channel("2", 1) * float("nan")
+    with pytest.raises(AtlasError, match="divided by 0"):
+        channel("2", 1) / 0
+    pooling = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    with pytest.raises(AtlasError, match="the Sequential has no parameters"):
+        atlas.visualize(pooling, "class:1", input_size=32, **TINY)
+
+
+def test_a_failed_try_never_replaces_a_finished_picture(tmp_path):
+    import dataclasses
+
+    net = small_cnn()
+    book = atlas.Atlas(tmp_path / "cache")
+    (done,) = atlas.visualize(net, "class:1", input_size=32, **TINY)
+    book.add(done)
+    folder = Cache(tmp_path / "cache").entry_dir(done.key)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    failed = dataclasses.replace(done, record=dataclasses.replace(done.record, status="failed",
+                                                                  failure="NaN loss", objective_value=None))
+    assert book.add(failed) == [done.key]
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert Cache(tmp_path / "cache").check(done.key).status == "ok"
+
+
 def test_a_timm_model_brings_its_data_config_and_others_take_overrides():
     tiny = load_model("test_resnet", random_weights=True)
     wrapped = from_module(tiny.module)
@@ -216,6 +243,8 @@ def test_an_objective_that_is_no_id_value_or_list_is_a_one_line_error(objectives
     ({"name": ".hidden"}, "got '.hidden'"),
     ({"name": "a\\b"}, "no / or \\, no leading dot"),
     ({"name": ""}, "got ''"),
+    ({"mean": 0.5}, "mean is one value per RGB channel, three finite numbers; got 0.5"),
+    ({"mean": "0.5"}, "mean is one value per RGB channel"),
 ])
 def test_model_options_that_cannot_be_a_model_are_refused_before_rendering(tmp_path, monkeypatch, options, message):
     monkeypatch.chdir(tmp_path)
