@@ -75,4 +75,6 @@ def model_info(loaded: LoadedModel, device: str, spectrum_sha256: str) -> ModelI
         hardware=hardware(device),
         code_version=code_version(),
         spectrum_sha256=spectrum_sha256,
+        mean=tuple(float(v) for v in loaded.mean),
+        std=tuple(float(v) for v in loaded.std),
     )

@@ -72,6 +72,8 @@ class ModelInfo:
     input_size: int | None = None
     dataset: str | None = None  # what the classes are called ("ImageNet"); None: unnamed, or a file before the field
     parameters: int | None = None  # the model's parameter count, for the atlas's model cards; None in older files
+    mean: tuple[float, ...] | None = None  # the normalisation its input is read with; None in older files
+    std: tuple[float, ...] | None = None
 
     @property
     def dataset_name(self) -> str:
@@ -80,6 +82,21 @@ class ModelInfo:
         if self.dataset is not None:
             return self.dataset
         return "ImageNet" if self.num_classes == 1000 and self.classes and all(c.wnid for c in self.classes) else ""
+
+
+def reads_otherwise(info: ModelInfo, mean: tuple[float, ...], std: tuple[float, ...], input_size: int) -> str | None:
+    """How a model reading its input with `mean`, `std` at `input_size` px differs from the file's (where the file
+    says), or None. The cache keys a picture by the model's name and weights, not by these: a model that reads
+    its input otherwise under the same name would put other pictures under the same keys."""
+    for what, there, here in (("input", info.input_size, input_size), ("mean", info.mean, tuple(mean)),
+                              ("std", info.std, tuple(std))):
+        if there is not None and there != here:
+            return f"{what} {_reading(there)} there, {_reading(here)} here"
+    return None
+
+
+def _reading(value: int | tuple[float, ...]) -> str:
+    return f"{value} px" if isinstance(value, int) else ", ".join(f"{x:g}" for x in value)
 
 
 def _ranked_out(ranked: dict[int, Ranked]) -> dict[str, list[list[float]]]:
@@ -101,6 +118,9 @@ def to_dict(info: ModelInfo) -> dict[str, Any]:
         out["dataset"] = info.dataset
     if info.parameters is not None:
         out["parameters"] = info.parameters
+    for key, values in (("mean", info.mean), ("std", info.std)):
+        if values is not None:
+            out[key] = list(values)
     out.update({
         "classes": [{"index": c.index, "wnid": c.wnid or None, "name": c.name, "synonyms": list(c.synonyms)}
                     for c in info.classes],
@@ -120,6 +140,14 @@ def dumps(info: ModelInfo) -> bytes:
 
 def _ranked_in(ranked: dict[str, Any]) -> dict[int, Ranked]:
     return {int(k): tuple((int(i), _finite(s)) for i, s in v) for k, v in ranked.items()}
+
+
+def _triple(values: Any, what: str) -> tuple[float, ...] | None:
+    if values is None:
+        return None
+    if not isinstance(values, list) or len(values) != 3:
+        raise ValueError(f"{what} must be three numbers, one per RGB channel")
+    return tuple(_finite(v) for v in values)
 
 
 def _finite(value: Any) -> float:
@@ -209,6 +237,8 @@ def from_dict(raw: dict[str, Any]) -> ModelInfo:
             input_size=_opt_int(raw.get("input_size"), "input_size", 1),
             dataset=None if raw.get("dataset") is None else _dataset(raw["dataset"]),
             parameters=_opt_int(raw.get("parameters"), "parameters", 0),
+            mean=_triple(raw.get("mean"), "mean"),
+            std=_triple(raw.get("std"), "std"),
         )
     except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
         raise InvalidModelInfo(str(exc)) from exc

@@ -36,7 +36,7 @@ from atlas.entry import attribution_map, entry_files, render_record, to_uint8
 from atlas.errors import AtlasError
 from atlas.jobs import Job
 from atlas.labels import check_names, class_table, folder_labels, numbered, read_labels
-from atlas.model_record import renamed_classes
+from atlas.model_record import reads_otherwise, renamed_classes
 from atlas.models import LoadedModel, from_module, load_model
 from atlas.objectives import Objective, parse_objective
 from atlas.picture import Picture, Pictures
@@ -287,6 +287,11 @@ class Atlas:
             return
         existing = self.cache.model_for(loaded.name, loaded.weights_sha256,
                                         "use another cache folder, or give the model another name=")
+        reading = None if existing is None else reads_otherwise(existing, loaded.mean, loaded.std, loaded.input_size)
+        if reading is not None:
+            raise AtlasError(f"the cache {self.cache.root} holds {loaded.name} reading its input otherwise "
+                             f"({reading}), and these pictures would take its pictures' keys: give the model "
+                             "another name=, or use another cache folder")
         detail = renamed_classes(existing, names) if existing is not None else None
         if detail is not None:
             raise AtlasError(f"the cache {self.cache.root} names the classes of {loaded.name} otherwise "

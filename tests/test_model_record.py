@@ -40,6 +40,20 @@ def test_a_class_without_wordnet_id_is_written_null_and_read_empty():
     assert model_record.from_dict(data) == info
 
 
+def test_the_input_reading_is_kept_and_a_module_read_otherwise_is_told_apart():
+    info = ModelInfo("m", "0" * 64, "random", 1, (ClassInfo(0, "", "class 0", ()),), {}, (), {}, "cpu", "atlas",
+                     "1" * 64, input_size=32, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    assert model_record.loads(model_record.dumps(info)) == info
+    assert model_record.reads_otherwise(info, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 32) is None
+    assert model_record.reads_otherwise(info, (0.485, 0.456, 0.406), (0.5, 0.5, 0.5), 32) == \
+        "std 0.229, 0.224, 0.225 there, 0.5, 0.5, 0.5 here"
+    older = model_record.from_dict({k: v for k, v in model_record.to_dict(info).items() if k not in ("mean", "std")})
+    assert older.mean is None and model_record.reads_otherwise(older, (0.5,) * 3, (0.5,) * 3, 32) is None
+    for bad in ([0.5, 0.5], [0.5, "x", 0.5], [0.5, float("nan"), 0.5], "0.5"):
+        with pytest.raises(model_record.InvalidModelInfo):
+            model_record.from_dict(model_record.to_dict(info) | {"mean": bad})
+
+
 def test_dataset_is_written_when_named_and_older_files_name_imagenet_by_their_classes():
     fruit = ModelInfo("m", "0" * 64, "checkpoint ft.pth", 2, (ClassInfo(0, "", "apple", ("apple",)),
                       ClassInfo(1, "", "pear", ("pear",))), {}, (), {}, "cpu", "atlas", "1" * 64, dataset="Orchard")

@@ -112,6 +112,29 @@ def test_weights_that_are_not_finite_and_modules_without_parameters_are_refused(
         atlas.visualize(pooling, "class:1", input_size=32, **TINY)
 
 
+def test_a_module_read_otherwise_under_the_same_name_is_refused_before_its_pictures_take_the_keys(tmp_path):
+    from tests.concept_folders import make_folder
+
+    net = small_cnn()
+    book = atlas.Atlas(tmp_path / "cache")
+    (first,) = atlas.visualize(net, "class:1", input_size=32, name="mine", **TINY)
+    book.add(first)
+    folder = Cache(tmp_path / "cache").entry_dir(first.key)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    for options, said in (({"input_size": 48}, "input 32 px there, 48 px here"),
+                          ({"input_size": 32, "mean": (0.5, 0.5, 0.5)}, "mean 0.485, 0.456, 0.406 there, 0.5, 0.5, "
+                                                                        "0.5 here")):
+        (other,) = atlas.visualize(net, "class:1", name="mine", **options, **TINY)
+        assert other.key == first.key  # the key does not tell them apart: the cache must
+        with pytest.raises(AtlasError, match=re.escape(f"holds mine reading its input otherwise ({said})")):
+            book.add(other)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    make_folder(tmp_path / "photos", {"class 0": 2}, side=48)  # the head's own numbered names
+    with pytest.raises(AtlasError, match=re.escape("holds mine reading its input otherwise (std")):
+        book.concepts(net, tmp_path / "photos", name="mine", input_size=32, std=(0.5, 0.5, 0.5), device="cpu",
+                      labels=[f"class {i}" for i in range(10)], report=None)
+
+
 def test_a_failed_try_never_replaces_a_finished_picture(tmp_path):
     import dataclasses
 

@@ -54,6 +54,7 @@ from atlas.config import Concepts
 from atlas.errors import AtlasError
 from atlas.jobs import Shard, select_shard
 from atlas.labels import folder_classes
+from atlas.model_record import reads_otherwise
 from atlas.models import LoadedModel, classifier_weights, find_layer
 
 VERSION = 2  # bump when a change of the method changes results: it is part of every key
@@ -195,7 +196,12 @@ def run_concepts(loaded: LoadedModel, request: ConceptRequest, *, report: Callab
     folder = scan(request.images, folder_index(loaded, request.images), request.per_class, request.classes)
     cache = Cache(request.cache)
     # refused before anything is computed, as `atlas render` refuses it: the site would never show these banks
-    has_model_file = cache.model_for(loaded.name, loaded.weights_sha256, MODEL_FILE_FIX) is not None
+    existing = cache.model_for(loaded.name, loaded.weights_sha256, MODEL_FILE_FIX)
+    reading = None if existing is None else reads_otherwise(existing, loaded.mean, loaded.std, loaded.input_size)
+    if reading is not None:  # its banks' keys do not tell the two readings apart
+        raise AtlasError(f"the cache {request.cache} holds {loaded.name} reading its input otherwise ({reading}): "
+                         f"{MODEL_FILE_FIX}")
+    has_model_file = existing is not None
     removed = cache.clean_stale()
     if removed:
         report(f"removed {removed} temporary file(s) left by an interrupted run")
