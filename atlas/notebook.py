@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from collections.abc import Callable, Iterable, Sequence
+import numbers
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ from atlas.models import LoadedModel, from_module, load_model
 from atlas.objectives import Objective, parse_objective
 from atlas.picture import Picture, Pictures
 from atlas.plan import Plan, PlannedJob, job_key
-from atlas.presets import Preset
+from atlas.presets import Preset, with_fields
 from atlas.record import Timing
 from atlas.render import render
 from atlas.scoring import Judge, judge_images
@@ -147,11 +148,13 @@ def _concepts_names(objectives: Any, loaded: LoadedModel) -> tuple[str, ...] | N
 
 def _class_spec(classes: str | int | Iterable[str | int]) -> str:
     """A `--classes` spec from a spec, one class (index or name) or a list of them."""
-    if isinstance(classes, bool):
-        raise AtlasError(f"classes are a spec like \"daisy,3\", an index, a name or a list of them, not {classes!r}")
-    if isinstance(classes, (str, int)):
-        return str(classes)
-    return ",".join(_class_spec(c) for c in classes)
+    if isinstance(classes, str):
+        return classes
+    if isinstance(classes, numbers.Integral) and not isinstance(classes, bool):
+        return str(int(classes))
+    if isinstance(classes, Iterable) and not isinstance(classes, bool):
+        return ",".join(_class_spec(c) for c in classes)
+    raise AtlasError(f"classes are a spec like \"daisy,3\", an index, a name or a list of them, not {classes!r}")
 
 
 def _channel_spec(spec: str | Iterable[int]) -> str:
@@ -200,7 +203,7 @@ def _settings(preset: str | Preset | RenderSettings, overrides: dict[str, Any], 
     if beside:
         raise AtlasError(f"RenderSettings already hold {', '.join(beside)}: build them with "
                          "RenderSettings.make(preset, ...) instead of passing both")
-    return dataclasses.replace(preset, preset=dataclasses.replace(preset.preset, **overrides)) if overrides else preset
+    return dataclasses.replace(preset, preset=with_fields(preset.preset, **overrides)) if overrides else preset
 
 
 def _check_targets(loaded: LoadedModel, objectives: Sequence[Objective]) -> None:
@@ -253,6 +256,8 @@ class Atlas:
         """Write each picture as a cache entry (and its model's `models/<name>.json` when the cache
         lacks it for these weights); returns the keys.  A failed picture is stored as a failure, unless
         the cache holds a finished picture under its key, which it keeps."""
+        if not isinstance(pictures, (Picture, Iterable)):
+            raise AtlasError(f"Atlas.add takes pictures from atlas.visualize, not {type(pictures).__name__}")
         pictures = [pictures] if isinstance(pictures, Picture) else list(pictures)
         self.cache.ensure_writable()
         models: set[tuple[str, str, tuple[str, ...]]] = set()
@@ -354,6 +359,8 @@ class Atlas:
         wanted = None if every else parse_classes(_class_spec(classes), loaded.num_classes, lookup(loaded.classes))
         if wanted == []:
             raise AtlasError("classes names no class: leave it out (or \"all\") for every class folder")
+        if layers is not None and not isinstance(layers, Mapping):
+            raise AtlasError(f"layers maps each layer to its channels, {{\"blocks.3\": \"0-3\"}}, not {layers!r}")
         specs = tuple((str(name), _channel_spec(spec)) for name, spec in (layers or {}).items())
         _, channels = select_targets(loaded, Selection(classes="none", layers=specs))
         self.cache.ensure_writable()

@@ -185,10 +185,15 @@ def get_preset(name: str, **overrides: Any) -> Preset:
     """The named preset with some fields replaced, e.g. get_preset("atlas", steps=64)."""
     if name not in PRESETS:
         raise AtlasError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+    return with_fields(PRESETS[name], **overrides)
+
+
+def with_fields(preset: Preset, **overrides: Any) -> Preset:
+    """`preset` with some fields replaced; a name that is no field is a one-line error naming the fields."""
     fields = {f.name for f in dataclasses.fields(Preset)} - {"name"}
     unknown = sorted(set(overrides) - fields)
     if unknown:
         raise AtlasError(
             f"unknown preset setting {unknown[0]!r}: the settings are {', '.join(sorted(fields))}"
         )
-    return dataclasses.replace(PRESETS[name], **overrides)
+    return dataclasses.replace(preset, **overrides)

@@ -21,7 +21,7 @@ import numpy as np
 
 from atlas.config import Config, Selection
 from atlas.errors import AtlasError
-from atlas.presets import Preset, get_preset
+from atlas.presets import Preset, get_preset, with_fields
 
 # Goes into every cache key: bump it when the same settings would give different images.
 ENGINE_VERSION = "2"  # 2: fixed random phase offsets (no corner glow)
@@ -46,7 +46,7 @@ class RenderSettings:
         if isinstance(preset, str):
             preset = get_preset(preset, **overrides)
         elif overrides:
-            preset = dataclasses.replace(preset, **overrides)
+            preset = with_fields(preset, **overrides)
         if spectrum is None or isinstance(spectrum, (str, Path)):
             array = load_spectrum(spectrum)
         else:

@@ -101,12 +101,16 @@ def test_bad_objectives_are_one_line_errors(objective, message):
         atlas.visualize(small_cnn(), objective, input_size=32, **TINY)
 
 
-def test_weights_that_are_not_finite_and_modules_without_parameters_are_refused():
+def test_weights_that_are_not_finite_misspelled_settings_and_modules_without_parameters_are_refused():
     with pytest.raises(AtlasError, match=re.escape("the weight of channel:2:1 is nan: an objective's weights are "
                                                    "finite numbers")):
         channel("2", 1) * float("nan")
     with pytest.raises(AtlasError, match="divided by 0"):
         channel("2", 1) / 0
+    with pytest.raises(AtlasError, match="unknown preset setting 'stpes'"):
+        atlas.visualize(small_cnn(), "class:1", input_size=32, preset=RenderSettings.make("cpu"), stpes=16)
+    with pytest.raises(AtlasError, match="Atlas.add takes pictures from atlas.visualize, not NoneType"):
+        atlas.Atlas(Path("never-written")).add(None)
     pooling = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
     with pytest.raises(AtlasError, match="the Sequential has no parameters"):
         atlas.visualize(pooling, "class:1", input_size=32, **TINY)

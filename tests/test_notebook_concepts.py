@@ -94,7 +94,9 @@ def test_one_concept_or_one_class_is_an_objective_and_bad_settings_are_refused(t
                          ({"classes": "n99999999"}, "n99999999"),
                          ({"layers": {"blocks.3": [0.5]}}, "a list of indices, not \\[0.5\\]"),
                          ({"layers": {"nope": "0"}}, "nope"),
-                         ({"classes": []}, "classes names no class")):
+                         ({"classes": []}, "classes names no class"),
+                         ({"classes": 1.5}, "classes are a spec like"),
+                         ({"layers": ["blocks.3"]}, "layers maps each layer to its channels")):
         with pytest.raises(AtlasError, match=message):
             book.concepts(model, tmp_path / "images", device="cpu", report=None, **bad)
     assert not (tmp_path / "cache").exists()  # refused before anything was written
@@ -105,6 +107,8 @@ def test_one_concept_or_one_class_is_an_objective_and_bad_settings_are_refused(t
     assert not (tmp_path / "cache" / "models").exists()
     found = book.concepts(model, tmp_path / "images", concepts=2, patch=48, layers={"blocks.3": [0, 2]},
                           classes="all", device="cpu", report=None)  # "all" as --classes means it: every folder
+    assert [c.index for c in book.concepts(model, tmp_path / "images", concepts=2, patch=48, classes=np.int64(0),
+                                           device="cpu", report=None)] == [0]
     (explained,) = found
     # the channels' dataset examples as the notebook shows them: every image's peak region, highest first
     layer = found.examples["blocks.3"]
