@@ -84,6 +84,15 @@ def visualize(
     the judging (the generating model's top-5 on crops of each picture).  `labels`: the class names
     of the model's head in index order (a list, or a file with one a line), for captions and the site."""
     targets = _targets(objectives)
+    # every argument is checked before the module is moved, put in eval mode and frozen
+    if not targets:
+        raise AtlasError("visualize needs at least one objective, e.g. \"class:1\" or \"channel:layer4:0\"")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= 1000:
+        raise AtlasError(f"seeds is the number of pictures per objective, 1 to 1000; got {seeds!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise AtlasError(f"batch_size must be a positive integer, got {batch_size!r}")
+    settings = _settings(preset, preset_overrides, spectrum=spectrum, param=param, bf16=bf16,
+                         channels_last=channels_last)
     loaded = _loaded(model, device, name=name, mean=mean, std=std, input_size=input_size)
     loaded = _named(loaded, labels if labels is not None else _concepts_names(objectives, loaded))
     banks = {bank.class_index: bank for _, bank in targets if bank is not None}
@@ -93,14 +102,6 @@ def visualize(
         raise AtlasError(f"the concepts of class {other.class_index} are {other.model}'s (weights "
                          f"{other.weights_sha256[:12]}), not {loaded.name}'s: visualize them with the model "
                          "that made them")
-    if not targets:
-        raise AtlasError("visualize needs at least one objective, e.g. \"class:1\" or \"channel:layer4:0\"")
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= 1000:
-        raise AtlasError(f"seeds is the number of pictures per objective, 1 to 1000; got {seeds!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise AtlasError(f"batch_size must be a positive integer, got {batch_size!r}")
-    settings = _settings(preset, preset_overrides, spectrum=spectrum, param=param, bf16=bf16,
-                         channels_last=channels_last)
     device = resolve_device(device)
     jobs = [Job(o, i, job_seed(o.id, i), concept_of=None if bank is None else bank.class_index)
             for o, bank in targets for i in range(seeds)]

@@ -107,8 +107,12 @@ def test_weights_that_are_not_finite_misspelled_settings_and_modules_without_par
         channel("2", 1) * float("nan")
     with pytest.raises(AtlasError, match="divided by 0"):
         channel("2", 1) / 0
+    net = small_cnn().train()
     with pytest.raises(AtlasError, match="unknown preset setting 'stpes'"):
-        atlas.visualize(small_cnn(), "class:1", input_size=32, preset=RenderSettings.make("cpu"), stpes=16)
+        atlas.visualize(net, "class:1", input_size=32, preset=RenderSettings.make("cpu"), stpes=16)
+    with pytest.raises(AtlasError, match="seeds is the number of pictures"):
+        atlas.visualize(net, "class:1", input_size=32, seeds=0, **TINY)
+    assert net.training and all(p.requires_grad for p in net.parameters())  # refused before it was touched
     with pytest.raises(AtlasError, match="Atlas.add takes pictures from atlas.visualize, not NoneType"):
         atlas.Atlas(Path("never-written")).add(None)
     pooling = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
