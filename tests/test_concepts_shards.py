@@ -67,6 +67,8 @@ def test_three_shards_give_what_one_process_gives(tmp_path, tiny):
     assert [s.classes for s in summaries] == [2, 1, 1]  # every third class
     assert [(s.examples_waiting, s.example_layers) for s in summaries] == [(1, 0), (1, 0), (0, 1)]
     assert "dataset examples: merged the parts of 3 shards" in said
+    # only the shard that finds every class's bank stores the similar concepts: the others' would be replaced
+    assert [line for line in said if line.startswith("similar concepts of")] == ["similar concepts of 4 banks stored"]
     assert not list((tmp_path / "three" / "examples-pass").iterdir())  # parts and checkpoints gone
     banks, examples, similar = contents(tmp_path / "three", tiny)
     assert (banks, examples, similar) == contents(tmp_path / "one", tiny)

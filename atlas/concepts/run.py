@@ -244,7 +244,12 @@ def run_concepts(loaded: LoadedModel, request: ConceptRequest, *, report: Callab
     banks = current_banks(request.cache, loaded.name, loaded.weights_sha256)
     if not has_model_file and (banks or summary.examples):
         _create_model_file(loaded, cache)
-    if banks and similar.update(request.cache, banks, loaded.name, loaded.weights_sha256):
+    # A shard that finds other shards' classes unfinished leaves the similar concepts to the one that finishes
+    # last: it would read every bank only to store a set the next shard replaces.
+    finished = shard.count == 1 or request.merge or all(
+        (found := banks.get(images.index)) is not None and found.key == bank_key(loaded, layer.name, images, setting)
+        for images in folder.classes if images.files)
+    if banks and finished and similar.update(request.cache, banks, loaded.name, loaded.weights_sha256):
         report(f"similar concepts of {len(banks)} banks stored")
     summary.seconds = time.perf_counter() - started
     return summary
