@@ -14,6 +14,7 @@ import hashlib
 import math
 import operator
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -298,6 +299,25 @@ def _load_state(module: torch.nn.Module, state: dict[str, torch.Tensor], path: P
         )
 
 
+@contextmanager
+def _hub_offline():
+    """The Hugging Face hub offline for the call, unless the user allowed downloads (HF_HUB_OFFLINE=0).
+    The hub reads HF_HUB_OFFLINE once, when it is first imported: in a notebook that imported timm before
+    atlas, the setting this module makes at import came too late."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # no hub client: timm cannot reach the hub either
+        yield
+        return
+    allowed = os.environ.get("HF_HUB_OFFLINE", "1").strip().lower() in ("0", "false", "no", "off", "")
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = before if allowed else True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
+
+
 def _from_local_hub_cache(architecture: str) -> tuple[torch.nn.Module, str]:
     """Pretrained weights that are already on this machine; never a download."""
     cfg = timm.models.get_pretrained_cfg(architecture)
@@ -307,7 +327,8 @@ def _from_local_hub_cache(architecture: str) -> tuple[torch.nn.Module, str]:
     try:
         if url_file is not None and not url_file.is_file():
             raise FileNotFoundError(url_file)
-        module = timm.create_model(architecture, pretrained=True)
+        with _hub_offline():
+            module = timm.create_model(architecture, pretrained=True)
     except Exception as exc:  # hub errors come from several libraries; all mean "not on this machine"
         raise AtlasError(
             f"no weights for {architecture!r} on this machine ({exc.__class__.__name__}): pass --checkpoint PATH, "

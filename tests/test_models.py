@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import timm
@@ -21,6 +23,8 @@ from atlas.models import (
     pre_logits_layer,
 )
 from tests.photos import photo
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def top_k(loaded, name: str, k: int) -> list[int]:
@@ -174,10 +178,31 @@ def test_fine_tuned_checkpoint_brings_its_own_head(tmp_path):
 
 
 def test_timm_model_without_local_weights_never_downloads(monkeypatch, tmp_path):
+    import socket
+
+    tried: list[object] = []
+    monkeypatch.setattr(socket.socket, "connect", lambda self, address: tried.append(address))
+    monkeypatch.setattr(socket, "create_connection", lambda address, *a, **k: tried.append(address))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     with pytest.raises(AtlasError, match="no weights for 'resnet18'.*--checkpoint"):
         load_model("resnet18")
+    assert tried == []  # not even an attempt: offline here proves nothing by itself
+
+
+def test_a_notebook_that_imported_timm_before_atlas_never_downloads_either(tmp_path):
+    """The hub reads HF_HUB_OFFLINE when first imported: `import timm` first imports it before atlas can set it."""
+    script = ("import socket; tried = []\n"
+              "socket.socket.connect = lambda self, address: tried.append(address)\n"
+              "socket.create_connection = lambda address, *a, **k: tried.append(address)\n"
+              "import timm, huggingface_hub\n"
+              "from atlas.models import load_model\n"
+              "try:\n    load_model('resnet18')\nexcept Exception as exc:\n    print(type(exc).__name__)\n"
+              "print(tried)\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env |= {"HF_HOME": str(tmp_path), "TORCH_HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
+    assert done.stdout.split() == ["AtlasError", "[]"], done.stdout + done.stderr
 
 
 def test_layers_command_prints_stages_and_errors_in_one_line():
