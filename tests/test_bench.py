@@ -7,6 +7,7 @@ loop around them, or the tables and JSON made of them, is what is tested.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from dataclasses import replace
 from types import SimpleNamespace
@@ -398,7 +399,16 @@ def test_judging_cost_renders_once_and_judges_the_same_pictures_with_each_crop_c
     assert renders == [[1, 2], [3]]  # rendered once, in batches
     assert [c for c, _ in judged] == [4, 2] and torch.equal(judged[0][1], judged[1][1])  # the very same pixels
     assert torch.equal(judged[0][1], (images.clamp(0, 1) * 255).round() / 255)  # as stored, in 8 bits
-    assert [r.crops for r in cost.rows] == [4, 2] and cost.rows[0].largest_gap(cost.rows[0], [1, 2, 3]) == 0
+    assert [r.crops for r in cost.rows] == [4, 2]
+    # the largest change of any mean rate, over every scale, model and rate: here one class's large top-1
+    moved = {c: {scale: {m: list(v) for m, v in models.items()} for scale, models in per.items()}
+             for c, per in cost.rows[0].per_class.items()}
+    model = next(iter(moved[1]["large"]))
+    top1 = moved[1]["large"][model][0]
+    moved[1]["large"][model][0] = top1 + 0.3 if top1 <= 0.7 else top1 - 0.3
+    shifted = dataclasses.replace(cost.rows[0], per_class=moved)
+    assert shifted.largest_gap(cost.rows[0], [1, 2, 3]) == pytest.approx(0.1)
+    assert shifted.largest_gap(cost.rows[0], [2, 3]) == 0
     rates = cost.rows[1].rates([1, 2, 3])
     assert set(rates) == {"small", "large", "whole"} and list(rates["large"]) == ["test_resnet"]
     table = command.judging_table(cost)

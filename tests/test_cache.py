@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import subprocess
@@ -44,6 +45,12 @@ def test_key_is_order_independent_and_sensitive_to_every_value():
     assert a != content_key({"model": "m", "seed": 1, "preset": {"steps": 4, "canvas": 32}})
     assert a != content_key({"model": "m", "seed": 0, "preset": {"steps": 5, "canvas": 32}})
     assert len(a) == 64 and int(a, 16) >= 0
+    # the key of every cached file: sha256 of the JSON with sorted keys and no spaces, pinned, since any change
+    # to that text would make every cache already rendered look empty
+    text = '{"model":"m","preset":{"canvas":32,"steps":4},"seed":0}'
+    assert a == hashlib.sha256(text.encode()).hexdigest() == \
+        "27dc5c6807c480484fc754d60f49c3c2253e9ff6ac238f040837dad798dd8dd3"
+    assert content_key({"name": "é"}) == hashlib.sha256('{"name":"é"}'.encode()).hexdigest()  # UTF-8, not \u00e9
 
 
 def test_written_entry_is_valid_and_lists_its_files(tmp_path):

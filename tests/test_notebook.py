@@ -4,6 +4,7 @@ that `atlas build` shows, the README's notebook example as written, and a light 
 from __future__ import annotations
 
 import io
+import json
 import re
 import subprocess
 import sys
@@ -213,7 +214,11 @@ def test_pictures_from_a_notebook_become_a_site(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "cache entries not shown: 1 sum objective" in out  # the site shows classes and channels only
     page = (tmp_path / "site/mycnn/classes/0001.html").read_text(encoding="utf-8")  # the model's folder
-    assert "mycnn" in page
+    doc = json.loads((tmp_path / "site/mycnn/data/classes/0001.json").read_text(encoding="utf-8"))
+    assert doc["status"] == "ok" and "Not rendered yet" not in page
+    assert [r["key"] for r in doc["renders"]] == [pictures[0].key]
+    assert (tmp_path / "site" / doc["renders"][0]["images"]["detail"]).is_file()
+    assert "channel 3" in (tmp_path / "site/mycnn/layers/2/c0003.html").read_text(encoding="utf-8")
     # the same pictures again: the same entries, nothing new
     assert book.add(pictures) == keys and sorted(cache.keys()) == sorted(keys)
     other = from_module(small_cnn(classes=3), name="mycnn", input_size=32)

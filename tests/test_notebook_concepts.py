@@ -125,8 +125,12 @@ def test_one_concept_or_one_class_is_an_objective_and_bad_settings_are_refused(t
     with pytest.raises(KeyError, match="channel 1 has no dataset examples here: these are channels 0, 2"):
         layer.channel(1)
     assert "explained.examples[layer]" in found._repr_html_()
+    stored = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*") if p.is_file()}
+    lines: list[str] = []
     again = book.concepts(model, tmp_path / "images", concepts=2, patch=48, layers={"blocks.3": [0, 2]},
-                          device="cpu", report=None)  # read from the cache, not computed again
+                          device="cpu", report=lines.append)  # read from the cache, not computed again
+    assert "0 to compute, 1 in the cache" in lines[0] and not any("one pass" in line for line in lines)
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*") if p.is_file()} == stored
     assert again.examples["blocks.3"].channel(2).activations == two.activations
     # the model file `concepts` wrote names the classes its pages show: pictures under other names are refused
     renamed = atlas.visualize(model, "class:0", labels=[f"c{i}" for i in range(1000)], preset="cpu", canvas=32,

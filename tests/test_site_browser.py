@@ -53,7 +53,8 @@ def test_index_grid_from_file_and_from_a_subpath(tab):
     page.keyboard.press("t")  # the grid follows the image / attribution toggle too
     srcs = page.eval_on_selector_all("#grid img", "els => els.map(e => e.getAttribute('src'))")
     assert len(srcs) == 6 and all(s.endswith("/thumb.webp") for s in srcs)
-    assert all(i["natural"] > 0 for i in tab.images())
+    images = tab.images()
+    assert images and all(i["natural"] > 0 for i in images)
     tab.assert_clean()
 
 
@@ -123,7 +124,8 @@ def test_overlay_toggle_and_seeds(tab):
     # The chosen view follows the reader to the next page.
     tab.goto(f"{MODEL}/classes/0607.html")
     assert _visible_stage_src(tab)[0].endswith("/detail.webp")
-    assert all(i["natural"] > 0 for i in tab.images())
+    images = tab.images()
+    assert images and all(i["natural"] > 0 for i in images)
     tab.assert_clean()
 
 

@@ -206,9 +206,19 @@ def test_a_site_without_concepts_is_the_site_of_before(cache, site, tmp_path, tm
 
 
 def test_an_unrendered_bank_shows_placeholders_and_the_store_is_read_torch_free(cache):
+    import subprocess
+    import sys
+
     assert all(b.model == MODEL for b in store.banks(cache))
     gathered = gather(read_cache(cache))
     assert [c.media for c in gathered.classes[1].concepts] == [None] * CONCEPTS
+    script = ("import sys; from pathlib import Path; from atlas.site.cache_reader import read_cache; "
+              "from atlas.site.gather import gather; site = gather(read_cache(Path(sys.argv[1]))); "
+              "assert site.classes[967].concepts; "
+              "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'timm')))")
+    done = subprocess.run([sys.executable, "-c", script, str(cache)], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr
 
 
 def test_the_link_check_sees_a_missing_crop(site, tmp_path):
