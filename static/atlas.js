@@ -235,7 +235,8 @@
     if (scope === here + "layers") scope = null;
     var path = location.pathname;
     var mine = function (u) { return scope ? u.scope === scope : u.folder === here; };
-    var pool = units.filter(function (u) { return mine(u) && u.status === "ok"; });
+    // a picture, or a class's concepts or a channel's examples before it: the pages that show something
+    var pool = units.filter(function (u) { return mine(u) && (u.status === "ok" || u.concept || u.crop || u.example); });
     if (!pool.length) pool = units.filter(mine);
     var others = pool.filter(function (u) { return path.slice(-u.page.length) !== u.page; });
     if (others.length) pool = others;

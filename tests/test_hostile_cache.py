@@ -191,6 +191,30 @@ def bank_json_for(tmp_path: Path, loaded, cache: Path, index: int, vector: str) 
     return store.write_bank(cache, bank, crops)
 
 
+@pytest.mark.parametrize("odd", [".git", "x y.webp", "a#b.webp", "0123456789abcdef.png"])
+def test_a_crop_name_atlas_never_writes_skips_its_bank_or_example_set(project, odd):
+    """Plain names still: but the site makes a URL, a file under crops/ and a page's crop list of them."""
+    cache, out = project / "cache", project / "site"
+
+    def renamed(data):  # the file, its listing and every use of it renamed alike: only the name is odd
+        crops = [c for concept in data["concepts"] for c in concept["crops"]] if "concepts" in data else \
+            [c for channel in data["channels"] for c in channel["examples"]]
+        name = crops[0]["image"]
+        (folder / name).rename(folder / odd)
+        data["files"][odd] = data["files"].pop(name)
+        for crop in crops:
+            crop["image"] = odd if crop["image"] == name else crop["image"]
+
+    for path in (bank_json(cache, 967), examples_json(cache)):
+        folder = path.parent
+        rewrite(path, renamed)
+    report = build(cache, out)
+    assert len(report.problems) == 2 and all(f"crop {odd!r} is not a name `atlas concepts` writes" in p
+                                             for p in report.problems)
+    assert not (out / "crops" / odd).exists() and report.check is not None and not report.check.problems
+    assert "Concepts" not in (out / MODEL / "classes/0967.html").read_text()
+
+
 def test_a_crop_that_does_not_match_its_sha256_skips_its_bank_and_is_not_copied(project):
     cache, out = project / "cache", project / "site"
     folder = bank_json(cache, 967).parent
@@ -203,7 +227,9 @@ def test_a_crop_that_does_not_match_its_sha256_skips_its_bank_and_is_not_copied(
     assert not (out / "crops" / crop.name).exists()
     assert "Concepts" not in (out / MODEL / "classes/0967.html").read_text()
     assert report.check and not report.check.problems
-    assert "Concepts" in (out / MODEL / "classes/0001.html").read_text()  # the other bank is shown as before
+    goldfish = (out / MODEL / "classes/0001.html").read_text()
+    assert "Concepts" in goldfish  # the other bank is shown as before, without links to the one skipped
+    assert "0967.html#concept-" not in goldfish and '<p class="c-links"><b>Similar concepts</b>' not in goldfish
 
 
 def test_a_bank_of_the_old_format_reads_as_needing_a_rebuild(project):

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from atlas.cache import safe_name
 from atlas.cli import main
 from atlas.errors import AtlasError
 from atlas.site.build import build
@@ -286,6 +287,14 @@ def test_several_models_build_into_one_site_and_model_picks_some(tmp_path):
     assert report.model == MODEL
     with pytest.raises(AtlasError, match="no metadata for model 'resnet50'"):
         build(cache, tmp_path / "x", model="resnet50")
+    # two fine-tuned models whose names make one folder (their files differ): refused, not one's pages over the other's
+    for name, weights in (("lite0@ft v2", "1"), ("lite0@ft-v2", "2")):
+        other.update(name=name, weights_sha256=weights * 64)
+        (cache / "models" / f"{safe_name(name)}.json").write_text(json.dumps(other), encoding="utf-8")
+    with pytest.raises(AtlasError, match="models 'lite0@ft v2' and 'lite0@ft-v2' would share the site folder "
+                                         "'lite0-ft-v2': rename one of them"):
+        build(cache, tmp_path / "three")
+    assert not list((tmp_path / "three").rglob("*.html"))
 
 
 def test_invalid_entries_are_skipped_and_reported(tmp_path):

@@ -181,6 +181,10 @@ def test_concepts_and_examples_alone_make_a_site_before_any_picture(cache, site,
     assert sorted(channels) == [42, 101] and all(ch["status"] == "pending" for ch in channels.values())
     page = (out / MODEL / "layers" / "conv_head" / "c0042.html").read_text()
     assert "Not rendered yet" in page and page.count('alt="Example ') == EXAMPLES
+    # browsing goes from one page that shows something to the next, not through the 998 empty ones
+    goldfish = (out / MODEL / "classes" / "0001.html").read_text()
+    assert re.findall(r'href="(\d{4}\.html)"[^>]*>', goldfish)[:2] == ["0967.html", "0967.html"]
+    assert 'href="c0101.html"' in page
     manifest = json.loads((out / MODEL / "data" / "manifest.json").read_text())
     assert manifest["counts"]["classes_with_concepts"] == 2 and manifest["counts"]["classes_rendered"] == 0
     # with pictures, the views open on them
@@ -229,6 +233,16 @@ def test_the_link_check_sees_a_missing_crop(site, tmp_path):
     victim.unlink()
     problems = inspect_site(out).problems
     assert problems and all(f"{victim.name}' does not exist" in p for p in problems)
+
+
+def test_the_link_check_reads_the_stand_in_crops_the_index_names(site, tmp_path):
+    out = tmp_path / "site"
+    shutil.copytree(site, out)
+    script = out / "data" / "search-index.js"
+    text = script.read_text()
+    named = re.search(r'"concept_crop":"(crops/[0-9a-f]+\.webp)"', text)[1]
+    script.write_text(text.replace(named, "crops/0000000000000000.webp"))
+    assert any("0000000000000000.webp' does not exist" in p for p in inspect_site(out).problems)
 
 
 def test_a_class_of_two_seeds_and_ten_rendered_concepts_fits_the_page_budget(cache, tmp_path):

@@ -334,6 +334,11 @@ def test_concept_pictures_without_class_pictures_open_the_index_on_them(browser,
     assert "/crops/" in goldfish.locator("img").get_attribute("src")  # its concept's render failed
     assert goldfish.locator(".photo-mark").count() == 1 and "has no picture yet" in goldfish.get_attribute("title")
     assert all(i["natural"] > 0 for i in tab.images())
+    # its class page has no class picture, but the toggle works on its concept's picture
+    tab.goto(f"{MODEL}/classes/0967.html")
+    assert page.is_enabled("button[data-view=plain]")
+    page.click("button[data-view=plain]")
+    assert page.locator(".concept img").first.get_attribute("src").endswith("/thumb.webp")
     tab.assert_clean()
     page.context.close()
 

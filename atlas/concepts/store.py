@@ -33,6 +33,7 @@ import dataclasses
 import functools
 import hashlib
 import io
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -94,6 +95,15 @@ def encode_webp(pixels: np.ndarray, quality: int = WEBP_QUALITY) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8), "RGB").save(buffer, format="WEBP", quality=quality)
     return buffer.getvalue()
+
+
+CROP_NAME = re.compile(r"[0-9a-f]{16}\.webp")
+
+
+def is_crop_name(name: str) -> bool:
+    """Whether `name` is one `crop_name` gives: the site takes a crop's URL, its file and its place in a page's
+    crop list from it, so a cache that names a crop otherwise ("x y.png", ".git") names no crop."""
+    return CROP_NAME.fullmatch(name) is not None
 
 
 def crop_name(data: bytes) -> str:

@@ -94,6 +94,12 @@ def build(cache: Path, out: Path, *, model: str | Sequence[str] | None = None, o
     previous = claim(out)
 
     every = [read_cache(cache, name) for name in pick_models(cache, model, order)]
+    folders: dict[str, str] = {}
+    for contents in every:  # one model's pages would overwrite the other's
+        name = contents.model.name
+        if folders.setdefault(model_folder(name), name) != name:
+            raise AtlasError(f"models {folders[model_folder(name)]!r} and {name!r} would share the site folder "
+                             f"{model_folder(name)!r}: rename one of them")
     for contents in every:
         for note in contents.notes:
             say(note)
@@ -220,11 +226,15 @@ def _without(contents: CacheContents, corrupt: dict[Path, str]) -> CacheContents
     skipped = Counter(contents.skipped)
     skipped["invalid"] += len(corrupt)
     root = contents.root
+    banks = {k: b for k, b in contents.banks.items() if root is None or entry_folder(root, b) not in corrupt}
     return dataclasses.replace(
         contents,
         entries=tuple(e for e in contents.entries if e.folder not in corrupt),
         concept_entries=tuple(e for e in contents.concept_entries if e.folder not in corrupt),
-        banks={k: b for k, b in contents.banks.items() if root is None or entry_folder(root, b) not in corrupt},
+        banks=banks,
+        # no similar-concept link to, or from, a class whose bank is gone
+        similar={(index, position): tuple(s for s in near if s.class_index in banks)
+                 for (index, position), near in contents.similar.items() if index in banks},
         examples={k: x for k, x in contents.examples.items() if root is None or entry_folder(root, x) not in corrupt},
         skipped=dict(skipped),
         problems=(*contents.problems, *(f"{folder}: {why}" for folder, why in sorted(corrupt.items()))),

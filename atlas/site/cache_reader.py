@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import struct
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -188,16 +189,26 @@ def _check_objective(objective: ObjectiveInfo, info: ModelInfo) -> None:
             raise ValueError(f"channel {objective.channel} is outside layer {objective.layer}'s channels")
 
 
+def _crop_names_problem(crops: Iterable[Crop]) -> str | None:
+    odd = next((name for crop in crops for name in (crop.image, crop.thumbnail)
+                if name is not None and not concept_store.is_crop_name(name)), None)
+    return None if odd is None else f"crop {odd!r} is not a name `atlas concepts` writes"
+
+
 def _examples_problem(examples: ExampleSet, info: ModelInfo) -> str | None:
     channels = next((la.channels for la in info.layers if la.name == examples.layer), None)
     wrong = next((c.channel for c in examples.channels
                   if c.channel < 0 or (channels is not None and c.channel >= channels)), None)
-    return None if wrong is None else f"channel {wrong} is outside layer {examples.layer}'s channels"
+    if wrong is not None:
+        return f"channel {wrong} is outside layer {examples.layer}'s channels"
+    return _crop_names_problem(crop for c in examples.channels for crop in c.examples)
 
 
 def _bank_problem(bank: ConceptBank, info: ModelInfo) -> str | None:
     if not 0 <= bank.class_index < len(info.classes):
         return f"class_index {bank.class_index} is outside the model's {len(info.classes)} classes"
+    if (odd := _crop_names_problem(crop for c in bank.concepts for crop in c.crops)) is not None:
+        return odd
     return concept_store.vector_problem(bank, next((la.channels for la in info.layers if la.name == bank.layer), None))
 
 

@@ -159,6 +159,10 @@ def _walk(site: Path) -> list[tuple[str, os.DirEntry]]:
     return sorted(found, key=lambda item: item[0].split("/"))
 
 
+# every file a unit of the search index names, which its grids and search load
+INDEX_FILES = ("thumb", "thumb_overlay", "concept_thumb", "concept_thumb_overlay", "concept_crop", "example")
+
+
 def _index_links(site: Path, report: SiteReport) -> list[str]:
     path = site / SEARCH_INDEX_PATH
     prefix = f"window.{SEARCH_INDEX_GLOBAL} = "
@@ -178,7 +182,7 @@ def _index_links(site: Path, report: SiteReport) -> list[str]:
         return []
     for home, classes, layers in models:
         for unit in [*classes, *(c for layer in layers for c in layer["channels"])]:
-            links += [unit["page"]] + [unit[k] for k in ("thumb", "thumb_overlay", "concept_thumb") if unit.get(k)]
+            links += [unit["page"]] + [unit[k] for k in INDEX_FILES if unit.get(k)]
         links += [home] + [layer["page"] for layer in layers]
     return links
 

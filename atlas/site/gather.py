@@ -149,8 +149,8 @@ def gather(contents: CacheContents, *, with_png: bool = True, prefix: str = "") 
         page.renders = renders(_one_objective(by_class.get(page.index, [])), page.index, f"class-{page.number}")
         page.related = [Related(classes[i], s) for i, s in model.nearest_classes.get(page.index, ())
                         if 0 <= i < len(classes) and i != page.index][:8]
-    _chain(classes)
     _concepts(contents, classes, renders)
+    _chain(classes)
     _examples(contents, classes, layers)
     for layer in layers:
         top = model.channel_top_classes.get(layer.name, {})
@@ -265,9 +265,10 @@ def _thumbnail(contents: CacheContents, value: ExampleSet, crop: Crop) -> Source
 
 
 def _chain(pages: list) -> None:
-    """prev/next links to the nearest rendered page either way, wrapping around, so that browsing never
-    hits a dead end nor walks through the pending pages of a partial atlas (every page when none is rendered)."""
-    shown = [i for i, page in enumerate(pages) if page.status == "ok"] or list(range(len(pages)))
+    """prev/next links to the nearest page that shows something (a picture, or a class's concepts or a
+    channel's examples before it) either way, wrapping around, so that browsing never hits a dead end nor
+    walks through the empty pages of a partial atlas (every page when none shows anything)."""
+    shown = [i for i, page in enumerate(pages) if page.shows_something] or list(range(len(pages)))
     for i, page in enumerate(pages):
         after = bisect.bisect_right(shown, i)
         before = bisect.bisect_left(shown, i) - 1

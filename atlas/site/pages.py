@@ -332,6 +332,17 @@ class UnitPage(Page):
         return "failed" if self.renders else "pending"
 
     @property
+    def has_pictures(self) -> bool:
+        """A picture the image/attribution toggle applies to: the page's own, or a concept's."""
+        return self.main is not None or any(c.media is not None for c in getattr(self, "concepts", ()))
+
+    @property
+    def shows_something(self) -> bool:
+        """A picture, or what explains the unit without one (a class's concepts, a channel's dataset examples):
+        a page that browsing stops at."""
+        return self.status == "ok" or bool(getattr(self, "concepts", None) or getattr(self, "examples", None))
+
+    @property
     def label(self) -> str:
         raise NotImplementedError
 
