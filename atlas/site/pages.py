@@ -333,14 +333,18 @@ class UnitPage(Page):
 
     @property
     def has_pictures(self) -> bool:
-        """A picture the image/attribution toggle applies to: the page's own, or a concept's."""
-        return self.main is not None or any(c.media is not None for c in getattr(self, "concepts", ()))
+        """A picture on the page that the image/attribution toggle applies to."""
+        return self.main is not None
+
+    @property
+    def explained(self) -> bool:
+        """What explains the unit without its picture: a class's concepts, a channel's dataset examples."""
+        return False
 
     @property
     def shows_something(self) -> bool:
-        """A picture, or what explains the unit without one (a class's concepts, a channel's dataset examples):
-        a page that browsing stops at."""
-        return self.status == "ok" or bool(getattr(self, "concepts", None) or getattr(self, "examples", None))
+        """A picture, or what explains the unit before it: a page that browsing stops at."""
+        return self.status == "ok" or self.explained
 
     @property
     def label(self) -> str:
@@ -381,6 +385,15 @@ class ClassPage(OfClass, UnitPage):
     @property
     def label(self) -> str:
         return f"{self.number} {self.name}"
+
+    @property
+    def explained(self) -> bool:
+        return bool(self.concepts)
+
+    @property
+    def has_pictures(self) -> bool:
+        """Its own picture, or a concept's."""
+        return self.main is not None or any(c.media is not None for c in self.concepts)
 
     @property
     def objective_text(self) -> str:
@@ -444,6 +457,10 @@ class ChannelPage(UnitPage):
     def number(self) -> str:
         """What the reader sees it called where its layer is known: "channel 101" (its files are c0101.*)."""
         return f"channel {self.channel}"
+
+    @property
+    def explained(self) -> bool:
+        return bool(self.examples)
 
     @property
     def stem(self) -> str:
