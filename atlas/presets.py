@@ -153,7 +153,8 @@ PRESETS: dict[str, Preset] = {
     # crops is 5x the budget where those rates level off, for finer detail, at half of 256 steps.
     # One whole view a step besides (17 views for 16): on the tuning list it made Lite0 call all 25
     # pictures by their class (24 without) and Lite2 read 24 whole pictures as the class (23), with
-    # the crops' rates unchanged, for 1.06-1.10x the time.
+    # the crops' rates unchanged, for 1.06-1.10x the time; on 59 held-out classes Lite0 calls all its
+    # pictures by their class (90% without), the crops' rates within 2 points.
     "atlas": Preset("atlas", canvas=512, steps=128, crops=16, crop_min=0.25, crop_max=0.6, noise=0.05,
                     whole_views=1),
     # The quick 2-core CPU budget (`make atlas ARGS="--preset cpu"`), chosen by the settings searches of
