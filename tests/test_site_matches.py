@@ -54,7 +54,7 @@ def test_a_channel_page_shows_the_same_unit_in_another_model(cache, tmp_path, ca
     page = (out / MODEL / "layers" / "conv_head" / "c0042.html").read_text(encoding="utf-8")
     assert "The same unit in other models" in page
     assert "resnet50" in page and "layer4 · channel 17" in page and "r = 0.81" in page
-    assert "not in this atlas" in page  # resnet50 has no pages here: no link
+    assert "resnet50 · layer4 channel" in page and "has no page in this atlas" in page  # no link
     unmatched = (out / MODEL / "layers" / "conv_head" / "c0101.html").read_text(encoding="utf-8")
     assert "The same unit in other models" not in unmatched
     hostile = file_path(cache, "matches", "ab" + "0" * 62)
@@ -74,7 +74,7 @@ def test_a_match_links_to_the_other_models_channel_page_where_the_site_has_it(ca
         [("resnet50", "layer4", 17, target)]
     path = _channel(site, "conv_head", 42).path
     html = render_site(site, only={path})[path].decode()
-    assert '<a class="tile ok" href="../blocks.5/c0017.html"' in html and "not in this atlas" not in html
+    assert '<a class="tile ok" href="../blocks.5/c0017.html"' in html and "no page in this atlas" not in html
     tile = html[html.index('<a class="tile ok" href="../blocks.5/c0017.html"'):]
     tile = tile[:tile.index("</a>")]
     # the linked page's picture, decorative beside the caption that names it
