@@ -21,7 +21,7 @@ import datetime
 import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -94,8 +94,8 @@ def visualize(
     settings = _settings(preset, preset_overrides, spectrum=spectrum, param=param, bf16=bf16,
                          channels_last=channels_last)
     loaded = _loaded(model, device, name=name, mean=mean, std=std, input_size=input_size)
-    loaded = _named(loaded, labels if labels is not None else _concepts_names(objectives, loaded))
-    banks = {bank.class_index: bank for _, bank in targets if bank is not None}
+    loaded = _named(loaded, labels if labels is not None else _concepts_names(targets, loaded))
+    banks = {t.bank.class_index: t.bank for t in targets if t.bank is not None}
     mine = (loaded.name, loaded.weights_sha256)
     other = next((b for b in banks.values() if (b.model, b.weights_sha256) != mine), None)
     if other is not None:  # a direction in another model's layer: its picture would show nothing of it
@@ -104,8 +104,8 @@ def visualize(
                          "that made them")
     device = resolve_device(device)
     jobs = [Job(o, i, job_seed(o.id, i), concept_of=None if bank is None else bank.class_index)
-            for o, bank in targets for i in range(seeds)]
-    _check_targets(loaded, [o for o, _ in targets])
+            for o, bank, _ in targets for i in range(seeds)]
+    _check_targets(loaded, [t.objective for t in targets])
     plan = Plan(loaded, settings, [PlannedJob(job, job_key(settings, loaded, job.objective, job.seed), None)
                                    for job in jobs], len(jobs), banks=banks)
     names = tuple(c.name for c in loaded.classes)
@@ -116,18 +116,24 @@ def visualize(
     return pictures
 
 
-def _targets(objectives: Any) -> list[tuple[Objective, ConceptBank | None]]:
+class _Target(NamedTuple):
+    objective: Objective
+    bank: ConceptBank | None = None  # the concept bank it comes from, for a concept of `Atlas.concepts`
+    classes: tuple[str, ...] = ()  # the head's class names as `Atlas.concepts` named them
+
+
+def _targets(objectives: Any) -> list[_Target]:
     """Each objective, with the concept bank it comes from when it is a concept of `Atlas.concepts` (its
     picture is then a concept picture of that class, as `atlas render` makes it)."""
     if isinstance(objectives, ExplainedConcept):
-        return [(objectives.objective, objectives.bank)]
+        return [_Target(objectives.objective, objectives.bank, objectives.classes)]
     if isinstance(objectives, ClassConcepts):
-        return [(c.objective, c.bank) for c in objectives.concepts]
+        return [_Target(c.objective, c.bank, c.classes) for c in objectives.concepts]
     if isinstance(objectives, (str, Objective)):
-        return [(parse_objective(objectives), None)]
+        return [_Target(parse_objective(objectives))]
     if isinstance(objectives, Iterable):
         return [target for o in objectives for target in
-                (_targets(o) if isinstance(o, (ExplainedConcept, ClassConcepts)) else [(parse_objective(o), None)])]
+                (_targets(o) if isinstance(o, (ExplainedConcept, ClassConcepts)) else [_Target(parse_objective(o))])]
     # A bare number reads as a class index as easily as a seed count or a channel, so it is not guessed at.
     number = isinstance(objectives, int) and not isinstance(objectives, bool)
     hint = f" (for class {objectives}: \"class:{objectives}\")" if number else ""
@@ -135,16 +141,13 @@ def _targets(objectives: Any) -> list[tuple[Objective, ConceptBank | None]]:
                      f"or a list of them, not {type(objectives).__name__} {objectives!r}{hint}")
 
 
-def _concepts_names(objectives: Any, loaded: LoadedModel) -> tuple[str, ...] | None:
-    """The class names `Atlas.concepts` gave a head without names of its own (its image folders'), taken
-    from the concepts among `objectives`: their pictures are captioned, and stored, under the names their
-    class pages already show. None when the head has names or no concept brings any."""
+def _concepts_names(targets: Sequence[_Target], loaded: LoadedModel) -> tuple[str, ...] | None:
+    """The class names `Atlas.concepts` gave a head without names of its own (its image folders'), from the
+    concepts among `targets`: their pictures are captioned, and stored, under the names their class pages
+    already show. None when the head has names or no concept brings any."""
     if not loaded.num_classes or loaded.classes != numbered(loaded.num_classes):
         return None
-    found = [objectives] if isinstance(objectives, (ExplainedConcept, ClassConcepts)) else \
-        [o for o in objectives if isinstance(o, (ExplainedConcept, ClassConcepts))] \
-        if isinstance(objectives, Iterable) and not isinstance(objectives, str) else []
-    return next((o.classes for o in found if len(o.classes) == loaded.num_classes), None)
+    return next((t.classes for t in targets if len(t.classes) == loaded.num_classes), None)
 
 
 def _class_spec(classes: str | int | Iterable[str | int]) -> str:
@@ -373,13 +376,12 @@ class Atlas:
         summary = run_concepts(loaded, request, report=report or (lambda _line: None))
         if (problem := summary.nothing_read(folder)) is not None:
             raise AtlasError(problem)
-        names = {c.index: c.name for c in loaded.classes}
-        table = tuple(c.name for c in loaded.classes)
+        names = tuple(c.name for c in loaded.classes)
         explained = []
-        for index, key in sorted(summary.banks.items()):
+        for _, key in sorted(summary.banks.items()):
             bank = read_bank(self.cache.root, key)
             if bank is not None:
-                explained.append(ClassConcepts(self.cache.root, bank, names.get(index, f"class {index}"), table))
+                explained.append(ClassConcepts(self.cache.root, bank, names))
         examples = {}
         for layer, key in summary.examples.items():
             found = read_examples(self.cache.root, key)

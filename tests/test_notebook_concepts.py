@@ -182,7 +182,8 @@ def test_a_plain_torch_classifier_is_explained_at_the_map_its_head_pools(tmp_pat
         assert sum(x.importance for x in c.concepts) + c.rest == pytest.approx(c.logit, abs=1e-4)
         assert len(c.bank.concepts[0].aligned) == 2  # the classes its head's weights point it to
     # its concepts' pictures (and a class picture beside them) take the folder names the concepts gave its head
-    pictures = atlas.visualize(net, [explained[0], "class:1"], input_size=32, name="mycnn", preset="cpu",
+    objectives = (o for o in [explained[0], "class:1"])  # read once, as any iterable may be
+    pictures = atlas.visualize(net, objectives, input_size=32, name="mycnn", preset="cpu",
                                canvas=32, steps=2, crops=1, device="cpu", scores=False)
     assert [p.record.objective.class_index for p in pictures] == [0, 0, 1]
     assert pictures[2].class_names == ("cats", "cups")

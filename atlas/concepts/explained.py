@@ -37,6 +37,10 @@ def _crop_bytes(cache: Path, value: ConceptBank | ExampleSet, crop: Crop) -> byt
     return verified_crop(crop_path(cache, value, crop), info.sha256 if info else None)
 
 
+def _class_name(classes: Sequence[str], index: int) -> str:
+    return classes[index] if 0 <= index < len(classes) else f"class {index}"
+
+
 def _inline(data: bytes, alt: str) -> str:
     return (f'<img src="data:image/webp;base64,{base64.b64encode(data).decode()}" width="64" height="64" '
             f'alt="{html.escape(alt)}" style="margin-right:2px">')
@@ -98,12 +102,15 @@ class ClassConcepts:
 
     cache: Path = field(repr=False)
     bank: ConceptBank = field(repr=False)
-    name: str
     classes: tuple[str, ...] = field(default=(), repr=False)  # the head's class names as the concepts named them
 
     @property
     def index(self) -> int:
         return self.bank.class_index
+
+    @property
+    def name(self) -> str:
+        return _class_name(self.classes, self.index)
 
     @property
     def layer(self) -> str:
@@ -155,12 +162,12 @@ SHOWN_CHANNELS = 10  # likewise a layer's hundreds of channels
 @dataclass(frozen=True)
 class ExplainedChannel:
     """One channel's dataset examples: the image regions of the folder that activate it most, highest
-    first, one a source image. `class_names` names the source classes (the model's names)."""
+    first, one a source image. `class_names` names the source classes (the head's class names)."""
 
     cache: Path = field(repr=False)
     examples: ExampleSet = field(repr=False)
     position: int  # in the example set, 0 first
-    class_names: dict[int, str] = field(repr=False, default_factory=dict)
+    class_names: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def _channel(self) -> ChannelExamples:
@@ -197,9 +204,6 @@ class ExplainedChannel:
     def _crop_bytes(self, i: int) -> bytes:
         return _crop_bytes(self.cache, self.examples, self._channel.examples[i])
 
-    def _class_name(self, index: int) -> str:
-        return self.class_names.get(index, f"class {index}")
-
     def __len__(self) -> int:
         return len(self._channel.examples)
 
@@ -210,10 +214,10 @@ class ExplainedChannel:
         cells = []
         shown = self._channel.examples[:SHOWN_EXAMPLES]
         for i, (crop, source) in enumerate(zip(shown, self.classes[: len(shown)], strict=True)):
-            name = html.escape(self._class_name(source))
+            name = _class_name(self.class_names, source)
             cells.append(f'<td style="text-align:center;font-size:smaller">'
-                         f"{_inline(self._crop_bytes(i), f'example {i + 1}: {self._class_name(source)}')}"
-                         f"<br>{crop.value:.2f}<br>{name}</td>")
+                         f"{_inline(self._crop_bytes(i), f'example {i + 1}: {name}')}"
+                         f"<br>{crop.value:.2f}<br>{html.escape(name)}</td>")
         first = f"; the first {len(shown)} here, <code>crops</code> has all" if len(shown) < len(self) else ""
         head = (f"<b><code>{html.escape(self.layer)}</code> channel {self.channel}</b>: the {len(self)} image "
                 f"regions that activate it most, one an image, of {self.examples.images} images{first} (below "
